@@ -1,0 +1,37 @@
+"""The interface shared by the instance-mask stages (SAM and the built-in watershed).
+
+Both turn the U-Net's particle probability map into individual particles, so the
+post-processing and the picker never need to know which stage ran.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+
+@dataclass
+class InstanceMask:
+    """One candidate particle in working-resolution pixels.
+
+    ``bbox`` is (x, y, width, height) with x = first column, y = first row, sizes in pixels
+    (SAM's XYWH convention). ``score`` is SAM's predicted IoU, or the built-in stage's own
+    confidence in [0, 1].
+    """
+
+    bbox: tuple[float, float, float, float]
+    score: float
+    area: int
+    centroid: tuple[float, float] | None = None  # (x, y) in working pixels, if known
+
+
+class InstanceMaskGenerator(Protocol):
+    """Anything that splits a probability map into particle instances."""
+
+    name: str
+
+    def generate(self, probability: np.ndarray) -> list[InstanceMask]:
+        """``probability`` is float32 in [0, 1], shape (H, W) at working resolution."""
+        ...

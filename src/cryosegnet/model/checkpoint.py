@@ -1,0 +1,78 @@
+"""Self-describing checkpoints: weights plus the architecture and preprocessing they need.
+
+A checkpoint is a plain dict saved with ``torch.save`` and loaded with ``weights_only=True``
+(no pickled code runs), so a user can inspect or share it safely.
+"""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cryosegnet.io.atomic import atomic_path
+from cryosegnet.io.errors import CheckpointError
+from cryosegnet.model.unet import AttentionUNet, UNetConfig
+from cryosegnet.preprocessing.denoise import DenoiseSettings
+
+FORMAT = "cryosegnet-unet"
+FORMAT_VERSION = 1
+DEFAULT_MODEL_NAME = "default.pt"
+
+
+def default_model_path() -> Path:
+    """The U-Net shipped inside the package (used when no ``--model`` is given)."""
+    return Path(str(resources.files("cryosegnet") / "weights" / DEFAULT_MODEL_NAME))
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    model: AttentionUNet,
+    denoise: DenoiseSettings,
+    metadata: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """Write atomically; ``metadata`` is a free-form record (training data, recipe, metrics)."""
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "architecture": model.config.to_dict(),
+        "denoise": denoise.to_dict(),
+        "metadata": metadata or {},
+        "state_dict": state,
+    }
+    if extra:
+        payload.update(extra)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Load and validate the checkpoint dict; one-line :class:`CheckpointError` on failure."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(path, "U-Net checkpoint not found")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(path, "not a readable PyTorch checkpoint (corrupt or another file type)") from exc
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(path, "not a cryosegnet U-Net checkpoint (no architecture record)")
+    return payload
+
+
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[AttentionUNet, DenoiseSettings, dict]:
+    """Rebuild the U-Net a checkpoint describes; returns (model in eval mode, denoise, payload)."""
+    payload = read_checkpoint(path)
+    config = UNetConfig.from_dict(payload["architecture"])
+    model = AttentionUNet(config)
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except RuntimeError as exc:
+        raise CheckpointError(path, "weights do not match the architecture the checkpoint declares") from exc
+    model.to(device).eval()
+    return model, DenoiseSettings.from_dict(payload.get("denoise", {})), payload
