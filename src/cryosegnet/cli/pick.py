@@ -1,0 +1,105 @@
+"""``cryosegnet pick``: micrographs in, RELION/CryoSPARC coordinate files out."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from cryosegnet.io.errors import CryoSegNetError
+from cryosegnet.io.micrographs import find_micrographs
+from cryosegnet.picking.batch import COMBINED_STAR, INDEX_STAR, OUTPUT_FORMATS, pick_batch
+from cryosegnet.picking.picker import Picker
+
+log = logging.getLogger("cryosegnet")
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "pick",
+        help="pick particles in micrographs",
+        description="Pick particles and write one RELION coordinate STAR per micrograph, "
+        f"a RELION coordinate list ({INDEX_STAR}) and one combined STAR ({COMBINED_STAR}) "
+        "for CryoSPARC.",
+    )
+    p.add_argument("inputs", nargs="+", help="micrograph files, folders or globs (MRC, TIFF, PNG, JPG)")
+    p.add_argument("-o", "--output", required=True, help="output folder")
+    p.add_argument("-m", "--model", help="U-Net checkpoint (default: the model shipped with cryosegnet)")
+    p.add_argument("-t", "--threshold", type=float, default=None,
+                   help="minimum figure of merit to keep a pick (default: 0.94 for SAM's "
+                   "predicted IoU, 0.5 for the built-in stage); use 0 to keep every candidate "
+                   "and re-threshold later on _rlnAutopickFigureOfMerit")
+    p.add_argument("-d", "--diameter", type=float, default=None,
+                   help="particle diameter in micrograph pixels (default: estimated per micrograph)")
+    p.add_argument("--stage", choices=("auto", "sam", "builtin"), default="auto",
+                   help="instance-mask stage: SAM when a checkpoint is found (auto), or the "
+                   "built-in watershed that needs no download")
+    p.add_argument("--sam-checkpoint", help="SAM weights (.pth); default: $CRYOSEGNET_SAM_CHECKPOINT "
+                   "or ~/.cache/cryosegnet/sam/")
+    p.add_argument("--sam-model-type", choices=("vit_h", "vit_l", "vit_b"), default="vit_h")
+    p.add_argument("--points-per-side", type=int, default=32, help="SAM grid density")
+    p.add_argument("--pred-iou-thresh", type=float, default=0.88, help="SAM mask filter")
+    p.add_argument("--stability-score-thresh", type=float, default=0.95, help="SAM mask filter")
+    p.add_argument("--box-nms-thresh", type=float, default=0.7, help="SAM box NMS IoU")
+    p.add_argument("--mask-threshold", type=float, default=0.5,
+                   help="built-in stage: probability above which a pixel belongs to a particle")
+    p.add_argument("--denoise-order", choices=("fast", "paper"), default=None,
+                   help="fast: shrink, then filter (default); paper: filter at full resolution")
+    p.add_argument("--format", default="star",
+                   help=f"comma-separated extra outputs from {','.join(OUTPUT_FORMATS)} (STAR always)")
+    p.add_argument("--box-size", type=float, default=None, help="box size for .box output (default: diameter)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1 ...")
+    p.add_argument("-b", "--batch-size", type=int, default=1, help="micrographs per U-Net batch")
+    p.add_argument("-j", "--workers", type=int, default=1, help="threads reading and denoising ahead")
+    p.add_argument("--overwrite", action="store_true", help="re-pick micrographs that already have output")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--debug", action="store_true", help="full tracebacks on errors")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    formats = tuple(f.strip().lower() for f in args.format.split(",") if f.strip())
+    unknown = sorted(set(formats) - set(OUTPUT_FORMATS))
+    if unknown:
+        raise CryoSegNetError(f"--format: unknown output format(s) {', '.join(unknown)}")
+    micrographs = find_micrographs(args.inputs)
+    if not micrographs:
+        raise CryoSegNetError(f"{' '.join(args.inputs)}: no micrographs found")
+    picker = Picker(
+        model=args.model,
+        device=args.device,
+        stage=args.stage,
+        sam_checkpoint=args.sam_checkpoint,
+        sam_model_type=args.sam_model_type,
+        sam_options={
+            "points_per_side": args.points_per_side,
+            "pred_iou_thresh": args.pred_iou_thresh,
+            "stability_score_thresh": args.stability_score_thresh,
+            "box_nms_thresh": args.box_nms_thresh,
+        },
+        threshold=args.threshold,
+        diameter=args.diameter,
+        denoise_order=args.denoise_order,
+        mask_threshold=args.mask_threshold,
+    )
+    stage = "SAM (" + args.sam_model_type + ")" if picker.stage == "sam" else "built-in watershed"
+    log.info(
+        "cryosegnet pick: %d micrograph(s), model %s, instance stage: %s, device %s, threshold %.3g",
+        len(micrographs), picker.model_path.name, stage, picker.device, picker.threshold,
+    )
+    summary = pick_batch(
+        picker,
+        micrographs,
+        args.output,
+        formats=formats,
+        overwrite=args.overwrite,
+        batch_size=max(1, args.batch_size),
+        box_size=args.box_size,
+        workers=max(1, args.workers),
+        progress=not args.no_progress and sys.stderr.isatty(),
+        debug=args.debug,
+    )
+    print(summary.text(), file=sys.stderr)
+    if summary.interrupted:
+        return 130
+    return 1 if summary.failures else 0
