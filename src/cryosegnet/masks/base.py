@@ -16,8 +16,9 @@ import numpy as np
 class InstanceMask:
     """One candidate particle in working-resolution pixels.
 
-    ``bbox`` is (x, y, width, height) with x = first column, y = first row, sizes in pixels
-    (SAM's XYWH convention). ``score`` is SAM's predicted IoU, or the built-in stage's own
+    ``bbox`` is (x, y, width, height) with x = first column, y = first row and width/height
+    counting pixels, so the box centre is x + (width - 1) / 2. (SAM reports x_max - x_min as the
+    width; its converter adds one.) ``score`` is SAM's predicted IoU, or the built-in stage's own
     confidence in [0, 1].
     """
 
