@@ -1,0 +1,116 @@
+"""The pick pipeline end to end: denoise -> U-Net -> instance stage -> Algorithm 1 -> files."""
+
+from __future__ import annotations
+
+import mrcfile
+import numpy as np
+import starfile
+import torch
+
+from cryosegnet.cli.main import main
+from cryosegnet.io.coordinates import read_coordinates
+from cryosegnet.picking.picker import Picker
+
+CENTRES = [(60, 60), (150, 130), (220, 200), (80, 200)]  # (row, col) of the blobs in blob_image
+
+
+class DarkIsParticle(torch.nn.Module):
+    """A stand-in U-Net that calls dark pixels particles, so picks have a known answer."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (0.42 - x) * 60.0
+
+
+def test_picker_finds_known_blobs_in_original_pixels(tiny_model, blob_image):
+    picker = Picker(model=tiny_model, device="cpu", stage="builtin", threshold=0.0)
+    picker.unet = DarkIsParticle()
+    result = picker.pick_detailed(blob_image)
+    assert result.stage == "builtin"
+    assert result.original_shape == blob_image.shape
+    picks = result.picks
+    assert list(picks.columns[:4]) == ["x", "y", "score", "diameter"]
+    for row, col in CENTRES:
+        distance = np.hypot(picks["x"] - col, picks["y"] - row).min()
+        assert distance < 4, (row, col, distance)
+    assert (picks["score"].between(0, 1)).all()
+    assert np.isfinite(result.diameter)
+
+
+def test_pick_is_deterministic(tiny_model, blob_image):
+    picker = Picker(model=tiny_model, device="cpu", stage="builtin", threshold=0.0)
+    first = picker.pick(blob_image)
+    second = picker.pick(blob_image.copy())
+    assert first.equals(second)
+
+
+def _write_mrc(path, image):
+    with mrcfile.new(path, overwrite=True) as mrc:
+        mrc.set_data(image.astype(np.float32))
+        mrc.voxel_size = 2.0
+
+
+def test_cli_pick_writes_relion_and_cryosparc_files(tmp_path, tiny_model, blob_image, capsys):
+    mics = tmp_path / "mics"
+    mics.mkdir()
+    for name in ["a", "b b", "c_é"]:
+        _write_mrc(mics / f"{name}.mrc", blob_image)
+    out = tmp_path / "picks"
+    code = main(["pick", str(mics), "-o", str(out), "--model", str(tiny_model), "--threshold", "0",
+                 "--stage", "builtin", "--format", "star,csv,box", "--device", "cpu"])
+    assert code == 0
+    for name in ["a", "b b", "c_é"]:
+        star = starfile.read(out / f"{name}.star")
+        assert {"rlnCoordinateX", "rlnCoordinateY", "rlnAutopickFigureOfMerit"} <= set(star.columns)
+        assert (out / f"{name}.csv").exists() and (out / f"{name}.box").exists()
+    index = starfile.read(out / "autopick.star", always_dict=True)["coordinate_files"]
+    assert len(index) == 3
+    assert all(str(out) in c for c in index["rlnMicrographCoordinates"])
+    combined = read_coordinates(out / "particles.star")
+    per_file = sum(len(read_coordinates(out / f"{n}.star")) for n in ["a", "b b", "c_é"])
+    assert len(combined) == per_file
+    summary = capsys.readouterr().err
+    assert "micrographs picked: 3" in summary
+
+    # A second run skips finished micrographs; --overwrite redoes them.
+    assert main(["pick", str(mics), "-o", str(out), "--model", str(tiny_model), "--device", "cpu"]) == 0
+    assert "skipped, already done: 3" in capsys.readouterr().err
+
+
+def test_cli_pick_reports_bad_micrograph_and_continues(tmp_path, tiny_model, blob_image, capsys):
+    mics = tmp_path / "mics"
+    mics.mkdir()
+    _write_mrc(mics / "good.mrc", blob_image)
+    (mics / "broken.mrc").write_bytes(b"not an mrc at all" * 10)
+    out = tmp_path / "picks"
+    code = main(["pick", str(mics), "-o", str(out), "--model", str(tiny_model), "--device", "cpu"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "broken.mrc" in err and "FAILED: 1" in err
+    assert "Traceback" not in err
+    assert (out / "good.star").exists() and not (out / "broken.star").exists()
+
+
+def test_cli_pick_without_inputs_is_one_line_error(tmp_path, tiny_model, capsys):
+    code = main(["pick", str(tmp_path / "*.mrc"), "-o", str(tmp_path / "o"), "--model", str(tiny_model)])
+    assert code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no micrographs found" in err[0]
+
+
+def test_real_micrographs_pick_without_error(shared_dir, tiny_model, tmp_path):
+    mic = shared_dir / "data/real/ucsf-contamination/micrograph.mrc"
+    code = main(["pick", str(mic), "-o", str(tmp_path), "--model", str(tiny_model), "--device", "cpu"])
+    assert code == 0
+    assert (tmp_path / "micrograph.star").exists()
+
+
+def test_sam_stage_requested_without_checkpoint_is_clear(
+    tmp_path, tiny_model, blob_image, capsys, monkeypatch
+):
+    monkeypatch.delenv("CRYOSEGNET_SAM_CHECKPOINT", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    _write_mrc(tmp_path / "m.mrc", blob_image)
+    code = main(["pick", str(tmp_path / "m.mrc"), "-o", str(tmp_path / "o"), "--model",
+                 str(tiny_model), "--stage", "sam"])
+    assert code == 1
+    assert "SAM checkpoint not found" in capsys.readouterr().err
