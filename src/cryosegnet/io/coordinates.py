@@ -16,6 +16,7 @@ import starfile
 
 from cryosegnet.io.atomic import atomic_path, atomic_write
 from cryosegnet.io.errors import CoordinateFileError
+from cryosegnet.io.micrographs import MICROGRAPH_SUFFIXES
 
 PICK_COLUMNS = ["x", "y", "score", "diameter"]
 COORDINATE_SUFFIXES = (".star", ".csv", ".box", ".txt", ".tsv", ".cbox")
@@ -148,7 +149,8 @@ def read_coordinates(path: str | os.PathLike, diameter: float | None = None) -> 
     except CoordinateFileError:
         raise
     except Exception as exc:
-        raise CoordinateFileError(path, f"cannot parse ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from exc
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CoordinateFileError(path, f"cannot parse ({reason})") from exc
     if diameter is not None:
         picks["diameter"] = picks["diameter"].fillna(diameter)
     return picks
@@ -184,26 +186,46 @@ def _read_star(path: Path) -> pd.DataFrame:
     )
     mic_col = _column(table, "rlnMicrographName")
     if mic_col is not None:
-        picks["micrograph"] = table[mic_col].astype(str).map(lambda n: Path(n).stem).to_numpy()
+        picks["micrograph"] = table[mic_col].astype(str).map(_micrograph_name).to_numpy()
     return picks
 
 
+def _micrograph_name(name: str) -> str:
+    """Micrograph name from a path or bare name: folders and an image extension go, other dots
+    stay (Topaz writes ``May08_03.13.02.bin`` without extension; ``Path.stem`` would cut it)."""
+    base = Path(str(name).strip()).name
+    suffix = Path(base).suffix.lower()
+    return base[: -len(suffix)] if suffix in MICROGRAPH_SUFFIXES else base
+
+
 def _read_cbox(path: Path) -> pd.DataFrame:
+    """crYOLO ``.cbox``: a STAR ``data_cryolo`` table since crYOLO 1.8, whitespace columns
+    ``x y w h confidence`` (corner coordinates, like EMAN box) before that."""
+    head = path.read_text(errors="replace")[:4096]
+    if "_CoordinateX" not in head and "data_" not in head:
+        return _read_box(path)
     blocks = starfile.read(path, always_dict=True)
     table = blocks.get("cryolo")
     if table is None:
-        table = next(b for b in blocks.values() if isinstance(b, pd.DataFrame))
+        table = next((b for b in blocks.values() if isinstance(b, pd.DataFrame)), None)
+    if table is None or len(table) == 0:
+        return empty_picks()
     xcol, ycol = _column(table, "CoordinateX"), _column(table, "CoordinateY")
     wcol, hcol = _column(table, "Width"), _column(table, "Height")
-    width = table[wcol].to_numpy(float)
-    height = table[hcol].to_numpy(float)
+    if None in (xcol, ycol, wcol, hcol):
+        raise CoordinateFileError(path, "no _CoordinateX/_CoordinateY/_Width/_Height columns")
+    width = pd.to_numeric(table[wcol], errors="coerce").to_numpy(float)
+    height = pd.to_numeric(table[hcol], errors="coerce").to_numpy(float)
     est_w = _column(table, "EstWidth")
-    diameter = table[est_w].to_numpy(float) if est_w else width
+    diameter = width
+    if est_w:
+        estimated = pd.to_numeric(table[est_w], errors="coerce").to_numpy(float)
+        diameter = np.where(np.isfinite(estimated) & (estimated > 0), estimated, width)
     score_col = _column(table, "Confidence")
     return make_picks(
-        table[xcol].to_numpy(float) + width / 2,
-        table[ycol].to_numpy(float) + height / 2,
-        table[score_col] if score_col else None,
+        pd.to_numeric(table[xcol], errors="coerce").to_numpy(float) + width / 2,
+        pd.to_numeric(table[ycol], errors="coerce").to_numpy(float) + height / 2,
+        pd.to_numeric(table[score_col], errors="coerce") if score_col else None,
         diameter,
     )
 
@@ -246,5 +268,5 @@ def _read_tsv(path: Path) -> pd.DataFrame:
     picks = make_picks(table[xcol], table[ycol], table[score_col] if score_col else None)
     name_col = _column(table, "image_name")
     if name_col is not None:
-        picks["micrograph"] = table[name_col].astype(str).map(lambda n: Path(n).stem).to_numpy()
+        picks["micrograph"] = table[name_col].astype(str).map(_micrograph_name).to_numpy()
     return picks

@@ -21,7 +21,7 @@ def disk_mask(
     x = np.asarray(x, dtype=np.float64).reshape(-1)
     y = np.asarray(y, dtype=np.float64).reshape(-1)
     diam = np.broadcast_to(np.asarray(diameter, dtype=np.float64), x.shape)
-    for cx, cy, d in zip(x, y, diam):
+    for cx, cy, d in zip(x, y, diam, strict=True):
         r = d / 2.0
         if not (np.isfinite(cx) and np.isfinite(cy) and np.isfinite(r)) or r <= 0:
             continue

@@ -1,0 +1,133 @@
+"""``cryosegnet evaluate PICKS LABELS``: score any picker's output against labelled centres."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from cryosegnet.io.errors import CryoSegNetError
+
+DESCRIPTION = """\
+Match picks to labelled particle centres one to one (greedy, most confident pick first, within
+half a particle diameter unless --radius is given) and report precision, recall and F1 at the
+picks' own threshold, the best F1 and its threshold, AUPRC, and pixel Dice (mean over
+micrographs), per micrograph and pooled.
+
+PICKS and LABELS are coordinate files or folders of them: RELION/CryoSPARC STAR, CryoPPP CSV,
+EMAN/crYOLO .box, crYOLO .cbox, Topaz .txt/.tsv. Files are paired by micrograph name
+(mic_autopick.star pairs with mic.csv); files covering several micrographs (combined STAR,
+Topaz) are split by their micrograph column."""
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="score picks against labelled particles (precision, recall, F1, AUPRC, Dice)",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("picks", nargs="+", metavar="PICKS",
+                        help="coordinate file(s), folder(s) or glob(s) with the picks")
+    parser.add_argument("labels", metavar="LABELS",
+                        help="coordinate file, folder or glob with the labelled (true) particles")
+    parser.add_argument("-o", "--output", metavar="REPORT_DIR",
+                        help="write metrics.json, per_micrograph.csv and pr_curve.png here")
+    parser.add_argument("--radius", type=float, metavar="PX",
+                       help="match distance in pixels (default: half the particle diameter)")
+    parser.add_argument("--diameter", type=float, metavar="PX",
+                        help="particle diameter in pixels, for labels that do not carry one; "
+                             "the match radius is then half of it")
+    parser.add_argument("--threshold", type=float, metavar="T",
+                        help="keep picks with score >= T for precision/recall/F1/Dice "
+                             "(default: every pick in the file)")
+    parser.add_argument("--images", nargs="+", metavar="MICROGRAPHS",
+                        help="micrographs (files, folders, globs) so Dice is clipped to the image")
+    parser.add_argument("--scale-picks", type=float, default=1.0, metavar="F",
+                        help="multiply pick coordinates by F first, for picks made on binned "
+                             "micrographs (e.g. 4 for Topaz run at 4x downsampling without "
+                             "--up-scale)")
+    parser.add_argument("--skip-missing", action="store_true",
+                        help="leave out labelled micrographs that have no picks file "
+                             "(default: count them as zero picks)")
+    parser.add_argument("--no-plot", action="store_true", help="do not draw pr_curve.png")
+    parser.set_defaults(func=run_evaluate)
+    return parser
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    """Run the evaluation; 0 on success, 1 on a user-facing error (printed as one line)."""
+    try:
+        return _run(args)
+    except (CryoSegNetError, ValueError) as exc:
+        print(f"cryosegnet evaluate: error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace) -> int:
+    from cryosegnet.evaluation.metrics import evaluate_picks
+    from cryosegnet.evaluation.pairing import load_coordinate_sets, micrograph_key
+    from cryosegnet.evaluation.report import format_table, write_report
+
+    notes: list[str] = []
+    picks = load_coordinate_sets(list(args.picks), notes=notes)
+    labels = load_coordinate_sets(args.labels, diameter=args.diameter, notes=notes)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    if args.scale_picks != 1.0:
+        if not args.scale_picks > 0:
+            raise ValueError("--scale-picks must be positive")
+        for table in picks.values():
+            table[["x", "y"]] *= args.scale_picks
+            if "diameter" in table:
+                table["diameter"] *= args.scale_picks
+    if not labels:
+        raise ValueError(f"no labelled micrographs in {args.labels}")
+    shapes = None
+    if args.images:
+        from cryosegnet.io.micrographs import find_micrographs, read_micrograph
+
+        shapes = {}
+        for path in find_micrographs(list(args.images)):
+            key = micrograph_key(path.name)
+            if key in labels:
+                shapes[key] = read_micrograph(path).shape
+        missing = sorted(set(labels) - set(shapes))
+        if missing:
+            print(f"note: no micrograph for {len(missing)} labelled micrograph(s), e.g. "
+                  f"{missing[0]}; their Dice is not clipped to the image", file=sys.stderr)
+    result = evaluate_picks(
+        picks,
+        labels,
+        radius=args.radius,
+        threshold=args.threshold,
+        diameter=args.diameter,
+        shapes=shapes,
+        missing_picks="skip" if args.skip_missing else "empty",
+    )
+    matched = set(picks) & set(labels)
+    if not matched:
+        raise ValueError(
+            "no picks file pairs with a labels file by micrograph name "
+            f"(picks: {_sample(picks)}; labels: {_sample(labels)})"
+        )
+    print(format_table(result))
+    if result.labels_without_picks:
+        how = "left out" if args.skip_missing else "counted as zero picks"
+        print(f"{len(result.labels_without_picks)} labelled micrograph(s) without picks ({how}): "
+              f"{_sample(result.labels_without_picks)}", file=sys.stderr)
+    if result.picks_without_labels:
+        print(f"{len(result.picks_without_labels)} picked micrograph(s) without labels "
+              f"(not scored): {_sample(result.picks_without_labels)}", file=sys.stderr)
+    if args.output:
+        inputs = {"picks": [str(Path(p)) for p in args.picks], "labels": str(args.labels),
+                  "images": args.images, "scale_picks": args.scale_picks}
+        paths = write_report(result, args.output, extra=inputs, plot=not args.no_plot)
+        print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def _sample(names, n: int = 3) -> str:
+    names = sorted(names)
+    text = ", ".join(names[:n])
+    return text + (f" (+{len(names) - n} more)" if len(names) > n else "")

@@ -1,0 +1,188 @@
+"""Load coordinate files or folders and pair them with micrographs by name.
+
+Tools name their outputs differently (``mic_autopick.star``, ``CBOX/mic.cbox``, one Topaz tsv
+for a whole dataset), so pairing works on a normalised micrograph name: the file stem, with a
+known picker suffix removed. ``.bin`` and other dots inside a name are part of it.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import starfile
+
+from cryosegnet.io.coordinates import COORDINATE_SUFFIXES, read_coordinates
+from cryosegnet.io.errors import CoordinateFileError
+from cryosegnet.io.micrographs import MICROGRAPH_SUFFIXES
+
+# Suffixes pickers append to the micrograph name in their output files.
+PICKER_SUFFIXES = (
+    "autopick", "manualpick", "picks", "pick", "picked", "particles", "coords", "coordinates",
+    "cryolo", "topaz", "cryosegnet", "labels", "label", "gt", "groundtruth", "ground_truth",
+)
+_SUFFIX_RE = re.compile(
+    r"[_\-.](" + "|".join(sorted(PICKER_SUFFIXES, key=len, reverse=True)) + r")$", re.I
+)
+
+
+def micrograph_key(name: str) -> str:
+    """Normalised micrograph name used for pairing (``a/mic_01_autopick.star`` -> ``mic_01``)."""
+    base = Path(str(name)).name
+    suffix = Path(base).suffix.lower()
+    if suffix in COORDINATE_SUFFIXES or suffix in MICROGRAPH_SUFFIXES:
+        base = base[: -len(suffix)]
+    previous = None
+    while previous != base:
+        previous = base
+        base = _SUFFIX_RE.sub("", base)
+    return base
+
+
+def coordinate_files(source: str | os.PathLike) -> list[Path]:
+    """A coordinate file, a folder of them (not recursive) or a glob -> sorted file list."""
+    path = Path(source)
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        files = sorted(
+            p for p in path.iterdir() if p.is_file() and p.suffix.lower() in COORDINATE_SUFFIXES
+        )
+        if not files:
+            raise CoordinateFileError(
+                path, "folder holds no coordinate files (.star .csv .box .cbox .tsv .txt)"
+            )
+        return files
+    files = sorted(Path(p) for p in glob.glob(str(source)) if Path(p).is_file())
+    if not files:
+        raise CoordinateFileError(path, "no such file or folder")
+    return files
+
+
+# When one micrograph has coordinates in several files (a picker's output folder often holds
+# STAR, CSV and box copies plus a combined STAR), per-micrograph files win over multi-micrograph
+# ones, then formats that keep the score win over those that drop it.
+_FORMAT_RANK = {".star": 0, ".cbox": 1, ".tsv": 2, ".txt": 2, ".csv": 3, ".box": 4}
+
+
+@dataclass
+class _Candidate:
+    key: str
+    table: pd.DataFrame
+    path: Path
+    multi: bool
+
+    @property
+    def rank(self) -> tuple[int, int]:
+        return int(self.multi), _FORMAT_RANK.get(self.path.suffix.lower(), 9)
+
+
+def _is_index_star(path: Path) -> bool:
+    """RELION coordinate index (``autopick.star``): micrograph -> coordinate file, no picks."""
+    if path.suffix.lower() != ".star":
+        return False
+    head = path.read_text(errors="replace")[:65536]
+    return "_rlnMicrographCoordinates" in head and "_rlnCoordinateX" not in head
+
+
+def _index_entries(path: Path) -> list[tuple[str, Path | None]]:
+    """(micrograph name, coordinate file or None if not found) for each row of an index STAR."""
+    blocks = starfile.read(path, always_dict=True)
+    entries = []
+    for block in blocks.values():
+        if not isinstance(block, pd.DataFrame) or "rlnMicrographCoordinates" not in block:
+            continue
+        for mic, coords in zip(block["rlnMicrographName"].astype(str),
+                               block["rlnMicrographCoordinates"].astype(str), strict=True):
+            # RELION paths are relative to the project folder (usually the working directory);
+            # also try the index's own folder, where a copied output folder keeps them.
+            options = [Path(coords), path.parent / coords, path.parent / Path(coords).name]
+            entries.append((mic, next((o for o in options if o.is_file()), None)))
+    return entries
+
+
+def load_coordinate_sets(
+    source: str | os.PathLike | list,
+    diameter: float | None = None,
+    notes: list[str] | None = None,
+) -> dict[str, pd.DataFrame]:
+    """Read every coordinate file of ``source`` into {micrograph key: picks table}.
+
+    A file with a micrograph column (combined STAR, Topaz tsv) is split by that column; a RELION
+    index STAR is followed to the files it lists; other files stand for the micrograph their
+    name gives. Where several files cover one micrograph, a per-micrograph file beats a
+    combined one and a scored format beats an unscored one; two equally good files for one
+    micrograph is an error, because silently choosing one would change the score. In a folder,
+    files that do not parse as coordinates are skipped; anything skipped or shadowed is
+    described in ``notes``.
+    """
+    notes = notes if notes is not None else []
+    sources = source if isinstance(source, list | tuple) else [source]
+    candidates: list[_Candidate] = []
+
+    def add_file(path: Path, key: str | None, multi: bool, lenient: bool) -> None:
+        try:
+            picks = read_coordinates(path, diameter=diameter)
+        except CoordinateFileError as exc:
+            if not lenient:
+                raise
+            notes.append(f"skipped {path}: {exc.problem}")
+            return
+        if "micrograph" in picks.columns:
+            for name, group in picks.groupby("micrograph", sort=True):
+                table = group.drop(columns="micrograph").reset_index(drop=True)
+                candidates.append(_Candidate(micrograph_key(str(name)), table, path, True))
+        else:
+            candidates.append(_Candidate(key or micrograph_key(path.name), picks, path, multi))
+
+    for item in sources:
+        folder = Path(item).is_dir()
+        for path in coordinate_files(item):
+            if _is_index_star(path):
+                for mic, coords in _index_entries(path):
+                    if coords is None:
+                        notes.append(f"{path}: coordinate file for {mic} not found")
+                    else:
+                        add_file(coords, micrograph_key(mic), True, lenient=folder)
+            else:
+                add_file(path, None, False, lenient=folder)
+
+    tables: dict[str, pd.DataFrame] = {}
+    by_key: dict[str, list[_Candidate]] = {}
+    for candidate in candidates:
+        by_key.setdefault(candidate.key, []).append(candidate)
+    shadowed: dict[Path, int] = {}
+    for key, group in by_key.items():
+        group = sorted(group, key=lambda c: c.rank)
+        best = group[0]
+        for other in group[1:]:
+            if other.rank == best.rank and other.path.resolve() != best.path.resolve():
+                raise CoordinateFileError(
+                    other.path, f"micrograph '{key}' already has coordinates from {best.path}"
+                )
+            if other.path.resolve() != best.path.resolve():
+                shadowed[other.path] = shadowed.get(other.path, 0) + 1
+        tables[key] = best.table
+    if shadowed:
+        example = next(iter(shadowed))
+        notes.append(
+            f"{len(shadowed)} coordinate file(s) repeat micrographs already read from preferred "
+            f"files (per-micrograph before combined, STAR before CSV/box) and were not used, "
+            f"e.g. {example}"
+        )
+    return tables
+
+
+def pair_micrographs(
+    image_paths: list[Path], label_sets: dict[str, pd.DataFrame]
+) -> tuple[list[tuple[Path, pd.DataFrame]], list[str], list[str]]:
+    """Match micrographs to label tables: (pairs, images without labels, labels without images)."""
+    by_key = {micrograph_key(p.name): p for p in image_paths}
+    pairs = [(by_key[k], label_sets[k]) for k in sorted(by_key) if k in label_sets]
+    images_only = sorted(str(by_key[k]) for k in by_key if k not in label_sets)
+    labels_only = sorted(k for k in label_sets if k not in by_key)
+    return pairs, images_only, labels_only

@@ -1,0 +1,273 @@
+"""Training data: denoised micrographs at the U-Net's working resolution plus particle centres.
+
+Denoising costs about a second per micrograph, far more than a training step, so every
+micrograph is denoised once and cached (``.npz`` keyed by file identity and the denoising
+settings); epochs then only crop and augment arrays in memory. Labelled micrographs and
+simulated ones end up as the same :class:`TrainingSample`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cryosegnet.io.atomic import atomic_write
+from cryosegnet.io.micrographs import read_micrograph
+from cryosegnet.preprocessing.denoise import DenoiseSettings, denoise
+from cryosegnet.training.targets import disk_mask
+
+log = logging.getLogger("cryosegnet")
+
+
+@dataclass
+class TrainingSample:
+    """One denoised micrograph (uint8, working resolution) and its particles in working pixels."""
+
+    name: str
+    image: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+    diameter: np.ndarray
+    source: str = "labelled"
+    _target: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def target(self) -> np.ndarray:
+        """Disk mask (uint8 0/1) of the particles: the paper's segmentation target."""
+        if self._target is None:
+            self._target = disk_mask(self.image.shape, self.x, self.y, self.diameter).astype(
+                np.uint8
+            )
+        return self._target
+
+    @property
+    def median_diameter(self) -> float:
+        d = self.diameter[np.isfinite(self.diameter)]
+        return float(np.median(d)) if len(d) else float("nan")
+
+    def labels(self) -> pd.DataFrame:
+        """Particles as a picks table (working pixels), for validation matching."""
+        return pd.DataFrame(
+            {"x": self.x, "y": self.y, "score": 1.0, "diameter": self.diameter}
+        )
+
+
+def _cache_key(parts: dict) -> str:
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def _cached_denoise(
+    key_parts: dict,
+    load: Callable[[], np.ndarray],
+    settings: DenoiseSettings,
+    cache_dir: Path | None,
+) -> np.ndarray:
+    """Denoised uint8 image from the cache, or computed (and cached) from ``load()``."""
+    path = None
+    if cache_dir is not None:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        path = cache_dir / f"{_cache_key({**key_parts, 'denoise': settings.to_dict()})}.npz"
+        if path.is_file():
+            try:
+                with np.load(path) as data:
+                    return data["image"]
+            except Exception:  # a damaged cache entry is rebuilt, never trusted
+                log.warning("rebuilding damaged cache entry %s", path)
+    image = denoise(load(), settings)
+    if path is not None:
+        with atomic_write(path, "wb") as handle:
+            np.savez(handle, image=image)
+    return image
+
+
+def labelled_sample(
+    image_path: str | os.PathLike,
+    labels: pd.DataFrame,
+    settings: DenoiseSettings,
+    diameter: float | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    name: str | None = None,
+) -> TrainingSample:
+    """Denoise one labelled micrograph and bring its particles to working resolution.
+
+    ``diameter`` (pixels of the micrograph as read) fills in labels without one.
+    """
+    image_path = Path(image_path)
+    stat = image_path.stat()
+    shape_holder: dict[str, tuple[int, int]] = {}
+
+    def load() -> np.ndarray:
+        data = read_micrograph(image_path).data
+        shape_holder["shape"] = data.shape
+        return data
+
+    key = {"path": str(image_path.resolve()), "size": stat.st_size, "mtime": stat.st_mtime_ns}
+    cache = Path(cache_dir) if cache_dir is not None else None
+    image = _cached_denoise(key, load, settings, cache)
+    original = shape_holder.get("shape") or _original_shape(image_path, image.shape, cache, key)
+    if cache is not None and "shape" in shape_holder:
+        _remember_shape(cache, key, original)
+    sy, sx = image.shape[0] / original[0], image.shape[1] / original[1]
+    d = labels["diameter"].to_numpy(float) if "diameter" in labels else np.full(len(labels), np.nan)
+    if diameter is not None:
+        d = np.where(np.isfinite(d) & (d > 0), d, diameter)
+    if len(d) and not np.all(np.isfinite(d) & (d > 0)):
+        raise ValueError(
+            f"{image_path}: labels carry no particle diameter; give --diameter (pixels)"
+        )
+    return TrainingSample(
+        name=name or image_path.stem,
+        image=image,
+        x=labels["x"].to_numpy(float) * sx,
+        y=labels["y"].to_numpy(float) * sy,
+        diameter=d * (sx + sy) / 2,
+        source="labelled",
+    )
+
+
+def _shape_file(cache: Path, key: dict) -> Path:
+    return cache / f"{_cache_key(key)}.shape.json"
+
+
+def _remember_shape(cache: Path, key: dict, shape: tuple[int, int]) -> None:
+    with atomic_write(_shape_file(cache, key)) as handle:
+        json.dump(list(shape), handle)
+
+
+def _original_shape(path: Path, working: tuple[int, int], cache: Path | None, key: dict):
+    """Shape of the micrograph as read; from the cache when the image itself was not loaded."""
+    if cache is not None and _shape_file(cache, key).is_file():
+        return tuple(json.loads(_shape_file(cache, key).read_text()))
+    shape = read_micrograph(path).shape
+    if cache is not None:
+        _remember_shape(cache, key, shape)
+    return shape
+
+
+def _parallel_map(fn: Callable, items: list, workers: int, desc: str, progress: bool) -> list:
+    """``[fn(*item) for item in items]``, in ``workers`` processes when > 1 (order kept).
+
+    Simulation and denoising are single-threaded NumPy/OpenCV work, so processes scale them
+    across cores; results are identical to the serial path.
+    """
+    from tqdm import tqdm
+
+    if workers <= 1 or len(items) <= 1:
+        return [fn(*item) for item in tqdm(items, desc=desc, unit="mic", disable=not progress)]
+    from concurrent.futures import ProcessPoolExecutor
+
+    n = min(workers, len(items))
+    with ProcessPoolExecutor(max_workers=n, initializer=_quiet_worker) as pool:
+        futures = [pool.submit(fn, *item) for item in items]
+        return [f.result() for f in tqdm(futures, desc=desc, unit="mic", disable=not progress)]
+
+
+def _quiet_worker() -> None:
+    import cv2
+
+    cv2.setNumThreads(1)  # one process per core; no oversubscription
+
+
+def load_labelled(
+    pairs: Iterable[tuple[Path, pd.DataFrame]],
+    settings: DenoiseSettings,
+    diameter: float | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = False,
+    workers: int = 1,
+) -> list[TrainingSample]:
+    """Denoise (or fetch from the cache) every labelled micrograph."""
+    items = [(path, labels, settings, diameter, cache_dir) for path, labels in pairs]
+    return _parallel_map(labelled_sample, items, workers, "denoising", progress)
+
+
+def simulated_sample(
+    config, settings: DenoiseSettings, seed: int, index: int, cache_dir: str | os.PathLike | None
+) -> TrainingSample:
+    """Simulated micrograph ``index`` of run ``seed``, denoised, with its pickable particles."""
+    from cryosegnet.simulation.micrograph import micrograph_seed, simulate_micrograph
+
+    cache = Path(cache_dir) if cache_dir is not None else None
+    holder: dict = {}
+    key = {"simulated": config.to_dict(), "seed": int(seed), "index": int(index), "v": 1}
+    table_path = cache / f"{_cache_key(key)}.particles.csv" if cache is not None else None
+
+    def simulate():
+        return simulate_micrograph(config, np.random.default_rng(micrograph_seed(seed, index)))
+
+    def load() -> np.ndarray:
+        holder["sim"] = simulate()
+        return holder["sim"].image
+
+    image = _cached_denoise(key, load, settings, cache)
+    if "sim" not in holder and table_path is not None and table_path.is_file():
+        with open(table_path) as handle:
+            shape = tuple(int(v) for v in handle.readline().split()[2:4])
+            picks = pd.read_csv(handle)
+    else:
+        sim = holder.get("sim") or simulate()  # the table can be lost while the image is not
+        picks, shape = sim.picks[["x", "y", "diameter"]], sim.image.shape
+        if table_path is not None:
+            with atomic_write(table_path, newline="") as handle:
+                handle.write(f"# shape {shape[0]} {shape[1]}\n")
+                picks.to_csv(handle, index=False)
+    sy, sx = image.shape[0] / shape[0], image.shape[1] / shape[1]
+    return TrainingSample(
+        name=f"sim_{seed}_{index:05d}",
+        image=image,
+        x=picks["x"].to_numpy(float) * sx,
+        y=picks["y"].to_numpy(float) * sy,
+        diameter=picks["diameter"].to_numpy(float) * (sx + sy) / 2,
+        source="simulated",
+    )
+
+
+def simulated_samples(
+    n: int,
+    config,
+    settings: DenoiseSettings,
+    seed: int = 0,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = False,
+    start: int = 0,
+    workers: int = 1,
+) -> list[TrainingSample]:
+    """Simulate micrographs ``start .. start+n-1`` of run ``seed`` and denoise them.
+
+    Micrograph i depends only on (config, seed, i), so a cached one is reused exactly and a
+    validation set drawn with another seed never overlaps the training set.
+    Only particles an expert would pick (``pickable``) become targets, so the network learns to
+    leave aggregates, carbon and contamination alone.
+    """
+    items = [(config, settings, seed, i, cache_dir) for i in range(start, start + n)]
+    return _parallel_map(simulated_sample, items, workers, "simulating", progress)
+
+
+def split_samples(
+    samples: list[TrainingSample], val_fraction: float, seed: int = 0
+) -> tuple[list[TrainingSample], list[TrainingSample]]:
+    """Hold out whole micrographs for validation, separately per source (labelled/simulated).
+
+    Any source with at least two micrographs gives at least one to validation when
+    ``val_fraction`` > 0, and always keeps at least one for training.
+    """
+    rng = np.random.default_rng(seed)
+    train, val = [], []
+    for source in sorted({s.source for s in samples}):
+        group = [s for s in samples if s.source == source]
+        n_val = 0
+        if val_fraction > 0 and len(group) >= 2:
+            n_val = min(max(1, round(len(group) * val_fraction)), len(group) - 1)
+        order = rng.permutation(len(group))
+        val += [group[k] for k in sorted(order[:n_val])]
+        train += [group[k] for k in sorted(order[n_val:])]
+    return train, val
