@@ -30,7 +30,9 @@ def test_coordinate_star_has_relion_fields_and_round_trips(tmp_path):
 
 def test_index_star_is_a_relion_coordinate_list(tmp_path):
     path = tmp_path / "autopick.star"
-    write_index_star(path, [("Micrographs/a.mrc", "picks/a.star"), ("Micrographs/b.mrc", "picks/b.star")])
+    write_index_star(
+        path, [("Micrographs/a.mrc", "picks/a.star"), ("Micrographs/b.mrc", "picks/b.star")]
+    )
     blocks = starfile.read(path, always_dict=True)
     table = blocks["coordinate_files"]
     assert list(table.columns) == ["rlnMicrographName", "rlnMicrographCoordinates"]

@@ -55,8 +55,24 @@ def test_cli_pick_writes_relion_and_cryosparc_files(tmp_path, tiny_model, blob_i
     for name in ["a", "b b", "c_é"]:
         _write_mrc(mics / f"{name}.mrc", blob_image)
     out = tmp_path / "picks"
-    code = main(["pick", str(mics), "-o", str(out), "--model", str(tiny_model), "--threshold", "0",
-                 "--stage", "builtin", "--format", "star,csv,box", "--device", "cpu"])
+    code = main(
+        [
+            "pick",
+            str(mics),
+            "-o",
+            str(out),
+            "--model",
+            str(tiny_model),
+            "--threshold",
+            "0",
+            "--stage",
+            "builtin",
+            "--format",
+            "star,csv,box",
+            "--device",
+            "cpu",
+        ]
+    )
     assert code == 0
     for name in ["a", "b b", "c_é"]:
         star = starfile.read(out / f"{name}.star")
@@ -72,7 +88,10 @@ def test_cli_pick_writes_relion_and_cryosparc_files(tmp_path, tiny_model, blob_i
     assert "micrographs picked: 3" in summary
 
     # A second run skips finished micrographs; --overwrite redoes them.
-    assert main(["pick", str(mics), "-o", str(out), "--model", str(tiny_model), "--device", "cpu"]) == 0
+    assert (
+        main(["pick", str(mics), "-o", str(out), "--model", str(tiny_model), "--device", "cpu"])
+        == 0
+    )
     assert "skipped, already done: 3" in capsys.readouterr().err
 
 
@@ -91,7 +110,9 @@ def test_cli_pick_reports_bad_micrograph_and_continues(tmp_path, tiny_model, blo
 
 
 def test_cli_pick_without_inputs_is_one_line_error(tmp_path, tiny_model, capsys):
-    code = main(["pick", str(tmp_path / "*.mrc"), "-o", str(tmp_path / "o"), "--model", str(tiny_model)])
+    code = main(
+        ["pick", str(tmp_path / "*.mrc"), "-o", str(tmp_path / "o"), "--model", str(tiny_model)]
+    )
     assert code == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no micrographs found" in err[0]
@@ -99,7 +120,9 @@ def test_cli_pick_without_inputs_is_one_line_error(tmp_path, tiny_model, capsys)
 
 def test_real_micrographs_pick_without_error(shared_dir, tiny_model, tmp_path):
     mic = shared_dir / "data/real/ucsf-contamination/micrograph.mrc"
-    code = main(["pick", str(mic), "-o", str(tmp_path), "--model", str(tiny_model), "--device", "cpu"])
+    code = main(
+        ["pick", str(mic), "-o", str(tmp_path), "--model", str(tiny_model), "--device", "cpu"]
+    )
     assert code == 0
     assert (tmp_path / "micrograph.star").exists()
 
@@ -110,7 +133,17 @@ def test_sam_stage_requested_without_checkpoint_is_clear(
     monkeypatch.delenv("CRYOSEGNET_SAM_CHECKPOINT", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     _write_mrc(tmp_path / "m.mrc", blob_image)
-    code = main(["pick", str(tmp_path / "m.mrc"), "-o", str(tmp_path / "o"), "--model",
-                 str(tiny_model), "--stage", "sam"])
+    code = main(
+        [
+            "pick",
+            str(tmp_path / "m.mrc"),
+            "-o",
+            str(tmp_path / "o"),
+            "--model",
+            str(tiny_model),
+            "--stage",
+            "sam",
+        ]
+    )
     assert code == 1
     assert "SAM checkpoint not found" in capsys.readouterr().err

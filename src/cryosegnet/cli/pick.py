@@ -22,36 +22,75 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         f"a RELION coordinate list ({INDEX_STAR}) and one combined STAR ({COMBINED_STAR}) "
         "for CryoSPARC.",
     )
-    p.add_argument("inputs", nargs="+", help="micrograph files, folders or globs (MRC, TIFF, PNG, JPG)")
+    p.add_argument(
+        "inputs", nargs="+", help="micrograph files, folders or globs (MRC, TIFF, PNG, JPG)"
+    )
     p.add_argument("-o", "--output", required=True, help="output folder")
-    p.add_argument("-m", "--model", help="U-Net checkpoint (default: the model shipped with cryosegnet)")
-    p.add_argument("-t", "--threshold", type=float, default=None,
-                   help="minimum figure of merit to keep a pick (default: 0.94 for SAM's "
-                   "predicted IoU, 0.5 for the built-in stage); use 0 to keep every candidate "
-                   "and re-threshold later on _rlnAutopickFigureOfMerit")
-    p.add_argument("-d", "--diameter", type=float, default=None,
-                   help="particle diameter in micrograph pixels (default: estimated per micrograph)")
-    p.add_argument("--stage", choices=("auto", "sam", "builtin"), default="auto",
-                   help="instance-mask stage: SAM when a checkpoint is found (auto), or the "
-                   "built-in watershed that needs no download")
-    p.add_argument("--sam-checkpoint", help="SAM weights (.pth); default: $CRYOSEGNET_SAM_CHECKPOINT "
-                   "or ~/.cache/cryosegnet/sam/")
+    p.add_argument(
+        "-m", "--model", help="U-Net checkpoint (default: the model shipped with cryosegnet)"
+    )
+    p.add_argument(
+        "-t",
+        "--threshold",
+        type=float,
+        default=None,
+        help="minimum figure of merit to keep a pick (default: 0.94 for SAM's "
+        "predicted IoU, 0.5 for the built-in stage); use 0 to keep every candidate "
+        "and re-threshold later on _rlnAutopickFigureOfMerit",
+    )
+    p.add_argument(
+        "-d",
+        "--diameter",
+        type=float,
+        default=None,
+        help="particle diameter in micrograph pixels (default: estimated per micrograph)",
+    )
+    p.add_argument(
+        "--stage",
+        choices=("auto", "sam", "builtin"),
+        default="auto",
+        help="instance-mask stage: SAM when a checkpoint is found (auto), or the "
+        "built-in watershed that needs no download",
+    )
+    p.add_argument(
+        "--sam-checkpoint",
+        help="SAM weights (.pth); default: $CRYOSEGNET_SAM_CHECKPOINT or ~/.cache/cryosegnet/sam/",
+    )
     p.add_argument("--sam-model-type", choices=("vit_h", "vit_l", "vit_b"), default="vit_h")
     p.add_argument("--points-per-side", type=int, default=32, help="SAM grid density")
     p.add_argument("--pred-iou-thresh", type=float, default=0.88, help="SAM mask filter")
     p.add_argument("--stability-score-thresh", type=float, default=0.95, help="SAM mask filter")
     p.add_argument("--box-nms-thresh", type=float, default=0.7, help="SAM box NMS IoU")
-    p.add_argument("--mask-threshold", type=float, default=0.5,
-                   help="built-in stage: probability above which a pixel belongs to a particle")
-    p.add_argument("--denoise-order", choices=("fast", "paper"), default=None,
-                   help="fast: shrink, then filter (default); paper: filter at full resolution")
-    p.add_argument("--format", default="star",
-                   help=f"comma-separated extra outputs from {','.join(OUTPUT_FORMATS)} (STAR always)")
-    p.add_argument("--box-size", type=float, default=None, help="box size for .box output (default: diameter)")
-    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1 ...")
+    p.add_argument(
+        "--mask-threshold",
+        type=float,
+        default=0.5,
+        help="built-in stage: probability above which a pixel belongs to a particle",
+    )
+    p.add_argument(
+        "--denoise-order",
+        choices=("fast", "paper"),
+        default=None,
+        help="fast: shrink, then filter (default); paper: filter at full resolution",
+    )
+    p.add_argument(
+        "--format",
+        default="star",
+        help=f"comma-separated extra outputs from {','.join(OUTPUT_FORMATS)} (STAR always)",
+    )
+    p.add_argument(
+        "--box-size", type=float, default=None, help="box size for .box output (default: diameter)"
+    )
+    p.add_argument(
+        "--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1 ..."
+    )
     p.add_argument("-b", "--batch-size", type=int, default=1, help="micrographs per U-Net batch")
-    p.add_argument("-j", "--workers", type=int, default=1, help="threads reading and denoising ahead")
-    p.add_argument("--overwrite", action="store_true", help="re-pick micrographs that already have output")
+    p.add_argument(
+        "-j", "--workers", type=int, default=1, help="threads reading and denoising ahead"
+    )
+    p.add_argument(
+        "--overwrite", action="store_true", help="re-pick micrographs that already have output"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--debug", action="store_true", help="full tracebacks on errors")
     p.set_defaults(func=run)
@@ -84,8 +123,13 @@ def run(args: argparse.Namespace) -> int:
     )
     stage = "SAM (" + args.sam_model_type + ")" if picker.stage == "sam" else "built-in watershed"
     log.info(
-        "cryosegnet pick: %d micrograph(s), model %s, instance stage: %s, device %s, threshold %.3g",
-        len(micrographs), picker.model_path.name, stage, picker.device, picker.threshold,
+        "cryosegnet pick: %d micrograph(s), model %s, instance stage: %s, device %s, "
+        "threshold %.3g",
+        len(micrographs),
+        picker.model_path.name,
+        stage,
+        picker.device,
+        picker.threshold,
     )
     summary = pick_batch(
         picker,

@@ -59,20 +59,40 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise CheckpointError(path, "not a readable PyTorch checkpoint (corrupt or another file type)") from exc
+        raise CheckpointError(
+            path, "not a readable PyTorch checkpoint (corrupt or another file type)"
+        ) from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(path, "not a cryosegnet U-Net checkpoint (no architecture record)")
     return payload
 
 
-def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[AttentionUNet, DenoiseSettings, dict]:
+def load_model(
+    path: str | os.PathLike, device: str | torch.device = "cpu"
+) -> tuple[AttentionUNet, DenoiseSettings, dict]:
     """Rebuild the U-Net a checkpoint describes; returns (model in eval mode, denoise, payload)."""
     payload = read_checkpoint(path)
-    config = UNetConfig.from_dict(payload["architecture"])
-    model = AttentionUNet(config)
+    architecture, state = payload.get("architecture"), payload.get("state_dict")
+    denoise = payload.get("denoise") or {}
+    if not isinstance(architecture, dict) or not isinstance(state, dict):
+        raise CheckpointError(path, "incomplete checkpoint (no architecture record or no weights)")
+    if not isinstance(denoise, dict):
+        raise CheckpointError(path, "invalid checkpoint (preprocessing record is not a table)")
     try:
-        model.load_state_dict(payload["state_dict"])
+        config = UNetConfig.from_dict(architecture)
+        # Built on the meta device: no memory is spent on an architecture the weights then
+        # contradict (a corrupt record could ask for terabytes), nor on a random init.
+        with torch.device("meta"):
+            model = AttentionUNet(config)
+    except Exception as exc:
+        raise CheckpointError(path, f"invalid architecture record {architecture}") from exc
+    try:
+        model.load_state_dict(state, assign=True)
     except RuntimeError as exc:
-        raise CheckpointError(path, "weights do not match the architecture the checkpoint declares") from exc
-    model.to(device).eval()
-    return model, DenoiseSettings.from_dict(payload.get("denoise", {})), payload
+        raise CheckpointError(
+            path, "weights do not match the architecture the checkpoint declares"
+        ) from exc
+    if any(t.is_meta for t in [*model.parameters(), *model.buffers()]):
+        raise CheckpointError(path, "weights do not match the architecture the checkpoint declares")
+    model.float().to(device).eval()
+    return model, DenoiseSettings.from_dict(denoise), payload

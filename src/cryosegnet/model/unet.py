@@ -47,7 +47,9 @@ def config_from_name(name: str) -> UNetConfig:
     try:
         return PRESETS[name]
     except KeyError:
-        raise ValueError(f"unknown U-Net preset '{name}' (choose from {', '.join(PRESETS)})") from None
+        raise ValueError(
+            f"unknown U-Net preset '{name}' (choose from {', '.join(PRESETS)})"
+        ) from None
 
 
 class ConvBlock(nn.Sequential):
@@ -75,9 +77,7 @@ class AttentionGate(nn.Module):
         self.w_skip = nn.Sequential(
             nn.Conv2d(skip_channels, inter_channels, 1, bias=False), nn.BatchNorm2d(inter_channels)
         )
-        self.psi = nn.Sequential(
-            nn.Conv2d(inter_channels, 1, 1), nn.BatchNorm2d(1), nn.Sigmoid()
-        )
+        self.psi = nn.Sequential(nn.Conv2d(inter_channels, 1, 1), nn.BatchNorm2d(1), nn.Sigmoid())
 
     def forward(self, gate: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         alpha = self.psi(F.relu(self.w_gate(gate) + self.w_skip(skip)))

@@ -157,7 +157,7 @@ class Picker:
     # ------------------------------------------------------------------ public API
 
     def pick(self, micrograph: np.ndarray | Micrograph | str | os.PathLike) -> pd.DataFrame:
-        """Pick one micrograph (array, :class:`Micrograph` or path); returns x, y, score, diameter."""
+        """Pick one micrograph (array, :class:`Micrograph` or path) -> x, y, score, diameter."""
         return self.pick_detailed(micrograph).picks
 
     def pick_detailed(self, micrograph: np.ndarray | Micrograph | str | os.PathLike) -> PickResult:

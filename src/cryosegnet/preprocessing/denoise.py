@@ -128,8 +128,11 @@ def filter_chain(image: np.ndarray, settings: DenoiseSettings) -> np.ndarray:
     blurred = cv2.GaussianBlur(image.astype(np.float32), (k, k), 0) if k > 1 else image
     eight_bit = standardize_to_uint8(blurred, settings.clip_sigma)
     nlm = cv2.fastNlMeansDenoising(
-        eight_bit, None, h=settings.nlm_h,
-        templateWindowSize=settings.nlm_template, searchWindowSize=settings.nlm_search,
+        eight_bit,
+        None,
+        h=settings.nlm_h,
+        templateWindowSize=settings.nlm_template,
+        searchWindowSize=settings.nlm_search,
     )
     wiener = to_uint8_range(
         wiener_filter(nlm, gaussian_psf(settings.wiener_kernel), settings.wiener_k)
