@@ -91,41 +91,62 @@ def contamination_blobs(
     shape: tuple[int, int],
     pixel_size: float,
     count: int,
-    size_a: tuple[float, float] = (300.0, 3000.0),
+    size_a: tuple[float, float] = (80.0, 2000.0),
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Crystalline-ice contamination: ``count`` dense, irregular blobs.
+    """Crystalline-ice contamination: ``count`` dense, faceted blobs.
 
-    Returns (bool mask, thickness in mean free paths). Blobs are thick (1-4 mean free paths, so
-    very dark), have irregular polygon-like outlines and a slightly rough interior.
+    Returns (bool mask, thickness in mean free paths). Half are faceted crystals, half rounded
+    ice balls; all are dome-shaped and thick (0.7-2.5 mean free paths at the core, so dark with
+    greyer rims), with sizes spread over more than a decade (log-uniform in ``size_a``); some
+    come as small clusters.
     """
     h, w = shape
-    mask = np.zeros(shape, dtype=bool)
+    canvas = np.zeros(shape, dtype=np.uint8)
     thick = np.zeros(shape, dtype=np.float32)
     for _ in range(count):
-        d = rng.uniform(*size_a) / pixel_size
-        d = float(np.clip(d, 6, 0.6 * max(h, w)))
+        d = float(np.exp(rng.uniform(np.log(size_a[0]), np.log(size_a[1])))) / pixel_size
+        d = float(np.clip(d, 4, 0.5 * max(h, w)))
         cx, cy = rng.uniform(-0.05 * w, 1.05 * w), rng.uniform(-0.05 * h, 1.05 * h)
-        x0, x1 = int(max(0, cx - d)), int(min(w, cx + d + 1))
-        y0, y1 = int(max(0, cy - d)), int(min(h, cy + d + 1))
-        if x1 <= x0 or y1 <= y0:
-            continue
-        yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
-        ang = np.arctan2(yy - cy, xx - cx)
-        # Irregular outline: radius modulated by a few random harmonics (facets of ice crystals).
-        r = np.full_like(ang, 0.5 * d)
-        for harmonic in range(2, 7):
-            r *= 1 + rng.uniform(0, 0.25 / harmonic * 2) * np.cos(harmonic * ang + rng.uniform(0, 6.3))
-        dist = np.sqrt((xx - cx) ** 2 + (yy - cy) ** 2)
-        inside = dist < r
-        if not inside.any():
-            continue
-        # Dome-shaped thickness profile: thickest in the middle, soft but sharp-ish rim.
-        depth = rng.uniform(1.0, 4.0)
-        prof = np.clip(1 - (dist / np.maximum(r, 1e-3)) ** 2, 0, 1) ** 0.35
-        rough = 1 + 0.1 * smooth_field(rng, inside.shape, max(3.0, d / 6))
-        thick[y0:y1, x0:x1] += depth * prof * rough * inside
-        mask[y0:y1, x0:x1] |= inside
-    return mask, thick
+        pieces = 1 if rng.random() < 0.6 else int(rng.integers(2, 5))
+        for _ in range(pieces):
+            px_ = cx + rng.normal(0, 0.4 * d) * (pieces > 1)
+            py_ = cy + rng.normal(0, 0.4 * d) * (pieces > 1)
+            # Faceted crystals (few vertices) or rounded ice balls (many, nearly equal radii).
+            rounded = rng.random() < 0.5
+            n_vert = 48 if rounded else int(rng.integers(5, 9))
+            ang = np.sort(rng.uniform(0, 2 * np.pi, n_vert)) if not rounded else \
+                np.linspace(0, 2 * np.pi, n_vert, endpoint=False) + rng.uniform(0, 1)
+            jitter = rng.uniform(0.6, 1.0, n_vert)
+            if rounded:  # a smooth, gently lumpy outline
+                jitter = 1 + 0.04 * np.convolve(np.tile(rng.standard_normal(n_vert), 3),
+                                                np.ones(7) / 7, mode="same")[n_vert:2 * n_vert]
+            if rounded:  # slightly elliptical
+                squash = rng.uniform(0, 0.4) * np.cos(ang - rng.uniform(0, 3)) ** 2
+                jitter = jitter / np.sqrt(1 + squash)
+            rad = 0.5 * d * jitter * (rng.uniform(0.5, 1.0) if pieces > 1 else 1.0)
+            poly = np.stack([px_ + rad * np.cos(ang), py_ + rad * np.sin(ang)], axis=1)
+            # Work in the polygon's bounding box (plus a margin so the distance map sees a rim).
+            x0 = int(max(0, np.floor(poly[:, 0].min()) - 2))
+            y0 = int(max(0, np.floor(poly[:, 1].min()) - 2))
+            x1 = int(min(w, np.ceil(poly[:, 0].max()) + 3))
+            y1 = int(min(h, np.ceil(poly[:, 1].max()) + 3))
+            depth = rng.uniform(0.7, 2.5)
+            if x1 <= x0 or y1 <= y0:
+                continue
+            piece = np.zeros((y1 - y0, x1 - x0), dtype=np.uint8)
+            local = np.round((poly - [x0, y0]) * 16).astype(np.int32)
+            cv2.fillPoly(piece, [local], 255, cv2.LINE_AA, shift=4)
+            # Dome-shaped thickness over the distance to the rim, so the rim is greyer than the
+            # core (as for real ice balls), with a little internal texture.
+            dist = cv2.distanceTransform((piece > 127).astype(np.uint8), cv2.DIST_L2, 3)
+            q = np.clip(dist / max(float(dist.max()), 1.0), 0.0, 1.0)
+            prof = np.sqrt(np.maximum(2 * q - q * q, 0.0))
+            prof = np.maximum(prof, piece.astype(np.float32) / 255 * 0.15)
+            if min(piece.shape) > 8:
+                prof *= 1 + 0.08 * smooth_field(rng, piece.shape, max(3.0, 0.2 * d))
+            thick[y0:y1, x0:x1] += depth * prof
+            canvas[y0:y1, x0:x1] |= piece
+    return canvas > 127, thick
 
 
 def make_context(
@@ -139,7 +160,7 @@ def make_context(
     carbon_fraction: tuple[float, float] = (0.1, 0.45),
     carbon_thickness: float = 0.25,
     contamination: int = 0,
-    contamination_size_a: tuple[float, float] = (300.0, 3000.0),
+    contamination_size_a: tuple[float, float] = (80.0, 2000.0),
 ) -> Context:
     """Draw the context maps of one micrograph."""
     thickness = ice_thickness(rng, shape, ice_mean, ice_gradient)
@@ -151,12 +172,12 @@ def make_context(
         # Ice meniscus: thicker close to the edge inside the hole (capillary rise).
         meniscus_px = rng.uniform(500.0, 2000.0) / pixel_size
         inside = ~carbon_mask
-        rise = rng.uniform(0.1, 0.6) * ice_mean
+        rise = rng.uniform(0.05, 0.3) * ice_mean
         thickness[inside] += rise * np.exp(dist[inside] / meniscus_px)
-        # Carbon: extra thickness (amplitude), a uniform phase step (edge fringes through the
-        # CTF) and amorphous texture (Thon rings in the power spectrum).
+        # Carbon: extra thickness (amplitude) on top of the ice at the edge, a uniform phase step
+        # (edge fringes through the CTF) and amorphous texture (Thon rings in the spectrum).
         soft = np.clip(dist / 1.5 + 0.5, 0, 1).astype(np.float32)  # ~1.5 px anti-aliased edge
-        thickness += carbon_thickness * soft
+        thickness += (carbon_thickness + rise) * soft
         phase += 1.0 * soft
         info["carbon_fraction"] = float(carbon_mask.mean())
     cont_mask = np.zeros(shape, dtype=bool)

@@ -93,7 +93,8 @@ def ctf_zeros(params: CTFParams, n: int, theta: float | None = None) -> np.ndarr
         dz = params.defocus_mean * 1e4
     else:
         du, dv = params.defocus_u * 1e4, params.defocus_v * 1e4
-        dz = 0.5 * (du + dv) + 0.5 * (du - dv) * np.cos(2 * (theta - np.deg2rad(params.astig_angle)))
+        ang = 2 * (theta - np.deg2rad(params.astig_angle))
+        dz = 0.5 * (du + dv) + 0.5 * (du - dv) * np.cos(ang)
     cs = params.cs * 1e7
     a = params.amplitude_contrast
     phi = np.arctan2(a, np.sqrt(1 - a * a)) + np.deg2rad(params.phase_shift)

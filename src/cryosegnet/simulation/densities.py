@@ -12,12 +12,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
 PROCEDURAL_KINDS = ("globular", "rod", "ring", "multidomain", "cn", "dn", "shell")
-
-# Protein mass per volume, ~0.81 Da/Å^3 (1.35 g/cm^3); used to report a plausible mass.
-_DA_PER_A3 = 0.81
 
 
 @dataclass(frozen=True)
@@ -88,9 +86,10 @@ def _rotz(angle: float) -> np.ndarray:
 def _shape_points(kind: str, rng: np.random.Generator, n: int) -> np.ndarray:
     """Points of one procedural shape in arbitrary units (rescaled later)."""
     if kind == "globular":
-        k = int(rng.integers(2, 6))
-        centres = rng.normal(0, 0.25, (k, 3))
-        radii = rng.uniform(0.45, 0.8, (k, 3))
+        # A compact core with a few smaller domains bulging out of it.
+        k = int(rng.integers(3, 9))
+        centres = np.concatenate([np.zeros((1, 3)), rng.normal(0, 0.35, (k - 1, 3))])
+        radii = np.concatenate([rng.uniform(0.5, 0.7, (1, 3)), rng.uniform(0.25, 0.55, (k - 1, 3))])
         return _lumps(rng, centres, radii, n)
     if kind == "rod":
         k = int(rng.integers(6, 15))
@@ -105,7 +104,7 @@ def _shape_points(kind: str, rng: np.random.Generator, n: int) -> np.ndarray:
     if kind == "ring":
         k = int(rng.integers(5, 13))
         ring_r = 1.0
-        tube = rng.uniform(0.25, 0.4) * ring_r * (8 / k) ** 0.5
+        tube = rng.uniform(0.33, 0.45) * ring_r * (8 / k) ** 0.5
         ang = 2 * np.pi * np.arange(k) / k
         centres = np.stack([ring_r * np.cos(ang), ring_r * np.sin(ang), np.zeros(k)], axis=1)
         radii = np.tile([tube * 1.2, tube, tube * rng.uniform(0.8, 1.6)], (k, 1))
@@ -126,8 +125,13 @@ def _shape_points(kind: str, rng: np.random.Generator, n: int) -> np.ndarray:
         return np.concatenate(parts)
     if kind in ("cn", "dn"):
         order = int(rng.integers(2, 9))
-        sub = _subunit(rng, rng.uniform(0.4, 0.7), max(8, n // (order * (2 if kind == "dn" else 1))))
-        sub = sub + np.array([rng.uniform(0.4, 0.9), 0.0, rng.uniform(0.1, 0.5)])
+        copies_n = order * (2 if kind == "dn" else 1)
+        size = rng.uniform(0.4, 0.7)
+        sub = _subunit(rng, size, max(8, n // copies_n))
+        # Neighbouring subunits touch or interpenetrate, as in real oligomers.
+        ring_r = size * rng.uniform(0.55, 0.9) / np.sin(np.pi / order)
+        z_off = size * rng.uniform(0.4, 0.8) if kind == "dn" else 0.0
+        sub = sub + np.array([ring_r, 0.0, z_off])
         copies = [sub @ _rotz(2 * np.pi * i / order).T for i in range(order)]
         if kind == "dn":
             flip = np.diag([1.0, -1.0, -1.0])  # two-fold about x
@@ -160,6 +164,22 @@ def _shape_points(kind: str, rng: np.random.Generator, n: int) -> np.ndarray:
     raise ValueError(f"unknown procedural density kind {kind!r}; use one of {PROCEDURAL_KINDS}")
 
 
+def _uniform_density(pts: np.ndarray, rng: np.random.Generator, k: int = 10) -> np.ndarray:
+    """Thin regions where lumps or subunits overlap, so protein density stays uniform.
+
+    Overlapping building blocks would otherwise stack their points and make a dense dark core
+    much smaller than the particle's outline. Local density comes from the distance to the k-th
+    neighbour; points are kept with probability (reference / local density), the reference
+    being a low percentile, i.e. a singly covered region.
+    """
+    if len(pts) <= 4 * k:
+        return pts
+    dist, _ = cKDTree(pts).query(pts, k=k + 1)
+    density = 1.0 / np.maximum(dist[:, -1], 1e-9) ** 3
+    keep = rng.random(len(pts)) < np.minimum(1.0, np.percentile(density, 30) / density)
+    return pts[keep]
+
+
 def procedural_density(
     rng: np.random.Generator,
     diameter: float,
@@ -176,23 +196,26 @@ def procedural_density(
     spacing = spacing or max(2.0, diameter / 40.0)
     # Volume of a solid sphere of this diameter bounds the point count; shapes fill ~30-60 %.
     n = int(np.clip(0.4 * (np.pi / 6) * (diameter / spacing) ** 3, 500, max_points))
-    pts = _shape_points(kind, rng, n)
+    pts = _uniform_density(_shape_points(kind, rng, n), rng)
     pts = pts @ Rotation.random(random_state=rng).as_matrix().T
     weights = np.ones(len(pts), dtype=np.float64)
     pts = _centred(pts, weights)
     dens = Density(points=pts, weights=weights, blur=1.0, name=kind)
     dens = dens.scaled_to(diameter)
+    # Internal texture: density concentrated around random "secondary structure" centres
+    # ~15-25 Å apart, so projections are mottled rather than smooth blobs when the pixel size
+    # resolves it (random, not periodic, unlike a sum of plane waves).
+    sse = rng.uniform(15.0, 25.0)
+    volume = 0.4 * np.pi / 6 * diameter**3
+    n_centres = int(np.clip(volume / sse**3, 4, len(pts)))
+    centres = dens.points[rng.choice(len(pts), size=n_centres, replace=False)]
+    dist, _ = cKDTree(centres).query(dens.points, k=1)
+    weights = 0.5 + np.exp(-0.5 * (dist / (0.3 * sse)) ** 2)
+    dens = replace(dens, points=_centred(dens.points, weights), weights=weights)
+    dens = dens.scaled_to(diameter)
     # Blur: each point stands for a cell of roughly spacing^3, so smear it over ~that width.
     cell = (0.4 * np.pi / 6 * diameter**3 / len(pts)) ** (1 / 3)
     return replace(dens, blur=float(0.6 * cell))
-
-
-def density_mass_kda(density: Density, spacing: float | None = None) -> float:
-    """Rough mass estimate (kDa) from the occupied volume, for documentation and sanity checks."""
-    pts = density.points
-    cell = spacing or density.blur / 0.6
-    occupied = len(np.unique(np.floor(pts / cell).astype(np.int64), axis=0)) * cell**3
-    return occupied * _DA_PER_A3 / 1000.0
 
 
 # --------------------------------------------------------------------------- user densities

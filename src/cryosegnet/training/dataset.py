@@ -166,7 +166,12 @@ def _parallel_map(fn: Callable, items: list, workers: int, desc: str, progress: 
     from concurrent.futures import ProcessPoolExecutor
 
     n = min(workers, len(items))
-    with ProcessPoolExecutor(max_workers=n, initializer=_quiet_worker) as pool:
+    import multiprocessing
+
+    # forkserver, not fork: a forked child inherits OpenCV's thread pool mid-state and can
+    # deadlock in cv2.setNumThreads when the parent has already used OpenCV.
+    context = multiprocessing.get_context("forkserver")
+    with ProcessPoolExecutor(max_workers=n, initializer=_quiet_worker, mp_context=context) as pool:
         futures = [pool.submit(fn, *item) for item in items]
         return [f.result() for f in tqdm(futures, desc=desc, unit="mic", disable=not progress)]
 

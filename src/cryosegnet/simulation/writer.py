@@ -1,0 +1,188 @@
+"""Write simulated micrographs and their ground truth to disk.
+
+Per micrograph ``<stem>``: ``<stem>.mrc`` (float32, voxel size = pixel size),
+``<stem>.csv`` (CryoPPP ``X-Coordinate,Y-Coordinate,Diameter``, pickable particles only, as an
+expert would have labelled), ``<stem>.star`` (RELION coordinates, pickable only),
+``<stem>_mask.png`` (uint8 0/255 disk mask, the training target), ``<stem>_footprint.png``
+(true projected footprint of all particles) and ``<stem>_all.csv`` (every particle with its
+pickable flag and the reason). Every file is written atomically, and the ``.mrc`` last, so an
+interrupted run can be resumed: a micrograph whose files all exist is complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import cv2
+import mrcfile
+import numpy as np
+import pandas as pd
+import starfile
+
+from cryosegnet.simulation.micrograph import (
+    SimulatedMicrograph,
+    SimulationConfig,
+    micrograph_seed,
+    simulate_micrograph,
+)
+
+try:  # shared helper when the io package provides it
+    from cryosegnet.io.atomic import atomic_path, atomic_write
+except ImportError:  # pragma: no cover - fallback for a trimmed install
+    import contextlib
+    import tempfile
+
+    @contextlib.contextmanager
+    def atomic_path(path):  # type: ignore[no-redef]
+        path = Path(path)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+        os.close(fd)
+        try:
+            yield Path(tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+
+    @contextlib.contextmanager
+    def atomic_write(path, mode="w", **kwargs):  # type: ignore[no-redef]
+        with atomic_path(path) as tmp, open(tmp, mode, **kwargs) as handle:
+            yield handle
+
+
+def _readable_mode() -> int:
+    """Permissions a plainly created file would get (temp files start as 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+_FILE_MODE = _readable_mode()
+SUFFIXES = (".csv", ".star", "_mask.png", "_footprint.png", "_all.csv", ".mrc")
+CRYOPPP_HEADER = ["X-Coordinate", "Y-Coordinate", "Diameter"]
+
+
+def output_paths(out_dir: str | os.PathLike, stem: str) -> dict[str, Path]:
+    """Where the files of micrograph ``stem`` go, keyed by suffix."""
+    out = Path(out_dir)
+    return {suffix: out / f"{stem}{suffix}" for suffix in SUFFIXES}
+
+
+def write_micrograph(out_dir: str | os.PathLike, stem: str, sim: SimulatedMicrograph) -> dict:
+    """Write one simulated micrograph and its ground truth; returns the paths written."""
+    paths = output_paths(out_dir, stem)
+    picks = sim.picks
+    cryoppp = pd.DataFrame(
+        {
+            "X-Coordinate": picks["x"].round().astype(int),
+            "Y-Coordinate": picks["y"].round().astype(int),
+            "Diameter": picks["diameter"].round().astype(int),
+        },
+        columns=CRYOPPP_HEADER,
+    )
+    with atomic_write(paths[".csv"], newline="") as handle:
+        cryoppp.to_csv(handle, index=False)
+    star = pd.DataFrame(
+        {
+            "rlnCoordinateX": picks["x"].astype(float),
+            "rlnCoordinateY": picks["y"].astype(float),
+        }
+    )
+    with atomic_path(paths[".star"]) as tmp:
+        starfile.write({"": star}, tmp, overwrite=True)
+    for key, mask in (("_mask.png", sim.disk_mask), ("_footprint.png", sim.footprint_mask)):
+        with atomic_path(paths[key]) as tmp:
+            if not cv2.imwrite(str(tmp), mask.astype(np.uint8) * 255):
+                raise OSError(f"could not write {paths[key]}")
+    with atomic_write(paths["_all.csv"], newline="") as handle:
+        sim.particles.to_csv(handle, index=False, float_format="%.2f")
+    with atomic_path(paths[".mrc"]) as tmp:
+        with mrcfile.new(tmp, overwrite=True) as mrc:
+            mrc.set_data(np.ascontiguousarray(sim.image, dtype=np.float32))
+            mrc.voxel_size = sim.pixel_size
+    for path in paths.values():
+        os.chmod(path, _FILE_MODE)
+    return paths
+
+
+def is_complete(out_dir: str | os.PathLike, stem: str) -> bool:
+    """True when every file of ``stem`` exists (files are atomic, so existing = complete)."""
+    return all(p.exists() for p in output_paths(out_dir, stem).values())
+
+
+def _summary_row(stem: str, index: int, sim: SimulatedMicrograph) -> dict:
+    info = sim.info
+    ctf = info["ctf"]
+    return dict(
+        stem=stem,
+        index=index,
+        snr=round(info["snr"], 5),
+        defocus_u=round(ctf["defocus_u"], 4),
+        defocus_v=round(ctf["defocus_v"], 4),
+        astig_angle=round(ctf["astig_angle"], 2),
+        voltage=ctf["voltage"],
+        amplitude_contrast=round(ctf["amplitude_contrast"], 4),
+        bfactor=round(ctf["bfactor"], 1),
+        dose_e_per_a2=round(info["dose_e_per_a2"], 2),
+        pixel_size=info["pixel_size"],
+        species=";".join(s["name"] for s in info["species"]),
+        diameter_px=";".join(f"{s['diameter_px']:.1f}" for s in info["species"]),
+        n_particles=info["n_particles"],
+        n_pickable=info["n_pickable"],
+        carbon=info["carbon"],
+    )
+
+
+def write_dataset(
+    out_dir: str | os.PathLike,
+    config: SimulationConfig,
+    n: int,
+    seed: int = 0,
+    start: int = 0,
+    prefix: str = "sim",
+    resume: bool = True,
+    progress: bool = False,
+    command: str | None = None,
+) -> pd.DataFrame:
+    """Simulate ``n`` micrographs into ``out_dir``; micrograph i uses seed (``seed``, i).
+
+    Writes ``simulation.json`` (config, seed, command) first and ``micrographs.csv`` (one row of
+    imaging parameters per micrograph) last. With ``resume``, micrographs already complete on
+    disk are skipped, so an interrupted run picks up where it stopped and gives the same files.
+    Returns the summary table.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    meta = dict(seed=int(seed), start=int(start), n=int(n), prefix=prefix,
+                config=config.to_dict(), command=command)
+    with atomic_write(out / "simulation.json") as handle:
+        json.dump(meta, handle, indent=2, default=str)
+    indices: Iterable[int] = range(start, start + n)
+    if progress:
+        from tqdm import tqdm
+
+        indices = tqdm(indices, desc="simulate", unit="mic")
+    rows = []
+    for i in indices:
+        stem = f"{prefix}_{i:05d}"
+        if resume and is_complete(out, stem):
+            continue
+        sim = simulate_micrograph(config, np.random.default_rng(micrograph_seed(seed, i)))
+        write_micrograph(out, stem, sim)
+        rows.append(_summary_row(stem, i, sim))
+    summary = pd.DataFrame(rows)
+    summary_path = out / "micrographs.csv"
+    if summary_path.exists() and resume:
+        old = pd.read_csv(summary_path)
+        fresh = set(summary["stem"]) if len(summary) else set()
+        summary = pd.concat([old[~old["stem"].isin(fresh)], summary])
+        summary = summary.sort_values("index").reset_index(drop=True)
+    with atomic_write(summary_path, newline="") as handle:
+        summary.to_csv(handle, index=False)
+    for path in (summary_path, out / "simulation.json"):
+        os.chmod(path, _FILE_MODE)
+    return summary
