@@ -101,10 +101,11 @@ def write_cryoppp_csv(path: str | os.PathLike, picks: pd.DataFrame, diameter: fl
 
 def write_box(path: str | os.PathLike, picks: pd.DataFrame, box_size: float) -> None:
     """EMAN ``.box``: corner x, corner y, width, height (corner = centre - box/2, as crYOLO)."""
-    half = box_size / 2.0
+    size = round(box_size)  # the size written; the corner must use it too, or centres drift
+    half = size / 2.0
     with atomic_write(path) as handle:
         for x, y in zip(picks["x"], picks["y"]):
-            handle.write(f"{x - half:.0f}\t{y - half:.0f}\t{box_size:.0f}\t{box_size:.0f}\n")
+            handle.write(f"{x - half:.0f}\t{y - half:.0f}\t{size}\t{size}\n")
 
 
 def write_topaz_tsv(path: str | os.PathLike, picks_by_micrograph: dict[str, pd.DataFrame]) -> None:

@@ -62,11 +62,61 @@ def sniff_format(path: Path) -> str:
     raise MicrographError(path, "not a recognised micrograph (expected MRC, TIFF, PNG or JPEG)")
 
 
+# Bytes per voxel of the MRC modes cryo-EM uses (mode 101, 4-bit, is handled separately).
+_MRC_MODE_BYTES = {0: 1, 1: 2, 2: 4, 3: 4, 4: 8, 6: 2, 12: 2}
+
+
+def _check_mrc_header(path: Path) -> None:
+    """Refuse a corrupt, truncated or stacked MRC from its header alone, before reading data.
+
+    mrcfile allocates whatever the header claims (data block, extended header) before reading,
+    so one corrupt header could cost gigabytes; and a movie stack would be read in full only
+    to be refused.
+    """
+    with open(path, "rb") as handle:
+        head = handle.read(1024)
+    if len(head) < 1024:
+        raise MicrographError(path, "MRC header is truncated (file shorter than 1024 bytes)")
+    for order in ("<", ">"):
+        nx, ny, nz, mode = np.frombuffer(head, dtype=f"{order}i4", count=4)
+        nsymbt = int(np.frombuffer(head, dtype=f"{order}i4", count=1, offset=92)[0])
+        if int(mode) in _MRC_MODE_BYTES or int(mode) == 101:
+            break
+    else:  # mrcfile could not read the data either, but would first allocate the header's sizes
+        raise MicrographError(path, "MRC header is invalid (unknown data mode)")
+    nx, ny, nz, mode = int(nx), int(ny), int(nz), int(mode)
+    if min(nx, ny, nz) <= 0 or nsymbt < 0:
+        raise MicrographError(
+            path, f"MRC header is invalid (size {nx}x{ny}x{nz}, extended header {nsymbt} bytes)"
+        )
+    if nz > 1:
+        raise MicrographError(path, _stack_message(nz))
+    row_bytes = (nx + 1) // 2 if mode == 101 else nx * _MRC_MODE_BYTES[mode]
+    expected = 1024 + nsymbt + row_bytes * ny * nz
+    actual = path.stat().st_size
+    if actual < expected:
+        raise MicrographError(
+            path,
+            f"MRC data block is truncated (header says {nx}x{ny}x{nz}, mode {mode}: "
+            f"{expected} bytes; file has {actual})",
+        )
+
+
+def _stack_message(n_sections: int) -> str:
+    return (
+        f"is a stack of {n_sections} sections; pick expects single micrographs "
+        "(motion-corrected sums), not movies or tomograms"
+    )
+
+
 def _read_mrc(path: Path) -> tuple[np.ndarray, float | None]:
+    _check_mrc_header(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             mrc = mrcfile.open(path, mode="r", permissive=True)
+    except PermissionError:
+        raise
     except Exception as exc:  # mrcfile raises ValueError/OSError subclasses on bad headers
         raise MicrographError(path, f"unreadable MRC ({_first_line(exc)})") from exc
     with mrc:
@@ -82,10 +132,24 @@ def _read_mrc(path: Path) -> tuple[np.ndarray, float | None]:
 
 
 def _read_tiff(path: Path) -> np.ndarray:
+    """First image series; colour (RGB) becomes grey, and a stack is refused before reading."""
     try:
-        return tifffile.imread(path)
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            axes, shape = series.axes, series.shape
+            rgb = tif.pages[0].photometric == tifffile.PHOTOMETRIC.RGB and "S" in axes
+            planes = [n for a, n in zip(axes, shape, strict=True) if a not in "YXS" and n > 1]
+            if planes:
+                raise MicrographError(path, _stack_message(int(np.prod(planes))))
+            data = series.asarray()
+    except (MicrographError, PermissionError):
+        raise
     except Exception as exc:
         raise MicrographError(path, f"unreadable TIFF ({_first_line(exc)})") from exc
+    if rgb:  # (Y, X, S) or (S, Y, X): ITU-R 601 luma, as OpenCV does for PNG/JPEG
+        data = np.moveaxis(data, axes.index("S"), -1)[..., :3].astype(np.float32)
+        data = data @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    return data
 
 
 def _read_raster(path: Path) -> np.ndarray:
@@ -123,6 +187,8 @@ def read_micrograph(path: str | os.PathLike) -> Micrograph:
             data = _read_raster(path)
     except PermissionError as exc:
         raise MicrographError(path, "permission denied") from exc
+    except OSError as exc:  # I/O error on a failing disk or network share
+        raise MicrographError(path, f"cannot read ({exc.strerror or exc})") from exc
     return Micrograph(path=path, data=_as_single_image(path, data), pixel_size=pixel_size)
 
 
@@ -131,11 +197,7 @@ def _as_single_image(path: Path, data: np.ndarray) -> np.ndarray:
     if data.ndim == 3 and data.shape[0] == 1:
         data = data[0]
     if data.ndim == 3:
-        raise MicrographError(
-            path,
-            f"is a stack of {data.shape[0]} sections; pick expects single micrographs "
-            "(motion-corrected sums), not movies or tomograms",
-        )
+        raise MicrographError(path, _stack_message(data.shape[0]))
     if data.ndim != 2:
         raise MicrographError(path, f"has {data.ndim} dimensions; expected a 2D image")
     if min(data.shape) < MIN_SIDE:

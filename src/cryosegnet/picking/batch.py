@@ -7,9 +7,11 @@ micrographs intact and nothing half-written; a re-run skips what is already done
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
+import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -77,21 +79,39 @@ def coordinate_path(outdir: Path, micrograph: Path) -> Path:
 
 
 def _write_outputs(
-    outdir: Path, micrograph: Path, result: PickResult, formats: tuple[str, ...], box_size: float | None
+    outdir: Path,
+    micrograph: Path,
+    result: PickResult,
+    formats: tuple[str, ...],
+    box_size: float | None,
 ) -> None:
     stem = micrograph_stem(micrograph)
     picks = result.picks
-    # Extra formats first: the STAR is the 'done' marker, so it is written last.
-    if "csv" in formats:
-        write_cryoppp_csv(outdir / f"{stem}.csv", picks, diameter=result.diameter)
-    if "box" in formats:
-        size = box_size or result.diameter or 0.0
-        write_box(outdir / f"{stem}.box", picks, box_size=size)
-    write_coordinate_star(coordinate_path(outdir, micrograph), picks)
+    written: list[Path] = []
+    try:
+        # Extra formats first: the STAR is the 'done' marker, so it is written last.
+        if "csv" in formats:
+            write_cryoppp_csv(outdir / f"{stem}.csv", picks, diameter=result.diameter)
+            written.append(outdir / f"{stem}.csv")
+        if "box" in formats:
+            size = box_size or result.diameter or 0.0
+            write_box(outdir / f"{stem}.box", picks, box_size=size)
+            written.append(outdir / f"{stem}.box")
+        write_coordinate_star(coordinate_path(outdir, micrograph), picks)
+    except BaseException:
+        # No orphan CSV/box without its STAR: the micrograph has all its outputs or none.
+        for path in written:
+            with contextlib.suppress(OSError):
+                path.unlink()
+        raise
 
 
-class _Terminate(Exception):
-    """Raised from the SIGTERM handler so a batch stops like it does on Ctrl-C."""
+class _Terminate(BaseException):
+    """Raised from the SIGTERM handler so a batch stops like it does on Ctrl-C.
+
+    A BaseException, like KeyboardInterrupt, so the per-micrograph ``except Exception``
+    handlers cannot mistake a stop request for one micrograph's failure.
+    """
 
 
 def _on_sigterm(signum, frame):  # noqa: ARG001
@@ -112,7 +132,14 @@ def pick_batch(
 ) -> BatchSummary:
     """Pick every micrograph, write per-micrograph files, the RELION index and the combined STAR."""
     outdir = Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+    except FileExistsError as exc:
+        raise CryoSegNetError(f"{outdir}: output path exists and is not a folder") from exc
+    except OSError as exc:
+        raise CryoSegNetError(
+            f"{outdir}: cannot create the output folder ({exc.strerror or exc})"
+        ) from exc
     if not os.access(outdir, os.W_OK):
         raise CryoSegNetError(f"{outdir}: output folder is not writable")
     summary = BatchSummary()
@@ -121,7 +148,7 @@ def pick_batch(
         star = coordinate_path(outdir, path)
         if star.exists() and not overwrite:
             try:
-                summary.done[str(path)] = read_coordinates(star)
+                summary.done[str(path)] = _previous_picks(star)
                 summary.skipped.append(str(path))
                 continue
             except CryoSegNetError:
@@ -129,13 +156,15 @@ def pick_batch(
         todo.append(path)
     _check_unique_stems(todo)
 
+    start = time.perf_counter()
+    bar = tqdm(
+        total=len(todo), unit="mic", disable=not progress, desc="picking", dynamic_ncols=True
+    )
     previous_handler = signal.getsignal(signal.SIGTERM)
     in_main_thread = _in_main_thread()
-    if in_main_thread:
-        signal.signal(signal.SIGTERM, _on_sigterm)
-    start = time.perf_counter()
-    bar = tqdm(total=len(todo), unit="mic", disable=not progress, desc="picking", dynamic_ncols=True)
     try:
+        if in_main_thread:  # inside the try: a SIGTERM right after this is caught below
+            signal.signal(signal.SIGTERM, _on_sigterm)
         for chunk in _denoised_chunks(picker, todo, batch_size, workers, summary, debug):
             paths = [p for p, _, _ in chunk]
             try:
@@ -145,10 +174,10 @@ def pick_batch(
                     _record_failure(summary, path, exc, debug)
                 bar.update(len(paths))
                 continue
-            for path, result in zip(paths, results):
+            for path, result in zip(paths, results, strict=True):
                 try:
                     _write_outputs(outdir, path, result, formats, box_size)
-                except OSError as exc:
+                except Exception as exc:  # disk full, read-only, quota...: this one fails
                     _record_failure(summary, path, exc, debug, prefix="cannot write output: ")
                     continue
                 summary.done[str(path)] = result.picks
@@ -161,13 +190,29 @@ def pick_batch(
     finally:
         bar.close()
         summary.seconds = time.perf_counter() - start
+    try:
+        # Still under our SIGTERM handler: a kill now must not leave a temp index file behind.
+        _write_session_files(outdir, summary)
+    except (KeyboardInterrupt, _Terminate):
+        summary.interrupted = True
+    except Exception as exc:
+        summary.failures[str(outdir)] = f"{outdir}: cannot write the index STAR files ({exc})"
+    finally:
         if in_main_thread:
             signal.signal(signal.SIGTERM, previous_handler)
-    try:
-        _write_session_files(outdir, summary)
-    except OSError as exc:
-        summary.failures[str(outdir)] = f"{outdir}: cannot write the index STAR files ({exc})"
     return summary
+
+
+def _previous_picks(star: Path) -> pd.DataFrame:
+    """Picks of an earlier run; a file without a coordinate table (empty, garbage, cut short by
+    another tool) is not 'done' with zero particles but unreadable, so it gets picked again."""
+    try:
+        complete = "_rlnCoordinateX" in star.read_text(errors="replace")
+    except OSError as exc:
+        raise CryoSegNetError(f"{star}: unreadable ({exc})") from exc
+    if not complete:
+        raise CryoSegNetError(f"{star}: no coordinate table")
+    return read_coordinates(star)
 
 
 def _write_session_files(outdir: Path, summary: BatchSummary) -> None:
@@ -176,7 +221,9 @@ def _write_session_files(outdir: Path, summary: BatchSummary) -> None:
         outdir / INDEX_STAR,
         [(names[p], str(coordinate_path(outdir, Path(p)))) for p in summary.done],
     )
-    write_combined_star(outdir / COMBINED_STAR, {names[p]: picks for p, picks in summary.done.items()})
+    write_combined_star(
+        outdir / COMBINED_STAR, {names[p]: picks for p, picks in summary.done.items()}
+    )
 
 
 def _denoised_chunks(
@@ -198,23 +245,28 @@ def _denoised_chunks(
         window = max(batch_size, workers) * 2
         futures = [pool.submit(load, p) for p in paths[:window]]
         next_index = len(futures)
-        for position in range(len(paths)):
-            future = futures[position]
-            if next_index < len(paths):
-                futures.append(pool.submit(load, paths[next_index]))
-                next_index += 1
-            try:
-                chunk.append(future.result())
-            except Exception as exc:
-                _record_failure(summary, paths[position], exc, debug)
-                continue
-            finally:
-                futures[position] = None  # release the denoised image once consumed
-            if len(chunk) >= batch_size:
+        try:
+            for position in range(len(paths)):
+                future = futures[position]
+                if next_index < len(paths):
+                    futures.append(pool.submit(load, paths[next_index]))
+                    next_index += 1
+                try:
+                    chunk.append(future.result())
+                except Exception as exc:
+                    _record_failure(summary, paths[position], exc, debug)
+                    continue
+                finally:
+                    futures[position] = None  # release the denoised image once consumed
+                if len(chunk) >= batch_size:
+                    yield chunk
+                    chunk = []
+            if chunk:
                 yield chunk
-                chunk = []
-        if chunk:
-            yield chunk
+        finally:  # stopped early (Ctrl-C, SIGTERM): don't start reads nobody will pick
+            for pending in futures:
+                if pending is not None:
+                    pending.cancel()
 
 
 def _record_failure(
@@ -223,14 +275,15 @@ def _record_failure(
     if isinstance(exc, CryoSegNetError):
         reason = str(exc)
     else:
-        reason = f"{path}: {prefix}{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
+        detail = str(exc).splitlines()[0] if str(exc) else ""
+        reason = f"{path}: {prefix}{type(exc).__name__}: {detail}".rstrip(": ")
     if prefix and isinstance(exc, CryoSegNetError):
         reason = f"{path}: {prefix}{exc}"
     summary.failures[str(path)] = reason
     if debug:
         log.exception(reason)
     else:
-        tqdm.write(f"ERROR {reason}")
+        tqdm.write(f"ERROR {reason}", file=sys.stderr)
 
 
 def _check_unique_stems(paths: list[Path]) -> None:

@@ -1,0 +1,924 @@
+"""cryosegnet vs Topaz, side by side on the same micrographs in the same run (issue 5).
+
+Run:  python bench/compare_topaz.py [--model PATH] [--sam-checkpoint PATH]
+                                    [--sets real,synthetic,epu]
+
+For each set the two pickers run back to back (so they share the machine's load), each in its
+own subprocess, and both are scored by ``cryosegnet evaluate``:
+
+* **real**: the labelled EMPIAR-10146 apoferritin micrographs (PNG, particle diameter 68 px).
+  Topaz 0.3.20 cannot read PNG (its loader returns a PIL object), so they are converted to
+  float32 MRC first, rows unchanged (row 0 = top of the PNG); cryosegnet reads the PNGs.
+  The conversion is timed separately and not charged to Topaz.
+* **synthetic**: a held-out hard set made by ``cryosegnet simulate`` (4096², seed >= 9000, which
+  training never uses); labels are the simulator's ``<stem>.csv`` (pickable particles).
+* **epu**: the raw EPU 4096² MRC, timing only (no labels).
+
+cryosegnet: ``cryosegnet pick --stage builtin --threshold 0`` (every candidate kept, so best F1
+and AUPRC see them all); "at default threshold" re-scores with
+``--threshold DEFAULT_BUILTIN_THRESHOLD`` (``DEFAULT_SAM_THRESHOLD`` for the SAM stage, which
+runs only with ``--sam-checkpoint``). The particle diameter is *not* given: it estimates it.
+
+Topaz: ``topaz preprocess -s S`` then ``topaz extract -r R -t T -x S`` with the pretrained
+``resnet16_u64`` (its default model). Topaz must be told the particle size; the rule is
+``S = max(1, round(d / (2 * target_radius)))`` with target radius 10 px (resnet16_u64 wants a
+particle radius of ~7-12 px after downsampling) and ``R = round(d / 2 / S)``, with ``d`` the
+known particle diameter (the labels' median, per micrograph; micrographs sharing S run in one
+Topaz call). Topaz scores are log-likelihood ratios: its default threshold is 0 (p >= 0.5);
+extraction runs down to ``T`` (default -10) to keep the low-scoring candidates for the PR curve.
+
+Matching radius: half the labelled particle diameter (``cryosegnet evaluate``'s default).
+Time: wall and CPU (user + sys) seconds of the whole command (start-up, I/O, denoising /
+preprocessing included) divided by the number of micrographs, plus an estimate excluding
+start-up; peak RSS from ``wait4`` on each subprocess (max over Topaz's two processes).
+Output: a markdown table on stdout and in ``bench/results/compare_topaz.md``, the full record in
+``compare_topaz.json``; generated data (micrographs, picks, reports, overlays) under ``--work``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+REAL_DIR = SHARED / "data" / "real" / "empiar10146-apoferritin"
+EPU_FILE = SHARED / "data" / "real" / "unlabeled-raw" / "epu2.9_example.mrc"
+DEFAULT_TOPAZ = Path("/work/topaz-venv/bin/topaz")
+TOPAZ_DEFAULT_THRESHOLD = 0.0  # log-likelihood ratio 0 = p(particle) 0.5
+
+
+# ----------------------------------------------------------------------------- running tools
+
+
+@dataclass
+class Timed:
+    """One subprocess: its command, exit code, wall/CPU seconds, peak RSS, and the wall seconds
+    until it printed ``marker`` (its start-up), NaN if it never did."""
+
+    command: list[str]
+    returncode: int
+    wall_s: float
+    cpu_s: float
+    max_rss_mb: float
+    log: str
+    marker_s: float = float("nan")
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+def run_timed(command: list[str], log: Path, timeout: float, marker: str | None = None) -> Timed:
+    """Run ``command``, its output time-stamped into ``log``; resource use from ``os.wait4``
+    (this child alone, so peak RSS is its own)."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    marker_s = [float("nan")]
+    with open(log, "w") as handle:
+        handle.write("$ " + shlex.join(command) + "\n")
+        handle.flush()
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                env=env, text=True, errors="replace")
+
+        def pump() -> None:
+            for line in proc.stdout:
+                now = time.perf_counter() - t0
+                if marker and marker in line and not math.isfinite(marker_s[0]):
+                    marker_s[0] = now
+                handle.write(f"[{now:8.2f}s] {line}")
+
+        reader = threading.Thread(target=pump, daemon=True)
+        reader.start()
+        deadline = t0 + timeout
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.perf_counter() > deadline:
+                proc.kill()
+                _, status, usage = os.wait4(proc.pid, 0)
+                handle.write(f"\n[bench] killed after {timeout:.0f} s\n")
+                break
+            time.sleep(0.05)
+        wall = time.perf_counter() - t0
+        reader.join(timeout=10)
+    proc.returncode = os.waitstatus_to_exitcode(status)  # so Popen does not reap it again
+    return Timed(
+        command=command,
+        returncode=proc.returncode,
+        wall_s=wall,
+        cpu_s=usage.ru_utime + usage.ru_stime,
+        max_rss_mb=usage.ru_maxrss / 1024.0,  # Linux: kB
+        log=str(log),
+        marker_s=marker_s[0],
+    )
+
+
+# Runs ``topaz ARGS`` after importing every Topaz command module (and so torch), printing a
+# marker when the imports are done: the wall time to the marker is Topaz's start-up.
+TOPAZ_MARKER = "[bench] topaz imports done"
+TOPAZ_LAUNCHER = (
+    "import importlib, pkgutil, sys\n"
+    "import topaz.commands, topaz.main\n"
+    "for m in pkgutil.iter_modules(topaz.commands.__path__):\n"
+    "    importlib.import_module('topaz.commands.' + m.name)\n"
+    f"print({TOPAZ_MARKER!r}, file=sys.stderr, flush=True)\n"
+    "sys.argv = ['topaz'] + sys.argv[1:]\n"
+    "sys.exit(topaz.main.main())\n"
+)
+
+
+def topaz_command(topaz: Path, *arguments: str) -> list[str]:
+    """``topaz ARGS`` through the start-up-marking launcher (same interpreter as ``topaz``)."""
+    python = topaz.with_name("python")
+    if not python.exists():
+        return [str(topaz), *arguments]
+    return [str(python), "-c", TOPAZ_LAUNCHER, *arguments]
+
+
+def log_tail(path: str | Path, n: int = 3) -> str:
+    try:
+        lines = [ln for ln in Path(path).read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return ""
+    return " | ".join(lines[-n:])[-400:]
+
+
+def cryosegnet_command() -> list[str]:
+    exe = Path(sys.executable).with_name("cryosegnet")
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "cryosegnet.cli.main"]
+
+
+# ----------------------------------------------------------------------------- data sets
+
+
+@dataclass
+class Dataset:
+    """Micrographs for each tool, their labels (None: timing only) and known diameters."""
+
+    name: str
+    description: str
+    images: list[Path]  # what cryosegnet reads
+    topaz_images: list[Path]  # what Topaz reads (MRC)
+    labels_dir: Path | None
+    diameters: dict[str, float]  # micrograph stem -> particle diameter (px) for Topaz
+    shapes: dict[str, tuple[int, int]]
+    prepare_s: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+def _stem(path: Path) -> str:
+    return path.name[: -len(path.suffix)] if path.suffix else path.name
+
+
+def _write_mrc(path: Path, data: np.ndarray) -> None:
+    import mrcfile
+
+    with mrcfile.new(path, overwrite=True) as handle:
+        handle.set_data(np.ascontiguousarray(data, dtype=np.float32))
+
+
+def _label_diameter(csv: Path, fallback: float) -> float:
+    table = pd.read_csv(csv)
+    column = next((c for c in table.columns if c.lower().startswith("diam")), None)
+    if column is None or not len(table):
+        return fallback
+    return float(table[column].median())
+
+
+def prepare_real(work: Path, source: Path) -> Dataset:
+    """The labelled PNGs; Topaz gets float32 MRC copies with the same row order."""
+    from cryosegnet.io.micrographs import read_micrograph
+
+    labels_src = sorted((source / "labels").glob("*.csv"))
+    if not labels_src:
+        raise FileNotFoundError(f"no labels in {source / 'labels'}")
+    images, topaz_images, diameters, shapes = [], [], {}, {}
+    labels_dir = work / "labels"
+    mrc_dir = work / "mrc"
+    labels_dir.mkdir(parents=True, exist_ok=True)
+    mrc_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    for csv in labels_src:
+        stem = csv.name[: -len(".csv")]
+        png = source / "micrographs" / f"{stem}.png"
+        if not png.is_file():
+            continue
+        shutil.copy(csv, labels_dir / csv.name)
+        data = read_micrograph(png).data
+        mrc = mrc_dir / f"{stem}.mrc"
+        _write_mrc(mrc, data)
+        images.append(png)
+        topaz_images.append(mrc)
+        diameters[stem] = _label_diameter(csv, 68.0)
+        shapes[stem] = tuple(data.shape)
+    return Dataset(
+        name="real",
+        description=f"EMPIAR-10146 apoferritin, {len(images)} labelled PNG micrographs "
+        f"({shapes[next(iter(shapes))][1]}x{shapes[next(iter(shapes))][0]}), CryoPPP labels",
+        images=images,
+        topaz_images=topaz_images,
+        labels_dir=labels_dir,
+        diameters=diameters,
+        shapes=shapes,
+        prepare_s=time.perf_counter() - t0,
+        notes=["Topaz reads float32 MRC copies of the PNGs (topaz 0.3.20 cannot read PNG); "
+               "conversion time not charged to Topaz"],
+    )
+
+
+def prepare_synthetic(work: Path, n: int, size: int, seed: int, difficulty: str,
+                      timeout: float) -> Dataset:
+    """Simulate (once; re-runs reuse complete files) and gather labels and diameters."""
+    if seed < 9000:
+        raise ValueError("held-out synthetic seeds must be >= 9000 (training never uses them)")
+    sim_dir = work / f"{difficulty}_n{n}_s{size}_seed{seed}"
+    command = [*cryosegnet_command(), "simulate", "-n", str(n), "--difficulty", difficulty,
+               "--size", str(size), "--seed", str(seed), "-q", "-o", str(sim_dir)]
+    timed = run_timed(command, work / "simulate.log", timeout)
+    if not timed.ok:
+        raise RuntimeError(f"simulate failed: {log_tail(timed.log)}")
+    labels_dir = work / "labels"
+    labels_dir.mkdir(parents=True, exist_ok=True)
+    images, diameters, shapes = [], {}, {}
+    for mrc in sorted(sim_dir.glob("*.mrc")):
+        stem = _stem(mrc)
+        csv = sim_dir / f"{stem}.csv"
+        if not csv.is_file():
+            continue
+        shutil.copy(csv, labels_dir / csv.name)
+        images.append(mrc)
+        diameters[stem] = _label_diameter(csv, float("nan"))
+        shapes[stem] = (size, size)
+    summary = sim_dir / "micrographs.csv"
+    if summary.is_file():  # the simulator's own per-micrograph diameter, for empty label files
+        table = pd.read_csv(summary)
+        for stem, d in zip(table["stem"].astype(str), table["diameter_px"], strict=True):
+            if stem in diameters and not math.isfinite(diameters[stem]):
+                diameters[stem] = float(d)
+    return Dataset(
+        name="synthetic",
+        description=f"held-out simulated '{difficulty}' set: {len(images)} x {size}², "
+        f"seed {seed} (`{shlex.join(['cryosegnet', *command[len(cryosegnet_command()):]])}`)",
+        images=images,
+        topaz_images=images,
+        labels_dir=labels_dir,
+        diameters=diameters,
+        shapes=shapes,
+        prepare_s=timed.wall_s,
+    )
+
+
+def prepare_epu(path: Path, diameter: float) -> Dataset:
+    """Timing only: one raw EPU 4096² MRC, no labels, particle size assumed for Topaz."""
+    import mrcfile
+
+    with mrcfile.mmap(path, permissive=True) as handle:
+        shape = tuple(int(v) for v in handle.data.shape[-2:])
+    stem = _stem(path)
+    return Dataset(
+        name="epu",
+        description=f"raw EPU MRC {path.name} ({shape[1]}x{shape[0]}), timing only",
+        images=[path],
+        topaz_images=[path],
+        labels_dir=None,
+        diameters={stem: diameter},
+        shapes={stem: shape},
+        notes=[f"no labels; Topaz told a particle diameter of {diameter:g} px"],
+    )
+
+
+# ----------------------------------------------------------------------------- pickers
+
+
+@dataclass
+class ToolRun:
+    """A picker on one set: where its picks are, its resource use, and its settings."""
+
+    tool: str
+    dataset: str
+    n_micrographs: int
+    ok: bool
+    picks: str | None
+    default_threshold: float
+    wall_s: float = float("nan")
+    cpu_s: float = float("nan")
+    max_rss_mb: float = float("nan")
+    startup_s: float = float("nan")  # wall seconds not spent on micrographs (estimate)
+    steps: list[dict] = field(default_factory=list)
+    settings: dict = field(default_factory=dict)
+    error: str = ""
+
+    def per_mic(self, value: float) -> float:
+        return value / self.n_micrographs if self.n_micrographs else float("nan")
+
+
+def run_cryosegnet(ds: Dataset, work: Path, args: argparse.Namespace, sam: bool) -> ToolRun:
+    """``cryosegnet pick`` with every candidate kept; the batch time excludes start-up."""
+    from cryosegnet.picking.picker import DEFAULT_BUILTIN_THRESHOLD, DEFAULT_SAM_THRESHOLD
+
+    tool = "cryosegnet (SAM)" if sam else "cryosegnet (built-in)"
+    out = work / ("cryosegnet_sam" if sam else "cryosegnet")
+    shutil.rmtree(out, ignore_errors=True)
+    command = [*cryosegnet_command(), "pick", *map(str, ds.images), "-o", str(out),
+               "--threshold", "0", "--device", args.device, "--overwrite", "--no-progress"]
+    if args.model:
+        command += ["--model", str(args.model)]
+    if sam:
+        command += ["--stage", "sam", "--sam-checkpoint", str(args.sam_checkpoint),
+                    "--sam-model-type", args.sam_model_type]
+    else:
+        command += ["--stage", "builtin"]
+    default_t = DEFAULT_SAM_THRESHOLD if sam else DEFAULT_BUILTIN_THRESHOLD
+    run = ToolRun(tool, ds.name, len(ds.images), False, str(out), default_t,
+                  settings={"threshold for candidates": 0, "default threshold": default_t,
+                            "diameter": "estimated by cryosegnet"})
+    timed = run_timed(command, work / f"{out.name}.log", args.timeout)
+    run.steps.append(asdict(timed))
+    run.wall_s, run.cpu_s, run.max_rss_mb = timed.wall_s, timed.cpu_s, timed.max_rss_mb
+    match = re.search(r"^time: ([\d.]+) s", Path(timed.log).read_text(errors="replace"), re.M)
+    if match:
+        run.startup_s = max(0.0, timed.wall_s - float(match.group(1)))
+    run.ok = timed.ok
+    if not timed.ok:
+        run.error = f"exit {timed.returncode}: {log_tail(timed.log)}"
+    return run
+
+
+def topaz_factor(diameter: float, target_radius: float) -> tuple[int, int]:
+    """(downsampling factor S, extraction radius R in downsampled px) for a particle diameter."""
+    factor = max(1, int(round(diameter / (2.0 * target_radius))))
+    return factor, max(1, int(round(diameter / 2.0 / factor)))
+
+
+def run_topaz(ds: Dataset, work: Path, args: argparse.Namespace,
+              target_radius: float | None = None) -> ToolRun:
+    """Preprocess + extract per group of micrographs sharing a downsampling factor.
+
+    ``target_radius`` (px after downsampling) overrides ``--topaz-target-radius``: a
+    sensitivity row, named with its radius."""
+    primary = target_radius is None
+    target_radius = args.topaz_target_radius if primary else target_radius
+    out = work / ("topaz" if primary else f"topaz_r{target_radius:g}")
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    groups: dict[tuple[int, int], list[Path]] = {}
+    for path in ds.topaz_images:
+        factor, radius = topaz_factor(ds.diameters[_stem(path)], target_radius)
+        groups.setdefault((factor, radius), []).append(path)
+    name = "Topaz resnet16_u64" + ("" if primary else f" (radius ~{target_radius:g} px)")
+    run = ToolRun(name, ds.name, len(ds.topaz_images), True,
+                  str(out / "topaz_picks.txt"), TOPAZ_DEFAULT_THRESHOLD)
+    run.settings = {
+        "model": "resnet16_u64 (topaz extract default)",
+        "target radius after downsampling": target_radius,
+        "extract threshold (candidates)": args.topaz_threshold,
+        "default threshold": TOPAZ_DEFAULT_THRESHOLD,
+        "groups": [
+            {"downsample": f, "radius_ds_px": r,
+             "diameter_px": sorted({round(ds.diameters[_stem(p)], 1) for p in paths}),
+             "particle_radius_after_downsampling": sorted(
+                 {round(ds.diameters[_stem(p)] / 2 / f, 1) for p in paths}),
+             "n": len(paths)}
+            for (f, r), paths in sorted(groups.items())
+        ],
+    }
+    tables, wall, cpu, rss, startup, errors = [], 0.0, 0.0, 0.0, 0.0, []
+    for (factor, radius), paths in sorted(groups.items()):
+        pre = out / f"preprocessed_s{factor}"
+        picks = out / f"picks_s{factor}_r{radius}.txt"
+        steps = [
+            ["preprocess", "-s", str(factor), "-o", str(pre), *map(str, paths)],
+            ["extract", "-r", str(radius), "-t", str(args.topaz_threshold),
+             "-x", str(factor), "-o", str(picks),
+             *[str(pre / f"{_stem(p)}.mrc") for p in paths]],
+        ]
+        for k, arguments in enumerate(steps):
+            run.settings.setdefault("commands", []).append(
+                shlex.join(["topaz", *arguments[:6 if k == 0 else 9]]) + " ...")
+            timed = run_timed(topaz_command(args.topaz, *arguments),
+                              out / f"s{factor}_{k}_{arguments[0]}.log", args.timeout,
+                              marker=TOPAZ_MARKER)
+            run.steps.append(asdict(timed))
+            wall, cpu, rss = wall + timed.wall_s, cpu + timed.cpu_s, max(rss, timed.max_rss_mb)
+            startup += timed.marker_s
+            if not timed.ok:
+                errors.append(f"{arguments[0]} -s {factor}: exit {timed.returncode}: "
+                              f"{log_tail(timed.log)}")
+                break
+        else:
+            tables.append(pd.read_csv(picks, sep="\t"))
+    run.wall_s, run.cpu_s, run.max_rss_mb = wall, cpu, rss
+    run.startup_s = startup  # NaN if a call never printed the marker
+    if tables:
+        pd.concat(tables, ignore_index=True).to_csv(run.picks, sep="\t", index=False)
+    if errors:
+        run.error = "; ".join(errors)
+        run.ok = False
+    return run
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+def evaluate(run: ToolRun, ds: Dataset, work: Path, args: argparse.Namespace) -> dict:
+    """``cryosegnet evaluate`` at the tool's default threshold (best F1 / AUPRC use all picks)."""
+    report = work / f"report_{re.sub(r'[^a-z0-9]+', '_', run.tool.lower()).strip('_')}"
+    command = [*cryosegnet_command(), "evaluate", run.picks, str(ds.labels_dir), "-o",
+               str(report), "--threshold", repr(run.default_threshold)]
+    timed = run_timed(command, report.with_suffix(".log"), args.timeout)
+    if not timed.ok:
+        return {"error": f"evaluate exit {timed.returncode}: {log_tail(timed.log)}",
+                "command": shlex.join(command)}
+    payload = json.loads((report / "metrics.json").read_text())
+    return {"pooled": payload["pooled"], "per_micrograph": payload["per_micrograph"],
+            "report": str(report), "command": shlex.join(command)}
+
+
+def convention_check(picks: str, ds: Dataset, threshold: float) -> dict:
+    """Best F1 of the picks as written, with x and y swapped, and with y flipped: the written
+    convention should win clearly if coordinates line up with the labels."""
+    from cryosegnet.evaluation.metrics import evaluate_picks
+    from cryosegnet.evaluation.pairing import load_coordinate_sets
+
+    picks_by = load_coordinate_sets(picks)
+    labels_by = load_coordinate_sets(str(ds.labels_dir))
+    variants = {}
+    for name in ("as written", "x<->y swapped", "y flipped"):
+        changed = {}
+        for key, table in picks_by.items():
+            table = table.copy()
+            if name == "x<->y swapped":
+                table[["x", "y"]] = table[["y", "x"]].to_numpy()
+            elif name == "y flipped":
+                height = ds.shapes.get(key, (0, 0))[0]
+                table["y"] = height - 1 - table["y"]
+            changed[key] = table
+        result = evaluate_picks(changed, labels_by, threshold=threshold)
+        variants[name] = {"best_f1": result.pooled["best_f1"], "auprc": result.pooled["auprc"]}
+    return variants
+
+
+def labels_self_check(ds: Dataset, work: Path, args: argparse.Namespace) -> dict:
+    """Evaluate the labels against themselves through the CLI: must give F1 = 1."""
+    command = [*cryosegnet_command(), "evaluate", str(ds.labels_dir), str(ds.labels_dir),
+               "-o", str(work / "report_labels_vs_labels"), "--no-plot"]
+    timed = run_timed(command, work / "report_labels_vs_labels.log", args.timeout)
+    if not timed.ok:
+        return {"error": log_tail(timed.log)}
+    pooled = json.loads((work / "report_labels_vs_labels" / "metrics.json").read_text())["pooled"]
+    return {k: pooled[k] for k in ("n_labels", "f1", "best_f1", "auprc")}
+
+
+def overlay(ds: Dataset, runs: list[ToolRun], out: Path) -> str | None:
+    """First labelled micrograph, low-pass filtered: labels (green circles) and each tool's
+    top-N picks (N = number of labels; Topaz red, cryosegnet blue). A visual check that the
+    coordinate frames line up, independent of where either tool's threshold sits."""
+    import cv2
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    from cryosegnet.evaluation.pairing import load_coordinate_sets
+    from cryosegnet.io.micrographs import read_micrograph
+
+    image_path = ds.images[0]
+    key = _stem(image_path)
+    diameter = ds.diameters.get(key, 50.0)
+    data = read_micrograph(image_path).data.astype(np.float32)
+    step = max(1, int(math.ceil(max(data.shape) / 1200)))
+    if step > 1:
+        h, w = (data.shape[0] // step) * step, (data.shape[1] // step) * step
+        data = data[:h, :w].reshape(h // step, step, w // step, step).mean(axis=(1, 3))
+    data = cv2.GaussianBlur(data, (0, 0), max(1.0, diameter / step / 10))
+    lo, hi = np.percentile(data, [1, 99])
+    labels = load_coordinate_sets(str(ds.labels_dir)).get(key)
+    n_top = len(labels) if labels is not None else 100
+    fig, ax = plt.subplots(figsize=(9, 9 * data.shape[0] / data.shape[1]), dpi=110)
+    try:
+        ax.imshow(data, cmap="gray", vmin=lo, vmax=hi, extent=(
+            -0.5, data.shape[1] * step - 0.5, data.shape[0] * step - 0.5, -0.5))
+        if labels is not None:
+            for x, y in labels[["x", "y"]].to_numpy(float):
+                ax.add_patch(plt.Circle((x, y), diameter / 2, fill=False, color="lime", lw=0.8))
+        colours = {"Topaz": "red", "cryosegnet (built-in)": "deepskyblue",
+                   "cryosegnet (SAM)": "orange"}
+        for run in runs:
+            if not run.ok or not run.picks:
+                continue
+            picks = load_coordinate_sets(run.picks).get(key)
+            if picks is None:
+                continue
+            picks = picks.sort_values("score", ascending=False).head(n_top)
+            colour = next((c for name, c in colours.items() if run.tool.startswith(name)), "y")
+            ax.plot(picks["x"], picks["y"], "+", color=colour, ms=7, mew=1.2,
+                    label=f"{run.tool}: top {len(picks)} picks")
+        ax.set_title(f"{ds.name}: {key} (low-pass) - green circles: labels")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="upper right", fontsize=8)
+        fig.tight_layout()
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out)
+    finally:
+        plt.close(fig)
+    return str(out)
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def machine() -> dict:
+    info = {"python": platform.python_version(), "platform": platform.platform()}
+    try:
+        text = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+        fields = dict(
+            (k.strip(), v.strip()) for k, _, v in (ln.partition(":") for ln in text.splitlines())
+        )
+        info["cpu"] = fields.get("Model name", "?")
+        info["cpus"] = fields.get("CPU(s)", "?")
+        info["threads_per_core"] = fields.get("Thread(s) per core", "?")
+    except (OSError, subprocess.CalledProcessError):
+        info["cpu"] = platform.processor() or "?"
+        info["cpus"] = str(os.cpu_count())
+    try:
+        pages = os.sysconf("SC_PHYS_PAGES")
+        info["memory_gb"] = round(os.sysconf("SC_PAGE_SIZE") * pages / 2**30, 1)
+    except (ValueError, OSError):
+        pass
+    return info
+
+
+def versions(topaz: Path) -> dict:
+    out = {}
+    try:
+        import torch
+
+        import cryosegnet
+
+        out["cryosegnet"] = cryosegnet.__version__
+        out["torch (cryosegnet)"] = torch.__version__
+    except Exception as exc:  # noqa: BLE001
+        out["cryosegnet"] = f"? ({exc})"
+    python = topaz.with_name("python")
+    try:
+        out["topaz"] = subprocess.run(
+            [str(python), "-c", "import topaz, torch; print(topaz.__version__, torch.__version__)"],
+            capture_output=True, text=True, timeout=120).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        out["topaz"] = "?"
+    try:
+        out["git"] = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+                                    capture_output=True, text=True).stdout.strip()
+    except OSError:
+        pass
+    return out
+
+
+def _f(value, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    return f"{value:.{digits}f}"
+
+
+def results_table(records: list[dict]) -> str:
+    head = ("| set | tool | mics | picks @default | precision | recall | F1 @default | best F1 "
+            "(score >=) | AUPRC | wall s/mic | CPU s/mic | s/mic excl. start-up | peak RSS GB "
+            "| status |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in records:
+        p = (r.get("evaluation") or {}).get("pooled") or {}
+        n = r["n_micrographs"] or 1
+        status = "ok" if r["ok"] and "error" not in (r.get("evaluation") or {}) else (
+            "FAILED: " + (r["error"] or r["evaluation"].get("error", ""))[:160])
+        best = (f"{_f(p.get('best_f1'))} ({_f(p.get('best_threshold'), 2)})"
+                if p else "-")
+        excl = (r["wall_s"] - r["startup_s"]) / n if math.isfinite(r["startup_s"]) else math.nan
+        lines.append(
+            f"| {r['dataset']} | {r['tool']} | {r['n_micrographs']} | "
+            f"{p.get('n_picks', '-')} | {_f(p.get('precision'))} | {_f(p.get('recall'))} | "
+            f"{_f(p.get('f1'))} | {best} | {_f(p.get('auprc'))} | {_f(r['wall_s'] / n, 1)} | "
+            f"{_f(r['cpu_s'] / n, 1)} | {_f(excl, 1)} | {_f(r['max_rss_mb'] / 1024, 2)} | "
+            f"{status} |"
+        )
+    return "\n".join(lines)
+
+
+def targets_table(records: list[dict]) -> str:
+    """Issue 5's targets, cryosegnet (built-in) against Topaz per set."""
+    lines = ["| set | ΔF1 @default (target ≥ +0.05) | Δ best F1 (≥ +0.05) | Δ best F1 vs "
+             "strongest Topaz row | CPU time ratio cryosegnet/Topaz (≤ 0.33) | wall ratio | "
+             "wall ratio excl. start-up | cryosegnet peak RSS (≤ 3 GB) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for dataset in dict.fromkeys(r["dataset"] for r in records):
+        ours = next((r for r in records if r["dataset"] == dataset
+                     and r["tool"] == "cryosegnet (built-in)"), None)
+        theirs = next((r for r in records if r["dataset"] == dataset
+                       and r["tool"] == "Topaz resnet16_u64"), None)
+        candidates = [r for r in records if r["dataset"] == dataset
+                      and r["tool"].startswith("Topaz") and r["ok"]]
+        strongest = max(candidates, key=_best_f1, default=None)
+        if not ours or not theirs:
+            continue
+        po = ((ours.get("evaluation") or {}).get("pooled")) or {}
+        pt = ((theirs.get("evaluation") or {}).get("pooled")) or {}
+
+        def diff(key: str, po=po, pt=pt) -> str:
+            if key not in po or key not in pt:
+                return "-"
+            return f"{po[key] - pt[key]:+.3f}"
+
+        ratio = ours["cpu_s"] / theirs["cpu_s"] if theirs["cpu_s"] else math.nan
+        wall = ours["wall_s"] / theirs["wall_s"] if theirs["wall_s"] else math.nan
+        net_ours = ours["wall_s"] - ours["startup_s"]  # NaN when start-up is unknown
+        net_theirs = theirs["wall_s"] - theirs["startup_s"]
+        net = net_ours / net_theirs if net_theirs > 0 else math.nan
+        vs_best = "-"
+        if strongest is not None and _best_f1(strongest) >= 0 and _best_f1(ours) >= 0:
+            vs_best = f"{_best_f1(ours) - _best_f1(strongest):+.3f} ({strongest['tool']})"
+        lines.append(f"| {dataset} | {diff('f1')} | {diff('best_f1')} | {vs_best} | "
+                     f"{_f(ratio, 2)} | "
+                     f"{_f(wall, 2)} | {_f(net, 2)} | {_f(ours['max_rss_mb'] / 1024, 2)} GB |")
+    return "\n".join(lines)
+
+
+def _best_f1(run: dict) -> float:
+    pooled = (run.get("evaluation") or {}).get("pooled") or {}
+    value = pooled.get("best_f1")
+    return value if isinstance(value, float) and math.isfinite(value) else -1.0
+
+
+def write_markdown(record: dict) -> str:
+    m, v = record["machine"], record["versions"]
+    parts = [
+        "# cryosegnet vs Topaz (issue 5 benchmark)",
+        "",
+        f"- date: {record['date']}",
+        f"- command: `{record['command']}`",
+        f"- machine: {m.get('cpu')}, {m.get('cpus')} CPUs "
+        f"({m.get('threads_per_core')} thread/core), {m.get('memory_gb', '?')} GB RAM, "
+        f"no GPU; {m.get('platform')}",
+        f"- load average at start / end: {record['load_start']} / {record['load_end']} "
+        "(other jobs share this machine: both tools run back to back per set so they see "
+        "the same load; CPU seconds are less load-sensitive than wall seconds)",
+        f"- versions: {', '.join(f'{k} {val}' for k, val in v.items())}",
+        f"- cryosegnet model: `{record['model']['path']}` ({record['model'].get('note', '')})",
+        "",
+        "## Results",
+        "",
+        results_table(record["runs"]),
+        "",
+        "F1 @default: cryosegnet keeps picks with figure of merit >= "
+        f"{record['thresholds']['cryosegnet (built-in)']} (DEFAULT_BUILTIN_THRESHOLD); Topaz "
+        "keeps log-likelihood ratio >= 0 (p >= 0.5). Best F1 and AUPRC use every candidate "
+        "(cryosegnet `--threshold 0`; Topaz `extract -t "
+        f"{record['topaz_threshold']}`). Matching: `cryosegnet evaluate`, greedy one-to-one "
+        "within half the labelled particle diameter. Times: whole command per micrograph "
+        "(start-up, reading, denoising/preprocessing, writing); 'excl. start-up' is "
+        "cryosegnet's own batch timer (after model load), and for Topaz the wall time minus "
+        "each call's start-up (interpreter + imports, up to a marker printed by a launcher that "
+        "imports Topaz's command modules and then runs `topaz.main`). Peak RSS: max over the "
+        "tool's processes (`wait4`).",
+        "",
+        "## Targets (cryosegnet built-in vs Topaz)",
+        "",
+        targets_table(record["runs"]),
+        "",
+        "## Sets and Topaz settings",
+        "",
+    ]
+    for ds in record["datasets"]:
+        parts.append(f"- **{ds['name']}**: {ds['description']}" + (
+            f" ({'; '.join(ds['notes'])})" if ds["notes"] else ""))
+        for run in record["runs"]:
+            if run["dataset"] == ds["name"] and run["tool"].startswith("Topaz"):
+                for g in run["settings"].get("groups", []):
+                    parts.append(
+                        f"  - Topaz: d = {', '.join(f'{d:g}' for d in g['diameter_px'])} px -> "
+                        f"`preprocess -s {g['downsample']}` (radius after downsampling "
+                        f"{', '.join(f'{r:g}' for r in g['particle_radius_after_downsampling'])}"
+                        f" px), `extract -r {g['radius_ds_px']} -t {record['topaz_threshold']} "
+                        f"-x {g['downsample']}` ({g['n']} micrograph(s))")
+    parts += [
+        "",
+        "Rule: `S = max(1, round(d / 20))`, i.e. particle radius about 10 px after downsampling "
+        "(resnet16_u64 is trained for radii of roughly 7-12 px); `-r = round(d / 2 / S)`; "
+        "coordinates are scaled back by `-x S`. Topaz is given the true diameter (it cannot "
+        "estimate it); cryosegnet is not (it estimates it per micrograph).",
+        "",
+        "## Coordinate checks",
+        "",
+    ]
+    for ds in record["datasets"]:
+        if ds.get("labels_self_check"):
+            parts.append(f"- {ds['name']}: labels vs themselves through `cryosegnet evaluate`: "
+                         f"{json.dumps(ds['labels_self_check'])}")
+        for tool, variants in ds.get("convention_check", {}).items():
+            parts.append(f"- {ds['name']}, {tool}: best F1 (AUPRC) as written / x<->y swapped / "
+                         "y flipped: " + " / ".join(
+                             f"{_f(val['best_f1'])} ({_f(val['auprc'])})"
+                             for val in variants.values()))
+        if ds.get("overlay"):
+            parts.append(f"- {ds['name']}: overlay `{ds['overlay']}`")
+    if record.get("notes"):
+        parts += ["", "## Notes", ""] + [f"- {n}" for n in record["notes"]]
+    parts += ["", f"Raw record: `{record['json']}`; picks, logs and reports: `{record['work']}`.",
+              ""]
+    return "\n".join(parts)
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=None,
+                        help="cryosegnet U-Net checkpoint (default: the shipped model)")
+    parser.add_argument("--sam-checkpoint", type=Path, default=None,
+                        help="also run the SAM instance stage with these weights")
+    parser.add_argument("--sam-model-type", default="vit_h", choices=("vit_h", "vit_l", "vit_b"))
+    parser.add_argument("--sets", default="real,synthetic,epu",
+                        help="comma-separated subset of real,synthetic,epu")
+    parser.add_argument("--real-dir", type=Path, default=REAL_DIR)
+    parser.add_argument("--epu", type=Path, default=EPU_FILE)
+    parser.add_argument("--epu-diameter", type=float, default=160.0,
+                        help="particle diameter (px) Topaz is told for the unlabelled EPU image "
+                        "(160 -> -s 8, the usual Topaz recipe at ~1 Å/px)")
+    parser.add_argument("--synthetic-n", type=int, default=8)
+    parser.add_argument("--synthetic-size", type=int, default=4096)
+    parser.add_argument("--synthetic-seed", type=int, default=9001)
+    parser.add_argument("--synthetic-difficulty", default="hard")
+    parser.add_argument("--topaz", type=Path, default=DEFAULT_TOPAZ, help="topaz executable")
+    parser.add_argument("--topaz-target-radius", type=float, default=10.0,
+                        help="particle radius (px) wanted after Topaz downsampling")
+    parser.add_argument("--topaz-threshold", type=float, default=-10.0,
+                        help="topaz extract -t: lowest log-likelihood ratio kept as a candidate")
+    parser.add_argument("--topaz-alt-radius", type=float, nargs="*", default=[17.0],
+                        help="extra Topaz rows with these target radii (sensitivity check; "
+                        "the targets compare against the strongest Topaz row)")
+    parser.add_argument("--topaz-alt-sets", default="real",
+                        help="labelled sets that get the extra Topaz rows (real)")
+    parser.add_argument("--skip-topaz", action="store_true")
+    parser.add_argument("--skip-cryosegnet", action="store_true")
+    parser.add_argument("--device", default="cpu", help="cryosegnet --device (cpu)")
+    parser.add_argument("--timeout", type=float, default=3600.0,
+                        help="seconds before a single tool call is killed and reported failed")
+    parser.add_argument("--work", type=Path, default=REPO / "runs" / "compare_topaz",
+                        help="generated data: micrographs, picks, logs, reports (gitignored)")
+    parser.add_argument("--results", type=Path, default=REPO / "bench" / "results",
+                        help="folder for compare_topaz.md and compare_topaz.json")
+    args = parser.parse_args(argv)
+
+    from cryosegnet.model.checkpoint import default_model_path
+    from cryosegnet.picking.picker import DEFAULT_BUILTIN_THRESHOLD, DEFAULT_SAM_THRESHOLD
+
+    model_path = args.model or default_model_path()
+    model_info = {"path": str(model_path)}
+    if model_path.is_file():
+        model_info["size_mb"] = round(model_path.stat().st_size / 2**20, 1)
+        try:
+            import torch
+
+            meta = torch.load(model_path, map_location="cpu", weights_only=True).get("metadata")
+            model_info["metadata"] = meta
+            model_info["note"] = json.dumps(meta, default=str)[:200]
+        except Exception as exc:  # noqa: BLE001
+            model_info["note"] = f"unreadable: {exc}"
+    else:
+        model_info["note"] = "MISSING"
+    command = "python bench/compare_topaz.py " + shlex.join(sys.argv[1:] if argv is None else argv)
+    record: dict = {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": command.strip(),
+        "machine": machine(),
+        "versions": versions(args.topaz),
+        "model": model_info,
+        "load_start": " ".join(f"{x:.1f}" for x in os.getloadavg()),
+        "thresholds": {"cryosegnet (built-in)": DEFAULT_BUILTIN_THRESHOLD,
+                       "cryosegnet (SAM)": DEFAULT_SAM_THRESHOLD,
+                       "Topaz": TOPAZ_DEFAULT_THRESHOLD},
+        "topaz_threshold": args.topaz_threshold,
+        "runs": [],
+        "datasets": [],
+        "notes": [],
+        "work": str(args.work),
+    }
+    args.work.mkdir(parents=True, exist_ok=True)
+    topaz_ok = not args.skip_topaz and args.topaz.exists()
+    if not args.skip_topaz and not topaz_ok:
+        record["notes"].append(f"Topaz not found at {args.topaz}: not run")
+
+    for name in [s.strip() for s in args.sets.split(",") if s.strip()]:
+        work = args.work / name
+        try:
+            if name == "real":
+                ds = prepare_real(work, args.real_dir)
+            elif name == "synthetic":
+                ds = prepare_synthetic(work, args.synthetic_n, args.synthetic_size,
+                                       args.synthetic_seed, args.synthetic_difficulty,
+                                       args.timeout)
+            elif name == "epu":
+                ds = prepare_epu(args.epu, args.epu_diameter)
+            else:
+                raise ValueError(f"unknown set {name!r}")
+        except Exception as exc:  # noqa: BLE001 - a broken set is reported, not fatal
+            record["notes"].append(f"set {name}: could not prepare: {exc}")
+            print(f"[bench] set {name}: could not prepare: {exc}", file=sys.stderr)
+            continue
+        print(f"[bench] {ds.name}: {ds.description}", file=sys.stderr)
+        ds_record = {"name": ds.name, "description": ds.description, "notes": ds.notes,
+                     "prepare_s": round(ds.prepare_s, 1), "convention_check": {}}
+        runs: list[ToolRun] = []
+        jobs = []
+        if not args.skip_cryosegnet:
+            jobs.append(("cryosegnet", lambda ds=ds, work=work: run_cryosegnet(
+                ds, work, args, sam=False)))
+            if args.sam_checkpoint:
+                jobs.append(("cryosegnet SAM", lambda ds=ds, work=work: run_cryosegnet(
+                    ds, work, args, sam=True)))
+        if topaz_ok:
+            jobs.append(("Topaz", lambda ds=ds, work=work: run_topaz(ds, work, args)))
+            alt_sets = {x.strip() for x in args.topaz_alt_sets.split(",")}
+            if ds.labels_dir is not None and ds.name in alt_sets:
+                for radius in args.topaz_alt_radius:
+                    jobs.append((f"Topaz radius {radius:g}", lambda ds=ds, work=work, r=radius:
+                                 run_topaz(ds, work, args, target_radius=r)))
+        for label, job in jobs:
+            print(f"[bench] {ds.name}: running {label} ...", file=sys.stderr)
+            try:
+                run = job()
+            except Exception as exc:  # noqa: BLE001
+                run = ToolRun(label, ds.name, len(ds.images), False, None, math.nan,
+                              error=f"{type(exc).__name__}: {exc}")
+            print(f"[bench] {ds.name}: {run.tool}: {'ok' if run.ok else run.error} "
+                  f"({run.wall_s:.1f} s wall, {run.cpu_s:.1f} s CPU)", file=sys.stderr)
+            runs.append(run)
+        for run in runs:
+            entry = asdict(run)
+            if ds.labels_dir is not None and run.ok and run.picks:
+                try:
+                    entry["evaluation"] = evaluate(run, ds, work, args)
+                    ds_record["convention_check"][run.tool] = convention_check(
+                        run.picks, ds, run.default_threshold)
+                except Exception as exc:  # noqa: BLE001
+                    entry["evaluation"] = {"error": f"{type(exc).__name__}: {exc}"}
+            record["runs"].append(entry)
+        if ds.labels_dir is not None:
+            try:
+                ds_record["labels_self_check"] = labels_self_check(ds, work, args)
+                ds_record["overlay"] = overlay(ds, runs, work / "overlay.png")
+            except Exception as exc:  # noqa: BLE001
+                ds_record["notes"].append(f"check failed: {type(exc).__name__}: {exc}")
+        record["datasets"].append(ds_record)
+
+    record["load_end"] = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    args.results.mkdir(parents=True, exist_ok=True)
+    record["json"] = str(args.results / "compare_topaz.json")
+    markdown = write_markdown(record)
+    (args.results / "compare_topaz.md").write_text(markdown)
+    Path(record["json"]).write_text(
+        json.dumps(_clean(record), indent=2, default=_json_default) + "\n")
+    print(markdown)
+    failed = [r for r in record["runs"] if not r["ok"]]
+    return 1 if failed or not record["runs"] else 0
+
+
+def _clean(value):
+    """JSON has no NaN: null instead, recursively."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _json_default(value):
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, np.generic):
+        return value.item()
+    return str(value)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
