@@ -354,7 +354,9 @@ def run_cryosegnet(ds: Dataset, work: Path, args: argparse.Namespace, sam: bool)
     timed = run_timed(command, work / f"{out.name}.log", args.timeout)
     run.steps.append(asdict(timed))
     run.wall_s, run.cpu_s, run.max_rss_mb = timed.wall_s, timed.cpu_s, timed.max_rss_mb
-    match = re.search(r"^time: ([\d.]+) s", Path(timed.log).read_text(errors="replace"), re.M)
+    # The batch summary's "time: X s" (lines in the log carry a "[  t.tts] " stamp).
+    text = Path(timed.log).read_text(errors="replace")
+    match = re.search(r"^(?:\[[ \d.]+s\] )?time: ([\d.]+) s", text, re.M)
     if match:
         run.startup_s = max(0.0, timed.wall_s - float(match.group(1)))
     run.ok = timed.ok
@@ -489,9 +491,10 @@ def labels_self_check(ds: Dataset, work: Path, args: argparse.Namespace) -> dict
 
 
 def overlay(ds: Dataset, runs: list[ToolRun], out: Path) -> str | None:
-    """First labelled micrograph, low-pass filtered: labels (green circles) and each tool's
-    top-N picks (N = number of labels; Topaz red, cryosegnet blue). A visual check that the
-    coordinate frames line up, independent of where either tool's threshold sits."""
+    """The most-labelled micrograph (a window of ~16 particle diameters around its median
+    label), low-pass filtered: labels (green circles) and each tool's top-N picks (N = number of
+    labels; Topaz red, cryosegnet blue). A visual check that the coordinate frames line up,
+    independent of where either tool's threshold sits."""
     import cv2
     import matplotlib
 
@@ -501,22 +504,31 @@ def overlay(ds: Dataset, runs: list[ToolRun], out: Path) -> str | None:
     from cryosegnet.evaluation.pairing import load_coordinate_sets
     from cryosegnet.io.micrographs import read_micrograph
 
-    image_path = ds.images[0]
+    all_labels = load_coordinate_sets(str(ds.labels_dir))
+    image_path = max(ds.images, key=lambda p: len(all_labels.get(_stem(p), [])))
     key = _stem(image_path)
     diameter = ds.diameters.get(key, 50.0)
+    labels = all_labels.get(key)
     data = read_micrograph(image_path).data.astype(np.float32)
+    x0 = y0 = 0
+    side = int(16 * diameter)
+    if labels is not None and len(labels) and max(data.shape) > side:
+        cx, cy = (int(v) for v in labels[["x", "y"]].median())
+        x0 = int(np.clip(cx - side // 2, 0, max(0, data.shape[1] - side)))
+        y0 = int(np.clip(cy - side // 2, 0, max(0, data.shape[0] - side)))
+        data = data[y0:y0 + side, x0:x0 + side]
     step = max(1, int(math.ceil(max(data.shape) / 1200)))
     if step > 1:
         h, w = (data.shape[0] // step) * step, (data.shape[1] // step) * step
         data = data[:h, :w].reshape(h // step, step, w // step, step).mean(axis=(1, 3))
     data = cv2.GaussianBlur(data, (0, 0), max(1.0, diameter / step / 10))
     lo, hi = np.percentile(data, [1, 99])
-    labels = load_coordinate_sets(str(ds.labels_dir)).get(key)
     n_top = len(labels) if labels is not None else 100
     fig, ax = plt.subplots(figsize=(9, 9 * data.shape[0] / data.shape[1]), dpi=110)
     try:
         ax.imshow(data, cmap="gray", vmin=lo, vmax=hi, extent=(
-            -0.5, data.shape[1] * step - 0.5, data.shape[0] * step - 0.5, -0.5))
+            x0 - 0.5, x0 + data.shape[1] * step - 0.5, y0 + data.shape[0] * step - 0.5,
+            y0 - 0.5))
         if labels is not None:
             for x, y in labels[["x", "y"]].to_numpy(float):
                 ax.add_patch(plt.Circle((x, y), diameter / 2, fill=False, color="lime", lw=0.8))
@@ -532,6 +544,8 @@ def overlay(ds: Dataset, runs: list[ToolRun], out: Path) -> str | None:
             colour = next((c for name, c in colours.items() if run.tool.startswith(name)), "y")
             ax.plot(picks["x"], picks["y"], "+", color=colour, ms=7, mew=1.2,
                     label=f"{run.tool}: top {len(picks)} picks")
+        ax.set_xlim(x0 - 0.5, x0 + data.shape[1] * step - 0.5)
+        ax.set_ylim(y0 + data.shape[0] * step - 0.5, y0 - 0.5)
         ax.set_title(f"{ds.name}: {key} (low-pass) - green circles: labels")
         if ax.get_legend_handles_labels()[0]:
             ax.legend(loc="upper right", fontsize=8)

@@ -3,8 +3,8 @@
 Per micrograph ``<stem>``: ``<stem>.mrc`` (float32, voxel size = pixel size),
 ``<stem>.csv`` (CryoPPP ``X-Coordinate,Y-Coordinate,Diameter``, pickable particles only, as an
 expert would have labelled), ``<stem>.star`` (RELION coordinates, pickable only),
-``<stem>_mask.png`` (uint8 0/255 disk mask, the training target), ``<stem>_footprint.png``
-(true projected footprint of all particles) and ``<stem>_all.csv`` (every particle with its
+``truth/<stem>_mask.png`` (uint8 0/255 disk mask, the training target), ``truth/<stem>_footprint.png``
+(true projected footprint of all particles) and ``truth/<stem>_all.csv`` (every particle with its
 pickable flag and the reason). Every file is written atomically, and the ``.mrc`` last, so an
 interrupted run can be resumed: a micrograph whose files all exist is complete.
 """
@@ -66,15 +66,25 @@ SUFFIXES = (".csv", ".star", "_mask.png", "_footprint.png", "_all.csv", ".mrc")
 CRYOPPP_HEADER = ["X-Coordinate", "Y-Coordinate", "Diameter"]
 
 
+# Extra ground truth lives in a subfolder, so that `cryosegnet pick DIR` and
+# `cryosegnet evaluate PICKS DIR` see only micrographs and their labels.
+TRUTH_DIR = "truth"
+TRUTH_SUFFIXES = ("_mask.png", "_footprint.png", "_all.csv")
+
+
 def output_paths(out_dir: str | os.PathLike, stem: str) -> dict[str, Path]:
     """Where the files of micrograph ``stem`` go, keyed by suffix."""
     out = Path(out_dir)
-    return {suffix: out / f"{stem}{suffix}" for suffix in SUFFIXES}
+    return {
+        suffix: (out / TRUTH_DIR if suffix in TRUTH_SUFFIXES else out) / f"{stem}{suffix}"
+        for suffix in SUFFIXES
+    }
 
 
 def write_micrograph(out_dir: str | os.PathLike, stem: str, sim: SimulatedMicrograph) -> dict:
     """Write one simulated micrograph and its ground truth; returns the paths written."""
     paths = output_paths(out_dir, stem)
+    paths["_mask.png"].parent.mkdir(parents=True, exist_ok=True)
     picks = sim.picks
     cryoppp = pd.DataFrame(
         {
