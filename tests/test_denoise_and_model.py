@@ -90,3 +90,14 @@ def test_bad_checkpoints_give_one_line_errors(tmp_path):
         load_model(mismatched)
     with pytest.raises(CheckpointError, match="not found"):
         load_model(tmp_path / "missing.pt")
+
+
+def test_dark_contamination_does_not_flatten_particles(blob_image):
+    """A huge dark outlier (ice crystal) must not squeeze the particles into a few grey levels."""
+    image = blob_image.copy()
+    image[:40, :40] = -200.0
+    out = denoise(image, DenoiseSettings(working_size=260)).astype(float)
+    scale = 260 / 300
+    inside = out[int(150 * scale), int(130 * scale)]
+    background = np.median(out[100:, 100:])
+    assert background - inside > 20
