@@ -34,7 +34,9 @@ def make_picks(x, y, score=None, diameter=None) -> pd.DataFrame:
     n = len(x)
     score = np.ones(n) if score is None else np.broadcast_to(np.asarray(score, float), (n,))
     diameter = (
-        np.full(n, np.nan) if diameter is None else np.broadcast_to(np.asarray(diameter, float), (n,))
+        np.full(n, np.nan)
+        if diameter is None
+        else np.broadcast_to(np.asarray(diameter, float), (n,))
     )
     return pd.DataFrame({"x": x, "y": y, "score": score, "diameter": diameter})
 
@@ -66,7 +68,9 @@ def write_index_star(path: str | os.PathLike, entries: list[tuple[str, str]]) ->
     _write_star(path, {"coordinate_files": table})
 
 
-def write_combined_star(path: str | os.PathLike, picks_by_micrograph: dict[str, pd.DataFrame]) -> None:
+def write_combined_star(
+    path: str | os.PathLike, picks_by_micrograph: dict[str, pd.DataFrame]
+) -> None:
     """One STAR with every particle and its ``rlnMicrographName`` (CryoSPARC 'Import Particles')."""
     frames = []
     for name, picks in picks_by_micrograph.items():
@@ -85,7 +89,9 @@ def write_combined_star(path: str | os.PathLike, picks_by_micrograph: dict[str, 
     _write_star(path, {"particles": table})
 
 
-def write_cryoppp_csv(path: str | os.PathLike, picks: pd.DataFrame, diameter: float | None = None) -> None:
+def write_cryoppp_csv(
+    path: str | os.PathLike, picks: pd.DataFrame, diameter: float | None = None
+) -> None:
     """CryoPPP ground-truth style CSV: ``X-Coordinate,Y-Coordinate,Diameter``."""
     diam = picks["diameter"].to_numpy(float) if diameter is None else np.full(len(picks), diameter)
     table = pd.DataFrame(

@@ -3,9 +3,9 @@
 Per micrograph ``<stem>``: ``<stem>.mrc`` (float32, voxel size = pixel size),
 ``<stem>.csv`` (CryoPPP ``X-Coordinate,Y-Coordinate,Diameter``, pickable particles only, as an
 expert would have labelled), ``<stem>.star`` (RELION coordinates, pickable only),
-``truth/<stem>_mask.png`` (uint8 0/255 disk mask, the training target), ``truth/<stem>_footprint.png``
-(true projected footprint of all particles) and ``truth/<stem>_all.csv`` (every particle with its
-pickable flag and the reason). Every file is written atomically, and the ``.mrc`` last, so an
+``truth/<stem>_mask.png`` (uint8 0/255 disk mask, the training target),
+``truth/<stem>_footprint.png`` (true projected footprint of all particles) and
+``truth/<stem>_all.csv`` (every particle with its pickable flag and the reason). Every file is written atomically, and the ``.mrc`` last, so an
 interrupted run can be resumed: a micrograph whose files all exist is complete.
 """
 
@@ -29,39 +29,7 @@ from cryosegnet.simulation.micrograph import (
     simulate_micrograph,
 )
 
-try:  # shared helper when the io package provides it
-    from cryosegnet.io.atomic import atomic_path, atomic_write
-except ImportError:  # pragma: no cover - fallback for a trimmed install
-    import contextlib
-    import tempfile
-
-    @contextlib.contextmanager
-    def atomic_path(path):  # type: ignore[no-redef]
-        path = Path(path)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-        os.close(fd)
-        try:
-            yield Path(tmp)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-
-    @contextlib.contextmanager
-    def atomic_write(path, mode="w", **kwargs):  # type: ignore[no-redef]
-        with atomic_path(path) as tmp, open(tmp, mode, **kwargs) as handle:
-            yield handle
-
-
-def _readable_mode() -> int:
-    """Permissions a plainly created file would get (temp files start as 0600)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-_FILE_MODE = _readable_mode()
+from cryosegnet.io.atomic import atomic_path, atomic_write
 SUFFIXES = (".csv", ".star", "_mask.png", "_footprint.png", "_all.csv", ".mrc")
 CRYOPPP_HEADER = ["X-Coordinate", "Y-Coordinate", "Diameter"]
 
@@ -114,8 +82,6 @@ def write_micrograph(out_dir: str | os.PathLike, stem: str, sim: SimulatedMicrog
         with mrcfile.new(tmp, overwrite=True) as mrc:
             mrc.set_data(np.ascontiguousarray(sim.image, dtype=np.float32))
             mrc.voxel_size = sim.pixel_size
-    for path in paths.values():
-        os.chmod(path, _FILE_MODE)
     return paths
 
 
@@ -193,6 +159,4 @@ def write_dataset(
         summary = summary.sort_values("index").reset_index(drop=True)
     with atomic_write(summary_path, newline="") as handle:
         summary.to_csv(handle, index=False)
-    for path in (summary_path, out / "simulation.json"):
-        os.chmod(path, _FILE_MODE)
     return summary
