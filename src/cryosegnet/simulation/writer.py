@@ -5,7 +5,8 @@ Per micrograph ``<stem>``: ``<stem>.mrc`` (float32, voxel size = pixel size),
 expert would have labelled), ``<stem>.star`` (RELION coordinates, pickable only),
 ``truth/<stem>_mask.png`` (uint8 0/255 disk mask, the training target),
 ``truth/<stem>_footprint.png`` (true projected footprint of all particles) and
-``truth/<stem>_all.csv`` (every particle with its pickable flag and the reason). Every file is written atomically, and the ``.mrc`` last, so an
+``truth/<stem>_all.csv`` (every particle with its pickable flag and the reason).
+Every file is written atomically, and the ``.mrc`` last, so an
 interrupted run can be resumed: a micrograph whose files all exist is complete.
 """
 
@@ -22,6 +23,7 @@ import numpy as np
 import pandas as pd
 import starfile
 
+from cryosegnet.io.atomic import atomic_path, atomic_write
 from cryosegnet.simulation.micrograph import (
     SimulatedMicrograph,
     SimulationConfig,
@@ -29,7 +31,6 @@ from cryosegnet.simulation.micrograph import (
     simulate_micrograph,
 )
 
-from cryosegnet.io.atomic import atomic_path, atomic_write
 SUFFIXES = (".csv", ".star", "_mask.png", "_footprint.png", "_all.csv", ".mrc")
 CRYOPPP_HEADER = ["X-Coordinate", "Y-Coordinate", "Diameter"]
 
