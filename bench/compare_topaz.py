@@ -85,11 +85,21 @@ class Timed:
         return self.returncode == 0
 
 
-def run_timed(command: list[str], log: Path, timeout: float, marker: str | None = None) -> Timed:
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                    "OPENCV_FOR_THREADS_NUM")
+
+
+def thread_env(threads: int) -> dict[str, str]:
+    """Environment pinning torch/BLAS/OpenCV to ``threads`` threads (0: leave the defaults)."""
+    return {name: str(threads) for name in THREAD_VARIABLES} if threads > 0 else {}
+
+
+def run_timed(command: list[str], log: Path, timeout: float, marker: str | None = None,
+              threads: int = 0) -> Timed:
     """Run ``command``, its output time-stamped into ``log``; resource use from ``os.wait4``
     (this child alone, so peak RSS is its own)."""
     log.parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **thread_env(threads)}
     marker_s = [float("nan")]
     with open(log, "w") as handle:
         handle.write("$ " + shlex.join(command) + "\n")
@@ -135,14 +145,12 @@ def run_timed(command: list[str], log: Path, timeout: float, marker: str | None 
 # Runs ``topaz ARGS`` after importing every Topaz command module (and so torch), printing a
 # marker when the imports are done: the wall time to the marker is Topaz's start-up.
 TOPAZ_MARKER = "[bench] topaz imports done"
-TOPAZ_LAUNCHER = (
-    "import importlib, pkgutil, sys\n"
-    "import topaz.commands, topaz.main\n"
-    "for m in pkgutil.iter_modules(topaz.commands.__path__):\n"
-    "    importlib.import_module('topaz.commands.' + m.name)\n"
-    f"print({TOPAZ_MARKER!r}, file=sys.stderr, flush=True)\n"
-    "sys.argv = ['topaz'] + sys.argv[1:]\n"
-    "sys.exit(topaz.main.main())\n"
+TOPAZ_LAUNCHER = (  # one line, so the logged command stays one line
+    "import importlib, pkgutil, sys; import topaz.commands, topaz.main; "
+    "[importlib.import_module('topaz.commands.' + m.name) "
+    "for m in pkgutil.iter_modules(topaz.commands.__path__)]; "
+    f"print({TOPAZ_MARKER!r}, file=sys.stderr, flush=True); "
+    "sys.argv = ['topaz'] + sys.argv[1:]; sys.exit(topaz.main.main())"
 )
 
 
@@ -156,7 +164,9 @@ def topaz_command(topaz: Path, *arguments: str) -> list[str]:
 
 def log_tail(path: str | Path, n: int = 3) -> str:
     try:
-        lines = [ln for ln in Path(path).read_text(errors="replace").splitlines() if ln.strip()]
+        text = Path(path).read_text(errors="replace")
+        text = text.split("\n", 1)[1] if text.startswith("$ ") else text  # the command line
+        lines = [re.sub(r"^\[[ \d.]+s\] ", "", ln) for ln in text.splitlines() if ln.strip()]
     except OSError:
         return ""
     return " | ".join(lines[-n:])[-400:]
@@ -351,7 +361,7 @@ def run_cryosegnet(ds: Dataset, work: Path, args: argparse.Namespace, sam: bool)
     run = ToolRun(tool, ds.name, len(ds.images), False, str(out), default_t,
                   settings={"threshold for candidates": 0, "default threshold": default_t,
                             "diameter": "estimated by cryosegnet"})
-    timed = run_timed(command, work / f"{out.name}.log", args.timeout)
+    timed = run_timed(command, work / f"{out.name}.log", args.timeout, threads=args.threads)
     run.steps.append(asdict(timed))
     run.wall_s, run.cpu_s, run.max_rss_mb = timed.wall_s, timed.cpu_s, timed.max_rss_mb
     # The batch summary's "time: X s" (lines in the log carry a "[  t.tts] " stamp).
@@ -407,18 +417,20 @@ def run_topaz(ds: Dataset, work: Path, args: argparse.Namespace,
     for (factor, radius), paths in sorted(groups.items()):
         pre = out / f"preprocessed_s{factor}"
         picks = out / f"picks_s{factor}_r{radius}.txt"
+        threads = ["-j", str(args.threads)] if args.threads > 0 else []
         steps = [
-            ["preprocess", "-s", str(factor), "-o", str(pre), *map(str, paths)],
+            ["preprocess", "-s", str(factor), *threads, "-o", str(pre), *map(str, paths)],
             ["extract", "-r", str(radius), "-t", str(args.topaz_threshold),
-             "-x", str(factor), "-o", str(picks),
+             "-x", str(factor), *threads, "-o", str(picks),
              *[str(pre / f"{_stem(p)}.mrc") for p in paths]],
         ]
         for k, arguments in enumerate(steps):
             run.settings.setdefault("commands", []).append(
-                shlex.join(["topaz", *arguments[:6 if k == 0 else 9]]) + " ...")
+                shlex.join(["topaz", *(a for a in arguments if not a.endswith(".mrc"))])
+                + " MICROGRAPHS.mrc")
             timed = run_timed(topaz_command(args.topaz, *arguments),
                               out / f"s{factor}_{k}_{arguments[0]}.log", args.timeout,
-                              marker=TOPAZ_MARKER)
+                              marker=TOPAZ_MARKER, threads=args.threads)
             run.steps.append(asdict(timed))
             wall, cpu, rss = wall + timed.wall_s, cpu + timed.cpu_s, max(rss, timed.max_rss_mb)
             startup += timed.marker_s
@@ -695,6 +707,9 @@ def write_markdown(record: dict) -> str:
         "the same load; CPU seconds are less load-sensitive than wall seconds)",
         f"- versions: {', '.join(f'{k} {val}' for k, val in v.items())}",
         f"- cryosegnet model: `{record['model']['path']}` ({record['model'].get('note', '')})",
+        "- threads per tool: " + (
+            f"{record['threads']} (OMP/MKL/OpenBLAS/OpenCV variables and Topaz `-j`)"
+            if record["threads"] > 0 else "each tool's defaults"),
         "",
         "## Results",
         "",
@@ -793,6 +808,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-topaz", action="store_true")
     parser.add_argument("--skip-cryosegnet", action="store_true")
     parser.add_argument("--device", default="cpu", help="cryosegnet --device (cpu)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="threads for both tools (OMP/MKL/OpenBLAS/OpenCV variables, "
+                        "Topaz -j); 0 keeps each tool's defaults. Default 1: on a shared "
+                        "machine multi-threaded torch under contention inflates wall *and* CPU "
+                        "time several-fold (spinning threads)")
     parser.add_argument("--timeout", type=float, default=3600.0,
                         help="seconds before a single tool call is killed and reported failed")
     parser.add_argument("--work", type=Path, default=REPO / "runs" / "compare_topaz",
@@ -830,6 +850,7 @@ def main(argv: list[str] | None = None) -> int:
                        "cryosegnet (SAM)": DEFAULT_SAM_THRESHOLD,
                        "Topaz": TOPAZ_DEFAULT_THRESHOLD},
         "topaz_threshold": args.topaz_threshold,
+        "threads": args.threads,
         "runs": [],
         "datasets": [],
         "notes": [],
