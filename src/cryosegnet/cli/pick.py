@@ -9,7 +9,7 @@ import sys
 from cryosegnet.io.errors import CryoSegNetError
 from cryosegnet.io.micrographs import find_micrographs
 from cryosegnet.picking.batch import COMBINED_STAR, INDEX_STAR, OUTPUT_FORMATS, pick_batch
-from cryosegnet.picking.picker import Picker
+from cryosegnet.picking.picker import DEFAULT_SIZE_TOLERANCE, Picker
 
 log = logging.getLogger("cryosegnet")
 
@@ -68,6 +68,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="built-in stage: probability above which a pixel belongs to a particle",
     )
     p.add_argument(
+        "--size-tolerance",
+        type=float,
+        default=DEFAULT_SIZE_TOLERANCE,
+        help="Algorithm 1 size window: keep masks within th = FACTOR x modal box diagonal of "
+        "the modal size (default: %(default)s, the window the authors' code used)",
+    )
+    p.add_argument(
         "--denoise-order",
         choices=("fast", "paper"),
         default=None,
@@ -120,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
         diameter=args.diameter,
         denoise_order=args.denoise_order,
         mask_threshold=args.mask_threshold,
+        size_tolerance=args.size_tolerance,
     )
     stage = "SAM (" + args.sam_model_type + ")" if picker.stage == "sam" else "built-in watershed"
     log.info(

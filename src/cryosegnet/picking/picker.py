@@ -30,6 +30,11 @@ log = logging.getLogger("cryosegnet")
 # simulated micrographs (see BENCHMARKS.md).
 DEFAULT_SAM_THRESHOLD = 0.94
 DEFAULT_BUILTIN_THRESHOLD = 0.5
+# Algorithm 1's size window (eq. 2-4) with th = factor * modal-box diagonal. The paper prints
+# 0.1, but the authors' code compared working-pixel box sizes with a th computed in original
+# pixels, which on their 4k micrographs made the window ~4x wider; 0.4 reproduces the window
+# they actually used (0.1 drops a particle whose mask is 2 px short of the mode).
+DEFAULT_SIZE_TOLERANCE = 0.4
 
 
 def resolve_device(device: str | None) -> torch.device:
@@ -70,6 +75,7 @@ class Picker:
         diameter: float | None = None,
         denoise_order: str | None = None,
         mask_threshold: float = 0.5,
+        size_tolerance: float = DEFAULT_SIZE_TOLERANCE,
     ) -> None:
         from cryosegnet.postprocessing.algorithm1 import PostprocessSettings
 
@@ -86,7 +92,9 @@ class Picker:
             threshold = DEFAULT_SAM_THRESHOLD if self.stage == "sam" else DEFAULT_BUILTIN_THRESHOLD
         self.threshold = float(threshold)
         self.postprocess_settings = PostprocessSettings(
-            score_threshold=self.threshold, diameter_override=diameter
+            score_threshold=self.threshold,
+            diameter_override=diameter,
+            tolerance_factor=size_tolerance,
         )
 
     def _build_mask_stage(
