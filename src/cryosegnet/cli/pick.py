@@ -9,7 +9,7 @@ import sys
 from cryosegnet.io.errors import CryoSegNetError
 from cryosegnet.io.micrographs import find_micrographs
 from cryosegnet.picking.batch import COMBINED_STAR, INDEX_STAR, OUTPUT_FORMATS, pick_batch
-from cryosegnet.picking.picker import DEFAULT_SIZE_TOLERANCE, Picker
+from cryosegnet.picking.picker import DEFAULT_MASK_THRESHOLD, DEFAULT_SIZE_TOLERANCE, Picker
 
 log = logging.getLogger("cryosegnet")
 
@@ -35,7 +35,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         type=float,
         default=None,
         help="minimum figure of merit to keep a pick (default: 0.94 for SAM's "
-        "predicted IoU, 0.5 for the built-in stage); use 0 to keep every candidate "
+        "predicted IoU, 0.2 for the built-in stage); use 0 to keep every candidate "
         "and re-threshold later on _rlnAutopickFigureOfMerit",
     )
     p.add_argument(
@@ -64,8 +64,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--mask-threshold",
         type=float,
-        default=0.5,
-        help="built-in stage: probability above which a pixel belongs to a particle",
+        default=DEFAULT_MASK_THRESHOLD,
+        help="built-in stage: probability above which a pixel belongs to a particle "
+        "(default: %(default)s, tuned with the shipped model)",
     )
     p.add_argument(
         "--size-tolerance",

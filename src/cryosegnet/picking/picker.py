@@ -27,9 +27,10 @@ log = logging.getLogger("cryosegnet")
 
 # Score thresholds: SAM's predicted IoU filter is the paper's 0.94 (Algorithm 1, step 1);
 # the built-in stage scores with the U-Net's own confidence and was tuned on held-out
-# simulated micrographs (see BENCHMARKS.md).
+# simulated micrographs (bench/tune_threshold.py, seeds 8000+; see BENCHMARKS.md).
 DEFAULT_SAM_THRESHOLD = 0.94
-DEFAULT_BUILTIN_THRESHOLD = 0.5
+DEFAULT_BUILTIN_THRESHOLD = 0.2
+DEFAULT_MASK_THRESHOLD = 0.2
 # Algorithm 1's size window (eq. 2-4) with th = factor * modal-box diagonal. The paper prints
 # 0.1, but the authors' code compared working-pixel box sizes with a th computed in original
 # pixels, which on their 4k micrographs made the window ~4x wider; 0.4 reproduces the window
@@ -74,7 +75,7 @@ class Picker:
         threshold: float | None = None,
         diameter: float | None = None,
         denoise_order: str | None = None,
-        mask_threshold: float = 0.5,
+        mask_threshold: float = DEFAULT_MASK_THRESHOLD,
         size_tolerance: float = DEFAULT_SIZE_TOLERANCE,
     ) -> None:
         from cryosegnet.postprocessing.algorithm1 import PostprocessSettings
