@@ -147,3 +147,16 @@ def test_sam_stage_requested_without_checkpoint_is_clear(
     )
     assert code == 1
     assert "SAM checkpoint not found" in capsys.readouterr().err
+
+
+def test_shipped_default_model_loads_and_is_small():
+    from cryosegnet.model.checkpoint import default_model_path, load_model
+
+    path = default_model_path()
+    assert path.is_file(), "the package must ship weights/default.pt"
+    assert path.stat().st_size <= 25 * 1024 * 1024
+    model, settings, payload = load_model(path)
+    assert settings.working_size == 1024
+    assert "command" in payload["metadata"]
+    picker = Picker(device="cpu")
+    assert picker.stage == "builtin" and picker.model_path == path
