@@ -226,7 +226,7 @@ def test_finetune_starts_from_and_changes_a_checkpoint(tmp_path):
     before = {k: v.clone() for k, v in start.state_dict().items()}
     config = finetune_config(**{k: v for k, v in vars(tiny_config()).items()
                                 if k not in ("lr", "epochs")}, epochs=1)
-    assert config.lr == 2e-5
+    assert config.lr == 1e-4
     result = finetune([blob_sample(0)], [blob_sample(1)], tmp_path / "ft",
                       checkpoint=tmp_path / "start.pt", config=replace(config, lr=1e-3,
                                                                        freeze_encoder=True))
@@ -301,7 +301,7 @@ def test_train_and_finetune_cli(tmp_path, capsys):
     assert code == 0, capsys.readouterr().err
     meta = read_checkpoint(ft / "last.pt")["metadata"]
     assert meta["kind"] == "finetune" and meta["recipe"]["freeze_encoder"] is True
-    assert meta["recipe"]["lr"] == 2e-5
+    assert meta["recipe"]["lr"] == 1e-4
 
 
 def test_train_cli_errors_are_one_line(tmp_path, capsys):

@@ -20,7 +20,7 @@ files, or --diameter). Writes RUN_DIR/best.pt (best validation F1), RUN_DIR/last
 FINETUNE_DESCRIPTION = """\
 Fine-tune a trained U-Net (the shipped default unless --model is given) on a few labelled
 micrographs of your protein (5-20 is typical; the paper used 20). Defaults suit small data:
-20 epochs, learning rate 2e-5; --freeze-encoder trains only the decoder. Denoising settings
+20 epochs of at least 25 steps, learning rate 1e-4 (the paper's); --freeze-encoder trains only the decoder. Denoising settings
 and architecture come from the starting model."""
 
 
@@ -63,7 +63,7 @@ def add_parser(subparsers) -> None:
                           help="checkpoint to start from (default: the shipped model)")
     finetune.add_argument("--freeze-encoder", action="store_true",
                           help="train only decoder, attention gates and head")
-    _recipe_arguments(finetune, epochs=20, lr=2e-5, val_fraction=0.2)
+    _recipe_arguments(finetune, epochs=20, lr=1e-4, val_fraction=0.2)
     finetune.set_defaults(func=run_finetune, _defaults=_defaults(finetune))
 
 

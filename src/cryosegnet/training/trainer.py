@@ -129,10 +129,17 @@ def resolve_device(name: str | None) -> torch.device:
     return device
 
 
+MIN_STEPS_PER_EPOCH = 25
+
+
 def default_steps(samples: list[TrainingSample], crop: int, batch_size: int) -> int:
-    """Enough crops to cover every training pixel about once."""
+    """Enough crops to cover every training pixel about once, and at least 25 steps.
+
+    The floor matters for fine-tuning: one labelled 1k micrograph is only ~2 batches of
+    crops, and 20 epochs of 2 steps leave the model where it started.
+    """
     pixels = sum(s.image.size for s in samples)
-    return max(1, math.ceil(pixels / (crop * crop) / batch_size))
+    return max(MIN_STEPS_PER_EPOCH, math.ceil(pixels / (crop * crop) / batch_size))
 
 
 def freeze_encoder(model: AttentionUNet) -> None:
