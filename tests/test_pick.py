@@ -160,3 +160,13 @@ def test_shipped_default_model_loads_and_is_small():
     assert "command" in payload["metadata"]
     picker = Picker(device="cpu")
     assert picker.stage == "builtin" and picker.model_path == path
+
+
+def test_border_picks_are_dropped():
+    from cryosegnet.io.coordinates import make_picks
+    from cryosegnet.picking.picker import drop_border_picks
+
+    picks = make_picks([2.0, 50.0, 97.0, 50.0], [50.0, 50.0, 50.0, 1.0], diameter=20.0)
+    kept = drop_border_picks(picks, (100, 100), 0.25)
+    assert kept[["x", "y"]].values.tolist() == [[50.0, 50.0]]
+    assert len(drop_border_picks(picks, (100, 100), 0.0)) == 4

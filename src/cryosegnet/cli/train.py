@@ -20,8 +20,8 @@ files, or --diameter). Writes RUN_DIR/best.pt (best validation F1), RUN_DIR/last
 FINETUNE_DESCRIPTION = """\
 Fine-tune a trained U-Net (the shipped default unless --model is given) on a few labelled
 micrographs of your protein (5-20 is typical; the paper used 20). Defaults suit small data:
-20 epochs of at least 25 steps, learning rate 1e-4 (the paper's); --freeze-encoder trains only the decoder. Denoising settings
-and architecture come from the starting model."""
+20 epochs of at least 25 steps, learning rate 1e-4 (the paper's); --freeze-encoder trains
+only the decoder. Denoising settings and architecture come from the starting model."""
 
 
 def add_parser(subparsers) -> None:

@@ -36,6 +36,10 @@ DEFAULT_MASK_THRESHOLD = 0.2
 # pixels, which on their 4k micrographs made the window ~4x wider; 0.4 reproduces the window
 # they actually used (0.1 drops a particle whose mask is 2 px short of the mode).
 DEFAULT_SIZE_TOLERANCE = 0.4
+# Picks whose centre lies closer than this fraction of the diameter to the micrograph edge are
+# dropped: they are particles cut by the edge, which experts do not pick and RELION's
+# extraction discards, or artefacts of the image border.
+DEFAULT_BORDER_FRACTION = 0.25
 
 
 def resolve_device(device: str | None) -> torch.device:
@@ -77,10 +81,12 @@ class Picker:
         denoise_order: str | None = None,
         mask_threshold: float = DEFAULT_MASK_THRESHOLD,
         size_tolerance: float = DEFAULT_SIZE_TOLERANCE,
+        border_fraction: float = DEFAULT_BORDER_FRACTION,
     ) -> None:
         from cryosegnet.postprocessing.algorithm1 import PostprocessSettings
 
         self.device = resolve_device(device)
+        self.border_fraction = float(border_fraction)
         self.model_path = Path(model) if model else default_model_path()
         self.unet, settings, self.checkpoint = load_model(self.model_path, self.device)
         if denoise_order:
@@ -149,13 +155,15 @@ class Picker:
 
         masks = self.mask_generator.generate(probability)
         result = postprocess(masks, probability.shape, original_shape, self.postprocess_settings)
+        picks = drop_border_picks(result.picks, original_shape, self.border_fraction)
         counts = {
             "candidates": result.n_candidates,
             "after_score": result.n_after_score,
             "after_size": result.n_after_size,
+            "after_border": len(picks),
         }
         return PickResult(
-            picks=result.picks,
+            picks=picks,
             diameter=result.diameter,
             working_shape=tuple(probability.shape),
             original_shape=tuple(original_shape),
@@ -190,6 +198,20 @@ class Picker:
             for i, probability in zip(indices, maps):
                 results[i] = self.instances(probability, original_shapes[i])
         return results  # type: ignore[return-value]
+
+
+def drop_border_picks(
+    picks: pd.DataFrame, shape: tuple[int, int], fraction: float
+) -> pd.DataFrame:
+    """Remove picks within ``fraction`` x diameter of the edge (no-op without a diameter)."""
+    if fraction <= 0 or picks.empty:
+        return picks
+    margin = fraction * picks["diameter"].to_numpy(float)
+    margin = np.nan_to_num(margin, nan=0.0)
+    x, y = picks["x"].to_numpy(float), picks["y"].to_numpy(float)
+    inside = (x >= margin) & (y >= margin)
+    inside &= (x <= shape[1] - 1 - margin) & (y <= shape[0] - 1 - margin)
+    return picks[inside].reset_index(drop=True)
 
 
 def _as_array(micrograph: np.ndarray | Micrograph | str | os.PathLike) -> np.ndarray:

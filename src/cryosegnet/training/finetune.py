@@ -4,9 +4,10 @@ The paper fine-tunes on 20 labelled micrographs per dataset (Supplementary Table
 With so little data the defaults differ from training from scratch: fewer epochs (each of
 at least 25 steps, so a single micrograph still trains), the paper's learning rate 1e-4 (a
 tenth of the shipped model's 1e-3) so general particle features are nudged rather than
-overwritten, and more of the data kept for training. ``freeze_encoder`` goes further and trains only the decoder,
-attention gates and head. The denoising settings always come from the starting checkpoint:
-the network only understands images prepared the way it was trained on.
+overwritten, and more of the data kept for training. ``freeze_encoder`` goes further and
+trains only the decoder, attention gates and head. The denoising settings always come from
+the starting checkpoint: the network only understands images prepared the way it was
+trained on.
 """
 
 from __future__ import annotations
