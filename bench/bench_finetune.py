@@ -70,7 +70,8 @@ def main() -> None:
         f"- command: `python bench/bench_finetune.py --epochs {args.epochs}`",
         f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; CPU only (2 cores)",
         f"- starting model: `{Path(args.model).name}`; fine-tune: `cryosegnet finetune` defaults "
-        f"(lr 2e-5) with `--epochs {args.epochs} --val-fraction 0`, `last.pt` evaluated",
+        f"(lr 1e-4, ≥ 25 steps per epoch) with `--epochs {args.epochs} --val-fraction 0`, "
+        "`last.pt` evaluated",
         "- evaluation: `cryosegnet evaluate`, greedy one-to-one matching within half the "
         "labelled diameter (34 px); F1 at the default threshold, best F1 over thresholds, AUPRC",
         "",
