@@ -56,6 +56,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cryosegnet.evaluation.report import json_safe
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 REAL_DIR = SHARED / "data" / "real" / "empiar10146-apoferritin"
@@ -87,6 +89,7 @@ class Timed:
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                     "OPENCV_FOR_THREADS_NUM")
+
 
 
 def thread_env(threads: int) -> dict[str, str]:
@@ -930,21 +933,12 @@ def main(argv: list[str] | None = None) -> int:
     markdown = write_markdown(record)
     (args.results / "compare_topaz.md").write_text(markdown)
     Path(record["json"]).write_text(
-        json.dumps(_clean(record), indent=2, default=_json_default) + "\n")
+        json.dumps(json_safe(record), indent=2, default=_json_default) + "\n")
     print(markdown)
     failed = [r for r in record["runs"] if not r["ok"]]
     return 1 if failed or not record["runs"] else 0
 
 
-def _clean(value):
-    """JSON has no NaN: null instead, recursively."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    return value
 
 
 def _json_default(value):

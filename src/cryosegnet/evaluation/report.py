@@ -15,14 +15,14 @@ from cryosegnet.evaluation.metrics import EvaluationResult
 from cryosegnet.io.atomic import atomic_path, atomic_write
 
 
-def _clean(value):
+def json_safe(value):
     """JSON has no NaN: write null instead, recursively."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 
@@ -40,7 +40,7 @@ def write_report(
     if extra:
         payload["inputs"] = extra
     with atomic_write(paths["json"]) as handle:
-        json.dump(_clean(payload), handle, indent=2)
+        json.dump(json_safe(payload), handle, indent=2)
         handle.write("\n")
     with atomic_write(paths["csv"], newline="") as handle:
         result.frame().to_csv(handle, index=False, float_format="%.6g")
