@@ -176,35 +176,9 @@ def test_unexpected_error_is_one_line_without_debug(tmp_path, capsys, tiny_model
 
 
 def _tiny_sam_state() -> dict[str, torch.Tensor]:
-    from functools import partial
+    from sam_helpers import tiny_sam
 
-    from segment_anything.modeling import (
-        ImageEncoderViT,
-        MaskDecoder,
-        PromptEncoder,
-        Sam,
-        TwoWayTransformer,
-    )
-
-    torch.manual_seed(0)
-    dim, size, patch = 32, 64, 16
-    sam = Sam(
-        image_encoder=ImageEncoderViT(
-            img_size=size, patch_size=patch, embed_dim=dim, depth=2, num_heads=2, mlp_ratio=2.0,
-            out_chans=dim, qkv_bias=True, norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
-            use_rel_pos=True, window_size=2, global_attn_indexes=(1,),
-        ),
-        prompt_encoder=PromptEncoder(
-            embed_dim=dim, image_embedding_size=(size // patch, size // patch),
-            input_image_size=(size, size), mask_in_chans=4,
-        ),
-        mask_decoder=MaskDecoder(
-            num_multimask_outputs=3,
-            transformer=TwoWayTransformer(depth=1, embedding_dim=dim, mlp_dim=64, num_heads=2),
-            transformer_dim=dim, iou_head_depth=2, iou_head_hidden_dim=32,
-        ),
-    )
-    return sam.state_dict()
+    return tiny_sam().state_dict()
 
 
 def test_sam_checkpoint_not_matching_model_type(tmp_path, capsys, tiny_model):
