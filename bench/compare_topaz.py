@@ -18,6 +18,8 @@ cryosegnet: ``cryosegnet pick --stage builtin --threshold 0`` (every candidate k
 and AUPRC see them all); "at default threshold" re-scores with
 ``--threshold DEFAULT_BUILTIN_THRESHOLD`` (``DEFAULT_SAM_THRESHOLD`` for the SAM stage, which
 runs only with ``--sam-checkpoint``). The particle diameter is *not* given: it estimates it.
+A second row, "diameter given", passes the labelled diameter with ``--diameter`` as Topaz is
+given it, so the two can be compared on equal terms.
 
 Topaz: ``topaz preprocess -s S`` then ``topaz extract -r R -t T -x S`` with the pretrained
 ``resnet16_u64`` (its default model). Topaz must be told the particle size; the rule is
@@ -344,37 +346,55 @@ class ToolRun:
         return value / self.n_micrographs if self.n_micrographs else float("nan")
 
 
-def run_cryosegnet(ds: Dataset, work: Path, args: argparse.Namespace, sam: bool) -> ToolRun:
-    """``cryosegnet pick`` with every candidate kept; the batch time excludes start-up."""
+def run_cryosegnet(ds: Dataset, work: Path, args: argparse.Namespace, sam: bool,
+                   given_diameter: bool = False) -> ToolRun:
+    """``cryosegnet pick`` with every candidate kept; the batch time excludes start-up.
+
+    ``given_diameter``: told the labelled diameter with ``--diameter``, as Topaz is (one call
+    per distinct diameter; times and start-up summed, RSS the maximum)."""
     from cryosegnet.picking.picker import DEFAULT_BUILTIN_THRESHOLD, DEFAULT_SAM_THRESHOLD
 
     tool = "cryosegnet (SAM)" if sam else "cryosegnet (built-in)"
     out = work / ("cryosegnet_sam" if sam else "cryosegnet")
+    if given_diameter:
+        tool, out = tool[:-1] + ", diameter given)", out.with_name(out.name + "_diameter")
     shutil.rmtree(out, ignore_errors=True)
-    command = [*cryosegnet_command(), "pick", *map(str, ds.images), "-o", str(out),
-               "--threshold", "0", "--device", args.device, "--overwrite", "--no-progress"]
-    if args.model:
-        command += ["--model", str(args.model)]
-    if sam:
-        command += ["--stage", "sam", "--sam-checkpoint", str(args.sam_checkpoint),
-                    "--sam-model-type", args.sam_model_type]
-    else:
-        command += ["--stage", "builtin"]
+    groups: dict[float | None, list[Path]] = {}
+    for path in ds.images:
+        key = round(ds.diameters[_stem(path)], 1) if given_diameter else None
+        groups.setdefault(key, []).append(path)
     default_t = DEFAULT_SAM_THRESHOLD if sam else DEFAULT_BUILTIN_THRESHOLD
-    run = ToolRun(tool, ds.name, len(ds.images), False, str(out), default_t,
+    run = ToolRun(tool, ds.name, len(ds.images), True, str(out), default_t,
                   settings={"threshold for candidates": 0, "default threshold": default_t,
-                            "diameter": "estimated by cryosegnet"})
-    timed = run_timed(command, work / f"{out.name}.log", args.timeout, threads=args.threads)
-    run.steps.append(asdict(timed))
-    run.wall_s, run.cpu_s, run.max_rss_mb = timed.wall_s, timed.cpu_s, timed.max_rss_mb
-    # The batch summary's "time: X s" (lines in the log carry a "[  t.tts] " stamp).
-    text = Path(timed.log).read_text(errors="replace")
-    match = re.search(r"^(?:\[[ \d.]+s\] )?time: ([\d.]+) s", text, re.M)
-    if match:
-        run.startup_s = max(0.0, timed.wall_s - float(match.group(1)))
-    run.ok = timed.ok
-    if not timed.ok:
-        run.error = f"exit {timed.returncode}: {log_tail(timed.log)}"
+                            "diameter": ("labelled (--diameter), like Topaz" if given_diameter
+                                         else "estimated by cryosegnet")})
+    run.wall_s = run.cpu_s = run.max_rss_mb = run.startup_s = 0.0
+    for index, (diameter, paths) in enumerate(groups.items()):
+        command = [*cryosegnet_command(), "pick", *map(str, paths), "-o", str(out),
+                   "--threshold", "0", "--device", args.device, "--no-progress"]
+        if args.model:
+            command += ["--model", str(args.model)]
+        if sam:
+            command += ["--stage", "sam", "--sam-checkpoint", str(args.sam_checkpoint),
+                        "--sam-model-type", args.sam_model_type]
+        else:
+            command += ["--stage", "builtin"]
+        if diameter is not None:
+            command += ["--diameter", f"{diameter:g}"]
+        timed = run_timed(command, work / f"{out.name}_{index}.log", args.timeout,
+                          threads=args.threads)
+        run.steps.append(asdict(timed))
+        run.wall_s += timed.wall_s
+        run.cpu_s += timed.cpu_s
+        run.max_rss_mb = max(run.max_rss_mb, timed.max_rss_mb)
+        # The batch summary's "time: X s" (lines in the log carry a "[  t.tts] " stamp).
+        text = Path(timed.log).read_text(errors="replace")
+        match = re.search(r"^(?:\[[ \d.]+s\] )?time: ([\d.]+) s", text, re.M)
+        run.startup_s += (max(0.0, timed.wall_s - float(match.group(1))) if match
+                          else math.nan)
+        if not timed.ok:
+            run.ok = False
+            run.error = f"exit {timed.returncode}: {log_tail(timed.log)}"
     return run
 
 
@@ -548,7 +568,7 @@ def overlay(ds: Dataset, runs: list[ToolRun], out: Path) -> str | None:
             for x, y in labels[["x", "y"]].to_numpy(float):
                 ax.add_patch(plt.Circle((x, y), diameter / 2, fill=False, color="lime", lw=0.8))
         colours = {"Topaz": "red", "cryosegnet (built-in)": "deepskyblue",
-                   "cryosegnet (SAM)": "orange"}
+                   "cryosegnet (SAM)": "orange", "cryosegnet (built-in, diameter given)": "magenta"}
         for run in runs:
             if not run.ok or not run.picks:
                 continue
@@ -889,6 +909,9 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_cryosegnet:
             jobs.append(("cryosegnet", lambda ds=ds, work=work: run_cryosegnet(
                 ds, work, args, sam=False)))
+            if ds.labels_dir is not None:
+                jobs.append(("cryosegnet, diameter given", lambda ds=ds, work=work:
+                             run_cryosegnet(ds, work, args, sam=False, given_diameter=True)))
             if args.sam_checkpoint:
                 jobs.append(("cryosegnet SAM", lambda ds=ds, work=work: run_cryosegnet(
                     ds, work, args, sam=True)))

@@ -19,7 +19,6 @@ from cryosegnet.training.finetune import finetune, finetune_config
 from cryosegnet.training.losses import bce_dice_loss, dice_loss
 from cryosegnet.training.targets import disk_mask
 from cryosegnet.training.trainer import CropDataset, TrainConfig, Trainer, train
-from cryosegnet.training.validation import find_peaks
 
 TINY = UNetConfig(base_width=4, depth=3)
 
@@ -105,14 +104,6 @@ def test_random_crop_is_seeded_and_pads_small_images():
     b = random_crop(sample.image, sample.target, 64, np.random.default_rng(5), AugmentSettings())
     assert a[0].shape == (64, 64)
     assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
-
-
-def test_find_peaks_recovers_centres():
-    prob = disk_mask((80, 80), [20, 60], [20, 50], 12).astype(np.float32) * 0.9
-    peaks = find_peaks(prob, 12)
-    assert len(peaks) == 2
-    found = sorted(zip(peaks["x"], peaks["y"], strict=True))
-    assert np.allclose(found, [(20, 20), (60, 50)], atol=1.5)
 
 
 def test_split_keeps_sources_apart_and_training_non_empty():

@@ -9,7 +9,13 @@ import sys
 from cryosegnet.io.errors import CryoSegNetError
 from cryosegnet.io.micrographs import find_micrographs
 from cryosegnet.picking.batch import COMBINED_STAR, INDEX_STAR, OUTPUT_FORMATS, pick_batch
-from cryosegnet.picking.picker import DEFAULT_MASK_THRESHOLD, DEFAULT_SIZE_TOLERANCE, Picker
+from cryosegnet.picking.picker import (
+    DEFAULT_MASK_THRESHOLD,
+    DEFAULT_SIZE_TOLERANCE,
+    DEFAULT_THRESHOLDS,
+    STAGES,
+    Picker,
+)
 
 log = logging.getLogger("cryosegnet")
 
@@ -34,8 +40,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--threshold",
         type=float,
         default=None,
-        help="minimum figure of merit to keep a pick (default: 0.94 for SAM's "
-        "predicted IoU, 0.2 for the built-in stage); use 0 to keep every candidate "
+        help="minimum figure of merit to keep a pick (default: "
+        + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_THRESHOLDS.items())
+        + "); use 0 to keep every candidate "
         "and re-threshold later on _rlnAutopickFigureOfMerit",
     )
     p.add_argument(
@@ -47,10 +54,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--stage",
-        choices=("auto", "sam", "builtin"),
+        choices=STAGES,
         default="auto",
-        help="instance-mask stage: SAM when a checkpoint is found (auto), or the "
-        "built-in watershed that needs no download",
+        help="instance-mask stage: SAM when a checkpoint is found (auto), else the built-in "
+        "peak finder (builtin), which needs no download; 'watershed' segments the thresholded "
+        "map instead",
     )
     p.add_argument(
         "--sam-checkpoint",
@@ -65,7 +73,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--mask-threshold",
         type=float,
         default=DEFAULT_MASK_THRESHOLD,
-        help="built-in stage: probability above which a pixel belongs to a particle "
+        help="watershed stage: probability above which a pixel belongs to a particle "
         "(default: %(default)s, tuned with the shipped model)",
     )
     p.add_argument(
@@ -130,15 +138,16 @@ def run(args: argparse.Namespace) -> int:
         mask_threshold=args.mask_threshold,
         size_tolerance=args.size_tolerance,
     )
-    stage = "SAM (" + args.sam_model_type + ")" if picker.stage == "sam" else "built-in watershed"
+    size = f"{args.diameter:g} px (given)" if args.diameter else "estimated per micrograph"
     log.info(
         "cryosegnet pick: %d micrograph(s), model %s, instance stage: %s, device %s, "
-        "threshold %.3g",
+        "threshold %.3g, diameter %s",
         len(micrographs),
         picker.model_path.name,
-        stage,
+        picker.mask_generator.describe(),
         picker.device,
         picker.threshold,
+        size,
     )
     summary = pick_batch(
         picker,

@@ -1,4 +1,4 @@
-"""The interface shared by the instance-mask stages (SAM and the built-in watershed).
+"""The interface shared by the instance-mask stages (SAM and the built-in peak/watershed).
 
 Both turn the U-Net's particle probability map into individual particles, so the
 post-processing and the picker never need to know which stage ran.
@@ -33,6 +33,12 @@ class InstanceMaskGenerator(Protocol):
 
     name: str
 
-    def generate(self, probability: np.ndarray) -> list[InstanceMask]:
-        """``probability`` is float32 in [0, 1], shape (H, W) at working resolution."""
+    def generate(
+        self, probability: np.ndarray, diameter: float | None = None
+    ) -> list[InstanceMask]:
+        """``probability`` is float32 in [0, 1], shape (H, W) at working resolution.
+
+        ``diameter`` is the particle diameter in working pixels when the user gave one; stages
+        that need a particle size use it instead of estimating one, others ignore it.
+        """
         ...

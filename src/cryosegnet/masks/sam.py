@@ -280,7 +280,9 @@ class SamMaskGenerator:
         source = str(self.checkpoint) if self.checkpoint else "in-memory model"
         return f"SAM {self.model_type} ({source})"
 
-    def generate(self, probability: np.ndarray) -> list[InstanceMask]:
+    def generate(
+        self, probability: np.ndarray, diameter: float | None = None
+    ) -> list[InstanceMask]:
         prob = np.asarray(probability)
         if prob.ndim != 2:
             raise ValueError(f"probability map must be 2-D, got shape {prob.shape}")

@@ -74,7 +74,9 @@ class WatershedMaskGenerator:
         spacing = self.settings.min_distance or "auto"
         return f"built-in watershed (threshold {self.settings.threshold}, marker spacing {spacing})"
 
-    def generate(self, probability: np.ndarray) -> list[InstanceMask]:
+    def generate(
+        self, probability: np.ndarray, diameter: float | None = None
+    ) -> list[InstanceMask]:
         s = self.settings
         prob = np.nan_to_num(np.asarray(probability, dtype=np.float32), nan=0.0)
         if prob.ndim != 2:
@@ -96,7 +98,10 @@ class WatershedMaskGenerator:
         )
         distance = cv2.distanceTransform(framed, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)[1:-1, 1:-1]
         components, n_components = ndi.label(foreground)
-        radius = estimate_radius(distance, components, n_components, s.min_radius)
+        if diameter:
+            radius = diameter / 2
+        else:
+            radius = estimate_radius(distance, components, n_components, s.min_radius)
         self.last_radius = radius
 
         spacing = s.min_distance

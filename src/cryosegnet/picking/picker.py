@@ -29,7 +29,8 @@ log = logging.getLogger("cryosegnet")
 # the built-in stage scores with the U-Net's own confidence and was tuned on held-out
 # simulated micrographs (bench/tune_threshold.py, seeds 8000+; see BENCHMARKS.md).
 DEFAULT_SAM_THRESHOLD = 0.94
-DEFAULT_BUILTIN_THRESHOLD = 0.2
+DEFAULT_BUILTIN_THRESHOLD = 0.15
+DEFAULT_WATERSHED_THRESHOLD = 0.2
 DEFAULT_MASK_THRESHOLD = 0.2
 # Algorithm 1's size window (eq. 2-4) with th = factor * modal-box diagonal. The paper prints
 # 0.1, but the authors' code compared working-pixel box sizes with a th computed in original
@@ -40,6 +41,14 @@ DEFAULT_SIZE_TOLERANCE = 0.4
 # dropped: they are particles cut by the edge, which experts do not pick and RELION's
 # extraction discards, or artefacts of the image border.
 DEFAULT_BORDER_FRACTION = 0.25
+# Instance stages: SAM when a checkpoint is found (auto) or required (sam); "builtin" is the
+# peak finder (masks/peaks.py), "watershed" the threshold + watershed segmentation.
+STAGES = ("auto", "sam", "builtin", "watershed")
+DEFAULT_THRESHOLDS = {
+    "sam": DEFAULT_SAM_THRESHOLD,
+    "builtin": DEFAULT_BUILTIN_THRESHOLD,
+    "watershed": DEFAULT_WATERSHED_THRESHOLD,
+}
 
 
 def resolve_device(device: str | None) -> torch.device:
@@ -96,7 +105,7 @@ class Picker:
             stage, sam_checkpoint, sam_model_type, sam_options or {}, mask_threshold
         )
         if threshold is None:
-            threshold = DEFAULT_SAM_THRESHOLD if self.stage == "sam" else DEFAULT_BUILTIN_THRESHOLD
+            threshold = DEFAULT_THRESHOLDS[self.stage]
         self.threshold = float(threshold)
         self.postprocess_settings = PostprocessSettings(
             score_threshold=self.threshold,
@@ -112,11 +121,14 @@ class Picker:
         sam_options: dict,
         mask_threshold: float,
     ) -> tuple[InstanceMaskGenerator, str]:
+        from cryosegnet.masks.peaks import PeakMaskGenerator
         from cryosegnet.masks.sam import SamMaskGenerator, find_sam_checkpoint
         from cryosegnet.masks.watershed import WatershedMaskGenerator
 
-        if stage not in ("auto", "sam", "builtin"):
-            raise ValueError(f"unknown instance stage '{stage}' (use auto, sam or builtin)")
+        if stage not in STAGES:
+            raise ValueError(f"unknown instance stage '{stage}' (use {', '.join(STAGES)})")
+        if stage == "watershed":
+            return WatershedMaskGenerator(threshold=mask_threshold), "watershed"
         checkpoint = None
         if stage in ("auto", "sam"):
             checkpoint = find_sam_checkpoint(sam_model_type, sam_checkpoint)
@@ -130,7 +142,7 @@ class Picker:
                 checkpoint, model_type=sam_model_type, device=str(self.device), **sam_options
             )
             return generator, "sam"
-        return WatershedMaskGenerator(threshold=mask_threshold), "builtin"
+        return PeakMaskGenerator(), "builtin"
 
     # ------------------------------------------------------------------ pipeline steps
 
@@ -153,7 +165,11 @@ class Picker:
         """Instance masks and Algorithm 1 for one probability map."""
         from cryosegnet.postprocessing.algorithm1 import postprocess
 
-        masks = self.mask_generator.generate(probability)
+        diameter = None
+        if self.postprocess_settings.diameter_override:
+            scale = probability.shape[1] / original_shape[1]
+            diameter = self.postprocess_settings.diameter_override * scale
+        masks = self.mask_generator.generate(probability, diameter)
         result = postprocess(masks, probability.shape, original_shape, self.postprocess_settings)
         picks = drop_border_picks(result.picks, original_shape, self.border_fraction)
         counts = {

@@ -1,54 +1,19 @@
 """Per-epoch validation: particle-level F1 of the U-Net alone, cheap enough to run every epoch.
 
-The full picker (instance masks, Algorithm 1) is too slow to run each epoch and would mix its
-own tuning into model selection; instead each particle is the peak of the smoothed
-probability map, with non-maximum suppression at half a diameter. The ranking this gives is
-what the picker's thresholds later cut, so best F1 and AUPRC here track the picker's.
+Each particle is a peak of the smoothed probability map with non-maximum suppression at half
+the labelled diameter (the built-in stage's peak finder, masks/peaks.py, told the true size),
+so best F1 and AUPRC here track the picker's without its diameter estimate or Algorithm 1.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import torch
-from scipy import ndimage
-from scipy.spatial import cKDTree
 
 from cryosegnet.evaluation.metrics import evaluate_picks
+from cryosegnet.masks.peaks import find_peaks
 from cryosegnet.training.dataset import TrainingSample
 from cryosegnet.training.losses import bce_dice_loss
-
-
-def find_peaks(
-    probability: np.ndarray, diameter: float, min_score: float = 0.05
-) -> pd.DataFrame:
-    """Particle centres as local maxima of the probability map smoothed at ~1/6 diameter.
-
-    The score is the smoothed probability at the peak (mean confidence over the particle's
-    core); peaks closer than half a diameter to a higher one are suppressed.
-    """
-    d = float(diameter) if np.isfinite(diameter) and diameter > 0 else 16.0
-    smooth = ndimage.gaussian_filter(probability.astype(np.float32), sigma=max(d / 6.0, 1.0))
-    size = max(3, int(d / 2) | 1)
-    peaks = (smooth == ndimage.maximum_filter(smooth, size=size)) & (smooth >= min_score)
-    rows, cols = np.nonzero(peaks)
-    scores = smooth[rows, cols]
-    order = np.argsort(-scores, kind="stable")
-    rows, cols, scores = rows[order], cols[order], scores[order]
-    keep = np.ones(len(rows), bool)
-    if len(rows) > 1:
-        tree = cKDTree(np.column_stack([cols, rows]))
-        for i, j in sorted(tree.query_pairs(r=d / 2)):  # i < j: j has the lower score
-            if keep[i]:
-                keep[j] = False
-    return pd.DataFrame(
-        {
-            "x": cols[keep].astype(float),
-            "y": rows[keep].astype(float),
-            "score": scores[keep].astype(float),
-            "diameter": d,
-        }
-    )
 
 
 @torch.inference_mode()

@@ -1,0 +1,199 @@
+"""Built-in instance stage: particles as peaks of the probability map. Needs no download.
+
+On easy data the U-Net paints solid disks and any segmentation splits them. On hard data (low
+dose, small or unseen proteins) its map is a field of weak, fragmented blobs: a fixed
+probability threshold then cuts particles into pieces and the watershed reports the pieces. A
+particle is still where the map is highest *on the scale of a particle*, so this stage smooths
+the map at a fraction of the particle diameter, takes local maxima and suppresses any maximum
+within half a diameter of a stronger one. Each peak's score is the smoothed probability there,
+which ranks picks far better than the mean over a thresholded region (it does not depend on a
+mask threshold at all).
+
+The diameter comes from the user (``--diameter``) or from the map itself by scale selection
+(:func:`estimate_diameter`); every peak then gets a box of that size, so Algorithm 1's modal
+box size is that estimate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import cv2
+import numpy as np
+import pandas as pd
+from scipy import ndimage as ndi
+from scipy.spatial import cKDTree
+
+from cryosegnet.masks.base import InstanceMask
+
+# Scale search range in working pixels: below ~8 px a 1024-px working image cannot resolve a
+# particle; above 1/8 of the short side only a handful would fit and plateaus (ice, carbon)
+# start to look like particles.
+MIN_DIAMETER_PX = 8.0
+MAX_DIAMETER_FRACTION = 1 / 8
+SCALES_PER_OCTAVE = 8
+EVIDENCE_COVERAGE = 0.05  # fraction of the image the averaged blobs would cover
+
+
+@dataclass(frozen=True)
+class PeakSettings:
+    """Parameters of the peak stage (working pixels)."""
+
+    diameter: float | None = None  # None -> estimated per map
+    smooth_fraction: float = 1 / 6  # Gaussian sigma = fraction * diameter
+    suppression_fraction: float = 0.5  # no two peaks closer than fraction * diameter
+    min_score: float = 0.01  # peaks below this smoothed probability are not candidates
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def scale_space_evidence(
+    probability: np.ndarray,
+    diameters: np.ndarray,
+    coverage: float = EVIDENCE_COVERAGE,
+) -> np.ndarray:
+    """Blob strength per candidate diameter: how strongly the map's best blobs respond at d.
+
+    For each diameter d the map is filtered with the scale-normalised Laplacian of Gaussian at
+    sigma = d / (2 sqrt 2), the scale at which it responds most to a disk of diameter d
+    (Lindeberg's gamma = 2 normalisation makes responses comparable across scales). Its local
+    maxima, spaced d / 2, are ranked and the strongest are averaged: as many as particle-sized
+    cells would cover ``coverage`` of the image, so the figure compares like with like at every
+    scale and is not swayed by the number of peaks. Large scales are computed on a shrunk copy
+    of the map (sigma kept near 3 px), so the sweep costs a few small Gaussian filters.
+    """
+    prob = np.asarray(probability, dtype=np.float32)
+    height, width = prob.shape
+    floor = 1e-4 * float(np.ptp(prob))  # rounding noise of the filters on flat regions
+    evidence = np.zeros(len(diameters))
+    for index, diameter in enumerate(diameters):
+        sigma = diameter / (2 * np.sqrt(2))
+        shrink = max(1, int(sigma // 3))
+        small = (
+            cv2.resize(prob, (width // shrink, height // shrink), interpolation=cv2.INTER_AREA)
+            if shrink > 1
+            else prob
+        )
+        s = sigma / shrink
+        response = -(s * s) * ndi.gaussian_laplace(small, s, mode="reflect")
+        spacing = max(3, int(diameter / shrink / 2) | 1)
+        is_peak = (response == ndi.maximum_filter(response, size=spacing)) & (response > floor)
+        peaks = np.sort(response[is_peak])[::-1]
+        count = max(3, int(coverage * height * width / (diameter * diameter)))
+        evidence[index] = peaks[:count].mean() if peaks.size else 0.0
+    return evidence
+
+
+def estimate_diameter(probability: np.ndarray) -> float:
+    """Particle diameter (working px): the scale at which the map's blobs respond most.
+
+    Exact for solid disks. On weak maps the U-Net's blobs are smaller than the particle (it
+    paints the particle's most confident core), so the estimate errs low there; the peak finder
+    tolerates that (see BENCHMARKS.md), and ``--diameter`` removes the guess.
+
+    Returns NaN for maps too small to search.
+    """
+    height, width = np.shape(probability)
+    largest = min(height, width) * MAX_DIAMETER_FRACTION
+    if largest < MIN_DIAMETER_PX or not np.ptp(probability) > 1e-6:
+        return float("nan")
+    n_scales = int(np.floor(np.log2(largest / MIN_DIAMETER_PX) * SCALES_PER_OCTAVE)) + 1
+    diameters = MIN_DIAMETER_PX * 2.0 ** (np.arange(n_scales) / SCALES_PER_OCTAVE)
+    evidence = scale_space_evidence(probability, diameters)
+    if not np.any(evidence > 0):
+        return float("nan")
+    return float(diameters[int(np.argmax(evidence))])
+
+
+def find_peaks(
+    probability: np.ndarray,
+    diameter: float,
+    min_score: float = 0.05,
+    smooth_fraction: float = 1 / 6,
+    suppression_fraction: float = 0.5,
+) -> pd.DataFrame:
+    """Particle centres (working px) as local maxima of the map smoothed at ~1/6 diameter.
+
+    The score is the smoothed probability at the peak (mean confidence over the particle's
+    core); peaks closer than half a diameter to a higher one are suppressed.
+    """
+    d = float(diameter) if np.isfinite(diameter) and diameter > 0 else 16.0
+    smooth = ndi.gaussian_filter(
+        np.asarray(probability, dtype=np.float32), sigma=max(d * smooth_fraction, 1.0)
+    )
+    size = max(3, int(d * suppression_fraction) | 1)
+    peaks = (smooth == ndi.maximum_filter(smooth, size=size)) & (smooth >= min_score)
+    rows, cols = np.nonzero(peaks)
+    scores = smooth[rows, cols]
+    order = np.argsort(-scores, kind="stable")
+    rows, cols, scores = rows[order], cols[order], scores[order]
+    keep = np.ones(len(rows), bool)
+    if len(rows) > 1:
+        tree = cKDTree(np.column_stack([cols, rows]))
+        for i, j in sorted(tree.query_pairs(r=d * suppression_fraction)):  # j scores lower
+            if keep[i]:
+                keep[j] = False
+    return pd.DataFrame(
+        {
+            "x": cols[keep].astype(float),
+            "y": rows[keep].astype(float),
+            "score": scores[keep].astype(float),
+            "diameter": d,
+        }
+    )
+
+
+class PeakMaskGenerator:
+    """Turn a U-Net probability map into one box-shaped instance per map peak."""
+
+    name = "peaks"
+
+    def __init__(
+        self,
+        diameter: float | None = None,
+        *,
+        smooth_fraction: float = 1 / 6,
+        suppression_fraction: float = 0.5,
+        min_score: float = 0.01,
+    ) -> None:
+        if diameter is not None and not diameter > 0:
+            raise ValueError(f"diameter must be positive, got {diameter}")
+        self.settings = PeakSettings(
+            diameter=diameter,
+            smooth_fraction=smooth_fraction,
+            suppression_fraction=suppression_fraction,
+            min_score=min_score,
+        )
+        self.last_diameter: float | None = None  # diameter used on the last map (working px)
+
+    def describe(self) -> str:
+        """One line for the log: which stage ran, with what."""
+        if self.settings.diameter:
+            return f"built-in peak finder (diameter {self.settings.diameter:g} working px)"
+        return "built-in peak finder"
+
+    def generate(
+        self, probability: np.ndarray, diameter: float | None = None
+    ) -> list[InstanceMask]:
+        """``diameter`` (working px) overrides the generator's own setting for this map."""
+        prob = np.nan_to_num(np.asarray(probability, dtype=np.float32), nan=0.0)
+        if prob.ndim != 2:
+            raise ValueError(f"probability map must be 2-D, got shape {prob.shape}")
+        d = diameter or self.settings.diameter or estimate_diameter(prob)
+        self.last_diameter = None
+        if not (d and np.isfinite(d)):
+            return []
+        self.last_diameter = float(d)
+        s = self.settings
+        peaks = find_peaks(prob, d, s.min_score, s.smooth_fraction, s.suppression_fraction)
+        half = (d - 1) / 2
+        return [
+            InstanceMask(
+                bbox=(x - half, y - half, float(d), float(d)),
+                score=float(score),
+                area=int(round(np.pi * d * d / 4)),
+                centroid=(x, y),
+            )
+            for x, y, score in zip(peaks["x"], peaks["y"], peaks["score"])
+        ]
