@@ -25,7 +25,7 @@ from cryosegnet.masks.watershed import WatershedMaskGenerator
 from cryosegnet.picking.picker import Picker
 from cryosegnet.simulation import SimulationConfig, micrograph_seed, simulate_micrograph
 
-SCORE_THRESHOLDS = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5)
+SCORE_THRESHOLDS = (0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3)
 
 
 def main() -> None:

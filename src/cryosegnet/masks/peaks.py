@@ -3,11 +3,12 @@
 On easy data the U-Net paints solid disks and any segmentation splits them. On hard data (low
 dose, small or unseen proteins) its map is a field of weak, fragmented blobs: a fixed
 probability threshold then cuts particles into pieces and the watershed reports the pieces. A
-particle is still where the map is highest *on the scale of a particle*, so this stage smooths
-the map at a fraction of the particle diameter, takes local maxima and suppresses any maximum
-within half a diameter of a stronger one. Each peak's score is the smoothed probability there,
-which ranks picks far better than the mean over a thresholded region (it does not depend on a
-mask threshold at all).
+particle is still where the map is highest *on the scale of a particle*, so this stage
+band-passes the map at the particle scale (smoothed over a particle's core, minus the local
+background), takes local maxima and suppresses any maximum within half a diameter of a
+stronger one. Each peak's score is its band-passed value: how far the particle's core stands
+above its surroundings. That ranks picks far better than the mean over a thresholded region
+and needs no mask threshold (bench/tune_threshold.py, BENCHMARKS.md).
 
 The diameter comes from the user (``--diameter``) or from the map itself by scale selection
 (:func:`estimate_diameter`); every peak then gets a box of that size, so Algorithm 1's modal
@@ -40,9 +41,10 @@ class PeakSettings:
     """Parameters of the peak stage (working pixels)."""
 
     diameter: float | None = None  # None -> estimated per map
-    smooth_fraction: float = 1 / 6  # Gaussian sigma = fraction * diameter
+    smooth_fraction: float = 1 / 6  # core Gaussian sigma = fraction * diameter
+    background_fraction: float = 0.5  # background Gaussian sigma = fraction * diameter (0: none)
     suppression_fraction: float = 0.5  # no two peaks closer than fraction * diameter
-    min_score: float = 0.01  # peaks below this smoothed probability are not candidates
+    min_score: float = 0.0  # peaks not above their background are not candidates
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -106,26 +108,43 @@ def estimate_diameter(probability: np.ndarray) -> float:
     return float(diameters[int(np.argmax(evidence))])
 
 
+def band_pass(
+    probability: np.ndarray, diameter: float, smooth_fraction: float, background_fraction: float
+) -> np.ndarray:
+    """The map smoothed over a particle's core minus its local background.
+
+    The core average (sigma = ``smooth_fraction`` x d) is what makes a particle's fragments one
+    peak; subtracting the average over the surroundings (sigma = ``background_fraction`` x d)
+    makes the score *contrast* with the neighbourhood, so a map that is high over a whole ice
+    or carbon region does not make every peak there look confident. 0 disables the background.
+    """
+    prob = np.asarray(probability, dtype=np.float32)
+    core = ndi.gaussian_filter(prob, sigma=max(diameter * smooth_fraction, 1.0))
+    if background_fraction > 0:
+        core -= ndi.gaussian_filter(prob, sigma=diameter * background_fraction)
+    return core
+
+
 def find_peaks(
     probability: np.ndarray,
     diameter: float,
-    min_score: float = 0.05,
+    min_score: float = 0.0,
     smooth_fraction: float = 1 / 6,
     suppression_fraction: float = 0.5,
+    background_fraction: float = 0.5,
 ) -> pd.DataFrame:
-    """Particle centres (working px) as local maxima of the map smoothed at ~1/6 diameter.
+    """Particle centres (working px) as local maxima of the band-passed map (:func:`band_pass`).
 
-    The score is the smoothed probability at the peak (mean confidence over the particle's
-    core); peaks closer than half a diameter to a higher one are suppressed.
+    The score is the band-passed value at the peak (core confidence above the local background);
+    peaks scoring ``min_score`` or less, or closer than half a diameter to a higher one, are
+    dropped.
     """
     d = float(diameter) if np.isfinite(diameter) and diameter > 0 else 16.0
-    smooth = ndi.gaussian_filter(
-        np.asarray(probability, dtype=np.float32), sigma=max(d * smooth_fraction, 1.0)
-    )
+    band = band_pass(probability, d, smooth_fraction, background_fraction)
     size = max(3, int(d * suppression_fraction) | 1)
-    peaks = (smooth == ndi.maximum_filter(smooth, size=size)) & (smooth >= min_score)
+    peaks = (band == ndi.maximum_filter(band, size=size)) & (band > min_score)
     rows, cols = np.nonzero(peaks)
-    scores = smooth[rows, cols]
+    scores = band[rows, cols]
     order = np.argsort(-scores, kind="stable")
     rows, cols, scores = rows[order], cols[order], scores[order]
     keep = np.ones(len(rows), bool)
@@ -154,14 +173,16 @@ class PeakMaskGenerator:
         diameter: float | None = None,
         *,
         smooth_fraction: float = 1 / 6,
+        background_fraction: float = 0.5,
         suppression_fraction: float = 0.5,
-        min_score: float = 0.01,
+        min_score: float = 0.0,
     ) -> None:
         if diameter is not None and not diameter > 0:
             raise ValueError(f"diameter must be positive, got {diameter}")
         self.settings = PeakSettings(
             diameter=diameter,
             smooth_fraction=smooth_fraction,
+            background_fraction=background_fraction,
             suppression_fraction=suppression_fraction,
             min_score=min_score,
         )
@@ -186,7 +207,9 @@ class PeakMaskGenerator:
             return []
         self.last_diameter = float(d)
         s = self.settings
-        peaks = find_peaks(prob, d, s.min_score, s.smooth_fraction, s.suppression_fraction)
+        peaks = find_peaks(
+            prob, d, s.min_score, s.smooth_fraction, s.suppression_fraction, s.background_fraction
+        )
         half = (d - 1) / 2
         return [
             InstanceMask(

@@ -29,7 +29,7 @@ log = logging.getLogger("cryosegnet")
 # the built-in stage scores with the U-Net's own confidence and was tuned on held-out
 # simulated micrographs (bench/tune_threshold.py, seeds 8000+; see BENCHMARKS.md).
 DEFAULT_SAM_THRESHOLD = 0.94
-DEFAULT_BUILTIN_THRESHOLD = 0.15
+DEFAULT_BUILTIN_THRESHOLD = 0.05
 DEFAULT_WATERSHED_THRESHOLD = 0.2
 DEFAULT_MASK_THRESHOLD = 0.2
 # Algorithm 1's size window (eq. 2-4) with th = factor * modal-box diagonal. The paper prints

@@ -1,6 +1,6 @@
 """Per-epoch validation: particle-level F1 of the U-Net alone, cheap enough to run every epoch.
 
-Each particle is a peak of the smoothed probability map with non-maximum suppression at half
+Each particle is a peak of the band-passed probability map with non-maximum suppression at half
 the labelled diameter (the built-in stage's peak finder, masks/peaks.py, told the true size),
 so best F1 and AUPRC here track the picker's without its diameter estimate or Algorithm 1.
 """
