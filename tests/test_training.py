@@ -294,6 +294,17 @@ def test_train_and_finetune_cli(tmp_path, capsys):
     assert meta["kind"] == "finetune" and meta["recipe"]["freeze_encoder"] is True
     assert meta["recipe"]["lr"] == 1e-4
 
+    # Warm start: weights, architecture and denoising come from --init, the schedule is new.
+    warm = tmp_path / "warm"
+    code = _cli(["train", "--images", images, "--labels", labels, "-o", str(warm), "--init",
+                 str(run / "last.pt"), "--arch", "small", "--working-size", "512", *COMMON])
+    assert code == 0, capsys.readouterr().err
+    start, warmed = read_checkpoint(run / "last.pt"), read_checkpoint(warm / "last.pt")
+    assert warmed["architecture"] == start["architecture"]
+    assert warmed["denoise"]["working_size"] == 96
+    assert warmed["metadata"]["recipe"]["arch"] == "width4"
+    assert warmed["training"]["epoch"] == 1
+
 
 def test_train_cli_errors_are_one_line(tmp_path, capsys):
     assert _cli(["train", "-o", str(tmp_path / "r"), "--no-progress"]) == 1

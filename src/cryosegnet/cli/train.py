@@ -51,6 +51,10 @@ def add_parser(subparsers) -> None:
                        help="long side of the denoised image the U-Net sees (default: 1024)")
     model.add_argument("--denoise-order", choices=("fast", "paper"), default="fast",
                        help="denoise after shrinking (fast) or at full size (paper)")
+    model.add_argument("--init", metavar="CKPT",
+                       help="warm start: begin from this checkpoint's weights (its architecture "
+                            "and denoising settings replace --arch, --working-size and "
+                            "--denoise-order) with a fresh optimizer and schedule")
     _recipe_arguments(train, epochs=50, lr=1e-4, val_fraction=0.1)
     train.set_defaults(func=run_train, _defaults=_defaults(train))
 
@@ -252,6 +256,8 @@ def _run(args: argparse.Namespace, kind: str) -> int:
     start_model = None
     if kind == "finetune":
         start_model, settings, _, model_path = load_starting_model(args.model)
+    elif getattr(args, "init", None):
+        start_model, settings, _, _ = load_starting_model(args.init)
     else:
         settings = DenoiseSettings(working_size=args.working_size, order=args.denoise_order)
 
@@ -290,8 +296,14 @@ def _run(args: argparse.Namespace, kind: str) -> int:
     if not train_samples:
         raise ValueError("no training micrographs left after the validation split")
 
+    arch = getattr(args, "arch", "small")
+    if start_model is not None:  # record what is trained: the starting model's architecture
+        from cryosegnet.model.unet import PRESETS
+
+        arch = next((name for name, c in PRESETS.items() if c == start_model.config),
+                    f"width{start_model.config.base_width}")
     config = TrainConfig(
-        arch=getattr(args, "arch", "small"),
+        arch=arch,
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
@@ -325,8 +337,8 @@ def _run(args: argparse.Namespace, kind: str) -> int:
         result = finetune(train_samples, val_samples, out, model_path, config, metadata,
                           resume=args.resume, log_fn=log_fn)
     else:
-        result = train(config, train_samples, val_samples, out, settings, metadata=metadata,
-                       resume=args.resume, log_fn=log_fn)
+        result = train(config, train_samples, val_samples, out, settings, model=start_model,
+                       metadata=metadata, resume=args.resume, log_fn=log_fn)
     best = result.best
     if best:
         line = f"best epoch {best.get('epoch')}"
