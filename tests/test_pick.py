@@ -195,3 +195,29 @@ def test_watershed_stage_remains_selectable(tiny_model, blob_image):
     assert result.stage == "watershed" and "watershed" in picker.mask_generator.describe()
     for row, col in CENTRES:
         assert np.hypot(result.picks["x"] - col, result.picks["y"] - row).min() < 4
+
+
+def test_model_fine_tuned_on_labels_brings_its_particle_diameter(tmp_path, blob_image):
+    from cryosegnet.model.checkpoint import save_checkpoint
+    from cryosegnet.model.unet import AttentionUNet, UNetConfig
+    from cryosegnet.preprocessing.denoise import DenoiseSettings
+
+    def checkpoint(name, sources):
+        path = tmp_path / name
+        train = {"sources": sources, "diameter_working_px_median": 30.0}
+        save_checkpoint(path, AttentionUNet(UNetConfig(base_width=4)),
+                        DenoiseSettings(working_size=256), metadata={"data": {"train": train}})
+        return path
+
+    tuned = Picker(model=checkpoint("tuned.pt", ["labelled"]), device="cpu", stage="builtin")
+    assert tuned.model_diameter == 30.0
+    tuned.unet = DarkIsParticle()
+    tuned.pick(blob_image)
+    assert tuned.mask_generator.last_diameter == 30.0
+    # --diameter still wins; a model trained on simulated particles of all sizes has no size
+    given = Picker(model=checkpoint("tuned2.pt", ["labelled"]), device="cpu", diameter=60)
+    given.unet = DarkIsParticle()
+    given.pick(blob_image)
+    assert given.mask_generator.last_diameter == pytest.approx(60 * 256 / 300, rel=0.01)
+    mixed = Picker(model=checkpoint("mixed.pt", ["labelled", "simulated"]), device="cpu")
+    assert mixed.model_diameter is None

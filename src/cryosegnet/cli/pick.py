@@ -139,6 +139,9 @@ def run(args: argparse.Namespace) -> int:
         size_tolerance=args.size_tolerance,
     )
     size = f"{args.diameter:g} px (given)" if args.diameter else "estimated per micrograph"
+    if not args.diameter and picker.model_diameter:
+        size = (f"{picker.model_diameter:.0f} working px, from the model's training labels "
+                "(--diameter overrides)")
     log.info(
         "cryosegnet pick: %d micrograph(s), model %s, instance stage: %s, device %s, "
         "threshold %.3g, diameter %s",

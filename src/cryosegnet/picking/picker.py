@@ -98,6 +98,7 @@ class Picker:
         self.border_fraction = float(border_fraction)
         self.model_path = Path(model) if model else default_model_path()
         self.unet, settings, self.checkpoint = load_model(self.model_path, self.device)
+        self.model_diameter = labelled_diameter(self.checkpoint)
         if denoise_order:
             settings = DenoiseSettings.from_dict({**settings.to_dict(), "order": denoise_order})
         self.denoise_settings = settings
@@ -165,7 +166,7 @@ class Picker:
         """Instance masks and Algorithm 1 for one probability map."""
         from cryosegnet.postprocessing.algorithm1 import postprocess
 
-        diameter = None
+        diameter = self.model_diameter
         if self.postprocess_settings.diameter_override:
             scale = probability.shape[1] / original_shape[1]
             diameter = self.postprocess_settings.diameter_override * scale
@@ -214,6 +215,20 @@ class Picker:
             for i, probability in zip(indices, maps):
                 results[i] = self.instances(probability, original_shapes[i])
         return results  # type: ignore[return-value]
+
+
+def labelled_diameter(checkpoint: dict) -> float | None:
+    """Particle diameter (working px) a model learnt from labelled micrographs only, else None.
+
+    A model fine-tuned (or trained) on labelled micrographs of one protein knows its size from
+    the labels; picking with it should not guess the size again. Models that saw simulated
+    particles of many sizes (the shipped one) carry no single diameter.
+    """
+    train = ((checkpoint.get("metadata") or {}).get("data") or {}).get("train") or {}
+    diameter = train.get("diameter_working_px_median")
+    if train.get("sources") == ["labelled"] and diameter and np.isfinite(diameter):
+        return float(diameter)
+    return None
 
 
 def drop_border_picks(
