@@ -5,7 +5,7 @@
 
 Left: the denoised micrograph at working resolution with a circle of the picked diameter at
 every pick above the default threshold. Right: the U-Net probability map. For eyeballing picks
-on micrographs without labels.
+on micrographs without labels; ``--bad-mask`` counts picks that land on contamination.
 """
 
 from __future__ import annotations
@@ -27,6 +27,9 @@ def main() -> None:
     parser.add_argument("--model", default=None)
     parser.add_argument("--diameter", type=float, default=None, help="micrograph pixels")
     parser.add_argument("--size", type=int, default=600, help="height of each panel (px)")
+    parser.add_argument("--bad-mask", default=None,
+                        help="MRC mask (1 = contamination) at micrograph size: report the "
+                             "fraction of picks that fall on it")
     args = parser.parse_args()
 
     picker = Picker(model=args.model, device="cpu", stage="builtin", diameter=args.diameter)
@@ -49,6 +52,14 @@ def main() -> None:
             raise SystemExit(f"{args.output}: could not write the image")
     print(f"{args.micrograph}: {len(result.picks)} picks, diameter {result.diameter:.0f} px "
           f"-> {args.output}")
+    if args.bad_mask:
+        bad = read_micrograph(args.bad_mask).data > 0.5
+        if bad.shape != image.shape:
+            raise SystemExit(f"{args.bad_mask}: shape {bad.shape} is not the micrograph's")
+        cols = result.picks["x"].round().astype(int).clip(0, bad.shape[1] - 1)
+        rows = result.picks["y"].round().astype(int).clip(0, bad.shape[0] - 1)
+        print(f"picks on the bad-region mask: {bad[rows, cols].mean():.1%} "
+              f"(mask covers {bad.mean():.1%} of the micrograph)")
 
 
 if __name__ == "__main__":
