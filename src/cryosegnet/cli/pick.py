@@ -50,7 +50,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--diameter",
         type=float,
         default=None,
-        help="particle diameter in micrograph pixels (default: estimated per micrograph)",
+        help="particle diameter in micrograph pixels (default: the labels' diameter for a model "
+        "fine-tuned on labelled micrographs, else estimated per micrograph)",
     )
     p.add_argument(
         "--stage",
