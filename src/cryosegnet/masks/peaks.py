@@ -90,11 +90,12 @@ def scale_space_evidence(
 def estimate_diameter(probability: np.ndarray) -> float:
     """Particle diameter (working px): the scale at which the map's blobs respond most.
 
-    Exact for solid disks. On weak maps the U-Net's blobs are smaller than the particle (it
-    paints the particle's most confident core), so the estimate errs low there; the peak finder
-    tolerates that (see BENCHMARKS.md), and ``--diameter`` removes the guess.
+    Exact for solid disks. On weak maps it measures the U-Net's blobs rather than the particles
+    (the shipped model paints ~35 working px blobs there whatever the particle size), so it can
+    be off by 2x either way; the peak finder tolerates moderate errors (BENCHMARKS.md) and
+    ``--diameter`` removes the guess.
 
-    Returns NaN for maps too small to search.
+    Returns NaN for flat maps and maps too small to search.
     """
     height, width = np.shape(probability)
     largest = min(height, width) * MAX_DIAMETER_FRACTION
