@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 
 import numpy as np
 
@@ -62,8 +63,9 @@ def main() -> None:
         picker.mask_generator = generator
         picks, ratios = {}, []
         for i, (shape, probability) in enumerate(zip(shapes, maps)):
-            picker.postprocess_settings = _with_diameter(picker, true_diameters[i] if given
-                                                         else None)
+            picker.postprocess_settings = replace(
+                picker.postprocess_settings, diameter_override=true_diameters[i] if given else None
+            )
             result = picker.instances(probability, shape)
             picks[f"mic{i}"] = result.picks
             if result.diameter and np.isfinite(result.diameter):
@@ -85,12 +87,6 @@ def main() -> None:
             json.dump({"command": "python bench/tune_threshold.py " + " ".join(
                 f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None
                 and k != "json"), "n": args.n, "sweep": sweep}, handle, indent=2)
-
-
-def _with_diameter(picker: Picker, diameter: float | None):
-    from dataclasses import replace
-
-    return replace(picker.postprocess_settings, diameter_override=diameter)
 
 
 if __name__ == "__main__":

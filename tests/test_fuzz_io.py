@@ -128,13 +128,18 @@ def picks_tables(draw):
 ROUND_TRIP = settings(max_examples=40, deadline=None, database=None)
 
 
+def _written_and_read(name: str, write) -> object:
+    """Write with ``write(path)`` into a fresh folder, read back with read_coordinates."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / name
+        write(path)
+        return read_coordinates(path)
+
+
 @ROUND_TRIP
 @given(picks=picks_tables())
 def test_star_round_trip(picks) -> None:
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "mic.star"
-        write_coordinate_star(path, picks)
-        back = read_coordinates(path)
+    back = _written_and_read("mic.star", lambda path: write_coordinate_star(path, picks))
     assert len(back) == len(picks)
     np.testing.assert_allclose(back["x"], picks["x"], atol=0.005 + 1e-9)
     np.testing.assert_allclose(back["y"], picks["y"], atol=0.005 + 1e-9)
@@ -144,10 +149,7 @@ def test_star_round_trip(picks) -> None:
 @ROUND_TRIP
 @given(picks=picks_tables())
 def test_csv_round_trip(picks) -> None:
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "mic.csv"
-        write_cryoppp_csv(path, picks)
-        back = read_coordinates(path)
+    back = _written_and_read("mic.csv", lambda path: write_cryoppp_csv(path, picks))
     assert len(back) == len(picks)
     np.testing.assert_allclose(back["x"], picks["x"], atol=0.5 + 1e-9)
     np.testing.assert_allclose(back["y"], picks["y"], atol=0.5 + 1e-9)
@@ -159,10 +161,7 @@ def test_csv_round_trip(picks) -> None:
 def test_box_round_trip(picks, box: float) -> None:
     """Whole-pixel corners and box size: centres come back within half a pixel, also for an
     estimated (fractional) box size."""
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "mic.box"
-        write_box(path, picks, box_size=box)
-        back = read_coordinates(path)
+    back = _written_and_read("mic.box", lambda path: write_box(path, picks, box_size=box))
     assert len(back) == len(picks)
     np.testing.assert_allclose(back["x"], picks["x"], atol=0.5 + 1e-9)
     np.testing.assert_allclose(back["y"], picks["y"], atol=0.5 + 1e-9)
@@ -182,10 +181,7 @@ micrograph_name = st.text(
 @given(names=st.lists(micrograph_name, min_size=1, max_size=4, unique=True), picks=picks_tables())
 def test_combined_star_round_trip_keeps_micrograph_names(names: list[str], picks) -> None:
     by_name = {f"Micrographs/{name}.mrc": picks for name in names}
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "particles.star"
-        write_combined_star(path, by_name)
-        back = read_coordinates(path)
+    back = _written_and_read("particles.star", lambda path: write_combined_star(path, by_name))
     assert len(back) == len(picks) * len(names)
     if len(picks):
         assert sorted(set(back["micrograph"])) == sorted(names)

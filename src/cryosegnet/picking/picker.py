@@ -26,8 +26,9 @@ from cryosegnet.preprocessing.denoise import DenoiseSettings, denoise
 log = logging.getLogger("cryosegnet")
 
 # Score thresholds: SAM's predicted IoU filter is the paper's 0.94 (Algorithm 1, step 1);
-# the built-in stage scores with the U-Net's own confidence and was tuned on held-out
-# simulated micrographs (bench/tune_threshold.py, seeds 8000+; see BENCHMARKS.md).
+# the built-in peak stage scores with the band-passed U-Net map and the watershed with its
+# region-mean probability; both were tuned on held-out simulated micrographs
+# (bench/tune_threshold.py, seeds 8000+; see BENCHMARKS.md).
 DEFAULT_SAM_THRESHOLD = 0.94
 DEFAULT_BUILTIN_THRESHOLD = 0.05
 DEFAULT_WATERSHED_THRESHOLD = 0.2
