@@ -312,3 +312,51 @@ def test_train_cli_errors_are_one_line(tmp_path, capsys):
     (tmp_path / "mics").mkdir()
     assert _cli(["train", "--images", str(tmp_path / "mics"), "--labels", str(tmp_path),
                  "-o", str(tmp_path / "r")]) == 1
+
+
+def test_finetune_records_the_architecture_depth_included(tmp_path):
+    from cryosegnet.model.unet import architecture_name, config_from_name
+
+    save_checkpoint(tmp_path / "start.pt", tiny_model(), DENOISE)
+    result = finetune([blob_sample(0)], [], tmp_path / "ft", checkpoint=tmp_path / "start.pt",
+                      config=finetune_config(**{k: v for k, v in vars(tiny_config()).items()
+                                                if k not in ("lr", "epochs")}, epochs=1))
+    arch = read_checkpoint(result.last_path)["metadata"]["recipe"]["arch"]
+    assert config_from_name(arch) == TINY  # depth 3, not the default 5
+    assert architecture_name(TINY) == "width4-depth3"
+    assert architecture_name(UNetConfig(base_width=8)) == "tiny"
+    assert config_from_name("width4") == UNetConfig(base_width=4)
+    with pytest.raises(ValueError, match="unknown U-Net preset"):
+        config_from_name("width4-depthX")
+
+
+def test_export_model_strips_training_state(tmp_path, capsys):
+    from cryosegnet.cli.main import main
+    from cryosegnet.io.errors import CheckpointError
+    from cryosegnet.model.checkpoint import export_model
+
+    result = train(tiny_config(), [blob_sample(0)], [blob_sample(1)], tmp_path / "run",
+                   DENOISE, tiny_model(), metadata={"kind": "train"})
+    last = read_checkpoint(result.last_path)
+    assert "training" in last and "history" in last["metadata"]
+    exported = export_model(result.last_path, tmp_path / "model.pt", note="epoch 1")
+    payload = read_checkpoint(tmp_path / "model.pt")
+    assert set(payload) == {"format", "format_version", "architecture", "denoise", "metadata",
+                            "state_dict"}
+    assert set(exported) == set(payload)
+    assert payload["metadata"]["shipped_as"] == "epoch 1"
+    assert "history" not in payload["metadata"] and payload["metadata"]["kind"] == "train"
+    assert states_equal(last["state_dict"], payload["state_dict"])
+    assert load_model(tmp_path / "model.pt")[0].config == TINY
+    assert (tmp_path / "model.pt").stat().st_size < result.last_path.stat().st_size
+
+    assert main(["export-model", str(result.last_path), "-o", str(tmp_path / "cli.pt"),
+                 "--keep-history"]) == 0
+    assert "history" in read_checkpoint(tmp_path / "cli.pt")["metadata"]
+    assert "training" not in read_checkpoint(tmp_path / "cli.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError):
+        export_model(tmp_path / "junk.pt", tmp_path / "x.pt")
+    assert not (tmp_path / "x.pt").exists()
+    assert main(["export-model", str(tmp_path / "junk.pt"), "-o", str(tmp_path / "x.pt")]) == 1
+    assert "junk.pt" in capsys.readouterr().err

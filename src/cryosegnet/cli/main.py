@@ -11,7 +11,7 @@ from cryosegnet import __version__
 from cryosegnet.io.errors import CryoSegNetError
 
 # Subcommand modules; each defines add_parser(subparsers) and sets func on its parser.
-SUBCOMMAND_MODULES = ("pick", "simulate", "train", "evaluate")
+SUBCOMMAND_MODULES = ("pick", "simulate", "train", "evaluate", "export_model")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,12 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"cryosegnet {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"cryosegnet.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"cryosegnet.cli.{name}":
-                raise
-            continue
+        # A missing module is a broken install or a typo here: fail, never drop a command.
+        module = importlib.import_module(f"cryosegnet.cli.{name}")
         module.add_parser(subparsers)
     return parser
 

@@ -298,10 +298,9 @@ def _run(args: argparse.Namespace, kind: str) -> int:
 
     arch = getattr(args, "arch", "small")
     if start_model is not None:  # record what is trained: the starting model's architecture
-        from cryosegnet.model.unet import PRESETS
+        from cryosegnet.model.unet import architecture_name
 
-        arch = next((name for name, c in PRESETS.items() if c == start_model.config),
-                    f"width{start_model.config.base_width}")
+        arch = architecture_name(start_model.config)
     config = TrainConfig(
         arch=arch,
         epochs=args.epochs,

@@ -96,3 +96,33 @@ def load_model(
         raise CheckpointError(path, "weights do not match the architecture the checkpoint declares")
     model.float().to(device).eval()
     return model, DenoiseSettings.from_dict(denoise), payload
+
+
+def export_model(
+    source: str | os.PathLike,
+    destination: str | os.PathLike,
+    note: str | None = None,
+    keep_history: bool = False,
+) -> dict[str, Any]:
+    """Write a checkpoint for picking only: weights and their description, no training state.
+
+    A run's ``last.pt`` carries the optimizer, scheduler and RNG state for ``--resume``
+    (about twice the weights' size, and nothing ``pick`` needs). The exported file keeps the
+    architecture, denoising settings, weights and the training record (``metadata``), minus the
+    per-epoch ``history`` unless ``keep_history``; ``note`` is stored as
+    ``metadata["shipped_as"]`` (why this checkpoint was chosen). The source is validated by
+    rebuilding its model first, so a corrupt file is never exported. Returns the payload
+    written.
+    """
+    load_model(source)  # raises CheckpointError on anything pick could not load
+    payload = read_checkpoint(source)
+    exported = {k: v for k, v in payload.items() if k != "training"}
+    metadata = dict(exported.get("metadata") or {})
+    if not keep_history:
+        metadata.pop("history", None)
+    if note:
+        metadata["shipped_as"] = note
+    exported["metadata"] = metadata
+    with atomic_path(destination) as tmp:
+        torch.save(exported, tmp)
+    return exported

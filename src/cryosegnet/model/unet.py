@@ -44,12 +44,37 @@ PRESETS: dict[str, UNetConfig] = {
 
 
 def config_from_name(name: str) -> UNetConfig:
-    try:
+    """The architecture a name stands for: a preset, or ``width{W}`` / ``width{W}-depth{D}``.
+
+    The ``width`` forms (any base width, optionally a non-default depth) are what
+    :func:`architecture_name` writes for a network that is not a preset.
+    """
+    if name in PRESETS:
         return PRESETS[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown U-Net preset '{name}' (choose from {', '.join(PRESETS)})"
-        ) from None
+    if name.startswith("width"):
+        width, _, depth = name[5:].partition("-depth")
+        try:
+            if depth:
+                return UNetConfig(base_width=int(width), depth=int(depth))
+            return UNetConfig(base_width=int(width))
+        except ValueError:
+            pass
+    raise ValueError(
+        f"unknown U-Net preset '{name}' (choose from {', '.join(PRESETS)}, or widthW[-depthD])"
+    )
+
+
+def architecture_name(config: UNetConfig) -> str:
+    """The name :func:`config_from_name` turns back into ``config``: a preset's name if it is
+    one, else ``width{W}`` (default depth) or ``width{W}-depth{D}``."""
+    for name, preset in PRESETS.items():
+        if preset == config:
+            return name
+    if config.in_channels != UNetConfig.in_channels:
+        raise ValueError(f"no architecture name for {config} (in_channels is not 1)")
+    if config.depth == UNetConfig.depth:
+        return f"width{config.base_width}"
+    return f"width{config.base_width}-depth{config.depth}"
 
 
 class ConvBlock(nn.Sequential):

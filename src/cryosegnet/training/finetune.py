@@ -18,7 +18,7 @@ from pathlib import Path
 
 from cryosegnet.io.errors import CheckpointError
 from cryosegnet.model.checkpoint import default_model_path, load_model
-from cryosegnet.model.unet import AttentionUNet
+from cryosegnet.model.unet import AttentionUNet, architecture_name
 from cryosegnet.preprocessing.denoise import DenoiseSettings
 from cryosegnet.training.dataset import TrainingSample
 from cryosegnet.training.trainer import TrainConfig, TrainResult, train
@@ -66,7 +66,8 @@ def finetune(
     """
     model, denoise, payload, path = load_starting_model(checkpoint)
     config = config or finetune_config()
-    config = replace(config, arch=f"width{model.config.base_width}")
+    # Record what is trained: the starting model's architecture, depth included.
+    config = replace(config, arch=architecture_name(model.config))
     parent = payload.get("metadata", {})
     meta = {
         **(metadata or {}),

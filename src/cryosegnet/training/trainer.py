@@ -384,9 +384,7 @@ class Trainer:
 def _arch_config(arch: str | UNetConfig) -> UNetConfig:
     if isinstance(arch, UNetConfig):
         return arch
-    if arch.startswith("width"):  # "width4": any base width, for tests and experiments
-        return UNetConfig(base_width=int(arch[5:]))
-    return config_from_name(arch)
+    return config_from_name(arch)  # a preset, or "width4" / "width4-depth3"
 
 
 def _jsonable(value):

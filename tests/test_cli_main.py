@@ -1,0 +1,20 @@
+"""The command-line entry point: every subcommand module is registered, none silently lost."""
+
+from __future__ import annotations
+
+import pytest
+
+from cryosegnet.cli import main as cli_main
+
+
+def test_every_subcommand_is_registered():
+    parser = cli_main.build_parser()
+    commands = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    for name in cli_main.SUBCOMMAND_MODULES:
+        assert name.replace("_", "-") in commands
+
+
+def test_a_missing_command_module_fails_loudly(monkeypatch):
+    monkeypatch.setattr(cli_main, "SUBCOMMAND_MODULES", (*cli_main.SUBCOMMAND_MODULES, "absent"))
+    with pytest.raises(ModuleNotFoundError, match="absent"):
+        cli_main.build_parser()
