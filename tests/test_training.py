@@ -360,3 +360,31 @@ def test_export_model_strips_training_state(tmp_path, capsys):
     assert not (tmp_path / "x.pt").exists()
     assert main(["export-model", str(tmp_path / "junk.pt"), "-o", str(tmp_path / "x.pt")]) == 1
     assert "junk.pt" in capsys.readouterr().err
+
+
+class FixedMap(torch.nn.Module):
+    """A 'U-Net' whose output is one fixed probability map, whatever the input."""
+
+    def __init__(self, probability: np.ndarray) -> None:
+        super().__init__()
+        self.logits = torch.logit(torch.from_numpy(probability.astype(np.float32)))[None, None]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.logits
+
+
+def test_validation_f1_is_at_the_pickers_default_threshold():
+    from cryosegnet.picking.picker import DEFAULT_BUILTIN_THRESHOLD
+    from cryosegnet.training.trainer import _epoch_line
+    from cryosegnet.training.validation import validate
+
+    sample = blob_sample(0)
+    # A weak but perfectly placed map: peak scores ~0.18, above the picker's threshold and
+    # below 0.5, so every particle is picked by `cryosegnet pick`.
+    model = FixedMap(0.02 + 0.3 * sample.target)
+    metrics = validate(model, [sample], torch.device("cpu"))
+    assert metrics["val_threshold"] == DEFAULT_BUILTIN_THRESHOLD
+    assert metrics["val_f1"] == pytest.approx(1.0) and metrics["val_best_f1"] == pytest.approx(1.0)
+    assert TrainConfig().val_threshold == DEFAULT_BUILTIN_THRESHOLD
+    line = _epoch_line({"epoch": 1, "train_loss": 0.5, "seconds": 1.0, **metrics}, 2, True)
+    assert f"F1@{DEFAULT_BUILTIN_THRESHOLD:g} 1.000" in line and "best F1 1.000" in line

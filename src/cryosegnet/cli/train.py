@@ -342,7 +342,8 @@ def _run(args: argparse.Namespace, kind: str) -> int:
     if best:
         line = f"best epoch {best.get('epoch')}"
         if "val_best_f1" in best:
-            line += f": validation best F1 {best['val_best_f1']:.3f}, F1 {best['val_f1']:.3f}"
+            line += (f": validation best F1 {best['val_best_f1']:.3f}, F1 {best['val_f1']:.3f} "
+                     f"at the picker's default threshold {best.get('val_threshold', 0.5):g}")
         print(line)
     print(f"wrote {result.best_path} and {result.last_path}")
     return 0

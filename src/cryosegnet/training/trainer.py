@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 from cryosegnet.io.atomic import atomic_path, atomic_write
 from cryosegnet.model.checkpoint import read_checkpoint, save_checkpoint
 from cryosegnet.model.unet import AttentionUNet, UNetConfig, config_from_name
+from cryosegnet.picking.picker import DEFAULT_BUILTIN_THRESHOLD
 from cryosegnet.preprocessing.denoise import DenoiseSettings
 from cryosegnet.training.augment import AugmentSettings, random_crop
 from cryosegnet.training.dataset import TrainingSample
@@ -56,7 +57,9 @@ class TrainConfig:
     dice_weight: float = 1.0
     freeze_encoder: bool = False
     augment: AugmentSettings = field(default_factory=AugmentSettings)
-    val_threshold: float = 0.5
+    # Peak-score threshold of the validation F1: the picker's default, so the log shows
+    # the F1 that `cryosegnet pick` would get (best F1 is threshold-free).
+    val_threshold: float = DEFAULT_BUILTIN_THRESHOLD
     progress: bool = True
 
     def to_dict(self) -> dict:
@@ -400,7 +403,8 @@ def _jsonable(value):
 def _epoch_line(m: dict, epochs: int, improved: bool) -> str:
     text = f"epoch {m['epoch']}/{epochs}  loss {m['train_loss']:.4f}"
     if "val_loss" in m:
-        text += (f"  val loss {m['val_loss']:.4f}  F1 {m['val_f1']:.3f}"
+        at = f"@{m['val_threshold']:g}" if "val_threshold" in m else ""
+        text += (f"  val loss {m['val_loss']:.4f}  F1{at} {m['val_f1']:.3f}"
                  f"  best F1 {m['val_best_f1']:.3f}  AUPRC {_f(m['val_auprc'])}"
                  f"  Dice {m['val_dice']:.3f}")
     text += f"  ({m['seconds']:.0f} s){'  *' if improved else ''}"

@@ -3,6 +3,9 @@
 Each particle is a peak of the band-passed probability map with non-maximum suppression at half
 the labelled diameter (the built-in stage's peak finder, masks/peaks.py, told the true size),
 so best F1 and AUPRC here track the picker's without its diameter estimate or Algorithm 1.
+The peak scores are the built-in stage's figures of merit, so F1 is reported at the picker's
+own default threshold (``DEFAULT_BUILTIN_THRESHOLD``): the figure ``cryosegnet pick`` would get,
+not one at an arbitrary cut. Pixel Dice thresholds the probability map itself, at 0.5.
 """
 
 from __future__ import annotations
@@ -12,8 +15,12 @@ import torch
 
 from cryosegnet.evaluation.metrics import evaluate_picks
 from cryosegnet.masks.peaks import find_peaks
+from cryosegnet.picking.picker import DEFAULT_BUILTIN_THRESHOLD
 from cryosegnet.training.dataset import TrainingSample
 from cryosegnet.training.losses import bce_dice_loss
+
+# Pixel Dice counts a pixel as particle where the U-Net's probability is at least this.
+DICE_PROBABILITY_THRESHOLD = 0.5
 
 
 @torch.inference_mode()
@@ -34,12 +41,14 @@ def validate(
     samples: list[TrainingSample],
     device: torch.device,
     amp: bool = False,
-    threshold: float = 0.5,
+    threshold: float = DEFAULT_BUILTIN_THRESHOLD,
 ) -> dict:
     """Validation loss, pixel Dice (mean over micrographs) and particle F1 / best F1 / AUPRC.
 
-    F1 is at peak score >= ``threshold``; best F1 and AUPRC are threshold-free. Picks are
-    matched to labels within half the labelled diameter, pooled over micrographs.
+    F1 is at peak score >= ``threshold`` (default: the picker's default threshold for the
+    built-in stage); best F1 and AUPRC are threshold-free. Picks are matched to labels
+    within half the labelled diameter, pooled over micrographs. Pixel Dice is at probability
+    >= ``DICE_PROBABILITY_THRESHOLD``.
     """
     was_training = model.training
     model.eval()
@@ -50,7 +59,7 @@ def validate(
             prob, logits = predict_probability(model, sample.image, device, amp)
             target = torch.from_numpy(sample.target).to(device).float()[None, None]
             losses.append(float(bce_dice_loss(logits, target)))
-            predicted = prob >= threshold
+            predicted = prob >= DICE_PROBABILITY_THRESHOLD
             truth = sample.target.astype(bool)
             total = predicted.sum() + truth.sum()
             dices.append(1.0 if total == 0 else float(2 * (predicted & truth).sum() / total))
@@ -66,6 +75,7 @@ def validate(
         "val_precision": pooled["precision"],
         "val_recall": pooled["recall"],
         "val_f1": pooled["f1"],
+        "val_threshold": float(threshold),
         "val_best_f1": pooled["best_f1"],
         "val_best_threshold": pooled["best_threshold"],
         "val_auprc": pooled["auprc"],
