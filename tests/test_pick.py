@@ -202,15 +202,16 @@ def test_model_fine_tuned_on_labels_brings_its_particle_diameter(tmp_path, blob_
     from cryosegnet.model.unet import AttentionUNet, UNetConfig
     from cryosegnet.preprocessing.denoise import DenoiseSettings
 
-    def checkpoint(name, sources):
+    def checkpoint(name, sources, key="diameter_working_px_median", value=30.0):
         path = tmp_path / name
-        train = {"sources": sources, "diameter_working_px_median": 30.0}
+        train = {"sources": sources, key: value}
         save_checkpoint(path, AttentionUNet(UNetConfig(base_width=4)),
                         DenoiseSettings(working_size=256), metadata={"data": {"train": train}})
         return path
 
     tuned = Picker(model=checkpoint("tuned.pt", ["labelled"]), device="cpu", stage="builtin")
-    assert tuned.model_diameter == 30.0
+    # An old checkpoint recorded working pixels: used as such, as before.
+    assert tuned.model_diameter is None and tuned.legacy_working_diameter == 30.0
     tuned.unet = DarkIsParticle()
     tuned.pick(blob_image)
     assert tuned.mask_generator.last_diameter == 30.0
@@ -220,4 +221,31 @@ def test_model_fine_tuned_on_labels_brings_its_particle_diameter(tmp_path, blob_
     given.pick(blob_image)
     assert given.mask_generator.last_diameter == pytest.approx(60 * 256 / 300, rel=0.01)
     mixed = Picker(model=checkpoint("mixed.pt", ["labelled", "simulated"]), device="cpu")
-    assert mixed.model_diameter is None
+    assert mixed.model_diameter is None and mixed.legacy_working_diameter is None
+
+
+def test_a_fine_tuned_diameter_is_converted_to_each_micrographs_working_pixels(
+    tmp_path, blob_image
+):
+    """Recorded in micrograph pixels; a 300-px micrograph at working size 256 sees it x256/300,
+    a 600-px one (same sample, twice the sampling) x256/600: never the training scale."""
+    import cv2
+
+    from cryosegnet.model.checkpoint import save_checkpoint
+    from cryosegnet.model.unet import AttentionUNet, UNetConfig
+    from cryosegnet.preprocessing.denoise import DenoiseSettings
+
+    path = tmp_path / "tuned.pt"
+    train = {"sources": ["labelled"], "diameter_px_median": 36.0,
+             "diameter_angstrom_median": 54.0, "diameter_working_px_median": 99.0}
+    save_checkpoint(path, AttentionUNet(UNetConfig(base_width=4)),
+                    DenoiseSettings(working_size=256), metadata={"data": {"train": train}})
+    picker = Picker(model=path, device="cpu", stage="builtin")
+    assert picker.model_diameter == 36.0 and picker.model_diameter_angstrom == 54.0
+    assert picker.legacy_working_diameter is None
+    picker.unet = DarkIsParticle()
+    picker.pick(blob_image)
+    assert picker.mask_generator.last_diameter == pytest.approx(36 * 256 / 300, rel=0.01)
+    big = cv2.resize(blob_image, (600, 600), interpolation=cv2.INTER_LINEAR)
+    picker.pick(big)
+    assert picker.mask_generator.last_diameter == pytest.approx(36 * 256 / 600, rel=0.01)

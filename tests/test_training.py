@@ -133,6 +133,31 @@ def test_labelled_sample_scales_labels_and_caches(tmp_path, monkeypatch):
     monkeypatch.setattr(dataset, "denoise", lambda *a: calls.append(1))
     again = labelled_sample(path, labels, DENOISE, diameter=20, cache_dir=tmp_path / "cache")
     assert calls == [] and np.array_equal(again.image, sample.image)
+    assert sample.scale == again.scale == pytest.approx(0.5)  # working px per micrograph px
+
+
+def test_checkpoint_records_the_diameter_in_micrograph_pixels(tmp_path):
+    import mrcfile
+
+    from cryosegnet.training.trainer import data_summary
+
+    image = (np.random.default_rng(0).normal(100, 10, (120, 192))).astype(np.float32)
+    with mrcfile.new(tmp_path / "mic.mrc") as mrc:
+        mrc.set_data(image)
+        mrc.voxel_size = 1.5
+    import pandas as pd
+
+    labels = pd.DataFrame({"x": [96.0], "y": [60.0], "score": 1.0, "diameter": [20.0]})
+    sample = labelled_sample(tmp_path / "mic.mrc", labels, DENOISE, cache_dir=tmp_path / "c")
+    cached = labelled_sample(tmp_path / "mic.mrc", labels, DENOISE, cache_dir=tmp_path / "c")
+    assert sample.diameter[0] == pytest.approx(10)  # working pixels
+    for s in (sample, cached):
+        assert s.pixel_size == pytest.approx(1.5)
+        summary = data_summary([s])
+        assert summary["diameter_px_median"] == pytest.approx(20)  # micrograph pixels
+        assert summary["pixel_size_median"] == pytest.approx(1.5)
+        assert summary["diameter_angstrom_median"] == pytest.approx(30)
+    assert data_summary([blob_sample(0)])["diameter_angstrom_median"] is None
 
 
 def test_simulated_samples_when_the_simulator_is_present(tmp_path):

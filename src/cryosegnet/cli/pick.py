@@ -141,8 +141,13 @@ def run(args: argparse.Namespace) -> int:
     )
     size = f"{args.diameter:g} px (given)" if args.diameter else "estimated per micrograph"
     if not args.diameter and picker.model_diameter:
-        size = (f"{picker.model_diameter:.0f} working px, from the model's training labels "
-                "(--diameter overrides)")
+        angstrom = picker.model_diameter_angstrom
+        size = (f"{picker.model_diameter:.0f} micrograph px"
+                f"{f' ({angstrom:.0f} Å)' if angstrom else ''}, from the model's training "
+                "labels, converted per micrograph (--diameter overrides)")
+    elif not args.diameter and picker.legacy_working_diameter:
+        size = (f"{picker.legacy_working_diameter:.0f} working px, from the model's training "
+                "labels (an older checkpoint; --diameter overrides)")
     log.info(
         "cryosegnet pick: %d micrograph(s), model %s, instance stage: %s, device %s, "
         "threshold %.3g, diameter %s",

@@ -328,6 +328,15 @@ def _run(args: argparse.Namespace, kind: str) -> int:
     print(f"{kind}: {len(train_samples)} training micrographs "
           f"({sum(len(s.x) for s in train_samples)} particles), {len(val_samples)} validation; "
           f"working size {settings.working_size}; output {out}")
+    if labelled:
+        from cryosegnet.training.trainer import data_summary
+
+        record = data_summary(labelled)
+        if record["diameter_px_median"]:
+            angstrom = record["diameter_angstrom_median"]
+            print(f"labelled particle diameter (median): {record['diameter_px_median']:.0f} "
+                  f"micrograph px{f' ({angstrom:.0f} Å)' if angstrom else ''}; a model trained "
+                  "on these labels picks at this size")
 
     def log_fn(message: str) -> None:
         tqdm.write(message)

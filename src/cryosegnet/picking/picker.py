@@ -99,7 +99,16 @@ class Picker:
         self.border_fraction = float(border_fraction)
         self.model_path = Path(model) if model else default_model_path()
         self.unet, settings, self.checkpoint = load_model(self.model_path, self.device)
+        # A labelled model's particle size, in micrograph pixels (and Å when recorded);
+        # checkpoints from before that recorded it in working pixels only.
         self.model_diameter = labelled_diameter(self.checkpoint)
+        self.model_diameter_angstrom = labelled_diameter(
+            self.checkpoint, "diameter_angstrom_median"
+        )
+        self.legacy_working_diameter = (
+            labelled_diameter(self.checkpoint, LEGACY_DIAMETER_KEY)
+            if self.model_diameter is None else None
+        )
         if denoise_order:
             settings = DenoiseSettings.from_dict({**settings.to_dict(), "order": denoise_order})
         self.denoise_settings = settings
@@ -167,9 +176,11 @@ class Picker:
         """Instance masks and Algorithm 1 for one probability map."""
         from cryosegnet.postprocessing.algorithm1 import postprocess
 
-        diameter = self.model_diameter
+        scale = probability.shape[1] / original_shape[1]  # working px per micrograph px
+        diameter = self.legacy_working_diameter
+        if self.model_diameter:
+            diameter = self.model_diameter * scale
         if self.postprocess_settings.diameter_override:
-            scale = probability.shape[1] / original_shape[1]
             diameter = self.postprocess_settings.diameter_override * scale
         masks = self.mask_generator.generate(probability, diameter)
         result = postprocess(masks, probability.shape, original_shape, self.postprocess_settings)
@@ -218,15 +229,23 @@ class Picker:
         return results  # type: ignore[return-value]
 
 
-def labelled_diameter(checkpoint: dict) -> float | None:
-    """Particle diameter (working px) a model learnt from labelled micrographs only, else None.
+# Checkpoints written before the diameter was recorded in micrograph pixels.
+LEGACY_DIAMETER_KEY = "diameter_working_px_median"
+
+
+def labelled_diameter(checkpoint: dict, key: str = "diameter_px_median") -> float | None:
+    """Particle diameter a model learnt from labelled micrographs only, else None.
 
     A model fine-tuned (or trained) on labelled micrographs of one protein knows its size from
     the labels; picking with it should not guess the size again. Models that saw simulated
-    particles of many sizes (the shipped one) carry no single diameter.
+    particles of many sizes (the shipped one) carry no single diameter. ``key`` is the
+    training record's field: ``diameter_px_median`` (pixels of the training micrographs as
+    read; the picker converts it to each micrograph's working pixels),
+    ``diameter_angstrom_median`` (when the pixel size was known) or, for old checkpoints,
+    ``LEGACY_DIAMETER_KEY`` (working pixels).
     """
     train = ((checkpoint.get("metadata") or {}).get("data") or {}).get("train") or {}
-    diameter = train.get("diameter_working_px_median")
+    diameter = train.get(key)
     if train.get("sources") == ["labelled"] and diameter and np.isfinite(diameter):
         return float(diameter)
     return None

@@ -29,7 +29,12 @@ log = logging.getLogger("cryosegnet")
 
 @dataclass
 class TrainingSample:
-    """One denoised micrograph (uint8, working resolution) and its particles in working pixels."""
+    """One denoised micrograph (uint8, working resolution) and its particles in working pixels.
+
+    ``scale`` is working pixels per pixel of the micrograph as read (``diameter / scale`` is
+    the diameter in micrograph pixels); ``pixel_size`` is the micrograph's Å/px when its
+    header gave one.
+    """
 
     name: str
     image: np.ndarray
@@ -37,6 +42,8 @@ class TrainingSample:
     y: np.ndarray
     diameter: np.ndarray
     source: str = "labelled"
+    scale: float = 1.0
+    pixel_size: float | None = None
     _target: np.ndarray | None = field(default=None, repr=False)
 
     @property
@@ -103,19 +110,23 @@ def labelled_sample(
     """
     image_path = Path(image_path)
     stat = image_path.stat()
-    shape_holder: dict[str, tuple[int, int]] = {}
+    shape_holder: dict = {}
 
     def load() -> np.ndarray:
-        data = read_micrograph(image_path).data
-        shape_holder["shape"] = data.shape
-        return data
+        micrograph = read_micrograph(image_path)
+        shape_holder["shape"] = micrograph.shape
+        shape_holder["pixel_size"] = micrograph.pixel_size
+        return micrograph.data
 
     key = {"path": str(image_path.resolve()), "size": stat.st_size, "mtime": stat.st_mtime_ns}
     cache = Path(cache_dir) if cache_dir is not None else None
     image = _cached_denoise(key, load, settings, cache)
-    original = shape_holder.get("shape") or _original_shape(image_path, image.shape, cache, key)
-    if cache is not None and "shape" in shape_holder:
-        _remember_shape(cache, key, original)
+    if "shape" in shape_holder:
+        original, pixel_size = shape_holder["shape"], shape_holder["pixel_size"]
+        if cache is not None:
+            _remember_shape(cache, key, original, pixel_size)
+    else:
+        original, pixel_size = _original_shape(image_path, cache, key)
     sy, sx = image.shape[0] / original[0], image.shape[1] / original[1]
     d = labels["diameter"].to_numpy(float) if "diameter" in labels else np.full(len(labels), np.nan)
     if diameter is not None:
@@ -131,6 +142,8 @@ def labelled_sample(
         y=labels["y"].to_numpy(float) * sy,
         diameter=d * (sx + sy) / 2,
         source="labelled",
+        scale=(sx + sy) / 2,
+        pixel_size=pixel_size,
     )
 
 
@@ -138,19 +151,26 @@ def _shape_file(cache: Path, key: dict) -> Path:
     return cache / f"{_cache_key(key)}.shape.json"
 
 
-def _remember_shape(cache: Path, key: dict, shape: tuple[int, int]) -> None:
+def _remember_shape(
+    cache: Path, key: dict, shape: tuple[int, int], pixel_size: float | None
+) -> None:
     with atomic_write(_shape_file(cache, key)) as handle:
-        json.dump(list(shape), handle)
+        json.dump({"shape": list(shape), "pixel_size": pixel_size}, handle)
 
 
-def _original_shape(path: Path, working: tuple[int, int], cache: Path | None, key: dict):
-    """Shape of the micrograph as read; from the cache when the image itself was not loaded."""
+def _original_shape(
+    path: Path, cache: Path | None, key: dict
+) -> tuple[tuple[int, int], float | None]:
+    """(shape, Å/px or None) of the micrograph as read; from the cache when the image itself
+    was not loaded. Older caches hold the shape alone: the header is then read again."""
     if cache is not None and _shape_file(cache, key).is_file():
-        return tuple(json.loads(_shape_file(cache, key).read_text()))
-    shape = read_micrograph(path).shape
+        record = json.loads(_shape_file(cache, key).read_text())
+        if isinstance(record, dict):
+            return tuple(record["shape"]), record.get("pixel_size")
+    micrograph = read_micrograph(path)
     if cache is not None:
-        _remember_shape(cache, key, shape)
-    return shape
+        _remember_shape(cache, key, micrograph.shape, micrograph.pixel_size)
+    return micrograph.shape, micrograph.pixel_size
 
 
 def _parallel_map(fn: Callable, items: list, workers: int, desc: str, progress: bool) -> list:
@@ -233,6 +253,7 @@ def simulated_sample(
         y=picks["y"].to_numpy(float) * sy,
         diameter=picks["diameter"].to_numpy(float) * (sx + sy) / 2,
         source="simulated",
+        scale=(sx + sy) / 2,
     )
 
 

@@ -157,14 +157,27 @@ def _set_train_mode(model: AttentionUNet, frozen_encoder: bool) -> None:
         model.encoders.eval()  # frozen batch-norm statistics stay as trained
 
 
-def _summary(samples: list[TrainingSample]) -> dict:
-    d = np.concatenate([s.diameter for s in samples]) if samples else np.zeros(0)
+def data_summary(samples: list[TrainingSample]) -> dict:
+    """What a checkpoint records about its data. The particle diameter is in pixels of the
+    micrographs as read (not working pixels, which depend on each micrograph's size), and in Å
+    when every micrograph's header gave a pixel size."""
+    d = np.concatenate([s.diameter / s.scale for s in samples]) if samples else np.zeros(0)
+    d = d[np.isfinite(d)]
+    sizes = [s.pixel_size for s in samples]
+    known = bool(samples) and all(p is not None and p > 0 for p in sizes)
+    d_angstrom = (
+        np.concatenate([s.diameter / s.scale * s.pixel_size for s in samples]) if known else None
+    )
     return {
         "n_micrographs": len(samples),
         "n_particles": int(sum(len(s.x) for s in samples)),
         "sources": sorted({s.source for s in samples}),
         "names": [s.name for s in samples][:200],
-        "diameter_working_px_median": float(np.median(d)) if len(d) else None,
+        "diameter_px_median": float(np.median(d)) if len(d) else None,
+        "pixel_size_median": float(np.median(sizes)) if known else None,
+        "diameter_angstrom_median": (
+            float(np.nanmedian(d_angstrom)) if d_angstrom is not None and len(d) else None
+        ),
     }
 
 
@@ -242,8 +255,8 @@ class Trainer:
             "recipe": self.config.to_dict(),
             "data": {
                 **self.metadata.get("data", {}),
-                "train": _summary(self.train_samples),
-                "validation": _summary(self.val_samples),
+                "train": data_summary(self.train_samples),
+                "validation": data_summary(self.val_samples),
             },
             "metrics": metrics,
             "history": self.history,
