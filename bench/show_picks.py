@@ -3,21 +3,19 @@
     python bench/show_picks.py ../shared/data/real/unlabeled-raw/epu2.9_example.mrc \
         -o docs/img/epu_picks.jpg
 
-Left: the denoised micrograph at working resolution with a circle of the picked diameter at
-every pick above the default threshold. Right: the U-Net probability map. For eyeballing picks
-on micrographs without labels; ``--bad-mask`` counts picks that land on contamination.
+A thin wrapper over ``cryosegnet show MICROGRAPH --map --stage builtin`` (the library function
+:func:`cryosegnet.inspection.show.show_picks`) that keeps the figures of BENCHMARKS.md
+reproducible. Left: the denoised micrograph with a circle of the picked diameter at every pick
+above the default threshold. Right: the U-Net probability map. ``--bad-mask`` counts picks
+that land on contamination.
 """
 
 from __future__ import annotations
 
 import argparse
 
-import cv2
-import numpy as np
-
-from cryosegnet.io.atomic import atomic_path
+from cryosegnet.inspection.show import ShowSettings, show_picks
 from cryosegnet.io.micrographs import read_micrograph
-from cryosegnet.picking.picker import Picker
 
 
 def main() -> None:
@@ -32,32 +30,19 @@ def main() -> None:
                              "fraction of picks that fall on it")
     args = parser.parse_args()
 
-    picker = Picker(model=args.model, device="cpu", stage="builtin", diameter=args.diameter)
-    image = read_micrograph(args.micrograph).data
-    denoised = picker.preprocess(image)
-    probability = picker.probability_maps([denoised])[0]
-    result = picker.instances(probability, image.shape)
-    scale = probability.shape[1] / image.shape[1]
-    panel = cv2.cvtColor(denoised, cv2.COLOR_GRAY2BGR)
-    for x, y, d in result.picks[["x", "y", "diameter"]].to_numpy(float):
-        centre = (int(round((x + 0.5) * scale - 0.5)), int(round((y + 0.5) * scale - 0.5)))
-        cv2.circle(panel, centre, max(1, int(d * scale / 2)), (0, 0, 255), 2)
-    heat = cv2.applyColorMap((np.clip(probability, 0, 1) * 255).astype(np.uint8),
-                             cv2.COLORMAP_VIRIDIS)
-    width = int(round(args.size * panel.shape[1] / panel.shape[0]))
-    figure = np.hstack([cv2.resize(p, (width, args.size), interpolation=cv2.INTER_AREA)
-                        for p in (panel, heat)])
-    with atomic_path(args.output) as tmp:
-        if not cv2.imwrite(str(tmp), figure):
-            raise SystemExit(f"{args.output}: could not write the image")
-    print(f"{args.micrograph}: {len(result.picks)} picks, diameter {result.diameter:.0f} px "
-          f"-> {args.output}")
+    settings = ShowSettings(height=args.size, diameter=args.diameter, probability_map=True,
+                            model=args.model, stage="builtin", device="cpu")
+    result = show_picks(args.micrograph, args.output, settings=settings)
+    picks = result.picks
+    diameter = picks["diameter"].median() if len(picks) else float("nan")
+    print(f"{args.micrograph}: {len(picks)} picks, diameter {diameter:.0f} px -> {args.output}")
     if args.bad_mask:
+        image_shape = read_micrograph(args.micrograph).shape
         bad = read_micrograph(args.bad_mask).data > 0.5
-        if bad.shape != image.shape:
+        if bad.shape != image_shape:
             raise SystemExit(f"{args.bad_mask}: shape {bad.shape} is not the micrograph's")
-        cols = result.picks["x"].round().astype(int).clip(0, bad.shape[1] - 1)
-        rows = result.picks["y"].round().astype(int).clip(0, bad.shape[0] - 1)
+        cols = picks["x"].round().astype(int).clip(0, bad.shape[1] - 1)
+        rows = picks["y"].round().astype(int).clip(0, bad.shape[0] - 1)
         print(f"picks on the bad-region mask: {bad[rows, cols].mean():.1%} "
               f"(mask covers {bad.mean():.1%} of the micrograph)")
 

@@ -1,0 +1,39 @@
+"""``cryosegnet threshold PICKS_DIR --min-score X -o OUT``: re-threshold picks without picking."""
+
+from __future__ import annotations
+
+import argparse
+
+DESCRIPTION = """\
+Keep the picks whose figure of merit (_rlnAutopickFigureOfMerit) is >= X and write them to OUT
+in the same layout as PICKS_DIR (one STAR per micrograph, flat or in RELION's mirrored
+folders), with fresh autopick.star and particles.star index files. Pick once with
+--threshold 0, look at `cryosegnet report`, then cut here."""
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "threshold",
+        help="re-threshold a picks folder (keep figure of merit >= X)",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("picks_dir", metavar="PICKS_DIR", help="folder written by `pick`")
+    parser.add_argument("--min-score", type=float, required=True, metavar="X",
+                        help="keep picks with figure of merit >= X")
+    parser.add_argument("-o", "--output", required=True, metavar="OUT",
+                        help="folder to write (not PICKS_DIR itself)")
+    parser.add_argument("--debug", action="store_true", help="tracebacks on error")
+    parser.set_defaults(func=run_threshold)
+    return parser
+
+
+def run_threshold(args: argparse.Namespace) -> int:
+    """Write the re-thresholded folder; errors reach the main CLI as one line."""
+    from cryosegnet.inspection.threshold import threshold_picks
+
+    summary = threshold_picks(args.picks_dir, args.output, args.min_score)
+    print(summary.text())
+    print(f"wrote {len(summary.files) - 2} coordinate files, {summary.files[-2]} and "
+          f"{summary.files[-1]}")
+    return 0
