@@ -301,3 +301,25 @@ def test_evaluate_cli_scales_binned_picks(tmp_path):
     assert json.loads((out / "metrics.json").read_text())["pooled"]["tp"] == 0
     assert _run_evaluate_cli([*args, "--scale-picks", "4"]) == 0
     assert json.loads((out / "metrics.json").read_text())["pooled"]["tp"] == 1
+
+
+def test_report_says_where_the_pr_curve_stops_when_picks_were_thresholded(tmp_path):
+    """The same picks cut at 0.5 when they were made: AUPRC drops, and the report says why."""
+    labels = {"m": table([[0, 0], [100, 0], [200, 0], [300, 0]], diameter=10)}
+    xy = [[0, 0], [100, 0], [50, 50], [200, 0], [300, 0]]
+    scores = [0.9, 0.8, 0.6, 0.3, 0.2]
+    everything = evaluate_picks({"m": table(xy, scores)}, labels)
+    assert everything.pooled["max_recall"] == 1.0 and everything.warnings == []
+    cut = evaluate_picks({"m": table(xy[:3], scores[:3])}, labels)
+    assert cut.pooled["lowest_score"] == pytest.approx(0.6)
+    assert cut.pooled["max_recall"] == pytest.approx(0.5)
+    assert cut.pooled["auprc"] < everything.pooled["auprc"]
+    assert len(cut.warnings) == 1 and "thresholded" in cut.warnings[0]
+    assert "0.6" in cut.warnings[0]
+    text = format_table(cut)
+    assert "warning: the PR curve stops at score 0.6" in text
+    assert "score >= 0.6000" in text
+    data = json.loads(write_report(cut, tmp_path, plot=False)["json"].read_text())
+    assert data["warnings"] == cut.warnings and data["pooled"]["lowest_score"] == 0.6
+    unranked = evaluate_picks({"m": table(xy[:3])}, labels)  # no scores: all 1.0
+    assert "no ranking" in unranked.warnings[0]

@@ -77,11 +77,12 @@ def test_width_and_height_are_filtered_independently():
     assert result.n_after_size == 6
 
 
-def test_score_filter_is_strict_and_configurable():
+def test_score_filter_keeps_score_at_threshold_and_is_configurable():
+    """One rule everywhere (pick, evaluate, validation): a pick is kept when score >= t."""
     masks = [box(0, 0, 20, score=0.94), box(60, 0, 20, score=0.941), box(120, 0, 20, score=0.5)]
     result = postprocess(masks, SQUARE_WORK, SQUARE_ORIG)
-    assert result.n_after_score == 1
-    assert result.picks["score"].tolist() == [0.941]
+    assert result.n_after_score == 2
+    assert result.picks["score"].tolist() == [0.941, 0.94]
     low = postprocess(masks, SQUARE_WORK, SQUARE_ORIG, PostprocessSettings(score_threshold=0.0))
     assert low.n_picks == 3
     assert low.picks["score"].tolist() == sorted(low.picks["score"], reverse=True)

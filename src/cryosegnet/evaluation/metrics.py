@@ -146,6 +146,7 @@ class EvaluationResult:
     settings: dict = field(default_factory=dict)
     picks_without_labels: list[str] = field(default_factory=list)
     labels_without_picks: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     def frame(self) -> pd.DataFrame:
         """Per-micrograph table (one row per micrograph)."""
@@ -160,6 +161,7 @@ class EvaluationResult:
             "settings": self.settings,
             "picks_without_labels": self.picks_without_labels,
             "labels_without_picks": self.labels_without_picks,
+            "warnings": self.warnings,
             "pr_curve": self.curve_points(),
         }
 
@@ -299,6 +301,7 @@ def evaluate_picks(
         "auprc": pooled_curve.auprc(),
         "dice_mean": float(np.nanmean(dice_values)) if len(dice_values) else float("nan"),
         "f1_mean_over_micrographs": float(np.mean([m.f1 for m in rows])) if rows else float("nan"),
+        **curve_extent(pooled_curve),
     }
     settings = {
         "radius": radius,
@@ -315,4 +318,37 @@ def evaluate_picks(
         settings=settings,
         picks_without_labels=picks_without_labels,
         labels_without_picks=labels_without_picks,
+        warnings=curve_warnings(pooled_curve),
     )
+
+
+def curve_extent(curve: PRCurve) -> dict:
+    """Where the PR curve ends: the lowest score among the picks and the recall there.
+
+    The curve (and so best F1 and AUPRC) can only rank the picks the files contain. Picks
+    thresholded when they were made stop it at that threshold, so the same picker scores a
+    lower AUPRC when run with a higher ``--threshold``.
+    """
+    finite = curve.thresholds[np.isfinite(curve.thresholds)]
+    return {
+        "lowest_score": float(finite.min()) if len(finite) else None,
+        "max_recall": float(curve.recall[-1]) if len(curve.recall) else 0.0,
+    }
+
+
+def curve_warnings(curve: PRCurve) -> list[str]:
+    """What a reader of AUPRC / best F1 must know about this curve (empty when nothing)."""
+    if curve.n_labels == 0 or len(curve.thresholds) == 0:
+        return []
+    extent = curve_extent(curve)
+    if len(curve.thresholds) == 1:
+        return ["every pick has the same score: there is no ranking, so the PR curve is one "
+                "point and AUPRC is precision x recall there"]
+    if extent["max_recall"] >= 1.0 or extent["lowest_score"] is None:
+        return []
+    return [f"the PR curve stops at score {extent['lowest_score']:.4g}, the lowest among the "
+            f"picks (recall {extent['max_recall']:.3f}): best F1 and AUPRC see no pick below it. "
+            "If the picks were thresholded when made (cryosegnet pick keeps score >= "
+            "--threshold), AUPRC depends on that threshold; pick with --threshold 0 for "
+            "threshold-free figures"]
+

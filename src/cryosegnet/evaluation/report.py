@@ -118,4 +118,8 @@ def format_table(result: EvaluationResult, max_rows: int = 50) -> str:
     lines.append(
         f"best F1 at score >= {_fmt(p['best_threshold'], 4)}; Dice is the mean over micrographs"
     )
+    if p.get("lowest_score") is not None:
+        lines.append(f"PR curve and AUPRC cover picks with score >= {_fmt(p['lowest_score'], 4)}"
+                     f" (the lowest in the files), up to recall {_fmt(p['max_recall'])}")
+    lines += [f"warning: {w}" for w in result.warnings]
     return "\n".join(lines)

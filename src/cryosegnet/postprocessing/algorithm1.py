@@ -2,8 +2,9 @@
 
 Steps, and where this implementation deliberately departs from the text as printed:
 
-1. Keep masks whose score is strictly greater than ``score_threshold`` (0.94 = SAM predicted IoU
-   in the paper; the built-in watershed stage passes its own threshold).
+1. Keep masks whose score is at least ``score_threshold`` (0.94 = SAM predicted IoU in the
+   paper, which prints ``>``; ``>=`` here is the one rule ``evaluate`` and training validation
+   use too, so a threshold means the same everywhere; the other stages pass their own).
 2.-3. Modal box width ``m_w`` and height ``m_h``: the mode of the box sizes rounded to whole
    working pixels. Ties go to the tied value closest to the median (then the smaller one), and
    with too few boxes for a meaningful mode (``min_boxes_for_mode``) or no repeated size at all,
@@ -55,7 +56,7 @@ from cryosegnet.masks.base import InstanceMask
 class PostprocessSettings:
     """Parameters of Algorithm 1; defaults are the paper's (SAM stage)."""
 
-    score_threshold: float = 0.94  # step 1: keep score > this
+    score_threshold: float = 0.94  # step 1: keep score >= this
     tolerance_factor: float = 0.1  # eq. 2: th = factor * modal-box diagonal
     lower_tolerance_divisor: float = 3.0  # eq. 3-4: lower bound is m - th / divisor
     min_tolerance_px: float = 1.5  # floor on both sides of the window (working px); 0 = paper
@@ -169,7 +170,7 @@ def postprocess(
             if m.centroid is not None:
                 centres[k] = m.centroid
 
-    keep = scores > settings.score_threshold
+    keep = scores >= settings.score_threshold
     boxes, scores, centres = boxes[keep], scores[keep], centres[keep]
     n_after_score = len(scores)
 
