@@ -6,6 +6,7 @@ alone and run in milliseconds; the real pipeline is exercised in test_robustness
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import signal
@@ -18,10 +19,10 @@ import starfile
 
 from cryosegnet.io import atomic
 from cryosegnet.io.atomic import atomic_path, atomic_write
-from cryosegnet.io.coordinates import make_picks, read_coordinates
+from cryosegnet.io.coordinates import make_picks, read_coordinates, read_star_blocks
 from cryosegnet.io.errors import CryoSegNetError
 from cryosegnet.picking import batch as batch_module
-from cryosegnet.picking.batch import COMBINED_STAR, INDEX_STAR, pick_batch
+from cryosegnet.picking.batch import COMBINED_STAR, INDEX_STAR, output_path, pick_batch
 from cryosegnet.picking.picker import PickResult
 
 
@@ -66,12 +67,46 @@ def _micrographs(folder: Path, n: int, names: list[str] | None = None) -> list[P
     return paths
 
 
+LOCKS = (batch_module.LOCK_FILE, batch_module.RUN_LOCK_FILE)
+
+
 def _hidden_or_temp(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if p.name.startswith(".") or ".tmp" in p.name)
+    return sorted(
+        p.name for p in folder.rglob("*")
+        if p.name not in LOCKS and (p.name.startswith(".") or ".tmp" in p.name)
+    )
+
+
+def _out(out: Path, mic: Path, fmt: str = "star") -> Path:
+    return output_path(out, mic, fmt)
+
+
+def _failing_write(monkeypatch, name_start: str, exc: BaseException) -> dict:
+    """Make the atomic write of files named ``name_start...`` write half, then raise ``exc``."""
+    from cryosegnet.io import coordinates
+
+    real = coordinates.atomic_write
+    calls = {"n": 0}
+
+    @contextlib.contextmanager
+    def flaky(path, *args, **kwargs):
+        with real(path, *args, **kwargs) as handle:
+            if Path(path).name.startswith(name_start):
+                calls["n"] += 1
+                handle.write("data_\nloop_\n_rlnCoordinateX #1\n12.")  # half-written
+                raise exc
+            yield handle
+
+    monkeypatch.setattr(coordinates, "atomic_write", flaky)
+    return calls
 
 
 def _run(picker, mics, out, **kwargs):
     return pick_batch(picker, mics, out, progress=False, **kwargs)
+
+
+def read_coordinates_index(path: Path):
+    return read_star_blocks(path)["coordinate_files"]
 
 
 def test_bad_micrographs_are_listed_and_the_batch_continues(tmp_path, capsys):
@@ -103,17 +138,9 @@ def test_write_failure_mid_run_is_one_failure_and_leaves_nothing_partial(tmp_pat
     """Disk full (ENOSPC) while writing the 2nd micrograph's STAR: it fails, others are intact."""
     mics = _micrographs(tmp_path / "in", 3)
     out = tmp_path / "out"
-    real_write = starfile.write
-    calls = {"n": 0}
-
-    def flaky_write(data, filename, *args, **kwargs):
-        if Path(filename).name.startswith(".mic_01."):
-            calls["n"] += 1
-            Path(filename).write_text("data_\nloop_\n_rlnCoordinateX #1\n12.")  # half-written
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real_write(data, filename, *args, **kwargs)
-
-    monkeypatch.setattr(starfile, "write", flaky_write)
+    calls = _failing_write(
+        monkeypatch, "mic_01_autopick.star", OSError(errno.ENOSPC, "No space left on device")
+    )
     summary = _run(StubPicker(), mics, out, formats=("star", "csv", "box"))
     assert calls["n"] == 1
     assert list(summary.failures) == [str(mics[1])]
@@ -121,20 +148,19 @@ def test_write_failure_mid_run_is_one_failure_and_leaves_nothing_partial(tmp_pat
     assert "mic_01" in reason and "No space left on device" in reason and "\n" not in reason
     assert _hidden_or_temp(out) == []
     # the failed micrograph has no output at all (no orphan CSV/box without its STAR)
-    assert sorted(p.name for p in out.glob("mic_01*")) == []
+    assert sorted(p.name for p in out.rglob("mic_01*")) == []
     for mic in (mics[0], mics[2]):
-        stem = mic.stem
-        picks = read_coordinates(out / f"{stem}.star")
+        picks = read_coordinates(_out(out, mic))
         np.testing.assert_allclose(picks["x"], [10.25, 50.5])
-        assert len(read_coordinates(out / f"{stem}.csv")) == 2
-        assert len(read_coordinates(out / f"{stem}.box")) == 2
+        assert len(read_coordinates(_out(out, mic, "csv"))) == 2
+        assert len(read_coordinates(_out(out, mic, "box"))) == 2
     index = starfile.read(out / INDEX_STAR)
     assert list(index["rlnMicrographName"]) == [str(mics[0]), str(mics[2])]
     # the disk has space again: a re-run does only the failed micrograph
-    monkeypatch.setattr(starfile, "write", real_write)
+    monkeypatch.undo()
     again = _run(StubPicker(), mics, out, formats=("star", "csv", "box"))
     assert again.failures == {} and sorted(again.skipped) == [str(mics[0]), str(mics[2])]
-    assert (out / "mic_01.star").is_file()
+    assert _out(out, mics[1]).is_file()
 
 
 def test_unexpected_write_error_is_also_one_failure(tmp_path, monkeypatch):
@@ -198,44 +224,39 @@ def test_interrupt_keeps_finished_work_and_rerun_completes(tmp_path, kind):
     assert sorted(summary.done) == [str(m) for m in mics[:2]]
     assert "INTERRUPTED" in summary.text()
     assert _hidden_or_temp(out) == []
-    assert sorted(p.name for p in out.glob("mic_*.star")) == ["mic_00.star", "mic_01.star"]
+    assert sorted(p.name for p in out.rglob("mic_*.star")) == [
+        "mic_00_autopick.star", "mic_01_autopick.star"
+    ]
     assert len(starfile.read(out / COMBINED_STAR)) == 4  # the index files cover finished work
-    mtimes = {p.name: p.stat().st_mtime_ns for p in out.glob("mic_*")}
+    mtimes = {p.name: p.stat().st_mtime_ns for p in out.rglob("mic_*")}
     rerun = _run(StubPicker(), mics, out, formats=("star", "csv"))
     assert not rerun.interrupted and rerun.failures == {}
     assert sorted(rerun.skipped) == [str(m) for m in mics[:2]]
     assert len(rerun.done) == 6
-    assert {p.name: p.stat().st_mtime_ns for p in out.glob("mic_0[01].*")} == mtimes
+    assert {p.name: p.stat().st_mtime_ns for p in out.rglob("mic_0[01]_*")} == mtimes
     assert len(starfile.read(out / INDEX_STAR)) == 6
 
 
 def test_interrupt_during_a_write_leaves_no_partial_file(tmp_path, monkeypatch):
     mics = _micrographs(tmp_path / "in", 3)
     out = tmp_path / "out"
-    real_write = starfile.write
-
-    def interrupted_write(data, filename, *args, **kwargs):
-        if Path(filename).name.startswith(".mic_01."):
-            Path(filename).write_text("data_\nloop_\n")
-            raise KeyboardInterrupt
-        return real_write(data, filename, *args, **kwargs)
-
-    monkeypatch.setattr(starfile, "write", interrupted_write)
+    _failing_write(monkeypatch, "mic_01_autopick.star", KeyboardInterrupt())
     summary = _run(StubPicker(), mics, out, formats=("star", "csv"))
     assert summary.interrupted and list(summary.done) == [str(mics[0])]
     assert _hidden_or_temp(out) == []
-    assert not (out / "mic_01.star").exists()
-    assert read_coordinates(out / "mic_00.star").shape[0] == 2
+    assert not _out(out, mics[1]).exists()
+    assert read_coordinates(_out(out, mics[0])).shape[0] == 2
 
 
 def test_overwrite_repicks_and_skips_unreadable_previous_output(tmp_path):
     mics = _micrographs(tmp_path / "in", 2)
     out = tmp_path / "out"
     _run(StubPicker(), mics, out)
-    (out / "mic_00.star").write_text("garbage that is not STAR \x00\x01")
+    star = _out(out, mics[0])
+    star.write_text(star.read_text()[:-60])  # ours, but cut short
     again = _run(StubPicker(), mics, out)
-    assert again.skipped == [str(mics[1])]  # the corrupt previous output is redone
-    assert len(read_coordinates(out / "mic_00.star")) == 2
+    assert again.skipped == [str(mics[1])]  # the incomplete previous output is redone
+    assert len(read_coordinates(star)) == 2
     forced = _run(StubPicker(), mics, out, overwrite=True)
     assert forced.skipped == [] and len(forced.done) == 2
 
@@ -247,12 +268,12 @@ def test_names_with_spaces_and_non_ascii(tmp_path):
     summary = _run(StubPicker(), mics, out)
     assert summary.failures == {}
     for mic in mics:
-        assert len(read_coordinates(out / f"{mic.stem}.star")) == 2
-    index = starfile.read(out / INDEX_STAR)
-    assert list(index["rlnMicrographName"]) == [str(m) for m in mics]
-    assert [Path(c).name for c in index["rlnMicrographCoordinates"]] == [
-        f"{m.stem}.star" for m in mics
-    ]
+        assert len(read_coordinates(_out(out, mic))) == 2
+    index = read_coordinates_index(out / INDEX_STAR)
+    assert sorted(index["rlnMicrographName"]) == sorted(str(m) for m in mics)
+    assert sorted(Path(c).name for c in index["rlnMicrographCoordinates"]) == sorted(
+        f"{m.stem}_autopick.star" for m in mics
+    )
     combined = read_coordinates(out / COMBINED_STAR)
     assert sorted(set(combined["micrograph"])) == sorted(m.stem for m in mics)
 
@@ -325,9 +346,11 @@ def test_read_only_output_every_write_fails_but_nothing_crashes(tmp_path, monkey
 
     monkeypatch.setattr(atomic.tempfile, "mkstemp", refuse)
     summary = _run(StubPicker(), mics, out, formats=("star", "csv"))
-    assert set(summary.failures) == {str(m) for m in mics} | {str(out)}
+    assert set(summary.failures) == {str(m) for m in mics}
     assert all("Read-only file system" in reason for reason in summary.failures.values())
-    assert summary.done == {} and list(out.iterdir()) == []
+    assert "Read-only file system" in summary.index_failure
+    assert summary.done == {}
+    assert [p for p in out.rglob("*") if p.is_file() and p.name not in LOCKS] == []
 
 
 def test_interrupt_while_writing_the_index_files(tmp_path, monkeypatch):

@@ -19,6 +19,10 @@ from cryosegnet.picking.picker import (
 
 log = logging.getLogger("cryosegnet")
 
+# Larger than any micrograph side: a diameter beyond it cannot be a particle (and would make
+# the instance stage allocate for nothing). Checked against each micrograph when it is read.
+MAX_DIAMETER = 20000.0
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -118,7 +122,13 @@ def run(args: argparse.Namespace) -> int:
     unknown = sorted(set(formats) - set(OUTPUT_FORMATS))
     if unknown:
         raise CryoSegNetError(f"--format: unknown output format(s) {', '.join(unknown)}")
-    micrographs = find_micrographs(args.inputs)
+    _check_numbers(args)
+    if not str(args.output).strip():
+        raise CryoSegNetError("-o/--output: empty folder name")
+    problems: list[str] = []
+    micrographs = find_micrographs(args.inputs, problems)
+    for problem in problems:
+        print(f"ERROR {problem}", file=sys.stderr)
     if not micrographs:
         raise CryoSegNetError(f"{' '.join(args.inputs)}: no micrographs found")
     picker = Picker(
@@ -170,7 +180,32 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress and sys.stderr.isatty(),
         debug=args.debug,
     )
+    for problem in problems:
+        summary.failures[problem.split(":", 1)[0]] = problem
     print(summary.text(), file=sys.stderr)
     if summary.interrupted:
         return 130
-    return 1 if summary.failures else 0
+    return 1 if summary.failures or summary.index_failure else 0
+
+
+def _check_numbers(args: argparse.Namespace) -> None:
+    """Refuse NaN/inf and out-of-range numbers before anything is loaded or written."""
+    import math
+
+    def finite(name: str, value, positive: bool = False, low=None, high=None) -> None:
+        if value is None:
+            return
+        if not math.isfinite(value):
+            raise CryoSegNetError(f"{name}: {value} is not a finite number")
+        if positive and value <= 0:
+            raise CryoSegNetError(f"{name}: must be positive (got {value:g})")
+        if low is not None and value < low or high is not None and value > high:
+            raise CryoSegNetError(f"{name}: must be between {low:g} and {high:g} (got {value:g})")
+
+    finite("--threshold", args.threshold)
+    finite("--diameter", args.diameter, positive=True, high=MAX_DIAMETER)
+    finite("--box-size", args.box_size, positive=True, high=MAX_DIAMETER)
+    finite("--mask-threshold", args.mask_threshold)
+    finite("--size-tolerance", args.size_tolerance, positive=True)
+    for name in ("pred_iou_thresh", "stability_score_thresh", "box_nms_thresh"):
+        finite("--" + name.replace("_", "-"), getattr(args, name))

@@ -18,6 +18,16 @@ def _plain_file_mode() -> int:
 
 _FILE_MODE = _plain_file_mode()
 
+# Every temp file this module makes is hidden and carries this mark, so a run can find and
+# remove the ones a killed run left behind (and readers can ignore them).
+TEMP_MARK = ".cryosegnet-tmp"
+
+
+def is_temp_file(path: str | os.PathLike) -> bool:
+    """True for a temp file made by :func:`atomic_write` or :func:`atomic_path`."""
+    name = Path(path).name
+    return name.startswith(".") and TEMP_MARK in name
+
 
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "w", **kwargs) -> Iterator:
@@ -27,7 +37,9 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", **kwargs) -> Iterator
     on POSIX filesystems. Anything that fails inside the block leaves ``path`` untouched.
     """
     path = Path(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{path.name}.", suffix=TEMP_MARK, dir=path.parent
+    )
     try:
         os.fchmod(fd, _FILE_MODE)
         with os.fdopen(fd, mode, **kwargs) as handle:
@@ -48,7 +60,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     The temp name keeps the destination's suffix so format detection by extension still works.
     """
     path = Path(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{path.stem}{TEMP_MARK}.", suffix=path.suffix, dir=path.parent
+    )
     try:
         os.fchmod(fd, _FILE_MODE)
     finally:

@@ -7,6 +7,7 @@ Coordinates are particle centres in pixels of the micrograph as read: x = column
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import numpy as np
 import pandas as pd
 import starfile
 
-from cryosegnet.io.atomic import atomic_path, atomic_write
+from cryosegnet.io.atomic import atomic_write
 from cryosegnet.io.errors import CoordinateFileError
 from cryosegnet.io.micrographs import MICROGRAPH_SUFFIXES
 
@@ -44,8 +45,13 @@ def make_picks(x, y, score=None, diameter=None) -> pd.DataFrame:
 # --------------------------------------------------------------------------- writers
 
 
-def write_coordinate_star(path: str | os.PathLike, picks: pd.DataFrame) -> None:
-    """RELION coordinate STAR for one micrograph (what RELION's autopick writes)."""
+def write_coordinate_star(
+    path: str | os.PathLike, picks: pd.DataFrame, manifest: dict | None = None
+) -> None:
+    """RELION coordinate STAR for one micrograph (what RELION's autopick writes).
+
+    ``manifest`` (what produced the picks) is kept as one JSON comment line in the header.
+    """
     table = pd.DataFrame(
         {
             "rlnCoordinateX": picks["x"].to_numpy(float).round(2),
@@ -54,7 +60,8 @@ def write_coordinate_star(path: str | os.PathLike, picks: pd.DataFrame) -> None:
             "rlnClassNumber": np.zeros(len(picks), dtype=int),
         }
     )
-    _write_star(path, {"": table})
+    comments = [MANIFEST_PREFIX + json.dumps(manifest, sort_keys=True)] if manifest else []
+    write_star(path, {"": table}, comments=comments)
 
 
 def write_index_star(path: str | os.PathLike, entries: list[tuple[str, str]]) -> None:
@@ -63,9 +70,10 @@ def write_index_star(path: str | os.PathLike, entries: list[tuple[str, str]]) ->
         {
             "rlnMicrographName": [m for m, _ in entries],
             "rlnMicrographCoordinates": [c for _, c in entries],
-        }
+        },
+        dtype=object,
     )
-    _write_star(path, {"coordinate_files": table})
+    write_star(path, {"coordinate_files": table})
 
 
 def write_combined_star(
@@ -86,7 +94,243 @@ def write_combined_star(
         )
     columns = ["rlnMicrographName", "rlnCoordinateX", "rlnCoordinateY", "rlnAutopickFigureOfMerit"]
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
-    _write_star(path, {"particles": table})
+    write_star(path, {"particles": table})
+
+
+# --------------------------------------------------------------------------- STAR grammar
+#
+# STAR (Hall 1991; RELION's MetaDataTable reader follows it): tokens are separated by
+# whitespace; '#' outside a quoted string starts a comment; a value starting with '_', '#',
+# a quote, ';', '$', '[' or ']', or one spelling a reserved word (data_..., loop_, save_,
+# global_, stop_), or holding whitespace, must be quoted. A quoted string ends at the first
+# matching quote that is followed by whitespace or the end of the line, so a quote character
+# may appear inside as long as whitespace does not follow it. Line breaks cannot be quoted
+# in a single-line value, and such names are refused.
+
+STAR_MARK = "# written by cryosegnet"
+MANIFEST_PREFIX = "cryosegnet-manifest "
+_END_PREFIX = "# cryosegnet: end of data_"
+_RESERVED = ("data_", "loop_", "save_", "global_", "stop_")
+
+
+class StarNameError(CoordinateFileError):
+    """A value (micrograph name) that cannot be written as one STAR token."""
+
+
+def quote_star(value: str) -> str:
+    """``value`` as one STAR token, quoted only when the grammar needs it."""
+    value = str(value)
+    if "\n" in value or "\r" in value:
+        raise StarNameError(value.encode("unicode_escape").decode(),
+                            "a line break in a name cannot be written to a STAR file")
+    needs = (
+        value == ""
+        or value[0] in "_#'\";$[]"
+        or value.lower().startswith(_RESERVED)
+        or any(c.isspace() for c in value)
+    )
+    if not needs:
+        return value
+    for quote in ('"', "'"):
+        if not any(value[i] == quote and value[i + 1].isspace() for i in range(len(value) - 1)):
+            return f"{quote}{value}{quote}"
+    raise StarNameError(value, "holds both quote characters followed by spaces; "
+                               "it cannot be quoted in a STAR file")
+
+
+def _format_value(value) -> str:
+    if isinstance(value, bool | np.bool_):
+        return str(int(value))
+    if isinstance(value, int | np.integer):
+        return str(int(value))
+    if isinstance(value, float | np.floating):
+        value = float(value)
+        return repr(value) if np.isfinite(value) else str(value)
+    return quote_star(value)
+
+
+def star_text(blocks: dict[str, pd.DataFrame], comments: list[str] | tuple = ()) -> str:
+    """STAR text for loop tables, marked as written by cryosegnet and closed by an end line per
+    block, so a copy cut short anywhere is recognisable as incomplete."""
+    from cryosegnet import __version__
+
+    lines = [f"{STAR_MARK} {__version__}"] + [f"# {c}" for c in comments] + [""]
+    for name, table in blocks.items():
+        lines += [f"data_{name}", "", "loop_"]
+        lines += [f"_{column} #{i + 1}" for i, column in enumerate(table.columns)]
+        columns = [table[c].tolist() for c in table.columns]
+        for row in zip(*columns):
+            lines.append(" ".join(_format_value(v) for v in row))
+        # The blank line ends the loop for RELION 3.1, which reads a comment in a loop as a row.
+        lines += ["", f"{_END_PREFIX}{name}: {len(table)} rows", ""]
+    return "\n".join(lines) + "\n"
+
+
+def write_star(
+    path: str | os.PathLike, blocks: dict[str, pd.DataFrame], comments: list[str] | tuple = ()
+) -> None:
+    """Write loop tables atomically (names quoted per the STAR grammar, or refused)."""
+    text = star_text(blocks, comments)  # before opening: a refused name leaves no temp file
+    with atomic_write(path, encoding="utf-8") as handle:
+        handle.write(text)
+
+
+def _star_tokens(line: str) -> list[tuple[str, bool]]:
+    """(token, was quoted) for one line; a comment ends the line."""
+    tokens: list[tuple[str, bool]] = []
+    i, n = 0, len(line)
+    while i < n:
+        c = line[i]
+        if c.isspace():
+            i += 1
+        elif c == "#":
+            break
+        elif c in "'\"":
+            j = i + 1
+            while True:
+                k = line.find(c, j)
+                if k == -1:
+                    raise ValueError(f"unterminated quoted string: {line[i:i + 40]}")
+                if k + 1 == n or line[k + 1].isspace():
+                    break
+                j = k + 1
+            tokens.append((line[i + 1 : k], True))
+            i = k + 1
+        else:
+            j = i
+            while j < n and not line[j].isspace():
+                j += 1
+            tokens.append((line[i:j], False))
+            i = j
+    return tokens
+
+
+def parse_star(text: str) -> dict[str, pd.DataFrame | dict]:
+    """Parse STAR text into {block name: loop table or {key: value}}; strict: a loop whose
+    values do not fill whole rows (a file cut short) raises ``ValueError``."""
+    tokens: list[tuple[str, bool]] = []
+    lines = text.splitlines()
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if line.startswith(";"):  # multi-line text field
+            field = [line[1:]]
+            i += 1
+            while i < len(lines) and not lines[i].startswith(";"):
+                field.append(lines[i])
+                i += 1
+            tokens.append(("\n".join(field), True))
+        else:
+            tokens += _star_tokens(line)
+        i += 1
+    blocks: dict[str, pd.DataFrame | dict] = {}
+    name: str | None = None
+    pos = 0
+
+    def keyword(token: tuple[str, bool]) -> bool:
+        return not token[1] and (token[0].startswith("_") or token[0].lower().startswith(_RESERVED))
+
+    while pos < len(tokens):
+        value, quoted = tokens[pos]
+        low = value.lower()
+        if not quoted and low.startswith("data_"):
+            name = value[5:]
+            blocks[name] = {}
+            pos += 1
+        elif not quoted and low == "loop_":
+            if name is None:
+                raise ValueError("loop_ outside a data_ block")
+            pos += 1
+            columns = []
+            while pos < len(tokens) and not tokens[pos][1] and tokens[pos][0].startswith("_"):
+                columns.append(tokens[pos][0][1:])
+                pos += 1
+            values = []
+            while pos < len(tokens) and not keyword(tokens[pos]):
+                values.append(tokens[pos])
+                pos += 1
+            if not columns:
+                raise ValueError(f"data_{name}: loop_ without column names")
+            if len(values) % len(columns):
+                raise ValueError(
+                    f"data_{name}: {len(values)} values do not fill rows of {len(columns)} "
+                    "columns (file cut short?)"
+                )
+            rows = [values[k : k + len(columns)] for k in range(0, len(values), len(columns))]
+            table = {}
+            for c, column in enumerate(columns):
+                cells = [row[c] for row in rows]
+                table[column] = _star_column([v for v, _ in cells], any(q for _, q in cells))
+            blocks[name] = pd.DataFrame(table, columns=columns)
+        elif not quoted and value.startswith("_"):
+            if name is None or pos + 1 >= len(tokens):
+                raise ValueError(f"{value} without a value")
+            block = blocks[name]
+            if isinstance(block, dict):
+                block[value[1:]] = tokens[pos + 1][0]
+            pos += 2
+        else:
+            raise ValueError(f"unexpected value {value!r} outside a loop")
+    return blocks
+
+
+def _star_column(values: list[str], quoted: bool) -> pd.Series:
+    if not quoted:
+        try:
+            numbers = pd.to_numeric(pd.Series(values, dtype=object).replace("<NA>", "nan"))
+            return numbers
+        except (ValueError, TypeError):
+            pass
+    return pd.Series(values, dtype=object)
+
+
+def star_header(path: str | os.PathLike) -> tuple[bool, dict | None]:
+    """(written by cryosegnet, manifest or None) from a STAR file's first lines."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            first = handle.readline()
+            if not first.startswith(STAR_MARK):
+                return False, None
+            for line in handle:
+                if not line.startswith("#"):
+                    break
+                body = line[1:].strip()
+                if body.startswith(MANIFEST_PREFIX.strip()):
+                    try:
+                        return True, json.loads(body[len(MANIFEST_PREFIX.strip()) :])
+                    except ValueError:
+                        return True, None
+    except OSError:
+        return False, None
+    return True, None
+
+
+def read_own_star(path: str | os.PathLike) -> dict[str, pd.DataFrame | dict]:
+    """Read a STAR written by cryosegnet, strictly: every block must end with its end line and
+    hold the rows that line announces. Raises ``CoordinateFileError`` otherwise."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CoordinateFileError(path, f"unreadable ({exc})") from exc
+    if not text.startswith(STAR_MARK):
+        raise CoordinateFileError(path, "not written by cryosegnet")
+    try:
+        blocks = parse_star(text)
+    except ValueError as exc:
+        raise CoordinateFileError(path, f"incomplete or corrupt ({exc})") from exc
+    ends = {}
+    for line in text.splitlines():
+        if line.startswith(_END_PREFIX):
+            block, _, rest = line[len(_END_PREFIX) :].rpartition(":")
+            ends[block] = rest.strip()
+    for name, block in blocks.items():
+        n = len(block) if isinstance(block, pd.DataFrame) else 0
+        if ends.get(name) != f"{n} rows":
+            raise CoordinateFileError(path, f"incomplete (data_{name} is cut short)")
+    if not blocks:
+        raise CoordinateFileError(path, "incomplete (no data block)")
+    return blocks
 
 
 def write_cryoppp_csv(
@@ -121,11 +365,6 @@ def write_topaz_tsv(path: str | os.PathLike, picks_by_micrograph: dict[str, pd.D
         for name, picks in picks_by_micrograph.items():
             for x, y, s in zip(picks["x"], picks["y"], picks["score"]):
                 handle.write(f"{name}\t{x:.0f}\t{y:.0f}\t{s:.5f}\n")
-
-
-def _write_star(path: str | os.PathLike, blocks: dict[str, pd.DataFrame]) -> None:
-    with atomic_path(path) as tmp:
-        starfile.write(blocks, tmp, overwrite=True)
 
 
 # --------------------------------------------------------------------------- readers
@@ -171,8 +410,17 @@ def _column(table: pd.DataFrame, *names: str) -> str | None:
     return None
 
 
+def read_star_blocks(path: str | os.PathLike) -> dict:
+    """Every block of a STAR file: by the STAR grammar (quoted names), else as starfile reads
+    it (lenient with files other tools write loosely)."""
+    try:
+        return parse_star(Path(path).read_text(encoding="utf-8", errors="replace"))
+    except ValueError:
+        return starfile.read(path, always_dict=True)
+
+
 def _read_star(path: Path) -> pd.DataFrame:
-    blocks = starfile.read(path, always_dict=True)
+    blocks = read_star_blocks(path)
     table = None
     for block in blocks.values():
         if isinstance(block, pd.DataFrame) and _column(block, "rlnCoordinateX") is not None:

@@ -6,7 +6,9 @@ mislabelled file still reads, and anything unreadable fails with one line naming
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +22,7 @@ from cryosegnet.io.errors import MicrographError
 
 MICROGRAPH_SUFFIXES = (".mrc", ".mrcs", ".map", ".tif", ".tiff", ".png", ".jpg", ".jpeg")
 MIN_SIDE = 64
+MAX_ASPECT = 8
 
 
 @dataclass
@@ -100,6 +103,12 @@ def _check_mrc_header(path: Path) -> None:
             f"MRC data block is truncated (header says {nx}x{ny}x{nz}, mode {mode}: "
             f"{expected} bytes; file has {actual})",
         )
+    if actual > expected:  # read as the header says, the pixels would be scrambled
+        raise MicrographError(
+            path,
+            f"MRC header does not match the file (header says {nx}x{ny}x{nz}, mode {mode}: "
+            f"{expected} bytes; file has {actual - expected} bytes more)",
+        )
 
 
 def _stack_message(n_sections: int) -> str:
@@ -167,10 +176,18 @@ def _read_raster(path: Path) -> np.ndarray:
 def read_micrograph(path: str | os.PathLike) -> Micrograph:
     """Read one micrograph; raise :class:`MicrographError` with a one-line reason on failure."""
     path = Path(path)
-    if not path.exists():
-        raise MicrographError(path, "no such file")
-    if path.is_dir():
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise MicrographError(path, "symbolic link loop") from exc
+        if exc.errno == errno.ENOENT:
+            raise MicrographError(path, "no such file") from exc
+        raise MicrographError(path, f"cannot open ({exc.strerror or exc})") from exc
+    if stat.S_ISDIR(mode):
         raise MicrographError(path, "is a folder, not a micrograph")
+    if not stat.S_ISREG(mode):  # a FIFO or device would block the read forever
+        raise MicrographError(path, "is not a regular file (FIFO, socket or device)")
     try:
         fmt = sniff_format(path)
     except PermissionError as exc:
@@ -204,6 +221,12 @@ def _as_single_image(path: Path, data: np.ndarray) -> np.ndarray:
         raise MicrographError(
             path, f"is only {data.shape[1]}x{data.shape[0]} px; at least {MIN_SIDE} px needed"
         )
+    ratio = max(data.shape) / min(data.shape)
+    if ratio > MAX_ASPECT:
+        raise MicrographError(
+            path, f"is {data.shape[1]}x{data.shape[0]} px, a strip rather than a micrograph "
+            f"(sides differ more than {MAX_ASPECT}:1; it would shrink to a few pixels)"
+        )
     if np.iscomplexobj(data):
         raise MicrographError(path, "holds complex (Fourier-space) data, not an image")
     image = data.astype(np.float32, copy=True)
@@ -218,23 +241,54 @@ def _as_single_image(path: Path, data: np.ndarray) -> np.ndarray:
     return image
 
 
-def find_micrographs(inputs: list[str]) -> list[Path]:
-    """Expand files, folders and globs into a sorted, de-duplicated list of micrographs."""
+def find_micrographs(inputs: list[str], problems: list[str] | None = None) -> list[Path]:
+    """Expand files, folders and globs into a sorted, de-duplicated list of micrographs.
+
+    An input that yields nothing (no such file, an empty folder, a glob matching nothing, a
+    symlink loop) is described in ``problems`` (one line each, naming it) when given.
+    """
     import glob
 
+    problems = problems if problems is not None else []
     found: list[Path] = []
     for item in inputs:
         path = Path(item)
-        if path.is_dir():
-            found += [p for p in sorted(path.iterdir()) if p.suffix.lower() in MICROGRAPH_SUFFIXES]
-        elif path.exists():
+        if _is_link_loop(path):
+            problems.append(f"{item}: symbolic link loop")
+        elif path.is_dir():
+            try:
+                entries = sorted(path.iterdir())
+            except OSError as exc:
+                problems.append(f"{item}: cannot list the folder ({exc.strerror or exc})")
+                continue
+            mics = [p for p in entries if p.suffix.lower() in MICROGRAPH_SUFFIXES]
+            if not mics:
+                problems.append(
+                    f"{item}: folder holds no micrographs ({', '.join(MICROGRAPH_SUFFIXES)})"
+                )
+            found += mics
+        elif path.exists() or path.is_symlink():
             found.append(path)
+        elif glob.has_magic(item):
+            matches = [Path(p) for p in sorted(glob.glob(item))]
+            matches = [p for p in matches if not p.is_dir()]
+            if not matches:
+                problems.append(f"{item}: no file matches this pattern")
+            found += matches
         else:
-            found += [Path(p) for p in sorted(glob.glob(item)) if Path(p).is_file()]
+            problems.append(f"{item}: no such file or folder")
     unique: dict[str, Path] = {}
     for p in found:
-        unique.setdefault(str(p.resolve()), p)
+        unique.setdefault(os.path.realpath(p), p)  # realpath: never raises on a link loop
     return list(unique.values())
+
+
+def _is_link_loop(path: Path) -> bool:
+    try:
+        os.stat(path)
+    except OSError as exc:
+        return exc.errno == errno.ELOOP
+    return False
 
 
 def _first_line(exc: BaseException) -> str:

@@ -8,8 +8,12 @@ micrographs intact and nothing half-written; a re-run skips what is already done
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import hashlib
+import json
 import logging
 import os
+import re
 import signal
 import sys
 import time
@@ -22,23 +26,35 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from cryosegnet.io.atomic import TEMP_MARK, is_temp_file
 from cryosegnet.io.coordinates import (
-    read_coordinates,
+    make_picks,
+    read_own_star,
+    star_header,
     write_box,
     write_combined_star,
     write_coordinate_star,
     write_cryoppp_csv,
     write_index_star,
 )
-from cryosegnet.io.errors import CryoSegNetError
+from cryosegnet.io.errors import CryoSegNetError, MicrographError
 from cryosegnet.io.micrographs import micrograph_stem, read_micrograph
-from cryosegnet.picking.picker import Picker, PickResult
+from cryosegnet.picking.picker import Picker
 
 log = logging.getLogger("cryosegnet")
 
 INDEX_STAR = "autopick.star"
 COMBINED_STAR = "particles.star"
 OUTPUT_FORMATS = ("star", "csv", "box")
+# Per-micrograph files are <stem>_autopick.<format>, as RELION's own AutoPick jobs name them:
+# they can never be taken for the index files above, whatever the micrograph is called.
+OUTPUT_SUFFIX = "_autopick"
+LOCK_FILE = ".cryosegnet.lock"
+RUN_LOCK_FILE = ".cryosegnet.run.lock"
+MANIFEST_VERSION = 1
+# Manifest entries that, when they differ, mean the picks would differ: pick again.
+PICK_OPTIONS = ("threshold", "diameter", "model_sha256", "stage", "settings")
+_RELION_JOB = re.compile(r"job\d+")
 
 
 @dataclass
@@ -51,6 +67,8 @@ class BatchSummary:
     diameters: list[float] = field(default_factory=list)
     seconds: float = 0.0
     interrupted: bool = False
+    index_failure: str | None = None
+    index_entries: int = 0
 
     @property
     def n_particles(self) -> int:
@@ -62,48 +80,167 @@ class BatchSummary:
             f"micrographs picked: {n_new}  (skipped, already done: {len(self.skipped)})",
             f"particles: {self.n_particles}",
         ]
-        if self.diameters:
-            lines.append(f"estimated diameter: {np.median(self.diameters):.1f} px (median)")
+        diameters = [d for d in self.diameters if np.isfinite(d) and d > 0]
+        if diameters:
+            lines.append(f"estimated diameter: {np.median(diameters):.1f} px (median)")
         if n_new and self.seconds:
             lines.append(f"time: {self.seconds:.1f} s ({n_new / self.seconds:.2f} micrographs/s)")
+        if self.index_entries:
+            lines.append(
+                f"{INDEX_STAR}, {COMBINED_STAR}: {self.index_entries} micrograph(s) "
+                "(every result in the output folder)"
+            )
         if self.failures:
             lines.append(f"FAILED: {len(self.failures)} micrograph(s)")
             lines += [f"  {reason}" for reason in self.failures.values()]
+        if self.index_failure:
+            lines.append(f"FAILED: {self.index_failure}")
         if self.interrupted:
             lines.append("INTERRUPTED: re-run the same command to finish the rest")
         return "\n".join(lines)
 
 
+def relative_folder(micrograph: str | os.PathLike) -> Path:
+    """Folder under the output folder for a micrograph's files, as RELION lays them out.
+
+    RELION looks for ``<coord_dir>/<micrograph's folder>/<stem><suffix>``, with the leading
+    ``Job/jobNNN/`` of a pipeline path dropped (``MotionCorr/job002/Movies/a.mrc`` ->
+    ``Movies``). A relative path (or an absolute one inside the current folder) mirrors its
+    folder relative to the current folder; an absolute path outside it, or one climbing out
+    with ``..``, mirrors its whole absolute folder (``/data/s1/a.mrc`` -> ``data/s1``), which is
+    where RELION looks for an absolute micrograph name and keeps equal stems apart.
+    """
+    path = Path(os.path.normpath(micrograph))
+    if path.is_absolute() or ".." in path.parts:
+        absolute = Path(os.path.abspath(path))
+        try:
+            folder = absolute.parent.relative_to(Path(os.path.abspath(os.getcwd())))
+        except ValueError:
+            folder = Path(*absolute.parent.parts[1:])  # drop the root ('/')
+    else:
+        folder = path.parent
+    parts = folder.parts
+    if len(parts) >= 2 and _RELION_JOB.fullmatch(parts[1]):
+        folder = Path(*parts[2:])
+    return folder
+
+
+def output_path(
+    outdir: str | os.PathLike, micrograph: str | os.PathLike, fmt: str = "star"
+) -> Path:
+    """``<outdir>/<relative folder>/<stem>_autopick.<fmt>`` (see :func:`relative_folder`)."""
+    stem = micrograph_stem(micrograph)
+    return Path(outdir) / relative_folder(micrograph) / f"{stem}{OUTPUT_SUFFIX}.{fmt}"
+
+
 def coordinate_path(outdir: Path, micrograph: Path) -> Path:
-    return outdir / f"{micrograph_stem(micrograph)}.star"
+    return output_path(outdir, micrograph, "star")
+
+
+def source_record(micrograph: Path) -> dict:
+    """What identifies the micrograph a result was picked from."""
+    stat = micrograph.stat()
+    return {
+        "name": str(micrograph),
+        "path": os.path.abspath(micrograph),
+        "size": int(stat.st_size),
+        "mtime_ns": int(stat.st_mtime_ns),
+    }
+
+
+def picker_options(picker) -> dict:
+    """The options of ``picker`` that change its picks (recorded with every result)."""
+    model = getattr(picker, "model_path", None)
+    options = {
+        "threshold": _jsonable(getattr(picker, "threshold", None)),
+        "stage": getattr(picker, "stage", None),
+        "model": str(model) if model else None,
+        "model_sha256": _file_hash(Path(model)) if model else None,
+    }
+    post = getattr(picker, "postprocess_settings", None)
+    options["diameter"] = _jsonable(getattr(post, "diameter_override", None))
+    generator = getattr(picker, "mask_generator", None)
+    denoise = getattr(picker, "denoise_settings", None)
+    settings = {
+        "size_tolerance": _jsonable(getattr(post, "tolerance_factor", None)),
+        "border_fraction": _jsonable(getattr(picker, "border_fraction", None)),
+        "denoise": denoise.to_dict() if hasattr(denoise, "to_dict") else None,
+        "instances": generator.describe() if hasattr(generator, "describe") else None,
+    }
+    options["settings"] = json.loads(json.dumps(settings, default=str))
+    return options
+
+
+def _jsonable(value):
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+_HASHES: dict[tuple[str, int, int], str] = {}
+
+
+def _file_hash(path: Path) -> str | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    key = (os.path.abspath(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _HASHES:
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        _HASHES[key] = digest.hexdigest()
+    return _HASHES[key]
 
 
 def _write_outputs(
     outdir: Path,
     micrograph: Path,
-    result: PickResult,
+    picks: pd.DataFrame,
+    diameter: float | None,
     formats: tuple[str, ...],
     box_size: float | None,
+    manifest: dict,
+    listed: tuple[str, ...] | None = None,
 ) -> None:
-    stem = micrograph_stem(micrograph)
-    picks = result.picks
+    """Write ``formats`` (the STAR always, last); ``listed``: the formats the STAR's manifest
+    names as present (default: ``formats``)."""
     written: list[Path] = []
+    star = coordinate_path(outdir, micrograph)
+    star.parent.mkdir(parents=True, exist_ok=True)
+    diameter = float(diameter) if diameter is not None and np.isfinite(diameter) else None
     try:
         # Extra formats first: the STAR is the 'done' marker, so it is written last.
         if "csv" in formats:
-            write_cryoppp_csv(outdir / f"{stem}.csv", picks, diameter=result.diameter)
-            written.append(outdir / f"{stem}.csv")
+            path = output_path(outdir, micrograph, "csv")
+            write_cryoppp_csv(path, picks, diameter=diameter)
+            written.append(path)
         if "box" in formats:
-            size = box_size or result.diameter or 0.0
-            write_box(outdir / f"{stem}.box", picks, box_size=size)
-            written.append(outdir / f"{stem}.box")
-        write_coordinate_star(coordinate_path(outdir, micrograph), picks)
+            size = box_size or diameter or _median_diameter(picks) or 0.0
+            path = output_path(outdir, micrograph, "box")
+            write_box(path, picks, box_size=size)
+            written.append(path)
+        listed = formats if listed is None else listed
+        manifest = {**manifest, "formats": sorted(set(listed) | {"star"}), "box_size": box_size,
+                    "diameter_px": diameter, "n_picks": int(len(picks))}
+        write_coordinate_star(star, picks, manifest=manifest)
     except BaseException:
         # No orphan CSV/box without its STAR: the micrograph has all its outputs or none.
         for path in written:
             with contextlib.suppress(OSError):
                 path.unlink()
         raise
+
+
+def _median_diameter(picks: pd.DataFrame) -> float | None:
+    values = picks["diameter"].to_numpy(float) if "diameter" in picks else np.array([])
+    values = values[np.isfinite(values) & (values > 0)]
+    return float(np.median(values)) if len(values) else None
 
 
 class _Terminate(BaseException):
@@ -129,8 +266,17 @@ def pick_batch(
     workers: int = 1,
     progress: bool = True,
     debug: bool = False,
+    options: dict | None = None,
 ) -> BatchSummary:
-    """Pick every micrograph, write per-micrograph files, the RELION index and the combined STAR."""
+    """Pick every micrograph, write per-micrograph files, the RELION index and the combined STAR.
+
+    A micrograph whose existing result was made from the same file (path, size, mtime) with the
+    same pick options is skipped (formats it lacks are written from its picks); anything else
+    is picked again, and the log says why. The index files are rebuilt, under a lock, from
+    every valid result in the output folder, so earlier and concurrent runs are kept.
+    """
+    if str(outdir).strip() == "":
+        raise CryoSegNetError("output folder: empty name (give -o DIR)")
     outdir = Path(outdir)
     try:
         outdir.mkdir(parents=True, exist_ok=True)
@@ -140,32 +286,78 @@ def pick_batch(
         raise CryoSegNetError(
             f"{outdir}: cannot create the output folder ({exc.strerror or exc})"
         ) from exc
+    if not outdir.is_dir():
+        raise CryoSegNetError(f"{outdir}: output path exists and is not a folder")
     if not os.access(outdir, os.W_OK):
         raise CryoSegNetError(f"{outdir}: output folder is not writable")
+    for name in (INDEX_STAR, COMBINED_STAR):
+        _refuse_foreign(outdir / name, "index file")
+    options = picker_options(picker) if options is None else options
     summary = BatchSummary()
-    todo: list[Path] = []
+    run_lock = _start_run(outdir)
+    try:
+        return _pick_batch(
+            picker, micrographs, outdir, formats, overwrite, batch_size, box_size, workers,
+            progress, debug, options, summary,
+        )
+    finally:
+        if run_lock is not None:
+            with contextlib.suppress(OSError):
+                run_lock.close()
+
+
+def _pick_batch(
+    picker, micrographs, outdir, formats, overwrite, batch_size, box_size, workers, progress,
+    debug, options, summary,
+) -> BatchSummary:
+    todo: list[tuple[Path, dict]] = []
+    seen: dict[Path, Path] = {}
     for path in micrographs:
         star = coordinate_path(outdir, path)
+        if star in seen:
+            _record_failure(summary, path, CryoSegNetError(
+                f"{path}: its output {star} is also the output of {seen[star]} (same name in "
+                "folders RELION lays out alike); pick them into separate output folders"), debug)
+            continue
+        seen[star] = path
+        try:
+            _refuse_foreign(star, "coordinate file")
+            source = source_record(path)
+        except CryoSegNetError as exc:
+            _record_failure(summary, path, exc, debug)
+            continue
+        except OSError as exc:
+            _record_failure(summary, path, CryoSegNetError(
+                f"{path}: cannot read ({exc.strerror or exc})"), debug)
+            continue
         if star.exists() and not overwrite:
-            try:
-                summary.done[str(path)] = _previous_picks(star)
+            previous = _previous_result(star)
+            reason = _mismatch(previous, source, options) if previous else "it is incomplete"
+            if previous is not None and reason is None:
+                try:
+                    _complete_formats(outdir, path, previous, formats, box_size)
+                except Exception as exc:
+                    _record_failure(summary, path, exc, debug, prefix="cannot write output: ")
+                    continue
+                summary.done[str(path)] = previous[0]
                 summary.skipped.append(str(path))
                 continue
-            except CryoSegNetError:
-                pass  # unreadable previous output: pick again
-        todo.append(path)
-    _check_unique_stems(todo)
+            log.info("%s: picking again (%s: %s)", path, star, reason)
+        todo.append((path, source))
 
     start = time.perf_counter()
     bar = tqdm(
         total=len(todo), unit="mic", disable=not progress, desc="picking", dynamic_ncols=True
     )
+    sources = dict(todo)
+    n_finished = 0
     previous_handler = signal.getsignal(signal.SIGTERM)
     in_main_thread = _in_main_thread()
     try:
         if in_main_thread:  # inside the try: a SIGTERM right after this is caught below
             signal.signal(signal.SIGTERM, _on_sigterm)
-        for chunk in _denoised_chunks(picker, todo, batch_size, workers, summary, debug):
+        paths_todo = [p for p, _ in todo]
+        for chunk in _denoised_chunks(picker, paths_todo, batch_size, workers, summary, debug):
             paths = [p for p, _, _ in chunk]
             try:
                 results = picker.pick_denoised([d for _, d, _ in chunk], [s for _, _, s in chunk])
@@ -175,8 +367,12 @@ def pick_batch(
                 bar.update(len(paths))
                 continue
             for path, result in zip(paths, results, strict=True):
+                manifest = {"version": MANIFEST_VERSION, "source": sources[path],
+                            "options": options}
+                n_finished += 1
                 try:
-                    _write_outputs(outdir, path, result, formats, box_size)
+                    _write_outputs(outdir, path, result.picks, result.diameter, formats,
+                                   box_size, manifest)
                 except Exception as exc:  # disk full, read-only, quota...: this one fails
                     _record_failure(summary, path, exc, debug, prefix="cannot write output: ")
                     continue
@@ -184,6 +380,9 @@ def pick_batch(
                 if result.diameter:
                     summary.diameters.append(float(result.diameter))
                 bar.set_postfix(particles=summary.n_particles, refresh=False)
+                if not progress:  # a batch log gets one line per micrograph instead of a bar
+                    log.info("[%d/%d] %s: %d particles", n_finished, len(todo), path,
+                             len(result.picks))
             bar.update(len(paths))
     except (KeyboardInterrupt, _Terminate):
         summary.interrupted = True
@@ -192,38 +391,134 @@ def pick_batch(
         summary.seconds = time.perf_counter() - start
     try:
         # Still under our SIGTERM handler: a kill now must not leave a temp index file behind.
-        _write_session_files(outdir, summary)
+        summary.index_entries = rebuild_index(outdir)
     except (KeyboardInterrupt, _Terminate):
         summary.interrupted = True
     except Exception as exc:
-        summary.failures[str(outdir)] = f"{outdir}: cannot write the index STAR files ({exc})"
+        summary.index_failure = f"{outdir}: cannot write the index STAR files ({exc})"
     finally:
         if in_main_thread:
             signal.signal(signal.SIGTERM, previous_handler)
     return summary
 
 
-def _previous_picks(star: Path) -> pd.DataFrame:
-    """Picks of an earlier run; a file without a coordinate table (empty, garbage, cut short by
-    another tool) is not 'done' with zero particles but unreadable, so it gets picked again."""
+def _complete_formats(outdir, path, previous, formats, box_size) -> None:
+    """Write the requested formats an existing result lacks (or whose box size differs) from
+    its picks, without picking again."""
+    picks, manifest = previous
+    missing = {f for f in formats if f != "star" and not output_path(outdir, path, f).is_file()}
+    if "box" in formats and box_size != manifest.get("box_size"):
+        missing.add("box")
+    if not missing:
+        return
+    log.info("%s: writing %s from the existing picks", path, ", ".join(sorted(missing)))
+    kept = set(manifest.get("formats", [])) | set(formats)
+    _write_outputs(outdir, path, picks, manifest.get("diameter_px"), tuple(sorted(missing)),
+                   box_size, manifest, listed=tuple(sorted(kept)))
+
+
+def _refuse_foreign(path: Path, what: str) -> None:
+    """Never replace a non-empty file that cryosegnet did not write (e.g. RELION's own)."""
     try:
-        complete = "_rlnCoordinateX" in star.read_text(errors="replace")
+        if not path.exists() and not path.is_symlink():
+            return
+        if path.is_dir() or not path.is_file():
+            raise CryoSegNetError(f"{path}: exists and is not a regular file; move it away")
+        if path.stat().st_size == 0:
+            return
     except OSError as exc:
-        raise CryoSegNetError(f"{star}: unreadable ({exc})") from exc
-    if not complete:
-        raise CryoSegNetError(f"{star}: no coordinate table")
-    return read_coordinates(star)
+        raise CryoSegNetError(f"{path}: cannot check ({exc.strerror or exc})") from exc
+    ours, _ = star_header(path)
+    if not ours:
+        raise CryoSegNetError(
+            f"{path}: {what} not written by cryosegnet; it is left untouched: move it away or "
+            "choose another output folder"
+        )
 
 
-def _write_session_files(outdir: Path, summary: BatchSummary) -> None:
-    names = {path: str(path) for path in summary.done}
-    write_index_star(
-        outdir / INDEX_STAR,
-        [(names[p], str(coordinate_path(outdir, Path(p)))) for p in summary.done],
-    )
-    write_combined_star(
-        outdir / COMBINED_STAR, {names[p]: picks for p, picks in summary.done.items()}
-    )
+def _previous_result(star: Path) -> tuple[pd.DataFrame, dict] | None:
+    """(picks, manifest) of an earlier run, or None when the file is incomplete (cut short,
+    interrupted), unreadable, or has no manifest (an older cryosegnet): it is picked again."""
+    try:
+        blocks = read_own_star(star)
+    except CryoSegNetError:
+        return None
+    _, manifest = star_header(star)
+    if not manifest or manifest.get("version") != MANIFEST_VERSION:
+        return None
+    table = next((b for b in blocks.values() if isinstance(b, pd.DataFrame)), None)
+    if table is None or "rlnCoordinateX" not in table or len(table) != manifest.get("n_picks"):
+        return None
+    picks = make_picks(table["rlnCoordinateX"], table["rlnCoordinateY"],
+                       table["rlnAutopickFigureOfMerit"], manifest.get("diameter_px"))
+    return picks, manifest
+
+
+def _mismatch(previous, source: dict, options: dict) -> str | None:
+    """Why an existing result does not stand for this micrograph with these options."""
+    _, manifest = previous
+    old = manifest.get("source", {})
+    if old.get("path") != source["path"]:
+        return f"it was picked from another file, {old.get('path')}"
+    if (old.get("size"), old.get("mtime_ns")) != (source["size"], source["mtime_ns"]):
+        return "the micrograph file has changed since"
+    old_options = manifest.get("options", {})
+    changed = [k for k in PICK_OPTIONS if old_options.get(k) != options.get(k)]
+    if changed:
+        return "picked with other options: " + ", ".join(changed)
+    return None
+
+
+def rebuild_index(outdir: str | os.PathLike) -> int:
+    """Rewrite ``autopick.star`` and ``particles.star`` from every valid result in ``outdir``.
+
+    Runs under an exclusive ``fcntl`` lock on ``outdir/.cryosegnet.lock`` (released by the
+    kernel if the process dies), so concurrent runs into one folder never lose entries.
+    Returns the number of micrographs listed.
+    """
+    outdir = Path(outdir)
+    with open(outdir / LOCK_FILE, "a") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        try:
+            for name in (INDEX_STAR, COMBINED_STAR):
+                _refuse_foreign(outdir / name, "index file")
+            entries: dict[str, tuple[Path, pd.DataFrame]] = {}
+            for star in sorted(outdir.rglob(f"*{OUTPUT_SUFFIX}.star")):
+                if any(p.startswith(".") for p in star.relative_to(outdir).parts):
+                    continue  # temp files and hidden folders
+                previous = _previous_result(star)
+                if previous is None:
+                    continue
+                picks, manifest = previous
+                name = manifest.get("source", {}).get("name")
+                if name and name not in entries:
+                    entries[name] = (star, picks)
+            write_index_star(outdir / INDEX_STAR, [(n, str(s)) for n, (s, _) in entries.items()])
+            write_combined_star(outdir / COMBINED_STAR, {n: p for n, (_, p) in entries.items()})
+        finally:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+    return len(entries)
+
+
+def _start_run(outdir: Path):
+    """Hold a shared lock for the run; the first run into an idle folder (no other run holds
+    the lock) removes temp files that a killed run left behind."""
+    try:
+        lock = open(outdir / RUN_LOCK_FILE, "a")  # noqa: SIM115 - held for the whole run
+    except OSError:
+        return None  # a read-only folder: every write will fail and be reported anyway
+    try:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        pass  # another run is writing here: its temp files are live
+    else:
+        for path in outdir.rglob(f".*{TEMP_MARK}*"):
+            if is_temp_file(path) and path.is_file():
+                with contextlib.suppress(OSError):
+                    path.unlink()
+                    log.info("removed %s, left by an interrupted run", path)
+    fcntl.flock(lock.fileno(), fcntl.LOCK_SH)
+    return lock
 
 
 def _denoised_chunks(
@@ -236,8 +531,15 @@ def _denoised_chunks(
 ) -> Iterator[list[tuple[Path, np.ndarray, tuple[int, int]]]]:
     """Read and denoise ahead of the U-Net (threads: OpenCV and NumPy release the GIL)."""
 
+    given = getattr(getattr(picker, "postprocess_settings", None), "diameter_override", None)
+
     def load(path: Path) -> tuple[Path, np.ndarray, tuple[int, int]]:
         image = read_micrograph(path).data
+        if given and given > min(image.shape):
+            raise MicrographError(
+                path, f"--diameter {given:g} px is larger than the micrograph "
+                f"({image.shape[1]}x{image.shape[0]} px)"
+            )
         return path, picker.preprocess(image), image.shape
 
     chunk: list[tuple[Path, np.ndarray, tuple[int, int]]] = []
@@ -284,18 +586,6 @@ def _record_failure(
         log.exception(reason)
     else:
         tqdm.write(f"ERROR {reason}", file=sys.stderr)
-
-
-def _check_unique_stems(paths: list[Path]) -> None:
-    seen: dict[str, Path] = {}
-    for path in paths:
-        stem = micrograph_stem(path)
-        if stem in seen:
-            raise CryoSegNetError(
-                f"{path}: same name as {seen[stem]}; outputs are named by micrograph stem, "
-                "so pick these folders separately"
-            )
-        seen[stem] = path
 
 
 def _in_main_thread() -> bool:
