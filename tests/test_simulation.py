@@ -69,6 +69,26 @@ def test_edge_cut_particles_flagged():
     assert (t.loc[outside, "reason"] == "edge").all()
 
 
+def test_no_argument_to_starfile_write_is_swallowed(tmp_path: Path, monkeypatch):
+    """starfile.write takes **kwargs and ignores what it does not know (overwrite=...)."""
+    import inspect
+
+    real = starfile.write
+    signature = inspect.signature(real)
+    strict = signature.replace(parameters=[
+        p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD
+    ])
+
+    def checked(*args, **kwargs):
+        strict.bind(*args, **kwargs)  # TypeError for an argument starfile would drop
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(starfile, "write", checked)
+    cfg = SimulationConfig(difficulty="easy", density="sparse", **SMALL)
+    paths = write_micrograph(tmp_path, "mic", simulate_micrograph(cfg, 1))
+    assert len(starfile.read(paths[".star"])) > 0
+
+
 def test_written_files_agree(tmp_path: Path):
     cfg = SimulationConfig(difficulty="medium", density="medium", **SMALL)
     sim = simulate_micrograph(cfg, 4)

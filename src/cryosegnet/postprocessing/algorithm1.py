@@ -42,7 +42,7 @@ size window is then centred on it (``m_w = m_h = override`` converted to working
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -65,9 +65,6 @@ class PostprocessSettings:
     diameter_override: float | None = None  # original px; replaces the estimate
     duplicate_fraction: float = 0.5  # merge picks closer than this * diameter; 0 disables
     use_centroid: bool = True  # mask centroid (sub-pixel) instead of box centre when known
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass

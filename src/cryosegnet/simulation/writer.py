@@ -72,7 +72,7 @@ def write_micrograph(out_dir: str | os.PathLike, stem: str, sim: SimulatedMicrog
         }
     )
     with atomic_path(paths[".star"]) as tmp:
-        starfile.write({"": star}, tmp, overwrite=True)
+        starfile.write({"": star}, tmp)  # always replaces tmp; it takes no overwrite flag
     for key, mask in (("_mask.png", sim.disk_mask), ("_footprint.png", sim.footprint_mask)):
         with atomic_path(paths[key]) as tmp:
             if not cv2.imwrite(str(tmp), mask.astype(np.uint8) * 255):
