@@ -69,6 +69,7 @@ def _run(args: argparse.Namespace) -> int:
     from cryosegnet.evaluation.pairing import load_coordinate_sets, micrograph_key
     from cryosegnet.evaluation.report import format_table, write_report
 
+    _refuse_expanded_glob(args.picks, args.labels)
     notes: list[str] = []
     picks = load_coordinate_sets(list(args.picks), notes=notes)
     labels = load_coordinate_sets(args.labels, diameter=args.diameter, notes=notes)
@@ -125,6 +126,26 @@ def _run(args: argparse.Namespace) -> int:
         paths = write_report(result, args.output, extra=inputs, plot=not args.no_plot)
         print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0
+
+
+def _refuse_expanded_glob(picks: list[str], labels: str) -> None:
+    """``evaluate picks/ labels/*.csv`` unquoted: the shell hands over every CSV, the last one
+    becomes LABELS and the others PICKS. Files beside LABELS with its extension among PICKS
+    can only come from that; refuse rather than score the wrong thing."""
+    label_path = Path(labels)
+    if not label_path.is_file() or len(picks) < 2:
+        return
+    siblings = [
+        p for p in picks
+        if Path(p).is_file() and Path(p).parent.resolve() == label_path.parent.resolve()
+        and Path(p).suffix.lower() == label_path.suffix.lower()
+    ]
+    if siblings:
+        raise ValueError(
+            f"LABELS {labels} and PICKS {siblings[0]} (+{len(siblings) - 1} more) are files of "
+            "one folder: an unquoted glob was expanded by the shell. Give the labels folder, or "
+            "quote the pattern (e.g. 'labels/*.csv')"
+        )
 
 
 def _sample(names, n: int = 3) -> str:

@@ -9,6 +9,10 @@ import sys
 from cryosegnet.simulation.densities import PROCEDURAL_KINDS
 from cryosegnet.simulation.micrograph import DENSITY_LEVELS, PRESETS, SimulationConfig
 
+MIN_SIZE = 64
+# About 1 GB of float32 per working copy; the simulation holds several.
+MAX_SIZE = 8192
+
 
 def _size(text: str) -> int | tuple[int, int]:
     """``4096`` or ``HxW`` (rows x columns)."""
@@ -17,11 +21,13 @@ def _size(text: str) -> int | tuple[int, int]:
         values = [int(p) for p in parts]
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"size must be N or HxW, not {text!r}") from exc
-    if len(values) == 1 and values[0] >= 16:
+    if len(values) == 1 and values[0] >= MIN_SIZE:
         return values[0]
-    if len(values) == 2 and min(values) >= 16:
+    if len(values) == 2 and min(values) >= MIN_SIZE:
         return values[0], values[1]
-    raise argparse.ArgumentTypeError(f"size must be N or HxW with N >= 16, not {text!r}")
+    raise argparse.ArgumentTypeError(
+        f"size must be N or HxW with N >= {MIN_SIZE} (what pick accepts), not {text!r}"
+    )
 
 
 def _density(text: str) -> str | float:
@@ -105,6 +111,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--prefix", default="sim", help="file name prefix (sim)")
     p.add_argument("--no-resume", action="store_true",
                    help="regenerate micrographs that are already complete on disk")
+    p.add_argument("--allow-large", action="store_true",
+                   help=f"allow --size above {MAX_SIZE} px (memory grows with the square)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
     return p
@@ -154,6 +162,12 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.num < 1:
         print("cryosegnet simulate: -n must be at least 1", file=sys.stderr)
+        return 2
+    sides = args.size if isinstance(args.size, tuple) else (args.size, args.size)
+    if max(sides) > MAX_SIZE and not getattr(args, "allow_large", False):
+        print(f"cryosegnet simulate: --size {max(sides)} is above the limit of {MAX_SIZE} px "
+              f"(about {sides[0] * sides[1] * 4 * 6 / 1e9:.0f} GB of memory); add --allow-large "
+              "to simulate it anyway", file=sys.stderr)
         return 2
     try:
         summary = write_dataset(

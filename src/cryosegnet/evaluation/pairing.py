@@ -13,10 +13,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
-import starfile
 
-from cryosegnet.io.coordinates import COORDINATE_SUFFIXES, read_coordinates
+from cryosegnet.io.atomic import is_temp_file
+from cryosegnet.io.coordinates import COORDINATE_SUFFIXES, read_coordinates, read_star_blocks
 from cryosegnet.io.errors import CoordinateFileError
 from cryosegnet.io.micrographs import MICROGRAPH_SUFFIXES
 
@@ -43,21 +44,43 @@ def micrograph_key(name: str) -> str:
     return base
 
 
+# Per-micrograph files that pickers write into subfolders mirroring the micrographs' folders
+# (RELION's AutoPick jobs and cryosegnet: <folder>/<stem>_autopick.star) are found recursively.
+RECURSIVE_SUFFIX = "_autopick"
+
+
+def _visible(path: Path, root: Path) -> bool:
+    """Not a hidden file or folder (temp files of an interrupted write are hidden)."""
+    return not is_temp_file(path) and not any(
+        part.startswith(".") for part in path.relative_to(root).parts
+    )
+
+
 def coordinate_files(source: str | os.PathLike) -> list[Path]:
-    """A coordinate file, a folder of them (not recursive) or a glob -> sorted file list."""
+    """A coordinate file, a folder of them or a glob -> sorted file list.
+
+    In a folder: its coordinate files, plus ``*_autopick.*`` files in its subfolders (the
+    layout RELION and ``cryosegnet pick`` write); hidden and temp files are ignored.
+    """
     path = Path(source)
     if path.is_file():
         return [path]
     if path.is_dir():
-        files = sorted(
-            p for p in path.iterdir() if p.is_file() and p.suffix.lower() in COORDINATE_SUFFIXES
-        )
+        top = [p for p in path.iterdir() if p.is_file() and _visible(p, path)]
+        nested = [
+            p for p in path.rglob(f"*{RECURSIVE_SUFFIX}.*")
+            if p.parent != path and p.is_file() and _visible(p, path)
+            and p.stem.lower().endswith(RECURSIVE_SUFFIX)
+        ]
+        files = sorted(p for p in top + nested if p.suffix.lower() in COORDINATE_SUFFIXES)
         if not files:
             raise CoordinateFileError(
                 path, "folder holds no coordinate files (.star .csv .box .cbox .tsv .txt)"
             )
         return files
-    files = sorted(Path(p) for p in glob.glob(str(source)) if Path(p).is_file())
+    files = sorted(
+        Path(p) for p in glob.glob(str(source)) if Path(p).is_file() and not is_temp_file(p)
+    )
     if not files:
         raise CoordinateFileError(path, "no such file or folder")
     return files
@@ -91,7 +114,7 @@ def _is_index_star(path: Path) -> bool:
 
 def _index_entries(path: Path) -> list[tuple[str, Path | None]]:
     """(micrograph name, coordinate file or None if not found) for each row of an index STAR."""
-    blocks = starfile.read(path, always_dict=True)
+    blocks = read_star_blocks(path)
     entries = []
     for block in blocks.values():
         if not isinstance(block, pd.DataFrame) or "rlnMicrographCoordinates" not in block:
@@ -156,6 +179,7 @@ def load_coordinate_sets(
     for candidate in candidates:
         by_key.setdefault(candidate.key, []).append(candidate)
     shadowed: dict[Path, int] = {}
+    borrowed: list[Path] = []
     for key, group in by_key.items():
         group = sorted(group, key=lambda c: c.rank)
         best = group[0]
@@ -166,7 +190,14 @@ def load_coordinate_sets(
                 )
             if other.path.resolve() != best.path.resolve():
                 shadowed[other.path] = shadowed.get(other.path, 0) + 1
-        tables[key] = best.table
+        tables[key] = _with_diameters(best, group[1:], borrowed)
+    if borrowed:
+        notes.append(
+            f"particle diameters for {len(borrowed)} micrograph(s) taken from files with the same "
+            f"particles, e.g. {borrowed[0]} (the preferred file has none)"
+        )
+        for path in borrowed:
+            shadowed.pop(path, None)
     if shadowed:
         example = next(iter(shadowed))
         notes.append(
@@ -175,6 +206,32 @@ def load_coordinate_sets(
             f"e.g. {example}"
         )
     return tables
+
+
+def _with_diameters(
+    best: _Candidate, others: list[_Candidate], borrowed: list[Path]
+) -> pd.DataFrame:
+    """The preferred table; when it carries no particle diameter (a STAR of centres) and another
+    file for the same micrograph has the same particles with diameters (the CryoPPP CSV beside
+    it), those diameters are taken over."""
+    table = best.table
+    if len(table) == 0 or np.isfinite(table["diameter"].to_numpy(float)).any():
+        return table
+    for other in others:
+        theirs = other.table
+        if len(theirs) != len(table) or not np.isfinite(theirs["diameter"].to_numpy(float)).all():
+            continue
+        xs, their_xs = np.sort(table["x"].to_numpy(float)), np.sort(theirs["x"].to_numpy(float))
+        if np.allclose(xs, their_xs, atol=1.0):
+            table = table.copy()
+            order = np.lexsort((table["y"].to_numpy(float), table["x"].to_numpy(float)))
+            their_order = np.lexsort((theirs["y"].to_numpy(float), theirs["x"].to_numpy(float)))
+            diameters = np.empty(len(table))
+            diameters[order] = theirs["diameter"].to_numpy(float)[their_order]
+            table["diameter"] = diameters
+            borrowed.append(other.path)
+            return table
+    return table
 
 
 def pair_micrographs(
