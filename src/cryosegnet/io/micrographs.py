@@ -23,6 +23,8 @@ from cryosegnet.io.errors import MicrographError
 MICROGRAPH_SUFFIXES = (".mrc", ".mrcs", ".map", ".tif", ".tiff", ".png", ".jpg", ".jpeg")
 MIN_SIDE = 64
 MAX_ASPECT = 8
+MAX_PIXELS_ENV = "CRYOSEGNET_MAX_PIXELS"
+DEFAULT_MAX_PIXELS = 20000 * 20000
 
 
 @dataclass
@@ -94,6 +96,12 @@ def _check_mrc_header(path: Path) -> None:
         )
     if nz > 1:
         raise MicrographError(path, _stack_message(nz))
+    limit = max_pixels()
+    if nx * ny > limit:
+        raise MicrographError(
+            path, f"is {nx}x{ny} px, above the limit of {limit} pixels (set "
+            f"{MAX_PIXELS_ENV}=N to allow larger micrographs)"
+        )
     row_bytes = (nx + 1) // 2 if mode == 101 else nx * _MRC_MODE_BYTES[mode]
     expected = 1024 + nsymbt + row_bytes * ny * nz
     actual = path.stat().st_size
@@ -109,6 +117,14 @@ def _check_mrc_header(path: Path) -> None:
             f"MRC header does not match the file (header says {nx}x{ny}x{nz}, mode {mode}: "
             f"{expected} bytes; file has {actual - expected} bytes more)",
         )
+
+
+def max_pixels() -> int:
+    """Largest micrograph (pixels) read: ``$CRYOSEGNET_MAX_PIXELS`` or 20000 x 20000."""
+    try:
+        return int(float(os.environ.get(MAX_PIXELS_ENV, DEFAULT_MAX_PIXELS)))
+    except ValueError:
+        return DEFAULT_MAX_PIXELS
 
 
 def _stack_message(n_sections: int) -> str:
