@@ -11,7 +11,10 @@ from cryosegnet import __version__
 from cryosegnet.io.errors import CryoSegNetError
 
 # Subcommand modules; each defines add_parser(subparsers) and sets func on its parser.
-SUBCOMMAND_MODULES = ("pick", "simulate", "train", "evaluate", "export_model", "show", "threshold")
+SUBCOMMAND_MODULES = (
+    "pick", "simulate", "train", "finetune", "evaluate", "export_model", "show", "threshold",
+    "report",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

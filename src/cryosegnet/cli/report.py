@@ -1,0 +1,64 @@
+"""``cryosegnet report PICKS_DIR [MICROGRAPHS...] -o report.html``: look at a session's picks."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+
+from cryosegnet.inspection.report import ReportSettings
+
+DESCRIPTION = """\
+Write one self-contained HTML page (no server, no network: open it from a file share) with a
+thumbnail of every micrograph and its picks drawn, a histogram of the figure of merit with a
+threshold slider that redraws the picks and updates every count, the micrographs sorted and
+flagged by pick count and mean score (empty, few, many, low score), and the
+`cryosegnet threshold` command that writes the picks cut at the chosen value.
+
+MICROGRAPHS (files, folders, globs) are paired with the picks by file stem; without them the
+micrograph paths in PICKS_DIR/autopick.star are used where they exist. Open the page with
+#threshold=X after its name to start the slider at X."""
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    defaults = ReportSettings()
+    parser = subparsers.add_parser(
+        "report",
+        help="one HTML page with every micrograph's picks and a threshold slider",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("picks_dir", metavar="PICKS_DIR", help="folder written by `pick`")
+    parser.add_argument("micrographs", nargs="*", metavar="MICROGRAPHS",
+                        help="micrograph files, folders or globs (default: from autopick.star)")
+    parser.add_argument("-o", "--output", required=True, metavar="REPORT_HTML",
+                        help="HTML file to write")
+    parser.add_argument("--thumbnail-size", type=int, default=defaults.thumbnail_size,
+                        metavar="PX",
+                        help=f"long side of the thumbnails ({defaults.thumbnail_size})")
+    parser.add_argument("--diameter", type=float, default=defaults.diameter, metavar="PX",
+                        help="circle diameter in micrograph pixels (default: pick spacing)")
+    parser.add_argument("--threshold", type=float, default=defaults.threshold, metavar="X",
+                        help="where the slider starts (default: the lowest score)")
+    parser.add_argument("--threshold-output", default=defaults.output_hint, metavar="OUT",
+                        help="OUT in the displayed threshold command (default: "
+                             "PICKS_DIR_thresholded)")
+    parser.add_argument("-j", "--workers", type=int, default=defaults.workers,
+                        help=f"threads making thumbnails ({defaults.workers})")
+    parser.add_argument("--debug", action="store_true", help="tracebacks on error")
+    parser.set_defaults(func=run_report)
+    return parser
+
+
+def run_report(args: argparse.Namespace) -> int:
+    """Write the report; errors reach the main CLI as one line."""
+    from cryosegnet.inspection.report import write_report
+
+    settings = ReportSettings(thumbnail_size=args.thumbnail_size, diameter=args.diameter,
+                              threshold=args.threshold, output_hint=args.threshold_output,
+                              workers=args.workers)
+    command = "cryosegnet " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["report"] else None
+    summary = write_report(args.picks_dir, args.output, args.micrographs or None, settings,
+                           command=command)
+    print(summary.text())
+    return 0

@@ -1,0 +1,302 @@
+"""``cryosegnet report``: one self-contained HTML page to look at a whole session's picks.
+
+The page needs no server and no network (it opens from a cluster's file share): thumbnails are
+inline base64 JPEGs, the picks are embedded as JSON and drawn by inline JavaScript on a canvas
+over each thumbnail, so a threshold slider can redraw them, update every micrograph's count
+and flags, and show the ``cryosegnet threshold`` command that writes the cut.
+
+For thousands of micrographs the page stays light: thumbnails are small (256 px by default)
+and ``loading="lazy"``, cards off screen are not laid out (``content-visibility``), and
+overlays are drawn only for cards in view (``IntersectionObserver``).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+import os
+import shlex
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from cryosegnet import __version__
+from cryosegnet.inspection.display import display_image, estimate_display_diameter
+from cryosegnet.inspection.picksets import PickFile, find_pick_files, read_picks
+from cryosegnet.inspection.report_page import PAGE
+from cryosegnet.io.atomic import atomic_write
+from cryosegnet.io.errors import CryoSegNetError
+from cryosegnet.io.micrographs import find_micrographs, micrograph_stem, read_micrograph
+
+
+@dataclass(frozen=True)
+class ReportSettings:
+    """What the report draws and flags; the CLI's defaults are these.
+
+    Attributes
+    ----------
+    thumbnail_size : int
+        Long side of each thumbnail in pixels.
+    jpeg_quality : int
+        JPEG quality of the thumbnails (0-100).
+    diameter : float or None
+        Circle diameter in micrograph pixels (None: each micrograph's pick spacing, see
+        :func:`~cryosegnet.inspection.display.estimate_display_diameter`).
+    threshold : float or None
+        Where the slider starts (None: the lowest score, so every pick shows).
+    low_count_fraction : float
+        Flag a micrograph with fewer kept picks than this fraction of the median count.
+    high_count_factor : float
+        Flag a micrograph with more kept picks than this multiple of the median count
+        (contamination, carbon or aggregates are often picked densely).
+    low_score_mads : float
+        Flag a micrograph whose mean kept score is this many robust standard deviations
+        (1.4826 MAD) below the median of the micrographs' means.
+    output_hint : str or None
+        ``OUT`` in the displayed ``cryosegnet threshold`` command (None: ``PICKS_DIR_thresholded``).
+    workers : int
+        Threads reading micrographs and making thumbnails.
+    """
+
+    thumbnail_size: int = 256
+    jpeg_quality: int = 75
+    diameter: float | None = None
+    threshold: float | None = None
+    low_count_fraction: float = 0.25
+    high_count_factor: float = 2.5
+    low_score_mads: float = 3.0
+    output_hint: str | None = None
+    workers: int = 4
+
+
+@dataclass
+class ReportSummary:
+    """What :func:`write_report` wrote: the page, and what it could not show."""
+
+    output: Path
+    n_micrographs: int
+    n_picks: int
+    n_thumbnails: int
+    without_image: list[str] = field(default_factory=list)
+    unreadable: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def text(self) -> str:
+        lines = [f"{self.n_micrographs} micrographs, {self.n_picks} picks, "
+                 f"{self.n_thumbnails} thumbnails -> {self.output} ({self.seconds:.1f} s)"]
+        if self.without_image:
+            lines.append(f"no micrograph file for {len(self.without_image)} (picks drawn on a "
+                         f"blank box), e.g. {self.without_image[0]}")
+        for reason in list(self.unreadable.values())[:5]:
+            lines.append(f"unreadable: {reason}")
+        return "\n".join(lines)
+
+
+@dataclass
+class _Item:
+    pick_file: PickFile
+    picks: pd.DataFrame
+    image_path: Path | None
+    shape: tuple[int, int] | None = None
+    jpeg: str | None = None
+    problem: str | None = None
+
+
+def write_report(
+    picks_dir: str | os.PathLike,
+    output: str | os.PathLike,
+    micrographs: list[str] | None = None,
+    settings: ReportSettings | None = None,
+    command: str | None = None,
+) -> ReportSummary:
+    """Write one self-contained HTML report of the picks in ``picks_dir``.
+
+    Parameters
+    ----------
+    picks_dir : str or os.PathLike
+        A ``cryosegnet pick`` output folder (flat or RELION layout, found recursively).
+    output : str or os.PathLike
+        The HTML file to write.
+    micrographs : list of str, optional
+        Micrograph files, folders or globs, paired with the picks by file stem. None: the
+        micrograph paths in ``picks_dir/autopick.star``, where they exist from the working
+        directory. A micrograph without a file gets its picks drawn on a blank box.
+    settings : ReportSettings, optional
+        Thumbnails, flags and slider start (defaults: :class:`ReportSettings`).
+    command : str, optional
+        The command line that made the report, shown on the page.
+
+    Returns
+    -------
+    ReportSummary
+
+    Raises
+    ------
+    CryoSegNetError
+        If ``picks_dir`` holds no per-micrograph STAR file or a picks file cannot be read.
+    """
+    start = time.monotonic()
+    settings = settings or ReportSettings()
+    pick_files = find_pick_files(picks_dir)
+    images = _pair_images(pick_files, micrographs)
+    items = [_Item(pf, read_picks(pf), images.get(pf.relative)) for pf in pick_files]
+    with ThreadPoolExecutor(max_workers=max(1, settings.workers)) as pool:
+        list(pool.map(lambda item: _thumbnail(item, settings), items))
+    page = render_page(items, str(picks_dir), settings, command)
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(output, encoding="utf-8") as handle:
+        handle.write(page)
+    return ReportSummary(
+        output=output,
+        n_micrographs=len(items),
+        n_picks=int(sum(len(i.picks) for i in items)),
+        n_thumbnails=sum(1 for i in items if i.jpeg),
+        without_image=[i.pick_file.micrograph for i in items if i.image_path is None],
+        unreadable={i.pick_file.micrograph: i.problem for i in items if i.problem},
+        seconds=time.monotonic() - start,
+    )
+
+
+def _pair_images(pick_files: list[PickFile], micrographs: list[str] | None) -> dict[Path, Path]:
+    """{pick file's relative path: micrograph file}, by stem; ties go to the matching folder."""
+    paired: dict[Path, Path] = {}
+    if micrographs is None:
+        for pf in pick_files:
+            if Path(pf.micrograph).is_file():
+                paired[pf.relative] = Path(pf.micrograph)
+        return paired
+    by_stem: dict[str, list[Path]] = {}
+    for path in find_micrographs(list(micrographs)):
+        by_stem.setdefault(micrograph_stem(path), []).append(path)
+    for pf in pick_files:
+        options = by_stem.get(pf.stem, [])
+        if not options:
+            continue
+        folders = pf.relative.parent.parts
+
+        def agreement(path: Path, folders=folders) -> int:
+            parents = path.parent.parts
+            n = 0
+            while n < min(len(parents), len(folders)) and parents[-1 - n] == folders[-1 - n]:
+                n += 1
+            return n
+
+        paired[pf.relative] = max(options, key=agreement)
+    return paired
+
+
+def _thumbnail(item: _Item, settings: ReportSettings) -> None:
+    if item.image_path is None:
+        return
+    try:
+        data = read_micrograph(item.image_path).data
+    except CryoSegNetError as exc:
+        item.problem = str(exc)
+        return
+    rows, cols = data.shape
+    size = settings.thumbnail_size
+    height = size if rows >= cols else max(1, round(size * rows / cols))
+    picture = display_image(data, height)
+    ok, encoded = cv2.imencode(".jpg", picture, [cv2.IMWRITE_JPEG_QUALITY, settings.jpeg_quality])
+    if not ok:
+        item.problem = f"{item.image_path}: could not encode a thumbnail"
+        return
+    item.shape = (rows, cols)
+    item.jpeg = base64.b64encode(encoded.tobytes()).decode("ascii")
+
+
+def _extent(item: _Item) -> tuple[int, int]:
+    """Micrograph (rows, cols): from the image, else the picks' reach (for the blank box)."""
+    if item.shape:
+        return item.shape
+    if len(item.picks):
+        reach = np.nan_to_num(item.picks[["y", "x"]].to_numpy(float).max(axis=0), nan=1.0)
+        return max(1, int(math.ceil(reach[0] * 1.05))), max(1, int(math.ceil(reach[1] * 1.05)))
+    return 1, 1
+
+
+def _item_data(item: _Item, settings: ReportSettings) -> dict:
+    rows, cols = _extent(item)
+    size = settings.thumbnail_size
+    th = size if rows >= cols else max(1, round(size * rows / cols))
+    tw = max(1, round(th * cols / rows))
+    scale = th / rows
+    picks = item.picks
+    diameter = settings.diameter or estimate_display_diameter(picks, (rows, cols))
+    x = ((picks["x"].to_numpy(float) + 0.5) * scale - 0.5).round(1)
+    y = ((picks["y"].to_numpy(float) + 0.5) * scale - 0.5).round(1)
+    scores = picks["score"].to_numpy(float)  # unrounded: the page must count as threshold does
+    return {
+        "name": item.pick_file.micrograph,
+        "file": str(item.pick_file.relative),
+        "w": cols, "h": rows, "tw": tw, "th": th,
+        "r": round(max(1.0, diameter * scale / 2), 2),
+        "x": [float(v) for v in x],
+        "y": [float(v) for v in y],
+        "s": [None if not math.isfinite(v) else float(v) for v in scores],
+        "image": item.jpeg is not None,
+    }
+
+
+def render_page(
+    items: list[_Item], picks_dir: str, settings: ReportSettings, command: str | None = None
+) -> str:
+    """The HTML text of the report (see :func:`write_report`)."""
+    data = [_item_data(item, settings) for item in items]
+    scores = np.array([s for d in data for s in d["s"] if s is not None], dtype=float)
+    lo = float(scores.min()) if scores.size else 0.0
+    hi = float(scores.max()) if scores.size else 1.0
+    if not hi > lo:
+        hi = lo + 1.0
+    start = lo if settings.threshold is None else float(settings.threshold)
+    out = settings.output_hint or picks_dir.rstrip("/") + "_thresholded"
+    payload = {
+        "picks_dir": shlex.quote(picks_dir),
+        "output": shlex.quote(out),
+        "score_min": lo,
+        "score_max": hi,
+        "threshold": start,
+        "low_count_fraction": settings.low_count_fraction,
+        "high_count_factor": settings.high_count_factor,
+        "low_score_mads": settings.low_score_mads,
+        "micrographs": data,
+    }
+    cards = "\n".join(_card(i, d, item) for i, (d, item) in enumerate(zip(data, items)))
+    made = html.escape(command or f"cryosegnet report {picks_dir}")
+    return (
+        PAGE.replace("@@TITLE@@", html.escape(f"cryosegnet picks: {picks_dir}"))
+        .replace("@@PICKS_DIR@@", html.escape(picks_dir))
+        .replace("@@COMMAND@@", made)
+        .replace("@@META@@", html.escape(
+            f"{len(items)} micrographs · cryosegnet {__version__} · "
+            f"{time.strftime('%Y-%m-%d %H:%M')}"))
+        .replace("@@CARDS@@", cards)
+        .replace("@@DATA@@", json.dumps(payload, separators=(",", ":")).replace("</", "<\\/"))
+    )
+
+
+def _card(index: int, data: dict, item: _Item) -> str:
+    name = html.escape(data["name"])
+    tw, th = data["tw"], data["th"]
+    if item.jpeg:
+        picture = (f'<img loading="lazy" decoding="async" width="{tw}" height="{th}" alt="" '
+                   f'src="data:image/jpeg;base64,{item.jpeg}">')
+    else:
+        why = html.escape(item.problem or "no micrograph file")
+        picture = f'<div class="noimg" title="{why}">{why}</div>'
+    return (
+        f'<div class="card" data-i="{index}"><div class="thumb" '
+        f'style="aspect-ratio:{tw}/{th}">{picture}'
+        f'<canvas width="{tw}" height="{th}"></canvas></div>'
+        f'<div class="meta"><div class="name" title="{name}">{name}</div>'
+        f'<div><b class="count">{len(item.picks)}</b> picks · mean <span class="mean">–</span>'
+        f' <span class="flags"></span></div></div></div>'
+    )

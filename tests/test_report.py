@@ -1,0 +1,133 @@
+"""cryosegnet report: a self-contained HTML page, checked as text and in headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from inspection_helpers import simulated_session
+
+from cryosegnet.cli.main import main
+from cryosegnet.inspection.report import ReportSettings, write_report
+from cryosegnet.inspection.threshold import threshold_picks
+
+CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")
+                 if shutil.which(n)), None)
+
+
+def _data(page: str) -> dict:
+    match = re.search(r'<script type="application/json" id="report-data">(.*?)</script>', page,
+                      re.S)
+    return json.loads(match.group(1))
+
+
+def test_report_html_is_self_contained_and_carries_the_picks(tmp_path, monkeypatch):
+    mics, picks_dir, tables = simulated_session(tmp_path, n=4, empty=1)
+    monkeypatch.chdir(tmp_path)  # autopick.star names the micrographs as Movies/<name>
+    summary = write_report("picks", "out/report.html", settings=ReportSettings(thumbnail_size=128))
+    assert summary.n_micrographs == 4 and summary.n_thumbnails == 4
+    assert summary.n_picks == sum(len(t) for t in tables.values())
+    page = (tmp_path / "out" / "report.html").read_text()
+    # self-contained: no external resources
+    assert not re.search(r'(src|href)="(https?:)?//', page)
+    assert "<link" not in page and "@import" not in page
+    assert page.count('<img loading="lazy"') == 4
+    assert page.count('src="data:image/jpeg;base64,') == 4
+    assert "IntersectionObserver" in page and 'type="range"' in page
+    assert 'id="kept-count"' in page and 'id="command"' in page and 'id="copy"' in page
+    data = _data(page)
+    assert data["picks_dir"] == "picks" and data["output"] == "picks_thresholded"
+    assert data["threshold"] == data["score_min"] == 0.0
+    by_name = {m["name"]: m for m in data["micrographs"]}
+    for mic in mics:
+        item = by_name[f"Movies/{mic.name}"]
+        truth = tables[mic.stem]
+        assert item["w"] == 256 and item["h"] == 256 and item["tw"] == item["th"] == 128
+        assert item["image"] is True
+        np.testing.assert_allclose(item["x"], ((truth["x"] + 0.5) * 0.5 - 0.5).round(1))
+        np.testing.assert_allclose(item["s"], truth["score"].round(5))  # as the STAR holds it
+
+
+def test_report_without_micrograph_files_draws_on_blank_boxes(tmp_path):
+    _, picks_dir, _ = simulated_session(tmp_path, n=2, layout="flat")
+    out = tmp_path / "r.html"
+    summary = write_report(picks_dir, out)  # cwd is not the project: no files found
+    assert summary.n_thumbnails == 0 and len(summary.without_image) == 2
+    page = out.read_text()
+    assert page.count('class="noimg"') == 2 and "<img" not in page
+
+
+def test_report_cli_pairs_given_micrographs(tmp_path, capsys):
+    mics, picks_dir, _ = simulated_session(tmp_path, n=3, layout="flat")
+    out = tmp_path / "r.html"
+    assert main(["report", str(picks_dir), str(tmp_path / "Movies"), "-o", str(out),
+                 "--thumbnail-size", "64", "--threshold", "0.25",
+                 "--threshold-output", "cut picks"]) == 0
+    assert "3 thumbnails" in capsys.readouterr().out
+    data = _data(out.read_text())
+    assert data["threshold"] == 0.25 and data["output"] == "'cut picks'"
+    assert all(m["tw"] == 64 for m in data["micrographs"])
+
+
+def _chromium(url: str, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr",
+         "--v=0", "--virtual-time-budget=5000", *extra, url],
+        capture_output=True, text=True, timeout=120,
+        env={**os.environ, "HOME": os.environ.get("HOME", "/tmp")},
+    )
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary (apt-get install chromium)")
+def test_report_in_headless_chromium(tmp_path, monkeypatch):
+    _, picks_dir, tables = simulated_session(tmp_path, n=4, empty=0)
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "report.html"
+    write_report("picks", out, settings=ReportSettings(thumbnail_size=128))
+    counts = {}
+    for threshold in ("0", "0.5", "0.9"):
+        run = _chromium(f"{out.as_uri()}#threshold={threshold}", "--dump-dom")
+        assert run.returncode == 0, run.stderr[-2000:]
+        dom = run.stdout
+        assert 'data-ready="1"' in dom, "the page script did not finish"
+        assert not re.search(r"<html[^>]*data-errors", dom), "a script error happened"
+        console = [line for line in run.stderr.splitlines() if ":CONSOLE" in line]
+        assert not console, console
+        kept = int(re.search(r'id="kept-count">(\d+)<', dom).group(1))
+        command = re.search(r'id="command">([^<]*)<', dom).group(1)
+        assert command == f"cryosegnet threshold picks --min-score {threshold} -o picks_thresholded"
+        # the page counts exactly what `cryosegnet threshold` keeps
+        summary = threshold_picks("picks", tmp_path / f"cut{threshold}", float(threshold))
+        assert kept == sum(summary.kept.values())
+        counts[threshold] = kept
+        # the empty micrograph is flagged and sorted first
+        first_card = re.search(r'<div class="card[^"]*" data-i="\d+">.*?</div></div></div>', dom,
+                               re.S).group(0)
+        assert "empty" in first_card and "flag-bad" in first_card
+    assert counts["0"] == sum(len(t) for t in tables.values())
+    assert counts["0"] > counts["0.5"] > counts["0.9"] > 0
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary (apt-get install chromium)")
+def test_report_screenshot_is_not_blank(tmp_path, monkeypatch):
+    import cv2
+
+    simulated_session(tmp_path, n=3)
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "report.html"
+    write_report("picks", out)
+    shot = tmp_path / "shot.png"
+    run = _chromium(f"{out.as_uri()}#threshold=0.5", f"--screenshot={shot}",
+                    "--window-size=1000,800", "--hide-scrollbars")
+    assert run.returncode == 0 and shot.is_file(), run.stderr[-2000:]
+    picture = cv2.imread(str(shot))
+    assert picture.shape[:2] == (800, 1000)
+    # kept picks are drawn in red over the thumbnails
+    red = (picture[:, :, 2] > 200) & (picture[:, :, 1] < 110) & (picture[:, :, 0] < 110)
+    assert red[200:].sum() > 200
+    assert picture[200:].std() > 20  # thumbnails, not an empty page
