@@ -270,10 +270,13 @@ def test_finetune_without_default_model_says_so(tmp_path, monkeypatch):
 
 
 def _cli(argv: list[str]) -> int:
+    from cryosegnet.cli import finetune as finetune_cli
     from cryosegnet.cli import train as train_cli
 
     parser = argparse.ArgumentParser()
-    train_cli.add_parser(parser.add_subparsers())
+    subparsers = parser.add_subparsers()
+    train_cli.add_parser(subparsers)
+    finetune_cli.add_parser(subparsers)
     args = parser.parse_args(argv)
     return args.func(args)
 
@@ -413,3 +416,31 @@ def test_validation_f1_is_at_the_pickers_default_threshold():
     assert TrainConfig().val_threshold == DEFAULT_BUILTIN_THRESHOLD
     line = _epoch_line({"epoch": 1, "train_loss": 0.5, "seconds": 1.0, **metrics}, 2, True)
     assert f"F1@{DEFAULT_BUILTIN_THRESHOLD:g} 1.000" in line and "best F1 1.000" in line
+
+
+def test_assemble_training_data_is_a_library_call(tmp_path):
+    from cryosegnet.training.data import assemble_training_data
+
+    _write_labelled(tmp_path)
+    notes: list[str] = []
+    data = assemble_training_data(DENOISE, images=[str(tmp_path / "mics")],
+                                  labels=[str(tmp_path / "labels")], val_fraction=0.5,
+                                  cache=tmp_path / "cache", note=notes.append)
+    assert (len(data.train), len(data.validation)) == (1, 1)
+    assert data.record["denoise"] == DENOISE.to_dict()
+    assert len(data.record["labelled"]["micrographs"]) == 2
+    with pytest.raises(ValueError, match="no training data"):
+        assemble_training_data(DENOISE)
+    with pytest.raises(ValueError, match="give both"):
+        assemble_training_data(DENOISE, images=[str(tmp_path / "mics")])
+
+
+def test_finetune_help_quotes_the_library_defaults():
+    from cryosegnet.cli import finetune as finetune_cli
+
+    parser = argparse.ArgumentParser()
+    finetune_cli.add_parser(parser.add_subparsers())
+    args = parser.parse_args(["finetune"])
+    defaults = finetune_config()
+    assert (args.epochs, args.lr, args.val_fraction, args.batch_size) == (
+        defaults.epochs, defaults.lr, defaults.val_fraction, defaults.batch_size)

@@ -1,4 +1,10 @@
-"""``cryosegnet train`` and ``cryosegnet finetune``: fit the U-Net on labelled or simulated data."""
+"""``cryosegnet train``: fit the U-Net on labelled or simulated data.
+
+Also holds what ``cryosegnet finetune`` (cli/finetune.py) shares with it: the data and recipe
+options and :func:`run_training`. Assembling the data is the library's
+(:func:`cryosegnet.training.data.assemble_training_data`); this module turns options into its
+arguments, builds the :class:`TrainConfig` and the run's record, and prints the outcome.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,7 @@ import sys
 from pathlib import Path
 
 from cryosegnet.io.errors import CryoSegNetError
+from cryosegnet.training.trainer import TrainConfig
 
 TRAIN_DESCRIPTION = """\
 Train the attention U-Net on labelled micrographs (coordinate files matched to micrographs by
@@ -17,20 +24,13 @@ micrographs (--simulated N), or both. Targets are disks of the particle diameter
 files, or --diameter). Writes RUN_DIR/best.pt (best validation F1), RUN_DIR/last.pt (resume with
 --resume RUN_DIR/last.pt) and RUN_DIR/history.json; pass best.pt to `cryosegnet pick --model`."""
 
-FINETUNE_DESCRIPTION = """\
-Fine-tune a trained U-Net (the shipped default unless --model is given) on a few labelled
-micrographs of your protein (5-20 is typical; the paper used 20). Defaults suit small data:
-20 epochs of at least 25 steps, learning rate 1e-4 (the paper's); --freeze-encoder trains
-only the decoder. Denoising settings and architecture come from the starting model."""
-
-
 def add_parser(subparsers) -> None:
-    """Register ``train`` and ``finetune``."""
+    """Register ``train``."""
     train = subparsers.add_parser(
         "train", help="train the U-Net on labelled and/or simulated micrographs",
         description=TRAIN_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _data_arguments(train, labels_required=False)
+    data_arguments(train)
     sim = train.add_argument_group("simulated data")
     sim.add_argument("--simulated", type=int, default=0, metavar="N",
                      help="add N simulated micrographs to the training data")
@@ -55,23 +55,12 @@ def add_parser(subparsers) -> None:
                        help="warm start: begin from this checkpoint's weights (its architecture "
                             "and denoising settings replace --arch, --working-size and "
                             "--denoise-order) with a fresh optimizer and schedule")
-    _recipe_arguments(train, epochs=50, lr=1e-4, val_fraction=0.1)
-    train.set_defaults(func=run_train, _defaults=_defaults(train))
-
-    finetune = subparsers.add_parser(
-        "finetune", help="fine-tune a trained U-Net on a few labelled micrographs",
-        description=FINETUNE_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    _data_arguments(finetune, labels_required=True)
-    finetune.add_argument("--model", metavar="CKPT",
-                          help="checkpoint to start from (default: the shipped model)")
-    finetune.add_argument("--freeze-encoder", action="store_true",
-                          help="train only decoder, attention gates and head")
-    _recipe_arguments(finetune, epochs=20, lr=1e-4, val_fraction=0.2)
-    finetune.set_defaults(func=run_finetune, _defaults=_defaults(finetune))
+    recipe_arguments(train, TrainConfig())
+    train.set_defaults(func=run_train, _defaults=option_defaults(train))
 
 
-def _data_arguments(parser: argparse.ArgumentParser, labels_required: bool) -> None:
+def data_arguments(parser: argparse.ArgumentParser) -> None:
+    """Labelled-data options and -o, shared by train and finetune."""
     data = parser.add_argument_group("labelled data")
     data.add_argument("--images", nargs="+", metavar="MICROGRAPHS",
                       help="micrograph files, folders or globs")
@@ -88,23 +77,27 @@ def _data_arguments(parser: argparse.ArgumentParser, labels_required: bool) -> N
                              "folder)")
 
 
-def _recipe_arguments(parser: argparse.ArgumentParser, epochs: int, lr: float,
-                      val_fraction: float) -> None:
+def recipe_arguments(parser: argparse.ArgumentParser, defaults: TrainConfig) -> None:
+    """Recipe options, shared by train and finetune; defaults come from ``defaults``."""
+    d = defaults
     recipe = parser.add_argument_group("training")
-    recipe.add_argument("--epochs", type=int, default=epochs, help=f"default: {epochs}")
-    recipe.add_argument("--batch-size", type=int, default=4, help="default: 4")
-    recipe.add_argument("--lr", type=float, default=lr, help=f"Adam learning rate (default: {lr})")
-    recipe.add_argument("--schedule", choices=("constant", "cosine"), default="constant",
-                        help="learning-rate schedule (default: constant, as the paper)")
-    recipe.add_argument("--crop", type=int, default=384, metavar="PX",
-                        help="training crop size at working resolution (default: 384)")
-    recipe.add_argument("--steps-per-epoch", type=int, default=None, metavar="N",
+    recipe.add_argument("--epochs", type=int, default=d.epochs, help=f"default: {d.epochs}")
+    recipe.add_argument("--batch-size", type=int, default=d.batch_size,
+                        help=f"default: {d.batch_size}")
+    recipe.add_argument("--lr", type=float, default=d.lr,
+                        help=f"Adam learning rate (default: {d.lr:g})")
+    recipe.add_argument("--schedule", choices=("constant", "cosine"), default=d.schedule,
+                        help=f"learning-rate schedule (default: {d.schedule}; the paper's is "
+                             "constant)")
+    recipe.add_argument("--crop", type=int, default=d.crop, metavar="PX",
+                        help=f"training crop size at working resolution (default: {d.crop})")
+    recipe.add_argument("--steps-per-epoch", type=int, default=d.steps_per_epoch, metavar="N",
                         help="batches per epoch (default: about one pass over the pixels)")
-    recipe.add_argument("--val-fraction", type=float, default=val_fraction,
-                        help=f"micrographs held out for validation (default: {val_fraction})")
-    recipe.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    recipe.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    recipe.add_argument("--workers", type=int, default=0,
+    recipe.add_argument("--val-fraction", type=float, default=d.val_fraction,
+                        help=f"micrographs held out for validation (default: {d.val_fraction})")
+    recipe.add_argument("--seed", type=int, default=d.seed, help=f"random seed (default: {d.seed})")
+    recipe.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N")
+    recipe.add_argument("--workers", type=int, default=d.workers,
                         help="processes for simulating/denoising and for loading crops "
                              "(default: 0, all in the main process)")
     recipe.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
@@ -117,7 +110,8 @@ def _recipe_arguments(parser: argparse.ArgumentParser, epochs: int, lr: float,
     recipe.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-def _defaults(parser: argparse.ArgumentParser) -> dict:
+def option_defaults(parser: argparse.ArgumentParser) -> dict:
+    """Every option's default (a resumed run fills options not given again from its record)."""
     return {a.dest: a.default for a in parser._actions if a.dest not in ("help",)}
 
 
@@ -125,14 +119,11 @@ def _defaults(parser: argparse.ArgumentParser) -> dict:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    return _guarded(args, "train")
+    return run_training(args, "train")
 
 
-def run_finetune(args: argparse.Namespace) -> int:
-    return _guarded(args, "finetune")
-
-
-def _guarded(args: argparse.Namespace, kind: str) -> int:
+def run_training(args: argparse.Namespace, kind: str) -> int:
+    """``kind`` is "train" or "finetune"; errors are one line on stderr and exit status 1."""
     try:
         return _run(args, kind)
     except (CryoSegNetError, ValueError, FileNotFoundError) as exc:
@@ -165,73 +156,22 @@ def _apply_resume(args: argparse.Namespace) -> None:
         args.output = str(Path(args.resume).parent)
 
 
-def _load_pairs(images, labels, diameter, what: str):
-    from cryosegnet.evaluation.pairing import load_coordinate_sets, pair_micrographs
-    from cryosegnet.io.micrographs import find_micrographs
-
-    if not images or not labels:
-        raise ValueError(f"{what}: give both --images and --labels" if what == "training"
-                         else "give both --val-images and --val-labels")
-    paths = find_micrographs(list(images))
-    if not paths:
-        raise ValueError(f"no micrographs found in {' '.join(images)}")
-    notes: list[str] = []
-    sets = load_coordinate_sets(list(labels), diameter=diameter, notes=notes)
-    for note in notes:
-        print(f"note: {note}", file=sys.stderr)
-    pairs, images_only, labels_only = pair_micrographs(paths, sets)
-    if not pairs:
-        raise ValueError(f"no micrograph pairs with a coordinate file by name "
-                         f"({len(paths)} micrographs, {len(sets)} coordinate sets)")
-    if images_only:
-        print(f"note: {len(images_only)} micrograph(s) without labels are not used for "
-              f"{what}, e.g. {images_only[0]}", file=sys.stderr)
-    if labels_only:
-        print(f"note: {len(labels_only)} coordinate set(s) without a micrograph, e.g. "
-              f"{labels_only[0]}", file=sys.stderr)
-    return pairs
+def _note(message: str) -> None:
+    print(f"note: {message}", file=sys.stderr)
 
 
-def _simulation_configs(args: argparse.Namespace, working_size: int) -> list:
-    from cryosegnet.simulation import SimulationConfig
-
-    options = {}
-    for item in args.sim_option:
-        key, _, value = item.partition("=")
-        if not _:
+def _sim_options(items: list[str]) -> dict:
+    """``--sim-option KEY=VALUE`` pairs; VALUE as JSON, else as text."""
+    options: dict = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
             raise ValueError(f"--sim-option needs KEY=VALUE, got '{item}'")
         try:
             options[key.strip()] = json.loads(value)
         except json.JSONDecodeError:
             options[key.strip()] = value
-    for key, value in options.items():
-        if isinstance(value, list):
-            options[key] = tuple(value)
-    size = args.sim_size or working_size
-    names = [d.strip() for d in args.sim_difficulty.split(",") if d.strip()]
-    try:
-        return [SimulationConfig(size=size, difficulty=d, **options) for d in names]
-    except TypeError as exc:
-        raise ValueError(f"bad --sim-option: {exc}") from None
-
-
-def _simulated(args, n: int, settings, seed: int, cache, progress: bool) -> tuple[list, list]:
-    """``n`` simulated samples split evenly over the difficulties; (samples, config records)."""
-    from cryosegnet.training.dataset import simulated_samples
-
-    configs = _simulation_configs(args, settings.working_size)
-    samples, records, start = [], [], 0
-    for k, config in enumerate(configs):
-        count = n // len(configs) + (1 if k < n % len(configs) else 0)
-        if count == 0:
-            continue
-        samples += simulated_samples(count, config, settings, seed=seed, cache_dir=cache,
-                                     progress=progress, start=start, workers=args.workers)
-        records.append(
-            {"config": config.to_dict(), "seed": seed, "indices": [start, start + count]}
-        )
-        start += count
-    return samples, records
+    return options
 
 
 def _run(args: argparse.Namespace, kind: str) -> int:
@@ -240,9 +180,9 @@ def _run(args: argparse.Namespace, kind: str) -> int:
     from cryosegnet import __version__
     from cryosegnet.preprocessing.denoise import DenoiseSettings
     from cryosegnet.training.augment import AugmentSettings
-    from cryosegnet.training.dataset import load_labelled, split_samples
+    from cryosegnet.training.data import assemble_training_data, simulation_configs
     from cryosegnet.training.finetune import finetune, load_starting_model
-    from cryosegnet.training.trainer import TrainConfig, train
+    from cryosegnet.training.trainer import train
 
     if args.resume:
         _apply_resume(args)
@@ -262,39 +202,32 @@ def _run(args: argparse.Namespace, kind: str) -> int:
         settings = DenoiseSettings(working_size=args.working_size, order=args.denoise_order)
 
     simulated_n = getattr(args, "simulated", 0) or 0
-    if not args.images and not args.labels and not simulated_n:
-        raise ValueError("no training data: give --images and --labels, or --simulated N")
-    labelled, data = [], {"denoise": settings.to_dict()}
-    if args.images or args.labels:
-        pairs = _load_pairs(args.images, args.labels, args.diameter, "training")
-        labelled = load_labelled(pairs, settings, args.diameter, cache, progress, args.workers)
-        data["labelled"] = {"images": args.images, "labels": args.labels,
-                            "micrographs": [str(p) for p, _ in pairs]}
-    simulated = []
+    sim_configs = []
     if simulated_n:
-        simulated, records = _simulated(args, simulated_n, settings, args.seed, cache, progress)
-        data["simulated"] = records
-
-    explicit_val = []
-    if args.val_images or args.val_labels:
-        val_pairs = _load_pairs(args.val_images, args.val_labels, args.diameter, "validation")
-        explicit_val = load_labelled(val_pairs, settings, args.diameter, cache, progress,
-                                     args.workers)
-        data["validation_labelled"] = [str(p) for p, _ in val_pairs]
-    sim_val = []
-    if simulated_n and getattr(args, "sim_val", None):
-        # Another seed: never one of the training micrographs.
-        sim_val, records = _simulated(args, args.sim_val, settings, args.seed + 1_000_003,
-                                      cache, progress)
-        data["validation_simulated"] = records
-    # Hold out part of each source that has no explicit validation set of its own.
-    hold_labelled = 0.0 if explicit_val else args.val_fraction
-    hold_simulated = 0.0 if sim_val else args.val_fraction
-    train_l, val_l = split_samples(labelled, hold_labelled, args.seed)
-    train_s, val_s = split_samples(simulated, hold_simulated, args.seed)
-    train_samples, val_samples = train_l + train_s, val_l + val_s + explicit_val + sim_val
-    if not train_samples:
-        raise ValueError("no training micrographs left after the validation split")
+        sim_configs = simulation_configs(
+            [d.strip() for d in args.sim_difficulty.split(",") if d.strip()],
+            args.sim_size or settings.working_size,
+            _sim_options(args.sim_option),
+        )
+    assembled = assemble_training_data(
+        settings,
+        images=args.images,
+        labels=args.labels,
+        diameter=args.diameter,
+        val_images=args.val_images,
+        val_labels=args.val_labels,
+        val_fraction=args.val_fraction,
+        seed=args.seed,
+        simulated=simulated_n,
+        sim_configs=sim_configs,
+        sim_val=getattr(args, "sim_val", None),
+        cache=cache,
+        progress=progress,
+        workers=args.workers,
+        note=_note,
+    )
+    train_samples, val_samples = assembled.train, assembled.validation
+    labelled = [s for s in train_samples + val_samples if s.source == "labelled"]
 
     arch = getattr(args, "arch", "small")
     if start_model is not None:  # record what is trained: the starting model's architecture
@@ -323,7 +256,7 @@ def _run(args: argparse.Namespace, kind: str) -> int:
         "cryosegnet_version": __version__,
         "command": "cryosegnet " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
         "cli": _recorded_cli(args),
-        "data": data,
+        "data": assembled.record,
     }
     print(f"{kind}: {len(train_samples)} training micrographs "
           f"({sum(len(s.x) for s in train_samples)} particles), {len(val_samples)} validation; "
@@ -336,7 +269,7 @@ def _run(args: argparse.Namespace, kind: str) -> int:
             angstrom = record["diameter_angstrom_median"]
             print(f"labelled particle diameter (median): {record['diameter_px_median']:.0f} "
                   f"micrograph px{f' ({angstrom:.0f} Å)' if angstrom else ''}; a model trained "
-                  "on these labels picks at this size")
+                  "on labelled micrographs only picks at this size")
 
     def log_fn(message: str) -> None:
         tqdm.write(message)

@@ -1,0 +1,43 @@
+"""``cryosegnet finetune``: adapt a trained U-Net to one protein with a few labelled micrographs.
+
+A thin shim: the options are train's data and recipe options (with the fine-tuning defaults of
+:data:`cryosegnet.training.finetune.FINETUNE_DEFAULTS`) plus ``--model`` and
+``--freeze-encoder``; the run itself is :func:`cryosegnet.cli.train.run_training`.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from cryosegnet.cli.train import data_arguments, option_defaults, recipe_arguments, run_training
+from cryosegnet.training.finetune import finetune_config
+from cryosegnet.training.trainer import MIN_STEPS_PER_EPOCH
+
+_DEFAULTS = finetune_config()
+
+DESCRIPTION = f"""\
+Fine-tune a trained U-Net (the shipped default unless --model is given) on a few labelled
+micrographs of your protein (5-20 is typical; the paper used 20). Defaults suit small data:
+{_DEFAULTS.epochs} epochs of at least {MIN_STEPS_PER_EPOCH} steps, learning rate \
+{_DEFAULTS.lr:g} (the paper's); --freeze-encoder trains only the decoder. Denoising settings
+and architecture come from the starting model."""
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``finetune``."""
+    parser = subparsers.add_parser(
+        "finetune", help="fine-tune a trained U-Net on a few labelled micrographs",
+        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    data_arguments(parser)
+    parser.add_argument("--model", metavar="CKPT",
+                        help="checkpoint to start from (default: the shipped model)")
+    parser.add_argument("--freeze-encoder", action="store_true",
+                        help="train only decoder, attention gates and head")
+    recipe_arguments(parser, _DEFAULTS)
+    parser.set_defaults(func=run_finetune, _defaults=option_defaults(parser))
+    return parser
+
+
+def run_finetune(args: argparse.Namespace) -> int:
+    return run_training(args, "finetune")
