@@ -65,7 +65,7 @@ def main() -> None:
         rows.append({"train": train_stem, "test": test_stem, "before": before, "after": after,
                      "seconds": round(time.perf_counter() - start, 1)})
     lines = [
-        "# Fine-tuning on one apoferritin micrograph (issue 4)",
+        "# Fine-tuning on one apoferritin micrograph",
         "",
         f"- command: `python bench/bench_finetune.py --epochs {args.epochs}`",
         f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; CPU only (2 cores)",

@@ -2,7 +2,7 @@
 
 Run:  OMP_NUM_THREADS=1 python bench/bench_simulate.py [--size 1024] [--n 20]
 
-The issue's target is >= 2 micrographs/s at 1024² on one core, so that training can draw a
+The target is >= 2 micrographs/s at 1024² on one core, so that training can draw a
 fresh micrograph every step. The first micrograph of each difficulty is excluded (imports,
 FFT plan warm-up).
 """

@@ -1,4 +1,4 @@
-"""cryosegnet vs Topaz, side by side on the same micrographs in the same run (issue 5).
+"""cryosegnet vs Topaz, side by side on the same micrographs in the same run.
 
 Run:  python bench/compare_topaz.py [--model PATH] [--sam-checkpoint PATH]
                                     [--sets real,synthetic,epu]
@@ -64,7 +64,8 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 REAL_DIR = SHARED / "data" / "real" / "empiar10146-apoferritin"
 EPU_FILE = SHARED / "data" / "real" / "unlabeled-raw" / "epu2.9_example.mrc"
-DEFAULT_TOPAZ = Path("/work/topaz-venv/bin/topaz")
+# $TOPAZ, else a topaz-venv beside the repository (where the benchmark machine has it).
+DEFAULT_TOPAZ = Path(os.environ.get("TOPAZ", REPO.parent / "topaz-venv" / "bin" / "topaz"))
 TOPAZ_DEFAULT_THRESHOLD = 0.0  # log-likelihood ratio 0 = p(particle) 0.5
 
 
@@ -718,7 +719,7 @@ def _best_f1(run: dict) -> float:
 def write_markdown(record: dict) -> str:
     m, v = record["machine"], record["versions"]
     parts = [
-        "# cryosegnet vs Topaz (issue 5 benchmark)",
+        "# cryosegnet vs Topaz (benchmark)",
         "",
         f"- date: {record['date']}",
         f"- command: `{record['command']}`",
@@ -953,15 +954,20 @@ def main(argv: list[str] | None = None) -> int:
     record["load_end"] = " ".join(f"{x:.1f}" for x in os.getloadavg())
     args.results.mkdir(parents=True, exist_ok=True)
     record["json"] = str(args.results / "compare_topaz.json")
-    markdown = write_markdown(record)
+    markdown = _portable(write_markdown(record))
     (args.results / "compare_topaz.md").write_text(markdown)
     Path(record["json"]).write_text(
-        json.dumps(json_safe(record), indent=2, default=_json_default) + "\n")
+        _portable(json.dumps(json_safe(record), indent=2, default=_json_default)) + "\n")
     print(markdown)
     failed = [r for r in record["runs"] if not r["ok"]]
     return 1 if failed or not record["runs"] else 0
 
 
+
+
+def _portable(text: str) -> str:
+    """Committed results name paths relative to the repository root, not this machine's."""
+    return text.replace(f"{REPO}/", "").replace(f"{REPO.parent}/", "../")
 
 
 def _json_default(value):

@@ -1,4 +1,4 @@
-"""Batch robustness (issue 6): bad micrographs, failing writes and interruptions lose no work.
+"""Batch robustness: bad micrographs, failing writes and interruptions lose no work.
 
 These drive :func:`pick_batch` with a stub picker (no U-Net), so they test the orchestration
 alone and run in milliseconds; the real pipeline is exercised in test_robustness_cli.py.

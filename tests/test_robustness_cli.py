@@ -1,4 +1,4 @@
-"""``cryosegnet pick`` end to end on bad input (issue 6): one line per problem, no traceback
+"""``cryosegnet pick`` end to end on bad input: one line per problem, no traceback
 unless ``--debug``, the batch goes on, a non-zero exit when anything failed; interruptions
 keep finished work and a re-run completes the rest; the same input gives the same picks."""
 

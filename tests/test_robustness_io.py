@@ -1,4 +1,4 @@
-"""Bad micrographs (issue 6): every one either reads correctly or fails with one line naming it."""
+"""Bad micrographs: every one either reads correctly or fails with one line naming it."""
 
 from __future__ import annotations
 
