@@ -10,6 +10,7 @@ import torch
 
 from cryosegnet.cli.main import main
 from cryosegnet.io.coordinates import read_coordinates
+from cryosegnet.picking.batch import output_path
 from cryosegnet.picking.picker import Picker
 
 CENTRES = [(60, 60), (150, 130), (220, 200), (80, 200)]  # (row, col) of the blobs in blob_image
@@ -53,7 +54,9 @@ def _write_mrc(path, image):
         mrc.voxel_size = 2.0
 
 
-def test_cli_pick_writes_relion_and_cryosparc_files(tmp_path, tiny_model, blob_image, capsys):
+def test_cli_pick_writes_relion_and_cryosparc_files(
+    tmp_path, tiny_model, blob_image, capsys, caplog
+):
     mics = tmp_path / "mics"
     mics.mkdir()
     for name in ["a", "b b", "c_é"]:
@@ -79,24 +82,30 @@ def test_cli_pick_writes_relion_and_cryosparc_files(tmp_path, tiny_model, blob_i
     )
     assert code == 0
     for name in ["a", "b b", "c_é"]:
-        star = starfile.read(out / f"{name}.star")
+        mic = mics / f"{name}.mrc"
+        star = starfile.read(output_path(out, mic))
         assert {"rlnCoordinateX", "rlnCoordinateY", "rlnAutopickFigureOfMerit"} <= set(star.columns)
-        assert (out / f"{name}.csv").exists() and (out / f"{name}.box").exists()
+        assert output_path(out, mic, "csv").exists() and output_path(out, mic, "box").exists()
     index = starfile.read(out / "autopick.star", always_dict=True)["coordinate_files"]
     assert len(index) == 3
     assert all(str(out) in c for c in index["rlnMicrographCoordinates"])
     combined = read_coordinates(out / "particles.star")
-    per_file = sum(len(read_coordinates(out / f"{n}.star")) for n in ["a", "b b", "c_é"])
+    per_file = sum(
+        len(read_coordinates(output_path(out, mics / f"{n}.mrc"))) for n in ["a", "b b", "c_é"]
+    )
     assert len(combined) == per_file
     summary = capsys.readouterr().err
     assert "micrographs picked: 3" in summary
 
-    # A second run skips finished micrographs; --overwrite redoes them.
-    assert (
-        main(["pick", str(mics), "-o", str(out), "--model", str(tiny_model), "--device", "cpu"])
-        == 0
-    )
+    # A second run with the same options skips finished micrographs; other options redo them.
+    same = ["pick", str(mics), "-o", str(out), "--model", str(tiny_model), "--device", "cpu",
+            "--stage", "builtin", "--threshold", "0"]
+    assert main(same) == 0
     assert "skipped, already done: 3" in capsys.readouterr().err
+    caplog.set_level("INFO", logger="cryosegnet")
+    assert main([*same[:-1], "0.5"]) == 0
+    err = capsys.readouterr().err
+    assert "skipped, already done: 0" in err and "other options: threshold" in caplog.text
 
 
 def test_cli_pick_reports_bad_micrograph_and_continues(tmp_path, tiny_model, blob_image, capsys):
@@ -110,7 +119,8 @@ def test_cli_pick_reports_bad_micrograph_and_continues(tmp_path, tiny_model, blo
     err = capsys.readouterr().err
     assert "broken.mrc" in err and "FAILED: 1" in err
     assert "Traceback" not in err
-    assert (out / "good.star").exists() and not (out / "broken.star").exists()
+    assert output_path(out, mics / "good.mrc").exists()
+    assert not output_path(out, mics / "broken.mrc").exists()
 
 
 def test_cli_pick_without_inputs_is_one_line_error(tmp_path, tiny_model, capsys):
@@ -119,7 +129,8 @@ def test_cli_pick_without_inputs_is_one_line_error(tmp_path, tiny_model, capsys)
     )
     assert code == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "no micrographs found" in err[0]
+    assert len(err) == 2 and "no micrographs found" in err[1]
+    assert err[0].startswith("ERROR") and "no file matches" in err[0]
 
 
 def test_real_micrographs_pick_without_error(shared_dir, tiny_model, tmp_path):
@@ -128,7 +139,7 @@ def test_real_micrographs_pick_without_error(shared_dir, tiny_model, tmp_path):
         ["pick", str(mic), "-o", str(tmp_path), "--model", str(tiny_model), "--device", "cpu"]
     )
     assert code == 0
-    assert (tmp_path / "micrograph.star").exists()
+    assert output_path(tmp_path, mic).exists()
 
 
 def test_sam_stage_requested_without_checkpoint_is_clear(

@@ -23,7 +23,8 @@ import torch
 from cryosegnet.cli.main import main
 from cryosegnet.io.coordinates import read_coordinates
 from cryosegnet.io.errors import CheckpointError
-from cryosegnet.picking.batch import COMBINED_STAR, INDEX_STAR
+from cryosegnet.picking import batch as batch_module
+from cryosegnet.picking.batch import COMBINED_STAR, INDEX_STAR, output_path
 
 
 @pytest.fixture
@@ -84,7 +85,11 @@ def _assert_clean_error(text: str, *needles: str) -> str:
 
 
 def _hidden_or_temp(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if p.name.startswith(".") or ".tmp" in p.name)
+    locks = (batch_module.LOCK_FILE, batch_module.RUN_LOCK_FILE)
+    return sorted(
+        p.name for p in folder.rglob("*")
+        if p.name not in locks and (p.name.startswith(".") or ".tmp" in p.name)
+    )
 
 
 # ------------------------------------------------------------------ nothing to pick
@@ -210,7 +215,7 @@ def test_sam_checkpoint_not_matching_model_type(tmp_path, capsys, tiny_model):
     code, text = _cli(capsys, *common, "--sam-checkpoint", str(tmp_path / "absent.pth"))
     assert code == 1
     _assert_clean_error(text, "absent.pth", "not found")
-    assert not out.exists() or not list(out.glob("*.star"))
+    assert not out.exists() or not list(out.rglob("*.star"))
 
 
 # ------------------------------------------------------------------ a night's worth of trouble
@@ -261,11 +266,11 @@ def test_mixed_session_end_to_end(tmp_path, capsys, fast_model):
     assert f"FAILED: {len(bad)} micrograph(s)" in text
     assert f"micrographs picked: {len(good)}" in text
     for path in good:  # outputs named by stem, readable, coordinates inside the micrograph
-        picks = read_coordinates(out / f"{path.stem}.star")
-        assert (out / f"{path.stem}.csv").is_file() and (out / f"{path.stem}.box").is_file()
+        picks = read_coordinates(output_path(out, path))
+        assert output_path(out, path, "csv").is_file() and output_path(out, path, "box").is_file()
         assert (picks[["x", "y"]].to_numpy() >= 0).all()
     for path in bad:
-        assert not list(out.glob(f"{path.stem}.*"))
+        assert not list(out.rglob(f"{path.stem}_*"))
     assert _hidden_or_temp(out) == []
     index = starfile.read(out / INDEX_STAR)
     assert sorted(index["rlnMicrographName"]) == sorted(str(p) for p in good)
@@ -297,7 +302,7 @@ def test_same_input_same_picks_on_cpu(tmp_path, capsys, tiny_model):
         code, _ = _cli(capsys, str(mic), "-o", str(tmp_path / run), "--model", str(tiny_model),
                        "--threshold", "0")
         assert code == 0
-        tables.append(starfile.read(tmp_path / run / "mic.star"))
+        tables.append(starfile.read(output_path(tmp_path / run, mic)))
     pd.testing.assert_frame_equal(tables[0], tables[1], check_exact=True)
 
 
@@ -325,7 +330,7 @@ def test_interrupted_run_keeps_finished_work_and_rerun_completes(
                             preexec_fn=_default_sigint)
     try:
         deadline = time.monotonic() + 60
-        while not list(out.glob("mic_*.star")):
+        while not list(out.rglob("mic_*.star")):
             assert proc.poll() is None, proc.communicate()[0].decode()
             assert time.monotonic() < deadline, "no output within 60 s"
             time.sleep(0.01)
@@ -339,21 +344,23 @@ def test_interrupted_run_keeps_finished_work_and_rerun_completes(
     assert proc.returncode == 130, text
     assert "Traceback" not in text and "INTERRUPTED" in text
     assert _hidden_or_temp(out) == []
-    finished = sorted(out.glob("mic_*.star"))
+    finished = sorted(out.rglob("mic_*.star"))
     assert 1 <= len(finished) < len(mics), "the signal came too late to test an interruption"
     for star in finished:
         read_coordinates(star)
-        assert (out / f"{star.stem}.csv").is_file()
-    assert sorted(p.stem for p in out.glob("mic_*.csv")) == [p.stem for p in finished]
-    mtimes = {p.name: p.stat().st_mtime_ns for p in out.glob("mic_*")}
+        assert star.with_suffix(".csv").is_file()
+    assert sorted(p.stem for p in out.rglob("mic_*.csv")) == [p.stem for p in finished]
+    mtimes = {p.name: p.stat().st_mtime_ns for p in out.rglob("mic_*")}
 
     code, text = _cli(capsys, str(inputs), "-o", str(out), "--model", str(fast_model),
                       "--format", "star,csv")
     assert code == 0, text
     assert f"skipped, already done: {len(finished)}" in text
     assert f"micrographs picked: {len(mics) - len(finished)}" in text
-    assert {n: t for n, t in ((p.name, p.stat().st_mtime_ns) for p in out.glob("mic_*"))
+    assert {n: t for n, t in ((p.name, p.stat().st_mtime_ns) for p in out.rglob("mic_*"))
             if n in mtimes} == mtimes
-    assert sorted(p.stem for p in out.glob("mic_*.star")) == [m.stem for m in mics]
+    assert sorted(p.stem for p in out.rglob("mic_*.star")) == [
+        f"{m.stem}_autopick" for m in mics
+    ]
     assert len(starfile.read(out / INDEX_STAR)) == len(mics)
     assert _hidden_or_temp(out) == []
