@@ -73,8 +73,9 @@ def pr_curve(scores: np.ndarray, is_tp: np.ndarray, n_labels: int) -> PRCurve:
     cum_tp = np.cumsum(tp_sorted)
     n_kept = np.arange(1, len(ranked) + 1)
     # The last index of each run of equal scores: a threshold keeps all ties or none.
-    last = np.flatnonzero(np.append(ranked[1:] != ranked[:-1], True)) if len(ranked) else []
-    last = np.asarray(last, dtype=np.int64)
+    last = np.zeros(0, dtype=np.int64)
+    if len(ranked):
+        last = np.flatnonzero(np.append(ranked[1:] != ranked[:-1], True)).astype(np.int64)
     precision = cum_tp[last] / n_kept[last] if len(last) else np.zeros(0)
     recall = cum_tp[last] / n_labels if n_labels else np.ones(len(last))
     return PRCurve(ranked[last], precision.astype(float), np.asarray(recall, float), n_labels)

@@ -20,7 +20,7 @@ def smooth_field(rng: np.random.Generator, shape: tuple[int, int], scale_px: flo
     h, w = shape
     gh = max(2, int(np.ceil(h / max(scale_px, 1.0))) + 2)
     gw = max(2, int(np.ceil(w / max(scale_px, 1.0))) + 2)
-    coarse = rng.standard_normal((gh, gw)).astype(np.float32)
+    coarse: np.ndarray = rng.standard_normal((gh, gw)).astype(np.float32)
     coarse = cv2.GaussianBlur(coarse, (0, 0), 0.7)
     out = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_CUBIC)
     out -= out.mean()

@@ -114,14 +114,14 @@ def _shape_points(kind: str, rng: np.random.Generator, n: int) -> np.ndarray:
         return pts
     if kind == "multidomain":
         k = int(rng.integers(2, 5))
-        centres = [np.zeros(3)]
+        chain = [np.zeros(3)]  # domain centres, each touching the previous one
         sizes = rng.uniform(0.4, 0.8, k)
         for i in range(1, k):
             step = rng.standard_normal(3)
             step /= np.linalg.norm(step)
-            centres.append(centres[-1] + step * (sizes[i - 1] + sizes[i]) * 0.85)
+            chain.append(chain[-1] + step * (sizes[i - 1] + sizes[i]) * 0.85)
         parts = [_subunit(rng, s, int(n * s**3 / (sizes**3).sum()) + 8)
-                 + c for s, c in zip(sizes, centres, strict=True)]
+                 + c for s, c in zip(sizes, chain, strict=True)]
         return np.concatenate(parts)
     if kind in ("cn", "dn"):
         order = int(rng.integers(2, 9))
@@ -141,10 +141,12 @@ def _shape_points(kind: str, rng: np.random.Generator, n: int) -> np.ndarray:
         # Hollow cage (apoferritin-like): lumps on a sphere with an empty core.
         k = int(rng.choice([12, 20, 24, 32, 60]))
         golden = np.pi * (3 - np.sqrt(5))
-        i = np.arange(k) + 0.5
-        zc = 1 - 2 * i / k
+        spiral = np.arange(k) + 0.5  # Fibonacci sphere
+        zc = 1 - 2 * spiral / k
         rc = np.sqrt(1 - zc**2)
-        centres = 0.8 * np.stack([rc * np.cos(golden * i), rc * np.sin(golden * i), zc], axis=1)
+        centres = 0.8 * np.stack(
+            [rc * np.cos(golden * spiral), rc * np.sin(golden * spiral), zc], axis=1
+        )
         lump = 0.8 * np.sqrt(4.0 / k) * rng.uniform(0.85, 1.1)
         radii = np.tile([lump, lump, 0.2], (k, 1)) * rng.uniform(0.9, 1.1, (k, 3))
         pts = []

@@ -28,6 +28,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 from functools import lru_cache
+from typing import Any
 
 import cv2
 import numpy as np
@@ -182,8 +183,8 @@ class SimulationConfig:
     def from_dict(cls, data: dict) -> SimulationConfig:
         """Inverse of :meth:`to_dict` (unknown keys such as the version tag are ignored)."""
         names = {f.name for f in fields(cls)}
-        kwargs = {k: tuple(v) if isinstance(v, list) else v
-                  for k, v in data.items() if k in names}
+        kwargs: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
+                                  for k, v in data.items() if k in names}
         return cls(**kwargs)
 
 
@@ -517,10 +518,11 @@ def simulate_micrograph(
     on_carbon = carbon_mask[iy, ix] if len(table) else np.zeros(0, bool)
     overlapping = np.zeros(len(table), bool)
     if len(table) > 1:
-        pts = np.stack([xs, ys], axis=1)
-        pairs = cKDTree(pts).query_pairs(config.overlap_limit * ds.max(), output_type="ndarray")
+        centres = np.stack([xs, ys], axis=1)
+        pairs = cKDTree(centres).query_pairs(config.overlap_limit * ds.max(),
+                                             output_type="ndarray")
         if len(pairs):
-            d = np.linalg.norm(pts[pairs[:, 0]] - pts[pairs[:, 1]], axis=1)
+            d = np.linalg.norm(centres[pairs[:, 0]] - centres[pairs[:, 1]], axis=1)
             close = pairs[d < config.overlap_limit * 0.5 * (ds[pairs[:, 0]] + ds[pairs[:, 1]])]
             overlapping[close.ravel()] = True
     for i in range(len(table)):

@@ -41,7 +41,7 @@ def project(
     v0 = np.floor(v).astype(np.int64)
     fu, fv = u - u0, v - v0
     w = density.weights
-    img = np.zeros(size * size, dtype=np.float64)
+    img: np.ndarray = np.zeros(size * size, dtype=np.float64)
     for du, dv, ww in (
         (0, 0, (1 - fu) * (1 - fv)),
         (1, 0, fu * (1 - fv)),

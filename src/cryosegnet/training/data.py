@@ -17,6 +17,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -85,7 +86,9 @@ def simulation_configs(
     (any SimulationConfig field; lists become tuples). ``ValueError`` for an unknown field."""
     from cryosegnet.simulation import SimulationConfig
 
-    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in (options or {}).items()}
+    fields: dict[str, Any] = {
+        k: tuple(v) if isinstance(v, list) else v for k, v in (options or {}).items()
+    }
     try:
         return [SimulationConfig(size=size, difficulty=d, **fields) for d in difficulties]
     except TypeError as exc:

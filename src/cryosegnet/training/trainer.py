@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -71,7 +72,9 @@ class TrainConfig:
     def from_dict(cls, values: dict) -> TrainConfig:
         known = {k: v for k, v in values.items() if k in cls.__dataclass_fields__}
         if isinstance(known.get("augment"), dict):
-            aug = {k: tuple(v) if isinstance(v, list) else v for k, v in known["augment"].items()}
+            aug: dict[str, Any] = {
+                k: tuple(v) if isinstance(v, list) else v for k, v in known["augment"].items()
+            }
             known["augment"] = AugmentSettings(**aug)
         return cls(**known)
 
@@ -163,10 +166,11 @@ def data_summary(samples: list[TrainingSample]) -> dict:
     when every micrograph's header gave a pixel size."""
     d = np.concatenate([s.diameter / s.scale for s in samples]) if samples else np.zeros(0)
     d = d[np.isfinite(d)]
-    sizes = [s.pixel_size for s in samples]
-    known = bool(samples) and all(p is not None and p > 0 for p in sizes)
+    sizes = [s.pixel_size for s in samples if s.pixel_size is not None and s.pixel_size > 0]
+    known = bool(samples) and len(sizes) == len(samples)
     d_angstrom = (
-        np.concatenate([s.diameter / s.scale * s.pixel_size for s in samples]) if known else None
+        np.concatenate([s.diameter / s.scale * (s.pixel_size or np.nan) for s in samples])
+        if known else None
     )
     return {
         "n_micrographs": len(samples),
