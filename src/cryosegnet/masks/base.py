@@ -42,3 +42,7 @@ class InstanceMaskGenerator(Protocol):
         that need a particle size use it instead of estimating one, others ignore it.
         """
         ...
+
+    def describe(self) -> str:
+        """One line for the log: the stage and its settings."""
+        ...

@@ -195,7 +195,7 @@ class Picker:
             picks=picks,
             diameter=result.diameter,
             working_shape=tuple(probability.shape),
-            original_shape=tuple(original_shape),
+            original_shape=(int(original_shape[0]), int(original_shape[1])),
             stage=self.stage,
             counts=counts,
         )
