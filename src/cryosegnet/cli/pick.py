@@ -199,8 +199,10 @@ def _check_numbers(args: argparse.Namespace) -> None:
             raise CryoSegNetError(f"{name}: {value} is not a finite number")
         if positive and value <= 0:
             raise CryoSegNetError(f"{name}: must be positive (got {value:g})")
-        if low is not None and value < low or high is not None and value > high:
-            raise CryoSegNetError(f"{name}: must be between {low:g} and {high:g} (got {value:g})")
+        if low is not None and value < low:
+            raise CryoSegNetError(f"{name}: must be at least {low:g} (got {value:g})")
+        if high is not None and value > high:
+            raise CryoSegNetError(f"{name}: must be at most {high:g} px (got {value:g})")
 
     finite("--threshold", args.threshold)
     finite("--diameter", args.diameter, positive=True, high=MAX_DIAMETER)

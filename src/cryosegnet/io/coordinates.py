@@ -126,6 +126,7 @@ def quote_star(value: str) -> str:
     needs = (
         value == ""
         or value[0] in "_#'\";$[]"
+        or "#" in value  # the grammar allows it inside a token; RELION and starfile do not
         or value.lower().startswith(_RESERVED)
         or any(c.isspace() for c in value)
     )

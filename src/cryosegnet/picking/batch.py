@@ -8,6 +8,7 @@ micrographs intact and nothing half-written; a re-run skips what is already done
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -327,8 +328,9 @@ def _pick_batch(
             _record_failure(summary, path, exc, debug)
             continue
         except OSError as exc:
-            _record_failure(summary, path, CryoSegNetError(
-                f"{path}: cannot read ({exc.strerror or exc})"), debug)
+            problem = {errno.ELOOP: "symbolic link loop", errno.ENOENT: "no such file"}.get(
+                exc.errno, f"cannot read ({exc.strerror or exc})")
+            _record_failure(summary, path, CryoSegNetError(f"{path}: {problem}"), debug)
             continue
         if star.exists() and not overwrite:
             previous = _previous_result(star)
