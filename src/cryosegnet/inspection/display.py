@@ -16,11 +16,15 @@ PICK_COLOUR_BGR = (0, 0, 255)  # red on a grey micrograph
 DISPLAY_CLIP_SIGMA = 3.0
 
 
-def display_image(data: np.ndarray, height: int) -> np.ndarray:
+DISPLAY_BLUR_SIGMA = 1.2
+
+
+def display_image(data: np.ndarray, height: int, blur: float = DISPLAY_BLUR_SIGMA) -> np.ndarray:
     """A grey uint8 picture of ``data`` whose height is ``height`` px.
 
     The micrograph is area-averaged down (which also averages the shot noise away),
-    lightly low-passed, and mapped to 0..255 with the median and MAD at
+    low-passed (Gaussian of ``blur`` picture pixels when shrunk: particles read better, and
+    JPEG thumbnails come out smaller), and mapped to 0..255 with the median and MAD at
     ±:data:`DISPLAY_CLIP_SIGMA`, so contamination does not squeeze the particles' contrast.
 
     Parameters
@@ -29,6 +33,8 @@ def display_image(data: np.ndarray, height: int) -> np.ndarray:
         The micrograph, ``data[row, col]``.
     height : int
         Height of the picture; the width keeps the aspect ratio.
+    blur : float
+        Gaussian sigma in picture pixels, applied when the picture is smaller than the data.
 
     Returns
     -------
@@ -39,8 +45,8 @@ def display_image(data: np.ndarray, height: int) -> np.ndarray:
     height = max(1, int(height))
     width = max(1, int(round(height * cols / rows)))
     small = resize(np.asarray(data, dtype=np.float32), (height, width))
-    if height < rows:  # shrunk: a touch of blur hides the resampling grain
-        small = cv2.GaussianBlur(small, (0, 0), 0.7)
+    if height < rows and blur > 0:
+        small = cv2.GaussianBlur(small, (0, 0), blur)
     return standardize_to_uint8(small, DISPLAY_CLIP_SIGMA)
 
 

@@ -66,7 +66,7 @@ class ReportSettings:
     """
 
     thumbnail_size: int = 256
-    jpeg_quality: int = 75
+    jpeg_quality: int = 65
     diameter: float | None = None
     threshold: float | None = None
     low_count_fraction: float = 0.25
