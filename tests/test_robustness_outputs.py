@@ -259,6 +259,10 @@ def test_line_break_in_a_name_is_refused_with_the_name(tmp_path):
     with pytest.raises(StarNameError, match="line break"):
         write_combined_star(tmp_path / "p.star", {"a\nb.mrc": make_picks([1], [2])})
     assert list(tmp_path.iterdir()) == []
+    good, odd = _mrc(tmp_path / "in" / "good.mrc"), _mrc(tmp_path / "in" / "a\nb.mrc", -1)
+    summary = _run(StubPicker(), [good, odd], tmp_path / "out")
+    assert list(summary.failures) == [str(odd)] and "line break" in summary.failures[str(odd)]
+    assert summary.index_failure is None and summary.index_entries == 1
 
 
 # ------------------------------------------------------------------ item 6: truncated STAR

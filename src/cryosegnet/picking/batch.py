@@ -30,6 +30,7 @@ from tqdm import tqdm
 from cryosegnet.io.atomic import TEMP_MARK, is_temp_file
 from cryosegnet.io.coordinates import (
     make_picks,
+    quote_star,
     read_own_star,
     star_header,
     write_box,
@@ -322,6 +323,7 @@ def _pick_batch(
             continue
         seen[star] = path
         try:
+            quote_star(str(path))  # a name no STAR file can hold fails here, not in the index
             _refuse_foreign(star, "coordinate file")
             source = source_record(path)
         except CryoSegNetError as exc:
