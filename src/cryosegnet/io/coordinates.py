@@ -323,8 +323,8 @@ def read_own_star(path: str | os.PathLike) -> dict[str, pd.DataFrame | dict]:
     ends = {}
     for line in text.splitlines():
         if line.startswith(_END_PREFIX):
-            block, _, rest = line[len(_END_PREFIX) :].rpartition(":")
-            ends[block] = rest.strip()
+            block_name, _, rest = line[len(_END_PREFIX) :].rpartition(":")
+            ends[block_name] = rest.strip()
     for name, block in blocks.items():
         n = len(block) if isinstance(block, pd.DataFrame) else 0
         if ends.get(name) != f"{n} rows":
@@ -398,6 +398,12 @@ def read_coordinates(path: str | os.PathLike, diameter: float | None = None) -> 
     except Exception as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise CoordinateFileError(path, f"cannot parse ({reason})") from exc
+    bad = ~(np.isfinite(picks["x"].to_numpy(float)) & np.isfinite(picks["y"].to_numpy(float)))
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise CoordinateFileError(
+            path, f"{int(bad.sum())} particle(s) without numeric coordinates (first: row {row + 1})"
+        )
     if diameter is not None:
         picks["diameter"] = picks["diameter"].fillna(diameter)
     return picks

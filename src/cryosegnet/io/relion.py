@@ -352,7 +352,9 @@ def write_coordinates_node(
         suffix_file.parent.mkdir(parents=True, exist_ok=True)
         with atomic_write(suffix_file) as handle:
             handle.write(f"{micrographs_star}\n")
-        nodes = [(node_name(job_dir, suffix_file.name, project_dir), COORDINATES_NODE_TYPE_31)]
+        nodes: list[tuple[str, str | int]] = [
+            (node_name(job_dir, suffix_file.name, project_dir), COORDINATES_NODE_TYPE_31)
+        ]
     else:
         label = COORDINATES_NODE_LABELS.get(relion_version, COORDINATES_NODE_LABELS[4])
         nodes = [(node_name(job_dir, index_name, project_dir), label)]

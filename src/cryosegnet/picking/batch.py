@@ -19,7 +19,7 @@ import signal
 import sys
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -166,8 +166,10 @@ def picker_options(picker) -> dict:
     settings = {
         "size_tolerance": _jsonable(getattr(post, "tolerance_factor", None)),
         "border_fraction": _jsonable(getattr(picker, "border_fraction", None)),
-        "denoise": denoise.to_dict() if hasattr(denoise, "to_dict") else None,
-        "instances": generator.describe() if hasattr(generator, "describe") else None,
+        "denoise": denoise.to_dict()
+        if denoise is not None and hasattr(denoise, "to_dict") else None,
+        "instances": generator.describe()
+        if generator is not None and hasattr(generator, "describe") else None,
     }
     options["settings"] = json.loads(json.dumps(settings, default=str))
     return options
@@ -331,7 +333,7 @@ def _pick_batch(
             continue
         except OSError as exc:
             problem = {errno.ELOOP: "symbolic link loop", errno.ENOENT: "no such file"}.get(
-                exc.errno, f"cannot read ({exc.strerror or exc})")
+                exc.errno or 0, f"cannot read ({exc.strerror or exc})")
             _record_failure(summary, path, CryoSegNetError(f"{path}: {problem}"), debug)
             continue
         if star.exists() and not overwrite:
@@ -549,11 +551,13 @@ def _denoised_chunks(
     chunk: list[tuple[Path, np.ndarray, tuple[int, int]]] = []
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         window = max(batch_size, workers) * 2
-        futures = [pool.submit(load, p) for p in paths[:window]]
+        # Consumed entries become None, so a denoised image is freed once it is picked.
+        futures: list[Future | None] = [pool.submit(load, p) for p in paths[:window]]
         next_index = len(futures)
         try:
             for position in range(len(paths)):
                 future = futures[position]
+                assert future is not None  # each position is consumed once, in order
                 if next_index < len(paths):
                     futures.append(pool.submit(load, paths[next_index]))
                     next_index += 1
