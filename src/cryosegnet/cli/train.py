@@ -87,7 +87,7 @@ def recipe_arguments(parser: argparse.ArgumentParser, defaults: TrainConfig) -> 
     recipe.add_argument("--lr", type=float, default=d.lr,
                         help=f"Adam learning rate (default: {d.lr:g})")
     recipe.add_argument("--schedule", choices=("constant", "cosine"), default=d.schedule,
-                        help=f"learning-rate schedule (default: {d.schedule}; the paper's is "
+                        help=f"learning-rate schedule (default: {d.schedule}; the paper used "
                              "constant)")
     recipe.add_argument("--crop", type=int, default=d.crop, metavar="PX",
                         help=f"training crop size at working resolution (default: {d.crop})")
