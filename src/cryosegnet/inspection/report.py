@@ -58,7 +58,8 @@ class ReportSettings:
         (contamination, carbon or aggregates are often picked densely).
     low_score_mads : float
         Flag a micrograph whose mean kept score is this many robust standard deviations
-        (1.4826 MAD) below the median of the micrographs' means.
+        (1.4826 MAD) below the median of the micrographs' means, and at least a tenth of the
+        score range below it.
     output_hint : str or None
         ``OUT`` in the displayed ``cryosegnet threshold`` command (None: ``PICKS_DIR_thresholded``).
     workers : int

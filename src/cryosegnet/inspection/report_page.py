@@ -76,7 +76,8 @@ main.only-flagged .card:not(.flagged) { display:none; }
         <option value="name">name</option>
       </select>
       <label style="display:inline-flex"><input id="only-flagged" type="checkbox"> flagged only</label>
-      <span class="legend"><span><i style="border-color:var(--keep)"></i>kept</span><span><i style="border-color:var(--drop)"></i>below threshold</span></span>
+      <label style="display:inline-flex"><input id="show-dropped" type="checkbox" checked> show dropped</label>
+      <span class="legend"><span><i style="border-color:var(--keep)"></i>kept</span><span><i style="border-color:var(--drop)"></i>dropped</span></span>
     </div>
   </div>
   <div class="sub" style="width:100%">made by <code>@@COMMAND@@</code></div>
@@ -136,7 +137,7 @@ main.only-flagged .card:not(.flagged) { display:none; }
       if (m.count === 0) f.push(["bad", "empty"]);
       else if (medCount > 0 && m.count < DATA.low_count_fraction * medCount) f.push(["warn", "few picks"]);
       if (medCount > 0 && m.count > DATA.high_count_factor * medCount) f.push(["warn", "many picks"]);
-      if (m.count && mad > 0 && m.mean < medMean - DATA.low_score_mads * mad) f.push(["warn", "low score"]);
+      if (m.count && m.mean < medMean - Math.max(DATA.low_score_mads * mad, 0.1 * (hi - lo))) f.push(["warn", "low score"]);
       m.flags = f; if (f.length) flagged++;
     });
     return {kept: kept, flagged: flagged};
@@ -148,9 +149,9 @@ main.only-flagged .card:not(.flagged) { display:none; }
     var canvas = cards[i].querySelector("canvas");
     var ctx = canvas.getContext("2d");
     ctx.clearRect(0, 0, canvas.width, canvas.height);
-    ctx.lineWidth = Math.max(1, m.tw / 200);
-    var r = m.r, pass;
-    for (pass = 0; pass < 2; pass++) {
+    var r = m.r, pass, showDropped = document.getElementById("show-dropped").checked;
+    for (pass = showDropped ? 0 : 1; pass < 2; pass++) {
+      ctx.lineWidth = pass === 1 ? Math.max(1.2, m.tw / 180) : 1;
       ctx.beginPath();
       for (var k = 0; k < m.x.length; k++) {
         var keep = m.sv[k] >= threshold;
@@ -158,7 +159,7 @@ main.only-flagged .card:not(.flagged) { display:none; }
         ctx.moveTo(m.x[k] + r, m.y[k]);
         ctx.arc(m.x[k], m.y[k], r, 0, 2 * Math.PI);
       }
-      ctx.strokeStyle = pass === 1 ? "rgba(255,77,61,0.95)" : "rgba(77,163,255,0.45)";
+      ctx.strokeStyle = pass === 1 ? "rgba(255,77,61,0.95)" : "rgba(77,163,255,0.35)";
       ctx.stroke();
     }
     m.drawnAt = threshold;
@@ -268,6 +269,10 @@ main.only-flagged .card:not(.flagged) { display:none; }
   box.addEventListener("change", function () { setThreshold(box.value); });
   window.addEventListener("hashchange", function () { var t = fromHash(); if (t !== null) setThreshold(t, true); });
   document.getElementById("sort").addEventListener("change", sortCards);
+  document.getElementById("show-dropped").addEventListener("change", function () {
+    mics.forEach(function (m) { m.drawnAt = null; });
+    visible.forEach(drawOverlay);
+  });
   document.getElementById("only-flagged").addEventListener("change", function (e) {
     container.classList.toggle("only-flagged", e.target.checked);
   });
