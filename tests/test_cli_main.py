@@ -18,3 +18,18 @@ def test_a_missing_command_module_fails_loudly(monkeypatch):
     monkeypatch.setattr(cli_main, "SUBCOMMAND_MODULES", (*cli_main.SUBCOMMAND_MODULES, "absent"))
     with pytest.raises(ModuleNotFoundError, match="absent"):
         cli_main.build_parser()
+
+
+def test_the_version_is_defined_once(capsys):
+    from pathlib import Path
+
+    import cryosegnet
+
+    tomllib = pytest.importorskip("tomllib")
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    assert "version" not in pyproject["project"] and "version" in pyproject["project"]["dynamic"]
+    assert pyproject["tool"]["setuptools"]["dynamic"]["version"] == {
+        "attr": "cryosegnet.__version__"}
+    with pytest.raises(SystemExit):
+        cli_main.main(["--version"])
+    assert capsys.readouterr().out.strip() == f"cryosegnet {cryosegnet.__version__}"
