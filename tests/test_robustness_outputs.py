@@ -528,3 +528,43 @@ def test_relion_extracts_our_picks(tmp_path, monkeypatch):
     particles = starfile.read("Extract/particles.star", always_dict=True)["particles"]
     assert len(particles) == 10
     assert sorted(set(particles["rlnMicrographName"])) == sorted(str(m) for m in mics)
+
+
+# ------------------------------------------------------------------ messages
+
+
+def test_mrc_mode_and_compression_messages(tmp_path):
+    import gzip
+
+    path = _mrc(tmp_path / "mic.mrc")
+    head = bytearray(path.read_bytes())
+    unknown = tmp_path / "mode5.mrc"
+    unknown.write_bytes(bytes(head[:12]) + np.int32(5).tobytes() + bytes(head[16:]))
+    with pytest.raises(CryoSegNetError, match="mode 5 is not supported"):
+        read_micrograph(unknown)
+    four_bit = tmp_path / "mode101.mrc"
+    four_bit.write_bytes(bytes(head[:12]) + np.int32(101).tobytes() + bytes(head[16:1024])
+                         + bytes(64 * 96))
+    with pytest.raises(CryoSegNetError, match="mode 101 .*not supported"):
+        read_micrograph(four_bit)
+    packed = tmp_path / "packed.mrc"
+    packed.write_bytes(gzip.compress(bytes(head)))
+    with pytest.raises(CryoSegNetError, match="gzip"):
+        read_micrograph(packed)
+
+
+def test_nan_label_coordinates_name_the_file(tmp_path):
+    labels = tmp_path / "mic.csv"
+    labels.write_text("X-Coordinate,Y-Coordinate,Diameter\n10,10,20\n,12,20\n")
+    with pytest.raises(CryoSegNetError) as info:
+        read_coordinates(labels)
+    assert str(labels) in str(info.value) and "row 2" in str(info.value)
+
+
+@pytest.mark.parametrize("device", ["foo", "cuda:99"])
+def test_unusable_device_is_one_line_before_the_model_loads(tmp_path, capsys, device):
+    mic = _mrc(tmp_path / "mic.mrc")
+    code = main(["pick", str(mic), "-o", str(tmp_path / "o"), "--device", device,
+                 "--model", str(tmp_path / "absent.pt")])
+    err = capsys.readouterr().err
+    assert code == 1 and f"--device {device}" in err and "absent.pt" not in err

@@ -63,7 +63,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default="auto",
         help="instance-mask stage: SAM when a checkpoint is found (auto), else the built-in "
         "peak finder (builtin), which needs no download; 'watershed' segments the thresholded "
-        "map instead",
+        "map instead; 'log' is the training-free dark-blob detector on the denoised image (no "
+        "U-Net; needs --diameter; scores in noise standard deviations)",
     )
     p.add_argument(
         "--sam-checkpoint",
@@ -123,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         raise CryoSegNetError(f"--format: unknown output format(s) {', '.join(unknown)}")
     _check_numbers(args)
+    _check_device(args.device)
     if not str(args.output).strip():
         raise CryoSegNetError("-o/--output: empty folder name")
     problems: list[str] = []
@@ -211,3 +213,30 @@ def _check_numbers(args: argparse.Namespace) -> None:
     finite("--size-tolerance", args.size_tolerance, positive=True)
     for name in ("pred_iou_thresh", "stability_score_thresh", "box_nms_thresh"):
         finite("--" + name.replace("_", "-"), getattr(args, name))
+
+
+def _check_device(device: str) -> None:
+    """A device name torch cannot use is refused in one line, before the model loads."""
+    import re
+
+    name = str(device).strip().lower()
+    if name in ("auto", "cpu"):
+        return
+    if not re.fullmatch(r"cuda(:\d+)?|mps", name):
+        raise CryoSegNetError(f"--device {device}: unknown device (use auto, cpu, cuda, cuda:N)")
+    import torch
+
+    if name == "mps":
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise CryoSegNetError("--device mps: no Apple GPU available (use --device cpu)")
+        return
+    if not torch.cuda.is_available():
+        raise CryoSegNetError(
+            f"--device {device}: no CUDA GPU is available to this PyTorch "
+            f"({torch.__version__}); use --device cpu or auto"
+        )
+    index = int(name.split(":")[1]) if ":" in name else 0
+    if index >= torch.cuda.device_count():
+        raise CryoSegNetError(
+            f"--device {device}: only {torch.cuda.device_count()} CUDA GPU(s) are visible"
+        )

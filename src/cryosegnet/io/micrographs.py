@@ -53,6 +53,8 @@ def sniff_format(path: Path) -> str:
     """Guess the file format from its first bytes; fall back to the extension."""
     with open(path, "rb") as handle:
         head = handle.read(224)
+    if head.startswith(b"\x1f\x8b"):
+        raise MicrographError(path, "is gzip-compressed; decompress it first (gunzip)")
     if head.startswith(b"\x89PNG"):
         return "png"
     if head.startswith(b"\xff\xd8"):
@@ -88,7 +90,11 @@ def _check_mrc_header(path: Path) -> None:
         if int(mode) in _MRC_MODE_BYTES or int(mode) == 101:
             break
     else:  # mrcfile could not read the data either, but would first allocate the header's sizes
-        raise MicrographError(path, "MRC header is invalid (unknown data mode)")
+        raise MicrographError(
+            path, f"MRC data mode {int(np.frombuffer(head, '<i4', 1, 12)[0])} is not supported "
+            f"(modes {', '.join(str(m) for m in sorted(_MRC_MODE_BYTES))}; or the header is "
+            "corrupt)"
+        )
     nx, ny, nz, mode = int(nx), int(ny), int(nz), int(mode)
     if min(nx, ny, nz) <= 0 or nsymbt < 0:
         raise MicrographError(
@@ -146,6 +152,9 @@ def _read_mrc(path: Path) -> tuple[np.ndarray, float | None]:
         raise MicrographError(path, f"unreadable MRC ({_first_line(exc)})") from exc
     with mrc:
         if mrc.data is None:
+            if int(mrc.header.mode) == 101:
+                raise MicrographError(path, "MRC data mode 101 (4-bit) is not supported; "
+                                            "convert it to mode 2 (float32) or 1 (int16)")
             raise MicrographError(path, "MRC header is invalid or the data block is truncated")
         data = np.asarray(mrc.data)
         voxel = float(mrc.voxel_size.x) if mrc.voxel_size is not None else 0.0
