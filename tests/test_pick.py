@@ -260,3 +260,19 @@ def test_a_fine_tuned_diameter_is_converted_to_each_micrographs_working_pixels(
     big = cv2.resize(blob_image, (600, 600), interpolation=cv2.INTER_LINEAR)
     picker.pick(big)
     assert picker.mask_generator.last_diameter == pytest.approx(36 * 256 / 600, rel=0.01)
+
+
+def test_log_stage_needs_a_diameter_and_skips_the_unet(tiny_model, blob_image, monkeypatch):
+    from cryosegnet import Picker
+
+    with pytest.raises(ValueError, match="diameter"):
+        Picker(model=tiny_model, device="cpu", stage="log")
+    picker = Picker(model=tiny_model, device="cpu", stage="log", diameter=16, threshold=-1e9)
+
+    def no_unet(*args, **kwargs):
+        raise AssertionError("the LoG stage must not run the U-Net")
+
+    monkeypatch.setattr(picker, "probability_maps", no_unet)
+    picks = picker.pick(blob_image)
+    assert len(picks) > 0
+    assert np.allclose(picks["diameter"], 16.0, rtol=0.05)

@@ -34,3 +34,7 @@ class CoordinateFileError(CryoSegNetError):
         self.path = str(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
+
+
+class SettingsError(CryoSegNetError, ValueError):
+    """Options that cannot work together (an option that cannot apply is an error)."""

@@ -148,12 +148,7 @@ def find_peaks(
     scores = band[rows, cols]
     order = np.argsort(-scores, kind="stable")
     rows, cols, scores = rows[order], cols[order], scores[order]
-    keep = np.ones(len(rows), bool)
-    if len(rows) > 1:
-        tree = cKDTree(np.column_stack([cols, rows]))
-        for i, j in sorted(tree.query_pairs(r=d * suppression_fraction)):  # j scores lower
-            if keep[i]:
-                keep[j] = False
+    keep = suppress_close_peaks(cols, rows, scores, d * suppression_fraction)
     return pd.DataFrame(
         {
             "x": cols[keep].astype(float),
@@ -162,6 +157,37 @@ def find_peaks(
             "diameter": d,
         }
     )
+
+
+def suppress_close_peaks(
+    x: np.ndarray, y: np.ndarray, scores: np.ndarray, radius: float
+) -> np.ndarray:
+    """Boolean mask keeping each peak unless a higher-scoring kept peak is within ``radius``.
+
+    Greedy non-maximum suppression in score order (ties: the earlier peak wins), the rule every
+    built-in stage uses, so two stages never disagree on what "too close" means.
+    """
+    n = len(scores)
+    keep = np.ones(n, bool)
+    if n < 2:
+        return keep
+    order = np.argsort(-np.asarray(scores), kind="stable")
+    rank = np.empty(n, int)
+    rank[order] = np.arange(n)
+    tree = cKDTree(np.column_stack([x, y]).astype(float))
+    pairs = tree.query_pairs(r=radius, output_type="ndarray")
+    if len(pairs) == 0:
+        return keep
+    first = np.where(rank[pairs[:, 0]] < rank[pairs[:, 1]], pairs[:, 0], pairs[:, 1])
+    second = np.where(first == pairs[:, 0], pairs[:, 1], pairs[:, 0])
+    neighbours: dict[int, list[int]] = {}
+    for i, j in zip(first, second):
+        neighbours.setdefault(int(i), []).append(int(j))
+    for i in order:
+        if keep[i]:
+            for j in neighbours.get(int(i), ()):
+                keep[j] = False
+    return keep
 
 
 class PeakMaskGenerator:

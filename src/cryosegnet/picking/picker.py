@@ -33,6 +33,9 @@ DEFAULT_SAM_THRESHOLD = 0.94
 DEFAULT_BUILTIN_THRESHOLD = 0.05
 DEFAULT_WATERSHED_THRESHOLD = 0.2
 DEFAULT_MASK_THRESHOLD = 0.2
+# The LoG stage scores in noise standard deviations (masks/log_blobs.py); chosen on held-out
+# simulated micrographs (bench/tune_threshold.py --stage log), like the others.
+DEFAULT_LOG_THRESHOLD = 2.0
 # Algorithm 1's size window (eq. 2-4) with th = factor * modal-box diagonal. The paper prints
 # 0.1, but the authors' code compared working-pixel box sizes with a th computed in original
 # pixels, which on their 4k micrographs made the window ~4x wider; 0.4 reproduces the window
@@ -43,12 +46,14 @@ DEFAULT_SIZE_TOLERANCE = 0.4
 # extraction discards, or artefacts of the image border.
 DEFAULT_BORDER_FRACTION = 0.25
 # Instance stages: SAM when a checkpoint is found (auto) or required (sam); "builtin" is the
-# peak finder (masks/peaks.py), "watershed" the threshold + watershed segmentation.
-STAGES = ("auto", "sam", "builtin", "watershed")
+# peak finder (masks/peaks.py), "watershed" the threshold + watershed segmentation, "log" the
+# training-free dark-blob detector on the denoised image (masks/log_blobs.py; no U-Net).
+STAGES = ("auto", "sam", "builtin", "watershed", "log")
 DEFAULT_THRESHOLDS = {
     "sam": DEFAULT_SAM_THRESHOLD,
     "builtin": DEFAULT_BUILTIN_THRESHOLD,
     "watershed": DEFAULT_WATERSHED_THRESHOLD,
+    "log": DEFAULT_LOG_THRESHOLD,
 }
 
 
@@ -123,6 +128,14 @@ class Picker:
             diameter_override=diameter,
             tolerance_factor=size_tolerance,
         )
+        has_size = diameter or self.model_diameter or self.legacy_working_diameter
+        if self.stage == "log" and not has_size:
+            from cryosegnet.io.errors import SettingsError
+
+            raise SettingsError(
+                "the LoG stage cannot estimate the particle size: give --diameter "
+                "(micrograph pixels), or a model fine-tuned on labelled micrographs"
+            )
 
     def _build_mask_stage(
         self,
@@ -140,6 +153,10 @@ class Picker:
             raise ValueError(f"unknown instance stage '{stage}' (use {', '.join(STAGES)})")
         if stage == "watershed":
             return WatershedMaskGenerator(threshold=mask_threshold), "watershed"
+        if stage == "log":
+            from cryosegnet.masks.log_blobs import LogBlobGenerator
+
+            return LogBlobGenerator(), "log"
         checkpoint = None
         if stage in ("auto", "sam"):
             checkpoint = find_sam_checkpoint(sam_model_type, sam_checkpoint)
@@ -223,7 +240,10 @@ class Picker:
         for index, image in enumerate(denoised):
             by_shape.setdefault(image.shape, []).append(index)
         for indices in by_shape.values():
-            maps = self.probability_maps([denoised[i] for i in indices])
+            if getattr(self.mask_generator, "needs_unet", True):
+                maps = self.probability_maps([denoised[i] for i in indices])
+            else:  # the stage reads the denoised image itself (LoG): no U-Net pass
+                maps = [denoised[i].astype(np.float32) for i in indices]
             for i, probability in zip(indices, maps):
                 results[i] = self.instances(probability, original_shapes[i])
         return results  # type: ignore[return-value]
