@@ -568,3 +568,25 @@ def test_unusable_device_is_one_line_before_the_model_loads(tmp_path, capsys, de
                  "--model", str(tmp_path / "absent.pt")])
     err = capsys.readouterr().err
     assert code == 1 and f"--device {device}" in err and "absent.pt" not in err
+
+
+def test_implausibly_small_diameter_is_warned_about(tmp_path, caplog):
+    class Tiny(StubPicker):
+        def pick_denoised(self, denoised, original_shapes):
+            results = super().pick_denoised(denoised, original_shapes)
+            for result in results:
+                result.diameter = 1.56
+            return results
+
+    caplog.set_level("INFO", logger="cryosegnet")
+    _run(Tiny(), [_mrc(tmp_path / "small.mrc")], tmp_path / "out")
+    assert "implausibly small" in caplog.text and "small.mrc" in caplog.text
+
+
+def test_simulate_with_an_unreadable_map_names_it_and_writes_nothing(tmp_path, capsys):
+    bad = tmp_path / "notamap.mrc"
+    bad.write_text("hello")
+    code = main(["simulate", "-n", "1", "--size", "128", "-o", str(tmp_path / "s"), "-q",
+                 "--map", str(bad)])
+    assert code == 1 and str(bad) in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()

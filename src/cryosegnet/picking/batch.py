@@ -56,6 +56,8 @@ RUN_LOCK_FILE = ".cryosegnet.run.lock"
 MANIFEST_VERSION = 1
 # Manifest entries that, when they differ, mean the picks would differ: pick again.
 PICK_OPTIONS = ("threshold", "diameter", "model_sha256", "stage", "settings")
+# Below this the "particles" are a few pixels wide: noise, or an image far too small.
+MIN_PLAUSIBLE_DIAMETER = 4.0
 _RELION_JOB = re.compile(r"job\d+")
 
 
@@ -385,6 +387,12 @@ def _pick_batch(
                 summary.done[str(path)] = result.picks
                 if result.diameter:
                     summary.diameters.append(float(result.diameter))
+                    if float(result.diameter) < MIN_PLAUSIBLE_DIAMETER and len(result.picks):
+                        log.warning(
+                            "WARNING %s: particle diameter %.1f px is implausibly small (image "
+                            "too small, or noise picked); check the picks or give --diameter",
+                            path, float(result.diameter),
+                        )
                 bar.set_postfix(particles=summary.n_particles, refresh=False)
                 if not progress:  # a batch log gets one line per micrograph instead of a bar
                     log.info("[%d/%d] %s: %d particles", n_finished, len(todo), path,

@@ -114,6 +114,22 @@ def _summary_row(stem: str, index: int, sim: SimulatedMicrograph) -> dict:
     )
 
 
+def check_maps(config: SimulationConfig) -> None:
+    """Read every user density once; raise ``ValueError`` naming the file that cannot be used."""
+    from cryosegnet.simulation.densities import load_density
+
+    for path in config.maps:
+        if not Path(path).is_file():
+            raise ValueError(f"--map {path}: no such file")
+        try:
+            load_density(path, voxel_size=config.map_voxel_size)
+        except Exception as exc:
+            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if str(path) not in detail:
+                detail = f"{path}: {detail}"
+            raise ValueError(f"--map {detail}") from exc
+
+
 def write_dataset(
     out_dir: str | os.PathLike,
     config: SimulationConfig,
@@ -132,6 +148,7 @@ def write_dataset(
     disk are skipped, so an interrupted run picks up where it stopped and gives the same files.
     Returns the summary table.
     """
+    check_maps(config)  # before anything is written: a bad --map leaves no stray files
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     meta = dict(seed=int(seed), start=int(start), n=int(n), prefix=prefix,
