@@ -34,8 +34,8 @@ DEFAULT_BUILTIN_THRESHOLD = 0.05
 DEFAULT_WATERSHED_THRESHOLD = 0.2
 DEFAULT_MASK_THRESHOLD = 0.2
 # The LoG stage scores in noise standard deviations (masks/log_blobs.py); chosen on held-out
-# simulated micrographs (bench/tune_threshold.py --stage log), like the others.
-DEFAULT_LOG_THRESHOLD = 2.0
+# simulated micrographs (bench/tune_log_threshold.py: best F1 at 1.39, flat over 1.0-1.5).
+DEFAULT_LOG_THRESHOLD = 1.5
 # Algorithm 1's size window (eq. 2-4) with th = factor * modal-box diagonal. The paper prints
 # 0.1, but the authors' code compared working-pixel box sizes with a th computed in original
 # pixels, which on their 4k micrographs made the window ~4x wider; 0.4 reproduces the window
