@@ -28,9 +28,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "pick",
         help="pick particles in micrographs",
-        description="Pick particles and write one RELION coordinate STAR per micrograph, "
-        f"a RELION coordinate list ({INDEX_STAR}) and one combined STAR ({COMBINED_STAR}) "
-        "for CryoSPARC.",
+        description="Pick particles and write one RELION coordinate STAR per micrograph "
+        "(OUT/<micrograph's folder>/<stem>_autopick.star, the layout of RELION's AutoPick "
+        f"jobs), a RELION coordinate list ({INDEX_STAR}) and one combined STAR "
+        f"({COMBINED_STAR}) for CryoSPARC, both listing every result in OUT. A re-run skips "
+        "micrographs already picked from the same file with the same options.",
     )
     p.add_argument(
         "inputs", nargs="+", help="micrograph files, folders or globs (MRC, TIFF, PNG, JPG)"
