@@ -590,3 +590,14 @@ def test_simulate_with_an_unreadable_map_names_it_and_writes_nothing(tmp_path, c
                  "--map", str(bad)])
     assert code == 1 and str(bad) in capsys.readouterr().err
     assert not (tmp_path / "s").exists()
+
+
+def test_simulate_writes_progress_lines_into_a_log(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "cryosegnet.cli.main", "simulate", "-n", "2", "--size", "96",
+         "-o", str(tmp_path / "s")],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert "[1/2] sim_00000" in done.stderr and "[2/2] sim_00001" in done.stderr
+    assert "\r" not in done.stderr  # no progress bar redrawn into the log

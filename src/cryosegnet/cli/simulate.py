@@ -172,7 +172,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         summary = write_dataset(
             args.output, config, args.num, seed=args.seed, start=args.start,
-            prefix=args.prefix, resume=not args.no_resume, progress=not args.quiet,
+            prefix=args.prefix, resume=not args.no_resume,
+            progress=not args.quiet and sys.stderr.isatty(),
+            log_lines=not args.quiet and not sys.stderr.isatty(),
             command=shlex.join(sys.argv),
         )
     except (OSError, ValueError) as exc:

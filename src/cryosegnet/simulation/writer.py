@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -140,6 +141,7 @@ def write_dataset(
     resume: bool = True,
     progress: bool = False,
     command: str | None = None,
+    log_lines: bool = False,
 ) -> pd.DataFrame:
     """Simulate ``n`` micrographs into ``out_dir``; micrograph i uses seed (``seed``, i).
 
@@ -168,6 +170,9 @@ def write_dataset(
         sim = simulate_micrograph(config, np.random.default_rng(micrograph_seed(seed, i)))
         write_micrograph(out, stem, sim)
         rows.append(_summary_row(stem, i, sim))
+        if log_lines:  # a batch log gets one line per micrograph instead of a progress bar
+            print(f"[{i - start + 1}/{n}] {stem}: {rows[-1]['n_pickable']} pickable particles",
+                  file=sys.stderr, flush=True)
     summary = pd.DataFrame(rows)
     summary_path = out / "micrographs.csv"
     if summary_path.exists() and resume:
