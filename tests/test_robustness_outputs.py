@@ -601,3 +601,21 @@ def test_simulate_writes_progress_lines_into_a_log(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "[1/2] sim_00000" in done.stderr and "[2/2] sim_00001" in done.stderr
     assert "\r" not in done.stderr  # no progress bar redrawn into the log
+
+
+def test_index_files_of_cryosegnet_0_1_are_rewritten_on_upgrade(tmp_path):
+    mic = _mrc(tmp_path / "mic.mrc")
+    out = tmp_path / "out"
+    out.mkdir()
+    old = pd.DataFrame({"rlnMicrographName": ["a.mrc"], "rlnCoordinateX": [1.0],
+                        "rlnCoordinateY": [2.0], "rlnAutopickFigureOfMerit": [0.5]})
+    starfile.write({"particles": old}, out / COMBINED_STAR)
+    starfile.write({"coordinate_files": pd.DataFrame(
+        {"rlnMicrographName": ["a.mrc"], "rlnMicrographCoordinates": ["out/a.star"]})},
+        out / INDEX_STAR)
+    summary = _run(StubPicker(), [mic], out)
+    assert summary.failures == {} and summary.index_entries == 1
+    relion_like = old.assign(rlnImageName=["1@x.mrcs"])
+    starfile.write({"particles": relion_like}, out / COMBINED_STAR, overwrite=True)
+    with pytest.raises(CryoSegNetError, match="not written by cryosegnet"):
+        _run(StubPicker(), [mic], out)

@@ -443,11 +443,32 @@ def _refuse_foreign(path: Path, what: str) -> None:
     except OSError as exc:
         raise CryoSegNetError(f"{path}: cannot check ({exc.strerror or exc})") from exc
     ours, _ = star_header(path)
-    if not ours:
+    if not ours and not _written_by_cryosegnet_0_1(path):
         raise CryoSegNetError(
             f"{path}: {what} not written by cryosegnet; it is left untouched: move it away or "
             "choose another output folder"
         )
+
+
+# What cryosegnet 0.1 wrote (through starfile, without a mark) into autopick.star and
+# particles.star: exactly these columns. RELION's and CryoSPARC's files have other columns.
+_LEGACY_COLUMNS = (
+    {"rlnMicrographName", "rlnMicrographCoordinates"},
+    {"rlnMicrographName", "rlnCoordinateX", "rlnCoordinateY", "rlnAutopickFigureOfMerit"},
+)
+
+
+def _written_by_cryosegnet_0_1(path: Path) -> bool:
+    """An index file of cryosegnet 0.1 (before files were marked), so an upgrade can rewrite it."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            head = handle.read(4096)
+    except OSError:
+        return False
+    if not head.startswith("# Created by the starfile Python package"):
+        return False
+    columns = set(re.findall(r"^_(rln\w+)", head, flags=re.M))
+    return columns in _LEGACY_COLUMNS
 
 
 def _previous_result(star: Path) -> tuple[pd.DataFrame, dict] | None:
