@@ -131,3 +131,52 @@ def test_report_screenshot_is_not_blank(tmp_path, monkeypatch):
     red = (picture[:, :, 2] > 200) & (picture[:, :, 1] < 110) & (picture[:, :, 0] < 110)
     assert red[200:].sum() > 200
     assert picture[200:].std() > 20  # thumbnails, not an empty page
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary (apt-get install chromium)")
+def test_report_stays_usable_for_2000_micrographs(tmp_path):
+    from cryosegnet.io.coordinates import make_picks, write_coordinate_star
+
+    rng = np.random.default_rng(0)
+    mics, _, _ = simulated_session(tmp_path / "sim", n=1)
+    picks_dir, movies = tmp_path / "picks", tmp_path / "Movies"
+    movies.mkdir()
+    n_kept = 0
+    import cv2
+
+    from cryosegnet.inspection.display import display_image
+    from cryosegnet.io.micrographs import read_micrograph
+
+    picture = display_image(read_micrograph(mics[0]).data, 256)
+    for i in range(2000):  # distinct files: find_micrographs folds links to one file together
+        cv2.imwrite(str(movies / f"m{i:04d}.png"), picture)
+        n = int(rng.integers(0, 200))
+        scores = rng.uniform(0, 1, n)
+        n_kept += int((scores >= 0.5).sum())
+        star = picks_dir / "Movies" / f"m{i:04d}_autopick.star"
+        star.parent.mkdir(parents=True, exist_ok=True)
+        write_coordinate_star(star, make_picks(rng.uniform(0, 256, n), rng.uniform(0, 256, n),
+                                               scores.round(5)))
+    out = tmp_path / "report.html"
+    summary = write_report(picks_dir, out, [str(movies)], ReportSettings(workers=2))
+    assert summary.n_thumbnails == 2000
+    page = out.read_text()
+    assert page.count('loading="lazy"') == 2000
+    # time a slider move (every count, flag and visible overlay) inside the page
+    probe = """<script>window.addEventListener("load", function () {
+      var slider = document.getElementById("threshold");
+      slider.value = 0.5; slider.dispatchEvent(new Event("input"));
+      var t0 = performance.now();
+      requestAnimationFrame(function () {
+        document.documentElement.setAttribute("data-update-ms", String(performance.now() - t0));
+      });
+    });</script></body>"""
+    (tmp_path / "probe.html").write_text(page.replace("</body>", probe))
+    run = _chromium((tmp_path / "probe.html").as_uri(), "--dump-dom")
+    dom = run.stdout
+    assert 'data-ready="1"' in dom and not re.search(r"<html[^>]*data-errors", dom)
+    assert re.search(r'id="command">[^<]* --min-score 0.5 ', dom)  # the slider lands on 0.5
+    assert int(re.search(r'id="kept-count">(\d+)<', dom).group(1)) == n_kept
+    update_ms = float(re.search(r'data-update-ms="([\d.]+)"', dom).group(1))
+    assert update_ms < 2000, f"a slider move took {update_ms:.0f} ms"

@@ -96,7 +96,10 @@ main.only-flagged .card:not(.flagged) { display:none; }
   var box = document.getElementById("threshold-value");
   var container = document.getElementById("cards");
   var cards = Array.prototype.slice.call(container.querySelectorAll(".card"));
-  var step = (hi - lo) / 1000;
+  // A round step (0.001 for scores in 0..1) and slider ends on multiples of it, so the slider
+  // lands on round thresholds like 0.5 exactly.
+  var step = Math.pow(10, Math.floor(Math.log10((hi - lo) / 500)));
+  lo = Math.floor(lo / step) * step; hi = Math.ceil(hi / step) * step;
   slider.min = box.min = lo; slider.max = box.max = hi; slider.step = box.step = step;
   var allScores = [];
   mics.forEach(function (m) {
@@ -110,7 +113,7 @@ main.only-flagged .card:not(.flagged) { display:none; }
 
   // The threshold is always a round decimal, the same number the command line shows, so the
   // page's count is exactly what `cryosegnet threshold --min-score` keeps (score >= X).
-  var DECIMALS = Math.min(10, Math.max(0, Math.ceil(-Math.log10(step))));
+  var DECIMALS = Math.min(10, Math.max(0, Math.round(-Math.log10(step))));
   function clamp(t) { t = Number(t); if (!isFinite(t)) t = lo; return Math.min(hi, Math.max(lo, t)); }
   function fmt(t) { return String(Number(t.toFixed(DECIMALS))); }
   function roundDown(t) { var f = Math.pow(10, DECIMALS); return Number(fmt(Math.floor(t * f + 1e-6) / f)); }
