@@ -109,7 +109,7 @@ main.only-flagged .card:not(.flagged) { display:none; }
   });
   var threshold = roundDown(clamp(DATA.threshold));
   var visible = new Set();
-  var pending = false;
+  var pending = false, resortPending = true;
 
   // The threshold is always a round decimal, the same number the command line shows, so the
   // page's count is exactly what `cryosegnet threshold --min-score` keeps (score >= X).
@@ -193,7 +193,7 @@ main.only-flagged .card:not(.flagged) { display:none; }
   }
   hist.addEventListener("click", function (e) {
     var rect = hist.getBoundingClientRect();
-    setThreshold(lo + (e.clientX - rect.left) / rect.width * (hi - lo));
+    setThreshold(lo + (e.clientX - rect.left) / rect.width * (hi - lo), false, true);
   });
 
   function commandText() {
@@ -221,14 +221,16 @@ main.only-flagged .card:not(.flagged) { display:none; }
     });
     visible.forEach(drawOverlay);
     drawHistogram();
-    if (document.getElementById("sort").value !== "name") sortCards();
+    // Re-sort only when the slider is let go, so cards do not jump around while dragging.
+    if (resortPending) { resortPending = false; sortCards(); }
   }
 
   function schedule() {
     if (!pending) { pending = true; window.requestAnimationFrame(update); }
   }
 
-  function setThreshold(t, fromHash) {
+  function setThreshold(t, fromHash, resort) {
+    if (resort) resortPending = true;
     threshold = roundDown(clamp(t));
     slider.value = threshold; box.value = fmt(threshold);
     if (!fromHash && window.history && history.replaceState) {
@@ -269,8 +271,9 @@ main.only-flagged .card:not(.flagged) { display:none; }
   }
 
   slider.addEventListener("input", function () { setThreshold(slider.value); });
-  box.addEventListener("change", function () { setThreshold(box.value); });
-  window.addEventListener("hashchange", function () { var t = fromHash(); if (t !== null) setThreshold(t, true); });
+  slider.addEventListener("change", function () { setThreshold(slider.value, false, true); });
+  box.addEventListener("change", function () { setThreshold(box.value, false, true); });
+  window.addEventListener("hashchange", function () { var t = fromHash(); if (t !== null) setThreshold(t, true, true); });
   document.getElementById("sort").addEventListener("change", sortCards);
   document.getElementById("show-dropped").addEventListener("change", function () {
     mics.forEach(function (m) { m.drawnAt = null; });
@@ -307,7 +310,7 @@ main.only-flagged .card:not(.flagged) { display:none; }
   }
 
   var initial = fromHash();
-  setThreshold(initial !== null ? initial : threshold, true);
+  setThreshold(initial !== null ? initial : threshold, true, true);
   update();
   document.documentElement.setAttribute("data-ready", "1");
 })();
