@@ -184,6 +184,8 @@ def test_coordinate_file_follows_relion_layout():
     assert coordinate_file("External/job004", "MotionCorr/job002/Movies/day2/a.mrc") == Path(
         "External/job004/Movies/day2/a_autopick.star")
     assert coordinate_file("out", "Micrographs/b.tiff") == Path("out/Micrographs/b_autopick.star")
+    assert coordinate_file("o", "/data/p/MotionCorr/job012/Movies/c.mrc", "cryosegnet") == Path(
+        "o/Movies/c_cryosegnet.star")
 
 
 @pytest.mark.parametrize("version", [4, 5])

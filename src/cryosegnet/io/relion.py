@@ -21,8 +21,9 @@ What this follows (checked against RELION's source):
   and the node is ``coords_suffix_<suffix>.star``, a file holding the input micrographs STAR's
   name (as RELION 3.1's AutoPick and the relion-external Topaz/crYOLO wrappers write it).
 * **Coordinate file names**: AutoPick writes the picks of ``MotionCorr/job002/Movies/a.mrc``
-  to ``AutoPick/jobNNN/Movies/a_autopick.star``: the micrograph's path below its job folder,
-  extension replaced by ``_autopick.star`` (``relion_preprocess --coord_dir`` looks there).
+  to ``AutoPick/jobNNN/Movies/a_autopick.star``: the micrograph's path below its job folder
+  (``decomposePipelineFileName``, ``src/funcs.cpp``), extension replaced by
+  ``_autopick.star``; ``relion_preprocess --coord_dir`` looks there.
 * **Exit markers**: the pipeliner's ``checkProcessCompletion`` (``src/pipeliner.cpp``) looks
   for ``RELION_JOB_EXIT_SUCCESS``, ``RELION_JOB_EXIT_FAILURE`` or ``RELION_JOB_EXIT_ABORTED``
   in the job folder; RELION asks a job to stop by creating ``RELION_JOB_ABORT_NOW``.
@@ -254,12 +255,15 @@ def coordinate_file(job_dir: str | os.PathLike, micrograph_name: str,
     """Where RELION expects a micrograph's coordinate file below a picking job's folder.
 
     ``coordinate_file("External/job004", "MotionCorr/job002/Movies/a.mrc")`` is
-    ``External/job004/Movies/a_autopick.star``: the leading ``<JobType>/jobNNN/`` of the
-    micrograph's name is dropped, the rest of its folders kept.
+    ``External/job004/Movies/a_autopick.star``: as RELION's ``decomposePipelineFileName``
+    (``src/funcs.cpp``), everything up to the first ``/jobNNN/`` of the micrograph's name is
+    dropped and the rest of its folders kept; a name without a job folder is kept whole.
     """
-    parts = Path(micrograph_name).parts
-    if len(parts) >= 3 and _JOB_FOLDER.match(parts[1]):
-        parts = parts[2:]
+    parts = [p for p in Path(micrograph_name).parts if p not in ("/", "\\")]
+    for i, part in enumerate(parts[1:], start=1):
+        if re.match(r"job\d{3}", part):
+            parts = parts[i + 1:]
+            break
     relative = Path(*parts)
     return Path(job_dir) / relative.parent / f"{relative.stem}_{suffix}.star"
 
