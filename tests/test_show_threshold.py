@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -15,6 +19,7 @@ from cryosegnet.inspection.show import ShowSettings, show_picks
 from cryosegnet.inspection.threshold import threshold_picks
 from cryosegnet.io.coordinates import make_picks, read_coordinates, write_coordinate_star
 from cryosegnet.io.errors import CoordinateFileError, CryoSegNetError
+from cryosegnet.simulation import SimulationConfig, write_dataset
 
 
 @pytest.mark.parametrize("layout", ["relion", "flat"])
@@ -120,3 +125,44 @@ def test_threshold_refuses_own_folder(tmp_path):
         threshold_picks(picks_dir, picks_dir / "sub", 0.5)
     with pytest.raises(CoordinateFileError, match="no per-micrograph"):
         threshold_picks(tmp_path / "Movies" / "truth", tmp_path / "o", 0.5)
+
+
+RELION_PREPROCESS = shutil.which("relion_preprocess")
+
+
+@pytest.mark.skipif(RELION_PREPROCESS is None,
+                    reason="RELION is not installed (apt-get install relion)")
+def test_real_relion_extracts_exactly_the_thresholded_picks(tmp_path, monkeypatch):
+    """relion_preprocess --coord_dir on `threshold`'s output finds every kept pick."""
+    monkeypatch.chdir(tmp_path)
+    write_dataset("sim", SimulationConfig(size=256), n=2, seed=3)
+    movies = Path("MotionCorr/job002/Movies")
+    movies.mkdir(parents=True)
+    names, n_kept = [], 0
+    for mic in sorted(Path("sim").glob("*.mrc")):
+        shutil.copy(mic, movies / mic.name)
+        names.append(str(movies / mic.name))
+        picks = read_coordinates(mic.with_suffix(".csv"))
+        inside = picks["x"].between(20, 236) & picks["y"].between(20, 236)  # whole boxes
+        picks = picks[inside].iloc[:30].reset_index(drop=True)
+        picks["score"] = np.linspace(0, 1, len(picks))
+        n_kept += int((picks["score"] >= 0.5).sum())
+        # RELION's layout: <coord_dir>/<folders below the micrograph's job folder>/<stem>_autopick
+        star = Path("picks/Movies") / f"{mic.stem}_autopick.star"
+        star.parent.mkdir(parents=True, exist_ok=True)
+        write_coordinate_star(star, picks)
+    Path("mics.star").write_text(
+        "\n# version 30001\n\ndata_optics\n\nloop_\n_rlnOpticsGroupName #1\n_rlnOpticsGroup #2\n"
+        "_rlnMicrographOriginalPixelSize #3\n_rlnVoltage #4\n_rlnSphericalAberration #5\n"
+        "_rlnAmplitudeContrast #6\n_rlnMicrographPixelSize #7\n"
+        "opticsGroup1 1 16.0 300.0 2.7 0.1 16.0\n\n# version 30001\n\ndata_micrographs\n\n"
+        "loop_\n_rlnMicrographName #1\n_rlnOpticsGroup #2\n"
+        + "".join(f"{name} 1\n" for name in names))
+    assert main(["threshold", "picks", "--min-score", "0.5", "-o", "cut"]) == 0
+    run = subprocess.run(
+        [RELION_PREPROCESS, "--i", "mics.star", "--coord_dir", "cut/", "--coord_suffix",
+         "_autopick.star", "--part_star", "parts.star", "--part_dir", "Extract/", "--extract",
+         "--extract_size", "32"], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    particles = starfile.read("parts.star", always_dict=True)["particles"]
+    assert len(particles) == n_kept > 0
