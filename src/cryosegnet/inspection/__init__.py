@@ -5,5 +5,6 @@
 * :mod:`~cryosegnet.inspection.display` turns a micrograph and its picks into a picture,
 * :mod:`~cryosegnet.inspection.show` is ``cryosegnet show`` (one micrograph, one PNG),
 * :mod:`~cryosegnet.inspection.threshold` is ``cryosegnet threshold`` (re-threshold a folder),
-* :mod:`~cryosegnet.inspection.report` is ``cryosegnet report`` (one self-contained HTML page).
+* :mod:`~cryosegnet.inspection.report` is ``cryosegnet report`` (one self-contained HTML page;
+  its HTML/CSS/JavaScript template is :mod:`~cryosegnet.inspection.report_page`).
 """
