@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -130,6 +131,8 @@ def quote_star(value: str) -> str:
         or value.lower().startswith(_RESERVED)
         or any(c.isspace() for c in value)
     )
+    if not needs and _looks_numeric(value):
+        needs = True  # a name such as "001" must stay a string when read back
     if not needs:
         return value
     for quote in ('"', "'"):
@@ -137,6 +140,14 @@ def quote_star(value: str) -> str:
             return f"{quote}{value}{quote}"
     raise StarNameError(value, "holds both quote characters followed by spaces; "
                                "it cannot be quoted in a STAR file")
+
+
+def _looks_numeric(value: str) -> bool:
+    try:
+        float(value)
+    except ValueError:
+        return value.strip().lower() in ("<na>",)
+    return True
 
 
 def _format_value(value) -> str:
@@ -261,7 +272,9 @@ def parse_star(text: str) -> dict[str, pd.DataFrame | dict]:
             table = {}
             for c, column in enumerate(columns):
                 cells = [row[c] for row in rows]
-                table[column] = _star_column([v for v, _ in cells], any(q for _, q in cells))
+                table[column] = _star_column(
+                    [v for v, _ in cells], any(q for _, q in cells), column
+                )
             blocks[name] = pd.DataFrame(table, columns=columns)
         elif not quoted and value.startswith("_"):
             if name is None or pos + 1 >= len(tokens):
@@ -275,8 +288,12 @@ def parse_star(text: str) -> dict[str, pd.DataFrame | dict]:
     return blocks
 
 
-def _star_column(values: list[str], quoted: bool) -> pd.Series:
-    if not quoted:
+# Labels whose values are names, never numbers (a micrograph may be called 001).
+_TEXT_LABEL = re.compile(r"(Name|Coordinates|FileName|Path)$")
+
+
+def _star_column(values: list[str], quoted: bool, label: str = "") -> pd.Series:
+    if not quoted and not _TEXT_LABEL.search(label):
         try:
             numbers = pd.to_numeric(pd.Series(values, dtype=object).replace("<NA>", "nan"))
             return numbers
