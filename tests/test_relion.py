@@ -22,6 +22,7 @@ from cryosegnet.io.relion import (
     detect_relion_version,
     find_project_dir,
     mark_job_finished,
+    parse_external_job_args,
     read_micrographs_star,
     write_coordinates_node,
 )
@@ -228,3 +229,19 @@ def test_exit_markers(tmp_path):
     assert mark_job_finished(job, success=False, aborted=True).name == JOB_EXIT_ABORTED
     assert not abort_requested(job) and not (job / JOB_EXIT_SUCCESS).exists()
     assert sorted(p.name for p in job.iterdir()) == [JOB_EXIT_ABORTED]
+
+
+def test_parse_external_job_args_as_relion_calls():
+    args = parse_external_job_args([
+        "--o", "External/job004/", "--in_mics", "CtfFind/job003/micrographs_ctf.star",
+        "--j", "8", "--pipeline_control", "External/job004/", "--diameter", "120A",
+        "--threshold", "-0.5", "--model=ft/best.pt"])
+    assert args.output == Path("External/job004")
+    assert args.in_mics == "CtfFind/job003/micrographs_ctf.star" and args.threads == 8
+    assert args.params == {"diameter": "120A", "threshold": "-0.5", "model": "ft/best.pt"}
+    with pytest.raises(RelionError, match="--o"):
+        parse_external_job_args(["--in_mics", "a.star"])
+    with pytest.raises(RelionError, match="no value"):
+        parse_external_job_args(["--o", "x/", "--in_mics"])
+    with pytest.raises(RelionError, match="whole number"):
+        parse_external_job_args(["--o", "x/", "--j", "many"])

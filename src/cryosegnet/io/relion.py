@@ -24,6 +24,11 @@ What this follows (checked against RELION's source):
   to ``AutoPick/jobNNN/Movies/a_autopick.star``: the micrograph's path below its job folder
   (``decomposePipelineFileName``, ``src/funcs.cpp``), extension replaced by
   ``_autopick.star``; ``relion_preprocess --coord_dir`` looks there.
+* **External job calling convention** (``RelionJobExternal`` in ``src/pipeline_jobs.cpp``): the
+  executable runs in the project folder with ``--o <job folder>``, the chosen inputs as
+  ``--in_movies``, ``--in_mics``, ``--in_parts``, ``--in_coords``, ``--in_3dref``,
+  ``--in_mask``, ``--j <threads>``, RELION's own ``--pipeline_control <job folder>``, and each
+  user parameter as ``--<label> <value>``.
 * **Exit markers**: the pipeliner's ``checkProcessCompletion`` (``src/pipeliner.cpp``) looks
   for ``RELION_JOB_EXIT_SUCCESS``, ``RELION_JOB_EXIT_FAILURE`` or ``RELION_JOB_EXIT_ABORTED``
   in the job folder; RELION asks a job to stop by creating ``RELION_JOB_ABORT_NOW``.
@@ -363,6 +368,80 @@ def write_coordinates_node(
         label = COORDINATES_NODE_LABELS.get(relion_version, COORDINATES_NODE_LABELS[4])
         nodes = [(node_name(job_dir, index_name, project_dir), label)]
     return write_output_nodes(job_dir, nodes, relion_version)
+
+
+@dataclass
+class ExternalJobArgs:
+    """The arguments RELION passes to an External job's executable.
+
+    Attributes
+    ----------
+    output : pathlib.Path
+        ``--o``: the job folder (relative to the project folder, where the job runs).
+    inputs : dict of str to str
+        The input nodes given, by option without dashes (``in_mics``, ``in_coords``, ...).
+    threads : int
+        ``--j`` (1 when not given).
+    params : dict of str to str
+        User parameters ``--label value`` (labels without dashes, in order).
+    """
+
+    output: Path
+    inputs: dict[str, str] = field(default_factory=dict)
+    threads: int = 1
+    params: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def in_mics(self) -> str | None:
+        return self.inputs.get("in_mics")
+
+
+EXTERNAL_INPUTS = ("in_movies", "in_mics", "in_parts", "in_coords", "in_3dref", "in_mask")
+
+
+def parse_external_job_args(argv: list[str]) -> ExternalJobArgs:
+    """Parse RELION's External-job command line (see the module docstring).
+
+    Parameters
+    ----------
+    argv : list of str
+        The arguments after the executable's name.
+
+    Returns
+    -------
+    ExternalJobArgs
+
+    Raises
+    ------
+    RelionError
+        Without ``--o``, with a non-integer ``--j``, or with an option that has no value.
+    """
+    values: dict[str, str] = {}
+    i = 0
+    while i < len(argv):
+        option = argv[i]
+        if not option.startswith("--") or len(option) == 2:
+            raise RelionError(f"unexpected argument {option!r} (RELION passes --label value)")
+        name = option[2:]
+        if "=" in name:
+            name, value = name.split("=", 1)
+            i += 1
+        elif i + 1 < len(argv) and not (argv[i + 1].startswith("--") and len(argv[i + 1]) > 2):
+            value = argv[i + 1]
+            i += 2
+        else:
+            raise RelionError(f"{option} has no value")
+        values[name] = value
+    if "o" not in values:
+        raise RelionError("no --o: RELION gives the job folder as --o External/jobNNN/")
+    try:
+        threads = int(values.pop("j", "1"))
+    except ValueError as exc:
+        raise RelionError("--j must be a whole number of threads") from exc
+    output = Path(values.pop("o"))
+    values.pop("pipeline_control", None)
+    inputs = {k: values.pop(k) for k in EXTERNAL_INPUTS if k in values}
+    return ExternalJobArgs(output=output, inputs=inputs, threads=threads, params=values)
 
 
 def clear_exit_markers(job_dir: str | os.PathLike) -> None:
