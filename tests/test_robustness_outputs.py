@@ -95,6 +95,8 @@ def test_layout_mirrors_relative_folders_like_relion(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert relative_folder("Movies/a.mrc") == Path("Movies")
     assert relative_folder("MotionCorr/job002/Movies/a.mrc") == Path("Movies")  # as RELION
+    assert relative_folder("p/deep/job005/sub/a.mrc") == Path("sub")  # first jobNNN anywhere
+    assert relative_folder("job002/Movies/a.mrc") == Path("job002/Movies")  # not a job prefix
     assert relative_folder("a.mrc") == Path(".")
     assert relative_folder(tmp_path / "x" / "a.mrc") == Path("x")  # absolute inside cwd
     assert relative_folder("/elsewhere/s1/a.mrc") == Path("elsewhere/s1")

@@ -58,7 +58,7 @@ MANIFEST_VERSION = 1
 PICK_OPTIONS = ("threshold", "diameter", "model_sha256", "stage", "settings")
 # Below this the "particles" are a few pixels wide: noise, or an image far too small.
 MIN_PLAUSIBLE_DIAMETER = 4.0
-_RELION_JOB = re.compile(r"job\d+")
+_RELION_JOB = re.compile(r"job\d{3}")
 
 
 @dataclass
@@ -107,12 +107,13 @@ class BatchSummary:
 def relative_folder(micrograph: str | os.PathLike) -> Path:
     """Folder under the output folder for a micrograph's files, as RELION lays them out.
 
-    RELION looks for ``<coord_dir>/<micrograph's folder>/<stem><suffix>``, with the leading
-    ``Job/jobNNN/`` of a pipeline path dropped (``MotionCorr/job002/Movies/a.mrc`` ->
-    ``Movies``). A relative path (or an absolute one inside the current folder) mirrors its
-    folder relative to the current folder; an absolute path outside it, or one climbing out
-    with ``..``, mirrors its whole absolute folder (``/data/s1/a.mrc`` -> ``data/s1``), which is
-    where RELION looks for an absolute micrograph name and keeps equal stems apart.
+    RELION looks for ``<coord_dir>/<micrograph's folder>/<stem><suffix>``, with everything up
+    to the first ``jobNNN/`` folder dropped (``MotionCorr/job002/Movies/a.mrc`` -> ``Movies``;
+    checked against relion_preprocess 3.1.3). A relative path (or an absolute one inside the
+    current folder) mirrors its folder relative to the current folder; an absolute path
+    outside it, or one climbing out with ``..``, mirrors its whole absolute folder
+    (``/data/s1/a.mrc`` -> ``data/s1``), which is where RELION looks for an absolute
+    micrograph name and keeps equal stems apart.
     """
     path = Path(os.path.normpath(micrograph))
     if path.is_absolute() or ".." in path.parts:
@@ -124,8 +125,9 @@ def relative_folder(micrograph: str | os.PathLike) -> Path:
     else:
         folder = path.parent
     parts = folder.parts
-    if len(parts) >= 2 and _RELION_JOB.fullmatch(parts[1]):
-        folder = Path(*parts[2:])
+    for i, part in enumerate(parts[1:], start=1):  # as io.relion.coordinate_file
+        if _RELION_JOB.match(part):
+            return Path(*parts[i + 1 :])
     return folder
 
 
