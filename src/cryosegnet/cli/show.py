@@ -57,5 +57,5 @@ def run_show(args: argparse.Namespace) -> int:
                             device=args.device)
     result = show_picks(args.micrograph, args.output, picks=args.picks, settings=settings)
     print(f"{args.micrograph}: {len(result.picks)} picks from {result.picks_source}, "
-          f"drawn {result.diameter:.0f} px wide -> {result.output}")
+          f"circles {result.diameter:.0f} micrograph px across -> {result.output}")
     return 0
