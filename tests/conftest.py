@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,11 @@ from cryosegnet.model.unet import AttentionUNet, UNetConfig
 from cryosegnet.preprocessing.denoise import DenoiseSettings
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+# The tests run the U-Net in PyTorch (the reference path) unless they ask for ONNX Runtime
+# (tests/test_speed_paths.py checks that both give the same picks): no test model is
+# exported into the user's cache.
+os.environ.setdefault("CRYOSEGNET_RUNTIME", "torch")
 
 
 @pytest.fixture

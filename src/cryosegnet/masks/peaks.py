@@ -22,10 +22,10 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 import pandas as pd
-from scipy import ndimage as ndi
 from scipy.spatial import cKDTree
 
 from cryosegnet.masks.base import InstanceMask
+from cryosegnet.preprocessing.filters import gaussian_filter, gaussian_laplace, maximum_filter
 
 # Scale search range in working pixels: below ~8 px a 1024-px working image cannot resolve a
 # particle; above 1/8 of the short side only a handful would fit and plateaus (ice, carbon)
@@ -78,9 +78,9 @@ def scale_space_evidence(
             else prob
         )
         s = sigma / shrink
-        response = -(s * s) * ndi.gaussian_laplace(small, s, mode="reflect")
+        response = -(s * s) * gaussian_laplace(small, s)
         spacing = max(3, int(diameter / shrink / 2) | 1)
-        is_peak = (response == ndi.maximum_filter(response, size=spacing)) & (response > floor)
+        is_peak = (response == maximum_filter(response, spacing)) & (response > floor)
         peaks = np.sort(response[is_peak])[::-1]
         count = max(3, int(coverage * height * width / (diameter * diameter)))
         evidence[index] = peaks[:count].mean() if peaks.size else 0.0
@@ -120,9 +120,9 @@ def band_pass(
     or carbon region does not make every peak there look confident. 0 disables the background.
     """
     prob = np.asarray(probability, dtype=np.float32)
-    core = ndi.gaussian_filter(prob, sigma=max(diameter * smooth_fraction, 1.0))
+    core = gaussian_filter(prob, max(diameter * smooth_fraction, 1.0))
     if background_fraction > 0:
-        core -= ndi.gaussian_filter(prob, sigma=diameter * background_fraction)
+        core -= gaussian_filter(prob, diameter * background_fraction)
     return core
 
 
@@ -143,7 +143,7 @@ def find_peaks(
     d = float(diameter) if np.isfinite(diameter) and diameter > 0 else 16.0
     band = band_pass(probability, d, smooth_fraction, background_fraction)
     size = max(3, int(d * suppression_fraction) | 1)
-    peaks = (band == ndi.maximum_filter(band, size=size)) & (band > min_score)
+    peaks = (band == maximum_filter(band, size)) & (band > min_score)
     rows, cols = np.nonzero(peaks)
     scores = band[rows, cols]
     order = np.argsort(-scores, kind="stable")
