@@ -206,6 +206,19 @@ def evaluate_picks(
     Dice (the PR curve, best F1 and AUPRC always use every pick). ``missing_picks``: a labelled
     micrograph without picks counts as zero picks ("empty", the honest default: the picker
     found nothing there) or is left out ("skip"); either way it is listed in the result.
+
+    Examples
+    --------
+    Two labelled particles, one found (within half a diameter) and one false pick:
+
+    >>> import pandas as pd
+    >>> labels = {"mic": pd.DataFrame({"x": [10.0, 100.0], "y": [10.0, 100.0],
+    ...                                "diameter": [20.0, 20.0]})}
+    >>> picks = {"mic": pd.DataFrame({"x": [12.0, 50.0], "y": [11.0, 50.0],
+    ...                               "score": [0.9, 0.4], "diameter": [20.0, 20.0]})}
+    >>> pooled = evaluate_picks(picks, labels).pooled
+    >>> pooled["tp"], pooled["fp"], pooled["fn"], round(pooled["f1"], 2)
+    (1, 1, 1, 0.5)
     """
     if missing_picks not in ("empty", "skip"):
         raise ValueError("missing_picks must be 'empty' or 'skip'")

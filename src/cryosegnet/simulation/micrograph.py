@@ -408,7 +408,19 @@ def _paste(canvas: np.ndarray, patch: np.ndarray, x: int, y: int, op: str = "add
 def simulate_micrograph(
     config: SimulationConfig, rng: np.random.Generator | int | None = None
 ) -> SimulatedMicrograph:
-    """Simulate one micrograph; all randomness comes from ``rng`` (or a seed)."""
+    """Simulate one micrograph; all randomness comes from ``rng`` (or a seed).
+
+    Examples
+    --------
+    >>> from cryosegnet.simulation import SimulationConfig, simulate_micrograph
+    >>> sim = simulate_micrograph(SimulationConfig(size=128, difficulty="easy"), rng=0)
+    >>> sim.image.shape, sim.image.dtype.name
+    ((128, 128), 'float32')
+    >>> {"x", "y", "diameter"} <= set(sim.picks.columns)  # pickable particles: the labels
+    True
+    >>> bool(sim.picks["pickable"].all())
+    True
+    """
     rng = np.random.default_rng(rng)
     shape = config.shape
     h, w = shape
