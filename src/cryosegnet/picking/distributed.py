@@ -1,0 +1,371 @@
+"""Pick a session on a Dask cluster: every worker of every node, one index written by one process.
+
+    summary = pick_distributed(micrographs, "picks", {"model": None, "stage": "builtin"},
+                               n_workers=2)                      # a local cluster, 2 processes
+    summary = pick_distributed(micrographs, "picks", options,
+                               scheduler="tcp://head:8786")      # an existing cluster
+
+The engine is ``dask.distributed``. Each task is one micrograph: the worker reads it from the
+shared file system, runs the whole pipeline with a :class:`~cryosegnet.picking.picker.Picker`
+it builds once and keeps (one per worker process and set of options, so the models load once)
+and writes that micrograph's files atomically, exactly as :func:`~cryosegnet.picking.batch.
+pick_batch` does. Only the client (this process) writes the index files (``autopick.star``,
+``particles.star``), by :func:`~cryosegnet.picking.batch.rebuild_index` once every task is
+done, so no two processes ever write them.
+
+A worker that dies (killed, out of memory, node lost) loses nothing: the scheduler re-runs its
+tasks on the other workers (a micrograph that kills ``distributed.scheduler.allowed-failures``
+workers in a row is reported as failed). Because every write is atomic and a result depends
+only on the micrograph and the options, a micrograph that ran twice has one, identical,
+result. The output files are those of a single-process run: same picks, same manifest, same
+index.
+
+Paths: the client resolves every micrograph and output folder to an absolute path, and the
+workers read and write those paths, so they must see the shared file system at the same mount
+points (the usual set-up of a cluster; see docs/cluster.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryosegnet.io.coordinates import quote_star
+from cryosegnet.io.errors import CryoSegNetError, MicrographError
+from cryosegnet.io.micrographs import read_micrograph
+from cryosegnet.picking.batch import (
+    MANIFEST_VERSION,
+    BatchSummary,
+    _complete_formats,
+    _mismatch,
+    _previous_result,
+    _record_failure,
+    _refuse_foreign,
+    _start_run,
+    _write_outputs,
+    coordinate_path,
+    picker_options,
+    rebuild_index,
+    relative_folder,
+    source_record,
+)
+
+log = logging.getLogger("cryosegnet")
+
+# One Picker per worker process and set of options: the models load once per worker.
+_PICKERS: dict[str, object] = {}
+_PICKERS_LOCK = threading.Lock()
+
+
+@dataclass
+class ClusterSummary(BatchSummary):
+    """A :class:`BatchSummary` with what each worker did (micrographs and busy seconds)."""
+
+    per_worker: dict[str, int] = field(default_factory=dict)
+    worker_seconds: dict[str, float] = field(default_factory=dict)
+    n_workers: int = 0
+
+    def text(self) -> str:
+        lines = [super().text()]
+        if self.per_worker:
+            lines.append(f"workers: {self.n_workers} (micrographs, micrographs/s while busy)")
+            for worker in sorted(self.per_worker):
+                n, busy = self.per_worker[worker], self.worker_seconds.get(worker, 0.0)
+                rate = f"{n / busy:.2f}/s" if busy > 0 else "-"
+                lines.append(f"  {worker}: {n} ({rate})")
+        return "\n".join(lines)
+
+
+def _worker_picker(picker_kwargs: dict, devices: Sequence[str] | None, threads: int | None):
+    """The Picker of this worker process for these options (built on first use)."""
+    from cryosegnet.picking.picker import Picker
+
+    kwargs = dict(picker_kwargs)
+    if devices:
+        kwargs["device"] = _device_of_this_worker(devices)
+    key = json.dumps(kwargs, sort_keys=True, default=str)
+    with _PICKERS_LOCK:
+        picker = _PICKERS.get(key)
+        if picker is None:
+            if threads:
+                _set_compute_threads(threads)
+            picker = Picker(**kwargs)
+            _PICKERS[key] = picker
+    return picker
+
+
+def _device_of_this_worker(devices: Sequence[str]) -> str:
+    """``devices[i % len(devices)]`` for the i-th worker of a local cluster (named 0, 1, ...);
+    other workers hash their name onto the list."""
+    try:
+        from distributed import get_worker
+
+        name = get_worker().name
+    except (ImportError, ValueError):
+        return devices[0]
+    try:
+        index = int(name)
+    except (TypeError, ValueError):
+        index = sum(str(name).encode())
+    return devices[index % len(devices)]
+
+
+def _set_compute_threads(threads: int) -> None:
+    import cv2
+    import torch
+
+    torch.set_num_threads(int(threads))
+    cv2.setNumThreads(int(threads))
+
+
+def _pick_one(
+    path: str,
+    folder: str,
+    source: dict,
+    options: dict,
+    picker_kwargs: dict,
+    formats: tuple[str, ...],
+    box_size: float | None,
+    devices: Sequence[str] | None = None,
+    threads: int | None = None,
+) -> dict:
+    """Worker task: pick one micrograph and write its files into ``folder`` (absolute).
+
+    Returns a small record for the client; a failure of this micrograph is returned, not
+    raised (a raised exception would make the scheduler report the task as erred).
+    """
+    start = time.perf_counter()
+    worker = _worker_name()
+    name = source["name"]
+    try:
+        picker = _worker_picker(picker_kwargs, devices, threads)
+        image = read_micrograph(path).data
+        given = getattr(getattr(picker, "postprocess_settings", None), "diameter_override", None)
+        if given and given > min(image.shape):
+            raise MicrographError(
+                name, f"--diameter {given:g} px is larger than the micrograph "
+                f"({image.shape[1]}x{image.shape[0]} px)")
+        result = picker.pick_many_arrays([image])[0]  # type: ignore[attr-defined]
+    except Exception as exc:
+        return {"name": name, "ok": False, "error": _reason(name, exc), "worker": worker,
+                "seconds": time.perf_counter() - start}
+    manifest = {"version": MANIFEST_VERSION, "source": source, "options": options}
+    try:
+        # The folder is this micrograph's own output folder: write as if the micrograph lay
+        # there (its file name only), so the worker's current folder does not matter.
+        _write_outputs(Path(folder), Path(Path(path).name), result.picks, result.diameter,
+                       formats, box_size, manifest)
+    except Exception as exc:
+        return {"name": name, "ok": False, "worker": worker,
+                "error": _reason(name, exc, "cannot write output: "),
+                "seconds": time.perf_counter() - start}
+    return {"name": name, "ok": True, "picks": result.picks, "diameter": result.diameter,
+            "worker": worker, "seconds": time.perf_counter() - start}
+
+
+def _reason(name: str, exc: BaseException, prefix: str = "") -> str:
+    """The one-line failure reason pick_batch would print (a string: it crosses processes)."""
+    if isinstance(exc, CryoSegNetError):
+        return f"{name}: {prefix}{exc}" if prefix else str(exc)
+    detail = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{name}: {prefix}{type(exc).__name__}: {detail}".rstrip(": ")
+
+
+def _worker_name() -> str:
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()
+        return f"{worker.name} ({worker.address})"
+    except (ImportError, ValueError):
+        return "local"
+
+
+@contextlib.contextmanager
+def _client(scheduler: str | None, n_workers: int | None, threads: int):
+    """A Client on ``scheduler``, or on a LocalCluster of ``n_workers`` processes."""
+    from distributed import Client, LocalCluster
+
+    if scheduler:
+        with Client(scheduler) as client:
+            yield client
+        return
+    if not n_workers or n_workers < 1:
+        raise CryoSegNetError("--dask-workers: give at least one worker (or --scheduler)")
+    with LocalCluster(
+        n_workers=int(n_workers), threads_per_worker=1, processes=True,
+        dashboard_address=None, memory_limit=0,
+        env={name: str(threads) for name in (
+            "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")},
+    ) as cluster, Client(cluster) as client:
+        yield client
+
+
+def pick_distributed(
+    micrographs: Sequence[str | os.PathLike],
+    outdir: str | os.PathLike,
+    picker_kwargs: dict | None = None,
+    *,
+    scheduler: str | None = None,
+    n_workers: int | None = None,
+    devices: Sequence[str] | None = None,
+    threads_per_worker: int | None = 1,
+    formats: tuple[str, ...] = ("star",),
+    overwrite: bool = False,
+    box_size: float | None = None,
+    progress: bool = True,
+    debug: bool = False,
+    client=None,
+    _task: Callable[..., dict] | None = None,
+) -> ClusterSummary:
+    """Pick ``micrographs`` on a Dask cluster into ``outdir``; the same files as pick_batch.
+
+    ``picker_kwargs`` are :class:`~cryosegnet.picking.picker.Picker` arguments (model, stage,
+    threshold, diameter, ...), with which every worker builds its own picker once.
+    ``scheduler``: the address of a running cluster (``tcp://host:8786``); else ``n_workers``
+    worker processes are started on this machine (one thread each; ``devices``, e.g.
+    ``["cuda:0", "cuda:1"]``, gives worker i device i modulo their number). An existing
+    ``client`` may be passed instead of both. ``threads_per_worker``: torch/OpenCV threads in
+    each worker (None: leave their defaults). ``progress`` logs one line per finished
+    micrograph with the cluster's micrographs/s.
+    """
+    picker_kwargs = dict(picker_kwargs or {})
+    if str(outdir).strip() == "":
+        raise CryoSegNetError("output folder: empty name (give -o DIR)")
+    out = Path(outdir)  # as given: the index names files as pick_batch does
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CryoSegNetError(f"{outdir}: cannot create the output folder ({exc})") from exc
+    if not out.is_dir() or not os.access(out, os.W_OK):
+        raise CryoSegNetError(f"{outdir}: output folder is not a writable folder")
+    # The client's picker gives the options recorded in every result (and checks them before
+    # any worker starts); it is not used to pick.
+    from cryosegnet.picking.picker import Picker
+
+    client_kwargs = {**picker_kwargs, "device": "cpu"}
+    options = picker_options(Picker(**client_kwargs))
+    summary = ClusterSummary()
+    run_lock = _start_run(out)
+    try:
+        todo = _plan(summary, [Path(m) for m in micrographs], out, options, formats, box_size,
+                     overwrite, debug)
+        if todo:
+            if client is not None:
+                _run(client, todo, out, options, picker_kwargs, formats, box_size, devices,
+                     threads_per_worker, progress, debug, summary, _task or _pick_one)
+            else:
+                with _client(scheduler, n_workers, threads_per_worker or 1) as own:
+                    _run(own, todo, out, options, picker_kwargs, formats, box_size, devices,
+                         threads_per_worker, progress, debug, summary, _task or _pick_one)
+        try:
+            summary.index_entries = rebuild_index(out)
+        except Exception as exc:
+            summary.index_failure = f"{outdir}: cannot write the index STAR files ({exc})"
+    finally:
+        if run_lock is not None:
+            with contextlib.suppress(OSError):
+                run_lock.close()
+    return summary
+
+
+def _plan(summary, micrographs, out, options, formats, box_size, overwrite, debug):
+    """What to pick: (path, source) per micrograph; finished ones are skipped as in pick_batch."""
+    todo: list[tuple[Path, dict]] = []
+    seen: dict[Path, Path] = {}
+    for path in micrographs:
+        star = coordinate_path(out, path)
+        if star in seen:
+            _record_failure(summary, path, CryoSegNetError(
+                f"{path}: its output {star} is also the output of {seen[star]}; pick them into "
+                "separate output folders"), debug)
+            continue
+        seen[star] = path
+        try:
+            quote_star(str(path))
+            _refuse_foreign(star, "coordinate file")
+            source = source_record(path)
+        except CryoSegNetError as exc:
+            _record_failure(summary, path, exc, debug)
+            continue
+        except OSError as exc:
+            problem = {errno.ENOENT: "no such file"}.get(exc.errno or 0,
+                                                         f"cannot read ({exc.strerror or exc})")
+            _record_failure(summary, path, CryoSegNetError(f"{path}: {problem}"), debug)
+            continue
+        if star.exists() and not overwrite:
+            previous = _previous_result(star)
+            reason = _mismatch(previous, source, options) if previous else "it is incomplete"
+            if previous is not None and reason is None:
+                try:
+                    _complete_formats(out, path, previous, formats, box_size)
+                except Exception as exc:
+                    _record_failure(summary, path, exc, debug, prefix="cannot write output: ")
+                    continue
+                summary.done[str(path)] = previous[0]
+                summary.skipped.append(str(path))
+                continue
+            log.info("%s: picking again (%s: %s)", path, star, reason)
+        todo.append((path, source))
+    return todo
+
+
+def _run(client, todo, out, options, picker_kwargs, formats, box_size, devices, threads,
+         progress, debug, summary, task) -> None:
+    from distributed import as_completed
+
+    summary.n_workers = len(client.scheduler_info().get("workers", {}))
+    by_name = {source["name"]: path for path, source in todo}
+    futures = []
+    for path, source in todo:
+        folder = os.path.abspath(out / relative_folder(path))  # workers: absolute paths
+        futures.append(client.submit(
+            task, os.path.abspath(path), folder, source, options, picker_kwargs,
+            tuple(formats), box_size, list(devices) if devices else None, threads,
+            key=f"cryosegnet-pick-{source['path']}-{time.time_ns()}", pure=False,
+        ))
+    start = time.perf_counter()
+    n_done = 0
+    try:
+        for future in as_completed(futures):
+            n_done += 1
+            try:
+                record = future.result()
+            except Exception as exc:  # the task itself was lost too often (KilledWorker)
+                name = _future_name(future, futures, todo)
+                _record_failure(summary, by_name.get(name, Path(name)), exc, debug)
+                continue
+            path = by_name[record["name"]]
+            worker = record.get("worker", "?")
+            summary.per_worker[worker] = summary.per_worker.get(worker, 0) + 1
+            summary.worker_seconds[worker] = (summary.worker_seconds.get(worker, 0.0)
+                                              + float(record.get("seconds", 0.0)))
+            if not record["ok"]:
+                _record_failure(summary, path, CryoSegNetError(record["error"]), debug)
+                continue
+            summary.done[str(path)] = record["picks"]
+            if record["diameter"]:
+                summary.diameters.append(float(record["diameter"]))
+            if progress:
+                elapsed = time.perf_counter() - start
+                log.info("[%d/%d] %s: %d particles (%s); cluster: %.2f micrographs/s",
+                         n_done, len(todo), path, len(record["picks"]), worker,
+                         n_done / elapsed if elapsed > 0 else 0.0)
+    except KeyboardInterrupt:
+        summary.interrupted = True
+        client.cancel(futures)
+    finally:
+        summary.seconds = time.perf_counter() - start
+
+
+def _future_name(future, futures, todo) -> str:
+    index = futures.index(future)
+    return todo[index][1]["name"]
