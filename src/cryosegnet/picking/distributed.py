@@ -84,13 +84,15 @@ class ClusterSummary(BatchSummary):
         return "\n".join(lines)
 
 
-def _worker_picker(picker_kwargs: dict, devices: Sequence[str] | None, threads: int | None):
+def _worker_picker(
+    picker_kwargs: dict, devices: Sequence[str] | None, threads: int | None, worker_name=None
+):
     """The Picker of this worker process for these options (built on first use)."""
     from cryosegnet.picking.picker import Picker
 
     kwargs = dict(picker_kwargs)
     if devices:
-        kwargs["device"] = _device_of_this_worker(devices)
+        kwargs["device"] = _device_of_this_worker(devices, worker_name)
     key = json.dumps(kwargs, sort_keys=True, default=str)
     with _PICKERS_LOCK:
         picker = _PICKERS.get(key)
@@ -102,15 +104,27 @@ def _worker_picker(picker_kwargs: dict, devices: Sequence[str] | None, threads: 
     return picker
 
 
-def _device_of_this_worker(devices: Sequence[str]) -> str:
+def _preload(picker_kwargs: dict, devices: Sequence[str] | None, threads: int | None,
+             dask_worker=None) -> None:
+    """Build this worker's picker and run its U-Net once (loads the CPU runtime's session)."""
+    import numpy as np
+
+    name = getattr(dask_worker, "name", None)
+    picker = _worker_picker(picker_kwargs, devices, threads, worker_name=name)
+    if getattr(picker.mask_generator, "needs_unet", True):  # type: ignore[attr-defined]
+        picker.probability_maps([np.zeros((64, 64), np.uint8)])  # type: ignore[attr-defined]
+
+
+def _device_of_this_worker(devices: Sequence[str], name=None) -> str:
     """``devices[i % len(devices)]`` for the i-th worker of a local cluster (named 0, 1, ...);
     other workers hash their name onto the list."""
-    try:
-        from distributed import get_worker
+    if name is None:
+        try:
+            from distributed import get_worker
 
-        name = get_worker().name
-    except (ImportError, ValueError):
-        return devices[0]
+            name = get_worker().name
+        except (ImportError, ValueError):
+            return devices[0]
     try:
         index = int(name)
     except (TypeError, ValueError):
@@ -224,6 +238,7 @@ def pick_distributed(
     progress: bool = True,
     debug: bool = False,
     client=None,
+    options: dict | None = None,
     _task: Callable[..., dict] | None = None,
 ) -> ClusterSummary:
     """Pick ``micrographs`` on a Dask cluster into ``outdir``; the same files as pick_batch.
@@ -235,7 +250,9 @@ def pick_distributed(
     ``["cuda:0", "cuda:1"]``, gives worker i device i modulo their number). An existing
     ``client`` may be passed instead of both. ``threads_per_worker``: torch/OpenCV threads in
     each worker (None: leave their defaults). ``progress`` logs one line per finished
-    micrograph with the cluster's micrographs/s.
+    micrograph with the cluster's micrographs/s. ``options``: what the results' manifests
+    record, ``picker_options(picker)`` of a picker built with ``picker_kwargs`` (default: one
+    is built here, on the CPU).
     """
     picker_kwargs = dict(picker_kwargs or {})
     if str(outdir).strip() == "":
@@ -249,10 +266,10 @@ def pick_distributed(
         raise CryoSegNetError(f"{outdir}: output folder is not a writable folder")
     # The client's picker gives the options recorded in every result (and checks them before
     # any worker starts); it is not used to pick.
-    from cryosegnet.picking.picker import Picker
+    if options is None:
+        from cryosegnet.picking.picker import Picker
 
-    client_kwargs = {**picker_kwargs, "device": "cpu"}
-    options = picker_options(Picker(**client_kwargs))
+        options = picker_options(Picker(**{**picker_kwargs, "device": "cpu"}))
     summary = ClusterSummary()
     run_lock = _start_run(out)
     try:
@@ -323,6 +340,13 @@ def _run(client, todo, out, options, picker_kwargs, formats, box_size, devices, 
     from distributed import as_completed
 
     summary.n_workers = len(client.scheduler_info().get("workers", {}))
+    if task is _pick_one:
+        # Load the models on every worker now, so that the first micrographs' times (and the
+        # micrographs/s) are picking only; workers that join later load on their first task.
+        try:
+            client.run(_preload, picker_kwargs, list(devices) if devices else None, threads)
+        except Exception as exc:  # a worker that cannot build the picker reports it per task
+            log.debug("preloading the picker on the workers failed: %s", exc)
     by_name = {source["name"]: path for path, source in todo}
     futures = []
     for path, source in todo:
@@ -369,3 +393,36 @@ def _run(client, todo, out, options, picker_kwargs, formats, box_size, devices, 
 def _future_name(future, futures, todo) -> str:
     index = futures.index(future)
     return todo[index][1]["name"]
+
+
+def parse_devices(text: str | None) -> list[str] | None:
+    """``--devices 0,1,2`` -> ``["cuda:0", "cuda:1", "cuda:2"]`` (names like ``cpu`` or
+    ``cuda:1`` are kept)."""
+    if not text:
+        return None
+    devices = []
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        devices.append(f"cuda:{int(item)}" if item.isdigit() else item)
+    if not devices:
+        raise CryoSegNetError(f"--devices {text}: no device given")
+    return devices
+
+
+def pick_from_cli(args, micrographs, picker_kwargs: dict, picker, formats) -> ClusterSummary:
+    """``cryosegnet pick`` with ``--scheduler`` / ``--dask-workers`` / ``--devices``."""
+    devices = parse_devices(getattr(args, "devices", None))
+    n_workers = getattr(args, "dask_workers", None) or (len(devices) if devices else None)
+    if args.scheduler and getattr(args, "dask_workers", None):
+        raise CryoSegNetError("--scheduler and --dask-workers: give one (a cluster exists, or "
+                              "one is started here)")
+    where = args.scheduler or f"a local cluster of {n_workers} worker process(es)"
+    log.info("picking on Dask: %s%s", where, f", devices {','.join(devices)}" if devices else "")
+    kwargs = dict(picker_kwargs)
+    return pick_distributed(
+        micrographs, args.output, kwargs, scheduler=args.scheduler, n_workers=n_workers,
+        devices=devices, formats=formats, overwrite=args.overwrite, box_size=args.box_size,
+        progress=not args.no_progress, debug=args.debug, options=picker_options(picker),
+    )
