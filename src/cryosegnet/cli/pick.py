@@ -16,6 +16,12 @@ from cryosegnet.picking.picker import (
     STAGES,
     Picker,
 )
+from cryosegnet.picking.watch import (
+    DEFAULT_SETTLE_SECONDS,
+    DEFAULT_WATCH_INTERVAL,
+    DEFAULT_WATCH_TIMEOUT,
+    check_watch_options,
+)
 
 log = logging.getLogger("cryosegnet")
 
@@ -35,7 +41,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "micrographs already picked from the same file with the same options.",
     )
     p.add_argument(
-        "inputs", nargs="+", help="micrograph files, folders or globs (MRC, TIFF, PNG, JPG)"
+        "inputs", nargs="*",
+        help="micrograph files, folders or globs (MRC, TIFF, PNG, JPG); none with --watch",
     )
     p.add_argument("-o", "--output", required=True, help="output folder")
     p.add_argument(
@@ -115,6 +122,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--overwrite", action="store_true", help="re-pick micrographs that already have output"
     )
+    p.add_argument(
+        "--watch", metavar="DIR",
+        help="pick the micrographs of DIR as they appear, each once fully written, until "
+        "--watch-timeout seconds pass with nothing new (instead of INPUTS)",
+    )
+    p.add_argument("--settle", type=float, default=DEFAULT_SETTLE_SECONDS, metavar="S",
+                   help="--watch: seconds a file's size and modification time must stay "
+                   "unchanged before it is read (default: %(default)s)")
+    p.add_argument("--watch-interval", type=float, default=DEFAULT_WATCH_INTERVAL, metavar="S",
+                   help="--watch: seconds between scans of DIR (default: %(default)s)")
+    p.add_argument("--watch-timeout", type=float, default=DEFAULT_WATCH_TIMEOUT, metavar="S",
+                   help="--watch: stop after S seconds with no new micrograph "
+                   "(default: %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--debug", action="store_true", help="full tracebacks on errors")
     p.set_defaults(func=run)
@@ -129,11 +149,17 @@ def run(args: argparse.Namespace) -> int:
     _check_device(args.device)
     if not str(args.output).strip():
         raise CryoSegNetError("-o/--output: empty folder name")
+    if args.watch and args.inputs:
+        raise CryoSegNetError("--watch DIR takes the place of INPUTS: give one or the other")
+    if not args.watch and not args.inputs:
+        raise CryoSegNetError("no micrographs given (INPUTS, or --watch DIR)")
+    if args.watch:
+        check_watch_options(args.watch, args.settle, args.watch_interval, args.watch_timeout)
     problems: list[str] = []
-    micrographs = find_micrographs(args.inputs, problems)
+    micrographs = [] if args.watch else find_micrographs(args.inputs, problems)
     for problem in problems:
         print(f"ERROR {problem}", file=sys.stderr)
-    if not micrographs:
+    if not micrographs and not args.watch:
         raise CryoSegNetError(f"{' '.join(args.inputs)}: no micrographs found")
     picker = Picker(
         model=args.model,
@@ -172,6 +198,8 @@ def run(args: argparse.Namespace) -> int:
         picker.threshold,
         size,
     )
+    if args.watch:
+        return _run_watch(args, picker, formats)
     summary = pick_batch(
         picker,
         micrographs,
@@ -186,6 +214,22 @@ def run(args: argparse.Namespace) -> int:
     )
     for problem in problems:
         summary.failures[problem.split(":", 1)[0]] = problem
+    print(summary.text(), file=sys.stderr)
+    if summary.interrupted:
+        return 130
+    return 1 if summary.failures or summary.index_failure else 0
+
+
+def _run_watch(args: argparse.Namespace, picker: Picker, formats: tuple[str, ...]) -> int:
+    """``--watch DIR``: pick micrographs as they are written (picking/watch.py)."""
+    from cryosegnet.picking.watch import watch_folder
+
+    summary = watch_folder(
+        picker, args.watch, args.output, settle=args.settle, interval=args.watch_interval,
+        timeout=args.watch_timeout, batch_size=max(1, args.batch_size), formats=formats,
+        overwrite=args.overwrite, box_size=args.box_size, workers=max(1, args.workers),
+        debug=args.debug,
+    )
     print(summary.text(), file=sys.stderr)
     if summary.interrupted:
         return 130

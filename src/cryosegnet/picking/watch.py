@@ -1,0 +1,241 @@
+"""Pick during collection: watch a folder and pick each micrograph once it is fully written.
+
+A file is picked once its size and modification time have not changed for ``settle``
+seconds (seen unchanged across scans, and last modified at least that long ago), so a
+micrograph still being written or copied is never read. Hidden files (``.name``, as rsync and
+many transfer tools write before renaming) are ignored. Each micrograph goes through
+:func:`~cryosegnet.picking.batch.pick_batch`, which writes its files atomically and rebuilds
+``autopick.star`` and ``particles.star`` from every valid result under a lock, so the index
+files are consistent after every micrograph. Stopped and started again, the watch skips what
+is already picked (``pick_batch``'s resume) and carries on. It stops after ``timeout`` seconds
+with no new or changing file, on Ctrl-C or on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryosegnet.io.errors import CryoSegNetError
+from cryosegnet.io.micrographs import MICROGRAPH_SUFFIXES
+from cryosegnet.picking.batch import (
+    BatchSummary,
+    _mismatch,
+    _previous_result,
+    coordinate_path,
+    pick_batch,
+    picker_options,
+    source_record,
+)
+
+log = logging.getLogger("cryosegnet")
+
+# A file must keep its size and modification time this long before it is read.
+DEFAULT_SETTLE_SECONDS = 5.0
+# Time between two scans of the watched folder.
+DEFAULT_WATCH_INTERVAL = 2.0
+# Stop after this long with no new or changing micrograph (end of the session).
+DEFAULT_WATCH_TIMEOUT = 3600.0
+
+
+@dataclass
+class WatchSummary:
+    """What a watch did, over all the batches it ran."""
+
+    picked: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failures: dict[str, str] = field(default_factory=dict)
+    n_particles: int = 0
+    index_entries: int = 0
+    index_failure: str | None = None
+    interrupted: bool = False
+    seconds: float = 0.0
+
+    def add(self, batch: BatchSummary) -> None:
+        skipped = set(batch.skipped)
+        for path in batch.done:  # picked after all (a file rewritten after a failed read)
+            self.failures.pop(path, None)
+        self.picked += [p for p in batch.done if p not in skipped]
+        self.skipped += batch.skipped
+        self.failures.update(batch.failures)
+        self.n_particles += sum(len(t) for p, t in batch.done.items() if p not in skipped)
+        self.index_entries = batch.index_entries or self.index_entries
+        self.index_failure = batch.index_failure or self.index_failure
+        self.interrupted = self.interrupted or batch.interrupted
+
+    def text(self) -> str:
+        lines = [
+            f"watch: micrographs picked: {len(self.picked)}  (skipped, already done: "
+            f"{len(self.skipped)})",
+            f"particles: {self.n_particles}",
+            f"time: {self.seconds:.0f} s",
+        ]
+        if self.index_entries:
+            lines.append(f"index files: {self.index_entries} micrograph(s)")
+        if self.failures:
+            lines.append(f"FAILED: {len(self.failures)} micrograph(s)")
+            lines += [f"  {reason}" for reason in self.failures.values()]
+        if self.index_failure:
+            lines.append(f"FAILED: {self.index_failure}")
+        if self.interrupted:
+            lines.append("INTERRUPTED: run the same command again to carry on")
+        return "\n".join(lines)
+
+
+class _Stop(BaseException):
+    """SIGTERM while the watch waits between scans."""
+
+
+def _on_sigterm(signum, frame):  # noqa: ARG001
+    raise _Stop()
+
+
+def _signature(path: Path) -> tuple[int, int] | None:
+    """(size, mtime_ns) of a regular file, else None."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    import stat as stat_module
+
+    if not stat_module.S_ISREG(stat.st_mode):
+        return None
+    return int(stat.st_size), int(stat.st_mtime_ns)
+
+
+def scan(folder: Path) -> list[Path]:
+    """The micrograph files directly in ``folder`` (no hidden files), oldest first."""
+    try:
+        entries = list(folder.iterdir())
+    except OSError as exc:
+        raise CryoSegNetError(f"{folder}: cannot list the folder ({exc.strerror or exc})") from exc
+    files = [p for p in entries
+             if not p.name.startswith(".") and p.suffix.lower() in MICROGRAPH_SUFFIXES]
+    signatures = {p: _signature(p) for p in files}
+    return sorted((p for p in files if signatures[p] is not None),
+                  key=lambda p: (signatures[p][1], p.name))  # type: ignore[index]
+
+
+def check_watch_options(folder, settle: float, interval: float, timeout: float) -> None:
+    """Refuse a missing folder and negative or non-finite times before anything is loaded."""
+    if not Path(folder).is_dir():
+        raise CryoSegNetError(f"--watch {folder}: no such folder")
+    for name, value in (("--settle", settle), ("--watch-interval", interval),
+                        ("--watch-timeout", timeout)):
+        if not (0 <= value < float("inf")):
+            raise CryoSegNetError(f"{name}: must be a finite number >= 0 (got {value})")
+
+
+def watch_folder(
+    picker,
+    folder: str | os.PathLike,
+    outdir: str | os.PathLike,
+    settle: float = DEFAULT_SETTLE_SECONDS,
+    interval: float = DEFAULT_WATCH_INTERVAL,
+    timeout: float = DEFAULT_WATCH_TIMEOUT,
+    batch_size: int = 1,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+    **batch_options,
+) -> WatchSummary:
+    """Pick the micrographs of ``folder`` as they appear, into ``outdir``, until idle.
+
+    ``settle``: seconds a file's size and modification time must stay unchanged before it is
+    read. ``interval``: seconds between scans. ``timeout``: stop after this many seconds with
+    no new or changing micrograph. ``batch_size``: micrographs per ``pick_batch`` call (and
+    per index rebuild). Other keyword arguments go to
+    :func:`~cryosegnet.picking.batch.pick_batch` (``formats``, ``overwrite``, ``box_size``,
+    ``workers``, ``debug``). A file that changes after it was picked is picked again.
+    """
+    check_watch_options(folder, settle, interval, timeout)
+    folder = Path(folder)
+    outdir = Path(outdir)
+    options = picker_options(picker)
+    overwrite = bool(batch_options.get("overwrite", False))
+    batch_options.setdefault("progress", False)
+    summary = WatchSummary()
+    start = clock()
+    last_activity = start
+    # path -> (size, mtime_ns, when first seen with it); path -> signature handled.
+    pending: dict[Path, tuple[tuple[int, int], float]] = {}
+    handled: dict[Path, tuple[int, int]] = {}
+    in_main = _in_main_thread()
+    previous_handler = signal.getsignal(signal.SIGTERM) if in_main else None
+    log.info("watching %s (a file is picked once unchanged for %g s; stops after %g s idle)",
+             folder, settle, timeout)
+    try:
+        if in_main:
+            signal.signal(signal.SIGTERM, _on_sigterm)
+        while True:
+            now = clock()
+            ready: list[Path] = []
+            for path in scan(folder):
+                signature = _signature(path)
+                if signature is None or handled.get(path) == signature:
+                    continue
+                seen = pending.get(path)
+                if seen is None or seen[0] != signature:
+                    pending[path] = (signature, now)
+                    last_activity = now
+                    continue
+                unchanged_for = now - seen[1]
+                age = time.time() - signature[1] / 1e9
+                # (A modification time in the future, a skewed file server's clock: the
+                # observed stability alone decides.)
+                if unchanged_for >= settle and (age >= settle or age < 0):
+                    ready.append(path)
+                else:
+                    last_activity = now  # a file still settling keeps the watch alive
+            for path in ready:
+                handled[path] = pending.pop(path)[0]
+            # Files already picked (a restart): one call skips them all (writing any format
+            # they lack) and rebuilds the index once; then the new ones, batch by batch.
+            done = [p for p in ready if not overwrite and _already_done(outdir, p, options)]
+            todo = [p for p in ready if p not in done]
+            chunks = [done] if done else []
+            step = max(1, batch_size)
+            chunks += [todo[i:i + step] for i in range(0, len(todo), step)]
+            for chunk in chunks:
+                batch = pick_batch(picker, chunk, outdir, batch_size=step, options=options,
+                                   **batch_options)
+                summary.add(batch)
+                if batch.interrupted:
+                    summary.interrupted = True
+                    return summary
+            if todo:
+                last_activity = clock()
+            if clock() - last_activity >= timeout:
+                log.info("watch: nothing new in %s for %g s, stopping", folder, timeout)
+                return summary
+            sleep(interval)
+    except (KeyboardInterrupt, _Stop):
+        summary.interrupted = True
+        return summary
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous_handler)
+        summary.seconds = clock() - start
+
+
+def _already_done(outdir: Path, path: Path, options: dict) -> bool:
+    """A valid result of this very file with these options exists (pick_batch would skip it):
+    checked here so a restart over a long session does not rebuild the index per file."""
+    star = coordinate_path(outdir, path)
+    if not star.is_file():
+        return False
+    previous = _previous_result(star)
+    try:
+        return previous is not None and _mismatch(previous, source_record(path), options) is None
+    except OSError:
+        return False
+
+
+def _in_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
