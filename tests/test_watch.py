@@ -173,3 +173,38 @@ def test_pick_watch_refuses_bad_arguments(tmp_path, capsys):
     assert "--settle" in capsys.readouterr().err
     assert main(["pick", "-o", str(tmp_path / "o")]) == 1
     assert "no micrographs given" in capsys.readouterr().err
+
+
+def test_sigterm_stops_the_watch_cleanly_and_a_restart_carries_on(tmp_path, tiny_model):
+    import signal
+    import subprocess
+    import sys
+
+    incoming, out = tmp_path / "in", tmp_path / "out"
+    incoming.mkdir()
+    _write(incoming / "a.mrc", _mrc_bytes(5))
+    command = [sys.executable, "-m", "cryosegnet.cli.main", "pick", "--watch", str(incoming),
+               "-o", str(out), "--model", str(tiny_model), "--device", "cpu", "--stage",
+               "builtin", "--settle", "0.2", "--watch-interval", "0.1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen([*command, "--watch-timeout", "600"], env=env,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / INDEX_STAR).is_file() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert (out / INDEX_STAR).is_file()
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, err[-2000:]
+    assert "INTERRUPTED" in err
+    assert not [p for p in out.rglob(".*") if p.name.endswith("tmp")]
+    _write(incoming / "b.mrc", _mrc_bytes(6))
+    done = subprocess.run([*command, "--watch-timeout", "0.5"], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "micrographs picked: 1  (skipped, already done: 1)" in done.stderr
+    assert _indexed(out) == ["a.mrc", "b.mrc"]
