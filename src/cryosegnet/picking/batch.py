@@ -8,6 +8,7 @@ micrographs intact and nothing half-written; a re-run skips what is already done
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import fcntl
 import hashlib
@@ -18,7 +19,7 @@ import re
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +43,7 @@ from cryosegnet.io.coordinates import (
 from cryosegnet.io.errors import CryoSegNetError, MicrographError
 from cryosegnet.io.micrographs import micrograph_stem, read_micrograph
 from cryosegnet.picking.picker import Picker
+from cryosegnet.picking.units import PixelSizes, angstrom_to_pixels, describe_size
 
 log = logging.getLogger("cryosegnet")
 
@@ -69,6 +71,8 @@ class BatchSummary:
     skipped: list[str] = field(default_factory=list)
     failures: dict[str, str] = field(default_factory=dict)
     diameters: list[float] = field(default_factory=list)
+    # Å/px of each micrograph in ``diameters`` whose pixel size is known (else None).
+    pixel_sizes: list[float | None] = field(default_factory=list)
     seconds: float = 0.0
     interrupted: bool = False
     index_failure: str | None = None
@@ -86,7 +90,12 @@ class BatchSummary:
         ]
         diameters = [d for d in self.diameters if np.isfinite(d) and d > 0]
         if diameters:
-            lines.append(f"estimated diameter: {np.median(diameters):.1f} px (median)")
+            line = f"estimated diameter: {np.median(diameters):.1f} px (median)"
+            angstrom = [d * a for d, a in zip(self.diameters, self.pixel_sizes, strict=False)
+                        if a and np.isfinite(d) and d > 0]
+            if angstrom:
+                line += f", {np.median(angstrom):.0f} Å"
+            lines.append(line)
         if n_new and self.seconds:
             lines.append(f"time: {self.seconds:.1f} s ({n_new / self.seconds:.2f} micrographs/s)")
         if self.index_entries:
@@ -143,11 +152,12 @@ def coordinate_path(outdir: Path, micrograph: Path) -> Path:
     return output_path(outdir, micrograph, "star")
 
 
-def source_record(micrograph: Path) -> dict:
-    """What identifies the micrograph a result was picked from."""
+def source_record(micrograph: Path, name: str | None = None) -> dict:
+    """What identifies the micrograph a result was picked from; ``name``: the name the index
+    files give it (default: the path as given)."""
     stat = micrograph.stat()
     return {
-        "name": str(micrograph),
+        "name": str(micrograph) if name is None else name,
         "path": os.path.abspath(micrograph),
         "size": int(stat.st_size),
         "mtime_ns": int(stat.st_mtime_ns),
@@ -275,6 +285,10 @@ def pick_batch(
     progress: bool = True,
     debug: bool = False,
     options: dict | None = None,
+    diameter_angstrom: float | None = None,
+    pixel_sizes: PixelSizes | None = None,
+    names: Mapping[Path, str] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> BatchSummary:
     """Pick every micrograph, write per-micrograph files, the RELION index and the combined STAR.
 
@@ -282,6 +296,14 @@ def pick_batch(
     same pick options is skipped (formats it lacks are written from its picks); anything else
     is picked again, and the log says why. The index files are rebuilt, under a lock, from
     every valid result in the output folder, so earlier and concurrent runs are kept.
+
+    ``diameter_angstrom`` fixes the particle diameter in Å: each micrograph is picked at
+    ``diameter_angstrom / pixel size`` px, its pixel size from ``pixel_sizes`` (``--angpix``,
+    an input STAR), else from its header; a micrograph with no pixel size fails. ``names``
+    gives micrographs the name the index files list and the output layout follows (RELION's
+    ``_rlnMicrographName`` of a micrographs STAR; default: the path as given).
+    ``should_stop`` is asked between micrographs; when it returns True the batch stops as on
+    Ctrl-C (``interrupted``), keeping what is finished.
     """
     if str(outdir).strip() == "":
         raise CryoSegNetError("output folder: empty name (give -o DIR)")
@@ -302,11 +324,12 @@ def pick_batch(
         _refuse_foreign(outdir / name, "index file")
     options = picker_options(picker) if options is None else options
     summary = BatchSummary()
+    sizes = _Sizes(diameter_angstrom, pixel_sizes or PixelSizes(), dict(names or {}))
     run_lock = _start_run(outdir)
     try:
         return _pick_batch(
             picker, micrographs, outdir, formats, overwrite, batch_size, box_size, workers,
-            progress, debug, options, summary,
+            progress, debug, options, summary, sizes, should_stop,
         )
     finally:
         if run_lock is not None:
@@ -314,14 +337,39 @@ def pick_batch(
                 run_lock.close()
 
 
+@dataclass
+class _Sizes:
+    """Per-micrograph sizes and names of one batch (see :func:`pick_batch`)."""
+
+    angstrom: float | None
+    pixel_sizes: PixelSizes
+    names: dict[Path, str]
+    # Filled as micrographs are read: Å/px (None: unknown) and px diameter to pick at.
+    seen_pixel_size: dict[Path, float | None] = field(default_factory=dict)
+    diameter_px: dict[Path, float] = field(default_factory=dict)
+
+    def layout(self, path: Path) -> Path:
+        """What the output layout follows: the micrograph's name if it has one."""
+        name = self.names.get(path)
+        return Path(name) if name is not None else path
+
+    def options(self, path: Path, options: dict) -> dict:
+        """The pick options recorded for ``path``: an Å diameter with where its pixel size
+        comes from (an unchanged file has an unchanged header)."""
+        if self.angstrom is None:
+            return options
+        source = self.pixel_sizes.explicit(path) or "header"
+        return {**options, "diameter": {"angstrom": float(self.angstrom), "pixel_size": source}}
+
+
 def _pick_batch(
     picker, micrographs, outdir, formats, overwrite, batch_size, box_size, workers, progress,
-    debug, options, summary,
+    debug, options, summary, sizes, should_stop,
 ) -> BatchSummary:
     todo: list[tuple[Path, dict]] = []
     seen: dict[Path, Path] = {}
     for path in micrographs:
-        star = coordinate_path(outdir, path)
+        star = coordinate_path(outdir, sizes.layout(path))
         if star in seen:
             _record_failure(summary, path, CryoSegNetError(
                 f"{path}: its output {star} is also the output of {seen[star]} (same name in "
@@ -329,9 +377,9 @@ def _pick_batch(
             continue
         seen[star] = path
         try:
-            quote_star(str(path))  # a name no STAR file can hold fails here, not in the index
+            quote_star(sizes.names.get(path, str(path)))  # fails here, not in the index
             _refuse_foreign(star, "coordinate file")
-            source = source_record(path)
+            source = source_record(path, sizes.names.get(path))
         except CryoSegNetError as exc:
             _record_failure(summary, path, exc, debug)
             continue
@@ -342,10 +390,11 @@ def _pick_batch(
             continue
         if star.exists() and not overwrite:
             previous = _previous_result(star)
-            reason = _mismatch(previous, source, options) if previous else "it is incomplete"
+            reason = (_mismatch(previous, source, sizes.options(path, options)) if previous
+                      else "it is incomplete")
             if previous is not None and reason is None:
                 try:
-                    _complete_formats(outdir, path, previous, formats, box_size)
+                    _complete_formats(outdir, sizes.layout(path), previous, formats, box_size)
                 except Exception as exc:
                     _record_failure(summary, path, exc, debug, prefix="cannot write output: ")
                     continue
@@ -367,10 +416,15 @@ def _pick_batch(
         if in_main_thread:  # inside the try: a SIGTERM right after this is caught below
             signal.signal(signal.SIGTERM, _on_sigterm)
         paths_todo = [p for p, _ in todo]
-        for chunk in _denoised_chunks(picker, paths_todo, batch_size, workers, summary, debug):
+        for chunk in _denoised_chunks(picker, paths_todo, batch_size, workers, summary, debug,
+                                      sizes):
+            if should_stop is not None and should_stop():
+                log.info("stop requested: %d micrograph(s) left unpicked", len(todo) - n_finished)
+                summary.interrupted = True
+                break
             paths = [p for p, _, _ in chunk]
             try:
-                results = picker.pick_denoised([d for _, d, _ in chunk], [s for _, _, s in chunk])
+                results = _pick_chunk(picker, chunk, sizes)
             except Exception as exc:  # a whole batch failing (e.g. GPU OOM): report each file
                 for path in paths:
                     _record_failure(summary, path, exc, debug)
@@ -378,17 +432,18 @@ def _pick_batch(
                 continue
             for path, result in zip(paths, results, strict=True):
                 manifest = {"version": MANIFEST_VERSION, "source": sources[path],
-                            "options": options}
+                            "options": sizes.options(path, options)}
                 n_finished += 1
                 try:
-                    _write_outputs(outdir, path, result.picks, result.diameter, formats,
-                                   box_size, manifest)
+                    _write_outputs(outdir, sizes.layout(path), result.picks, result.diameter,
+                                   formats, box_size, manifest)
                 except Exception as exc:  # disk full, read-only, quota...: this one fails
                     _record_failure(summary, path, exc, debug, prefix="cannot write output: ")
                     continue
                 summary.done[str(path)] = result.picks
                 if result.diameter:
                     summary.diameters.append(float(result.diameter))
+                    summary.pixel_sizes.append(sizes.seen_pixel_size.get(path))
                     if float(result.diameter) < MIN_PLAUSIBLE_DIAMETER and len(result.picks):
                         log.warning(
                             "WARNING %s: particle diameter %.1f px is implausibly small (image "
@@ -397,8 +452,12 @@ def _pick_batch(
                         )
                 bar.set_postfix(particles=summary.n_particles, refresh=False)
                 if not progress:  # a batch log gets one line per micrograph instead of a bar
-                    log.info("[%d/%d] %s: %d particles", n_finished, len(todo), path,
-                             len(result.picks))
+                    size = ""
+                    if result.diameter and np.isfinite(result.diameter):
+                        pixel_size = sizes.seen_pixel_size.get(path)
+                        size = f", diameter {describe_size(result.diameter, pixel_size)}"
+                    log.info("[%d/%d] %s: %d particles%s", n_finished, len(todo), path,
+                             len(result.picks), size)
             bar.update(len(paths))
     except (KeyboardInterrupt, _Terminate):
         summary.interrupted = True
@@ -416,6 +475,31 @@ def _pick_batch(
         if in_main_thread:
             signal.signal(signal.SIGTERM, previous_handler)
     return summary
+
+
+def _pick_chunk(picker, chunk, sizes: _Sizes) -> list:
+    """Pick a chunk of denoised micrographs; with an Å diameter, each group of micrographs
+    sharing a pixel diameter is picked with that diameter (``diameter_override``, original
+    micrograph pixels, set for the call only)."""
+    denoised, shapes = [d for _, d, _ in chunk], [s for _, _, s in chunk]
+    if sizes.angstrom is None:
+        return picker.pick_denoised(denoised, shapes)
+    results: list = [None] * len(chunk)
+    groups: dict[float, list[int]] = {}
+    for i, (path, _, _) in enumerate(chunk):
+        groups.setdefault(sizes.diameter_px[path], []).append(i)
+    settings = picker.postprocess_settings
+    try:
+        for diameter, indices in groups.items():
+            picker.postprocess_settings = dataclasses.replace(settings,
+                                                              diameter_override=diameter)
+            picked = picker.pick_denoised([denoised[i] for i in indices],
+                                          [shapes[i] for i in indices])
+            for i, result in zip(indices, picked, strict=True):
+                results[i] = result
+    finally:
+        picker.postprocess_settings = settings
+    return results
 
 
 def _complete_formats(outdir, path, previous, formats, box_size) -> None:
@@ -565,16 +649,31 @@ def _denoised_chunks(
     workers: int,
     summary: BatchSummary,
     debug: bool,
+    sizes: _Sizes | None = None,
 ) -> Iterator[list[tuple[Path, np.ndarray, tuple[int, int]]]]:
     """Read and denoise ahead of the U-Net (threads: OpenCV and NumPy release the GIL)."""
 
     given = getattr(getattr(picker, "postprocess_settings", None), "diameter_override", None)
+    sizes = sizes or _Sizes(None, PixelSizes(), {})
 
     def load(path: Path) -> tuple[Path, np.ndarray, tuple[int, int]]:
-        image = read_micrograph(path).data
-        if given and given > min(image.shape):
+        micrograph = read_micrograph(path)
+        image = micrograph.data
+        pixel_size = sizes.pixel_sizes.resolve(path, micrograph.pixel_size)
+        sizes.seen_pixel_size[path] = pixel_size
+        diameter, what = given, f"--diameter {given:g} px" if given else ""
+        if sizes.angstrom is not None:
+            if pixel_size is None:
+                raise MicrographError(
+                    path, f"--diameter {sizes.angstrom:g} Å needs the pixel size, and none is "
+                    "known (no pixel size in its header or an input STAR): give --angpix"
+                )
+            diameter = angstrom_to_pixels(sizes.angstrom, pixel_size)
+            what = f"--diameter {sizes.angstrom:g} Å ({diameter:.1f} px at {pixel_size:g} Å/px)"
+            sizes.diameter_px[path] = diameter
+        if diameter and diameter > min(image.shape):
             raise MicrographError(
-                path, f"--diameter {given:g} px is larger than the micrograph "
+                path, f"{what} is larger than the micrograph "
                 f"({image.shape[1]}x{image.shape[0]} px)"
             )
         return path, picker.preprocess(image), image.shape

@@ -111,6 +111,7 @@ class Picker:
         size_tolerance: float = DEFAULT_SIZE_TOLERANCE,
         border_fraction: float = DEFAULT_BORDER_FRACTION,
         runtime: str | None = None,
+        diameter_per_micrograph: bool = False,
     ) -> None:
         from cryosegnet.postprocessing.algorithm1 import PostprocessSettings
 
@@ -146,13 +147,16 @@ class Picker:
             diameter_override=diameter,
             tolerance_factor=size_tolerance,
         )
-        has_size = diameter or self.model_diameter or self.legacy_working_diameter
+        # diameter_per_micrograph: the caller sets postprocess_settings.diameter_override for
+        # each micrograph (an Å diameter converted with its pixel size, picking/batch.py).
+        has_size = (diameter or diameter_per_micrograph or self.model_diameter
+                    or self.legacy_working_diameter)
         if self.stage == "log" and not has_size:
             from cryosegnet.io.errors import SettingsError
 
             raise SettingsError(
                 "the LoG stage cannot estimate the particle size: give --diameter "
-                "(micrograph pixels), or a model fine-tuned on labelled micrographs"
+                "(micrograph pixels, or Å as 120A), or a model fine-tuned on labelled micrographs"
             )
 
     def _build_mask_stage(
