@@ -13,7 +13,7 @@ from cryosegnet.io.errors import CryoSegNetError
 # Subcommand modules; each defines add_parser(subparsers) and sets func on its parser.
 SUBCOMMAND_MODULES = (
     "pick", "simulate", "train", "finetune", "evaluate", "export_model", "show", "threshold",
-    "report", "demo",
+    "report", "demo", "relion_external",
 )
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
+from pathlib import Path
 
 from cryosegnet.io.errors import CryoSegNetError
 from cryosegnet.io.micrographs import find_micrographs
@@ -16,6 +18,7 @@ from cryosegnet.picking.picker import (
     STAGES,
     Picker,
 )
+from cryosegnet.picking.units import Diameter, PixelSizes, parse_diameter
 from cryosegnet.picking.watch import (
     DEFAULT_SETTLE_SECONDS,
     DEFAULT_WATCH_INTERVAL,
@@ -42,7 +45,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "inputs", nargs="*",
-        help="micrograph files, folders or globs (MRC, TIFF, PNG, JPG); none with --watch",
+        help="micrograph files, folders or globs (MRC, TIFF, PNG, JPG), or RELION micrographs "
+        "STAR files (micrographs_ctf.star, corrected_micrographs.star: names relative to the "
+        "RELION project folder, pixel size from the optics groups); none with --watch",
     )
     p.add_argument("-o", "--output", required=True, help="output folder")
     p.add_argument(
@@ -61,10 +66,25 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "-d",
         "--diameter",
+        type=str,
+        default=None,
+        help="particle diameter in micrograph pixels (180), or in Ångström with a suffix (120A, "
+        "120Å: converted per micrograph with its pixel size) (default: the labels' diameter "
+        "for a model fine-tuned on labelled micrographs, else estimated per micrograph)",
+    )
+    p.add_argument(
+        "--diameter-angstrom",
         type=float,
         default=None,
-        help="particle diameter in micrograph pixels (default: the labels' diameter for a model "
-        "fine-tuned on labelled micrographs, else estimated per micrograph)",
+        metavar="A",
+        help="particle diameter in Å (the same as --diameter AA)",
+    )
+    p.add_argument(
+        "--angpix",
+        type=float,
+        default=None,
+        help="pixel size in Å/px of every micrograph (default: from the input STAR's optics "
+        "group, else the MRC header); needed for an Å diameter when neither has it",
     )
     p.add_argument(
         "--stage",
@@ -79,7 +99,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--sam-checkpoint",
         help="SAM weights (.pth); default: $CRYOSEGNET_SAM_CHECKPOINT or ~/.cache/cryosegnet/sam/",
     )
-    p.add_argument("--sam-model-type", choices=("vit_h", "vit_l", "vit_b"), default="vit_h")
+    p.add_argument(
+        "--sam-model-type", choices=("vit_h", "vit_l", "vit_b"), default="vit_h",
+        help="SAM architecture, matching the checkpoint: vit_h (sam_vit_h_4b8939.pth, the "
+        "paper's), vit_l (sam_vit_l_0b3195.pth) or vit_b (sam_vit_b_01ec64.pth)",
+    )
     p.add_argument("--points-per-side", type=int, default=32, help="SAM grid density")
     p.add_argument("--pred-iou-thresh", type=float, default=0.88, help="SAM mask filter")
     p.add_argument("--stability-score-thresh", type=float, default=0.95, help="SAM mask filter")
@@ -141,6 +165,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    diameter = _given_diameter(args)  # args.diameter in px (None for an Å diameter)
     formats = tuple(f.strip().lower() for f in args.format.split(",") if f.strip())
     unknown = sorted(set(formats) - set(OUTPUT_FORMATS))
     if unknown:
@@ -156,7 +181,11 @@ def run(args: argparse.Namespace) -> int:
     if args.watch:
         check_watch_options(args.watch, args.settle, args.watch_interval, args.watch_timeout)
     problems: list[str] = []
-    micrographs = [] if args.watch else find_micrographs(args.inputs, problems)
+    stars = [i for i in args.inputs if _is_star(i)]
+    others = [i for i in args.inputs if not _is_star(i)]
+    micrographs = [] if args.watch or not others else find_micrographs(others, problems)
+    names, star_pixel_sizes = _read_relion_inputs(stars, micrographs)
+    pixel_sizes = PixelSizes(given=args.angpix, by_micrograph=star_pixel_sizes)
     for problem in problems:
         print(f"ERROR {problem}", file=sys.stderr)
     if not micrographs and not args.watch:
@@ -178,8 +207,9 @@ def run(args: argparse.Namespace) -> int:
         denoise_order=args.denoise_order,
         mask_threshold=args.mask_threshold,
         size_tolerance=args.size_tolerance,
+        diameter_per_micrograph=diameter is not None and diameter.angstrom,
     )
-    size = f"{args.diameter:g} px (given)" if args.diameter else "estimated per micrograph"
+    size = _describe_given(diameter, pixel_sizes.uniform)
     if not args.diameter and picker.model_diameter:
         angstrom = picker.model_diameter_angstrom
         size = (f"{picker.model_diameter:.0f} micrograph px"
@@ -198,8 +228,10 @@ def run(args: argparse.Namespace) -> int:
         picker.threshold,
         size,
     )
+    angstrom = diameter.value if diameter is not None and diameter.angstrom else None
     if args.watch:
-        return _run_watch(args, picker, formats)
+        return _run_watch(args, picker, formats, diameter_angstrom=angstrom,
+                          pixel_sizes=pixel_sizes)
     summary = pick_batch(
         picker,
         micrographs,
@@ -211,6 +243,10 @@ def run(args: argparse.Namespace) -> int:
         workers=max(1, args.workers),
         progress=not args.no_progress and sys.stderr.isatty(),
         debug=args.debug,
+        diameter_angstrom=angstrom,
+        pixel_sizes=pixel_sizes,
+        names=names,
+        should_stop=getattr(args, "should_stop", None),
     )
     for problem in problems:
         summary.failures[problem.split(":", 1)[0]] = problem
@@ -220,7 +256,8 @@ def run(args: argparse.Namespace) -> int:
     return 1 if summary.failures or summary.index_failure else 0
 
 
-def _run_watch(args: argparse.Namespace, picker: Picker, formats: tuple[str, ...]) -> int:
+def _run_watch(args: argparse.Namespace, picker: Picker, formats: tuple[str, ...],
+               **batch_options) -> int:
     """``--watch DIR``: pick micrographs as they are written (picking/watch.py)."""
     from cryosegnet.picking.watch import watch_folder
 
@@ -228,12 +265,68 @@ def _run_watch(args: argparse.Namespace, picker: Picker, formats: tuple[str, ...
         picker, args.watch, args.output, settle=args.settle, interval=args.watch_interval,
         timeout=args.watch_timeout, batch_size=max(1, args.batch_size), formats=formats,
         overwrite=args.overwrite, box_size=args.box_size, workers=max(1, args.workers),
-        debug=args.debug,
+        debug=args.debug, **batch_options,
     )
     print(summary.text(), file=sys.stderr)
     if summary.interrupted:
         return 130
     return 1 if summary.failures or summary.index_failure else 0
+
+
+def _given_diameter(args: argparse.Namespace) -> Diameter | None:
+    """The diameter asked for (``--diameter`` with its unit, or ``--diameter-angstrom``);
+    leaves ``args.diameter`` in pixels, None for an Å diameter."""
+    given = parse_diameter(args.diameter) if args.diameter is not None else None
+    if args.diameter_angstrom is not None:
+        if given is not None:
+            raise CryoSegNetError("give --diameter or --diameter-angstrom, not both")
+        given = Diameter(float(args.diameter_angstrom), "A")
+    args.diameter = given.value if given is not None and not given.angstrom else None
+    args.diameter_angstrom = given.value if given is not None and given.angstrom else None
+    return given
+
+
+def _describe_given(diameter: Diameter | None, pixel_size: float | None) -> str:
+    """The log's diameter: in px and Å when the pixel size is known up front."""
+    if diameter is None:
+        return "estimated per micrograph"
+    if diameter.angstrom:
+        if pixel_size:
+            return f"{diameter.value:g} Å (given; {diameter.value / pixel_size:.1f} px at " \
+                   f"{pixel_size:g} Å/px)"
+        return f"{diameter.value:g} Å (given; converted per micrograph with its pixel size)"
+    if pixel_size:
+        return f"{diameter.value:g} px (given; {diameter.value * pixel_size:.0f} Å at " \
+               f"{pixel_size:g} Å/px)"
+    return f"{diameter.value:g} px (given)"
+
+
+def _is_star(item: str) -> bool:
+    return str(item).lower().endswith(".star")
+
+
+def _read_relion_inputs(stars: list[str], micrographs: list) -> tuple[dict, dict[str, float]]:
+    """Add the micrographs of RELION micrographs STAR files to ``micrographs``; return their
+    names (``_rlnMicrographName`` as RELION wrote it, by path) and pixel sizes (by path)."""
+    from cryosegnet.io.relion import read_micrographs_star
+
+    names: dict = {}
+    pixel_sizes: dict[str, float] = {}
+    for star in stars:
+        table = read_micrographs_star(star)
+        if not table.micrographs:
+            raise CryoSegNetError(f"{star}: lists no micrographs")
+        for micrograph in table.micrographs:
+            path = micrograph.path  # relative to the working folder when inside it
+            with contextlib.suppress(ValueError):
+                path = path.absolute().relative_to(Path.cwd())
+            names[path] = micrograph.name
+            if micrograph.pixel_size:
+                pixel_sizes[str(path)] = micrograph.pixel_size
+            micrographs.append(path)
+        log.info("%s: %d micrograph(s) from RELION project %s", star,
+                 len(table.micrographs), table.project_dir)
+    return names, pixel_sizes
 
 
 def _check_numbers(args: argparse.Namespace) -> None:
@@ -254,6 +347,8 @@ def _check_numbers(args: argparse.Namespace) -> None:
 
     finite("--threshold", args.threshold)
     finite("--diameter", args.diameter, positive=True, high=MAX_DIAMETER)
+    finite("--diameter (Å)", args.diameter_angstrom, positive=True)
+    finite("--angpix", args.angpix, positive=True)
     finite("--box-size", args.box_size, positive=True, high=MAX_DIAMETER)
     finite("--mask-threshold", args.mask_threshold)
     finite("--size-tolerance", args.size_tolerance, positive=True)
