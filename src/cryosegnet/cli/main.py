@@ -6,6 +6,7 @@ import argparse
 import importlib
 import logging
 import sys
+from typing import Any
 
 from cryosegnet import __version__
 from cryosegnet.io.errors import CryoSegNetError
@@ -15,6 +16,43 @@ SUBCOMMAND_MODULES = (
     "pick", "simulate", "train", "finetune", "evaluate", "export_model", "show", "threshold",
     "report", "demo", "relion_external",
 )
+
+
+def _shown(value) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, list | tuple):
+        return " ".join(_shown(v) for v in value)
+    return str(value)
+
+
+class _DefaultsHelp(argparse.HelpFormatter):
+    """Every option's default in ``--help``, read from the parser (never copied by hand).
+
+    An option whose help already names its default (``default: ...``, ``%(default)s``) is
+    left as written; a closing ``(VALUE)`` for the default becomes ``(default: VALUE)``;
+    flags, and options defaulting to None (computed: their help says how), get nothing added.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (not action.option_strings or action.nargs == 0 or default is None
+                or default is False or default is argparse.SUPPRESS
+                or default in ("", [], ()) or "%(default)" in text
+                or "default" in text.lower()):
+            return text  # a flag, no default, or the help says it already
+        shown = _shown(default).replace("%", "%%")
+        if text.endswith(f"({shown})"):
+            return f"{text[:-len(shown) - 2]}(default: {shown})"
+        return f"{text} (default: {shown})"
+
+
+def _with_defaults(formatter: Any) -> Any:
+    """``formatter`` (a parser's own, e.g. RawDescriptionHelpFormatter) plus the defaults."""
+    if issubclass(formatter, _DefaultsHelp):
+        return formatter
+    return type(f"Defaults{formatter.__name__}", (_DefaultsHelp, formatter), {})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
         # A missing module is a broken install or a typo here: fail, never drop a command.
         module = importlib.import_module(f"cryosegnet.cli.{name}")
         module.add_parser(subparsers)
+    for sub in subparsers.choices.values():
+        sub.formatter_class = _with_defaults(sub.formatter_class)
     return parser
 
 

@@ -55,6 +55,9 @@ def _range(values: list[float] | None, name: str = "value"):
     return float(values[0]), float(values[1])
 
 
+_DEFAULTS = SimulationConfig()
+
+
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``simulate`` on the main CLI's subparsers."""
     p = subparsers.add_parser(
@@ -65,11 +68,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument("-n", "--num", type=int, default=10, help="number of micrographs (10)")
     p.add_argument("-o", "--output", required=True, help="output folder")
-    p.add_argument("--size", type=_size, default=1024, help="image size N or HxW (1024)")
+    p.add_argument("--size", type=_size, default=_DEFAULTS.size, help="image size N or HxW")
     p.add_argument("--seed", type=int, default=0, help="random seed (0)")
     p.add_argument("--start", type=int, default=0,
                    help="index of the first micrograph; micrograph i always has seed (seed, i)")
-    p.add_argument("--difficulty", choices=sorted(PRESETS), default="medium")
+    p.add_argument("--difficulty", choices=sorted(PRESETS), default=_DEFAULTS.difficulty,
+                   help="preset for SNR, defocus, density, contamination and carbon")
     p.add_argument("--pixel-size", type=float, default=None,
                    help="Å/px of the written image (default: 4096 Å field of view)")
     p.add_argument("--diameter", type=float, nargs="+", metavar="Å",
@@ -86,19 +90,20 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="chance a micrograph uses a --map density instead of a procedural one")
     p.add_argument("--map-voxel-size", type=float, default=None,
                    help="Å/voxel for maps whose header has none")
-    p.add_argument("--species", type=int, default=1, help="particle types per micrograph (1)")
+    p.add_argument("--species", type=int, default=_DEFAULTS.species,
+                   help="particle types per micrograph")
     p.add_argument("--snr", type=float, nargs="+", help="particle SNR: value or range (preset)")
     p.add_argument("--defocus", type=float, nargs="+", help="defocus in µm: value or range")
-    p.add_argument("--voltage", type=float, nargs="+", default=[200.0, 300.0],
-                   help="kV, one picked at random per micrograph (200 300)")
-    p.add_argument("--cs", type=float, default=2.7, help="spherical aberration, mm (2.7)")
+    p.add_argument("--voltage", type=float, nargs="+", default=list(_DEFAULTS.voltage),
+                   help="kV, one picked at random per micrograph")
+    p.add_argument("--cs", type=float, default=_DEFAULTS.cs, help="spherical aberration, mm")
     p.add_argument("--dose", type=float, nargs="+", default=None, help="e/Å²: value or range")
     p.add_argument("--no-mtf", action="store_true", help="skip the detector MTF")
-    p.add_argument("--detector-pixel-size", type=float, default=1.0,
-                   help="physical detector pixel in Å, sets the MTF's binning (1.0)")
-    p.add_argument("--edge-min-visible", type=float, default=0.5,
-                   help="fraction of a particle's disk inside the image for it to be labelled "
-                   "(0.5: centre inside, as CryoPPP)")
+    p.add_argument("--detector-pixel-size", type=float, default=_DEFAULTS.detector_pixel_size,
+                   help="physical detector pixel in Å, sets the MTF's binning")
+    p.add_argument("--edge-min-visible", type=float, default=_DEFAULTS.edge_min_visible,
+                   help="fraction of a particle's disk inside the image for it to be labelled; "
+                   "0.5: its centre inside, as CryoPPP labels")
     carbon = p.add_mutually_exclusive_group()
     carbon.add_argument("--carbon", dest="carbon", action="store_true", default=None,
                         help="always include a carbon region")
