@@ -74,3 +74,12 @@ def test_readme_command_table_shows_the_real_defaults():
             assert float(options[option].default) == float(value), (match.group(1), option)
             checked += 1
     assert checked
+
+
+def test_readme_watch_section_states_the_real_defaults():
+    section = README.read_text().split("### Pick during collection", 1)[1].split("\n### ", 1)[0]
+    pick = {a.option_strings[-1]: a for a in _subparsers()["pick"]._actions if a.option_strings}
+    found = re.findall(r"`(--[\w-]+)`[^`]*?\(default (\d+(?:\.\d+)?)\)", section)
+    assert {option for option, _ in found} == {"--watch-timeout", "--settle", "--watch-interval"}
+    for option, value in found:
+        assert float(pick[option].default) == float(value), option
