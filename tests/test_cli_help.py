@@ -53,8 +53,10 @@ def test_readme_documents_only_options_that_exist():
     for sub in _subparsers().values():
         for action in sub._actions:
             known.update(action.option_strings)
-    # Options of other programs the README quotes (RELION's relion_preprocess, Topaz).
-    foreign = {"--i", "--coord_dir", "--coord_suffix", "--extract", "--up-scale"}
+    # Options of other programs the README quotes (RELION's relion_preprocess and External
+    # job arguments, which relion-external takes as RELION passes them; Topaz).
+    foreign = {"--i", "--coord_dir", "--coord_suffix", "--extract", "--up-scale", "--in_mics",
+               "--in_movies", "--in_coords", "--in_parts", "--o", "--j"}
     unknown = sorted(o for o in _readme_options() - known if o not in foreign)
     assert not unknown, f"README names options no command has: {unknown}"
 
