@@ -219,9 +219,9 @@ def run(args: argparse.Namespace) -> int:
         size = (f"{picker.legacy_working_diameter:.0f} working px, from the model's training "
                 "labels (an older checkpoint; --diameter overrides)")
     log.info(
-        "cryosegnet pick: %d micrograph(s), model %s, instance stage: %s, device %s, "
+        "cryosegnet pick: %s, model %s, instance stage: %s, device %s, "
         "threshold %.3g, diameter %s",
-        len(micrographs),
+        f"watching {args.watch}" if args.watch else f"{len(micrographs)} micrograph(s)",
         picker.model_path.name,
         picker.mask_generator.describe(),
         picker.device,
