@@ -208,3 +208,25 @@ def test_sigterm_stops_the_watch_cleanly_and_a_restart_carries_on(tmp_path, tiny
     assert done.returncode == 0, done.stderr[-2000:]
     assert "micrographs picked: 1  (skipped, already done: 1)" in done.stderr
     assert _indexed(out) == ["a.mrc", "b.mrc"]
+
+
+def test_a_restart_with_an_angstrom_diameter_skips_in_one_call(
+    tmp_path, tiny_model, index_after_each_batch
+):
+    from cryosegnet.picking.units import PixelSizes
+
+    incoming, out = tmp_path / "in", tmp_path / "out"
+    incoming.mkdir()
+    for i, name in enumerate(["a.mrc", "b.mrc"]):
+        _write(incoming / name, _mrc_bytes(10 + i))
+        old = time.time() - 60
+        os.utime(incoming / name, (old, old))
+    picker = Picker(model=tiny_model, device="cpu", stage="builtin")
+    options = dict(settle=0.2, interval=INTERVAL, timeout=0.3, diameter_angstrom=40.0,
+                   pixel_sizes=PixelSizes(given=2.0))
+    first = watch_folder(picker, incoming, out, **options)
+    assert sorted(Path(p).name for p in first.picked) == ["a.mrc", "b.mrc"]
+    index_after_each_batch.clear()
+    again = watch_folder(picker, incoming, out, **options)
+    assert again.picked == [] and len(again.skipped) == 2
+    assert len(index_after_each_batch) == 1  # one index rebuild for the whole backlog

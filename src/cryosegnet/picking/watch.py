@@ -27,11 +27,13 @@ from cryosegnet.picking.batch import (
     BatchSummary,
     _mismatch,
     _previous_result,
+    _Sizes,
     coordinate_path,
     pick_batch,
     picker_options,
     source_record,
 )
+from cryosegnet.picking.units import PixelSizes
 
 log = logging.getLogger("cryosegnet")
 
@@ -158,6 +160,9 @@ def watch_folder(
     options = picker_options(picker)
     overwrite = bool(batch_options.get("overwrite", False))
     batch_options.setdefault("progress", False)
+    # What pick_batch records per micrograph (an Å diameter adds its pixel size's source).
+    sizes = _Sizes(batch_options.get("diameter_angstrom"),
+                   batch_options.get("pixel_sizes") or PixelSizes(), {})
     summary = WatchSummary()
     start = clock()
     last_activity = start
@@ -195,7 +200,8 @@ def watch_folder(
                 handled[path] = pending.pop(path)[0]
             # Files already picked (a restart): one call skips them all (writing any format
             # they lack) and rebuilds the index once; then the new ones, batch by batch.
-            done = [p for p in ready if not overwrite and _already_done(outdir, p, options)]
+            done = [p for p in ready
+                    if not overwrite and _already_done(outdir, p, sizes.options(p, options))]
             todo = [p for p in ready if p not in done]
             chunks = [done] if done else []
             step = max(1, batch_size)
