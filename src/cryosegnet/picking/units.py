@@ -18,7 +18,10 @@ from cryosegnet.io.errors import CryoSegNetError
 # case-insensitive "a"/"angstrom") or pixels (px, or no suffix).
 ANGSTROM_UNITS = ("a", "å", "\u212b", "angstrom", "ang")
 PIXEL_UNITS = ("", "px", "pix", "pixel", "pixels")
-_NUMBER_AND_UNIT = re.compile(r"^\s*([-+0-9.eE]+|nan|inf)\s*([^\s0-9.]*)\s*$", re.IGNORECASE)
+_NUMBER_AND_UNIT = re.compile(
+    r"^\s*([-+]?(?:(?:\d+\.?\d*|\.\d+)(?:e[-+]?\d+)?|nan|inf(?:inity)?))\s*([^\s0-9.]*)\s*$",
+    re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True)
