@@ -85,3 +85,11 @@ def test_readme_watch_section_states_the_real_defaults():
     assert {option for option, _ in found} == {"--watch-timeout", "--settle", "--watch-interval"}
     for option, value in found:
         assert float(pick[option].default) == float(value), option
+
+
+def test_finetune_without_labels_names_only_its_own_options(tmp_path, capsys):
+    code = cli_main.main(["finetune", "-o", str(tmp_path / "ft")])
+    err = capsys.readouterr().err
+    assert code != 0
+    assert "--images and --labels" in err and "--simulated" not in err
+    assert not (tmp_path / "ft").exists()

@@ -188,6 +188,10 @@ def _run(args: argparse.Namespace, kind: str) -> int:
         _apply_resume(args)
     if not args.output:
         raise ValueError("give -o RUN_DIR")
+    if kind == "finetune" and not (args.images or args.labels):
+        # (train's message names --simulated, which finetune does not take)
+        raise ValueError("no training data: fine-tuning needs labelled micrographs, give "
+                         "--images and --labels")
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     cache = Path(args.cache) if args.cache else out / "cache"
