@@ -330,6 +330,11 @@ def test_external_job_abort_and_failure_markers(tmp_path, monkeypatch, capsys):
     # run again once fixed: success replaces the failure marker
     assert main([*relion, "--diameter", "60A"]) == 0
     assert (job / JOB_EXIT_SUCCESS).is_file() and not (job / JOB_EXIT_FAILURE).exists()
+    # a value with a blank ('120 A') reaches us as two words: failed, with the marker
+    assert main(["relion-external", "--o", "External/job005/", "--in_mics", CTF_STAR,
+                 "--diameter", "120", "A", "--j", "1"]) == 1
+    assert "unexpected argument 'A'" in capsys.readouterr().err
+    assert (Path("External/job005") / JOB_EXIT_FAILURE).is_file()
     assert main(["relion-external", "--o", "External/job006/", "--diameter", "60A"]) == 1
     assert "Input micrographs" in capsys.readouterr().err
     assert (Path("External/job006") / JOB_EXIT_FAILURE).is_file()

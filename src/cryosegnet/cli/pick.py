@@ -77,7 +77,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         type=float,
         default=None,
         metavar="A",
-        help="particle diameter in Å (the same as --diameter AA)",
+        help="particle diameter in Å (--diameter-angstrom 120 is --diameter 120A)",
     )
     p.add_argument(
         "--angpix",

@@ -10,8 +10,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from cryosegnet.io.relion import parse_external_job_args
-from cryosegnet.picking.relion_job import run_external_job
+from cryosegnet.picking.relion_job import parse_job_command, run_external_job
 
 USAGE = """\
 usage: cryosegnet-relion-external --o External/jobNNN/ --in_mics MICROGRAPHS.star [--j N]
@@ -42,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE, file=sys.stdout if argv else sys.stderr)
         return 0 if argv else 2
-    job = parse_external_job_args(argv)
+    job = parse_job_command(argv)
     return run_external_job(job, _pick)
 
 

@@ -24,6 +24,7 @@ from cryosegnet.io.relion import (
     clear_exit_markers,
     detect_relion_version,
     mark_job_finished,
+    parse_external_job_args,
     write_coordinates_node,
 )
 from cryosegnet.picking.batch import INDEX_STAR, OUTPUT_SUFFIX
@@ -58,6 +59,24 @@ def external_job_pick_args(job: ExternalJobArgs) -> list[str]:
     for label, value in job.params.items():
         argv += [f"--{label}", value]
     return argv
+
+
+def parse_job_command(argv: list[str]) -> ExternalJobArgs:
+    """RELION's arguments parsed; a command line that cannot be parsed but names its job
+    folder (``--o``) leaves ``RELION_JOB_EXIT_FAILURE`` there, so RELION does not wait.
+
+    Raises
+    ------
+    RelionError
+        As :func:`cryosegnet.io.relion.parse_external_job_args`.
+    """
+    try:
+        return parse_external_job_args(argv)
+    except RelionError:
+        for i, option in enumerate(argv[:-1]):
+            if option == "--o" and not argv[i + 1].startswith("--"):
+                mark_job_finished(argv[i + 1], success=False)
+        raise
 
 
 def run_external_job(job: ExternalJobArgs, pick: PickCommand,
