@@ -411,8 +411,21 @@ def parse_devices(text: str | None) -> list[str] | None:
     return devices
 
 
-def pick_from_cli(args, micrographs, picker_kwargs: dict, picker, formats) -> ClusterSummary:
-    """``cryosegnet pick`` with ``--scheduler`` / ``--dask-workers`` / ``--devices``."""
+def run_from_cli(args, micrographs, picker_kwargs: dict, picker, formats, problems=(),
+                 star_inputs=(), diameter_angstrom: float | None = None) -> int:
+    """``cryosegnet pick`` with ``--scheduler`` / ``--dask-workers`` / ``--devices``: pick,
+    print the summary, return the exit code (as the in-process run does)."""
+    import sys
+
+    unsupported = [what for what, given in (
+        ("--watch", getattr(args, "watch", None)),
+        ("RELION STAR inputs", list(star_inputs)),
+        ("a diameter in Å", diameter_angstrom is not None),
+    ) if given]
+    if unsupported:
+        raise CryoSegNetError(
+            f"--scheduler/--dask-workers/--devices: not yet with {', '.join(unsupported)}; "
+            "pick in one process (without them), or give micrograph files and --diameter in px")
     devices = parse_devices(getattr(args, "devices", None))
     n_workers = getattr(args, "dask_workers", None) or (len(devices) if devices else None)
     if args.scheduler and getattr(args, "dask_workers", None):
@@ -420,9 +433,15 @@ def pick_from_cli(args, micrographs, picker_kwargs: dict, picker, formats) -> Cl
                               "one is started here)")
     where = args.scheduler or f"a local cluster of {n_workers} worker process(es)"
     log.info("picking on Dask: %s%s", where, f", devices {','.join(devices)}" if devices else "")
-    kwargs = dict(picker_kwargs)
-    return pick_distributed(
-        micrographs, args.output, kwargs, scheduler=args.scheduler, n_workers=n_workers,
-        devices=devices, formats=formats, overwrite=args.overwrite, box_size=args.box_size,
-        progress=not args.no_progress, debug=args.debug, options=picker_options(picker),
+    summary = pick_distributed(
+        micrographs, args.output, dict(picker_kwargs), scheduler=args.scheduler,
+        n_workers=n_workers, devices=devices, formats=formats, overwrite=args.overwrite,
+        box_size=args.box_size, progress=not args.no_progress, debug=args.debug,
+        options=picker_options(picker),
     )
+    for problem in problems:
+        summary.failures[problem.split(":", 1)[0]] = problem
+    print(summary.text(), file=sys.stderr)
+    if summary.interrupted:
+        return 130
+    return 1 if summary.failures or summary.index_failure else 0
