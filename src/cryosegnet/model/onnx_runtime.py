@@ -154,6 +154,9 @@ class OnnxUNet:
         options.intra_op_num_threads = max(1, int(threads or torch.get_num_threads()))
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
+        # Idle threads sleep instead of spinning: on a shared or loaded node (a cluster worker
+        # beside others) spinning steals the cores the other stages need.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if not path.is_file():
             log.info("exporting the U-Net to ONNX once for CPU inference (%s)", path)
             try:
