@@ -431,6 +431,8 @@ def run_from_cli(args, micrographs, picker_kwargs: dict, picker, formats, proble
     if args.scheduler and getattr(args, "dask_workers", None):
         raise CryoSegNetError("--scheduler and --dask-workers: give one (a cluster exists, or "
                               "one is started here)")
+    if devices and not args.scheduler:  # local workers: their GPUs are this machine's
+        _check_local_devices(devices)
     where = args.scheduler or f"a local cluster of {n_workers} worker process(es)"
     log.info("picking on Dask: %s%s", where, f", devices {','.join(devices)}" if devices else "")
     summary = pick_distributed(
@@ -445,3 +447,17 @@ def run_from_cli(args, micrographs, picker_kwargs: dict, picker, formats, proble
     if summary.interrupted:
         return 130
     return 1 if summary.failures or summary.index_failure else 0
+
+
+def _check_local_devices(devices: Sequence[str]) -> None:
+    """Refuse GPUs this machine does not have before any worker starts."""
+    import torch
+
+    for device in devices:
+        if not device.startswith("cuda"):
+            continue
+        index = int(device.split(":")[1]) if ":" in device else 0
+        if not torch.cuda.is_available() or index >= torch.cuda.device_count():
+            raise CryoSegNetError(
+                f"--devices: {device} is not available here ({torch.cuda.device_count()} CUDA "
+                "GPU(s) visible to this PyTorch)")
