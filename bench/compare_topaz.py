@@ -57,6 +57,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from benchlib import wait_with_deadline
 
 from cryosegnet.evaluation.report import json_safe
 
@@ -123,17 +124,9 @@ def run_timed(command: list[str], log: Path, timeout: float, marker: str | None 
 
         reader = threading.Thread(target=pump, daemon=True)
         reader.start()
-        deadline = t0 + timeout
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.perf_counter() > deadline:
-                proc.kill()
-                _, status, usage = os.wait4(proc.pid, 0)
-                handle.write(f"\n[bench] killed after {timeout:.0f} s\n")
-                break
-            time.sleep(0.05)
+        status, usage, killed = wait_with_deadline(proc, timeout)
+        if killed:
+            handle.write(f"\n[bench] killed after {timeout:.0f} s\n")
         wall = time.perf_counter() - t0
         reader.join(timeout=10)
     proc.returncode = os.waitstatus_to_exitcode(status)  # so Popen does not reap it again
