@@ -1,0 +1,234 @@
+"""Few-label track: fine-tune on the apoferritin ``train`` split, evaluate on ``test``.
+
+    python bench/few_label.py [--epochs 40] [--topaz-epochs 10] [--reuse]
+    python bench/few_label.py --table-only
+
+cryosegnet: ``cryosegnet finetune`` on the 12 ``train`` micrographs (the command's own
+validation hold-out comes from those 12; the test micrographs are never seen), then
+``cryosegnet pick --model RUN/best.pt`` on the 7 ``test`` micrographs. Topaz, the field's
+few-label reference (positive-unlabelled learning): ``topaz train`` on the same 12 micrographs
+and labels, downsampled 2x (particle radius 17 px), then ``topaz extract`` on the test ones.
+Both are scored the same way: one-to-one matching within 34 px (half the 68-px diameter),
+pooled over the 7 micrographs, every candidate kept for best F1 and AUPRC.
+
+Results: ``bench/results/few_label.json`` and the table generated from it,
+``bench/results/few_label.md``; work files under ``runs/few_label/`` (git-ignored).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mrcfile
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data" / "real" / "empiar10146-apoferritin"
+RESULTS = REPO / "bench" / "results"
+TOPAZ = Path(os.environ.get("TOPAZ", REPO.parent / "topaz-venv" / "bin" / "topaz"))
+DIAMETER = 68.0
+TOPAZ_DOWNSAMPLE = 2
+
+
+def split(name: str) -> list[str]:
+    table = pd.read_csv(DATA / "splits.csv")
+    return [m[: -len(".png")] for m in table.loc[table["split"] == name, "micrograph"]]
+
+
+def run(command: list[str], log: Path) -> float:
+    print("$ " + shlex.join(command), flush=True)
+    start = time.perf_counter()
+    with open(log, "w") as handle:
+        subprocess.run(command, check=True, stdout=handle, stderr=subprocess.STDOUT)
+    return time.perf_counter() - start
+
+
+def score(picks: dict[str, pd.DataFrame], threshold: float | None) -> dict:
+    from cryosegnet.evaluation import evaluate_picks
+    from cryosegnet.io.coordinates import read_coordinates
+
+    labels = {stem: read_coordinates(DATA / "labels" / f"{stem}.csv") for stem in split("test")}
+    pooled = evaluate_picks(picks, labels, radius=DIAMETER / 2, threshold=threshold).pooled
+    keys = ("best_f1", "best_threshold", "auprc", "f1", "precision", "recall", "n_picks",
+            "n_labels")
+    return {k: pooled[k] for k in keys}
+
+
+def cryosegnet_track(work: Path, args: argparse.Namespace) -> dict:
+    from cryosegnet.io.coordinates import read_coordinates
+    from cryosegnet.picking.picker import DEFAULT_BUILTIN_THRESHOLD
+
+    cli = [sys.executable, "-m", "cryosegnet.cli.main"]
+    run_dir = work / "cryosegnet_ft"
+    train = split("train")
+    finetune = [
+        "finetune", "--images", *[str(DATA / "micrographs" / f"{s}.png") for s in train],
+        "--labels", *[str(DATA / "labels" / f"{s}.csv") for s in train],
+        "-o", str(run_dir), "--epochs", str(args.epochs), "--steps-per-epoch", "25",
+        "--batch-size", "4", "--crop", "256", "--lr", "5e-4", "--schedule", "cosine",
+        "--seed", "1", "--no-progress",
+    ]
+    seconds = None
+    if not (args.reuse and (run_dir / "best.pt").is_file()):
+        seconds = run(cli + finetune, work / "cryosegnet_finetune.log")
+    picks_dir = work / "cryosegnet_picks"
+    test = split("test")
+    pick = ["pick", *[str(DATA / "micrographs" / f"{s}.png") for s in test], "-o",
+            str(picks_dir), "--model", str(run_dir / "best.pt"), "--threshold", "0",
+            "--overwrite", "--no-progress"]
+    run(cli + pick, work / "cryosegnet_pick.log")
+    picks = {}
+    for path in picks_dir.rglob("*_autopick.star"):
+        picks[path.name[: -len("_autopick.star")]] = read_coordinates(path)
+    return {
+        "tool": "cryosegnet finetune (shipped model, 12 train micrographs)",
+        "commands": ["cryosegnet " + shlex.join(a if not a.startswith(str(REPO.parent)) else
+                                                 os.path.relpath(a, REPO) for a in c)
+                     for c in (finetune, pick)],
+        "train_seconds": seconds,
+        "note": args.note,
+        "default_threshold": DEFAULT_BUILTIN_THRESHOLD,
+        "all": score(picks, None),
+        "at_default": score(picks, DEFAULT_BUILTIN_THRESHOLD),
+    }
+
+
+def as_mrc(stems: list[str], out: Path) -> list[Path]:
+    """Topaz 0.3 reads MRC, not 16-bit PNG: float32 copies."""
+    from cryosegnet.io.micrographs import read_micrograph
+
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for stem in stems:
+        path = out / f"{stem}.mrc"
+        if not path.is_file():
+            with mrcfile.new(path, overwrite=True) as handle:
+                handle.set_data(read_micrograph(DATA / "micrographs" / f"{stem}.png").data)
+        paths.append(path)
+    return paths
+
+
+def topaz_track(work: Path, args: argparse.Namespace) -> dict:
+    from cryosegnet.io.coordinates import read_coordinates
+
+    train, test = split("train"), split("test")
+    mrc = as_mrc(train + test, work / "mrc")
+    pre = work / "topaz_preprocessed"
+    s = TOPAZ_DOWNSAMPLE
+    radius = int(round(DIAMETER / 2 / s))
+    seconds = 0.0
+    if not (args.reuse and all((pre / p.name).is_file() for p in mrc)):
+        seconds = run([str(TOPAZ), "preprocess", "-s", str(s), "-o", str(pre), *map(str, mrc)],
+                      work / "topaz_preprocess.log")
+    rows = []
+    for stem in train:
+        table = read_coordinates(DATA / "labels" / f"{stem}.csv")
+        rows += [(stem, int(round(x / s)), int(round(y / s))) for x, y in zip(table.x, table.y)]
+    targets = work / "topaz_train_targets.txt"
+    pd.DataFrame(rows, columns=["image_name", "x_coord", "y_coord"]).to_csv(
+        targets, sep="\t", index=False)
+    train_dir = work / "topaz_train_images"
+    train_dir.mkdir(exist_ok=True)
+    for stem in train:
+        link = train_dir / f"{stem}.mrc"
+        if not link.exists():
+            link.symlink_to(pre / f"{stem}.mrc")
+    per_micrograph = int(round(len(rows) / len(train)))
+    model_prefix = work / "topaz_model"
+    train_cmd = [str(TOPAZ), "train", "--train-images", str(train_dir), "--train-targets",
+                 str(targets), "-n", str(per_micrograph), "--radius", "3",
+                 "--num-epochs", str(args.topaz_epochs), "--epoch-size", str(args.topaz_epoch_size),
+                 "--num-workers", "0", "-d", "-1", "--save-prefix", str(model_prefix),
+                 "-o", str(work / "topaz_train_log.txt")]
+    seconds += run(train_cmd, work / "topaz_train.log")
+    model = Path(f"{model_prefix}_epoch{args.topaz_epochs}.sav")
+    picks_file = work / "topaz_test_picks.txt"
+    extract = [str(TOPAZ), "extract", "-r", str(radius), "-t", "-10", "-x", str(s), "-m",
+               str(model), "-d", "-1", "-o", str(picks_file),
+               *[str(pre / f"{stem}.mrc") for stem in test]]
+    run(extract, work / "topaz_extract.log")
+    table = pd.read_csv(picks_file, sep="\t")
+    picks = {
+        stem: pd.DataFrame({"x": g["x_coord"].astype(float), "y": g["y_coord"].astype(float),
+                            "score": g["score"].astype(float), "diameter": DIAMETER})
+        for stem, g in table.groupby("image_name")
+    }
+    relative = [shlex.join(os.path.relpath(a, REPO) if a.startswith("/") else a for a in c)
+                for c in (train_cmd, extract)]
+    return {
+        "tool": "Topaz train (resnet8, PU learning, 12 train micrographs)",
+        "commands": relative,
+        "train_seconds": seconds,
+        "default_threshold": 0.0,
+        "all": score(picks, None),
+        "at_default": score(picks, 0.0),
+    }
+
+
+def table(results: dict) -> str:
+    lines = [
+        "# Few labels: apoferritin `train` (12 micrographs) → `test` (7)",
+        "",
+        "Generated by `python bench/few_label.py` from `few_label.json`. Pooled over the 7 test",
+        "micrographs, one-to-one matching within 34 px; best F1 and AUPRC over every candidate.",
+        "",
+        "| tool | best F1 | AUPRC | F1 at default | default threshold | train s |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in results["rows"]:
+        seconds = row["train_seconds"]
+        lines.append(
+            f"| {row['tool']} | {row['all']['best_f1']:.3f} | {row['all']['auprc']:.3f} | "
+            f"{row['at_default']['f1']:.3f} | {row['default_threshold']:g} | "
+            f"{'-' if seconds is None else f'{seconds:.0f}'} |")
+    lines += ["", "Commands:", ""]
+    for row in results["rows"]:
+        lines += [f"- {row['tool']}:"] + [f"  `{c}`" for c in row["commands"]]
+        if row.get("note"):
+            lines.append(f"  ({row['note']})")
+    lines += ["", f"Run {results['date']} on a shared 2-core CPU, no GPU."]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--topaz-epochs", type=int, default=10)
+    parser.add_argument("--topaz-epoch-size", type=int, default=200)
+    parser.add_argument("--skip-topaz", action="store_true")
+    parser.add_argument("--skip-cryosegnet", action="store_true")
+    parser.add_argument("--reuse", action="store_true",
+                        help="reuse a finished fine-tuning run and Topaz's preprocessed images")
+    parser.add_argument("--note", default="", help="recorded with the cryosegnet row")
+    parser.add_argument("--work", type=Path, default=REPO / "runs" / "few_label")
+    parser.add_argument("--table-only", action="store_true")
+    args = parser.parse_args()
+    out_json = RESULTS / "few_label.json"
+    if args.table_only:
+        (RESULTS / "few_label.md").write_text(table(json.loads(out_json.read_text())))
+        return
+    if not DATA.is_dir():
+        sys.exit(f"{DATA}: not found (needs ../shared)")
+    args.work.mkdir(parents=True, exist_ok=True)
+    previous = json.loads(out_json.read_text()) if out_json.is_file() else {"rows": []}
+    rows = {row["tool"].split(" ")[0]: row for row in previous["rows"]}
+    if not args.skip_cryosegnet:
+        rows["cryosegnet"] = cryosegnet_track(args.work, args)
+    if not args.skip_topaz:
+        rows["Topaz"] = topaz_track(args.work, args)
+    results = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+               "rows": list(rows.values())}
+    out_json.write_text(json.dumps(results, indent=2, default=float))
+    (RESULTS / "few_label.md").write_text(table(results))
+    print(table(results))
+
+
+if __name__ == "__main__":
+    main()
