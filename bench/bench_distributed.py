@@ -53,8 +53,9 @@ def _peak_rss_mb() -> float:
 
 def _files(outdir: Path) -> dict[str, str]:
     """Per-micrograph STAR files (relative path -> content) and particles.star."""
-    files = {str(p.relative_to(outdir)): p.read_text()
-             for p in sorted(outdir.rglob("*_autopick.star"))}
+    files = {
+        str(p.relative_to(outdir)): p.read_text() for p in sorted(outdir.rglob("*_autopick.star"))
+    }
     files["particles.star"] = (outdir / "particles.star").read_text()
     return files
 
@@ -67,18 +68,48 @@ def _separate_processes(work: Path, workers: int):
     scheduler_file = work / "scheduler.json"
     scheduler_file.unlink(missing_ok=True)
     env = dict(os.environ)
-    processes = [subprocess.Popen(
-        [*command, "scheduler", "--scheduler-file", str(scheduler_file), "--no-dashboard",
-         "--port", "0"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    processes = [
+        subprocess.Popen(
+            [
+                *command,
+                "scheduler",
+                "--scheduler-file",
+                str(scheduler_file),
+                "--no-dashboard",
+                "--port",
+                "0",
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    ]
     deadline = time.time() + 120
     while not scheduler_file.exists() and time.time() < deadline:
         time.sleep(0.2)
     address = json.loads(scheduler_file.read_text())["address"]
     for i in range(workers):
-        processes.append(subprocess.Popen(
-            [*command, "worker", address, "--nthreads", "1", "--nworkers", "1",
-             "--memory-limit", "0", "--no-dashboard", "--name", str(i)],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        processes.append(
+            subprocess.Popen(
+                [
+                    *command,
+                    "worker",
+                    address,
+                    "--nthreads",
+                    "1",
+                    "--nworkers",
+                    "1",
+                    "--memory-limit",
+                    "0",
+                    "--no-dashboard",
+                    "--name",
+                    str(i),
+                ],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
     return address, processes
 
 
@@ -105,9 +136,23 @@ def main() -> int:
     work = Path(args.work)
     sim = work / "sim4096" / "sim_00000.mrc"
     if not sim.is_file():
-        subprocess.run([sys.executable, "-m", "cryosegnet.cli.main", "simulate", "-n", "1",
-                        "--size", "4096", "--seed", str(SIM_SEED), "-o", str(sim.parent)],
-                       check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "cryosegnet.cli.main",
+                "simulate",
+                "-n",
+                "1",
+                "--size",
+                "4096",
+                "--seed",
+                str(SIM_SEED),
+                "-o",
+                str(sim.parent),
+            ],
+            check=True,
+        )
     mics = work / "mics"
     mics.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -120,8 +165,7 @@ def main() -> int:
     picker = Picker(**kwargs)
     picker.pick(paths[0])  # warm-up: the one-off ONNX export, first-call costs
     load_before = [round(x, 1) for x in os.getloadavg()]
-    runs: dict[str, list[dict]] = {"in-process": [], "in-process, 1 core": [],
-                                   "local cluster": []}
+    runs: dict[str, list[dict]] = {"in-process": [], "in-process, 1 core": [], "local cluster": []}
     all_cpus = os.sched_getaffinity(0)
     for repeat in range(args.repeats):
         # Strictly single-threaded: pinned to one core, so the read-ahead thread of pick_batch
@@ -135,16 +179,18 @@ def main() -> int:
             wall = time.perf_counter() - start
         finally:
             os.sched_setaffinity(0, all_cpus)
-        runs["in-process, 1 core"].append({"seconds": summary.seconds, "wall": wall,
-                                           "rate": args.n / summary.seconds})
+        runs["in-process, 1 core"].append(
+            {"seconds": summary.seconds, "wall": wall, "rate": args.n / summary.seconds}
+        )
         out = work / f"in_process_{repeat}"
         shutil.rmtree(out, ignore_errors=True)
         start = time.perf_counter()
         summary = pick_batch(picker, paths, out, progress=False)
         wall = time.perf_counter() - start
         assert not summary.failures, summary.failures
-        runs["in-process"].append({"seconds": summary.seconds, "wall": wall,
-                                   "rate": args.n / summary.seconds})
+        runs["in-process"].append(
+            {"seconds": summary.seconds, "wall": wall, "rate": args.n / summary.seconds}
+        )
         out = work / f"local_cluster_{repeat}"
         shutil.rmtree(out, ignore_errors=True)
         start = time.perf_counter()
@@ -153,11 +199,20 @@ def main() -> int:
             rss = client.run(_peak_rss_mb)
         wall = time.perf_counter() - start
         assert not summary.failures, summary.failures
-        runs["local cluster"].append({
-            "seconds": summary.seconds, "wall": wall, "rate": args.n / summary.seconds,
-            "per_worker": summary.per_worker, "worker_peak_rss_mb": sorted(rss.values())})
-        print(f"repeat {repeat}: in-process {runs['in-process'][-1]['rate']:.2f}/s, "
-              f"local cluster {runs['local cluster'][-1]['rate']:.2f}/s", file=sys.stderr)
+        runs["local cluster"].append(
+            {
+                "seconds": summary.seconds,
+                "wall": wall,
+                "rate": args.n / summary.seconds,
+                "per_worker": summary.per_worker,
+                "worker_peak_rss_mb": sorted(rss.values()),
+            }
+        )
+        print(
+            f"repeat {repeat}: in-process {runs['in-process'][-1]['rate']:.2f}/s, "
+            f"local cluster {runs['local cluster'][-1]['rate']:.2f}/s",
+            file=sys.stderr,
+        )
     reference = _files(work / "in_process_0")
 
     address, processes = _separate_processes(work, args.workers)
@@ -172,16 +227,20 @@ def main() -> int:
             rss = client.run(_peak_rss_mb)
         assert not summary.failures, summary.failures
         same = _files(out) == reference
-        separate = {"seconds": summary.seconds, "wall": wall, "rate": args.n / summary.seconds,
-                    "per_worker": summary.per_worker, "worker_peak_rss_mb": sorted(rss.values()),
-                    "same_files_as_in_process": same}
+        separate = {
+            "seconds": summary.seconds,
+            "wall": wall,
+            "rate": args.n / summary.seconds,
+            "per_worker": summary.per_worker,
+            "worker_peak_rss_mb": sorted(rss.values()),
+            "same_files_as_in_process": same,
+        }
     finally:
         for process in processes[::-1]:
             process.terminate()
         for process in processes:
             process.wait(timeout=60)
-    local_same = all(_files(work / f"local_cluster_{r}") == reference
-                     for r in range(args.repeats))
+    local_same = all(_files(work / f"local_cluster_{r}") == reference for r in range(args.repeats))
 
     def median(values):
         values = sorted(values)
@@ -193,9 +252,13 @@ def main() -> int:
     rate_cluster = median([r["rate"] for r in runs["local cluster"]])
     result = {
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
-        "n_micrographs": args.n, "workers": args.workers, "repeats": args.repeats,
-        "load_before": load_before, "load_after": [round(x, 1) for x in os.getloadavg()],
-        "runs": runs, "separate_processes": separate,
+        "n_micrographs": args.n,
+        "workers": args.workers,
+        "repeats": args.repeats,
+        "load_before": load_before,
+        "load_after": [round(x, 1) for x in os.getloadavg()],
+        "runs": runs,
+        "separate_processes": separate,
         "local_cluster_same_files_as_in_process": local_same,
         "speedup_local_cluster": rate_cluster / rate_in,
         "speedup_local_cluster_vs_one_core": rate_cluster / rate_core,

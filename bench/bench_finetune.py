@@ -30,17 +30,36 @@ def cli(*args: str) -> None:
 
 def evaluate(model: str, stem: str, work: Path, tag: str) -> dict:
     picks = work / f"picks_{tag}_{stem}"
-    cli("pick", str(DATA / "micrographs" / f"{stem}.png"), "-o", str(picks), "--model", model,
-        "--threshold", "0", "--overwrite", "--no-progress")
+    cli(
+        "pick",
+        str(DATA / "micrographs" / f"{stem}.png"),
+        "-o",
+        str(picks),
+        "--model",
+        model,
+        "--threshold",
+        "0",
+        "--overwrite",
+        "--no-progress",
+    )
     report = work / f"report_{tag}_{stem}"
     # F1 at the default threshold comes from a second evaluation with --threshold.
     from cryosegnet.picking.picker import DEFAULT_BUILTIN_THRESHOLD
 
-    cli("evaluate", str(picks), str(DATA / "labels" / f"{stem}.csv"), "-o", str(report),
-        "--threshold", str(DEFAULT_BUILTIN_THRESHOLD))
+    cli(
+        "evaluate",
+        str(picks),
+        str(DATA / "labels" / f"{stem}.csv"),
+        "-o",
+        str(report),
+        "--threshold",
+        str(DEFAULT_BUILTIN_THRESHOLD),
+    )
     pooled = json.loads((report / "metrics.json").read_text())["pooled"]
-    return {k: pooled[k] for k in ("precision", "recall", "f1", "best_f1", "auprc", "n_picks",
-                                   "n_labels")}
+    return {
+        k: pooled[k]
+        for k in ("precision", "recall", "f1", "best_f1", "auprc", "n_picks", "n_labels")
+    }
 
 
 def main() -> None:
@@ -58,12 +77,32 @@ def main() -> None:
         start = time.perf_counter()
         before = evaluate(args.model, test_stem, work, "before")
         run = work / f"ft_{train_stem}"
-        cli("finetune", "--images", str(DATA / "micrographs" / f"{train_stem}.png"),
-            "--labels", str(DATA / "labels" / f"{train_stem}.csv"), "--model", args.model,
-            "-o", str(run), "--epochs", str(args.epochs), "--val-fraction", "0", "--no-progress")
+        cli(
+            "finetune",
+            "--images",
+            str(DATA / "micrographs" / f"{train_stem}.png"),
+            "--labels",
+            str(DATA / "labels" / f"{train_stem}.csv"),
+            "--model",
+            args.model,
+            "-o",
+            str(run),
+            "--epochs",
+            str(args.epochs),
+            "--val-fraction",
+            "0",
+            "--no-progress",
+        )
         after = evaluate(str(run / "last.pt"), test_stem, work, f"after_{train_stem}")
-        rows.append({"train": train_stem, "test": test_stem, "before": before, "after": after,
-                     "seconds": round(time.perf_counter() - start, 1)})
+        rows.append(
+            {
+                "train": train_stem,
+                "test": test_stem,
+                "before": before,
+                "after": after,
+                "seconds": round(time.perf_counter() - start, 1),
+            }
+        )
     lines = [
         "# Fine-tuning on one apoferritin micrograph",
         "",
@@ -81,9 +120,11 @@ def main() -> None:
     ]
     for r in rows:
         b, a = r["before"], r["after"]
-        lines.append(f"| {r['train']} | {r['test']} | {b['f1']:.3f} | {a['f1']:.3f} | "
-                     f"{b['best_f1']:.3f} | {a['best_f1']:.3f} | {b['auprc']:.3f} | "
-                     f"{a['auprc']:.3f} |")
+        lines.append(
+            f"| {r['train']} | {r['test']} | {b['f1']:.3f} | {a['f1']:.3f} | "
+            f"{b['best_f1']:.3f} | {a['best_f1']:.3f} | {b['auprc']:.3f} | "
+            f"{a['auprc']:.3f} |"
+        )
     text = "\n".join(lines) + "\n"
     out = ROOT / "bench/results"
     out.mkdir(exist_ok=True)

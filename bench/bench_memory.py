@@ -63,8 +63,12 @@ def default_model(folder: Path) -> Path:
 
     torch.manual_seed(0)
     path = folder / "random-default-architecture.pt"
-    save_checkpoint(path, AttentionUNet(UNetConfig()), DenoiseSettings(),
-                    metadata={"purpose": "bench_memory: random weights, default architecture"})
+    save_checkpoint(
+        path,
+        AttentionUNet(UNetConfig()),
+        DenoiseSettings(),
+        metadata={"purpose": "bench_memory: random weights, default architecture"},
+    )
     return path
 
 
@@ -85,14 +89,19 @@ def run_child(command: list[str]) -> tuple[int, float, float, str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="U-Net checkpoint (default: shipped, else random default)")
-    parser.add_argument("--paper-order", action="store_true",
-                        help="also measure --denoise-order paper (filters at full resolution)")
+    parser.add_argument(
+        "--paper-order",
+        action="store_true",
+        help="also measure --denoise-order paper (filters at full resolution)",
+    )
     parser.add_argument("--keep", help="write micrographs and outputs here, not in a temp dir")
     args = parser.parse_args(argv)
 
     print("command: python " + " ".join(["bench/bench_memory.py", *sys.argv[1:]]))
-    print(f"python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs, "
-          f"device cpu")
+    print(
+        f"python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs, "
+        f"device cpu"
+    )
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(args.keep or scratch)
         folder.mkdir(parents=True, exist_ok=True)
@@ -112,9 +121,21 @@ def main(argv: list[str] | None = None) -> int:
             if not mic.exists():
                 write_micrograph(mic, shape)
             out = folder / f"out_{shape[1]}x{shape[0]}_{order or 'fast'}"
-            command = [sys.executable, "-m", "cryosegnet.cli.main", "pick", str(mic), "-o",
-                       str(out), "--model", str(model), "--device", "cpu", "--no-progress",
-                       "--overwrite"]
+            command = [
+                sys.executable,
+                "-m",
+                "cryosegnet.cli.main",
+                "pick",
+                str(mic),
+                "-o",
+                str(out),
+                "--model",
+                str(model),
+                "--device",
+                "cpu",
+                "--no-progress",
+                "--overwrite",
+            ]
             if order:
                 command += ["--denoise-order", order]
             code, peak_gb, wall, tail = run_child(command)

@@ -32,8 +32,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     cv2.setNumThreads(1)
-    print(f"command: OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} python "
-          + " ".join(["bench/bench_simulate.py", *sys.argv[1:]]))
+    print(
+        f"command: OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} python "
+        + " ".join(["bench/bench_simulate.py", *sys.argv[1:]])
+    )
     print(f"python {platform.python_version()} on {platform.machine()}, size {args.size}²")
     total_n, total_t = 0, 0.0
     for difficulty in ("easy", "medium", "hard"):
@@ -49,8 +51,10 @@ def main(argv: list[str] | None = None) -> int:
         total_n += len(times)
         total_t += sum(times)
         median = 1e3 * sorted(times)[len(times) // 2]
-        print(f"{difficulty:>6}: {rate:5.2f} micrographs/s  (median {median:.0f} ms, "
-              f"max {1e3 * max(times):.0f} ms, {particles / len(times):.0f} particles/micrograph)")
+        print(
+            f"{difficulty:>6}: {rate:5.2f} micrographs/s  (median {median:.0f} ms, "
+            f"max {1e3 * max(times):.0f} ms, {particles / len(times):.0f} particles/micrograph)"
+        )
     print(f"overall: {total_n / total_t:.2f} micrographs/s at {args.size}² on one core")
     return 0
 

@@ -45,8 +45,12 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 EPU = Path("..") / "shared" / "data" / "real" / "unlabeled-raw" / "epu2.9_example.mrc"
 SIM_SEED = 9100
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                    "OPENCV_FOR_THREADS_NUM")
+THREAD_VARIABLES = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "OPENCV_FOR_THREADS_NUM",
+)
 
 STAGE_ROWS = [
     ("read", "read"),
@@ -112,8 +116,9 @@ def _same_picks(a, b) -> bool:
         return True
     distance, partner = cKDTree(b[["x", "y"]].to_numpy()).query(a[["x", "y"]].to_numpy())
     scores = np.abs(a["score"].to_numpy() - b["score"].to_numpy()[partner])
-    return bool(distance.max() <= 1.0 and len(set(partner.tolist())) == len(a)
-                and scores.max() <= 1e-3)
+    return bool(
+        distance.max() <= 1.0 and len(set(partner.tolist())) == len(a) and scores.max() <= 1e-3
+    )
 
 
 def _timed(times: dict[str, list[float]], key: str, fn, *args):
@@ -159,15 +164,16 @@ def child(args: argparse.Namespace) -> dict:
                 fast_map = _timed(times, "unet_onnx", after.probability_maps, [denoised])[0]
                 with reference_filters():
                     d_ref = _timed(times, "diameter_scipy", peaks.estimate_diameter, ref_map)
-                    r_ref = _timed(times, "instances_scipy", before.instances, ref_map,
-                                   image.shape)
+                    r_ref = _timed(times, "instances_scipy", before.instances, ref_map, image.shape)
                 d_fast = _timed(times, "diameter_opencv", peaks.estimate_diameter, fast_map)
                 r_fast = _timed(times, "instances_opencv", after.instances, fast_map, image.shape)
                 _timed(times, "write", write_coordinate_star, star, r_fast.picks)
                 checks = {
                     "map_max_abs_diff": float(abs(ref_map - fast_map).max()),
-                    "diameter_before": float(d_ref), "diameter_after": float(d_fast),
-                    "n_picks_before": len(r_ref.picks), "n_picks_after": len(r_fast.picks),
+                    "diameter_before": float(d_ref),
+                    "diameter_after": float(d_fast),
+                    "n_picks_before": len(r_ref.picks),
+                    "n_picks_after": len(r_fast.picks),
                     "same_picks": _same_picks(r_fast.picks, r_ref.picks),
                 }
             medians = {k: _median(v) for k, v in times.items()}
@@ -186,8 +192,9 @@ def child(args: argparse.Namespace) -> dict:
             runs = []
             for repeat in range(max(1, args.repeats // 2)):
                 start = time.perf_counter()
-                summary = pick_batch(after, copies, scratch / f"picks{repeat}", progress=False,
-                                     workers=1)
+                summary = pick_batch(
+                    after, copies, scratch / f"picks{repeat}", progress=False, workers=1
+                )
                 runs.append((time.perf_counter() - start) / args.batch)
                 assert not summary.failures, summary.failures
             out["batch"] = {"n": args.batch, "seconds_per_micrograph": runs}
@@ -203,9 +210,24 @@ def ensure_simulated(work: Path) -> Path:
     folder = work / "sim4096"
     path = folder / "sim_00000.mrc"
     if not path.is_file():
-        subprocess.run([sys.executable, "-m", "cryosegnet.cli.main", "simulate", "-n", "1",
-                        "--size", "4096", "--seed", str(SIM_SEED), "-o", str(folder)],
-                       check=True, cwd=ROOT)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "cryosegnet.cli.main",
+                "simulate",
+                "-n",
+                "1",
+                "--size",
+                "4096",
+                "--seed",
+                str(SIM_SEED),
+                "-o",
+                str(folder),
+            ],
+            check=True,
+            cwd=ROOT,
+        )
     return path
 
 
@@ -220,18 +242,23 @@ def table(result: dict) -> str:
             for run in runs:
                 if key == "batch_after":
                     batch = run.get("batch")
-                    value = (_median(batch["seconds_per_micrograph"])
-                             if batch and name == result.get("batch_micrograph") else None)
+                    value = (
+                        _median(batch["seconds_per_micrograph"])
+                        if batch and name == result.get("batch_micrograph")
+                        else None
+                    )
                 else:
                     value = run["micrographs"].get(name, {}).get("seconds", {}).get(key)
                 cells.append(f"{value:.2f}" if value is not None else "")
         if any(cells):
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines.append("")
-    lines.append("Seconds per micrograph, medians of "
-                 f"{result['repeats']} interleaved repeats; machine: {result['machine']}; "
-                 f"load average {result['load_before']} before, {result['load_after']} after "
-                 "(a shared machine: other jobs ran beside).")
+    lines.append(
+        "Seconds per micrograph, medians of "
+        f"{result['repeats']} interleaved repeats; machine: {result['machine']}; "
+        f"load average {result['load_before']} before, {result['load_after']} after "
+        "(a shared machine: other jobs ran beside)."
+    )
     for name in names:
         for run in runs:
             c = run["micrographs"][name]["checks"]
@@ -239,10 +266,13 @@ def table(result: dict) -> str:
                 f"- {name}, {run['threads']} thr: same picks before/after: {c['same_picks']} "
                 f"({c['n_picks_before']} / {c['n_picks_after']}), diameter "
                 f"{c['diameter_before']:.1f} / {c['diameter_after']:.1f} working px, "
-                f"U-Net map max |diff| {c['map_max_abs_diff']:.1e}")
+                f"U-Net map max |diff| {c['map_max_abs_diff']:.1e}"
+            )
     if result.get("batch_micrograph"):
-        lines.append(f"- batch: {runs[0]['batch']['n']} copies of {result['batch_micrograph']} "
-                     "through `pick_batch` (read-ahead thread, ONNX Runtime, OpenCV filters)")
+        lines.append(
+            f"- batch: {runs[0]['batch']['n']} copies of {result['batch_micrograph']} "
+            "through `pick_batch` (read-ahead thread, ONNX Runtime, OpenCV filters)"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -250,8 +280,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", default="1,2", help="comma-separated thread counts")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--batch", type=int, default=4, help="micrographs in the batch timing "
-                        "(0: none)")
+    parser.add_argument(
+        "--batch", type=int, default=4, help="micrographs in the batch timing (0: none)"
+    )
     parser.add_argument("--model", default=None, help="U-Net checkpoint (default: shipped)")
     parser.add_argument("--work", default=str(ROOT / "runs" / "bench_stages"))
     parser.add_argument("--table-only", action="store_true")
@@ -281,8 +312,17 @@ def main() -> int:
     for threads in [int(t) for t in args.threads.split(",")]:
         env = dict(os.environ)
         env.update({name: str(threads) for name in THREAD_VARIABLES})
-        command = [sys.executable, __file__, "--child", "--threads", str(threads),
-                   "--repeats", str(args.repeats), "--batch", str(args.batch)]
+        command = [
+            sys.executable,
+            __file__,
+            "--child",
+            "--threads",
+            str(threads),
+            "--repeats",
+            str(args.repeats),
+            "--batch",
+            str(args.batch),
+        ]
         command += [f"--micrograph={name}={path}" for name, path in micrographs.items()]
         command += ["--batch-source", str(micrographs["simulated 4096²"])]
         if args.model:

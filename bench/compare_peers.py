@@ -66,8 +66,13 @@ RESULTS = REPO / "bench" / "results"
 DIAMETER = 68.0
 RADIUS = 34.0
 RELION_DEFAULT_ADJUST = 0.0
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                    "OPENCV_FOR_THREADS_NUM", "NUMEXPR_NUM_THREADS")
+THREAD_VARIABLES = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "OPENCV_FOR_THREADS_NUM",
+    "NUMEXPR_NUM_THREADS",
+)
 
 
 def rel(path: Path | str) -> str:
@@ -81,25 +86,33 @@ def rel(path: Path | str) -> str:
 # ----------------------------------------------------------------------------- running
 
 
-def run_timed(command: list[str], log: Path, cwd: Path | None = None,
-              threads: int = 1, timeout: float = 3600) -> dict:
+def run_timed(
+    command: list[str], log: Path, cwd: Path | None = None, threads: int = 1, timeout: float = 3600
+) -> dict:
     """Run ``command`` (output into ``log``); wall and CPU seconds of the child."""
     log.parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1",
-           **{name: str(threads) for name in THREAD_VARIABLES}}
+    env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        **{name: str(threads) for name in THREAD_VARIABLES},
+    }
     with open(log, "w") as handle:
         handle.write("$ " + shlex.join(display(command)) + "\n")
         handle.flush()
         t0 = time.perf_counter()
-        proc = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=env,
-                                cwd=cwd)
+        proc = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=env, cwd=cwd)
         status, usage, _ = wait_with_deadline(proc, timeout)
         wall = time.perf_counter() - t0
     proc.returncode = os.waitstatus_to_exitcode(status)
-    return {"command": shlex.join(display(command)), "cwd": rel(cwd) if cwd else ".",
-            "returncode": proc.returncode, "wall_s": wall,
-            "cpu_s": usage.ru_utime + usage.ru_stime, "max_rss_mb": usage.ru_maxrss / 1024.0,
-            "log": rel(log)}
+    return {
+        "command": shlex.join(display(command)),
+        "cwd": rel(cwd) if cwd else ".",
+        "returncode": proc.returncode,
+        "wall_s": wall,
+        "cpu_s": usage.ru_utime + usage.ru_stime,
+        "max_rss_mb": usage.ru_maxrss / 1024.0,
+        "log": rel(log),
+    }
 
 
 def display(command: list[str]) -> list[str]:
@@ -114,8 +127,7 @@ def display(command: list[str]) -> list[str]:
 
 def log_tail(path: str | Path, n: int = 4) -> str:
     try:
-        lines = [ln for ln in (REPO / path).read_text(errors="replace").splitlines()
-                 if ln.strip()]
+        lines = [ln for ln in (REPO / path).read_text(errors="replace").splitlines() if ln.strip()]
     except OSError:
         return ""
     return " | ".join(lines[-n:])[-400:]
@@ -138,8 +150,11 @@ def relion_version() -> str:
 def git_state() -> dict:
     def git(*a: str) -> str:
         return subprocess.run(["git", *a], cwd=REPO, capture_output=True, text=True).stdout
-    return {"commit": git("rev-parse", "HEAD").strip(),
-            "src_modified": [ln[3:] for ln in git("status", "--porcelain", "src").splitlines()]}
+
+    return {
+        "commit": git("rev-parse", "HEAD").strip(),
+        "src_modified": [ln[3:] for ln in git("status", "--porcelain", "src").splitlines()],
+    }
 
 
 # ----------------------------------------------------------------------------- data
@@ -196,12 +211,30 @@ def write_mrc_copies(images: list[Path], folder: Path) -> list[Path]:
 
 def write_relion_micrographs_star(path: Path, micrographs: list[str], angpix: float) -> None:
     """RELION 3.1 micrographs STAR: 3.1 refuses one without an optics table."""
-    lines = ["", "# version 30001", "", "data_optics", "", "loop_",
-             "_rlnOpticsGroupName #1", "_rlnOpticsGroup #2", "_rlnMicrographPixelSize #3",
-             "_rlnVoltage #4", "_rlnSphericalAberration #5", "_rlnAmplitudeContrast #6",
-             f"opticsGroup1 1 {angpix:.6f} 300.000000 2.700000 0.100000", "", "",
-             "# version 30001", "", "data_micrographs", "", "loop_",
-             "_rlnMicrographName #1", "_rlnOpticsGroup #2"]
+    lines = [
+        "",
+        "# version 30001",
+        "",
+        "data_optics",
+        "",
+        "loop_",
+        "_rlnOpticsGroupName #1",
+        "_rlnOpticsGroup #2",
+        "_rlnMicrographPixelSize #3",
+        "_rlnVoltage #4",
+        "_rlnSphericalAberration #5",
+        "_rlnAmplitudeContrast #6",
+        f"opticsGroup1 1 {angpix:.6f} 300.000000 2.700000 0.100000",
+        "",
+        "",
+        "# version 30001",
+        "",
+        "data_micrographs",
+        "",
+        "loop_",
+        "_rlnMicrographName #1",
+        "_rlnOpticsGroup #2",
+    ]
     lines += [f"{name} 1" for name in micrographs]
     path.write_text("\n".join(lines) + "\n")
 
@@ -216,8 +249,7 @@ def read_pick_folder(folder: Path) -> dict[str, pd.DataFrame]:
 
     picks: dict[str, pd.DataFrame] = {}
     for path in sorted(folder.rglob("*.star")):
-        if path.name in ("autopick.star", "particles.star", "summary.star",
-                         "micrographs.star"):
+        if path.name in ("autopick.star", "particles.star", "summary.star", "micrographs.star"):
             continue
         stem = path.name[: -len(".star")]
         stem = stem[: -len("_autopick")] if stem.endswith("_autopick") else stem
@@ -230,15 +262,22 @@ def read_pick_folder(folder: Path) -> dict[str, pd.DataFrame]:
     return picks
 
 
-def score_apoferritin(picks: dict[str, pd.DataFrame], labels: dict[str, pd.DataFrame],
-                      threshold: float | None) -> dict:
+def score_apoferritin(
+    picks: dict[str, pd.DataFrame], labels: dict[str, pd.DataFrame], threshold: float | None
+) -> dict:
     from cryosegnet.evaluation.metrics import evaluate_picks
 
     result = evaluate_picks(picks, labels, radius=RADIUS, threshold=threshold)
     pooled = dict(result.pooled)
     pooled["per_micrograph"] = [
-        {"micrograph": m.micrograph, "n_picks": m.n_picks, "n_labels": m.n_labels,
-         "f1": m.f1, "best_f1": m.best_f1, "auprc": m.auprc}
+        {
+            "micrograph": m.micrograph,
+            "n_picks": m.n_picks,
+            "n_labels": m.n_labels,
+            "f1": m.f1,
+            "best_f1": m.best_f1,
+            "auprc": m.auprc,
+        }
         for m in result.per_micrograph
     ]
     pooled["labels_without_picks"] = result.labels_without_picks
@@ -249,8 +288,18 @@ def score_apoferritin(picks: dict[str, pd.DataFrame], labels: dict[str, pd.DataF
 def cli_check(folder: Path, report: Path, logs: Path) -> dict:
     """The same curve scored by ``cryosegnet evaluate`` itself (pairs files by name; the
     labels folder holds every split, so labelled micrographs without picks are skipped)."""
-    command = [*cryosegnet_exe(), "evaluate", rel(folder), rel(APO_DIR / "labels"),
-               "--radius", f"{RADIUS:g}", "--skip-missing", "--no-plot", "-o", rel(report)]
+    command = [
+        *cryosegnet_exe(),
+        "evaluate",
+        rel(folder),
+        rel(APO_DIR / "labels"),
+        "--radius",
+        f"{RADIUS:g}",
+        "--skip-missing",
+        "--no-plot",
+        "-o",
+        rel(report),
+    ]
     step = run_timed(command, logs / f"evaluate_{report.name}.log", cwd=REPO)
     out = {"command": step["command"], "returncode": step["returncode"]}
     try:
@@ -261,8 +310,9 @@ def cli_check(folder: Path, report: Path, logs: Path) -> dict:
     return out
 
 
-def count_picks(picks: dict[str, pd.DataFrame], stems: list[str],
-                threshold: float | None) -> dict[str, int]:
+def count_picks(
+    picks: dict[str, pd.DataFrame], stems: list[str], threshold: float | None
+) -> dict[str, int]:
     counts = {}
     for stem in stems:
         table = picks.get(stem)
@@ -282,25 +332,47 @@ def cryosegnet_tools() -> list[dict]:
     from cryosegnet.picking.picker import DEFAULT_THRESHOLDS
 
     return [
-        {"name": "cryosegnet (default)", "key": "cs_default", "args": ["--threshold", "0"],
-         "default_threshold": DEFAULT_THRESHOLDS["builtin"],
-         "notes": "stage auto = builtin (no SAM checkpoint installed), diameter estimated"},
-        {"name": "cryosegnet --diameter 68", "key": "cs_d68",
-         "args": ["--threshold", "0", "--diameter", "68"],
-         "default_threshold": DEFAULT_THRESHOLDS["builtin"],
-         "notes": "stage auto = builtin, diameter given"},
-        {"name": "cryosegnet --stage log --diameter 68", "key": "cs_log",
-         "args": ["--stage", "log", "--threshold", "-1000", "--diameter", "68"],
-         "default_threshold": DEFAULT_THRESHOLDS["log"],
-         "notes": "training-free LoG stage, score in noise standard deviations"},
+        {
+            "name": "cryosegnet (default)",
+            "key": "cs_default",
+            "args": ["--threshold", "0"],
+            "default_threshold": DEFAULT_THRESHOLDS["builtin"],
+            "notes": "stage auto = builtin (no SAM checkpoint installed), diameter estimated",
+        },
+        {
+            "name": "cryosegnet --diameter 68",
+            "key": "cs_d68",
+            "args": ["--threshold", "0", "--diameter", "68"],
+            "default_threshold": DEFAULT_THRESHOLDS["builtin"],
+            "notes": "stage auto = builtin, diameter given",
+        },
+        {
+            "name": "cryosegnet --stage log --diameter 68",
+            "key": "cs_log",
+            "args": ["--stage", "log", "--threshold", "-1000", "--diameter", "68"],
+            "default_threshold": DEFAULT_THRESHOLDS["log"],
+            "notes": "training-free LoG stage, score in noise standard deviations",
+        },
     ]
 
 
-def run_cryosegnet(tool: dict, images: list[Path], out: Path, logs: Path,
-                   args: argparse.Namespace) -> dict:
+def run_cryosegnet(
+    tool: dict, images: list[Path], out: Path, logs: Path, args: argparse.Namespace
+) -> dict:
     shutil.rmtree(out, ignore_errors=True)
-    command = [*cryosegnet_exe(), "pick", *map(rel, images), "-o", rel(out),
-               *tool["args"], "--device", "cpu", "--no-progress", "-j", "1"]
+    command = [
+        *cryosegnet_exe(),
+        "pick",
+        *map(rel, images),
+        "-o",
+        rel(out),
+        *tool["args"],
+        "--device",
+        "cpu",
+        "--no-progress",
+        "-j",
+        "1",
+    ]
     step = run_timed(command, logs / f"{out.name}.log", cwd=REPO, threads=args.threads)
     text = (REPO / step["log"]).read_text(errors="replace")
     match = re.search(r"^time: ([\d.]+) s", text, re.M)
@@ -311,17 +383,42 @@ def run_cryosegnet(tool: dict, images: list[Path], out: Path, logs: Path,
     return step
 
 
-def relion_command(star: str, odir: str, args: argparse.Namespace, adjust: float,
-                   lowpass: float) -> list[str]:
-    return ["relion_autopick", "--i", star, "--odir", odir, "--pickname", "autopick",
-            "--LoG", "--LoG_diam_min", f"{args.relion_diam_min:g}",
-            "--LoG_diam_max", f"{args.relion_diam_max:g}", "--angpix", "1",
-            "--shrink", "0", "--lowpass", f"{lowpass:g}",
-            "--LoG_adjust_threshold", f"{adjust:g}"]
+def relion_command(
+    star: str, odir: str, args: argparse.Namespace, adjust: float, lowpass: float
+) -> list[str]:
+    return [
+        "relion_autopick",
+        "--i",
+        star,
+        "--odir",
+        odir,
+        "--pickname",
+        "autopick",
+        "--LoG",
+        "--LoG_diam_min",
+        f"{args.relion_diam_min:g}",
+        "--LoG_diam_max",
+        f"{args.relion_diam_max:g}",
+        "--angpix",
+        "1",
+        "--shrink",
+        "0",
+        "--lowpass",
+        f"{lowpass:g}",
+        "--LoG_adjust_threshold",
+        f"{adjust:g}",
+    ]
 
 
-def run_relion(work: Path, mrcs: list[Path], name: str, logs: Path,
-               args: argparse.Namespace, adjust: float, lowpass: float) -> tuple[dict, Path]:
+def run_relion(
+    work: Path,
+    mrcs: list[Path],
+    name: str,
+    logs: Path,
+    args: argparse.Namespace,
+    adjust: float,
+    lowpass: float,
+) -> tuple[dict, Path]:
     """relion_autopick in ``work`` (relative micrograph names); picks under work/<name>/."""
     star = work / f"{name}_micrographs.star"
     write_relion_micrographs_star(star, [os.path.relpath(m, work) for m in mrcs], 1.0)
@@ -337,8 +434,12 @@ def run_relion(work: Path, mrcs: list[Path], name: str, logs: Path,
 
 
 def per_mic(step: dict, n: int) -> dict:
-    return {"wall_s_per_mic": step["wall_s"] / n, "cpu_s_per_mic": step["cpu_s"] / n,
-            "batch_s_per_mic": step.get("batch_s", math.nan) / n, "n": n}
+    return {
+        "wall_s_per_mic": step["wall_s"] / n,
+        "cpu_s_per_mic": step["cpu_s"] / n,
+        "batch_s_per_mic": step.get("batch_s", math.nan) / n,
+        "n": n,
+    }
 
 
 def benchmark(args: argparse.Namespace) -> dict:
@@ -349,78 +450,112 @@ def benchmark(args: argparse.Namespace) -> dict:
     logs = work / "logs"
     record: dict = {
         "date_utc": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
-        "host": {"machine": platform.machine(), "cpus": os.cpu_count(),
-                 "loadavg_start": list(os.getloadavg())},
+        "host": {
+            "machine": platform.machine(),
+            "cpus": os.cpu_count(),
+            "loadavg_start": list(os.getloadavg()),
+        },
         "cryosegnet": git_state(),
         "relion": relion_version(),
-        "settings": {"split": args.split, "limit": args.limit, "radius_px": RADIUS,
-                     "diameter_px": DIAMETER, "threads": args.threads,
-                     "relion": {"diam_min": args.relion_diam_min,
-                                "diam_max": args.relion_diam_max, "angpix": 1.0,
-                                "lowpass": args.relion_lowpass, "shrink": 0,
-                                "adjust_default": RELION_DEFAULT_ADJUST,
-                                "adjust_curve": args.relion_adjust_low}},
+        "settings": {
+            "split": args.split,
+            "limit": args.limit,
+            "radius_px": RADIUS,
+            "diameter_px": DIAMETER,
+            "threads": args.threads,
+            "relion": {
+                "diam_min": args.relion_diam_min,
+                "diam_max": args.relion_diam_max,
+                "angpix": 1.0,
+                "lowpass": args.relion_lowpass,
+                "shrink": 0,
+                "adjust_default": RELION_DEFAULT_ADJUST,
+                "adjust_curve": args.relion_adjust_low,
+            },
+        },
         "partial": bool(args.limit) or args.split != "test" or not args.quality,
         "sets": {},
     }
     apo_images, apo_label_files = apoferritin_set(args.split, args.limit)
-    labels = {stem: read_coordinates(path, diameter=DIAMETER)
-              for stem, path in apo_label_files.items()}
+    labels = {
+        stem: read_coordinates(path, diameter=DIAMETER) for stem, path in apo_label_files.items()
+    }
     sets = {"apoferritin": apo_images}
     classes: dict[str, str] = {}
     if args.quality:
         sets["quality"], classes = quality_set(args.quality_limit)
-    mrcs = {name: write_mrc_copies(images, work / f"mrc_{name}")
-            for name, images in sets.items()}
+    mrcs = {name: write_mrc_copies(images, work / f"mrc_{name}") for name, images in sets.items()}
 
     tools = cryosegnet_tools()
     relion_tools = [
-        {"name": f"RELION 3.1 LoG, --lowpass {lowpass:g}", "key": f"relion_lp{lowpass:g}",
-         "relion": True, "lowpass": lowpass, "default_threshold": None,
-         "notes": f"--LoG_adjust_threshold {RELION_DEFAULT_ADJUST:g} (default) for the "
-                  f"default figures; {args.relion_adjust_low:g} for the curve"}
+        {
+            "name": f"RELION 3.1 LoG, --lowpass {lowpass:g}",
+            "key": f"relion_lp{lowpass:g}",
+            "relion": True,
+            "lowpass": lowpass,
+            "default_threshold": None,
+            "notes": f"--LoG_adjust_threshold {RELION_DEFAULT_ADJUST:g} (default) for the "
+            f"default figures; {args.relion_adjust_low:g} for the curve",
+        }
         for lowpass in args.relion_lowpass
     ]
     for set_name, images in sets.items():
         n = len(images)
-        entry: dict = {"n_micrographs": n, "micrographs": [stem_of(p) for p in images],
-                       "tools": {}}
+        entry: dict = {"n_micrographs": n, "micrographs": [stem_of(p) for p in images], "tools": {}}
         if set_name == "apoferritin":
             entry["n_labels"] = int(sum(len(t) for t in labels.values()))
         else:
             entry["classes"] = classes
         for tool in [*tools, *relion_tools]:
             print(f"[{set_name}] {tool['name']} on {n} micrograph(s) ...", flush=True)
-            result: dict = {"name": tool["name"], "notes": tool["notes"],
-                            "default_threshold": tool["default_threshold"]}
+            result: dict = {
+                "name": tool["name"],
+                "notes": tool["notes"],
+                "default_threshold": tool["default_threshold"],
+            }
             if tool.get("relion"):
                 lowpass = tool["lowpass"]
-                step, odir = run_relion(work, mrcs[set_name], f"{set_name}_{tool['key']}_default",
-                                        logs, args, RELION_DEFAULT_ADJUST, lowpass)
+                step, odir = run_relion(
+                    work,
+                    mrcs[set_name],
+                    f"{set_name}_{tool['key']}_default",
+                    logs,
+                    args,
+                    RELION_DEFAULT_ADJUST,
+                    lowpass,
+                )
                 steps = [step]
                 default_picks = read_pick_folder(odir) if step["returncode"] == 0 else {}
                 if set_name == "apoferritin":
-                    curve_step, codir = run_relion(work, mrcs[set_name],
-                                                   f"{set_name}_{tool['key']}_curve", logs,
-                                                   args, args.relion_adjust_low, lowpass)
+                    curve_step, codir = run_relion(
+                        work,
+                        mrcs[set_name],
+                        f"{set_name}_{tool['key']}_curve",
+                        logs,
+                        args,
+                        args.relion_adjust_low,
+                        lowpass,
+                    )
                     steps.append(curve_step)
-                    curve_picks = read_pick_folder(codir) if curve_step["returncode"] == 0 \
-                        else {}
+                    curve_picks = read_pick_folder(codir) if curve_step["returncode"] == 0 else {}
                 else:
                     curve_picks = default_picks
                 threshold = None
             else:
-                step = run_cryosegnet(tool, images, work / f"{set_name}_{tool['key']}", logs,
-                                      args)
+                step = run_cryosegnet(tool, images, work / f"{set_name}_{tool['key']}", logs, args)
                 steps = [step]
-                curve_picks = default_picks = read_pick_folder(
-                    work / f"{set_name}_{tool['key']}") if step["returncode"] == 0 else {}
+                curve_picks = default_picks = (
+                    read_pick_folder(work / f"{set_name}_{tool['key']}")
+                    if step["returncode"] == 0
+                    else {}
+                )
                 threshold = tool["default_threshold"]
             result["steps"] = steps
             result["ok"] = all(s["returncode"] == 0 for s in steps)
             if not result["ok"]:
-                result["error"] = "; ".join(log_tail(s["log"]) for s in steps
-                                            if s["returncode"] != 0)
+                result["error"] = "; ".join(
+                    log_tail(s["log"]) for s in steps if s["returncode"] != 0
+                )
                 print("  FAILED:", result["error"], flush=True)
             result["time"] = per_mic(steps[0], n)
             if len(steps) > 1:
@@ -430,14 +565,18 @@ def benchmark(args: argparse.Namespace) -> dict:
                 result["at_default"] = score_apoferritin(default_picks, labels, threshold)
                 result["cli_check"] = cli_check(
                     codir if tool.get("relion") else work / f"{set_name}_{tool['key']}",
-                    work / "evaluate" / tool["key"], logs)
+                    work / "evaluate" / tool["key"],
+                    logs,
+                )
                 if tool.get("relion"):
-                    result["default_picks_in_curve_run"] = _subset_check(default_picks,
-                                                                         curve_picks)
+                    result["default_picks_in_curve_run"] = _subset_check(default_picks, curve_picks)
                 c, d = result["curve"], result["at_default"]
-                print(f"  best F1 {c['best_f1']:.3f} AUPRC {c['auprc']:.3f} "
-                      f"F1@default {d['f1']:.3f} ({d['n_picks']} picks) "
-                      f"{result['time']['wall_s_per_mic']:.2f} s/mic", flush=True)
+                print(
+                    f"  best F1 {c['best_f1']:.3f} AUPRC {c['auprc']:.3f} "
+                    f"F1@default {d['f1']:.3f} ({d['n_picks']} picks) "
+                    f"{result['time']['wall_s_per_mic']:.2f} s/mic",
+                    flush=True,
+                )
             else:
                 counts = count_picks(default_picks, entry["micrographs"], threshold)
                 result["counts"] = counts
@@ -476,65 +615,96 @@ def _f(value, digits: int = 3) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
-SHORT_CLASS = {"0Great": "0 great", "1Decent": "1 decent",
-               "2Contamination_Aggregate_Crack_Breaking_Drifting": "2 contam./crack",
-               "3Empty_no_ice": "3 empty, no ice", "4Crystalline_ice": "4 crystalline ice",
-               "5Empty_ice_no_particles_but_vitreous_ice": "5 empty vitreous ice"}
+SHORT_CLASS = {
+    "0Great": "0 great",
+    "1Decent": "1 decent",
+    "2Contamination_Aggregate_Crack_Breaking_Drifting": "2 contam./crack",
+    "3Empty_no_ice": "3 empty, no ice",
+    "4Crystalline_ice": "4 crystalline ice",
+    "5Empty_ice_no_particles_but_vitreous_ice": "5 empty vitreous ice",
+}
 
 
 def markdown(record: dict) -> str:
     s = record["settings"]
     r = s["relion"]
-    lines = ["# cryosegnet vs RELION 3.1 LoG", "",
-             "Generated by `python bench/compare_peers.py` (tables: `--table-only`) from "
-             "`compare_peers.json`.", ""]
+    lines = [
+        "# cryosegnet vs RELION 3.1 LoG",
+        "",
+        "Generated by `python bench/compare_peers.py` (tables: `--table-only`) from "
+        "`compare_peers.json`.",
+        "",
+    ]
     if record.get("partial"):
-        lines += ["**PARTIAL RUN** (split/limit/quality restricted): not the reported "
-                  "benchmark.", ""]
-    lines += [f"Run {record['date_utc']} UTC, cryosegnet {record['cryosegnet']['commit'][:9]}"
-              + (" (uncommitted changes under src/)" if record["cryosegnet"]["src_modified"]
-                 else "") + f", RELION {record['relion']}, {s['threads']} thread per tool, "
-              f"load average at start {record['host']['loadavg_start'][0]:.1f} on "
-              f"{record['host']['cpus']} CPUs.", ""]
+        lines += [
+            "**PARTIAL RUN** (split/limit/quality restricted): not the reported benchmark.",
+            "",
+        ]
+    lines += [
+        f"Run {record['date_utc']} UTC, cryosegnet {record['cryosegnet']['commit'][:9]}"
+        + (" (uncommitted changes under src/)" if record["cryosegnet"]["src_modified"] else "")
+        + f", RELION {record['relion']}, {s['threads']} thread per tool, "
+        f"load average at start {record['host']['loadavg_start'][0]:.1f} on "
+        f"{record['host']['cpus']} CPUs.",
+        "",
+    ]
     apo = record["sets"].get("apoferritin")
     if apo:
-        lines += [f"## EMPIAR-10146 apoferritin, `{s['split']}` split "
-                  f"({apo['n_micrographs']} micrographs, {apo['n_labels']} labelled particles)",
-                  "", f"Pooled; match radius {s['radius_px']:g} px, one-to-one. Best F1 and "
-                  "AUPRC over every candidate; \"at default\" = each tool's default threshold.",
-                  "", "| tool | best F1 | (at score) | AUPRC | max recall | F1 at default | "
-                  "P / R at default | picks at default | default threshold |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            f"## EMPIAR-10146 apoferritin, `{s['split']}` split "
+            f"({apo['n_micrographs']} micrographs, {apo['n_labels']} labelled particles)",
+            "",
+            f"Pooled; match radius {s['radius_px']:g} px, one-to-one. Best F1 and "
+            'AUPRC over every candidate; "at default" = each tool\'s default threshold.',
+            "",
+            "| tool | best F1 | (at score) | AUPRC | max recall | F1 at default | "
+            "P / R at default | picks at default | default threshold |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
         for t in apo["tools"].values():
             c, d = t.get("curve", {}), t.get("at_default", {})
-            dt = ("adjust 0 (per-mic.)" if t["default_threshold"] is None
-                  else _f(float(t["default_threshold"]), 2))
+            dt = (
+                "adjust 0 (per-mic.)"
+                if t["default_threshold"] is None
+                else _f(float(t["default_threshold"]), 2)
+            )
             lines.append(
                 f"| {t['name']} | {_f(c.get('best_f1'))} | {_f(c.get('best_threshold'), 2)} | "
                 f"{_f(c.get('auprc'))} | {_f(c.get('max_recall', c.get('recall_at_lowest')))} "
                 f"| {_f(d.get('f1'))} | {_f(d.get('precision'), 2)} / "
-                f"{_f(d.get('recall'), 2)} | {d.get('n_picks', '-')} | {dt} |")
+                f"{_f(d.get('recall'), 2)} | {d.get('n_picks', '-')} | {dt} |"
+            )
         lines += [""]
     q = record["sets"].get("quality")
     if q:
         class_names = sorted(set(q["classes"].values()))
-        lines += [f"## Micrograph-quality set ({q['n_micrographs']} micrographs, 512x494 "
-                  "8-bit)", "", "Median picks per micrograph at each tool's default "
-                  "threshold, per class (a picker should find ~nothing on 3 and 5, little "
-                  "on 4).", "",
-                  "| tool | " + " | ".join(SHORT_CLASS.get(c, c) for c in class_names) + " |",
-                  "|---|" + "---|" * len(class_names)]
+        lines += [
+            f"## Micrograph-quality set ({q['n_micrographs']} micrographs, 512x494 8-bit)",
+            "",
+            "Median picks per micrograph at each tool's default "
+            "threshold, per class (a picker should find ~nothing on 3 and 5, little "
+            "on 4).",
+            "",
+            "| tool | " + " | ".join(SHORT_CLASS.get(c, c) for c in class_names) + " |",
+            "|---|" + "---|" * len(class_names),
+        ]
         for t in q["tools"].values():
             m = t.get("median_per_class", {})
-            lines.append(f"| {t['name']} | "
-                         + " | ".join(_f(m.get(c), 0) for c in class_names) + " |")
+            lines.append(
+                f"| {t['name']} | " + " | ".join(_f(m.get(c), 0) for c in class_names) + " |"
+            )
         lines += [""]
-    lines += ["## Time (indicative: shared, busy machine)", "",
-              "Wall seconds per micrograph of the whole command (start-up included); "
-              "cryosegnet's batch time excludes its start-up.", "",
-              "| tool | " + " | ".join(f"{name}: wall s/mic | batch s/mic"
-                                      for name in record["sets"]) + " |",
-              "|---|" + "---|---|" * len(record["sets"])]
+    lines += [
+        "## Time (indicative: shared, busy machine)",
+        "",
+        "Wall seconds per micrograph of the whole command (start-up included); "
+        "cryosegnet's batch time excludes its start-up.",
+        "",
+        "| tool | "
+        + " | ".join(f"{name}: wall s/mic | batch s/mic" for name in record["sets"])
+        + " |",
+        "|---|" + "---|---|" * len(record["sets"]),
+    ]
     keys = next(iter(record["sets"].values()))["tools"].keys()
     for key in keys:
         cells = []
@@ -543,52 +713,68 @@ def markdown(record: dict) -> str:
             cells += [_f(t.get("wall_s_per_mic"), 2), _f(t.get("batch_s_per_mic"), 2)]
         name = next(iter(record["sets"].values()))["tools"][key]["name"]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines += ["", "## Settings", "",
-              f"- RELION: `relion_autopick --i micrographs.star --LoG --LoG_diam_min "
-              f"{r['diam_min']:g} --LoG_diam_max {r['diam_max']:g} --angpix 1 --shrink 0 "
-              f"--lowpass L --LoG_adjust_threshold A` on float32 MRC copies of the PNGs, "
-              f"L = {', '.join(f'{v:g}' for v in r['lowpass'])} (one row each; RELION then "
-              "works on the micrograph shrunk to Nyquist = L, i.e. by 2/L), "
-              f"A = {r['adjust_default']:g} (default) for the default figures and timing, "
-              f"A = {r['adjust_curve']:g} for the PR curve (score: "
-              "`_rlnAutopickFigureOfMerit`).",
-              "- `--lowpass 20` is the RELION GUI's default \"maximum resolution\" (20 A) "
-              "taken as 20 px; `--lowpass 11` is 20 A at this data's ~1.8 A/px (apoferritin "
-              "~12 nm = 68 px).",
-              "- cryosegnet: `cryosegnet pick ... --threshold 0` (log stage: `-1000`) "
-              "`--device cpu -j 1`, re-thresholded at `DEFAULT_THRESHOLDS`.",
-              ""]
+    lines += [
+        "",
+        "## Settings",
+        "",
+        f"- RELION: `relion_autopick --i micrographs.star --LoG --LoG_diam_min "
+        f"{r['diam_min']:g} --LoG_diam_max {r['diam_max']:g} --angpix 1 --shrink 0 "
+        f"--lowpass L --LoG_adjust_threshold A` on float32 MRC copies of the PNGs, "
+        f"L = {', '.join(f'{v:g}' for v in r['lowpass'])} (one row each; RELION then "
+        "works on the micrograph shrunk to Nyquist = L, i.e. by 2/L), "
+        f"A = {r['adjust_default']:g} (default) for the default figures and timing, "
+        f"A = {r['adjust_curve']:g} for the PR curve (score: "
+        "`_rlnAutopickFigureOfMerit`).",
+        '- `--lowpass 20` is the RELION GUI\'s default "maximum resolution" (20 A) '
+        "taken as 20 px; `--lowpass 11` is 20 A at this data's ~1.8 A/px (apoferritin "
+        "~12 nm = 68 px).",
+        "- cryosegnet: `cryosegnet pick ... --threshold 0` (log stage: `-1000`) "
+        "`--device cpu -j 1`, re-thresholded at `DEFAULT_THRESHOLDS`.",
+        "",
+    ]
     for entry in record["sets"].values():
         for t in entry["tools"].values():
             if not t.get("ok", True):
                 lines.append(f"- FAILED: {t['name']}: {t.get('error', '')}")
-    diffs = [abs(t["cli_check"][k] - t["curve"][k]) for t in (apo or {}).get("tools", {}).values()
-             if t.get("cli_check") for k in ("best_f1", "auprc")
-             if t["cli_check"].get(k) is not None and t["curve"].get(k) is not None]
+    diffs = [
+        abs(t["cli_check"][k] - t["curve"][k])
+        for t in (apo or {}).get("tools", {}).values()
+        if t.get("cli_check")
+        for k in ("best_f1", "auprc")
+        if t["cli_check"].get(k) is not None and t["curve"].get(k) is not None
+    ]
     if diffs:
-        lines.append(f"- Cross-check: `cryosegnet evaluate PICKS LABELS --radius 34 "
-                     f"--skip-missing` on the same pick folders: best F1 and AUPRC differ by "
-                     f"at most {max(diffs):.2g} from the table.")
+        lines.append(
+            f"- Cross-check: `cryosegnet evaluate PICKS LABELS --radius 34 "
+            f"--skip-missing` on the same pick folders: best F1 and AUPRC differ by "
+            f"at most {max(diffs):.2g} from the table."
+        )
     for set_name, entry in record["sets"].items():
         for t in entry["tools"].values():
             d = t.get("steps", [{}])[0].get("estimated_diameter_px_median")
             if d:
-                lines.append(f"- {t['name']} on {set_name}: estimated particle diameter "
-                             f"{d:g} px (median over micrographs; apoferritin labels: 68 px).")
-    lines += ["- RELION settings were looked at on the train split only: "
-              "`--LoG_adjust_threshold` below about -3 adds no picks there (the curve run "
-              "is complete); a smaller `--lowpass` (less shrinking) helped slightly there.",
-              "- Quality set: every tool keeps the settings above (68 px / 55-80 px is the "
-              "apoferritin size, not these sessions'); RELION runs there at its default "
-              "threshold only.",
-              "- The shipped default (stage auto) is the built-in peak finder here: no SAM "
-              "checkpoint is installed on this machine."]
+                lines.append(
+                    f"- {t['name']} on {set_name}: estimated particle diameter "
+                    f"{d:g} px (median over micrographs; apoferritin labels: 68 px)."
+                )
+    lines += [
+        "- RELION settings were looked at on the train split only: "
+        "`--LoG_adjust_threshold` below about -3 adds no picks there (the curve run "
+        "is complete); a smaller `--lowpass` (less shrinking) helped slightly there.",
+        "- Quality set: every tool keeps the settings above (68 px / 55-80 px is the "
+        "apoferritin size, not these sessions'); RELION runs there at its default "
+        "threshold only.",
+        "- The shipped default (stage auto) is the built-in peak finder here: no SAM "
+        "checkpoint is installed on this machine.",
+    ]
     for t in (apo or {}).get("tools", {}).values():
         sub = t.get("default_picks_in_curve_run")
         if sub:
-            lines.append(f"- {t['name']}: default-run picks found again in the "
-                         f"low-threshold run: {sub['also_in_curve_run']} of "
-                         f"{sub['default_picks']}.")
+            lines.append(
+                f"- {t['name']}: default-run picks found again in the "
+                f"low-threshold run: {sub['also_in_curve_run']} of "
+                f"{sub['default_picks']}."
+            )
     lines.append("")
     return "\n".join(lines)
 
@@ -605,13 +791,20 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--relion-diam-min", type=float, default=55.0)
     parser.add_argument("--relion-diam-max", type=float, default=80.0)
-    parser.add_argument("--relion-lowpass", type=lambda v: [float(x) for x in v.split(",")],
-                        default=[11.0, 20.0],
-                        help="comma-separated --lowpass values (A at --angpix 1, so px), one "
-                             "RELION row each (default 11,20)")
-    parser.add_argument("--relion-adjust-low", type=float, default=-3.0,
-                        help="--LoG_adjust_threshold of the PR-curve run (default -3; lower "
-                             "adds no picks on the train split)")
+    parser.add_argument(
+        "--relion-lowpass",
+        type=lambda v: [float(x) for x in v.split(",")],
+        default=[11.0, 20.0],
+        help="comma-separated --lowpass values (A at --angpix 1, so px), one "
+        "RELION row each (default 11,20)",
+    )
+    parser.add_argument(
+        "--relion-adjust-low",
+        type=float,
+        default=-3.0,
+        help="--LoG_adjust_threshold of the PR-curve run (default -3; lower "
+        "adds no picks on the train split)",
+    )
     parser.add_argument("--table-only", action="store_true")
     args = parser.parse_args()
     json_path = Path(args.json)

@@ -91,9 +91,12 @@ class Timed:
         return self.returncode == 0
 
 
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                    "OPENCV_FOR_THREADS_NUM")
-
+THREAD_VARIABLES = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "OPENCV_FOR_THREADS_NUM",
+)
 
 
 def thread_env(threads: int) -> dict[str, str]:
@@ -101,8 +104,9 @@ def thread_env(threads: int) -> dict[str, str]:
     return {name: str(threads) for name in THREAD_VARIABLES} if threads > 0 else {}
 
 
-def run_timed(command: list[str], log: Path, timeout: float, marker: str | None = None,
-              threads: int = 0) -> Timed:
+def run_timed(
+    command: list[str], log: Path, timeout: float, marker: str | None = None, threads: int = 0
+) -> Timed:
     """Run ``command``, its output time-stamped into ``log``; resource use from ``os.wait4``
     (this child alone, so peak RSS is its own)."""
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -112,8 +116,14 @@ def run_timed(command: list[str], log: Path, timeout: float, marker: str | None 
         handle.write("$ " + shlex.join(command) + "\n")
         handle.flush()
         t0 = time.perf_counter()
-        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                env=env, text=True, errors="replace")
+        proc = subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env,
+            text=True,
+            errors="replace",
+        )
 
         def pump() -> None:
             for line in proc.stdout:
@@ -249,19 +259,35 @@ def prepare_real(work: Path, source: Path) -> Dataset:
         diameters=diameters,
         shapes=shapes,
         prepare_s=time.perf_counter() - t0,
-        notes=["Topaz reads float32 MRC copies of the PNGs (topaz 0.3.20 cannot read PNG); "
-               "conversion time not charged to Topaz"],
+        notes=[
+            "Topaz reads float32 MRC copies of the PNGs (topaz 0.3.20 cannot read PNG); "
+            "conversion time not charged to Topaz"
+        ],
     )
 
 
-def prepare_synthetic(work: Path, n: int, size: int, seed: int, difficulty: str,
-                      timeout: float) -> Dataset:
+def prepare_synthetic(
+    work: Path, n: int, size: int, seed: int, difficulty: str, timeout: float
+) -> Dataset:
     """Simulate (once; re-runs reuse complete files) and gather labels and diameters."""
     if seed < 9000:
         raise ValueError("held-out synthetic seeds must be >= 9000 (training never uses them)")
     sim_dir = work / f"{difficulty}_n{n}_s{size}_seed{seed}"
-    command = [*cryosegnet_command(), "simulate", "-n", str(n), "--difficulty", difficulty,
-               "--size", str(size), "--seed", str(seed), "-q", "-o", str(sim_dir)]
+    command = [
+        *cryosegnet_command(),
+        "simulate",
+        "-n",
+        str(n),
+        "--difficulty",
+        difficulty,
+        "--size",
+        str(size),
+        "--seed",
+        str(seed),
+        "-q",
+        "-o",
+        str(sim_dir),
+    ]
     timed = run_timed(command, work / "simulate.log", timeout)
     if not timed.ok:
         raise RuntimeError(f"simulate failed: {log_tail(timed.log)}")
@@ -286,7 +312,7 @@ def prepare_synthetic(work: Path, n: int, size: int, seed: int, difficulty: str,
     return Dataset(
         name="synthetic",
         description=f"held-out simulated '{difficulty}' set: {len(images)} x {size}², "
-        f"seed {seed} (`{shlex.join(['cryosegnet', *command[len(cryosegnet_command()):]])}`)",
+        f"seed {seed} (`{shlex.join(['cryosegnet', *command[len(cryosegnet_command()) :]])}`)",
         images=images,
         topaz_images=images,
         labels_dir=labels_dir,
@@ -340,8 +366,9 @@ class ToolRun:
         return value / self.n_micrographs if self.n_micrographs else float("nan")
 
 
-def run_cryosegnet(ds: Dataset, work: Path, args: argparse.Namespace, sam: bool,
-                   given_diameter: bool = False) -> ToolRun:
+def run_cryosegnet(
+    ds: Dataset, work: Path, args: argparse.Namespace, sam: bool, given_diameter: bool = False
+) -> ToolRun:
     """``cryosegnet pick`` with every candidate kept; the batch time excludes start-up.
 
     ``given_diameter``: told the labelled diameter with ``--diameter``, as Topaz is (one call
@@ -358,25 +385,53 @@ def run_cryosegnet(ds: Dataset, work: Path, args: argparse.Namespace, sam: bool,
         key = round(ds.diameters[_stem(path)], 1) if given_diameter else None
         groups.setdefault(key, []).append(path)
     default_t = DEFAULT_SAM_THRESHOLD if sam else DEFAULT_BUILTIN_THRESHOLD
-    run = ToolRun(tool, ds.name, len(ds.images), True, str(out), default_t,
-                  settings={"threshold for candidates": 0, "default threshold": default_t,
-                            "diameter": ("labelled (--diameter), like Topaz" if given_diameter
-                                         else "estimated by cryosegnet")})
+    run = ToolRun(
+        tool,
+        ds.name,
+        len(ds.images),
+        True,
+        str(out),
+        default_t,
+        settings={
+            "threshold for candidates": 0,
+            "default threshold": default_t,
+            "diameter": (
+                "labelled (--diameter), like Topaz" if given_diameter else "estimated by cryosegnet"
+            ),
+        },
+    )
     run.wall_s = run.cpu_s = run.max_rss_mb = run.startup_s = 0.0
     for index, (diameter, paths) in enumerate(groups.items()):
-        command = [*cryosegnet_command(), "pick", *map(str, paths), "-o", str(out),
-                   "--threshold", "0", "--device", args.device, "--no-progress"]
+        command = [
+            *cryosegnet_command(),
+            "pick",
+            *map(str, paths),
+            "-o",
+            str(out),
+            "--threshold",
+            "0",
+            "--device",
+            args.device,
+            "--no-progress",
+        ]
         if args.model:
             command += ["--model", str(args.model)]
         if sam:
-            command += ["--stage", "sam", "--sam-checkpoint", str(args.sam_checkpoint),
-                        "--sam-model-type", args.sam_model_type]
+            command += [
+                "--stage",
+                "sam",
+                "--sam-checkpoint",
+                str(args.sam_checkpoint),
+                "--sam-model-type",
+                args.sam_model_type,
+            ]
         else:
             command += ["--stage", "builtin"]
         if diameter is not None:
             command += ["--diameter", f"{diameter:g}"]
-        timed = run_timed(command, work / f"{out.name}_{index}.log", args.timeout,
-                          threads=args.threads)
+        timed = run_timed(
+            command, work / f"{out.name}_{index}.log", args.timeout, threads=args.threads
+        )
         run.steps.append(asdict(timed))
         run.wall_s += timed.wall_s
         run.cpu_s += timed.cpu_s
@@ -384,8 +439,7 @@ def run_cryosegnet(ds: Dataset, work: Path, args: argparse.Namespace, sam: bool,
         # The batch summary's "time: X s" (lines in the log carry a "[  t.tts] " stamp).
         text = Path(timed.log).read_text(errors="replace")
         match = re.search(r"^(?:\[[ \d.]+s\] )?time: ([\d.]+) s", text, re.M)
-        run.startup_s += (max(0.0, timed.wall_s - float(match.group(1))) if match
-                          else math.nan)
+        run.startup_s += max(0.0, timed.wall_s - float(match.group(1))) if match else math.nan
         if not timed.ok:
             run.ok = False
             run.error = f"exit {timed.returncode}: {log_tail(timed.log)}"
@@ -398,8 +452,9 @@ def topaz_factor(diameter: float, target_radius: float) -> tuple[int, int]:
     return factor, max(1, int(round(diameter / 2.0 / factor)))
 
 
-def run_topaz(ds: Dataset, work: Path, args: argparse.Namespace,
-              target_radius: float | None = None) -> ToolRun:
+def run_topaz(
+    ds: Dataset, work: Path, args: argparse.Namespace, target_radius: float | None = None
+) -> ToolRun:
     """Preprocess + extract per group of micrographs sharing a downsampling factor.
 
     ``target_radius`` (px after downsampling) overrides ``--topaz-target-radius``: a
@@ -414,19 +469,29 @@ def run_topaz(ds: Dataset, work: Path, args: argparse.Namespace,
         factor, radius = topaz_factor(ds.diameters[_stem(path)], target_radius)
         groups.setdefault((factor, radius), []).append(path)
     name = "Topaz resnet16_u64" + ("" if primary else f" (radius ~{target_radius:g} px)")
-    run = ToolRun(name, ds.name, len(ds.topaz_images), True,
-                  str(out / "topaz_picks.txt"), TOPAZ_DEFAULT_THRESHOLD)
+    run = ToolRun(
+        name,
+        ds.name,
+        len(ds.topaz_images),
+        True,
+        str(out / "topaz_picks.txt"),
+        TOPAZ_DEFAULT_THRESHOLD,
+    )
     run.settings = {
         "model": "resnet16_u64 (topaz extract default)",
         "target radius after downsampling": target_radius,
         "extract threshold (candidates)": args.topaz_threshold,
         "default threshold": TOPAZ_DEFAULT_THRESHOLD,
         "groups": [
-            {"downsample": f, "radius_ds_px": r,
-             "diameter_px": sorted({round(ds.diameters[_stem(p)], 1) for p in paths}),
-             "particle_radius_after_downsampling": sorted(
-                 {round(ds.diameters[_stem(p)] / 2 / f, 1) for p in paths}),
-             "n": len(paths)}
+            {
+                "downsample": f,
+                "radius_ds_px": r,
+                "diameter_px": sorted({round(ds.diameters[_stem(p)], 1) for p in paths}),
+                "particle_radius_after_downsampling": sorted(
+                    {round(ds.diameters[_stem(p)] / 2 / f, 1) for p in paths}
+                ),
+                "n": len(paths),
+            }
             for (f, r), paths in sorted(groups.items())
         ],
     }
@@ -437,23 +502,39 @@ def run_topaz(ds: Dataset, work: Path, args: argparse.Namespace,
         threads = ["-j", str(args.threads)] if args.threads > 0 else []
         steps = [
             ["preprocess", "-s", str(factor), *threads, "-o", str(pre), *map(str, paths)],
-            ["extract", "-r", str(radius), "-t", str(args.topaz_threshold),
-             "-x", str(factor), *threads, "-o", str(picks),
-             *[str(pre / f"{_stem(p)}.mrc") for p in paths]],
+            [
+                "extract",
+                "-r",
+                str(radius),
+                "-t",
+                str(args.topaz_threshold),
+                "-x",
+                str(factor),
+                *threads,
+                "-o",
+                str(picks),
+                *[str(pre / f"{_stem(p)}.mrc") for p in paths],
+            ],
         ]
         for k, arguments in enumerate(steps):
             run.settings.setdefault("commands", []).append(
                 shlex.join(["topaz", *(a for a in arguments if not a.endswith(".mrc"))])
-                + " MICROGRAPHS.mrc")
-            timed = run_timed(topaz_command(args.topaz, *arguments),
-                              out / f"s{factor}_{k}_{arguments[0]}.log", args.timeout,
-                              marker=TOPAZ_MARKER, threads=args.threads)
+                + " MICROGRAPHS.mrc"
+            )
+            timed = run_timed(
+                topaz_command(args.topaz, *arguments),
+                out / f"s{factor}_{k}_{arguments[0]}.log",
+                args.timeout,
+                marker=TOPAZ_MARKER,
+                threads=args.threads,
+            )
             run.steps.append(asdict(timed))
             wall, cpu, rss = wall + timed.wall_s, cpu + timed.cpu_s, max(rss, timed.max_rss_mb)
             startup += timed.marker_s
             if not timed.ok:
-                errors.append(f"{arguments[0]} -s {factor}: exit {timed.returncode}: "
-                              f"{log_tail(timed.log)}")
+                errors.append(
+                    f"{arguments[0]} -s {factor}: exit {timed.returncode}: {log_tail(timed.log)}"
+                )
                 break
         else:
             tables.append(pd.read_csv(picks, sep="\t"))
@@ -473,15 +554,29 @@ def run_topaz(ds: Dataset, work: Path, args: argparse.Namespace,
 def evaluate(run: ToolRun, ds: Dataset, work: Path, args: argparse.Namespace) -> dict:
     """``cryosegnet evaluate`` at the tool's default threshold (best F1 / AUPRC use all picks)."""
     report = work / f"report_{re.sub(r'[^a-z0-9]+', '_', run.tool.lower()).strip('_')}"
-    command = [*cryosegnet_command(), "evaluate", run.picks, str(ds.labels_dir), "-o",
-               str(report), "--threshold", repr(run.default_threshold)]
+    command = [
+        *cryosegnet_command(),
+        "evaluate",
+        run.picks,
+        str(ds.labels_dir),
+        "-o",
+        str(report),
+        "--threshold",
+        repr(run.default_threshold),
+    ]
     timed = run_timed(command, report.with_suffix(".log"), args.timeout)
     if not timed.ok:
-        return {"error": f"evaluate exit {timed.returncode}: {log_tail(timed.log)}",
-                "command": shlex.join(command)}
+        return {
+            "error": f"evaluate exit {timed.returncode}: {log_tail(timed.log)}",
+            "command": shlex.join(command),
+        }
     payload = json.loads((report / "metrics.json").read_text())
-    return {"pooled": payload["pooled"], "per_micrograph": payload["per_micrograph"],
-            "report": str(report), "command": shlex.join(command)}
+    return {
+        "pooled": payload["pooled"],
+        "per_micrograph": payload["per_micrograph"],
+        "report": str(report),
+        "command": shlex.join(command),
+    }
 
 
 def convention_check(picks: str, ds: Dataset, threshold: float) -> dict:
@@ -510,8 +605,15 @@ def convention_check(picks: str, ds: Dataset, threshold: float) -> dict:
 
 def labels_self_check(ds: Dataset, work: Path, args: argparse.Namespace) -> dict:
     """Evaluate the labels against themselves through the CLI: must give F1 = 1."""
-    command = [*cryosegnet_command(), "evaluate", str(ds.labels_dir), str(ds.labels_dir),
-               "-o", str(work / "report_labels_vs_labels"), "--no-plot"]
+    command = [
+        *cryosegnet_command(),
+        "evaluate",
+        str(ds.labels_dir),
+        str(ds.labels_dir),
+        "-o",
+        str(work / "report_labels_vs_labels"),
+        "--no-plot",
+    ]
     timed = run_timed(command, work / "report_labels_vs_labels.log", args.timeout)
     if not timed.ok:
         return {"error": log_tail(timed.log)}
@@ -545,7 +647,7 @@ def overlay(ds: Dataset, runs: list[ToolRun], out: Path) -> str | None:
         cx, cy = (int(v) for v in labels[["x", "y"]].median())
         x0 = int(np.clip(cx - side // 2, 0, max(0, data.shape[1] - side)))
         y0 = int(np.clip(cy - side // 2, 0, max(0, data.shape[0] - side)))
-        data = data[y0:y0 + side, x0:x0 + side]
+        data = data[y0 : y0 + side, x0 : x0 + side]
     step = max(1, int(math.ceil(max(data.shape) / 1200)))
     if step > 1:
         h, w = (data.shape[0] // step) * step, (data.shape[1] // step) * step
@@ -555,14 +657,27 @@ def overlay(ds: Dataset, runs: list[ToolRun], out: Path) -> str | None:
     n_top = len(labels) if labels is not None else 100
     fig, ax = plt.subplots(figsize=(9, 9 * data.shape[0] / data.shape[1]), dpi=110)
     try:
-        ax.imshow(data, cmap="gray", vmin=lo, vmax=hi, extent=(
-            x0 - 0.5, x0 + data.shape[1] * step - 0.5, y0 + data.shape[0] * step - 0.5,
-            y0 - 0.5))
+        ax.imshow(
+            data,
+            cmap="gray",
+            vmin=lo,
+            vmax=hi,
+            extent=(
+                x0 - 0.5,
+                x0 + data.shape[1] * step - 0.5,
+                y0 + data.shape[0] * step - 0.5,
+                y0 - 0.5,
+            ),
+        )
         if labels is not None:
             for x, y in labels[["x", "y"]].to_numpy(float):
                 ax.add_patch(plt.Circle((x, y), diameter / 2, fill=False, color="lime", lw=0.8))
-        colours = {"Topaz": "red", "cryosegnet (built-in)": "deepskyblue",
-                   "cryosegnet (SAM)": "orange", "cryosegnet (built-in, diameter given)": "magenta"}
+        colours = {
+            "Topaz": "red",
+            "cryosegnet (built-in)": "deepskyblue",
+            "cryosegnet (SAM)": "orange",
+            "cryosegnet (built-in, diameter given)": "magenta",
+        }
         for run in runs:
             if not run.ok or not run.picks:
                 continue
@@ -571,8 +686,15 @@ def overlay(ds: Dataset, runs: list[ToolRun], out: Path) -> str | None:
                 continue
             picks = picks.sort_values("score", ascending=False).head(n_top)
             colour = next((c for name, c in colours.items() if run.tool.startswith(name)), "y")
-            ax.plot(picks["x"], picks["y"], "+", color=colour, ms=7, mew=1.2,
-                    label=f"{run.tool}: top {len(picks)} picks")
+            ax.plot(
+                picks["x"],
+                picks["y"],
+                "+",
+                color=colour,
+                ms=7,
+                mew=1.2,
+                label=f"{run.tool}: top {len(picks)} picks",
+            )
         ax.set_xlim(x0 - 0.5, x0 + data.shape[1] * step - 0.5)
         ax.set_ylim(y0 + data.shape[0] * step - 0.5, y0 - 0.5)
         ax.set_title(f"{ds.name}: {key} (low-pass) - green circles: labels")
@@ -625,12 +747,16 @@ def versions(topaz: Path) -> dict:
     try:
         out["topaz"] = subprocess.run(
             [str(python), "-c", "import topaz, torch; print(topaz.__version__, torch.__version__)"],
-            capture_output=True, text=True, timeout=120).stdout.strip()
+            capture_output=True,
+            text=True,
+            timeout=120,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         out["topaz"] = "?"
     try:
-        out["git"] = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-                                    capture_output=True, text=True).stdout.strip()
+        out["git"] = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ).stdout.strip()
     except OSError:
         pass
     return out
@@ -643,17 +769,21 @@ def _f(value, digits: int = 3) -> str:
 
 
 def results_table(records: list[dict]) -> str:
-    head = ("| set | tool | mics | picks @default | precision | recall | F1 @default | best F1 "
-            "(score >=) | AUPRC | wall s/mic | CPU s/mic | s/mic excl. start-up | peak RSS GB "
-            "| status |")
+    head = (
+        "| set | tool | mics | picks @default | precision | recall | F1 @default | best F1 "
+        "(score >=) | AUPRC | wall s/mic | CPU s/mic | s/mic excl. start-up | peak RSS GB "
+        "| status |"
+    )
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in records:
         p = (r.get("evaluation") or {}).get("pooled") or {}
         n = r["n_micrographs"] or 1
-        status = "ok" if r["ok"] and "error" not in (r.get("evaluation") or {}) else (
-            "FAILED: " + (r["error"] or r["evaluation"].get("error", ""))[:160])
-        best = (f"{_f(p.get('best_f1'))} ({_f(p.get('best_threshold'), 2)})"
-                if p else "-")
+        status = (
+            "ok"
+            if r["ok"] and "error" not in (r.get("evaluation") or {})
+            else ("FAILED: " + (r["error"] or r["evaluation"].get("error", ""))[:160])
+        )
+        best = f"{_f(p.get('best_f1'))} ({_f(p.get('best_threshold'), 2)})" if p else "-"
         excl = (r["wall_s"] - r["startup_s"]) / n if math.isfinite(r["startup_s"]) else math.nan
         lines.append(
             f"| {r['dataset']} | {r['tool']} | {r['n_micrographs']} | "
@@ -667,17 +797,30 @@ def results_table(records: list[dict]) -> str:
 
 def targets_table(records: list[dict]) -> str:
     """Issue 5's targets, cryosegnet (built-in) against Topaz per set."""
-    lines = ["| set | ΔF1 @default (target ≥ +0.05) | Δ best F1 (≥ +0.05) | Δ best F1 vs "
-             "strongest Topaz row | CPU time ratio cryosegnet/Topaz (≤ 0.33) | wall ratio | "
-             "wall ratio excl. start-up | cryosegnet peak RSS (≤ 3 GB) |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| set | ΔF1 @default (target ≥ +0.05) | Δ best F1 (≥ +0.05) | Δ best F1 vs "
+        "strongest Topaz row | CPU time ratio cryosegnet/Topaz (≤ 0.33) | wall ratio | "
+        "wall ratio excl. start-up | cryosegnet peak RSS (≤ 3 GB) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for dataset in dict.fromkeys(r["dataset"] for r in records):
-        ours = next((r for r in records if r["dataset"] == dataset
-                     and r["tool"] == "cryosegnet (built-in)"), None)
-        theirs = next((r for r in records if r["dataset"] == dataset
-                       and r["tool"] == "Topaz resnet16_u64"), None)
-        candidates = [r for r in records if r["dataset"] == dataset
-                      and r["tool"].startswith("Topaz") and r["ok"]]
+        ours = next(
+            (
+                r
+                for r in records
+                if r["dataset"] == dataset and r["tool"] == "cryosegnet (built-in)"
+            ),
+            None,
+        )
+        theirs = next(
+            (r for r in records if r["dataset"] == dataset and r["tool"] == "Topaz resnet16_u64"),
+            None,
+        )
+        candidates = [
+            r
+            for r in records
+            if r["dataset"] == dataset and r["tool"].startswith("Topaz") and r["ok"]
+        ]
         strongest = max(candidates, key=_best_f1, default=None)
         if not ours or not theirs:
             continue
@@ -697,9 +840,11 @@ def targets_table(records: list[dict]) -> str:
         vs_best = "-"
         if strongest is not None and _best_f1(strongest) >= 0 and _best_f1(ours) >= 0:
             vs_best = f"{_best_f1(ours) - _best_f1(strongest):+.3f} ({strongest['tool']})"
-        lines.append(f"| {dataset} | {diff('f1')} | {diff('best_f1')} | {vs_best} | "
-                     f"{_f(ratio, 2)} | "
-                     f"{_f(wall, 2)} | {_f(net, 2)} | {_f(ours['max_rss_mb'] / 1024, 2)} GB |")
+        lines.append(
+            f"| {dataset} | {diff('f1')} | {diff('best_f1')} | {vs_best} | "
+            f"{_f(ratio, 2)} | "
+            f"{_f(wall, 2)} | {_f(net, 2)} | {_f(ours['max_rss_mb'] / 1024, 2)} GB |"
+        )
     return "\n".join(lines)
 
 
@@ -724,9 +869,12 @@ def write_markdown(record: dict) -> str:
         "the same load; CPU seconds are less load-sensitive than wall seconds)",
         f"- versions: {', '.join(f'{k} {val}' for k, val in v.items())}",
         f"- cryosegnet model: `{record['model']['path']}` ({record['model'].get('note', '')})",
-        "- threads per tool: " + (
+        "- threads per tool: "
+        + (
             f"{record['threads']} (OMP/MKL/OpenBLAS/OpenCV variables and Topaz `-j`)"
-            if record["threads"] > 0 else "each tool's defaults"),
+            if record["threads"] > 0
+            else "each tool's defaults"
+        ),
         "",
         "## Results",
         "",
@@ -752,8 +900,10 @@ def write_markdown(record: dict) -> str:
         "",
     ]
     for ds in record["datasets"]:
-        parts.append(f"- **{ds['name']}**: {ds['description']}" + (
-            f" ({'; '.join(ds['notes'])})" if ds["notes"] else ""))
+        parts.append(
+            f"- **{ds['name']}**: {ds['description']}"
+            + (f" ({'; '.join(ds['notes'])})" if ds["notes"] else "")
+        )
         for run in record["runs"]:
             if run["dataset"] == ds["name"] and run["tool"].startswith("Topaz"):
                 for g in run["settings"].get("groups", []):
@@ -762,7 +912,8 @@ def write_markdown(record: dict) -> str:
                         f"`preprocess -s {g['downsample']}` (radius after downsampling "
                         f"{', '.join(f'{r:g}' for r in g['particle_radius_after_downsampling'])}"
                         f" px), `extract -r {g['radius_ds_px']} -t {record['topaz_threshold']} "
-                        f"-x {g['downsample']}` ({g['n']} micrograph(s))")
+                        f"-x {g['downsample']}` ({g['n']} micrograph(s))"
+                    )
     parts += [
         "",
         "Rule: `S = max(1, round(d / 20))`, i.e. particle radius about 10 px after downsampling "
@@ -775,19 +926,27 @@ def write_markdown(record: dict) -> str:
     ]
     for ds in record["datasets"]:
         if ds.get("labels_self_check"):
-            parts.append(f"- {ds['name']}: labels vs themselves through `cryosegnet evaluate`: "
-                         f"{json.dumps(ds['labels_self_check'])}")
+            parts.append(
+                f"- {ds['name']}: labels vs themselves through `cryosegnet evaluate`: "
+                f"{json.dumps(ds['labels_self_check'])}"
+            )
         for tool, variants in ds.get("convention_check", {}).items():
-            parts.append(f"- {ds['name']}, {tool}: best F1 (AUPRC) as written / x<->y swapped / "
-                         "y flipped: " + " / ".join(
-                             f"{_f(val['best_f1'])} ({_f(val['auprc'])})"
-                             for val in variants.values()))
+            parts.append(
+                f"- {ds['name']}, {tool}: best F1 (AUPRC) as written / x<->y swapped / "
+                "y flipped: "
+                + " / ".join(
+                    f"{_f(val['best_f1'])} ({_f(val['auprc'])})" for val in variants.values()
+                )
+            )
         if ds.get("overlay"):
             parts.append(f"- {ds['name']}: overlay `{ds['overlay']}`")
     if record.get("notes"):
         parts += ["", "## Notes", ""] + [f"- {n}" for n in record["notes"]]
-    parts += ["", f"Raw record: `{record['json']}`; picks, logs and reports: `{record['work']}`.",
-              ""]
+    parts += [
+        "",
+        f"Raw record: `{record['json']}`; picks, logs and reports: `{record['work']}`.",
+        "",
+    ]
     return "\n".join(parts)
 
 
@@ -796,46 +955,91 @@ def write_markdown(record: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, default=None,
-                        help="cryosegnet U-Net checkpoint (default: the shipped model)")
-    parser.add_argument("--sam-checkpoint", type=Path, default=None,
-                        help="also run the SAM instance stage with these weights")
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        help="cryosegnet U-Net checkpoint (default: the shipped model)",
+    )
+    parser.add_argument(
+        "--sam-checkpoint",
+        type=Path,
+        default=None,
+        help="also run the SAM instance stage with these weights",
+    )
     parser.add_argument("--sam-model-type", default="vit_h", choices=("vit_h", "vit_l", "vit_b"))
-    parser.add_argument("--sets", default="real,synthetic,epu",
-                        help="comma-separated subset of real,synthetic,epu")
+    parser.add_argument(
+        "--sets", default="real,synthetic,epu", help="comma-separated subset of real,synthetic,epu"
+    )
     parser.add_argument("--real-dir", type=Path, default=REAL_DIR)
     parser.add_argument("--epu", type=Path, default=EPU_FILE)
-    parser.add_argument("--epu-diameter", type=float, default=160.0,
-                        help="particle diameter (px) Topaz is told for the unlabelled EPU image "
-                        "(160 -> -s 8, the usual Topaz recipe at ~1 Å/px)")
+    parser.add_argument(
+        "--epu-diameter",
+        type=float,
+        default=160.0,
+        help="particle diameter (px) Topaz is told for the unlabelled EPU image "
+        "(160 -> -s 8, the usual Topaz recipe at ~1 Å/px)",
+    )
     parser.add_argument("--synthetic-n", type=int, default=8)
     parser.add_argument("--synthetic-size", type=int, default=4096)
     parser.add_argument("--synthetic-seed", type=int, default=9001)
     parser.add_argument("--synthetic-difficulty", default="hard")
     parser.add_argument("--topaz", type=Path, default=DEFAULT_TOPAZ, help="topaz executable")
-    parser.add_argument("--topaz-target-radius", type=float, default=10.0,
-                        help="particle radius (px) wanted after Topaz downsampling")
-    parser.add_argument("--topaz-threshold", type=float, default=-10.0,
-                        help="topaz extract -t: lowest log-likelihood ratio kept as a candidate")
-    parser.add_argument("--topaz-alt-radius", type=float, nargs="*", default=[17.0],
-                        help="extra Topaz rows with these target radii (sensitivity check; "
-                        "the targets compare against the strongest Topaz row)")
-    parser.add_argument("--topaz-alt-sets", default="real",
-                        help="labelled sets that get the extra Topaz rows (real)")
+    parser.add_argument(
+        "--topaz-target-radius",
+        type=float,
+        default=10.0,
+        help="particle radius (px) wanted after Topaz downsampling",
+    )
+    parser.add_argument(
+        "--topaz-threshold",
+        type=float,
+        default=-10.0,
+        help="topaz extract -t: lowest log-likelihood ratio kept as a candidate",
+    )
+    parser.add_argument(
+        "--topaz-alt-radius",
+        type=float,
+        nargs="*",
+        default=[17.0],
+        help="extra Topaz rows with these target radii (sensitivity check; "
+        "the targets compare against the strongest Topaz row)",
+    )
+    parser.add_argument(
+        "--topaz-alt-sets",
+        default="real",
+        help="labelled sets that get the extra Topaz rows (real)",
+    )
     parser.add_argument("--skip-topaz", action="store_true")
     parser.add_argument("--skip-cryosegnet", action="store_true")
     parser.add_argument("--device", default="cpu", help="cryosegnet --device (cpu)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="threads for both tools (OMP/MKL/OpenBLAS/OpenCV variables, "
-                        "Topaz -j); 0 keeps each tool's defaults. Default 1: on a shared "
-                        "machine multi-threaded torch under contention inflates wall *and* CPU "
-                        "time several-fold (spinning threads)")
-    parser.add_argument("--timeout", type=float, default=3600.0,
-                        help="seconds before a single tool call is killed and reported failed")
-    parser.add_argument("--work", type=Path, default=REPO / "runs" / "compare_topaz",
-                        help="generated data: micrographs, picks, logs, reports (gitignored)")
-    parser.add_argument("--results", type=Path, default=REPO / "bench" / "results",
-                        help="folder for compare_topaz.md and compare_topaz.json")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="threads for both tools (OMP/MKL/OpenBLAS/OpenCV variables, "
+        "Topaz -j); 0 keeps each tool's defaults. Default 1: on a shared "
+        "machine multi-threaded torch under contention inflates wall *and* CPU "
+        "time several-fold (spinning threads)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=3600.0,
+        help="seconds before a single tool call is killed and reported failed",
+    )
+    parser.add_argument(
+        "--work",
+        type=Path,
+        default=REPO / "runs" / "compare_topaz",
+        help="generated data: micrographs, picks, logs, reports (gitignored)",
+    )
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=REPO / "bench" / "results",
+        help="folder for compare_topaz.md and compare_topaz.json",
+    )
     args = parser.parse_args(argv)
 
     from cryosegnet.model.checkpoint import default_model_path
@@ -863,9 +1067,11 @@ def main(argv: list[str] | None = None) -> int:
         "versions": versions(args.topaz),
         "model": model_info,
         "load_start": " ".join(f"{x:.1f}" for x in os.getloadavg()),
-        "thresholds": {"cryosegnet (built-in)": DEFAULT_BUILTIN_THRESHOLD,
-                       "cryosegnet (SAM)": DEFAULT_SAM_THRESHOLD,
-                       "Topaz": TOPAZ_DEFAULT_THRESHOLD},
+        "thresholds": {
+            "cryosegnet (built-in)": DEFAULT_BUILTIN_THRESHOLD,
+            "cryosegnet (SAM)": DEFAULT_SAM_THRESHOLD,
+            "Topaz": TOPAZ_DEFAULT_THRESHOLD,
+        },
         "topaz_threshold": args.topaz_threshold,
         "threads": args.threads,
         "runs": [],
@@ -884,9 +1090,14 @@ def main(argv: list[str] | None = None) -> int:
             if name == "real":
                 ds = prepare_real(work, args.real_dir)
             elif name == "synthetic":
-                ds = prepare_synthetic(work, args.synthetic_n, args.synthetic_size,
-                                       args.synthetic_seed, args.synthetic_difficulty,
-                                       args.timeout)
+                ds = prepare_synthetic(
+                    work,
+                    args.synthetic_n,
+                    args.synthetic_size,
+                    args.synthetic_seed,
+                    args.synthetic_difficulty,
+                    args.timeout,
+                )
             elif name == "epu":
                 ds = prepare_epu(args.epu, args.epu_diameter)
             else:
@@ -896,35 +1107,67 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[bench] set {name}: could not prepare: {exc}", file=sys.stderr)
             continue
         print(f"[bench] {ds.name}: {ds.description}", file=sys.stderr)
-        ds_record = {"name": ds.name, "description": ds.description, "notes": ds.notes,
-                     "prepare_s": round(ds.prepare_s, 1), "convention_check": {}}
+        ds_record = {
+            "name": ds.name,
+            "description": ds.description,
+            "notes": ds.notes,
+            "prepare_s": round(ds.prepare_s, 1),
+            "convention_check": {},
+        }
         runs: list[ToolRun] = []
         jobs = []
         if not args.skip_cryosegnet:
-            jobs.append(("cryosegnet", lambda ds=ds, work=work: run_cryosegnet(
-                ds, work, args, sam=False)))
+            jobs.append(
+                ("cryosegnet", lambda ds=ds, work=work: run_cryosegnet(ds, work, args, sam=False))
+            )
             if ds.labels_dir is not None:
-                jobs.append(("cryosegnet, diameter given", lambda ds=ds, work=work:
-                             run_cryosegnet(ds, work, args, sam=False, given_diameter=True)))
+                jobs.append(
+                    (
+                        "cryosegnet, diameter given",
+                        lambda ds=ds, work=work: run_cryosegnet(
+                            ds, work, args, sam=False, given_diameter=True
+                        ),
+                    )
+                )
             if args.sam_checkpoint:
-                jobs.append(("cryosegnet SAM", lambda ds=ds, work=work: run_cryosegnet(
-                    ds, work, args, sam=True)))
+                jobs.append(
+                    (
+                        "cryosegnet SAM",
+                        lambda ds=ds, work=work: run_cryosegnet(ds, work, args, sam=True),
+                    )
+                )
         if topaz_ok:
             jobs.append(("Topaz", lambda ds=ds, work=work: run_topaz(ds, work, args)))
             alt_sets = {x.strip() for x in args.topaz_alt_sets.split(",")}
             if ds.labels_dir is not None and ds.name in alt_sets:
                 for radius in args.topaz_alt_radius:
-                    jobs.append((f"Topaz radius {radius:g}", lambda ds=ds, work=work, r=radius:
-                                 run_topaz(ds, work, args, target_radius=r)))
+                    jobs.append(
+                        (
+                            f"Topaz radius {radius:g}",
+                            lambda ds=ds, work=work, r=radius: run_topaz(
+                                ds, work, args, target_radius=r
+                            ),
+                        )
+                    )
         for label, job in jobs:
             print(f"[bench] {ds.name}: running {label} ...", file=sys.stderr)
             try:
                 run = job()
             except Exception as exc:  # noqa: BLE001
-                run = ToolRun(label, ds.name, len(ds.images), False, None, math.nan,
-                              error=f"{type(exc).__name__}: {exc}")
-            print(f"[bench] {ds.name}: {run.tool}: {'ok' if run.ok else run.error} "
-                  f"({run.wall_s:.1f} s wall, {run.cpu_s:.1f} s CPU)", file=sys.stderr)
+                run = ToolRun(
+                    label,
+                    ds.name,
+                    len(ds.images),
+                    False,
+                    None,
+                    math.nan,
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+            print(
+                f"[bench] {ds.name}: {run.tool}: {'ok' if run.ok else run.error} "
+                f"({run.wall_s:.1f} s wall, {run.cpu_s:.1f} s CPU)",
+                file=sys.stderr,
+            )
             runs.append(run)
         for run in runs:
             entry = asdict(run)
@@ -932,7 +1175,8 @@ def main(argv: list[str] | None = None) -> int:
                 try:
                     entry["evaluation"] = evaluate(run, ds, work, args)
                     ds_record["convention_check"][run.tool] = convention_check(
-                        run.picks, ds, run.default_threshold)
+                        run.picks, ds, run.default_threshold
+                    )
                 except Exception as exc:  # noqa: BLE001
                     entry["evaluation"] = {"error": f"{type(exc).__name__}: {exc}"}
             record["runs"].append(entry)
@@ -950,12 +1194,11 @@ def main(argv: list[str] | None = None) -> int:
     markdown = _portable(write_markdown(record))
     (args.results / "compare_topaz.md").write_text(markdown)
     Path(record["json"]).write_text(
-        _portable(json.dumps(json_safe(record), indent=2, default=_json_default)) + "\n")
+        _portable(json.dumps(json_safe(record), indent=2, default=_json_default)) + "\n"
+    )
     print(markdown)
     failed = [r for r in record["runs"] if not r["ok"]]
     return 1 if failed or not record["runs"] else 0
-
-
 
 
 def _portable(text: str) -> str:

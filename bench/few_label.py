@@ -56,8 +56,16 @@ def score(picks: dict[str, pd.DataFrame], threshold: float | None) -> dict:
 
     labels = {stem: read_coordinates(DATA / "labels" / f"{stem}.csv") for stem in split("test")}
     pooled = evaluate_picks(picks, labels, radius=DIAMETER / 2, threshold=threshold).pooled
-    keys = ("best_f1", "best_threshold", "auprc", "f1", "precision", "recall", "n_picks",
-            "n_labels")
+    keys = (
+        "best_f1",
+        "best_threshold",
+        "auprc",
+        "f1",
+        "precision",
+        "recall",
+        "n_picks",
+        "n_labels",
+    )
     return {k: pooled[k] for k in keys}
 
 
@@ -69,29 +77,59 @@ def cryosegnet_track(work: Path, args: argparse.Namespace) -> dict:
     run_dir = work / "cryosegnet_ft"
     train = split("train")
     finetune = [
-        "finetune", "--images", *[str(DATA / "micrographs" / f"{s}.png") for s in train],
-        "--labels", *[str(DATA / "labels" / f"{s}.csv") for s in train],
-        "-o", str(run_dir), "--epochs", str(args.epochs), "--steps-per-epoch", "25",
-        "--batch-size", "4", "--crop", "256", "--lr", "5e-4", "--schedule", "cosine",
-        "--seed", "1", "--no-progress",
+        "finetune",
+        "--images",
+        *[str(DATA / "micrographs" / f"{s}.png") for s in train],
+        "--labels",
+        *[str(DATA / "labels" / f"{s}.csv") for s in train],
+        "-o",
+        str(run_dir),
+        "--epochs",
+        str(args.epochs),
+        "--steps-per-epoch",
+        "25",
+        "--batch-size",
+        "4",
+        "--crop",
+        "256",
+        "--lr",
+        "5e-4",
+        "--schedule",
+        "cosine",
+        "--seed",
+        "1",
+        "--no-progress",
     ]
     seconds = None
     if not (args.reuse and (run_dir / "best.pt").is_file()):
         seconds = run(cli + finetune, work / "cryosegnet_finetune.log")
     picks_dir = work / "cryosegnet_picks"
     test = split("test")
-    pick = ["pick", *[str(DATA / "micrographs" / f"{s}.png") for s in test], "-o",
-            str(picks_dir), "--model", str(run_dir / "best.pt"), "--threshold", "0",
-            "--overwrite", "--no-progress"]
+    pick = [
+        "pick",
+        *[str(DATA / "micrographs" / f"{s}.png") for s in test],
+        "-o",
+        str(picks_dir),
+        "--model",
+        str(run_dir / "best.pt"),
+        "--threshold",
+        "0",
+        "--overwrite",
+        "--no-progress",
+    ]
     run(cli + pick, work / "cryosegnet_pick.log")
     picks = {}
     for path in picks_dir.rglob("*_autopick.star"):
         picks[path.name[: -len("_autopick.star")]] = read_coordinates(path)
     return {
         "tool": "cryosegnet finetune (shipped model, 12 train micrographs)",
-        "commands": ["cryosegnet " + shlex.join(a if not a.startswith(str(REPO.parent)) else
-                                                 os.path.relpath(a, REPO) for a in c)
-                     for c in (finetune, pick)],
+        "commands": [
+            "cryosegnet "
+            + shlex.join(
+                a if not a.startswith(str(REPO.parent)) else os.path.relpath(a, REPO) for a in c
+            )
+            for c in (finetune, pick)
+        ],
         "train_seconds": seconds,
         "note": args.note,
         "default_threshold": DEFAULT_BUILTIN_THRESHOLD,
@@ -125,15 +163,18 @@ def topaz_track(work: Path, args: argparse.Namespace) -> dict:
     radius = int(round(DIAMETER / 2 / s))
     seconds = 0.0
     if not (args.reuse and all((pre / p.name).is_file() for p in mrc)):
-        seconds = run([str(TOPAZ), "preprocess", "-s", str(s), "-o", str(pre), *map(str, mrc)],
-                      work / "topaz_preprocess.log")
+        seconds = run(
+            [str(TOPAZ), "preprocess", "-s", str(s), "-o", str(pre), *map(str, mrc)],
+            work / "topaz_preprocess.log",
+        )
     rows = []
     for stem in train:
         table = read_coordinates(DATA / "labels" / f"{stem}.csv")
         rows += [(stem, int(round(x / s)), int(round(y / s))) for x, y in zip(table.x, table.y)]
     targets = work / "topaz_train_targets.txt"
     pd.DataFrame(rows, columns=["image_name", "x_coord", "y_coord"]).to_csv(
-        targets, sep="\t", index=False)
+        targets, sep="\t", index=False
+    )
     train_dir = work / "topaz_train_images"
     train_dir.mkdir(exist_ok=True)
     for stem in train:
@@ -142,26 +183,67 @@ def topaz_track(work: Path, args: argparse.Namespace) -> dict:
             link.symlink_to(pre / f"{stem}.mrc")
     per_micrograph = int(round(len(rows) / len(train)))
     model_prefix = work / "topaz_model"
-    train_cmd = [str(TOPAZ), "train", "--train-images", str(train_dir), "--train-targets",
-                 str(targets), "-n", str(per_micrograph), "--radius", "3",
-                 "--num-epochs", str(args.topaz_epochs), "--epoch-size", str(args.topaz_epoch_size),
-                 "--num-workers", "0", "-d", "-1", "--save-prefix", str(model_prefix),
-                 "-o", str(work / "topaz_train_log.txt")]
+    train_cmd = [
+        str(TOPAZ),
+        "train",
+        "--train-images",
+        str(train_dir),
+        "--train-targets",
+        str(targets),
+        "-n",
+        str(per_micrograph),
+        "--radius",
+        "3",
+        "--num-epochs",
+        str(args.topaz_epochs),
+        "--epoch-size",
+        str(args.topaz_epoch_size),
+        "--num-workers",
+        "0",
+        "-d",
+        "-1",
+        "--save-prefix",
+        str(model_prefix),
+        "-o",
+        str(work / "topaz_train_log.txt"),
+    ]
     seconds += run(train_cmd, work / "topaz_train.log")
     model = Path(f"{model_prefix}_epoch{args.topaz_epochs}.sav")
     picks_file = work / "topaz_test_picks.txt"
-    extract = [str(TOPAZ), "extract", "-r", str(radius), "-t", "-10", "-x", str(s), "-m",
-               str(model), "-d", "-1", "-o", str(picks_file),
-               *[str(pre / f"{stem}.mrc") for stem in test]]
+    extract = [
+        str(TOPAZ),
+        "extract",
+        "-r",
+        str(radius),
+        "-t",
+        "-10",
+        "-x",
+        str(s),
+        "-m",
+        str(model),
+        "-d",
+        "-1",
+        "-o",
+        str(picks_file),
+        *[str(pre / f"{stem}.mrc") for stem in test],
+    ]
     run(extract, work / "topaz_extract.log")
     table = pd.read_csv(picks_file, sep="\t")
     picks = {
-        stem: pd.DataFrame({"x": g["x_coord"].astype(float), "y": g["y_coord"].astype(float),
-                            "score": g["score"].astype(float), "diameter": DIAMETER})
+        stem: pd.DataFrame(
+            {
+                "x": g["x_coord"].astype(float),
+                "y": g["y_coord"].astype(float),
+                "score": g["score"].astype(float),
+                "diameter": DIAMETER,
+            }
+        )
         for stem, g in table.groupby("image_name")
     }
-    relative = [shlex.join(os.path.relpath(a, REPO) if a.startswith("/") else a for a in c)
-                for c in (train_cmd, extract)]
+    relative = [
+        shlex.join(os.path.relpath(a, REPO) if a.startswith("/") else a for a in c)
+        for c in (train_cmd, extract)
+    ]
     return {
         "tool": "Topaz train (resnet8, PU learning, 12 train micrographs)",
         "commands": relative,
@@ -187,7 +269,8 @@ def table(results: dict) -> str:
         lines.append(
             f"| {row['tool']} | {row['all']['best_f1']:.3f} | {row['all']['auprc']:.3f} | "
             f"{row['at_default']['f1']:.3f} | {row['default_threshold']:g} | "
-            f"{'-' if seconds is None else f'{seconds:.0f}'} |")
+            f"{'-' if seconds is None else f'{seconds:.0f}'} |"
+        )
     lines += ["", "Commands:", ""]
     for row in results["rows"]:
         lines += [f"- {row['tool']}:"] + [f"  `{c}`" for c in row["commands"]]
@@ -204,8 +287,11 @@ def main() -> None:
     parser.add_argument("--topaz-epoch-size", type=int, default=200)
     parser.add_argument("--skip-topaz", action="store_true")
     parser.add_argument("--skip-cryosegnet", action="store_true")
-    parser.add_argument("--reuse", action="store_true",
-                        help="reuse a finished fine-tuning run and Topaz's preprocessed images")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="reuse a finished fine-tuning run and Topaz's preprocessed images",
+    )
     parser.add_argument("--note", default="", help="recorded with the cryosegnet row")
     parser.add_argument("--work", type=Path, default=REPO / "runs" / "few_label")
     parser.add_argument("--table-only", action="store_true")
@@ -223,8 +309,10 @@ def main() -> None:
         rows["cryosegnet"] = cryosegnet_track(args.work, args)
     if not args.skip_topaz:
         rows["Topaz"] = topaz_track(args.work, args)
-    results = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-               "rows": list(rows.values())}
+    results = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "rows": list(rows.values()),
+    }
     out_json.write_text(json.dumps(results, indent=2, default=float))
     (RESULTS / "few_label.md").write_text(table(results))
     print(table(results))

@@ -46,7 +46,7 @@ def to_working(image: np.ndarray) -> np.ndarray:
 def centre_crop(image: np.ndarray, size: int = CROP) -> np.ndarray:
     h, w = image.shape
     y0, x0 = max(0, (h - size) // 2), max(0, (w - size) // 2)
-    return image[y0:y0 + size, x0:x0 + size]
+    return image[y0 : y0 + size, x0 : x0 + size]
 
 
 def display(image: np.ndarray) -> np.ndarray:
@@ -82,6 +82,7 @@ def texture_stats(image: np.ndarray) -> np.ndarray:
 
 def print_stats(shared: Path, n: int = 8) -> None:
     """The realism table of docs/simulation.md: real apoferritin vs presets at its scale."""
+
     def row(name: str, stats: list[np.ndarray]) -> None:
         med, lo, hi = np.median(stats, 0), np.min(stats, 0), np.max(stats, 0)
         cells = [f"{m:.3f} ({a:.3f}–{b:.3f})" for m, a, b in zip(med, lo, hi, strict=True)]
@@ -90,13 +91,22 @@ def print_stats(shared: Path, n: int = 8) -> None:
     print("| | 4 px | 16 px | 64 px | neighbour corr. |\n|---|---|---|---|---|")
     pngs = sorted((shared / "data/real/empiar10146-apoferritin/micrographs").glob("*.png"))
     if pngs:
-        row("real apoferritin", [texture_stats(cv2.imread(str(p), cv2.IMREAD_UNCHANGED))
-                                 for p in pngs])
+        row(
+            "real apoferritin",
+            [texture_stats(cv2.imread(str(p), cv2.IMREAD_UNCHANGED)) for p in pngs],
+        )
     for difficulty in SEEDS:
-        cfg = SimulationConfig(size=(1200, 1240), difficulty=difficulty, diameter_px=68.0,
-                               carbon=False, contamination=0)
-        row(f"sim {difficulty}", [texture_stats(simulate_micrograph(cfg, i).image)
-                                  for i in range(n)])
+        cfg = SimulationConfig(
+            size=(1200, 1240),
+            difficulty=difficulty,
+            diameter_px=68.0,
+            carbon=False,
+            contamination=0,
+        )
+        row(
+            f"sim {difficulty}",
+            [texture_stats(simulate_micrograph(cfg, i).image) for i in range(n)],
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,8 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(here / "docs/img/simulation_gallery.png"))
     parser.add_argument("--shared", default=str(here.parent / "shared"))
-    parser.add_argument("--stats", action="store_true",
-                        help="print the realism table (texture statistics) instead")
+    parser.add_argument(
+        "--stats", action="store_true", help="print the realism table (texture statistics) instead"
+    )
     args = parser.parse_args(argv)
     if args.stats:
         print_stats(Path(args.shared))
@@ -115,8 +126,10 @@ def main(argv: list[str] | None = None) -> int:
     for difficulty, seed in SEEDS.items():
         sim = simulate_micrograph(SimulationConfig(size=WORKING, difficulty=difficulty), seed)
         s = sim.info
-        title = (f"simulated: {difficulty} (seed {seed})\n{s['species'][0]['name']}, "
-                 f"SNR {s['snr']:.3f}, {s['ctf']['defocus_u']:.1f} µm")
+        title = (
+            f"simulated: {difficulty} (seed {seed})\n{s['species'][0]['name']}, "
+            f"SNR {s['snr']:.3f}, {s['ctf']['defocus_u']:.1f} µm"
+        )
         panels.append((title, sim.image))
     panels += real_panels(Path(args.shared))
 
@@ -137,8 +150,10 @@ def main(argv: list[str] | None = None) -> int:
     axes[0, 0].set_ylabel("whole field (binned to 512 px)", fontsize=9)
     axes[1, 0].set_ylabel("512-px centre crop, as recorded", fontsize=9)
     axes[2, 0].set_ylabel("same crop, low-pass σ = 2 px", fontsize=9)
-    fig.suptitle("All at the picker's 1024-px working scale with the same normalisation "
-                 "(z-score, ±3σ)", fontsize=10)
+    fig.suptitle(
+        "All at the picker's 1024-px working scale with the same normalisation (z-score, ±3σ)",
+        fontsize=10,
+    )
     fig.tight_layout()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

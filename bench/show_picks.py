@@ -25,13 +25,22 @@ def main() -> None:
     parser.add_argument("--model", default=None)
     parser.add_argument("--diameter", type=float, default=None, help="micrograph pixels")
     parser.add_argument("--size", type=int, default=600, help="height of each panel (px)")
-    parser.add_argument("--bad-mask", default=None,
-                        help="MRC mask (1 = contamination) at micrograph size: report the "
-                             "fraction of picks that fall on it")
+    parser.add_argument(
+        "--bad-mask",
+        default=None,
+        help="MRC mask (1 = contamination) at micrograph size: report the "
+        "fraction of picks that fall on it",
+    )
     args = parser.parse_args()
 
-    settings = ShowSettings(height=args.size, diameter=args.diameter, probability_map=True,
-                            model=args.model, stage="builtin", device="cpu")
+    settings = ShowSettings(
+        height=args.size,
+        diameter=args.diameter,
+        probability_map=True,
+        model=args.model,
+        stage="builtin",
+        device="cpu",
+    )
     result = show_picks(args.micrograph, args.output, settings=settings)
     picks = result.picks
     diameter = picks["diameter"].median() if len(picks) else float("nan")
@@ -43,8 +52,10 @@ def main() -> None:
             raise SystemExit(f"{args.bad_mask}: shape {bad.shape} is not the micrograph's")
         cols = picks["x"].round().astype(int).clip(0, bad.shape[1] - 1)
         rows = picks["y"].round().astype(int).clip(0, bad.shape[0] - 1)
-        print(f"picks on the bad-region mask: {bad[rows, cols].mean():.1%} "
-              f"(mask covers {bad.mean():.1%} of the micrograph)")
+        print(
+            f"picks on the bad-region mask: {bad[rows, cols].mean():.1%} "
+            f"(mask covers {bad.mean():.1%} of the micrograph)"
+        )
 
 
 if __name__ == "__main__":

@@ -51,18 +51,34 @@ def main() -> None:
     rows = []
     for t in THRESHOLDS:
         at = evaluate_picks(picks, labels, threshold=t).pooled
-        rows.append({"threshold": t, "f1": at["f1"], "precision": at["precision"],
-                     "recall": at["recall"],
-                     "picks_per_empty_field": float(np.median(empty_counts[t]))})
+        rows.append(
+            {
+                "threshold": t,
+                "f1": at["f1"],
+                "precision": at["precision"],
+                "recall": at["recall"],
+                "picks_per_empty_field": float(np.median(empty_counts[t])),
+            }
+        )
         print(json.dumps(rows[-1]))
-    summary = {"best_f1": pooled["best_f1"], "best_threshold": pooled["best_threshold"],
-               "auprc": pooled["auprc"]}
+    summary = {
+        "best_f1": pooled["best_f1"],
+        "best_threshold": pooled["best_threshold"],
+        "auprc": pooled["auprc"],
+    }
     print(json.dumps(summary))
     if args.json:
         with open(args.json, "w") as handle:
-            json.dump({"command": f"python bench/tune_log_threshold.py -n {args.n} --empty "
-                       f"{args.empty} --seed {args.seed} --size {args.size}",
-                       "summary": summary, "sweep": rows}, handle, indent=2)
+            json.dump(
+                {
+                    "command": f"python bench/tune_log_threshold.py -n {args.n} --empty "
+                    f"{args.empty} --seed {args.seed} --size {args.size}",
+                    "summary": summary,
+                    "sweep": rows,
+                },
+                handle,
+                indent=2,
+            )
 
 
 if __name__ == "__main__":

@@ -54,10 +54,14 @@ def main() -> None:
         maps.append(picker.probability_maps([picker.preprocess(sim.image)])[0])
     print(f"simulated + U-Net on {args.n} micrographs in {time.perf_counter() - start:.1f} s")
 
-    variants = [("peaks, estimated diameter", PeakMaskGenerator(), False),
-                ("peaks, true diameter", PeakMaskGenerator(), True)]
-    variants += [(f"watershed, mask threshold {t}", WatershedMaskGenerator(threshold=float(t)),
-                  False) for t in args.mask_thresholds.split(",")]
+    variants = [
+        ("peaks, estimated diameter", PeakMaskGenerator(), False),
+        ("peaks, true diameter", PeakMaskGenerator(), True),
+    ]
+    variants += [
+        (f"watershed, mask threshold {t}", WatershedMaskGenerator(threshold=float(t)), False)
+        for t in args.mask_thresholds.split(",")
+    ]
     sweep = []
     for name, generator, given in variants:
         picker.mask_generator = generator
@@ -71,8 +75,10 @@ def main() -> None:
             if result.diameter and np.isfinite(result.diameter):
                 ratios.append(result.diameter / true_diameters[i])
         pooled = evaluate_picks(picks, labels).pooled
-        row = {"variant": name, **{k: pooled[k] for k in
-               ("best_f1", "best_threshold", "auprc", "n_picks", "n_labels")}}
+        row = {
+            "variant": name,
+            **{k: pooled[k] for k in ("best_f1", "best_threshold", "auprc", "n_picks", "n_labels")},
+        }
         for threshold in SCORE_THRESHOLDS:
             row[f"f1@{threshold}"] = evaluate_picks(picks, labels, threshold=threshold).pooled["f1"]
         ratios = np.asarray(ratios)
@@ -84,9 +90,20 @@ def main() -> None:
         print(json.dumps(row))
     if args.json:
         with open(args.json, "w") as handle:
-            json.dump({"command": "python bench/tune_threshold.py " + " ".join(
-                f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None
-                and k != "json"), "n": args.n, "sweep": sweep}, handle, indent=2)
+            json.dump(
+                {
+                    "command": "python bench/tune_threshold.py "
+                    + " ".join(
+                        f"--{k.replace('_', '-')} {v}"
+                        for k, v in vars(args).items()
+                        if v is not None and k != "json"
+                    ),
+                    "n": args.n,
+                    "sweep": sweep,
+                },
+                handle,
+                indent=2,
+            )
 
 
 if __name__ == "__main__":

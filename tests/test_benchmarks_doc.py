@@ -12,7 +12,8 @@ REPO = Path(__file__).resolve().parents[1]
 def test_benchmarks_md_is_generated_from_the_results():
     result = subprocess.run(
         [sys.executable, str(REPO / "bench" / "make_benchmarks.py"), "--check"],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "<!-- generated from bench/results/" in (REPO / "BENCHMARKS.md").read_text()

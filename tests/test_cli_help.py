@@ -55,8 +55,19 @@ def test_readme_documents_only_options_that_exist():
             known.update(action.option_strings)
     # Options of other programs the README quotes (RELION's relion_preprocess and External
     # job arguments, which relion-external takes as RELION passes them; Topaz).
-    foreign = {"--i", "--coord_dir", "--coord_suffix", "--extract", "--up-scale", "--in_mics",
-               "--in_movies", "--in_coords", "--in_parts", "--o", "--j"}
+    foreign = {
+        "--i",
+        "--coord_dir",
+        "--coord_suffix",
+        "--extract",
+        "--up-scale",
+        "--in_mics",
+        "--in_movies",
+        "--in_coords",
+        "--in_parts",
+        "--o",
+        "--j",
+    }
     unknown = sorted(o for o in _readme_options() - known if o not in foreign)
     assert not unknown, f"README names options no command has: {unknown}"
 
@@ -70,8 +81,9 @@ def test_readme_command_table_shows_the_real_defaults():
         match = re.match(r"\| `cryosegnet ([\w-]+) ([^`]*)`", line)
         if not match:
             continue
-        options = {a.option_strings[-1]: a for a in subs[match.group(1)]._actions
-                   if a.option_strings}
+        options = {
+            a.option_strings[-1]: a for a in subs[match.group(1)]._actions if a.option_strings
+        }
         for option, value in re.findall(r"\[(--[\w-]+) (\d+(?:\.\d+)?)\]", match.group(2)):
             assert float(options[option].default) == float(value), (match.group(1), option)
             checked += 1

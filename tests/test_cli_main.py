@@ -29,7 +29,8 @@ def test_the_version_is_defined_once(capsys):
     pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
     assert "version" not in pyproject["project"] and "version" in pyproject["project"]["dynamic"]
     assert pyproject["tool"]["setuptools"]["dynamic"]["version"] == {
-        "attr": "cryosegnet.__version__"}
+        "attr": "cryosegnet.__version__"
+    }
     with pytest.raises(SystemExit):
         cli_main.main(["--version"])
     assert capsys.readouterr().out.strip() == f"cryosegnet {cryosegnet.__version__}"

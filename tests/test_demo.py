@@ -13,8 +13,13 @@ def test_demo_command_writes_everything_and_prints_what_to_open(tmp_path, capsys
     code = main(["demo", "-o", str(out), "-n", "2", "--size", "192", "--device", "cpu"])
     assert code == 0
     text = capsys.readouterr().out
-    for path in (out / "report.html", out / "sim_00000.png", out / "evaluation/pr_curve.png",
-                 out / "evaluation/metrics.json", out / "picks/autopick.star"):
+    for path in (
+        out / "report.html",
+        out / "sim_00000.png",
+        out / "evaluation/pr_curve.png",
+        out / "evaluation/metrics.json",
+        out / "picks/autopick.star",
+    ):
         assert path.is_file(), path
         assert str(path) in text or str(path.parent) in text
     metrics = json.loads((out / "evaluation/metrics.json").read_text())["pooled"]

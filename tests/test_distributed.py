@@ -18,9 +18,6 @@ from cryosegnet.picking.batch import COMBINED_STAR, INDEX_STAR, pick_batch  # no
 from cryosegnet.picking.distributed import _pick_one, pick_distributed  # noqa: E402
 from cryosegnet.picking.picker import Picker  # noqa: E402
 
-pytestmark = pytest.mark.slow
-
-
 def _micrographs(folder: Path, n: int = 5) -> list[Path]:
     folder.mkdir(parents=True)
     paths = []
@@ -55,8 +52,10 @@ def _index(outdir: Path) -> tuple[str, list[tuple[str, str]]]:
     import starfile
 
     table = starfile.read(outdir / INDEX_STAR)
-    rows = [(m, os.path.relpath(c, outdir)) for m, c in
-            zip(table["rlnMicrographName"], table["rlnMicrographCoordinates"])]
+    rows = [
+        (m, os.path.relpath(c, outdir))
+        for m, c in zip(table["rlnMicrographName"], table["rlnMicrographCoordinates"])
+    ]
     return (outdir / COMBINED_STAR).read_text(), sorted(rows)
 
 
@@ -64,8 +63,13 @@ def _index(outdir: Path) -> tuple[str, list[tuple[str, str]]]:
 def session(tmp_path, tiny_model, monkeypatch):
     monkeypatch.chdir(tmp_path)
     paths = [p.relative_to(tmp_path) for p in _micrographs(tmp_path / "mics")]
-    kwargs = {"model": str(tiny_model), "device": "cpu", "stage": "builtin",
-              "threshold": 0.0, "diameter": 16.0}
+    kwargs = {
+        "model": str(tiny_model),
+        "device": "cpu",
+        "stage": "builtin",
+        "threshold": 0.0,
+        "diameter": 16.0,
+    }
     reference = pick_batch(Picker(**kwargs), paths, "ref", progress=False)
     assert not reference.failures and len(reference.done) == len(paths)
     return paths, kwargs
@@ -129,3 +133,76 @@ def test_failures_are_reported_per_micrograph(session, tmp_path) -> None:
     assert list(summary.failures) == [str(bad)]
     assert "broken.mrc" in summary.failures[str(bad)]
     assert len(summary.done) == len(paths)
+
+
+def test_cli_dask_workers_gives_the_in_process_files(session, tmp_path) -> None:
+    from cryosegnet.cli.main import main
+
+    paths, kwargs = session
+    code = main(
+        [
+            "pick",
+            "mics",
+            "-o",
+            "cli",
+            "--model",
+            kwargs["model"],
+            "--stage",
+            "builtin",
+            "--threshold",
+            "0",
+            "--diameter",
+            "16",
+            "--dask-workers",
+            "2",
+            "--no-progress",
+        ]
+    )
+    assert code == 0
+    ref, out = _results(tmp_path / "ref"), _results(tmp_path / "cli")
+    assert ref.keys() == out.keys()
+    assert all(out[name] == ref[name] for name in ref)
+    assert _index(tmp_path / "cli") == _index(tmp_path / "ref")
+
+
+def test_cli_refuses_what_dask_cannot_do_yet(session, tmp_path, capsys) -> None:
+    from cryosegnet.cli.main import main
+
+    paths, kwargs = session
+    code = main(
+        [
+            "pick",
+            "mics",
+            "-o",
+            "cli",
+            "--model",
+            kwargs["model"],
+            "--stage",
+            "builtin",
+            "--diameter",
+            "120A",
+            "--angpix",
+            "1.0",
+            "--dask-workers",
+            "2",
+        ]
+    )
+    assert code != 0
+    assert "not yet with a diameter in Å" in capsys.readouterr().err
+    assert not (tmp_path / "cli" / "particles.star").exists()
+
+
+def test_parse_devices_and_missing_gpus() -> None:
+    import torch
+
+    from cryosegnet.io.errors import CryoSegNetError
+    from cryosegnet.picking.distributed import _check_local_devices, parse_devices
+
+    assert parse_devices("0,1, 3") == ["cuda:0", "cuda:1", "cuda:3"]
+    assert parse_devices("cpu,cuda:2") == ["cpu", "cuda:2"]
+    assert parse_devices(None) is None
+    with pytest.raises(CryoSegNetError):
+        parse_devices(" , ")
+    _check_local_devices(["cpu"])
+    with pytest.raises(CryoSegNetError, match="not available"):
+        _check_local_devices([f"cuda:{torch.cuda.device_count()}"])

@@ -93,8 +93,10 @@ def test_tied_scores_are_one_threshold():
 
 
 def test_pooled_versus_per_micrograph():
-    labels = {"a": table([[0, 0]], diameter=10), "b": table([[0, 0], [50, 0], [100, 0]],
-                                                             diameter=10)}
+    labels = {
+        "a": table([[0, 0]], diameter=10),
+        "b": table([[0, 0], [50, 0], [100, 0]], diameter=10),
+    }
     picks = {"a": table([[1, 0]]), "b": table([[0, 1], [200, 200]])}
     result = evaluate_picks(picks, labels)
     per = {m.micrograph: m for m in result.per_micrograph}
@@ -116,8 +118,9 @@ def test_default_radius_is_half_the_label_diameter():
     assert evaluate_picks({"m": table([[10.1, 0]])}, labels, radius=11).pooled["tp"] == 1
     with pytest.raises(ValueError, match="diameter"):
         evaluate_picks({"m": table([[0, 0]])}, {"m": table([[0, 0]])})
-    assert evaluate_picks({"m": table([[0, 0]])}, {"m": table([[0, 0]])},
-                          diameter=8).pooled["tp"] == 1
+    assert (
+        evaluate_picks({"m": table([[0, 0]])}, {"m": table([[0, 0]])}, diameter=8).pooled["tp"] == 1
+    )
 
 
 def test_threshold_cuts_counts_but_not_curve():
@@ -144,8 +147,9 @@ def test_pixel_dice_hand_cases():
     assert pixel_dice(a, a, 6, 6) == pytest.approx(1.0)
     assert pixel_dice(a, table([[30, 30]], diameter=6), 6, 6) == 0.0
     # Clipped to the image: a disk half outside counts only its inside half.
-    inside = pixel_dice(table([[0, 10]], diameter=6), table([[0, 10]], diameter=6), 6, 6,
-                        shape=(20, 20))
+    inside = pixel_dice(
+        table([[0, 10]], diameter=6), table([[0, 10]], diameter=6), 6, 6, shape=(20, 20)
+    )
     assert inside == pytest.approx(1.0)
     assert pixel_dice(table([]), table([]), 6, 6) == 1.0
 
@@ -260,14 +264,17 @@ def test_picker_output_folder_prefers_scored_per_micrograph_files(tmp_path):
 
     out = tmp_path / "picks"
     out.mkdir()
-    picks = {"mic_01": table([[10, 10], [50, 50]], [0.9, 0.3], diameter=20),
-             "mic_02": table([[5, 5]], [0.7], diameter=20)}
+    picks = {
+        "mic_01": table([[10, 10], [50, 50]], [0.9, 0.3], diameter=20),
+        "mic_02": table([[5, 5]], [0.7], diameter=20),
+    }
     for name, p in picks.items():
         write_coordinate_star(out / f"{name}.star", p)
         write_cryoppp_csv(out / f"{name}.csv", p)
         write_box(out / f"{name}.box", p, box_size=20)
-    write_index_star(out / "autopick.star",
-                     [(f"Movies/{n}.mrc", str(out / f"{n}.star")) for n in picks])
+    write_index_star(
+        out / "autopick.star", [(f"Movies/{n}.mrc", str(out / f"{n}.star")) for n in picks]
+    )
     write_combined_star(out / "particles.star", {f"Movies/{n}.mrc": p for n, p in picks.items()})
     (out / "notes.txt").write_text("not a coordinate file\n")
     notes: list[str] = []

@@ -92,7 +92,14 @@ def _mrc_header(nx: int, ny: int, nz: int, mode: int, nsymbt: int, exttyp: bytes
     seed=st.integers(0, 2**16),
 )
 def test_plausible_mrc_headers_raise_only_micrograph_error(
-    nx: int, ny: int, nz: int, mode: int, nsymbt: int, exttyp: bytes, n_data: int, fill: str,
+    nx: int,
+    ny: int,
+    nz: int,
+    mode: int,
+    nsymbt: int,
+    exttyp: bytes,
+    n_data: int,
+    fill: str,
     seed: int,
 ) -> None:
     rng = np.random.default_rng(seed)

@@ -52,8 +52,9 @@ def test_same_particle_in_two_backgrounds_gets_a_similar_score():
     for seed in (3, 4):
         image = dark_disks((240, 240), [(120, 120)], 12, 1.5, 0.5, seed=seed)
         masks = LogBlobGenerator().generate(image, diameter=24)
-        scores.append(max(m.score for m in masks if np.hypot(m.centroid[0] - 120,
-                                                             m.centroid[1] - 120) < 6))
+        scores.append(
+            max(m.score for m in masks if np.hypot(m.centroid[0] - 120, m.centroid[1] - 120) < 6)
+        )
     assert scores[0] == pytest.approx(scores[1], rel=0.15)
 
 
@@ -65,8 +66,7 @@ def test_needs_a_diameter():
 def test_large_scales_on_a_shrunk_copy_match_the_direct_filter():
     image = dark_disks((256, 256), [(128, 128)], 30, 1.0, 0.1, seed=5)
     response = log_response(image, 60)
-    assert np.unravel_index(np.argmax(response), response.shape) == pytest.approx((128, 128),
-                                                                                    abs=3)
+    assert np.unravel_index(np.argmax(response), response.shape) == pytest.approx((128, 128), abs=3)
 
 
 def test_suppression_keeps_the_stronger_of_two_close_peaks():

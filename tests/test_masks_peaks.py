@@ -13,8 +13,11 @@ from cryosegnet.masks.peaks import PeakMaskGenerator, estimate_diameter, find_pe
 def grid_centres(size, spacing, jitter, rng):
     """Particle centres on a jittered grid, so disks do not touch."""
     ticks = np.arange(spacing, size - spacing / 2, spacing)
-    return [(x + rng.uniform(-jitter, jitter), y + rng.uniform(-jitter, jitter))
-            for x in ticks for y in ticks]
+    return [
+        (x + rng.uniform(-jitter, jitter), y + rng.uniform(-jitter, jitter))
+        for x in ticks
+        for y in ticks
+    ]
 
 
 @pytest.mark.parametrize("diameter", [14.0, 30.0, 60.0])
@@ -69,8 +72,13 @@ def test_generator_boxes_have_the_particle_size_and_rank_by_confidence():
         cx, cy = mask.centroid
         assert mask.bbox[0] + (mask.bbox[2] - 1) / 2 == pytest.approx(cx)
     by_score = sorted(masks, key=lambda m: -m.score)
-    strong_found = {min(range(len(strong)), key=lambda i: np.hypot(m.centroid[0] - strong[i][0],
-                    m.centroid[1] - strong[i][1])) for m in by_score[: len(strong)]}
+    strong_found = {
+        min(
+            range(len(strong)),
+            key=lambda i: np.hypot(m.centroid[0] - strong[i][0], m.centroid[1] - strong[i][1]),
+        )
+        for m in by_score[: len(strong)]
+    }
     assert len(strong_found) == len(strong)  # every strong particle outranks every weak one
 
 

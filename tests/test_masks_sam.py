@@ -33,7 +33,10 @@ def blob_map(shape=(48, 64)) -> np.ndarray:
 
 def test_tiny_sam_end_to_end_returns_converted_masks():
     gen = SamMaskGenerator.from_model(
-        tiny_sam(), points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0,
+        tiny_sam(),
+        points_per_side=4,
+        pred_iou_thresh=0.0,
+        stability_score_thresh=0.0,
         box_nms_thresh=0.95,
     )
     assert gen.name == "sam" and "in-memory" in gen.describe()
@@ -92,8 +95,11 @@ def test_published_type_is_named_in_the_mismatch(tmp_path: Path):
     fake.update({f"image_encoder.blocks.{i}.norm1.weight": torch.zeros(1) for i in range(12)})
     path = tmp_path / CHECKPOINT_NAMES["vit_b"]
     torch.save(fake, path)
-    with pytest.raises(CheckpointError, match="found a SAM vit_b checkpoint but --sam-model-type "
-                                              "is vit_h.*use --sam-model-type vit_b"):
+    with pytest.raises(
+        CheckpointError,
+        match="found a SAM vit_b checkpoint but --sam-model-type "
+        "is vit_h.*use --sam-model-type vit_b",
+    ):
         read_sam_state_dict(path, "vit_h")
 
 
@@ -111,7 +117,9 @@ def test_corrupt_truncated_and_foreign_files(tmp_path: Path, tiny_checkpoint: Pa
     foreign = tmp_path / "foreign.pth"
     torch.save({"conv.weight": torch.zeros(3)}, foreign)
     for path, pattern in [
-        (garbage, "corrupt"), (truncated, "corrupt"), (foreign, "not a SAM checkpoint"),
+        (garbage, "corrupt"),
+        (truncated, "corrupt"),
+        (foreign, "not a SAM checkpoint"),
         (tmp_path / "missing.pth", "not found"),
     ]:
         with pytest.raises(CheckpointError, match=pattern) as err:

@@ -98,8 +98,20 @@ def test_cli_pick_writes_relion_and_cryosparc_files(
     assert "micrographs picked: 3" in summary
 
     # A second run with the same options skips finished micrographs; other options redo them.
-    same = ["pick", str(mics), "-o", str(out), "--model", str(tiny_model), "--device", "cpu",
-            "--stage", "builtin", "--threshold", "0"]
+    same = [
+        "pick",
+        str(mics),
+        "-o",
+        str(out),
+        "--model",
+        str(tiny_model),
+        "--device",
+        "cpu",
+        "--stage",
+        "builtin",
+        "--threshold",
+        "0",
+    ]
     assert main(same) == 0
     assert "skipped, already done: 3" in capsys.readouterr().err
     caplog.set_level("INFO", logger="cryosegnet")
@@ -216,8 +228,12 @@ def test_model_fine_tuned_on_labels_brings_its_particle_diameter(tmp_path, blob_
     def checkpoint(name, sources, key="diameter_working_px_median", value=30.0):
         path = tmp_path / name
         train = {"sources": sources, key: value}
-        save_checkpoint(path, AttentionUNet(UNetConfig(base_width=4)),
-                        DenoiseSettings(working_size=256), metadata={"data": {"train": train}})
+        save_checkpoint(
+            path,
+            AttentionUNet(UNetConfig(base_width=4)),
+            DenoiseSettings(working_size=256),
+            metadata={"data": {"train": train}},
+        )
         return path
 
     tuned = Picker(model=checkpoint("tuned.pt", ["labelled"]), device="cpu", stage="builtin")
@@ -247,10 +263,18 @@ def test_a_fine_tuned_diameter_is_converted_to_each_micrographs_working_pixels(
     from cryosegnet.preprocessing.denoise import DenoiseSettings
 
     path = tmp_path / "tuned.pt"
-    train = {"sources": ["labelled"], "diameter_px_median": 36.0,
-             "diameter_angstrom_median": 54.0, "diameter_working_px_median": 99.0}
-    save_checkpoint(path, AttentionUNet(UNetConfig(base_width=4)),
-                    DenoiseSettings(working_size=256), metadata={"data": {"train": train}})
+    train = {
+        "sources": ["labelled"],
+        "diameter_px_median": 36.0,
+        "diameter_angstrom_median": 54.0,
+        "diameter_working_px_median": 99.0,
+    }
+    save_checkpoint(
+        path,
+        AttentionUNet(UNetConfig(base_width=4)),
+        DenoiseSettings(working_size=256),
+        metadata={"data": {"train": train}},
+    )
     picker = Picker(model=path, device="cpu", stage="builtin")
     assert picker.model_diameter == 36.0 and picker.model_diameter_angstrom == 54.0
     assert picker.legacy_working_diameter is None

@@ -56,8 +56,10 @@ def test_modal_size_window_and_diameter():
     assert (result.picks["diameter"] == 80.0).all()
     # the dropped ones are the 19 (index 0) and the 30 (index 6): check by x position
     kept_x = sorted(result.picks["x"].round(1))
-    expected = [(50 * i + (w - 1) / 2 + 0.5) * 4 - 0.5 for i, w in [(1, 20), (2, 20), (3, 20),
-                                                                     (4, 21), (5, 22)]]
+    expected = [
+        (50 * i + (w - 1) / 2 + 0.5) * 4 - 0.5
+        for i, w in [(1, 20), (2, 20), (3, 20), (4, 21), (5, 22)]
+    ]
     assert kept_x == pytest.approx(sorted(expected))
 
 
@@ -95,8 +97,12 @@ def test_centre_rescaling_matches_area_shrink_on_a_non_square_image():
     working = cv2.resize(original, (20, 10), interpolation=cv2.INTER_AREA)
     row, col = np.argwhere(working == working.max())[0]
     masks = [InstanceMask(bbox=(float(col), float(row), 1.0, 1.0), score=1.0, area=1)]
-    result = postprocess(masks, working.shape, original.shape, PostprocessSettings(
-        score_threshold=0.0, size_filter=False))
+    result = postprocess(
+        masks,
+        working.shape,
+        original.shape,
+        PostprocessSettings(score_threshold=0.0, size_filter=False),
+    )
     assert result.picks.loc[0, "x"] == pytest.approx(21.5)
     assert result.picks.loc[0, "y"] == pytest.approx(9.5)
 
@@ -155,9 +161,12 @@ def test_centroid_is_preferred_when_the_stage_reports_one():
     settings = PostprocessSettings(score_threshold=0.0, size_filter=False)
     result = postprocess([mask], SQUARE_WORK, SQUARE_ORIG, settings)
     assert (result.picks.loc[0, "x"], result.picks.loc[0, "y"]) == pytest.approx((50.5, 92.5))
-    boxed = postprocess([mask], SQUARE_WORK, SQUARE_ORIG,
-                        PostprocessSettings(score_threshold=0.0, size_filter=False,
-                                            use_centroid=False))
+    boxed = postprocess(
+        [mask],
+        SQUARE_WORK,
+        SQUARE_ORIG,
+        PostprocessSettings(score_threshold=0.0, size_filter=False, use_centroid=False),
+    )
     assert boxed.picks.loc[0, "x"] == pytest.approx((10 + 2.5 + 0.5) * 4 - 0.5)
 
 

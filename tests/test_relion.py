@@ -157,19 +157,27 @@ def test_read_relion30_star_without_optics(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     mics = read_micrographs_star(Path("CtfFind/job003/micrographs_ctf.star"))
     assert mics.pixel_size == pytest.approx(1.4)  # 14 µm detector pixel / 100 000x
-    assert [m.path.resolve() for m in mics.micrographs] == [(tmp_path / n).resolve()
-                                                             for n in names]
+    assert [m.path.resolve() for m in mics.micrographs] == [(tmp_path / n).resolve() for n in names]
 
 
 def test_corrected_micrographs_star_and_project_dir_rules(tmp_path):
     star = tmp_path / "MotionCorr" / "job002" / "corrected_micrographs.star"
     star.parent.mkdir(parents=True)
-    starfile.write({
-        "optics": pd.DataFrame({"rlnOpticsGroup": [1], "rlnMicrographOriginalPixelSize": [0.5],
-                                "rlnMicrographPixelSize": [1.0]}),
-        "micrographs": pd.DataFrame({"rlnMicrographName": ["MotionCorr/job002/Movies/a.mrc"],
-                                     "rlnOpticsGroup": [1]}),
-    }, star)
+    starfile.write(
+        {
+            "optics": pd.DataFrame(
+                {
+                    "rlnOpticsGroup": [1],
+                    "rlnMicrographOriginalPixelSize": [0.5],
+                    "rlnMicrographPixelSize": [1.0],
+                }
+            ),
+            "micrographs": pd.DataFrame(
+                {"rlnMicrographName": ["MotionCorr/job002/Movies/a.mrc"], "rlnOpticsGroup": [1]}
+            ),
+        },
+        star,
+    )
     assert find_project_dir(star) == tmp_path  # no default_pipeline.star: jobNNN rule
     mics = read_micrographs_star(star)
     assert mics.pixel_size == 1.0 and mics.paths == [tmp_path / "MotionCorr/job002/Movies/a.mrc"]
@@ -183,10 +191,12 @@ def test_corrected_micrographs_star_and_project_dir_rules(tmp_path):
 
 def test_coordinate_file_follows_relion_layout():
     assert coordinate_file("External/job004", "MotionCorr/job002/Movies/day2/a.mrc") == Path(
-        "External/job004/Movies/day2/a_autopick.star")
+        "External/job004/Movies/day2/a_autopick.star"
+    )
     assert coordinate_file("out", "Micrographs/b.tiff") == Path("out/Micrographs/b_autopick.star")
     assert coordinate_file("o", "/data/p/MotionCorr/job012/Movies/c.mrc", "cryosegnet") == Path(
-        "o/Movies/c_cryosegnet.star")
+        "o/Movies/c_cryosegnet.star"
+    )
 
 
 @pytest.mark.parametrize("version", [4, 5])
@@ -208,8 +218,9 @@ def test_output_nodes_for_relion_4_and_5(tmp_path, monkeypatch, version):
 
 def test_output_nodes_for_relion_31(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    path = write_coordinates_node("External/job004", relion_version=3,
-                                  micrographs_star="CtfFind/job003/micrographs_ctf.star")
+    path = write_coordinates_node(
+        "External/job004", relion_version=3, micrographs_star="CtfFind/job003/micrographs_ctf.star"
+    )
     nodes = starfile.read(path, always_dict=True)["output_nodes"]
     assert list(nodes["rlnPipeLineNodeName"]) == ["External/job004/coords_suffix_autopick.star"]
     assert list(nodes["rlnPipeLineNodeType"]) == [2]
@@ -232,10 +243,23 @@ def test_exit_markers(tmp_path):
 
 
 def test_parse_external_job_args_as_relion_calls():
-    args = parse_external_job_args([
-        "--o", "External/job004/", "--in_mics", "CtfFind/job003/micrographs_ctf.star",
-        "--j", "8", "--pipeline_control", "External/job004/", "--diameter", "120A",
-        "--threshold", "-0.5", "--model=ft/best.pt"])
+    args = parse_external_job_args(
+        [
+            "--o",
+            "External/job004/",
+            "--in_mics",
+            "CtfFind/job003/micrographs_ctf.star",
+            "--j",
+            "8",
+            "--pipeline_control",
+            "External/job004/",
+            "--diameter",
+            "120A",
+            "--threshold",
+            "-0.5",
+            "--model=ft/best.pt",
+        ]
+    )
     assert args.output == Path("External/job004")
     assert args.in_mics == "CtfFind/job003/micrographs_ctf.star" and args.threads == 8
     assert args.params == {"diameter": "120A", "threshold": "-0.5", "model": "ft/best.pt"}

@@ -40,25 +40,26 @@ STAR_PIXEL_SIZE = 3.0  # Å/px in the optics table; the MRC headers say 1.0 (the
 DIAMETER_PX = 20.0
 PIPELINE = {
     4: "\n# version 30001\n\ndata_pipeline_general\n\n_rlnPipeLineJobCounter 4\n\n\n"
-       "# version 30001\n\ndata_pipeline_processes\n\nloop_ \n_rlnPipeLineProcessName #1 \n"
-       "_rlnPipeLineProcessAlias #2 \n_rlnPipeLineProcessTypeLabel #3 \n"
-       "_rlnPipeLineProcessStatusLabel #4 \n"
-       "CtfFind/job003/ None relion.ctffind.ctffind4 Succeeded \n\n\n"
-       "# version 30001\n\ndata_pipeline_nodes\n\nloop_ \n_rlnPipeLineNodeName #1 \n"
-       "_rlnPipeLineNodeTypeLabel #2 \n"
-       "CtfFind/job003/micrographs_ctf.star MicrographsData.star.relion.ctf \n\n",
+    "# version 30001\n\ndata_pipeline_processes\n\nloop_ \n_rlnPipeLineProcessName #1 \n"
+    "_rlnPipeLineProcessAlias #2 \n_rlnPipeLineProcessTypeLabel #3 \n"
+    "_rlnPipeLineProcessStatusLabel #4 \n"
+    "CtfFind/job003/ None relion.ctffind.ctffind4 Succeeded \n\n\n"
+    "# version 30001\n\ndata_pipeline_nodes\n\nloop_ \n_rlnPipeLineNodeName #1 \n"
+    "_rlnPipeLineNodeTypeLabel #2 \n"
+    "CtfFind/job003/micrographs_ctf.star MicrographsData.star.relion.ctf \n\n",
     3: "\n# version 30001\n\ndata_pipeline_general\n\n_rlnPipeLineJobCounter 4\n\n\n"
-       "# version 30001\n\ndata_pipeline_processes\n\nloop_ \n_rlnPipeLineProcessName #1 \n"
-       "_rlnPipeLineProcessAlias #2 \n_rlnPipeLineProcessType #3 \n"
-       "_rlnPipeLineProcessStatus #4 \nCtfFind/job003/ None 2 2 \n\n\n"
-       "# version 30001\n\ndata_pipeline_nodes\n\nloop_ \n_rlnPipeLineNodeName #1 \n"
-       "_rlnPipeLineNodeType #2 \nCtfFind/job003/micrographs_ctf.star 1 \n\n",
+    "# version 30001\n\ndata_pipeline_processes\n\nloop_ \n_rlnPipeLineProcessName #1 \n"
+    "_rlnPipeLineProcessAlias #2 \n_rlnPipeLineProcessType #3 \n"
+    "_rlnPipeLineProcessStatus #4 \nCtfFind/job003/ None 2 2 \n\n\n"
+    "# version 30001\n\ndata_pipeline_nodes\n\nloop_ \n_rlnPipeLineNodeName #1 \n"
+    "_rlnPipeLineNodeType #2 \nCtfFind/job003/micrographs_ctf.star 1 \n\n",
 }
 
 
 def _micrograph(path: Path, seed: int, pixel_size: float | None = 1.0) -> None:
     sim = simulate_micrograph(
-        SimulationConfig(size=256, difficulty="easy", diameter_px=DIAMETER_PX), rng=seed)
+        SimulationConfig(size=256, difficulty="easy", diameter_px=DIAMETER_PX), rng=seed
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     with mrcfile.new(path, overwrite=True) as mrc:
         mrc.set_data(sim.image.astype(np.float32))
@@ -70,7 +71,9 @@ def _ctf_star(names: list[str]) -> str:
     """micrographs_ctf.star as RELION 3.1/4 CtfFind writes it (labels end with a blank)."""
     rows = "".join(
         f"{name} 1 CtfFind/job003/Movies/{Path(name).stem}.ctf:mrc 10864.146484 10575.793945 "
-        "288.352539 77.995003 0.131144 4.809192 \n" for name in names)
+        "288.352539 77.995003 0.131144 4.809192 \n"
+        for name in names
+    )
     return (
         "\n# version 30001\n\ndata_optics\n\nloop_ \n_rlnOpticsGroupName #1 \n"
         "_rlnOpticsGroup #2 \n_rlnMicrographOriginalPixelSize #3 \n_rlnVoltage #4 \n"
@@ -111,8 +114,7 @@ def _as_relion_calls(root: Path, *params: str, job: str = "External/job004/"):
     """RELION's command: EXE --o JOB --in_mics STAR [--label value ...] --j N, in the project."""
     command = [*_external_executable(), "--o", job, "--in_mics", CTF_STAR, *params, "--j", "1"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=600,
-                          env=env)
+    return subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=600, env=env)
 
 
 # ------------------------------------------------------------------ units
@@ -151,14 +153,16 @@ def test_pick_reads_a_relion_star_with_its_names_and_pixel_size(tmp_path, monkey
     _project(tmp_path)
     monkeypatch.chdir(tmp_path)
     caplog.set_level("INFO", logger="cryosegnet")
-    code = main(["pick", CTF_STAR, "-o", "picks", "--stage", "log", "--diameter", "60A",
-                 "--no-progress"])
+    code = main(
+        ["pick", CTF_STAR, "-o", "picks", "--stage", "log", "--diameter", "60A", "--no-progress"]
+    )
     assert code == 0
     index = _coordinates(Path("picks"))
-    pairs = dict(zip(index["rlnMicrographName"], index["rlnMicrographCoordinates"],
-                     strict=True))
-    assert pairs == {NAMES[0]: "picks/Movies/mic_001_autopick.star",  # names as RELION's
-                     NAMES[1]: "picks/Movies/day2/mic_002_autopick.star"}
+    pairs = dict(zip(index["rlnMicrographName"], index["rlnMicrographCoordinates"], strict=True))
+    assert pairs == {
+        NAMES[0]: "picks/Movies/mic_001_autopick.star",  # names as RELION's
+        NAMES[1]: "picks/Movies/day2/mic_002_autopick.star",
+    }
     # 60 Å at the optics group's 3 Å/px is 20 px (the MRC headers' 1 Å/px would give 60)
     assert "60 Å (given; 20.0 px at 3 Å/px)" in caplog.text
     assert "diameter 20.0 px (60 Å)" in caplog.text
@@ -172,8 +176,22 @@ def test_pick_a_relion_star_from_another_folder(tmp_path, monkeypatch):
     project = tmp_path / "project"
     _project(project)
     monkeypatch.chdir(tmp_path)
-    assert main(["pick", f"project/{CTF_STAR}", "-o", "picks", "--stage", "log",
-                 "--diameter-angstrom", "60", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "pick",
+                f"project/{CTF_STAR}",
+                "-o",
+                "picks",
+                "--stage",
+                "log",
+                "--diameter-angstrom",
+                "60",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     index = _coordinates(Path("picks"))
     assert sorted(index["rlnMicrographName"]) == sorted(NAMES)  # relative to the project
     assert Path("picks/Movies/day2/mic_002_autopick.star").is_file()
@@ -183,36 +201,105 @@ def test_angstrom_diameter_from_header_angpix_and_none(tmp_path, monkeypatch, ca
     monkeypatch.chdir(tmp_path)
     caplog.set_level("INFO", logger="cryosegnet")
     _micrograph(Path("mics/a.mrc"), 1, pixel_size=2.0)
-    assert main(["pick", "mics/a.mrc", "-o", "hdr", "--stage", "log", "--diameter", "40A",
-                 "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "pick",
+                "mics/a.mrc",
+                "-o",
+                "hdr",
+                "--stage",
+                "log",
+                "--diameter",
+                "40A",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert "diameter 20.0 px (40 Å)" in caplog.text  # 40 Å at the header's 2 Å/px
     caplog.clear()
-    assert main(["pick", "mics/a.mrc", "-o", "given", "--stage", "log", "--diameter", "40A",
-                 "--angpix", "1", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "pick",
+                "mics/a.mrc",
+                "-o",
+                "given",
+                "--stage",
+                "log",
+                "--diameter",
+                "40A",
+                "--angpix",
+                "1",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert "40.0 px at 1 Å/px" in caplog.text  # --angpix wins over the header
     # a pixel diameter is reported in Å too when the pixel size is known
     caplog.clear()
-    assert main(["pick", "mics/a.mrc", "-o", "px", "--stage", "log", "--diameter", "20",
-                 "--angpix", "2", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "pick",
+                "mics/a.mrc",
+                "-o",
+                "px",
+                "--stage",
+                "log",
+                "--diameter",
+                "20",
+                "--angpix",
+                "2",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert "20 px (given; 40 Å at 2 Å/px)" in caplog.text
     _micrograph(Path("bare/b.mrc"), 2, pixel_size=None)
     capsys.readouterr()
-    assert main(["pick", "bare/b.mrc", "-o", "none", "--stage", "log", "--diameter", "40A",
-                 "--no-progress"]) == 1
+    assert (
+        main(
+            [
+                "pick",
+                "bare/b.mrc",
+                "-o",
+                "none",
+                "--stage",
+                "log",
+                "--diameter",
+                "40A",
+                "--no-progress",
+            ]
+        )
+        == 1
+    )
     errors = [line for line in capsys.readouterr().err.splitlines() if "ERROR" in line]
     assert len(errors) == 1 and "needs the pixel size" in errors[0] and "--angpix" in errors[0]
     with pytest.raises(CryoSegNetError, match="not both"):
-        main(["pick", "mics/a.mrc", "-o", "x", "--diameter", "40A", "--diameter-angstrom", "4",
-              "--debug"])
+        main(
+            [
+                "pick",
+                "mics/a.mrc",
+                "-o",
+                "x",
+                "--diameter",
+                "40A",
+                "--diameter-angstrom",
+                "4",
+                "--debug",
+            ]
+        )
     assert main(["pick", "mics/a.mrc", "-o", "x", "--diameter", "40nm"]) == 1
 
 
-def test_resume_with_an_angstrom_diameter_and_a_changed_pixel_size(tmp_path, monkeypatch,
-                                                                    capsys):
+def test_resume_with_an_angstrom_diameter_and_a_changed_pixel_size(tmp_path, monkeypatch, capsys):
     _project(tmp_path, version=None)
     monkeypatch.chdir(tmp_path)
-    args = ["pick", CTF_STAR, "-o", "picks", "--stage", "log", "--diameter", "60A",
-            "--no-progress"]
+    args = ["pick", CTF_STAR, "-o", "picks", "--stage", "log", "--diameter", "60A", "--no-progress"]
     assert main(args) == 0
     capsys.readouterr()
     assert main(args) == 0
@@ -231,9 +318,16 @@ class _Stub:
         return image
 
     def pick_denoised(self, denoised, shapes):
-        return [PickResult(picks=make_picks([30.0], [30.0], 0.9, 10.0), diameter=10.0,
-                           working_shape=d.shape, original_shape=tuple(s), stage="stub")
-                for d, s in zip(denoised, shapes, strict=True)]
+        return [
+            PickResult(
+                picks=make_picks([30.0], [30.0], 0.9, 10.0),
+                diameter=10.0,
+                working_shape=d.shape,
+                original_shape=tuple(s),
+                stage="stub",
+            )
+            for d, s in zip(denoised, shapes, strict=True)
+        ]
 
 
 def test_should_stop_is_asked_between_micrographs(tmp_path):
@@ -270,7 +364,8 @@ def test_external_job_as_relion_calls_it_and_continue(tmp_path):
     index = _coordinates(job)
     assert list(index["rlnMicrographName"]) == NAMES[:1]
     assert list(index["rlnMicrographCoordinates"]) == [
-        "External/job004/Movies/mic_001_autopick.star"]
+        "External/job004/Movies/mic_001_autopick.star"
+    ]
     assert "[1/1] MotionCorr/job002/Movies/mic_001.mrc" in done.stderr
 
     # "Continue" after CtfFind added a micrograph: RELION runs the same command again
@@ -287,10 +382,27 @@ def test_external_job_as_relion_calls_it_and_continue(tmp_path):
     if RELION_PREPROCESS is None:
         pytest.skip("RELION is not installed: extraction not checked")
     extract = subprocess.run(
-        ["relion_preprocess", "--i", CTF_STAR, "--coord_dir", "External/job004/",
-         "--coord_suffix", "_autopick.star", "--extract", "--extract_size", "32",
-         "--part_star", "out.star", "--part_dir", "Extract/job005/"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        [
+            "relion_preprocess",
+            "--i",
+            CTF_STAR,
+            "--coord_dir",
+            "External/job004/",
+            "--coord_suffix",
+            "_autopick.star",
+            "--extract",
+            "--extract_size",
+            "32",
+            "--part_star",
+            "out.star",
+            "--part_dir",
+            "Extract/job005/",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert extract.returncode == 0, extract.stdout[-2000:] + extract.stderr[-2000:]
     particles = starfile.read(tmp_path / "out.star", always_dict=True)["particles"]
     assert len(particles) == n_picks
@@ -300,12 +412,26 @@ def test_external_job_as_relion_calls_it_and_continue(tmp_path):
 def test_external_job_for_relion_31_declares_the_coords_suffix_node(tmp_path, monkeypatch):
     _project(tmp_path, NAMES[:1], version=3)
     monkeypatch.chdir(tmp_path)
-    code = main(["relion-external", "--o", "External/job004/", "--in_mics", CTF_STAR,
-                 "--diameter", "60A", "--stage", "log", "--j", "1"])
+    code = main(
+        [
+            "relion-external",
+            "--o",
+            "External/job004/",
+            "--in_mics",
+            CTF_STAR,
+            "--diameter",
+            "60A",
+            "--stage",
+            "log",
+            "--j",
+            "1",
+        ]
+    )
     assert code == 0
     nodes = starfile.read("External/job004/" + OUTPUT_NODES_STAR, always_dict=True)
     assert list(nodes["output_nodes"]["rlnPipeLineNodeName"]) == [
-        "External/job004/coords_suffix_autopick.star"]
+        "External/job004/coords_suffix_autopick.star"
+    ]
     assert list(nodes["output_nodes"]["rlnPipeLineNodeType"]) == [2]
     suffix = Path("External/job004/coords_suffix_autopick.star").read_text().strip()
     assert suffix == CTF_STAR
@@ -317,11 +443,21 @@ def test_external_job_abort_and_failure_markers(tmp_path, monkeypatch, capsys):
     job = Path("External/job004")
     job.mkdir(parents=True)
     (job / JOB_ABORT_NOW).touch()  # the user pressed Abort
-    relion = ["relion-external", "--o", "External/job004/", "--in_mics", CTF_STAR,
-              "--stage", "log", "--j", "1"]
+    relion = [
+        "relion-external",
+        "--o",
+        "External/job004/",
+        "--in_mics",
+        CTF_STAR,
+        "--stage",
+        "log",
+        "--j",
+        "1",
+    ]
     assert main([*relion, "--diameter", "60A"]) == 130
     assert sorted(p.name for p in job.iterdir() if p.name.startswith("RELION_JOB")) == [
-        JOB_EXIT_ABORTED]
+        JOB_EXIT_ABORTED
+    ]
     assert not (job / "Movies" / "mic_001_autopick.star").exists()
     # an option pick does not know: the job fails, with the marker RELION waits for
     with pytest.raises(SystemExit):
@@ -331,8 +467,23 @@ def test_external_job_abort_and_failure_markers(tmp_path, monkeypatch, capsys):
     assert main([*relion, "--diameter", "60A"]) == 0
     assert (job / JOB_EXIT_SUCCESS).is_file() and not (job / JOB_EXIT_FAILURE).exists()
     # a value with a blank ('120 A') reaches us as two words: failed, with the marker
-    assert main(["relion-external", "--o", "External/job005/", "--in_mics", CTF_STAR,
-                 "--diameter", "120", "A", "--j", "1"]) == 1
+    assert (
+        main(
+            [
+                "relion-external",
+                "--o",
+                "External/job005/",
+                "--in_mics",
+                CTF_STAR,
+                "--diameter",
+                "120",
+                "A",
+                "--j",
+                "1",
+            ]
+        )
+        == 1
+    )
     assert "unexpected argument 'A'" in capsys.readouterr().err
     assert (Path("External/job005") / JOB_EXIT_FAILURE).is_file()
     assert main(["relion-external", "--o", "External/job006/", "--diameter", "60A"]) == 1

@@ -16,13 +16,16 @@ from cryosegnet.cli.main import main
 from cryosegnet.inspection.report import ReportSettings, write_report
 from cryosegnet.inspection.threshold import threshold_picks
 
-CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")
-                 if shutil.which(n)), None)
+CHROMIUM = next(
+    (shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)),
+    None,
+)
 
 
 def _data(page: str) -> dict:
-    match = re.search(r'<script type="application/json" id="report-data">(.*?)</script>', page,
-                      re.S)
+    match = re.search(
+        r'<script type="application/json" id="report-data">(.*?)</script>', page, re.S
+    )
     return json.loads(match.group(1))
 
 
@@ -65,9 +68,24 @@ def test_report_without_micrograph_files_draws_on_blank_boxes(tmp_path):
 def test_report_cli_pairs_given_micrographs(tmp_path, capsys):
     mics, picks_dir, _ = simulated_session(tmp_path, n=3, layout="flat")
     out = tmp_path / "r.html"
-    assert main(["report", str(picks_dir), str(tmp_path / "Movies"), "-o", str(out),
-                 "--thumbnail-size", "64", "--threshold", "0.25",
-                 "--threshold-output", "cut picks"]) == 0
+    assert (
+        main(
+            [
+                "report",
+                str(picks_dir),
+                str(tmp_path / "Movies"),
+                "-o",
+                str(out),
+                "--thumbnail-size",
+                "64",
+                "--threshold",
+                "0.25",
+                "--threshold-output",
+                "cut picks",
+            ]
+        )
+        == 0
+    )
     assert "3 thumbnails" in capsys.readouterr().out
     data = _data(out.read_text())
     assert data["threshold"] == 0.25 and data["output"] == "'cut picks'"
@@ -76,9 +94,20 @@ def test_report_cli_pairs_given_micrographs(tmp_path, capsys):
 
 def _chromium(url: str, *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr",
-         "--v=0", "--virtual-time-budget=5000", *extra, url],
-        capture_output=True, text=True, timeout=120,
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--virtual-time-budget=5000",
+            *extra,
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={**os.environ, "HOME": os.environ.get("HOME", "/tmp")},
     )
 
@@ -106,8 +135,9 @@ def test_report_in_headless_chromium(tmp_path, monkeypatch):
         assert kept == sum(summary.kept.values())
         counts[threshold] = kept
         # the empty micrograph is flagged and sorted first
-        first_card = re.search(r'<div class="card[^"]*" data-i="\d+">.*?</div></div></div>', dom,
-                               re.S).group(0)
+        first_card = re.search(
+            r'<div class="card[^"]*" data-i="\d+">.*?</div></div></div>', dom, re.S
+        ).group(0)
         assert "empty" in first_card and "flag-bad" in first_card
     assert counts["0"] == sum(len(t) for t in tables.values())
     assert counts["0"] > counts["0.5"] > counts["0.9"] > 0
@@ -122,8 +152,12 @@ def test_report_screenshot_is_not_blank(tmp_path, monkeypatch):
     out = tmp_path / "report.html"
     write_report("picks", out)
     shot = tmp_path / "shot.png"
-    run = _chromium(f"{out.as_uri()}#threshold=0.5", f"--screenshot={shot}",
-                    "--window-size=1000,800", "--hide-scrollbars")
+    run = _chromium(
+        f"{out.as_uri()}#threshold=0.5",
+        f"--screenshot={shot}",
+        "--window-size=1000,800",
+        "--hide-scrollbars",
+    )
     assert run.returncode == 0 and shot.is_file(), run.stderr[-2000:]
     picture = cv2.imread(str(shot))
     assert picture.shape[:2] == (800, 1000)
@@ -156,8 +190,9 @@ def test_report_stays_usable_for_2000_micrographs(tmp_path):
         n_kept += int((scores >= 0.5).sum())
         star = picks_dir / "Movies" / f"m{i:04d}_autopick.star"
         star.parent.mkdir(parents=True, exist_ok=True)
-        write_coordinate_star(star, make_picks(rng.uniform(0, 256, n), rng.uniform(0, 256, n),
-                                               scores.round(5)))
+        write_coordinate_star(
+            star, make_picks(rng.uniform(0, 256, n), rng.uniform(0, 256, n), scores.round(5))
+        )
     out = tmp_path / "report.html"
     summary = write_report(picks_dir, out, [str(movies)], ReportSettings(workers=2))
     assert summary.n_thumbnails == 2000

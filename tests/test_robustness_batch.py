@@ -72,7 +72,8 @@ LOCKS = (batch_module.LOCK_FILE, batch_module.RUN_LOCK_FILE)
 
 def _hidden_or_temp(folder: Path) -> list[str]:
     return sorted(
-        p.name for p in folder.rglob("*")
+        p.name
+        for p in folder.rglob("*")
         if p.name not in LOCKS and (p.name.startswith(".") or ".tmp" in p.name)
     )
 
@@ -193,7 +194,8 @@ def test_output_folder_not_writable(tmp_path, monkeypatch):
     if os.geteuid() == 0:  # root ignores permission bits: simulate what access() would say
         real_access = os.access
         monkeypatch.setattr(
-            batch_module.os, "access",
+            batch_module.os,
+            "access",
             lambda p, mode, **kw: False if Path(p) == out else real_access(p, mode, **kw),
         )
     else:
@@ -225,7 +227,8 @@ def test_interrupt_keeps_finished_work_and_rerun_completes(tmp_path, kind):
     assert "INTERRUPTED" in summary.text()
     assert _hidden_or_temp(out) == []
     assert sorted(p.name for p in out.rglob("mic_*.star")) == [
-        "mic_00_autopick.star", "mic_01_autopick.star"
+        "mic_00_autopick.star",
+        "mic_01_autopick.star",
     ]
     assert len(starfile.read(out / COMBINED_STAR)) == 4  # the index files cover finished work
     mtimes = {p.name: p.stat().st_mtime_ns for p in out.rglob("mic_*")}

@@ -37,8 +37,9 @@ def fast_model(tmp_path: Path) -> Path:
 
     torch.manual_seed(0)
     path = tmp_path / "fast.pt"
-    save_checkpoint(path, AttentionUNet(UNetConfig(base_width=4, depth=4)),
-                    DenoiseSettings(working_size=128))
+    save_checkpoint(
+        path, AttentionUNet(UNetConfig(base_width=4, depth=4)), DenoiseSettings(working_size=128)
+    )
     return path
 
 
@@ -87,7 +88,8 @@ def _assert_clean_error(text: str, *needles: str) -> str:
 def _hidden_or_temp(folder: Path) -> list[str]:
     locks = (batch_module.LOCK_FILE, batch_module.RUN_LOCK_FILE)
     return sorted(
-        p.name for p in folder.rglob("*")
+        p.name
+        for p in folder.rglob("*")
         if p.name not in locks and (p.name.startswith(".") or ".tmp" in p.name)
     )
 
@@ -124,24 +126,37 @@ def _bad_unet_checkpoints(folder: Path) -> dict[str, Path]:
     from cryosegnet.model.unet import AttentionUNet, UNetConfig
     from cryosegnet.preprocessing.denoise import DenoiseSettings
 
-    paths = {name: folder / f"{name}.pt" for name in (
-        "random", "empty", "plain_state_dict", "pickled_module", "other_width", "no_weights",
-        "absurd_architecture",
-    )}
+    paths = {
+        name: folder / f"{name}.pt"
+        for name in (
+            "random",
+            "empty",
+            "plain_state_dict",
+            "pickled_module",
+            "other_width",
+            "no_weights",
+            "absurd_architecture",
+        )
+    }
     paths["random"].write_bytes(np.random.default_rng(0).bytes(5000))
     paths["empty"].write_bytes(b"")
     other_network = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3))
     torch.save(other_network.state_dict(), paths["plain_state_dict"])
     torch.save(torch.nn.Conv2d(1, 2, 3), paths["pickled_module"])  # authors' style: whole model
     torch.manual_seed(0)
-    save_checkpoint(paths["other_width"], AttentionUNet(UNetConfig(base_width=2, depth=3)),
-                    DenoiseSettings(working_size=128))
+    save_checkpoint(
+        paths["other_width"],
+        AttentionUNet(UNetConfig(base_width=2, depth=3)),
+        DenoiseSettings(working_size=128),
+    )
     payload = torch.load(paths["other_width"], weights_only=True)
     payload["architecture"] = {"base_width": 4, "depth": 5}  # declares another architecture
     torch.save(payload, paths["other_width"])
     torch.save({"format": FORMAT, "architecture": {"base_width": 4}}, paths["no_weights"])
-    torch.save({"format": FORMAT, "architecture": {"base_width": 2**14, "depth": 9},
-                "state_dict": {}}, paths["absurd_architecture"])
+    torch.save(
+        {"format": FORMAT, "architecture": {"base_width": 2**14, "depth": 9}, "state_dict": {}},
+        paths["absurd_architecture"],
+    )
     return paths
 
 
@@ -151,8 +166,9 @@ def test_bad_unet_checkpoints_are_one_line(tmp_path, capsys):
         code, text = _cli(capsys, str(mic), "-o", str(tmp_path / "out"), "--model", str(path))
         assert code == 1, name
         _assert_clean_error(text, str(path))
-    code, text = _cli(capsys, str(mic), "-o", str(tmp_path / "out"), "--model",
-                      str(tmp_path / "nope.pt"))
+    code, text = _cli(
+        capsys, str(mic), "-o", str(tmp_path / "out"), "--model", str(tmp_path / "nope.pt")
+    )
     _assert_clean_error(text, "nope.pt", "not found")
     assert not list((tmp_path / "out").glob("*.star")) if (tmp_path / "out").exists() else True
 
@@ -254,8 +270,17 @@ def _mixed_session(folder: Path) -> tuple[list[Path], list[Path]]:
 def test_mixed_session_end_to_end(tmp_path, capsys, fast_model):
     good, bad = _mixed_session(tmp_path / "night ü")
     out = tmp_path / "picks é"
-    args = [str(tmp_path / "night ü"), "-o", str(out), "--model", str(fast_model),
-            "--threshold", "0", "--format", "star,csv,box"]
+    args = [
+        str(tmp_path / "night ü"),
+        "-o",
+        str(out),
+        "--model",
+        str(fast_model),
+        "--threshold",
+        "0",
+        "--format",
+        "star,csv,box",
+    ]
     code, text = _cli(capsys, *args)
     assert code == 1, text
     assert "Traceback" not in text
@@ -299,8 +324,16 @@ def test_same_input_same_picks_on_cpu(tmp_path, capsys, tiny_model):
     mic = _write_mrc(tmp_path / "mic.mrc", image)
     tables = []
     for run in ("a", "b"):
-        code, _ = _cli(capsys, str(mic), "-o", str(tmp_path / run), "--model", str(tiny_model),
-                       "--threshold", "0")
+        code, _ = _cli(
+            capsys,
+            str(mic),
+            "-o",
+            str(tmp_path / run),
+            "--model",
+            str(tiny_model),
+            "--threshold",
+            "0",
+        )
         assert code == 0
         tables.append(starfile.read(output_path(tmp_path / run, mic)))
     pd.testing.assert_frame_equal(tables[0], tables[1], check_exact=True)
@@ -323,11 +356,29 @@ def test_interrupted_run_keeps_finished_work_and_rerun_completes(
     inputs.mkdir()
     mics = [_write_mrc(inputs / f"mic_{i}.mrc", _simulated((160, 200), 10 + i)) for i in range(6)]
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "cryosegnet.cli.main", "pick", str(inputs), "-o", str(out),
-               "--model", str(fast_model), "--device", "cpu", "--format", "star,csv"]
+    command = [
+        sys.executable,
+        "-m",
+        "cryosegnet.cli.main",
+        "pick",
+        str(inputs),
+        "-o",
+        str(out),
+        "--model",
+        str(fast_model),
+        "--device",
+        "cpu",
+        "--format",
+        "star,csv",
+    ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
-                            preexec_fn=_default_sigint)
+    proc = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+        preexec_fn=_default_sigint,
+    )
     try:
         deadline = time.monotonic() + 60
         while not list(out.rglob("mic_*.star")):
@@ -352,15 +403,15 @@ def test_interrupted_run_keeps_finished_work_and_rerun_completes(
     assert sorted(p.stem for p in out.rglob("mic_*.csv")) == [p.stem for p in finished]
     mtimes = {p.name: p.stat().st_mtime_ns for p in out.rglob("mic_*")}
 
-    code, text = _cli(capsys, str(inputs), "-o", str(out), "--model", str(fast_model),
-                      "--format", "star,csv")
+    code, text = _cli(
+        capsys, str(inputs), "-o", str(out), "--model", str(fast_model), "--format", "star,csv"
+    )
     assert code == 0, text
     assert f"skipped, already done: {len(finished)}" in text
     assert f"micrographs picked: {len(mics) - len(finished)}" in text
-    assert {n: t for n, t in ((p.name, p.stat().st_mtime_ns) for p in out.rglob("mic_*"))
-            if n in mtimes} == mtimes
-    assert sorted(p.stem for p in out.rglob("mic_*.star")) == [
-        f"{m.stem}_autopick" for m in mics
-    ]
+    assert {
+        n: t for n, t in ((p.name, p.stat().st_mtime_ns) for p in out.rglob("mic_*")) if n in mtimes
+    } == mtimes
+    assert sorted(p.stem for p in out.rglob("mic_*.star")) == [f"{m.stem}_autopick" for m in mics]
     assert len(starfile.read(out / INDEX_STAR)) == len(mics)
     assert _hidden_or_temp(out) == []

@@ -112,8 +112,16 @@ def _write_as(fmt: str, path, data: np.ndarray) -> None:
 
 @pytest.mark.parametrize(
     "fmt, name",
-    [("mrc", "mic.tif"), ("mrc", "mic.png"), ("tiff", "mic.mrc"), ("tiff", "mic.jpg"),
-     ("png", "mic.tiff"), ("png", "mic.mrc"), ("jpeg", "mic.png"), ("mrc", "mic")],
+    [
+        ("mrc", "mic.tif"),
+        ("mrc", "mic.png"),
+        ("tiff", "mic.mrc"),
+        ("tiff", "mic.jpg"),
+        ("png", "mic.tiff"),
+        ("png", "mic.mrc"),
+        ("jpeg", "mic.png"),
+        ("mrc", "mic"),
+    ],
 )
 def test_wrong_extension_is_read_by_content(tmp_path, fmt, name):
     data = _noise((90, 110), np.uint8)

@@ -66,9 +66,15 @@ class StubPicker:
             n = self.n_picks if self.n_picks is not None else 2
             x = 10.0 + float(image.mean() > 0) * 30 + np.arange(n)
             picks = make_picks(x, 20.0 + np.arange(n), 0.9, 40.0 if n else None)
-            results.append(PickResult(picks=picks, diameter=40.0 if n else float("nan"),
-                                      working_shape=image.shape, original_shape=tuple(shape),
-                                      stage="stub"))
+            results.append(
+                PickResult(
+                    picks=picks,
+                    diameter=40.0 if n else float("nan"),
+                    working_shape=image.shape,
+                    original_shape=tuple(shape),
+                    stage="stub",
+                )
+            )
         return results
 
 
@@ -170,8 +176,17 @@ def test_changed_options_repick_and_extra_formats_come_from_existing_picks(
 def test_nan_and_inf_options_are_refused_before_anything_runs(tmp_path, capsys, option, value):
     mic = _mrc(tmp_path / "mic.mrc")
     out = tmp_path / "out"
-    code = main(["pick", str(mic), "-o", str(out), "--model", str(tmp_path / "absent.pt"),
-                 f"{option}={value}"])
+    code = main(
+        [
+            "pick",
+            str(mic),
+            "-o",
+            str(out),
+            "--model",
+            str(tmp_path / "absent.pt"),
+            f"{option}={value}",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 1 and option in err and "finite" in err
     assert not out.exists()
@@ -220,8 +235,10 @@ def test_concurrent_runs_into_one_folder_keep_every_entry(tmp_path, monkeypatch)
 
 
 _NAME = st.text(
-    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\n\r\x0b\x0c"
-                           "\x1c\x1d\x1e\x85\u2028\u2029"),
+    alphabet=st.characters(
+        blacklist_categories=("Cs",),
+        blacklist_characters="\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029",
+    ),
     max_size=30,
 )
 
@@ -229,8 +246,9 @@ _NAME = st.text(
 @settings(max_examples=300, deadline=None)
 @given(names=st.lists(_NAME, min_size=1, max_size=4, unique=True))
 def test_star_names_round_trip(names):
-    table = pd.DataFrame({"rlnMicrographName": names, "rlnCoordinateX": range(len(names))},
-                         dtype=object)
+    table = pd.DataFrame(
+        {"rlnMicrographName": names, "rlnCoordinateX": range(len(names))}, dtype=object
+    )
     try:
         text = star_text({"particles": table})
     except StarNameError:
@@ -243,8 +261,15 @@ def test_star_names_round_trip(names):
 
 def test_names_starfile_and_relion_misread_are_quoted(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    names = ["#hash.mrc", "_under.mrc", "data_x.mrc", "loop_.mrc", "in#side.mrc", "a b.mrc",
-             'q"uote.mrc']
+    names = [
+        "#hash.mrc",
+        "_under.mrc",
+        "data_x.mrc",
+        "loop_.mrc",
+        "in#side.mrc",
+        "a b.mrc",
+        'q"uote.mrc',
+    ]
     mics = [_mrc(Path("n") / name, (-1) ** i) for i, name in enumerate(names)]
     summary = _run(StubPicker(), mics, "out")
     assert summary.failures == {} and summary.index_failure is None
@@ -318,8 +343,14 @@ def test_missing_inputs_are_named(tmp_path):
     loop.symlink_to(loop)
     problems: list[str] = []
     found = find_micrographs(
-        [str(good), str(tmp_path / "absent.mrc"), str(tmp_path / "empty"),
-         str(tmp_path / "nothing*.mrc"), str(loop)], problems
+        [
+            str(good),
+            str(tmp_path / "absent.mrc"),
+            str(tmp_path / "empty"),
+            str(tmp_path / "nothing*.mrc"),
+            str(loop),
+        ],
+        problems,
     )
     assert found == [good]
     assert len(problems) == 4
@@ -329,8 +360,21 @@ def test_missing_inputs_are_named(tmp_path):
 
 def test_missing_input_among_good_ones_makes_the_exit_non_zero(tmp_path, capsys, tiny_model):
     good = _mrc(tmp_path / "good.mrc")
-    code = main(["pick", str(good), str(tmp_path / "absent.mrc"), "-o", str(tmp_path / "out"),
-                 "--model", str(tiny_model), "--device", "cpu", "--stage", "builtin"])
+    code = main(
+        [
+            "pick",
+            str(good),
+            str(tmp_path / "absent.mrc"),
+            "-o",
+            str(tmp_path / "out"),
+            "--model",
+            str(tiny_model),
+            "--device",
+            "cpu",
+            "--stage",
+            "builtin",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 1
     assert f"ERROR {tmp_path / 'absent.mrc'}: no such file or folder" in err
@@ -468,8 +512,9 @@ def test_readme_demo_runs_to_the_end(tmp_path):
         if argv[0] == "pick":  # the shell's glob, done here
             pattern = argv[1]
             argv[1:2] = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.glob(pattern))
-        done = subprocess.run([*exe, *argv], cwd=tmp_path, env=env, capture_output=True,
-                              text=True, timeout=300)
+        done = subprocess.run(
+            [*exe, *argv], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+        )
         assert done.returncode == 0, (small, done.stderr[-2000:])
     assert (tmp_path / "demo/report/metrics.json").is_file()
 
@@ -482,7 +527,8 @@ def test_evaluate_refuses_a_shell_expanded_glob(tmp_path, capsys):
     labels.mkdir()
     for i in range(3):
         pd.DataFrame({"X-Coordinate": [10], "Y-Coordinate": [10], "Diameter": [20]}).to_csv(
-            labels / f"sim_{i}.csv", index=False)
+            labels / f"sim_{i}.csv", index=False
+        )
     picks = tmp_path / "picks"
     picks.mkdir()
     expanded = [str(labels / f"sim_{i}.csv") for i in range(3)]
@@ -508,8 +554,10 @@ def test_progress_lines_when_not_on_a_terminal(tmp_path, caplog):
 def test_relion_extracts_our_picks(tmp_path, monkeypatch):
     """RELION 3.1's own extraction (--coord_dir) finds every pick in our layout."""
     monkeypatch.chdir(tmp_path)
-    mics = [_mrc(Path("MotionCorr/job002/Movies/m1.mrc"), shape=(256, 256)),
-            _mrc(Path("mics/sub/m 2.mrc"), -1, shape=(256, 256))]
+    mics = [
+        _mrc(Path("MotionCorr/job002/Movies/m1.mrc"), shape=(256, 256)),
+        _mrc(Path("mics/sub/m 2.mrc"), -1, shape=(256, 256)),
+    ]
     mics[1] = mics[1].rename("mics/sub/m2.mrc")
     picker = StubPicker(n_picks=5)
     assert _run(picker, mics, "picks").failures == {}
@@ -521,10 +569,25 @@ def test_relion_extracts_our_picks(tmp_path, monkeypatch):
         + "".join(f"{m} 1\n" for m in mics)
     )
     done = subprocess.run(
-        ["relion_preprocess", "--i", "mics.star", "--coord_dir", "picks/", "--coord_suffix",
-         "_autopick.star", "--extract", "--extract_size", "32", "--part_star",
-         "Extract/particles.star", "--part_dir", "Extract/"],
-        capture_output=True, text=True, timeout=300,
+        [
+            "relion_preprocess",
+            "--i",
+            "mics.star",
+            "--coord_dir",
+            "picks/",
+            "--coord_suffix",
+            "_autopick.star",
+            "--extract",
+            "--extract_size",
+            "32",
+            "--part_star",
+            "Extract/particles.star",
+            "--part_dir",
+            "Extract/",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     particles = starfile.read("Extract/particles.star", always_dict=True)["particles"]
@@ -545,8 +608,9 @@ def test_mrc_mode_and_compression_messages(tmp_path):
     with pytest.raises(CryoSegNetError, match="mode 5 is not supported"):
         read_micrograph(unknown)
     four_bit = tmp_path / "mode101.mrc"
-    four_bit.write_bytes(bytes(head[:12]) + np.int32(101).tobytes() + bytes(head[16:1024])
-                         + bytes(64 * 96))
+    four_bit.write_bytes(
+        bytes(head[:12]) + np.int32(101).tobytes() + bytes(head[16:1024]) + bytes(64 * 96)
+    )
     with pytest.raises(CryoSegNetError, match="mode 101 .*not supported"):
         read_micrograph(four_bit)
     packed = tmp_path / "packed.mrc"
@@ -566,8 +630,18 @@ def test_nan_label_coordinates_name_the_file(tmp_path):
 @pytest.mark.parametrize("device", ["foo", "cuda:99"])
 def test_unusable_device_is_one_line_before_the_model_loads(tmp_path, capsys, device):
     mic = _mrc(tmp_path / "mic.mrc")
-    code = main(["pick", str(mic), "-o", str(tmp_path / "o"), "--device", device,
-                 "--model", str(tmp_path / "absent.pt")])
+    code = main(
+        [
+            "pick",
+            str(mic),
+            "-o",
+            str(tmp_path / "o"),
+            "--device",
+            device,
+            "--model",
+            str(tmp_path / "absent.pt"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 1 and f"--device {device}" in err and "absent.pt" not in err
 
@@ -588,17 +662,31 @@ def test_implausibly_small_diameter_is_warned_about(tmp_path, caplog):
 def test_simulate_with_an_unreadable_map_names_it_and_writes_nothing(tmp_path, capsys):
     bad = tmp_path / "notamap.mrc"
     bad.write_text("hello")
-    code = main(["simulate", "-n", "1", "--size", "128", "-o", str(tmp_path / "s"), "-q",
-                 "--map", str(bad)])
+    code = main(
+        ["simulate", "-n", "1", "--size", "128", "-o", str(tmp_path / "s"), "-q", "--map", str(bad)]
+    )
     assert code == 1 and str(bad) in capsys.readouterr().err
     assert not (tmp_path / "s").exists()
 
 
 def test_simulate_writes_progress_lines_into_a_log(tmp_path):
     done = subprocess.run(
-        [sys.executable, "-m", "cryosegnet.cli.main", "simulate", "-n", "2", "--size", "96",
-         "-o", str(tmp_path / "s")],
-        capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"},
+        [
+            sys.executable,
+            "-m",
+            "cryosegnet.cli.main",
+            "simulate",
+            "-n",
+            "2",
+            "--size",
+            "96",
+            "-o",
+            str(tmp_path / "s"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     assert done.returncode == 0, done.stderr
     assert "[1/2] sim_00000" in done.stderr and "[2/2] sim_00001" in done.stderr
@@ -609,12 +697,23 @@ def test_index_files_of_cryosegnet_0_1_are_rewritten_on_upgrade(tmp_path):
     mic = _mrc(tmp_path / "mic.mrc")
     out = tmp_path / "out"
     out.mkdir()
-    old = pd.DataFrame({"rlnMicrographName": ["a.mrc"], "rlnCoordinateX": [1.0],
-                        "rlnCoordinateY": [2.0], "rlnAutopickFigureOfMerit": [0.5]})
+    old = pd.DataFrame(
+        {
+            "rlnMicrographName": ["a.mrc"],
+            "rlnCoordinateX": [1.0],
+            "rlnCoordinateY": [2.0],
+            "rlnAutopickFigureOfMerit": [0.5],
+        }
+    )
     starfile.write({"particles": old}, out / COMBINED_STAR)
-    starfile.write({"coordinate_files": pd.DataFrame(
-        {"rlnMicrographName": ["a.mrc"], "rlnMicrographCoordinates": ["out/a.star"]})},
-        out / INDEX_STAR)
+    starfile.write(
+        {
+            "coordinate_files": pd.DataFrame(
+                {"rlnMicrographName": ["a.mrc"], "rlnMicrographCoordinates": ["out/a.star"]}
+            )
+        },
+        out / INDEX_STAR,
+    )
     summary = _run(StubPicker(), [mic], out)
     assert summary.failures == {} and summary.index_entries == 1
     relion_like = old.assign(rlnImageName=["1@x.mrcs"])

@@ -68,8 +68,9 @@ def test_draw_picks_puts_circles_at_picks():
 def test_show_with_picks_folder(tmp_path):
     mics, picks_dir, tables = simulated_session(tmp_path)
     out = tmp_path / "fig" / "pic.png"
-    result = show_picks(mics[0], out, picks=picks_dir,
-                        settings=ShowSettings(height=300, min_score=0.5))
+    result = show_picks(
+        mics[0], out, picks=picks_dir, settings=ShowSettings(height=300, min_score=0.5)
+    )
     assert len(result.picks) == (tables[mics[0].stem]["score"] >= 0.5).sum()
     picture = cv2.imread(str(out))
     assert picture.shape[0] == 300
@@ -82,8 +83,24 @@ def test_show_with_picks_folder(tmp_path):
 def test_show_cli_runs_picker_and_map(tmp_path, tiny_model, capsys):
     mics, _, _ = simulated_session(tmp_path, n=1)
     out = tmp_path / "run.jpg"
-    assert main(["show", str(mics[0]), "-o", str(out), "--map", "--model", str(tiny_model),
-                 "--stage", "builtin", "--size", "200"]) == 0
+    assert (
+        main(
+            [
+                "show",
+                str(mics[0]),
+                "-o",
+                str(out),
+                "--map",
+                "--model",
+                str(tiny_model),
+                "--stage",
+                "builtin",
+                "--size",
+                "200",
+            ]
+        )
+        == 0
+    )
     picture = cv2.imread(str(out))
     assert picture.shape[0] == 200 and picture.shape[1] == 400  # two square panels
     assert "picker (builtin stage" in capsys.readouterr().out
@@ -91,8 +108,12 @@ def test_show_cli_runs_picker_and_map(tmp_path, tiny_model, capsys):
 
 def test_show_cli_error_is_one_line(tmp_path, capsys):
     mics, _, _ = simulated_session(tmp_path, n=1)
-    assert main(["show", str(mics[0]), "--picks", str(tmp_path / "nope"), "-o",
-                 str(tmp_path / "x.png")]) == 1
+    assert (
+        main(
+            ["show", str(mics[0]), "--picks", str(tmp_path / "nope"), "-o", str(tmp_path / "x.png")]
+        )
+        == 1
+    )
     assert "no such file or folder" in capsys.readouterr().err
 
 
@@ -112,7 +133,8 @@ def test_threshold_keeps_score_at_least_x_in_same_layout(tmp_path, layout):
     index = starfile.read(out / "autopick.star")
     assert list(index["rlnMicrographName"]) == [f"Movies/{m.name}" for m in mics]
     assert list(index["rlnMicrographCoordinates"]) == [
-        str(out / f.relative) for f in find_pick_files(picks_dir)]
+        str(out / f.relative) for f in find_pick_files(picks_dir)
+    ]
     particles = starfile.read(out / "particles.star")
     assert len(particles) == sum((t["score"] >= 0.5).sum() for t in tables.values())
     # the empty micrograph still has its (empty) file, and re-reading the output works
@@ -130,8 +152,9 @@ def test_threshold_refuses_own_folder(tmp_path):
 RELION_PREPROCESS = shutil.which("relion_preprocess")
 
 
-@pytest.mark.skipif(RELION_PREPROCESS is None,
-                    reason="RELION is not installed (apt-get install relion)")
+@pytest.mark.skipif(
+    RELION_PREPROCESS is None, reason="RELION is not installed (apt-get install relion)"
+)
 def test_real_relion_extracts_exactly_the_thresholded_picks(tmp_path, monkeypatch):
     """relion_preprocess --coord_dir on `threshold`'s output finds every kept pick."""
     monkeypatch.chdir(tmp_path)
@@ -157,12 +180,30 @@ def test_real_relion_extracts_exactly_the_thresholded_picks(tmp_path, monkeypatc
         "_rlnAmplitudeContrast #6\n_rlnMicrographPixelSize #7\n"
         "opticsGroup1 1 16.0 300.0 2.7 0.1 16.0\n\n# version 30001\n\ndata_micrographs\n\n"
         "loop_\n_rlnMicrographName #1\n_rlnOpticsGroup #2\n"
-        + "".join(f"{name} 1\n" for name in names))
+        + "".join(f"{name} 1\n" for name in names)
+    )
     assert main(["threshold", "picks", "--min-score", "0.5", "-o", "cut"]) == 0
     run = subprocess.run(
-        [RELION_PREPROCESS, "--i", "mics.star", "--coord_dir", "cut/", "--coord_suffix",
-         "_autopick.star", "--part_star", "parts.star", "--part_dir", "Extract/", "--extract",
-         "--extract_size", "32"], capture_output=True, text=True, timeout=300)
+        [
+            RELION_PREPROCESS,
+            "--i",
+            "mics.star",
+            "--coord_dir",
+            "cut/",
+            "--coord_suffix",
+            "_autopick.star",
+            "--part_star",
+            "parts.star",
+            "--part_dir",
+            "Extract/",
+            "--extract",
+            "--extract_size",
+            "32",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     particles = starfile.read("parts.star", always_dict=True)["particles"]
     assert len(particles) == n_kept > 0

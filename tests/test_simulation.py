@@ -75,9 +75,11 @@ def test_no_argument_to_starfile_write_is_swallowed(tmp_path: Path, monkeypatch)
 
     real = starfile.write
     signature = inspect.signature(real)
-    strict = signature.replace(parameters=[
-        p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD
-    ])
+    strict = signature.replace(
+        parameters=[
+            p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD
+        ]
+    )
 
     def checked(*args, **kwargs):
         strict.bind(*args, **kwargs)  # TypeError for an argument starfile would drop
@@ -116,8 +118,9 @@ def test_written_files_agree(tmp_path: Path):
 
 @pytest.mark.parametrize("snr_range", [(0.01, 0.02), (0.05, 0.1)])
 def test_measured_snr_in_requested_range(snr_range):
-    cfg = SimulationConfig(difficulty="medium", snr=snr_range, keep_components=True,
-                           density="dense", **SMALL)
+    cfg = SimulationConfig(
+        difficulty="medium", snr=snr_range, keep_components=True, density="dense", **SMALL
+    )
     for seed in range(3):
         sim = simulate_micrograph(cfg, seed)
         region = sim.footprint_mask & ~sim.contamination_mask
@@ -132,9 +135,17 @@ def test_snr_is_measured_at_the_working_scale():
     """A 2048² micrograph's SNR refers to its 2x-binned (1024²) version, like the picker sees."""
     from cryosegnet.simulation.micrograph import _binned, snr_binning
 
-    cfg = SimulationConfig(size=2048, pixel_size=2.0, difficulty="medium", snr=(0.03, 0.03),
-                           diameter=(80.0, 120.0), density="dense", contamination=0,
-                           noise_correlation=0.0, keep_components=True)
+    cfg = SimulationConfig(
+        size=2048,
+        pixel_size=2.0,
+        difficulty="medium",
+        snr=(0.03, 0.03),
+        diameter=(80.0, 120.0),
+        density="dense",
+        contamination=0,
+        noise_correlation=0.0,
+        keep_components=True,
+    )
     assert snr_binning(cfg.shape, cfg.snr_reference_size) == 2
     sim = simulate_micrograph(cfg, 0)
     region = _binned(sim.footprint_mask, 2) > 0.5
@@ -146,8 +157,15 @@ def test_snr_is_measured_at_the_working_scale():
 
 
 def test_ctf_zeros_match_formula():
-    params = CTFParams(defocus_u=2.0, defocus_v=1.6, astig_angle=30.0, voltage=300.0, cs=2.7,
-                       amplitude_contrast=0.1, bfactor=0.0)
+    params = CTFParams(
+        defocus_u=2.0,
+        defocus_v=1.6,
+        astig_angle=30.0,
+        voltage=300.0,
+        cs=2.7,
+        amplitude_contrast=0.1,
+        bfactor=0.0,
+    )
     assert electron_wavelength(300.0) == pytest.approx(0.019687, rel=1e-3)
     for theta in (np.deg2rad(30.0), np.deg2rad(120.0)):
         k = np.linspace(1e-4, 0.25, 200001)
@@ -163,9 +181,20 @@ def test_ctf_zeros_match_formula():
 
 def test_simulated_thon_rings_at_ctf_zeros():
     """Power spectrum minima of the simulated (noise-free) particle image sit at CTF zeros."""
-    cfg = SimulationConfig(size=512, pixel_size=2.0, diameter=(40.0, 60.0), density="crowded",
-                           defocus=2.0, astigmatism=0.0, bfactor=20.0, mtf=False, carbon=False,
-                           contamination=0, aggregates=0, keep_components=True)
+    cfg = SimulationConfig(
+        size=512,
+        pixel_size=2.0,
+        diameter=(40.0, 60.0),
+        density="crowded",
+        defocus=2.0,
+        astigmatism=0.0,
+        bfactor=20.0,
+        mtf=False,
+        carbon=False,
+        contamination=0,
+        aggregates=0,
+        keep_components=True,
+    )
     sim = simulate_micrograph(cfg, 0)
     ctf = sim.info["ctf"]
     params = CTFParams(**ctf)
@@ -185,12 +214,13 @@ def test_simulated_thon_rings_at_ctf_zeros():
         local_min = int(np.argmin(radial[window])) + idx - 3
         assert abs(freq[local_min] - z) <= 1.5 / (512 * 2.0), (z, freq[local_min])
         # A real minimum: well below the neighbouring maxima.
-        assert radial[local_min] < 0.2 * radial[idx - 8:idx + 9].max()
+        assert radial[local_min] < 0.2 * radial[idx - 8 : idx + 9].max()
 
 
 def test_no_pickable_particles_on_carbon():
-    cfg = SimulationConfig(difficulty="medium", carbon=True, carbon_fraction=(0.4, 0.5),
-                           density="crowded", **SMALL)
+    cfg = SimulationConfig(
+        difficulty="medium", carbon=True, carbon_fraction=(0.4, 0.5), density="crowded", **SMALL
+    )
     n_on_carbon = 0
     for seed in range(3):
         sim = simulate_micrograph(cfg, seed)
@@ -207,8 +237,14 @@ def test_no_pickable_particles_on_carbon():
         dens_carbon = (on_carbon & single).sum() / sim.carbon_mask.sum()
         dens_hole = (~on_carbon & single).sum() / (~sim.carbon_mask).sum()
         assert dens_carbon < 0.5 * dens_hole
-    allowed = SimulationConfig(difficulty="easy", carbon=True, pick_on_carbon=True,
-                               carbon_fraction=(0.4, 0.5), density="crowded", **SMALL)
+    allowed = SimulationConfig(
+        difficulty="easy",
+        carbon=True,
+        pick_on_carbon=True,
+        carbon_fraction=(0.4, 0.5),
+        density="crowded",
+        **SMALL,
+    )
     t = simulate_micrograph(allowed, 0).particles
     assert not (t["reason"] == "carbon").any()
 
@@ -219,8 +255,9 @@ def test_procedural_densities(kind):
     dens = procedural_density(rng, 150.0, kind=kind)
     assert dens.name == kind
     assert dens.diameter == pytest.approx(150.0, rel=1e-6)
-    assert np.allclose((dens.points * dens.weights[:, None]).sum(0) / dens.weights.sum(), 0,
-                       atol=1.0)
+    assert np.allclose(
+        (dens.points * dens.weights[:, None]).sum(0) / dens.weights.sum(), 0, atol=1.0
+    )
     img = project(dens, random_rotations(rng, 1)[0], pixel_size=5.0)
     assert img.shape[0] % 2 == 1
     assert img.sum() == pytest.approx(dens.weights.sum(), rel=0.02)
@@ -281,8 +318,9 @@ def test_shared_maps_when_present(shared_dir: Path):
     assert load_mrc_density(files[0]).diameter == pytest.approx(171, abs=10)  # 4.88 Å voxels
     # The ribosome map has no voxel size: it is marked unscaled and resized to the wanted range.
     assert load_mrc_density(files[2]).name.endswith("-unscaled")
-    cfg = SimulationConfig(size=256, pixel_size=3.0, maps=tuple(map(str, files)), n_views=4,
-                           diameter=(200.0, 260.0))
+    cfg = SimulationConfig(
+        size=256, pixel_size=3.0, maps=tuple(map(str, files)), n_views=4, diameter=(200.0, 260.0)
+    )
     seen = set()
     for seed in range(6):
         sim = simulate_micrograph(cfg, seed)
@@ -307,8 +345,26 @@ def test_cli_writes_expected_files(tmp_path: Path):
     from cryosegnet.cli.simulate import run
 
     out = tmp_path / "sim"
-    args = _cli_args(["simulate", "-n", "2", "-o", str(out), "--size", "192", "--seed", "5",
-                      "--difficulty", "hard", "--diameter-px", "12", "20", "--no-carbon", "-q"])
+    args = _cli_args(
+        [
+            "simulate",
+            "-n",
+            "2",
+            "-o",
+            str(out),
+            "--size",
+            "192",
+            "--seed",
+            "5",
+            "--difficulty",
+            "hard",
+            "--diameter-px",
+            "12",
+            "20",
+            "--no-carbon",
+            "-q",
+        ]
+    )
     assert args.func is run
     assert run(args) == 0
     for i in range(2):
@@ -325,9 +381,31 @@ def test_cli_writes_expected_files(tmp_path: Path):
         np.testing.assert_array_equal(mrc.data, again.image)
     # Resume: a second run over the same folder keeps finished micrographs and adds new ones.
     before = (out / "sim_00000.mrc").stat().st_mtime_ns
-    assert run(_cli_args(["simulate", "-n", "3", "-o", str(out), "--size", "192", "--seed",
-                          "5", "--difficulty", "hard", "--diameter-px", "12", "20",
-                          "--no-carbon", "-q"])) == 0
+    assert (
+        run(
+            _cli_args(
+                [
+                    "simulate",
+                    "-n",
+                    "3",
+                    "-o",
+                    str(out),
+                    "--size",
+                    "192",
+                    "--seed",
+                    "5",
+                    "--difficulty",
+                    "hard",
+                    "--diameter-px",
+                    "12",
+                    "20",
+                    "--no-carbon",
+                    "-q",
+                ]
+            )
+        )
+        == 0
+    )
     assert (out / "sim_00000.mrc").stat().st_mtime_ns == before
     assert len(pd.read_csv(out / "micrographs.csv")) == 3
 

@@ -15,12 +15,19 @@ from cryosegnet.preprocessing.denoise import DenoiseSettings, denoise
 
 def _reference_filters(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make masks/peaks.py use scipy.ndimage, the implementation the fast filters replace."""
-    monkeypatch.setattr(peaks, "gaussian_filter",
-                        lambda image, sigma: ndi.gaussian_filter(image, sigma, mode="reflect"))
-    monkeypatch.setattr(peaks, "gaussian_laplace",
-                        lambda image, sigma: ndi.gaussian_laplace(image, sigma, mode="reflect"))
-    monkeypatch.setattr(peaks, "maximum_filter",
-                        lambda image, size: ndi.maximum_filter(image, size=size))
+    monkeypatch.setattr(
+        peaks,
+        "gaussian_filter",
+        lambda image, sigma: ndi.gaussian_filter(image, sigma, mode="reflect"),
+    )
+    monkeypatch.setattr(
+        peaks,
+        "gaussian_laplace",
+        lambda image, sigma: ndi.gaussian_laplace(image, sigma, mode="reflect"),
+    )
+    monkeypatch.setattr(
+        peaks, "maximum_filter", lambda image, size: ndi.maximum_filter(image, size=size)
+    )
 
 
 def _simulated_map(size: int = 512, seed: int = 3) -> np.ndarray:
@@ -39,8 +46,10 @@ def test_filters_match_scipy(sigma: float) -> None:
     image = _simulated_map(256)
     for ours, theirs in [
         (filters.gaussian_filter(image, sigma), ndi.gaussian_filter(image, sigma, mode="reflect")),
-        (filters.gaussian_laplace(image, sigma),
-         ndi.gaussian_laplace(image, sigma, mode="reflect")),
+        (
+            filters.gaussian_laplace(image, sigma),
+            ndi.gaussian_laplace(image, sigma, mode="reflect"),
+        ),
     ]:
         assert ours.dtype == np.float32
         assert np.abs(ours - theirs).max() <= 2e-6 * max(1.0, float(np.abs(theirs).max()))
@@ -57,10 +66,14 @@ def test_maximum_filter_is_exact(size: int, dtype) -> None:
 
 def test_filters_on_maps_smaller_than_the_kernel() -> None:
     image = np.random.default_rng(0).random((7, 9)).astype(np.float32)
-    np.testing.assert_allclose(filters.gaussian_laplace(image, 3.0),
-                               ndi.gaussian_laplace(image, 3.0, mode="reflect"), atol=1e-6)
-    np.testing.assert_array_equal(filters.maximum_filter(image, 11),
-                                  ndi.maximum_filter(image, size=11))
+    np.testing.assert_allclose(
+        filters.gaussian_laplace(image, 3.0),
+        ndi.gaussian_laplace(image, 3.0, mode="reflect"),
+        atol=1e-6,
+    )
+    np.testing.assert_array_equal(
+        filters.maximum_filter(image, 11), ndi.maximum_filter(image, size=11)
+    )
 
 
 def _assert_same_picks(fast, reference) -> None:
@@ -71,12 +84,12 @@ def _assert_same_picks(fast, reference) -> None:
     assert len(fast) == len(reference)
     if not len(fast):
         return
-    distance, partner = cKDTree(reference[["x", "y"]].to_numpy()).query(
-        fast[["x", "y"]].to_numpy())
+    distance, partner = cKDTree(reference[["x", "y"]].to_numpy()).query(fast[["x", "y"]].to_numpy())
     assert distance.max() <= 1.0
     assert len(set(partner.tolist())) == len(fast)
-    np.testing.assert_allclose(fast["score"].to_numpy(),
-                               reference["score"].to_numpy()[partner], atol=1e-3)
+    np.testing.assert_allclose(
+        fast["score"].to_numpy(), reference["score"].to_numpy()[partner], atol=1e-3
+    )
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -95,9 +108,7 @@ def test_peak_stage_fast_filters_give_the_reference_picks(
     _assert_same_picks(fast, reference)
 
 
-def test_peak_stage_on_a_real_micrograph_map(
-    shared_dir, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_peak_stage_on_a_real_micrograph_map(shared_dir, monkeypatch: pytest.MonkeyPatch) -> None:
     """The shipped model's map of the real EPU micrograph: same diameter, same picks."""
     from cryosegnet.io.micrographs import read_micrograph
     from cryosegnet.picking.picker import Picker
@@ -118,6 +129,7 @@ def test_peak_stage_on_a_real_micrograph_map(
 
 # ---------------------------------------------------------------- ONNX Runtime for the U-Net
 
+
 @pytest.fixture
 def ort():
     return pytest.importorskip("onnxruntime")
@@ -137,8 +149,10 @@ def test_onnx_unet_matches_pytorch(tiny_model, blob_image, onnx_cache, ort) -> N
     reference = Picker(model=tiny_model, device="cpu", stage="builtin", runtime="torch")
     fast = Picker(model=tiny_model, device="cpu", stage="builtin", runtime="onnx")
     # Non-square and not a multiple of 2**depth: the padding path is exercised too.
-    images = [denoise(blob_image, DenoiseSettings(working_size=256)),
-              denoise(blob_image[:97, :61], DenoiseSettings(working_size=256))]
+    images = [
+        denoise(blob_image, DenoiseSettings(working_size=256)),
+        denoise(blob_image[:97, :61], DenoiseSettings(working_size=256)),
+    ]
     for image in images:
         ref_map = reference.probability_maps([image])[0]
         fast_map = fast.probability_maps([image])[0]
@@ -157,10 +171,12 @@ def test_onnx_unet_matches_pytorch(tiny_model, blob_image, onnx_cache, ort) -> N
 def test_onnx_and_pytorch_pick_the_same(tiny_model, blob_image, onnx_cache, ort) -> None:
     from cryosegnet.picking.picker import Picker
 
-    reference = Picker(model=tiny_model, device="cpu", stage="builtin", runtime="torch",
-                       threshold=0.0, diameter=16)
-    fast = Picker(model=tiny_model, device="cpu", stage="builtin", runtime="auto",
-                  threshold=0.0, diameter=16)
+    reference = Picker(
+        model=tiny_model, device="cpu", stage="builtin", runtime="torch", threshold=0.0, diameter=16
+    )
+    fast = Picker(
+        model=tiny_model, device="cpu", stage="builtin", runtime="auto", threshold=0.0, diameter=16
+    )
     ref = reference.pick(blob_image)
     out = fast.pick(blob_image)
     assert fast._cpu_unet is not None

@@ -30,6 +30,8 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
 DENOISE = DenoiseSettings(working_size=96)
 
 
@@ -51,8 +53,16 @@ def blob_sample(seed: int, size: int = 96, n: int = 6, diameter: float = 12.0) -
 
 
 def tiny_config(**overrides) -> TrainConfig:
-    values = dict(arch="width4", epochs=1, batch_size=2, crop=64, steps_per_epoch=2,
-                  progress=False, lr=1e-3, seed=3)
+    values = dict(
+        arch="width4",
+        epochs=1,
+        batch_size=2,
+        crop=64,
+        steps_per_epoch=2,
+        progress=False,
+        lr=1e-3,
+        seed=3,
+    )
     return TrainConfig(**{**values, **overrides})
 
 
@@ -172,16 +182,19 @@ def test_simulated_samples_when_the_simulator_is_present(tmp_path):
     assert np.array_equal(first[1].x, again[1].x)
     assert first[0].target.any()
     parallel = simulated_samples(2, config, DENOISE, seed=4, workers=2)  # no cache: recomputed
-    assert all(np.array_equal(a.image, b.image) and np.array_equal(a.y, b.y)
-               for a, b in zip(first, parallel, strict=True))
+    assert all(
+        np.array_equal(a.image, b.image) and np.array_equal(a.y, b.y)
+        for a, b in zip(first, parallel, strict=True)
+    )
 
 
 # --------------------------------------------------------------------------- training
 
 
 def test_loss_decreases_over_a_few_steps():
-    dataset = CropDataset([blob_sample(0), blob_sample(1)], 64, 4, seed=0,
-                          augment=AugmentSettings(enabled=False))
+    dataset = CropDataset(
+        [blob_sample(0), blob_sample(1)], 64, 4, seed=0, augment=AugmentSettings(enabled=False)
+    )
     images = torch.stack([dataset[i][0] for i in range(4)])
     targets = torch.stack([dataset[i][1] for i in range(4)])
     model = tiny_model()
@@ -198,8 +211,15 @@ def test_loss_decreases_over_a_few_steps():
 
 def test_training_writes_self_describing_checkpoints(tmp_path):
     samples = [blob_sample(i) for i in range(3)]
-    result = train(tiny_config(epochs=2), samples[:2], samples[2:], tmp_path, DENOISE,
-                   model=tiny_model(), metadata={"kind": "train", "data": {"note": "blobs"}})
+    result = train(
+        tiny_config(epochs=2),
+        samples[:2],
+        samples[2:],
+        tmp_path,
+        DENOISE,
+        model=tiny_model(),
+        metadata={"kind": "train", "data": {"note": "blobs"}},
+    )
     assert result.best_path.is_file() and result.last_path.is_file()
     assert (tmp_path / "history.json").is_file()
     assert [h["epoch"] for h in result.history] == [1, 2]
@@ -221,10 +241,18 @@ def test_training_is_deterministic_and_resume_continues_exactly(tmp_path):
     a = read_checkpoint(straight.last_path)["state_dict"]
     assert states_equal(a, read_checkpoint(again.last_path)["state_dict"])
 
-    train(replace(config, epochs=1), samples[:2], samples[2:], tmp_path / "c", DENOISE,
-          tiny_model())
-    resumed = train(config, samples[:2], samples[2:], tmp_path / "c", DENOISE, tiny_model(9),
-                    resume=tmp_path / "c" / "last.pt")
+    train(
+        replace(config, epochs=1), samples[:2], samples[2:], tmp_path / "c", DENOISE, tiny_model()
+    )
+    resumed = train(
+        config,
+        samples[:2],
+        samples[2:],
+        tmp_path / "c",
+        DENOISE,
+        tiny_model(9),
+        resume=tmp_path / "c" / "last.pt",
+    )
     assert [h["epoch"] for h in resumed.history] == [1, 2]
     assert states_equal(a, read_checkpoint(resumed.last_path)["state_dict"])
 
@@ -240,12 +268,17 @@ def test_finetune_starts_from_and_changes_a_checkpoint(tmp_path):
     start = tiny_model()
     save_checkpoint(tmp_path / "start.pt", start, DENOISE, {"recipe": {"lr": 1e-4}})
     before = {k: v.clone() for k, v in start.state_dict().items()}
-    config = finetune_config(**{k: v for k, v in vars(tiny_config()).items()
-                                if k not in ("lr", "epochs")}, epochs=1)
+    config = finetune_config(
+        **{k: v for k, v in vars(tiny_config()).items() if k not in ("lr", "epochs")}, epochs=1
+    )
     assert config.lr == 1e-4
-    result = finetune([blob_sample(0)], [blob_sample(1)], tmp_path / "ft",
-                      checkpoint=tmp_path / "start.pt", config=replace(config, lr=1e-3,
-                                                                       freeze_encoder=True))
+    result = finetune(
+        [blob_sample(0)],
+        [blob_sample(1)],
+        tmp_path / "ft",
+        checkpoint=tmp_path / "start.pt",
+        config=replace(config, lr=1e-3, freeze_encoder=True),
+    )
     model, _, payload = load_model(result.last_path)
     after = model.state_dict()
     assert payload["metadata"]["kind"] == "finetune"
@@ -293,16 +326,43 @@ def _write_labelled(folder, n: int = 2):
         )
 
 
-COMMON = ["--epochs", "1", "--crop", "64", "--batch-size", "2", "--steps-per-epoch", "1",
-          "--no-progress", "--seed", "1"]
+COMMON = [
+    "--epochs",
+    "1",
+    "--crop",
+    "64",
+    "--batch-size",
+    "2",
+    "--steps-per-epoch",
+    "1",
+    "--no-progress",
+    "--seed",
+    "1",
+]
 
 
 def test_train_and_finetune_cli(tmp_path, capsys):
     _write_labelled(tmp_path)
     images, labels = str(tmp_path / "mics"), str(tmp_path / "labels")
     run = tmp_path / "run"
-    code = _cli(["train", "--images", images, "--labels", labels, "-o", str(run), "--arch",
-                 "width4", "--working-size", "96", "--val-fraction", "0.5", *COMMON])
+    code = _cli(
+        [
+            "train",
+            "--images",
+            images,
+            "--labels",
+            labels,
+            "-o",
+            str(run),
+            "--arch",
+            "width4",
+            "--working-size",
+            "96",
+            "--val-fraction",
+            "0.5",
+            *COMMON,
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     payload = read_checkpoint(run / "best.pt")
     assert payload["metadata"]["command"].startswith("cryosegnet")
@@ -310,13 +370,25 @@ def test_train_and_finetune_cli(tmp_path, capsys):
     assert len(list((run / "cache").glob("*.npz"))) == 2
 
     # Resume with nothing but --epochs: data and recipe come from the checkpoint.
-    assert _cli(["train", "--resume", str(run / "last.pt"), "--epochs", "2",
-                 "--no-progress"]) == 0
+    assert _cli(["train", "--resume", str(run / "last.pt"), "--epochs", "2", "--no-progress"]) == 0
     assert read_checkpoint(run / "last.pt")["training"]["epoch"] == 2
 
     ft = tmp_path / "ft"
-    code = _cli(["finetune", "--images", images, "--labels", labels, "--model",
-                 str(run / "best.pt"), "-o", str(ft), "--freeze-encoder", *COMMON])
+    code = _cli(
+        [
+            "finetune",
+            "--images",
+            images,
+            "--labels",
+            labels,
+            "--model",
+            str(run / "best.pt"),
+            "-o",
+            str(ft),
+            "--freeze-encoder",
+            *COMMON,
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     meta = read_checkpoint(ft / "last.pt")["metadata"]
     assert meta["kind"] == "finetune" and meta["recipe"]["freeze_encoder"] is True
@@ -324,8 +396,24 @@ def test_train_and_finetune_cli(tmp_path, capsys):
 
     # Warm start: weights, architecture and denoising come from --init, the schedule is new.
     warm = tmp_path / "warm"
-    code = _cli(["train", "--images", images, "--labels", labels, "-o", str(warm), "--init",
-                 str(run / "last.pt"), "--arch", "small", "--working-size", "512", *COMMON])
+    code = _cli(
+        [
+            "train",
+            "--images",
+            images,
+            "--labels",
+            labels,
+            "-o",
+            str(warm),
+            "--init",
+            str(run / "last.pt"),
+            "--arch",
+            "small",
+            "--working-size",
+            "512",
+            *COMMON,
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     start, warmed = read_checkpoint(run / "last.pt"), read_checkpoint(warm / "last.pt")
     assert warmed["architecture"] == start["architecture"]
@@ -338,17 +426,35 @@ def test_train_cli_errors_are_one_line(tmp_path, capsys):
     assert _cli(["train", "-o", str(tmp_path / "r"), "--no-progress"]) == 1
     assert "no training data" in capsys.readouterr().err
     (tmp_path / "mics").mkdir()
-    assert _cli(["train", "--images", str(tmp_path / "mics"), "--labels", str(tmp_path),
-                 "-o", str(tmp_path / "r")]) == 1
+    assert (
+        _cli(
+            [
+                "train",
+                "--images",
+                str(tmp_path / "mics"),
+                "--labels",
+                str(tmp_path),
+                "-o",
+                str(tmp_path / "r"),
+            ]
+        )
+        == 1
+    )
 
 
 def test_finetune_records_the_architecture_depth_included(tmp_path):
     from cryosegnet.model.unet import architecture_name, config_from_name
 
     save_checkpoint(tmp_path / "start.pt", tiny_model(), DENOISE)
-    result = finetune([blob_sample(0)], [], tmp_path / "ft", checkpoint=tmp_path / "start.pt",
-                      config=finetune_config(**{k: v for k, v in vars(tiny_config()).items()
-                                                if k not in ("lr", "epochs")}, epochs=1))
+    result = finetune(
+        [blob_sample(0)],
+        [],
+        tmp_path / "ft",
+        checkpoint=tmp_path / "start.pt",
+        config=finetune_config(
+            **{k: v for k, v in vars(tiny_config()).items() if k not in ("lr", "epochs")}, epochs=1
+        ),
+    )
     arch = read_checkpoint(result.last_path)["metadata"]["recipe"]["arch"]
     assert config_from_name(arch) == TINY  # depth 3, not the default 5
     assert architecture_name(TINY) == "width4-depth3"
@@ -363,14 +469,27 @@ def test_export_model_strips_training_state(tmp_path, capsys):
     from cryosegnet.io.errors import CheckpointError
     from cryosegnet.model.checkpoint import export_model
 
-    result = train(tiny_config(), [blob_sample(0)], [blob_sample(1)], tmp_path / "run",
-                   DENOISE, tiny_model(), metadata={"kind": "train"})
+    result = train(
+        tiny_config(),
+        [blob_sample(0)],
+        [blob_sample(1)],
+        tmp_path / "run",
+        DENOISE,
+        tiny_model(),
+        metadata={"kind": "train"},
+    )
     last = read_checkpoint(result.last_path)
     assert "training" in last and "history" in last["metadata"]
     exported = export_model(result.last_path, tmp_path / "model.pt", note="epoch 1")
     payload = read_checkpoint(tmp_path / "model.pt")
-    assert set(payload) == {"format", "format_version", "architecture", "denoise", "metadata",
-                            "state_dict"}
+    assert set(payload) == {
+        "format",
+        "format_version",
+        "architecture",
+        "denoise",
+        "metadata",
+        "state_dict",
+    }
     assert set(exported) == set(payload)
     assert payload["metadata"]["shipped_as"] == "epoch 1"
     assert "history" not in payload["metadata"] and payload["metadata"]["kind"] == "train"
@@ -378,8 +497,18 @@ def test_export_model_strips_training_state(tmp_path, capsys):
     assert load_model(tmp_path / "model.pt")[0].config == TINY
     assert (tmp_path / "model.pt").stat().st_size < result.last_path.stat().st_size
 
-    assert main(["export-model", str(result.last_path), "-o", str(tmp_path / "cli.pt"),
-                 "--keep-history"]) == 0
+    assert (
+        main(
+            [
+                "export-model",
+                str(result.last_path),
+                "-o",
+                str(tmp_path / "cli.pt"),
+                "--keep-history",
+            ]
+        )
+        == 0
+    )
     assert "history" in read_checkpoint(tmp_path / "cli.pt")["metadata"]
     assert "training" not in read_checkpoint(tmp_path / "cli.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
@@ -423,9 +552,14 @@ def test_assemble_training_data_is_a_library_call(tmp_path):
 
     _write_labelled(tmp_path)
     notes: list[str] = []
-    data = assemble_training_data(DENOISE, images=[str(tmp_path / "mics")],
-                                  labels=[str(tmp_path / "labels")], val_fraction=0.5,
-                                  cache=tmp_path / "cache", note=notes.append)
+    data = assemble_training_data(
+        DENOISE,
+        images=[str(tmp_path / "mics")],
+        labels=[str(tmp_path / "labels")],
+        val_fraction=0.5,
+        cache=tmp_path / "cache",
+        note=notes.append,
+    )
     assert (len(data.train), len(data.validation)) == (1, 1)
     assert data.record["denoise"] == DENOISE.to_dict()
     assert len(data.record["labelled"]["micrographs"]) == 2
@@ -443,4 +577,8 @@ def test_finetune_help_quotes_the_library_defaults():
     args = parser.parse_args(["finetune"])
     defaults = finetune_config()
     assert (args.epochs, args.lr, args.val_fraction, args.batch_size) == (
-        defaults.epochs, defaults.lr, defaults.val_fraction, defaults.batch_size)
+        defaults.epochs,
+        defaults.lr,
+        defaults.val_fraction,
+        defaults.batch_size,
+    )

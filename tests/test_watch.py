@@ -37,7 +37,7 @@ def _write(path: Path, data: bytes, chunks: int = 1, pause: float = 0.0) -> None
     step = -(-len(data) // chunks)
     with open(path, "wb") as handle:
         for start in range(0, len(data), step):
-            handle.write(data[start:start + step])
+            handle.write(data[start : start + step])
             handle.flush()
             os.fsync(handle.fileno())
             if start + step < len(data):
@@ -100,8 +100,7 @@ def test_watch_picks_each_micrograph_once_when_fully_written(
     thread = threading.Thread(target=writer)
     thread.start()
     try:
-        summary = watch_folder(picker, incoming, out, settle=SETTLE, interval=INTERVAL,
-                               timeout=1.5)
+        summary = watch_folder(picker, incoming, out, settle=SETTLE, interval=INTERVAL, timeout=1.5)
     finally:
         thread.join()
     assert not summary.failures and not summary.interrupted
@@ -142,8 +141,9 @@ def test_a_file_rewritten_after_picking_is_picked_again(tmp_path, tiny_model, re
     thread = threading.Thread(target=rewrite)
     thread.start()
     try:
-        summary = watch_folder(picker, incoming, tmp_path / "out", settle=SETTLE,
-                               interval=INTERVAL, timeout=1.5)
+        summary = watch_folder(
+            picker, incoming, tmp_path / "out", settle=SETTLE, interval=INTERVAL, timeout=1.5
+        )
     finally:
         thread.join()
     assert [name for name, _ in reads] == ["a.mrc", "a.mrc"]
@@ -154,9 +154,29 @@ def test_pick_watch_command(tmp_path, tiny_model, capsys):
     incoming, out = tmp_path / "in", tmp_path / "out"
     incoming.mkdir()
     _write(incoming / "a.mrc", _mrc_bytes(3))
-    code = main(["pick", "--watch", str(incoming), "-o", str(out), "--model", str(tiny_model),
-                 "--device", "cpu", "--stage", "builtin", "--settle", "0.2",
-                 "--watch-interval", "0.1", "--watch-timeout", "0.5", "--format", "star,csv"])
+    code = main(
+        [
+            "pick",
+            "--watch",
+            str(incoming),
+            "-o",
+            str(out),
+            "--model",
+            str(tiny_model),
+            "--device",
+            "cpu",
+            "--stage",
+            "builtin",
+            "--settle",
+            "0.2",
+            "--watch-interval",
+            "0.1",
+            "--watch-timeout",
+            "0.5",
+            "--format",
+            "star,csv",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     assert "micrographs picked: 1" in capsys.readouterr().err
     assert _indexed(out) == ["a.mrc"]
@@ -168,8 +188,9 @@ def test_pick_watch_refuses_bad_arguments(tmp_path, capsys):
     assert "no such folder" in capsys.readouterr().err
     assert main(["pick", "x.mrc", "--watch", str(tmp_path), "-o", str(tmp_path / "o")]) == 1
     assert "one or the other" in capsys.readouterr().err
-    assert main(["pick", "--watch", str(tmp_path), "-o", str(tmp_path / "o"),
-                 "--settle", "nan"]) == 1
+    assert (
+        main(["pick", "--watch", str(tmp_path), "-o", str(tmp_path / "o"), "--settle", "nan"]) == 1
+    )
     assert "--settle" in capsys.readouterr().err
     assert main(["pick", "-o", str(tmp_path / "o")]) == 1
     assert "no micrographs given" in capsys.readouterr().err
@@ -183,12 +204,30 @@ def test_sigterm_stops_the_watch_cleanly_and_a_restart_carries_on(tmp_path, tiny
     incoming, out = tmp_path / "in", tmp_path / "out"
     incoming.mkdir()
     _write(incoming / "a.mrc", _mrc_bytes(5))
-    command = [sys.executable, "-m", "cryosegnet.cli.main", "pick", "--watch", str(incoming),
-               "-o", str(out), "--model", str(tiny_model), "--device", "cpu", "--stage",
-               "builtin", "--settle", "0.2", "--watch-interval", "0.1"]
+    command = [
+        sys.executable,
+        "-m",
+        "cryosegnet.cli.main",
+        "pick",
+        "--watch",
+        str(incoming),
+        "-o",
+        str(out),
+        "--model",
+        str(tiny_model),
+        "--device",
+        "cpu",
+        "--stage",
+        "builtin",
+        "--settle",
+        "0.2",
+        "--watch-interval",
+        "0.1",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen([*command, "--watch-timeout", "600"], env=env,
-                               stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [*command, "--watch-timeout", "600"], env=env, stderr=subprocess.PIPE, text=True
+    )
     try:
         deadline = time.monotonic() + 120
         while not (out / INDEX_STAR).is_file() and time.monotonic() < deadline:
@@ -203,8 +242,9 @@ def test_sigterm_stops_the_watch_cleanly_and_a_restart_carries_on(tmp_path, tiny
     assert "INTERRUPTED" in err
     assert not [p for p in out.rglob(".*") if p.name.endswith("tmp")]
     _write(incoming / "b.mrc", _mrc_bytes(6))
-    done = subprocess.run([*command, "--watch-timeout", "0.5"], env=env, capture_output=True,
-                          text=True, timeout=120)
+    done = subprocess.run(
+        [*command, "--watch-timeout", "0.5"], env=env, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "micrographs picked: 1  (skipped, already done: 1)" in done.stderr
     assert _indexed(out) == ["a.mrc", "b.mrc"]
@@ -222,8 +262,13 @@ def test_a_restart_with_an_angstrom_diameter_skips_in_one_call(
         old = time.time() - 60
         os.utime(incoming / name, (old, old))
     picker = Picker(model=tiny_model, device="cpu", stage="builtin")
-    options = dict(settle=0.2, interval=INTERVAL, timeout=0.3, diameter_angstrom=40.0,
-                   pixel_sizes=PixelSizes(given=2.0))
+    options = dict(
+        settle=0.2,
+        interval=INTERVAL,
+        timeout=0.3,
+        diameter_angstrom=40.0,
+        pixel_sizes=PixelSizes(given=2.0),
+    )
     first = watch_folder(picker, incoming, out, **options)
     assert sorted(Path(p).name for p in first.picked) == ["a.mrc", "b.mrc"]
     index_after_each_batch.clear()

@@ -135,10 +135,12 @@ def run_demo(
     mic_dir = folder / "micrographs"
     picks_dir = folder / "picks"
     eval_dir = folder / "evaluation"
-    config = SimulationConfig(size=settings.size, difficulty=settings.difficulty,
-                              pixel_size=settings.pixel_size)
-    write_dataset(mic_dir, config, settings.n_micrographs, seed=settings.seed,
-                  command="cryosegnet demo")
+    config = SimulationConfig(
+        size=settings.size, difficulty=settings.difficulty, pixel_size=settings.pixel_size
+    )
+    write_dataset(
+        mic_dir, config, settings.n_micrographs, seed=settings.seed, command="cryosegnet demo"
+    )
     micrographs = find_micrographs([str(mic_dir)])
     picker = Picker(device=settings.device)
     batch = pick_batch(picker, micrographs, picks_dir, progress=progress)
@@ -152,8 +154,12 @@ def run_demo(
     result = evaluate_picks(picks, labels, shapes=shapes)
     write_evaluation(result, eval_dir, extra={"demo": settings.__dict__})
     report = folder / "report.html"
-    write_html_report(picks_dir, report, [str(mic_dir)],
-                      command=f"cryosegnet report {picks_dir} {mic_dir} -o {report}")
+    write_html_report(
+        picks_dir,
+        report,
+        [str(mic_dir)],
+        command=f"cryosegnet report {picks_dir} {mic_dir} -o {report}",
+    )
     first = micrographs[0]
     picture = folder / f"{first.stem}.png"
     show_picks(first, picture, picks=picks_dir)

@@ -21,16 +21,35 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("-o", "--output", default="demo", metavar="DIR",
-                        help="folder for everything the demo writes (default: %(default)s)")
-    parser.add_argument("-n", "--num", type=int, default=defaults.n_micrographs,
-                        help="micrographs to simulate (default: %(default)s)")
-    parser.add_argument("--size", type=int, default=defaults.size, metavar="PX",
-                        help="side of each micrograph in pixels (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=defaults.seed,
-                        help="simulation seed (default: %(default)s)")
-    parser.add_argument("--device", default=defaults.device,
-                        help="auto (CUDA when available), cpu, cuda ... (default: %(default)s)")
+    parser.add_argument(
+        "-o",
+        "--output",
+        default="demo",
+        metavar="DIR",
+        help="folder for everything the demo writes (default: %(default)s)",
+    )
+    parser.add_argument(
+        "-n",
+        "--num",
+        type=int,
+        default=defaults.n_micrographs,
+        help="micrographs to simulate (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--size",
+        type=int,
+        default=defaults.size,
+        metavar="PX",
+        help="side of each micrograph in pixels (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=defaults.seed, help="simulation seed (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--device",
+        default=defaults.device,
+        help="auto (CUDA when available), cpu, cuda ... (default: %(default)s)",
+    )
     parser.add_argument("--debug", action="store_true", help="tracebacks on error")
     parser.set_defaults(func=run_demo)
     return parser
@@ -46,9 +65,11 @@ def run_demo(args: argparse.Namespace) -> int:
         raise CryoSegNetError("-n/--num: at least 1 micrograph")
     if not MIN_SIZE <= args.size <= DEMO_MAX_SIZE:
         raise CryoSegNetError(
-            f"--size: {MIN_SIZE}-{DEMO_MAX_SIZE} px for the demo (got {args.size})")
-    settings = DemoSettings(n_micrographs=args.num, size=args.size, seed=args.seed,
-                            device=args.device)
+            f"--size: {MIN_SIZE}-{DEMO_MAX_SIZE} px for the demo (got {args.size})"
+        )
+    settings = DemoSettings(
+        n_micrographs=args.num, size=args.size, seed=args.seed, device=args.device
+    )
     result = demo(args.output, settings, progress=sys.stderr.isatty())
     print(result.text())
     return 0

@@ -27,29 +27,64 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("picks", nargs="+", metavar="PICKS",
-                        help="coordinate file(s), folder(s) or glob(s) with the picks")
-    parser.add_argument("labels", metavar="LABELS",
-                        help="coordinate file, folder or glob with the labelled (true) particles")
-    parser.add_argument("-o", "--output", metavar="REPORT_DIR",
-                        help="write metrics.json, per_micrograph.csv and pr_curve.png here")
-    parser.add_argument("--radius", type=float, metavar="PX",
-                       help="match distance in pixels (default: half the particle diameter)")
-    parser.add_argument("--diameter", type=float, metavar="PX",
-                        help="particle diameter in pixels, for labels that do not carry one; "
-                             "the match radius is then half of it")
-    parser.add_argument("--threshold", type=float, metavar="T",
-                        help="keep picks with score >= T for precision/recall/F1/Dice "
-                             "(default: every pick in the file)")
-    parser.add_argument("--images", nargs="+", metavar="MICROGRAPHS",
-                        help="micrographs (files, folders, globs) so Dice is clipped to the image")
-    parser.add_argument("--scale-picks", type=float, default=1.0, metavar="F",
-                        help="multiply pick coordinates by F first, for picks made on binned "
-                             "micrographs (e.g. 4 for Topaz run at 4x downsampling without "
-                             "--up-scale)")
-    parser.add_argument("--skip-missing", action="store_true",
-                        help="leave out labelled micrographs that have no picks file "
-                             "(default: count them as zero picks)")
+    parser.add_argument(
+        "picks",
+        nargs="+",
+        metavar="PICKS",
+        help="coordinate file(s), folder(s) or glob(s) with the picks",
+    )
+    parser.add_argument(
+        "labels",
+        metavar="LABELS",
+        help="coordinate file, folder or glob with the labelled (true) particles",
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        metavar="REPORT_DIR",
+        help="write metrics.json, per_micrograph.csv and pr_curve.png here",
+    )
+    parser.add_argument(
+        "--radius",
+        type=float,
+        metavar="PX",
+        help="match distance in pixels (default: half the particle diameter)",
+    )
+    parser.add_argument(
+        "--diameter",
+        type=float,
+        metavar="PX",
+        help="particle diameter in pixels, for labels that do not carry one; "
+        "the match radius is then half of it",
+    )
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        metavar="T",
+        help="keep picks with score >= T for precision/recall/F1/Dice "
+        "(default: every pick in the file)",
+    )
+    parser.add_argument(
+        "--images",
+        nargs="+",
+        metavar="MICROGRAPHS",
+        help="micrographs (files, folders, globs) so Dice is clipped to the image",
+    )
+    parser.add_argument(
+        "--scale-picks",
+        type=float,
+        default=1.0,
+        metavar="F",
+        help="multiply pick coordinates by F first, for picks made on binned "
+        "micrographs (e.g. 4 for Topaz run at 4x downsampling without "
+        "--up-scale)",
+    )
+    parser.add_argument(
+        "--skip-missing",
+        action="store_true",
+        help="leave out labelled micrographs that have no picks file "
+        "(default: count them as zero picks)",
+    )
     parser.add_argument("--no-plot", action="store_true", help="do not draw pr_curve.png")
     parser.set_defaults(func=run_evaluate)
     return parser
@@ -95,8 +130,11 @@ def _run(args: argparse.Namespace) -> int:
                 shapes[key] = read_micrograph(path).shape
         missing = sorted(set(labels) - set(shapes))
         if missing:
-            print(f"note: no micrograph for {len(missing)} labelled micrograph(s), e.g. "
-                  f"{missing[0]}; their Dice is not clipped to the image", file=sys.stderr)
+            print(
+                f"note: no micrograph for {len(missing)} labelled micrograph(s), e.g. "
+                f"{missing[0]}; their Dice is not clipped to the image",
+                file=sys.stderr,
+            )
     result = evaluate_picks(
         picks,
         labels,
@@ -115,14 +153,24 @@ def _run(args: argparse.Namespace) -> int:
     print(format_table(result))
     if result.labels_without_picks:
         how = "left out" if args.skip_missing else "counted as zero picks"
-        print(f"{len(result.labels_without_picks)} labelled micrograph(s) without picks ({how}): "
-              f"{_sample(result.labels_without_picks)}", file=sys.stderr)
+        print(
+            f"{len(result.labels_without_picks)} labelled micrograph(s) without picks ({how}): "
+            f"{_sample(result.labels_without_picks)}",
+            file=sys.stderr,
+        )
     if result.picks_without_labels:
-        print(f"{len(result.picks_without_labels)} picked micrograph(s) without labels "
-              f"(not scored): {_sample(result.picks_without_labels)}", file=sys.stderr)
+        print(
+            f"{len(result.picks_without_labels)} picked micrograph(s) without labels "
+            f"(not scored): {_sample(result.picks_without_labels)}",
+            file=sys.stderr,
+        )
     if args.output:
-        inputs = {"picks": [str(Path(p)) for p in args.picks], "labels": str(args.labels),
-                  "images": args.images, "scale_picks": args.scale_picks}
+        inputs = {
+            "picks": [str(Path(p)) for p in args.picks],
+            "labels": str(args.labels),
+            "images": args.images,
+            "scale_picks": args.scale_picks,
+        }
         paths = write_report(result, args.output, extra=inputs, plot=not args.no_plot)
         print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0
@@ -136,8 +184,10 @@ def _refuse_expanded_glob(picks: list[str], labels: str) -> None:
     if not label_path.is_file() or len(picks) < 2:
         return
     siblings = [
-        p for p in picks
-        if Path(p).is_file() and Path(p).parent.resolve() == label_path.parent.resolve()
+        p
+        for p in picks
+        if Path(p).is_file()
+        and Path(p).parent.resolve() == label_path.parent.resolve()
         and Path(p).suffix.lower() == label_path.suffix.lower()
     ]
     if siblings:

@@ -23,12 +23,23 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("checkpoint", metavar="CKPT", help="checkpoint written by train/finetune")
-    parser.add_argument("-o", "--output", required=True, metavar="OUT",
-                        help="file to write (replaced atomically if it exists)")
-    parser.add_argument("--note", metavar="TEXT",
-                        help="why this checkpoint was chosen; stored as metadata 'shipped_as'")
-    parser.add_argument("--keep-history", action="store_true",
-                        help="keep the per-epoch training history in the metadata")
+    parser.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="OUT",
+        help="file to write (replaced atomically if it exists)",
+    )
+    parser.add_argument(
+        "--note",
+        metavar="TEXT",
+        help="why this checkpoint was chosen; stored as metadata 'shipped_as'",
+    )
+    parser.add_argument(
+        "--keep-history",
+        action="store_true",
+        help="keep the per-epoch training history in the metadata",
+    )
     parser.set_defaults(func=run_export_model)
     return parser
 

@@ -26,14 +26,18 @@ and architecture come from the starting model."""
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``finetune``."""
     parser = subparsers.add_parser(
-        "finetune", help="fine-tune a trained U-Net on a few labelled micrographs",
-        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
+        "finetune",
+        help="fine-tune a trained U-Net on a few labelled micrographs",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     data_arguments(parser)
-    parser.add_argument("--model", metavar="CKPT",
-                        help="checkpoint to start from (default: the shipped model)")
-    parser.add_argument("--freeze-encoder", action="store_true",
-                        help="train only decoder, attention gates and head")
+    parser.add_argument(
+        "--model", metavar="CKPT", help="checkpoint to start from (default: the shipped model)"
+    )
+    parser.add_argument(
+        "--freeze-encoder", action="store_true", help="train only decoder, attention gates and head"
+    )
     recipe_arguments(parser, _DEFAULTS)
     parser.set_defaults(func=run_finetune, _defaults=option_defaults(parser))
     return parser

@@ -13,8 +13,17 @@ from cryosegnet.io.errors import CryoSegNetError
 
 # Subcommand modules; each defines add_parser(subparsers) and sets func on its parser.
 SUBCOMMAND_MODULES = (
-    "pick", "simulate", "train", "finetune", "evaluate", "export_model", "show", "threshold",
-    "report", "demo", "relion_external",
+    "pick",
+    "simulate",
+    "train",
+    "finetune",
+    "evaluate",
+    "export_model",
+    "show",
+    "threshold",
+    "report",
+    "demo",
+    "relion_external",
 )
 
 
@@ -37,14 +46,20 @@ class _DefaultsHelp(argparse.HelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
         default = action.default
-        if (not action.option_strings or action.nargs == 0 or default is None
-                or default is False or default is argparse.SUPPRESS
-                or default in ("", [], ()) or "%(default)" in text
-                or "default" in text.lower()):
+        if (
+            not action.option_strings
+            or action.nargs == 0
+            or default is None
+            or default is False
+            or default is argparse.SUPPRESS
+            or default in ("", [], ())
+            or "%(default)" in text
+            or "default" in text.lower()
+        ):
             return text  # a flag, no default, or the help says it already
         shown = _shown(default).replace("%", "%%")
         if text.endswith(f"({shown})"):
-            return f"{text[:-len(shown) - 2]}(default: {shown})"
+            return f"{text[: -len(shown) - 2]}(default: {shown})"
         return f"{text} (default: {shown})"
 
 

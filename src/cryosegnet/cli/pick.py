@@ -44,7 +44,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "micrographs already picked from the same file with the same options.",
     )
     p.add_argument(
-        "inputs", nargs="*",
+        "inputs",
+        nargs="*",
         help="micrograph files, folders or globs (MRC, TIFF, PNG, JPG), or RELION micrographs "
         "STAR files (micrographs_ctf.star, corrected_micrographs.star: names relative to the "
         "RELION project folder, pixel size from the optics groups); none with --watch",
@@ -100,7 +101,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="SAM weights (.pth); default: $CRYOSEGNET_SAM_CHECKPOINT or ~/.cache/cryosegnet/sam/",
     )
     p.add_argument(
-        "--sam-model-type", choices=("vit_h", "vit_l", "vit_b"), default="vit_h",
+        "--sam-model-type",
+        choices=("vit_h", "vit_l", "vit_b"),
+        default="vit_h",
         help="SAM architecture, matching the checkpoint: vit_h (sam_vit_h_4b8939.pth, the "
         "paper's), vit_l (sam_vit_l_0b3195.pth) or vit_b (sam_vit_b_01ec64.pth)",
     )
@@ -147,18 +150,33 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--overwrite", action="store_true", help="re-pick micrographs that already have output"
     )
     p.add_argument(
-        "--watch", metavar="DIR",
+        "--watch",
+        metavar="DIR",
         help="pick the micrographs of DIR as they appear, each once fully written, until "
         "--watch-timeout seconds pass with nothing new (instead of INPUTS)",
     )
-    p.add_argument("--settle", type=float, default=DEFAULT_SETTLE_SECONDS, metavar="S",
-                   help="--watch: seconds a file's size and modification time must stay "
-                   "unchanged before it is read (default: %(default)s)")
-    p.add_argument("--watch-interval", type=float, default=DEFAULT_WATCH_INTERVAL, metavar="S",
-                   help="--watch: seconds between scans of DIR (default: %(default)s)")
-    p.add_argument("--watch-timeout", type=float, default=DEFAULT_WATCH_TIMEOUT, metavar="S",
-                   help="--watch: stop after S seconds with no new micrograph "
-                   "(default: %(default)s)")
+    p.add_argument(
+        "--settle",
+        type=float,
+        default=DEFAULT_SETTLE_SECONDS,
+        metavar="S",
+        help="--watch: seconds a file's size and modification time must stay "
+        "unchanged before it is read (default: %(default)s)",
+    )
+    p.add_argument(
+        "--watch-interval",
+        type=float,
+        default=DEFAULT_WATCH_INTERVAL,
+        metavar="S",
+        help="--watch: seconds between scans of DIR (default: %(default)s)",
+    )
+    p.add_argument(
+        "--watch-timeout",
+        type=float,
+        default=DEFAULT_WATCH_TIMEOUT,
+        metavar="S",
+        help="--watch: stop after S seconds with no new micrograph (default: %(default)s)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--debug", action="store_true", help="full tracebacks on errors")
     p.set_defaults(func=run)
@@ -212,15 +230,18 @@ def run(args: argparse.Namespace) -> int:
     size = _describe_given(diameter, pixel_sizes.uniform)
     if not args.diameter and picker.model_diameter:
         angstrom = picker.model_diameter_angstrom
-        size = (f"{picker.model_diameter:.0f} micrograph px"
-                f"{f' ({angstrom:.0f} Å)' if angstrom else ''}, from the model's training "
-                "labels, converted per micrograph (--diameter overrides)")
+        size = (
+            f"{picker.model_diameter:.0f} micrograph px"
+            f"{f' ({angstrom:.0f} Å)' if angstrom else ''}, from the model's training "
+            "labels, converted per micrograph (--diameter overrides)"
+        )
     elif not args.diameter and picker.legacy_working_diameter:
-        size = (f"{picker.legacy_working_diameter:.0f} working px, from the model's training "
-                "labels (an older checkpoint; --diameter overrides)")
+        size = (
+            f"{picker.legacy_working_diameter:.0f} working px, from the model's training "
+            "labels (an older checkpoint; --diameter overrides)"
+        )
     log.info(
-        "cryosegnet pick: %s, model %s, instance stage: %s, device %s, "
-        "threshold %.3g, diameter %s",
+        "cryosegnet pick: %s, model %s, instance stage: %s, device %s, threshold %.3g, diameter %s",
         f"watching {args.watch}" if args.watch else f"{len(micrographs)} micrograph(s)",
         picker.model_path.name,
         picker.mask_generator.describe(),
@@ -230,8 +251,9 @@ def run(args: argparse.Namespace) -> int:
     )
     angstrom = diameter.value if diameter is not None and diameter.angstrom else None
     if args.watch:
-        return _run_watch(args, picker, formats, diameter_angstrom=angstrom,
-                          pixel_sizes=pixel_sizes)
+        return _run_watch(
+            args, picker, formats, diameter_angstrom=angstrom, pixel_sizes=pixel_sizes
+        )
     summary = pick_batch(
         picker,
         micrographs,
@@ -256,16 +278,26 @@ def run(args: argparse.Namespace) -> int:
     return 1 if summary.failures or summary.index_failure else 0
 
 
-def _run_watch(args: argparse.Namespace, picker: Picker, formats: tuple[str, ...],
-               **batch_options) -> int:
+def _run_watch(
+    args: argparse.Namespace, picker: Picker, formats: tuple[str, ...], **batch_options
+) -> int:
     """``--watch DIR``: pick micrographs as they are written (picking/watch.py)."""
     from cryosegnet.picking.watch import watch_folder
 
     summary = watch_folder(
-        picker, args.watch, args.output, settle=args.settle, interval=args.watch_interval,
-        timeout=args.watch_timeout, batch_size=max(1, args.batch_size), formats=formats,
-        overwrite=args.overwrite, box_size=args.box_size, workers=max(1, args.workers),
-        debug=args.debug, **batch_options,
+        picker,
+        args.watch,
+        args.output,
+        settle=args.settle,
+        interval=args.watch_interval,
+        timeout=args.watch_timeout,
+        batch_size=max(1, args.batch_size),
+        formats=formats,
+        overwrite=args.overwrite,
+        box_size=args.box_size,
+        workers=max(1, args.workers),
+        debug=args.debug,
+        **batch_options,
     )
     print(summary.text(), file=sys.stderr)
     if summary.interrupted:
@@ -292,12 +324,16 @@ def _describe_given(diameter: Diameter | None, pixel_size: float | None) -> str:
         return "estimated per micrograph"
     if diameter.angstrom:
         if pixel_size:
-            return f"{diameter.value:g} Å (given; {diameter.value / pixel_size:.1f} px at " \
-                   f"{pixel_size:g} Å/px)"
+            return (
+                f"{diameter.value:g} Å (given; {diameter.value / pixel_size:.1f} px at "
+                f"{pixel_size:g} Å/px)"
+            )
         return f"{diameter.value:g} Å (given; converted per micrograph with its pixel size)"
     if pixel_size:
-        return f"{diameter.value:g} px (given; {diameter.value * pixel_size:.0f} Å at " \
-               f"{pixel_size:g} Å/px)"
+        return (
+            f"{diameter.value:g} px (given; {diameter.value * pixel_size:.0f} Å at "
+            f"{pixel_size:g} Å/px)"
+        )
     return f"{diameter.value:g} px (given)"
 
 
@@ -324,8 +360,12 @@ def _read_relion_inputs(stars: list[str], micrographs: list) -> tuple[dict, dict
             if micrograph.pixel_size:
                 pixel_sizes[str(path)] = micrograph.pixel_size
             micrographs.append(path)
-        log.info("%s: %d micrograph(s) from RELION project %s", star,
-                 len(table.micrographs), table.project_dir)
+        log.info(
+            "%s: %d micrograph(s) from RELION project %s",
+            star,
+            len(table.micrographs),
+            table.project_dir,
+        )
     return names, pixel_sizes
 
 

@@ -28,7 +28,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     # RELION's arguments are taken as they come ('--o', '--in_mics', any '--label'): with
     # '+' as the only prefix, argparse treats every one of them as a plain value.
     p = subparsers.add_parser(
-        "relion-external", prefix_chars="+", add_help=False,
+        "relion-external",
+        prefix_chars="+",
+        add_help=False,
         help="run as a RELION External job (--o, --in_mics, --j as RELION passes them)",
         description=USAGE,
     )

@@ -29,22 +29,49 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("picks_dir", metavar="PICKS_DIR", help="folder written by `pick`")
-    parser.add_argument("micrographs", nargs="*", metavar="MICROGRAPHS",
-                        help="micrograph files, folders or globs (default: from autopick.star)")
-    parser.add_argument("-o", "--output", required=True, metavar="REPORT_HTML",
-                        help="HTML file to write")
-    parser.add_argument("--thumbnail-size", type=int, default=defaults.thumbnail_size,
-                        metavar="PX",
-                        help=f"long side of the thumbnails ({defaults.thumbnail_size})")
-    parser.add_argument("--diameter", type=float, default=defaults.diameter, metavar="PX",
-                        help="circle diameter in micrograph pixels (default: pick spacing)")
-    parser.add_argument("--threshold", type=float, default=defaults.threshold, metavar="X",
-                        help="where the slider starts (default: the lowest score)")
-    parser.add_argument("--threshold-output", default=defaults.output_hint, metavar="OUT",
-                        help="OUT in the displayed threshold command (default: "
-                             "PICKS_DIR_thresholded)")
-    parser.add_argument("-j", "--workers", type=int, default=defaults.workers,
-                        help=f"threads making thumbnails ({defaults.workers})")
+    parser.add_argument(
+        "micrographs",
+        nargs="*",
+        metavar="MICROGRAPHS",
+        help="micrograph files, folders or globs (default: from autopick.star)",
+    )
+    parser.add_argument(
+        "-o", "--output", required=True, metavar="REPORT_HTML", help="HTML file to write"
+    )
+    parser.add_argument(
+        "--thumbnail-size",
+        type=int,
+        default=defaults.thumbnail_size,
+        metavar="PX",
+        help=f"long side of the thumbnails ({defaults.thumbnail_size})",
+    )
+    parser.add_argument(
+        "--diameter",
+        type=float,
+        default=defaults.diameter,
+        metavar="PX",
+        help="circle diameter in micrograph pixels (default: pick spacing)",
+    )
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=defaults.threshold,
+        metavar="X",
+        help="where the slider starts (default: the lowest score)",
+    )
+    parser.add_argument(
+        "--threshold-output",
+        default=defaults.output_hint,
+        metavar="OUT",
+        help="OUT in the displayed threshold command (default: PICKS_DIR_thresholded)",
+    )
+    parser.add_argument(
+        "-j",
+        "--workers",
+        type=int,
+        default=defaults.workers,
+        help=f"threads making thumbnails ({defaults.workers})",
+    )
     parser.add_argument("--debug", action="store_true", help="tracebacks on error")
     parser.set_defaults(func=run_report)
     return parser
@@ -54,11 +81,16 @@ def run_report(args: argparse.Namespace) -> int:
     """Write the report; errors reach the main CLI as one line."""
     from cryosegnet.inspection.report import write_report
 
-    settings = ReportSettings(thumbnail_size=args.thumbnail_size, diameter=args.diameter,
-                              threshold=args.threshold, output_hint=args.threshold_output,
-                              workers=args.workers)
+    settings = ReportSettings(
+        thumbnail_size=args.thumbnail_size,
+        diameter=args.diameter,
+        threshold=args.threshold,
+        output_hint=args.threshold_output,
+        workers=args.workers,
+    )
     command = "cryosegnet " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["report"] else None
-    summary = write_report(args.picks_dir, args.output, args.micrographs or None, settings,
-                           command=command)
+    summary = write_report(
+        args.picks_dir, args.output, args.micrographs or None, settings, command=command
+    )
     print(summary.text())
     return 0

@@ -70,54 +70,123 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="output folder")
     p.add_argument("--size", type=_size, default=_DEFAULTS.size, help="image size N or HxW")
     p.add_argument("--seed", type=int, default=0, help="random seed (0)")
-    p.add_argument("--start", type=int, default=0,
-                   help="index of the first micrograph; micrograph i always has seed (seed, i)")
-    p.add_argument("--difficulty", choices=sorted(PRESETS), default=_DEFAULTS.difficulty,
-                   help="preset for SNR, defocus, density, contamination and carbon")
-    p.add_argument("--pixel-size", type=float, default=None,
-                   help="Å/px of the written image (default: 4096 Å field of view)")
-    p.add_argument("--diameter", type=float, nargs="+", metavar="Å",
-                   help="particle diameter in Å: one value or a range LO HI (50 400)")
-    p.add_argument("--diameter-px", type=float, nargs="+", metavar="PX",
-                   help="particle diameter in pixels (overrides --diameter)")
-    p.add_argument("--density", type=_density, default=None,
-                   help=f"{'|'.join(DENSITY_LEVELS)} or a coverage fraction (preset)")
-    p.add_argument("--shapes", nargs="+", choices=PROCEDURAL_KINDS, default=None,
-                   help="procedural particle shapes to draw from (all)")
-    p.add_argument("--map", dest="maps", action="append", default=[], metavar="FILE",
-                   help="user density: MRC map or PDB/mmCIF model (repeatable)")
-    p.add_argument("--map-probability", type=float, default=None,
-                   help="chance a micrograph uses a --map density instead of a procedural one")
-    p.add_argument("--map-voxel-size", type=float, default=None,
-                   help="Å/voxel for maps whose header has none")
-    p.add_argument("--species", type=int, default=_DEFAULTS.species,
-                   help="particle types per micrograph")
+    p.add_argument(
+        "--start",
+        type=int,
+        default=0,
+        help="index of the first micrograph; micrograph i always has seed (seed, i)",
+    )
+    p.add_argument(
+        "--difficulty",
+        choices=sorted(PRESETS),
+        default=_DEFAULTS.difficulty,
+        help="preset for SNR, defocus, density, contamination and carbon",
+    )
+    p.add_argument(
+        "--pixel-size",
+        type=float,
+        default=None,
+        help="Å/px of the written image (default: 4096 Å field of view)",
+    )
+    p.add_argument(
+        "--diameter",
+        type=float,
+        nargs="+",
+        metavar="Å",
+        help="particle diameter in Å: one value or a range LO HI (50 400)",
+    )
+    p.add_argument(
+        "--diameter-px",
+        type=float,
+        nargs="+",
+        metavar="PX",
+        help="particle diameter in pixels (overrides --diameter)",
+    )
+    p.add_argument(
+        "--density",
+        type=_density,
+        default=None,
+        help=f"{'|'.join(DENSITY_LEVELS)} or a coverage fraction (preset)",
+    )
+    p.add_argument(
+        "--shapes",
+        nargs="+",
+        choices=PROCEDURAL_KINDS,
+        default=None,
+        help="procedural particle shapes to draw from (all)",
+    )
+    p.add_argument(
+        "--map",
+        dest="maps",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="user density: MRC map or PDB/mmCIF model (repeatable)",
+    )
+    p.add_argument(
+        "--map-probability",
+        type=float,
+        default=None,
+        help="chance a micrograph uses a --map density instead of a procedural one",
+    )
+    p.add_argument(
+        "--map-voxel-size", type=float, default=None, help="Å/voxel for maps whose header has none"
+    )
+    p.add_argument(
+        "--species", type=int, default=_DEFAULTS.species, help="particle types per micrograph"
+    )
     p.add_argument("--snr", type=float, nargs="+", help="particle SNR: value or range (preset)")
     p.add_argument("--defocus", type=float, nargs="+", help="defocus in µm: value or range")
-    p.add_argument("--voltage", type=float, nargs="+", default=list(_DEFAULTS.voltage),
-                   help="kV, one picked at random per micrograph")
+    p.add_argument(
+        "--voltage",
+        type=float,
+        nargs="+",
+        default=list(_DEFAULTS.voltage),
+        help="kV, one picked at random per micrograph",
+    )
     p.add_argument("--cs", type=float, default=_DEFAULTS.cs, help="spherical aberration, mm")
     p.add_argument("--dose", type=float, nargs="+", default=None, help="e/Å²: value or range")
     p.add_argument("--no-mtf", action="store_true", help="skip the detector MTF")
-    p.add_argument("--detector-pixel-size", type=float, default=_DEFAULTS.detector_pixel_size,
-                   help="physical detector pixel in Å, sets the MTF's binning")
-    p.add_argument("--edge-min-visible", type=float, default=_DEFAULTS.edge_min_visible,
-                   help="fraction of a particle's disk inside the image for it to be labelled; "
-                   "0.5: its centre inside, as CryoPPP labels")
+    p.add_argument(
+        "--detector-pixel-size",
+        type=float,
+        default=_DEFAULTS.detector_pixel_size,
+        help="physical detector pixel in Å, sets the MTF's binning",
+    )
+    p.add_argument(
+        "--edge-min-visible",
+        type=float,
+        default=_DEFAULTS.edge_min_visible,
+        help="fraction of a particle's disk inside the image for it to be labelled; "
+        "0.5: its centre inside, as CryoPPP labels",
+    )
     carbon = p.add_mutually_exclusive_group()
-    carbon.add_argument("--carbon", dest="carbon", action="store_true", default=None,
-                        help="always include a carbon region")
-    carbon.add_argument("--no-carbon", dest="carbon", action="store_false",
-                        help="never include carbon")
-    p.add_argument("--pick-on-carbon", action="store_true",
-                   help="label particles on carbon as pickable")
+    carbon.add_argument(
+        "--carbon",
+        dest="carbon",
+        action="store_true",
+        default=None,
+        help="always include a carbon region",
+    )
+    carbon.add_argument(
+        "--no-carbon", dest="carbon", action="store_false", help="never include carbon"
+    )
+    p.add_argument(
+        "--pick-on-carbon", action="store_true", help="label particles on carbon as pickable"
+    )
     p.add_argument("--contamination", type=int, default=None, help="ice blobs per micrograph")
     p.add_argument("--aggregates", type=int, default=None, help="aggregates per micrograph")
     p.add_argument("--prefix", default="sim", help="file name prefix (sim)")
-    p.add_argument("--no-resume", action="store_true",
-                   help="regenerate micrographs that are already complete on disk")
-    p.add_argument("--allow-large", action="store_true",
-                   help=f"allow --size above {MAX_SIZE} px (memory grows with the square)")
+    p.add_argument(
+        "--no-resume",
+        action="store_true",
+        help="regenerate micrographs that are already complete on disk",
+    )
+    p.add_argument(
+        "--allow-large",
+        action="store_true",
+        help=f"allow --size above {MAX_SIZE} px (memory grows with the square)",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
     return p
@@ -170,14 +239,22 @@ def run(args: argparse.Namespace) -> int:
         return 2
     sides = args.size if isinstance(args.size, tuple) else (args.size, args.size)
     if max(sides) > MAX_SIZE and not getattr(args, "allow_large", False):
-        print(f"cryosegnet simulate: --size {max(sides)} is above the limit of {MAX_SIZE} px "
-              f"(about {sides[0] * sides[1] * 4 * 6 / 1e9:.0f} GB of memory); add --allow-large "
-              "to simulate it anyway", file=sys.stderr)
+        print(
+            f"cryosegnet simulate: --size {max(sides)} is above the limit of {MAX_SIZE} px "
+            f"(about {sides[0] * sides[1] * 4 * 6 / 1e9:.0f} GB of memory); add --allow-large "
+            "to simulate it anyway",
+            file=sys.stderr,
+        )
         return 2
     try:
         summary = write_dataset(
-            args.output, config, args.num, seed=args.seed, start=args.start,
-            prefix=args.prefix, resume=not args.no_resume,
+            args.output,
+            config,
+            args.num,
+            seed=args.seed,
+            start=args.start,
+            prefix=args.prefix,
+            resume=not args.no_resume,
             progress=not args.quiet and sys.stderr.isatty(),
             log_lines=not args.quiet and not sys.stderr.isatty(),
             command=shlex.join(sys.argv),

@@ -19,10 +19,20 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("picks_dir", metavar="PICKS_DIR", help="folder written by `pick`")
-    parser.add_argument("--min-score", type=float, required=True, metavar="X",
-                        help="keep picks with figure of merit >= X")
-    parser.add_argument("-o", "--output", required=True, metavar="OUT",
-                        help="folder to write (not PICKS_DIR itself)")
+    parser.add_argument(
+        "--min-score",
+        type=float,
+        required=True,
+        metavar="X",
+        help="keep picks with figure of merit >= X",
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="OUT",
+        help="folder to write (not PICKS_DIR itself)",
+    )
     parser.add_argument("--debug", action="store_true", help="tracebacks on error")
     parser.set_defaults(func=run_threshold)
     return parser
@@ -34,6 +44,8 @@ def run_threshold(args: argparse.Namespace) -> int:
 
     summary = threshold_picks(args.picks_dir, args.output, args.min_score)
     print(summary.text())
-    print(f"wrote {len(summary.files) - 2} coordinate files, {summary.files[-2]} and "
-          f"{summary.files[-1]}")
+    print(
+        f"wrote {len(summary.files) - 2} coordinate files, {summary.files[-2]} and "
+        f"{summary.files[-1]}"
+    )
     return 0

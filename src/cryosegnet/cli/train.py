@@ -24,37 +24,77 @@ micrographs (--simulated N), or both. Targets are disks of the particle diameter
 files, or --diameter). Writes RUN_DIR/best.pt (best validation F1), RUN_DIR/last.pt (resume with
 --resume RUN_DIR/last.pt) and RUN_DIR/history.json; pass best.pt to `cryosegnet pick --model`."""
 
+
 def add_parser(subparsers) -> None:
     """Register ``train``."""
     train = subparsers.add_parser(
-        "train", help="train the U-Net on labelled and/or simulated micrographs",
-        description=TRAIN_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
+        "train",
+        help="train the U-Net on labelled and/or simulated micrographs",
+        description=TRAIN_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     data_arguments(train)
     sim = train.add_argument_group("simulated data")
-    sim.add_argument("--simulated", type=int, default=0, metavar="N",
-                     help="add N simulated micrographs to the training data")
-    sim.add_argument("--sim-difficulty", default="easy,medium,hard", metavar="LIST",
-                     help="simulator difficulties, comma separated; N is split evenly "
-                          "(default: easy,medium,hard)")
-    sim.add_argument("--sim-size", type=int, default=None, metavar="PX",
-                     help="simulated micrograph size (default: the working size)")
-    sim.add_argument("--sim-val", type=int, default=None, metavar="N",
-                     help="N extra simulated micrographs (another seed) for validation, instead "
-                          "of holding out part of the simulated training set")
-    sim.add_argument("--sim-option", action="append", default=[], metavar="KEY=VALUE",
-                     help="any SimulationConfig field, VALUE as JSON (e.g. diameter=[60,300])")
+    sim.add_argument(
+        "--simulated",
+        type=int,
+        default=0,
+        metavar="N",
+        help="add N simulated micrographs to the training data",
+    )
+    sim.add_argument(
+        "--sim-difficulty",
+        default="easy,medium,hard",
+        metavar="LIST",
+        help="simulator difficulties, comma separated; N is split evenly "
+        "(default: easy,medium,hard)",
+    )
+    sim.add_argument(
+        "--sim-size",
+        type=int,
+        default=None,
+        metavar="PX",
+        help="simulated micrograph size (default: the working size)",
+    )
+    sim.add_argument(
+        "--sim-val",
+        type=int,
+        default=None,
+        metavar="N",
+        help="N extra simulated micrographs (another seed) for validation, instead "
+        "of holding out part of the simulated training set",
+    )
+    sim.add_argument(
+        "--sim-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any SimulationConfig field, VALUE as JSON (e.g. diameter=[60,300])",
+    )
     model = train.add_argument_group("model")
-    model.add_argument("--arch", default="small",
-                       help="U-Net preset: tiny, small, large, paper (default: small)")
-    model.add_argument("--working-size", type=int, default=1024, metavar="PX",
-                       help="long side of the denoised image the U-Net sees (default: 1024)")
-    model.add_argument("--denoise-order", choices=("fast", "paper"), default="fast",
-                       help="denoise after shrinking (fast) or at full size (paper)")
-    model.add_argument("--init", metavar="CKPT",
-                       help="warm start: begin from this checkpoint's weights (its architecture "
-                            "and denoising settings replace --arch, --working-size and "
-                            "--denoise-order) with a fresh optimizer and schedule")
+    model.add_argument(
+        "--arch", default="small", help="U-Net preset: tiny, small, large, paper (default: small)"
+    )
+    model.add_argument(
+        "--working-size",
+        type=int,
+        default=1024,
+        metavar="PX",
+        help="long side of the denoised image the U-Net sees (default: 1024)",
+    )
+    model.add_argument(
+        "--denoise-order",
+        choices=("fast", "paper"),
+        default="fast",
+        help="denoise after shrinking (fast) or at full size (paper)",
+    )
+    model.add_argument(
+        "--init",
+        metavar="CKPT",
+        help="warm start: begin from this checkpoint's weights (its architecture "
+        "and denoising settings replace --arch, --working-size and "
+        "--denoise-order) with a fresh optimizer and schedule",
+    )
     recipe_arguments(train, TrainConfig())
     train.set_defaults(func=run_train, _defaults=option_defaults(train))
 
@@ -62,19 +102,36 @@ def add_parser(subparsers) -> None:
 def data_arguments(parser: argparse.ArgumentParser) -> None:
     """Labelled-data options and -o, shared by train and finetune."""
     data = parser.add_argument_group("labelled data")
-    data.add_argument("--images", nargs="+", metavar="MICROGRAPHS",
-                      help="micrograph files, folders or globs")
-    data.add_argument("--labels", nargs="+", metavar="COORDS",
-                      help="coordinate files or folders, paired with micrographs by name")
-    data.add_argument("--diameter", type=float, metavar="PX",
-                      help="particle diameter in micrograph pixels, for labels without one")
-    data.add_argument("--val-images", nargs="+", metavar="MICROGRAPHS",
-                      help="validation micrographs (default: hold out --val-fraction)")
-    data.add_argument("--val-labels", nargs="+", metavar="COORDS",
-                      help="coordinates for --val-images")
-    parser.add_argument("-o", "--output", metavar="RUN_DIR",
-                        help="folder for checkpoints and history (default with --resume: its "
-                             "folder)")
+    data.add_argument(
+        "--images", nargs="+", metavar="MICROGRAPHS", help="micrograph files, folders or globs"
+    )
+    data.add_argument(
+        "--labels",
+        nargs="+",
+        metavar="COORDS",
+        help="coordinate files or folders, paired with micrographs by name",
+    )
+    data.add_argument(
+        "--diameter",
+        type=float,
+        metavar="PX",
+        help="particle diameter in micrograph pixels, for labels without one",
+    )
+    data.add_argument(
+        "--val-images",
+        nargs="+",
+        metavar="MICROGRAPHS",
+        help="validation micrographs (default: hold out --val-fraction)",
+    )
+    data.add_argument(
+        "--val-labels", nargs="+", metavar="COORDS", help="coordinates for --val-images"
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        metavar="RUN_DIR",
+        help="folder for checkpoints and history (default with --resume: its folder)",
+    )
 
 
 def recipe_arguments(parser: argparse.ArgumentParser, defaults: TrainConfig) -> None:
@@ -82,31 +139,58 @@ def recipe_arguments(parser: argparse.ArgumentParser, defaults: TrainConfig) -> 
     d = defaults
     recipe = parser.add_argument_group("training")
     recipe.add_argument("--epochs", type=int, default=d.epochs, help=f"default: {d.epochs}")
-    recipe.add_argument("--batch-size", type=int, default=d.batch_size,
-                        help=f"default: {d.batch_size}")
-    recipe.add_argument("--lr", type=float, default=d.lr,
-                        help=f"Adam learning rate (default: {d.lr:g})")
-    recipe.add_argument("--schedule", choices=("constant", "cosine"), default=d.schedule,
-                        help=f"learning-rate schedule (default: {d.schedule}; the paper used "
-                             "constant)")
-    recipe.add_argument("--crop", type=int, default=d.crop, metavar="PX",
-                        help=f"training crop size at working resolution (default: {d.crop})")
-    recipe.add_argument("--steps-per-epoch", type=int, default=d.steps_per_epoch, metavar="N",
-                        help="batches per epoch (default: about one pass over the pixels)")
-    recipe.add_argument("--val-fraction", type=float, default=d.val_fraction,
-                        help=f"micrographs held out for validation (default: {d.val_fraction})")
+    recipe.add_argument(
+        "--batch-size", type=int, default=d.batch_size, help=f"default: {d.batch_size}"
+    )
+    recipe.add_argument(
+        "--lr", type=float, default=d.lr, help=f"Adam learning rate (default: {d.lr:g})"
+    )
+    recipe.add_argument(
+        "--schedule",
+        choices=("constant", "cosine"),
+        default=d.schedule,
+        help=f"learning-rate schedule (default: {d.schedule}; the paper used constant)",
+    )
+    recipe.add_argument(
+        "--crop",
+        type=int,
+        default=d.crop,
+        metavar="PX",
+        help=f"training crop size at working resolution (default: {d.crop})",
+    )
+    recipe.add_argument(
+        "--steps-per-epoch",
+        type=int,
+        default=d.steps_per_epoch,
+        metavar="N",
+        help="batches per epoch (default: about one pass over the pixels)",
+    )
+    recipe.add_argument(
+        "--val-fraction",
+        type=float,
+        default=d.val_fraction,
+        help=f"micrographs held out for validation (default: {d.val_fraction})",
+    )
     recipe.add_argument("--seed", type=int, default=d.seed, help=f"random seed (default: {d.seed})")
     recipe.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N")
-    recipe.add_argument("--workers", type=int, default=d.workers,
-                        help="processes for simulating/denoising and for loading crops "
-                             "(default: 0, all in the main process)")
+    recipe.add_argument(
+        "--workers",
+        type=int,
+        default=d.workers,
+        help="processes for simulating/denoising and for loading crops "
+        "(default: 0, all in the main process)",
+    )
     recipe.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
     recipe.add_argument("--no-augment", action="store_true", help="plain random crops")
-    recipe.add_argument("--cache", metavar="DIR",
-                        help="denoised-image cache (default: RUN_DIR/cache)")
-    recipe.add_argument("--resume", metavar="LAST_PT",
-                        help="continue a run from its last.pt (data and recipe as recorded, "
-                             "unless given again; raise --epochs to train longer)")
+    recipe.add_argument(
+        "--cache", metavar="DIR", help="denoised-image cache (default: RUN_DIR/cache)"
+    )
+    recipe.add_argument(
+        "--resume",
+        metavar="LAST_PT",
+        help="continue a run from its last.pt (data and recipe as recorded, "
+        "unless given again; raise --epochs to train longer)",
+    )
     recipe.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -130,8 +214,9 @@ def run_training(args: argparse.Namespace, kind: str) -> int:
         print(f"cryosegnet {kind}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"cryosegnet {kind}: interrupted; resume with --resume RUN_DIR/last.pt",
-              file=sys.stderr)
+        print(
+            f"cryosegnet {kind}: interrupted; resume with --resume RUN_DIR/last.pt", file=sys.stderr
+        )
         return 130
 
 
@@ -190,8 +275,9 @@ def _run(args: argparse.Namespace, kind: str) -> int:
         raise ValueError("give -o RUN_DIR")
     if kind == "finetune" and not (args.images or args.labels):
         # (train's message names --simulated, which finetune does not take)
-        raise ValueError("no training data: fine-tuning needs labelled micrographs, give "
-                         "--images and --labels")
+        raise ValueError(
+            "no training data: fine-tuning needs labelled micrographs, give --images and --labels"
+        )
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     cache = Path(args.cache) if args.cache else out / "cache"
@@ -262,34 +348,57 @@ def _run(args: argparse.Namespace, kind: str) -> int:
         "cli": _recorded_cli(args),
         "data": assembled.record,
     }
-    print(f"{kind}: {len(train_samples)} training micrographs "
-          f"({sum(len(s.x) for s in train_samples)} particles), {len(val_samples)} validation; "
-          f"working size {settings.working_size}; output {out}")
+    print(
+        f"{kind}: {len(train_samples)} training micrographs "
+        f"({sum(len(s.x) for s in train_samples)} particles), {len(val_samples)} validation; "
+        f"working size {settings.working_size}; output {out}"
+    )
     if labelled:
         from cryosegnet.training.trainer import data_summary
 
         record = data_summary(labelled)
         if record["diameter_px_median"]:
             angstrom = record["diameter_angstrom_median"]
-            print(f"labelled particle diameter (median): {record['diameter_px_median']:.0f} "
-                  f"micrograph px{f' ({angstrom:.0f} Å)' if angstrom else ''}; a model trained "
-                  "on labelled micrographs only picks at this size")
+            print(
+                f"labelled particle diameter (median): {record['diameter_px_median']:.0f} "
+                f"micrograph px{f' ({angstrom:.0f} Å)' if angstrom else ''}; a model trained "
+                "on labelled micrographs only picks at this size"
+            )
 
     def log_fn(message: str) -> None:
         tqdm.write(message)
 
     if kind == "finetune":
-        result = finetune(train_samples, val_samples, out, model_path, config, metadata,
-                          resume=args.resume, log_fn=log_fn)
+        result = finetune(
+            train_samples,
+            val_samples,
+            out,
+            model_path,
+            config,
+            metadata,
+            resume=args.resume,
+            log_fn=log_fn,
+        )
     else:
-        result = train(config, train_samples, val_samples, out, settings, model=start_model,
-                       metadata=metadata, resume=args.resume, log_fn=log_fn)
+        result = train(
+            config,
+            train_samples,
+            val_samples,
+            out,
+            settings,
+            model=start_model,
+            metadata=metadata,
+            resume=args.resume,
+            log_fn=log_fn,
+        )
     best = result.best
     if best:
         line = f"best epoch {best.get('epoch')}"
         if "val_best_f1" in best:
-            line += (f": validation best F1 {best['val_best_f1']:.3f}, F1 {best['val_f1']:.3f} "
-                     f"at the picker's default threshold {best.get('val_threshold', 0.5):g}")
+            line += (
+                f": validation best F1 {best['val_best_f1']:.3f}, F1 {best['val_f1']:.3f} "
+                f"at the picker's default threshold {best.get('val_threshold', 0.5):g}"
+            )
         print(line)
     print(f"wrote {result.best_path} and {result.last_path}")
     return 0

@@ -356,13 +356,16 @@ def curve_warnings(curve: PRCurve) -> list[str]:
         return []
     extent = curve_extent(curve)
     if len(curve.thresholds) == 1:
-        return ["every pick has the same score: there is no ranking, so the PR curve is one "
-                "point and AUPRC is precision x recall there"]
+        return [
+            "every pick has the same score: there is no ranking, so the PR curve is one "
+            "point and AUPRC is precision x recall there"
+        ]
     if extent["max_recall"] >= 1.0 or extent["lowest_score"] is None:
         return []
-    return [f"the PR curve stops at score {extent['lowest_score']:.4g}, the lowest among the "
-            f"picks (recall {extent['max_recall']:.3f}): best F1 and AUPRC see no pick below it. "
-            "If the picks were thresholded when made (cryosegnet pick keeps score >= "
-            "--threshold), AUPRC depends on that threshold; pick with --threshold 0 for "
-            "threshold-free figures"]
-
+    return [
+        f"the PR curve stops at score {extent['lowest_score']:.4g}, the lowest among the "
+        f"picks (recall {extent['max_recall']:.3f}): best F1 and AUPRC see no pick below it. "
+        "If the picks were thresholded when made (cryosegnet pick keeps score >= "
+        "--threshold), AUPRC depends on that threshold; pick with --threshold 0 for "
+        "threshold-free figures"
+    ]

@@ -23,8 +23,22 @@ from cryosegnet.io.micrographs import MICROGRAPH_SUFFIXES
 
 # Suffixes pickers append to the micrograph name in their output files.
 PICKER_SUFFIXES = (
-    "autopick", "manualpick", "picks", "pick", "picked", "particles", "coords", "coordinates",
-    "cryolo", "topaz", "cryosegnet", "labels", "label", "gt", "groundtruth", "ground_truth",
+    "autopick",
+    "manualpick",
+    "picks",
+    "pick",
+    "picked",
+    "particles",
+    "coords",
+    "coordinates",
+    "cryolo",
+    "topaz",
+    "cryosegnet",
+    "labels",
+    "label",
+    "gt",
+    "groundtruth",
+    "ground_truth",
 )
 _SUFFIX_RE = re.compile(
     r"[_\-.](" + "|".join(sorted(PICKER_SUFFIXES, key=len, reverse=True)) + r")$", re.I
@@ -68,8 +82,11 @@ def coordinate_files(source: str | os.PathLike) -> list[Path]:
     if path.is_dir():
         top = [p for p in path.iterdir() if p.is_file() and _visible(p, path)]
         nested = [
-            p for p in path.rglob(f"*{RECURSIVE_SUFFIX}.*")
-            if p.parent != path and p.is_file() and _visible(p, path)
+            p
+            for p in path.rglob(f"*{RECURSIVE_SUFFIX}.*")
+            if p.parent != path
+            and p.is_file()
+            and _visible(p, path)
             and p.stem.lower().endswith(RECURSIVE_SUFFIX)
         ]
         files = sorted(p for p in top + nested if p.suffix.lower() in COORDINATE_SUFFIXES)
@@ -119,8 +136,11 @@ def _index_entries(path: Path) -> list[tuple[str, Path | None]]:
     for block in blocks.values():
         if not isinstance(block, pd.DataFrame) or "rlnMicrographCoordinates" not in block:
             continue
-        for mic, coords in zip(block["rlnMicrographName"].astype(str),
-                               block["rlnMicrographCoordinates"].astype(str), strict=True):
+        for mic, coords in zip(
+            block["rlnMicrographName"].astype(str),
+            block["rlnMicrographCoordinates"].astype(str),
+            strict=True,
+        ):
             # RELION paths are relative to the project folder (usually the working directory);
             # also try the index's own folder, where a copied output folder keeps them.
             options = [Path(coords), path.parent / coords, path.parent / Path(coords).name]

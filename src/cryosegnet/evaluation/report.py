@@ -61,23 +61,40 @@ def plot_pr_curve(result: EvaluationResult, path: str | os.PathLike, title: str 
     fig, ax = plt.subplots(figsize=(5, 4.5), dpi=120)
     try:
         if len(curve.thresholds):
-            ax.step(curve.recall, curve.precision, where="post", color="C0",
-                    label=f"AUPRC {_fmt(pooled['auprc'])}")
-        ax.plot([pooled["recall"]], [pooled["precision"]], "o", color="C3",
-                label=f"at threshold: F1 {_fmt(pooled['f1'])}")
+            ax.step(
+                curve.recall,
+                curve.precision,
+                where="post",
+                color="C0",
+                label=f"AUPRC {_fmt(pooled['auprc'])}",
+            )
+        ax.plot(
+            [pooled["recall"]],
+            [pooled["precision"]],
+            "o",
+            color="C3",
+            label=f"at threshold: F1 {_fmt(pooled['f1'])}",
+        )
         f1s = curve.f1
         if len(f1s):
             k = int(f1s.argmax())
-            ax.plot([curve.recall[k]], [curve.precision[k]], "s", color="C2",
-                    label=f"best F1 {_fmt(pooled['best_f1'])} (score >= "
-                    f"{_fmt(pooled['best_threshold'])})")
+            ax.plot(
+                [curve.recall[k]],
+                [curve.precision[k]],
+                "s",
+                color="C2",
+                label=f"best F1 {_fmt(pooled['best_f1'])} (score >= "
+                f"{_fmt(pooled['best_threshold'])})",
+            )
         ax.set_xlim(0, 1.02)
         ax.set_ylim(0, 1.02)
         ax.set_xlabel("recall")
         ax.set_ylabel("precision")
         n = pooled["n_micrographs"]
-        ax.set_title(title or f"{n} micrograph{'s' if n != 1 else ''}, "
-                     f"{pooled['n_labels']} labelled particles")
+        ax.set_title(
+            title
+            or f"{n} micrograph{'s' if n != 1 else ''}, {pooled['n_labels']} labelled particles"
+        )
         ax.grid(alpha=0.3)
         ax.legend(loc="lower left", fontsize=8)
         fig.tight_layout()
@@ -95,8 +112,10 @@ def _fmt(value, digits: int = 3) -> str:
 
 def format_table(result: EvaluationResult, max_rows: int = 50) -> str:
     """A short plain-text table: one line per micrograph, then the pooled line."""
-    header = (f"{'micrograph':<28} {'picks':>6} {'labels':>6} {'TP':>5} {'prec':>6} {'recall':>6}"
-              f" {'F1':>6} {'bestF1':>6} {'AUPRC':>6} {'Dice':>6}")
+    header = (
+        f"{'micrograph':<28} {'picks':>6} {'labels':>6} {'TP':>5} {'prec':>6} {'recall':>6}"
+        f" {'F1':>6} {'bestF1':>6} {'AUPRC':>6} {'Dice':>6}"
+    )
     lines = [header, "-" * len(header)]
     rows = result.per_micrograph
     for m in rows[:max_rows]:
@@ -119,7 +138,9 @@ def format_table(result: EvaluationResult, max_rows: int = 50) -> str:
         f"best F1 at score >= {_fmt(p['best_threshold'], 4)}; Dice is the mean over micrographs"
     )
     if p.get("lowest_score") is not None:
-        lines.append(f"PR curve and AUPRC cover picks with score >= {_fmt(p['lowest_score'], 4)}"
-                     f" (the lowest in the files), up to recall {_fmt(p['max_recall'])}")
+        lines.append(
+            f"PR curve and AUPRC cover picks with score >= {_fmt(p['lowest_score'], 4)}"
+            f" (the lowest in the files), up to recall {_fmt(p['max_recall'])}"
+        )
     lines += [f"warning: {w}" for w in result.warnings]
     return "\n".join(lines)

@@ -133,6 +133,12 @@ def draw_picks(
             continue
         # Pixel centres: micrograph pixel i covers [i - 0.5, i + 0.5), so scale about the edges.
         centre = (int(round((x + 0.5) * scale - 0.5)), int(round((y + 0.5) * scale - 0.5)))
-        cv2.circle(canvas, centre, max(1, int(round(d * scale / 2))), colour, thickness,
-                   lineType=cv2.LINE_AA)
+        cv2.circle(
+            canvas,
+            centre,
+            max(1, int(round(d * scale / 2))),
+            colour,
+            thickness,
+            lineType=cv2.LINE_AA,
+        )
     return canvas

@@ -93,8 +93,11 @@ def _index_names(picks_dir: Path) -> dict[Path, str]:
     for block in blocks.values():
         if not isinstance(block, pd.DataFrame) or "rlnMicrographCoordinates" not in block:
             continue
-        for mic, coords in zip(block["rlnMicrographName"].astype(str),
-                               block["rlnMicrographCoordinates"].astype(str), strict=True):
+        for mic, coords in zip(
+            block["rlnMicrographName"].astype(str),
+            block["rlnMicrographCoordinates"].astype(str),
+            strict=True,
+        ):
             parts = Path(coords).parts
             options = [Path(coords)] + [picks_dir.joinpath(*parts[i:]) for i in range(len(parts))]
             found = next((o for o in options if o.is_file()), None)
@@ -137,12 +140,15 @@ def find_pick_files(picks_dir: str | os.PathLike) -> list[PickFile]:
         stem = pick_stem(path)
         micrograph = names.get(path.resolve())
         if micrograph is None:
-            micrograph = str(relative.parent / f"{stem}.mrc") if relative.parent.parts else (
-                f"{stem}.mrc")
+            micrograph = (
+                str(relative.parent / f"{stem}.mrc") if relative.parent.parts else (f"{stem}.mrc")
+            )
         found.append(PickFile(path=path, relative=relative, micrograph=micrograph, stem=stem))
     if not found:
-        raise CoordinateFileError(root, "holds no per-micrograph coordinate STAR files "
-                                        "(<stem>.star or <stem>_autopick.star)")
+        raise CoordinateFileError(
+            root,
+            "holds no per-micrograph coordinate STAR files (<stem>.star or <stem>_autopick.star)",
+        )
     return found
 
 
@@ -181,15 +187,17 @@ def find_picks_file(micrograph: str | os.PathLike, picks: str | os.PathLike) -> 
         """How many of the file's folders match the micrograph's last folders (-1: not all)."""
         folders = path.relative_to(picks).parent.parts
         n = 0
-        while (n < len(folders) and n < len(mic_parents)
-               and folders[-1 - n] == mic_parents[-1 - n]):
+        while n < len(folders) and n < len(mic_parents) and folders[-1 - n] == mic_parents[-1 - n]:
             n += 1
         return n if n == len(folders) else -1
 
     for suffix in (".star", *[s for s in COORDINATE_SUFFIXES if s != ".star"]):
         for name_suffix in STEM_SUFFIXES:
-            matches = [p for p in sorted(picks.rglob(glob.escape(f"{stem}{name_suffix}{suffix}")))
-                       if p.is_file() and not p.name.startswith(".")]
+            matches = [
+                p
+                for p in sorted(picks.rglob(glob.escape(f"{stem}{name_suffix}{suffix}")))
+                if p.is_file() and not p.name.startswith(".")
+            ]
             if suffix == ".star":
                 matches = [p for p in matches if is_per_micrograph_star(p)]
             if not matches:
@@ -202,10 +210,14 @@ def find_picks_file(micrograph: str | os.PathLike, picks: str | os.PathLike) -> 
             if best >= 0 and scores.count(best) == 1:
                 return matches[scores.index(best)]
             raise CoordinateFileError(
-                picks, f"several coordinate files for {stem}: "
-                       + ", ".join(str(p) for p in matches[:4]) + "; give the file itself")
-    raise CoordinateFileError(picks, f"no coordinate file for micrograph {stem} "
-                                     f"({stem}.star or {stem}_autopick.star)")
+                picks,
+                f"several coordinate files for {stem}: "
+                + ", ".join(str(p) for p in matches[:4])
+                + "; give the file itself",
+            )
+    raise CoordinateFileError(
+        picks, f"no coordinate file for micrograph {stem} ({stem}.star or {stem}_autopick.star)"
+    )
 
 
 def read_picks(pick_file: PickFile | str | os.PathLike) -> pd.DataFrame:

@@ -90,11 +90,15 @@ class ReportSummary:
     seconds: float = 0.0
 
     def text(self) -> str:
-        lines = [f"{self.n_micrographs} micrographs, {self.n_picks} picks, "
-                 f"{self.n_thumbnails} thumbnails -> {self.output} ({self.seconds:.1f} s)"]
+        lines = [
+            f"{self.n_micrographs} micrographs, {self.n_picks} picks, "
+            f"{self.n_thumbnails} thumbnails -> {self.output} ({self.seconds:.1f} s)"
+        ]
         if self.without_image:
-            lines.append(f"no micrograph file for {len(self.without_image)} (picks drawn on a "
-                         f"blank box), e.g. {self.without_image[0]}")
+            lines.append(
+                f"no micrograph file for {len(self.without_image)} (picks drawn on a "
+                f"blank box), e.g. {self.without_image[0]}"
+            )
         for reason in list(self.unreadable.values())[:5]:
             lines.append(f"unreadable: {reason}")
         return "\n".join(lines)
@@ -238,7 +242,10 @@ def _item_data(item: _Item, settings: ReportSettings) -> dict:
     return {
         "name": item.pick_file.micrograph,
         "file": str(item.pick_file.relative),
-        "w": cols, "h": rows, "tw": tw, "th": th,
+        "w": cols,
+        "h": rows,
+        "tw": tw,
+        "th": th,
         "r": round(max(1.0, diameter * scale / 2), 2),
         "x": [float(v) for v in x],
         "y": [float(v) for v in y],
@@ -276,9 +283,13 @@ def render_page(
         PAGE.replace("@@TITLE@@", html.escape(f"cryosegnet picks: {picks_dir}"))
         .replace("@@PICKS_DIR@@", html.escape(picks_dir))
         .replace("@@COMMAND@@", made)
-        .replace("@@META@@", html.escape(
-            f"{len(items)} micrographs · cryosegnet {__version__} · "
-            f"{time.strftime('%Y-%m-%d %H:%M')}"))
+        .replace(
+            "@@META@@",
+            html.escape(
+                f"{len(items)} micrographs · cryosegnet {__version__} · "
+                f"{time.strftime('%Y-%m-%d %H:%M')}"
+            ),
+        )
         .replace("@@CARDS@@", cards)
         .replace("@@DATA@@", json.dumps(payload, separators=(",", ":")).replace("</", "<\\/"))
     )
@@ -288,8 +299,10 @@ def _card(index: int, data: dict, item: _Item) -> str:
     name = html.escape(data["name"])
     tw, th = data["tw"], data["th"]
     if item.jpeg:
-        picture = (f'<img loading="lazy" decoding="async" width="{tw}" height="{th}" alt="" '
-                   f'src="data:image/jpeg;base64,{item.jpeg}">')
+        picture = (
+            f'<img loading="lazy" decoding="async" width="{tw}" height="{th}" alt="" '
+            f'src="data:image/jpeg;base64,{item.jpeg}">'
+        )
     else:
         why = html.escape(item.problem or "no micrograph file")
         picture = f'<div class="noimg" title="{why}">{why}</div>'

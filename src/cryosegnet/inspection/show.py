@@ -98,8 +98,13 @@ def show_picks(
     if picks is None or settings.probability_map:
         from cryosegnet.picking.picker import Picker
 
-        picker = Picker(model=settings.model, device=settings.device, stage=settings.stage,
-                        diameter=settings.diameter, threshold=settings.min_score)
+        picker = Picker(
+            model=settings.model,
+            device=settings.device,
+            stage=settings.stage,
+            diameter=settings.diameter,
+            threshold=settings.min_score,
+        )
         denoised = picker.preprocess(image)
         probability = picker.probability_maps([denoised])[0]
         if picks is None:
@@ -118,16 +123,20 @@ def show_picks(
     if picture is None:
         picture = display_image(image, settings.height)
     else:
-        picture = cv2.resize(picture, _size(picture.shape, settings.height),
-                             interpolation=cv2.INTER_AREA)
+        picture = cv2.resize(
+            picture, _size(picture.shape, settings.height), interpolation=cv2.INTER_AREA
+        )
     scale = picture.shape[0] / image.shape[0]
-    panels.append(draw_picks(picture, table, scale, diameter,
-                             thickness=max(1, settings.height // 400)))
+    panels.append(
+        draw_picks(picture, table, scale, diameter, thickness=max(1, settings.height // 400))
+    )
     if settings.probability_map and probability is not None:
-        heat = cv2.applyColorMap((np.clip(probability, 0, 1) * 255).astype(np.uint8),
-                                 cv2.COLORMAP_VIRIDIS)
-        panels.append(cv2.resize(heat, (panels[0].shape[1], panels[0].shape[0]),
-                                 interpolation=cv2.INTER_AREA))
+        heat = cv2.applyColorMap(
+            (np.clip(probability, 0, 1) * 255).astype(np.uint8), cv2.COLORMAP_VIRIDIS
+        )
+        panels.append(
+            cv2.resize(heat, (panels[0].shape[1], panels[0].shape[0]), interpolation=cv2.INTER_AREA)
+        )
     figure = np.hstack(panels)
     output = Path(output)
     if output.suffix.lower() not in (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"):
@@ -138,8 +147,12 @@ def show_picks(
         raise CryoSegNetError(f"{output}: could not encode the picture")
     with atomic_write(output, "wb") as handle:
         handle.write(encoded.tobytes())
-    return ShowResult(picks=table.reset_index(drop=True), diameter=float(diameter),
-                      output=output, picks_source=source)
+    return ShowResult(
+        picks=table.reset_index(drop=True),
+        diameter=float(diameter),
+        output=output,
+        picks_source=source,
+    )
 
 
 def _size(shape: tuple[int, ...], height: int) -> tuple[int, int]:

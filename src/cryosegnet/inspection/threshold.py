@@ -49,8 +49,10 @@ class ThresholdSummary:
     def text(self) -> str:
         n_kept, n_total = sum(self.kept.values()), sum(self.total.values())
         empty = sum(1 for n in self.kept.values() if n == 0)
-        line = (f"kept {n_kept} of {n_total} picks (score >= {self.min_score:g}) on "
-                f"{len(self.kept)} micrographs")
+        line = (
+            f"kept {n_kept} of {n_total} picks (score >= {self.min_score:g}) on "
+            f"{len(self.kept)} micrographs"
+        )
         return line + (f"; {empty} micrograph(s) now have none" if empty else "")
 
 
@@ -92,8 +94,9 @@ def threshold_picks(
         raise CryoSegNetError("--min-score must be a number")
     source, target = Path(picks_dir), Path(output)
     if target.resolve() == source.resolve() or source.resolve() in target.resolve().parents:
-        raise CryoSegNetError(f"{target}: the output folder must not be the picks folder "
-                              f"{source} or inside it")
+        raise CryoSegNetError(
+            f"{target}: the output folder must not be the picks folder {source} or inside it"
+        )
     pick_files = find_pick_files(source)
     summary = ThresholdSummary(min_score=min_score)
     kept_by_micrograph: dict[str, pd.DataFrame] = {}

@@ -122,8 +122,10 @@ def quote_star(value: str) -> str:
     """``value`` as one STAR token, quoted only when the grammar needs it."""
     value = str(value)
     if "\n" in value or "\r" in value:
-        raise StarNameError(value.encode("unicode_escape").decode(),
-                            "a line break in a name cannot be written to a STAR file")
+        raise StarNameError(
+            value.encode("unicode_escape").decode(),
+            "a line break in a name cannot be written to a STAR file",
+        )
     needs = (
         value == ""
         or value[0] in "_#'\";$[]"
@@ -138,8 +140,9 @@ def quote_star(value: str) -> str:
     for quote in ('"', "'"):
         if not any(value[i] == quote and value[i + 1].isspace() for i in range(len(value) - 1)):
             return f"{quote}{value}{quote}"
-    raise StarNameError(value, "holds both quote characters followed by spaces; "
-                               "it cannot be quoted in a STAR file")
+    raise StarNameError(
+        value, "holds both quote characters followed by spaces; it cannot be quoted in a STAR file"
+    )
 
 
 def _looks_numeric(value: str) -> bool:
@@ -202,7 +205,7 @@ def _star_tokens(line: str) -> list[tuple[str, bool]]:
             while True:
                 k = line.find(c, j)
                 if k == -1:
-                    raise ValueError(f"unterminated quoted string: {line[i:i + 40]}")
+                    raise ValueError(f"unterminated quoted string: {line[i : i + 40]}")
                 if k + 1 == n or line[k + 1].isspace():
                     break
                 j = k + 1

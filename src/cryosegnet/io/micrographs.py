@@ -91,9 +91,10 @@ def _check_mrc_header(path: Path) -> None:
             break
     else:  # mrcfile could not read the data either, but would first allocate the header's sizes
         raise MicrographError(
-            path, f"MRC data mode {int(np.frombuffer(head, '<i4', 1, 12)[0])} is not supported "
+            path,
+            f"MRC data mode {int(np.frombuffer(head, '<i4', 1, 12)[0])} is not supported "
             f"(modes {', '.join(str(m) for m in sorted(_MRC_MODE_BYTES))}; or the header is "
-            "corrupt)"
+            "corrupt)",
         )
     nx, ny, nz, mode = int(nx), int(ny), int(nz), int(mode)
     if min(nx, ny, nz) <= 0 or nsymbt < 0:
@@ -105,8 +106,9 @@ def _check_mrc_header(path: Path) -> None:
     limit = max_pixels()
     if nx * ny > limit:
         raise MicrographError(
-            path, f"is {nx}x{ny} px, above the limit of {limit} pixels (set "
-            f"{MAX_PIXELS_ENV}=N to allow larger micrographs)"
+            path,
+            f"is {nx}x{ny} px, above the limit of {limit} pixels (set "
+            f"{MAX_PIXELS_ENV}=N to allow larger micrographs)",
         )
     row_bytes = (nx + 1) // 2 if mode == 101 else nx * _MRC_MODE_BYTES[mode]
     expected = 1024 + nsymbt + row_bytes * ny * nz
@@ -153,8 +155,11 @@ def _read_mrc(path: Path) -> tuple[np.ndarray, float | None]:
     with mrc:
         if mrc.data is None:
             if int(mrc.header.mode) == 101:
-                raise MicrographError(path, "MRC data mode 101 (4-bit) is not supported; "
-                                            "convert it to mode 2 (float32) or 1 (int16)")
+                raise MicrographError(
+                    path,
+                    "MRC data mode 101 (4-bit) is not supported; "
+                    "convert it to mode 2 (float32) or 1 (int16)",
+                )
             raise MicrographError(path, "MRC header is invalid or the data block is truncated")
         data = np.asarray(mrc.data)
         voxel = float(mrc.voxel_size.x) if mrc.voxel_size is not None else 0.0
@@ -249,8 +254,9 @@ def _as_single_image(path: Path, data: np.ndarray) -> np.ndarray:
     ratio = max(data.shape) / min(data.shape)
     if ratio > MAX_ASPECT:
         raise MicrographError(
-            path, f"is {data.shape[1]}x{data.shape[0]} px, a strip rather than a micrograph "
-            f"(sides differ more than {MAX_ASPECT}:1; it would shrink to a few pixels)"
+            path,
+            f"is {data.shape[1]}x{data.shape[0]} px, a strip rather than a micrograph "
+            f"(sides differ more than {MAX_ASPECT}:1; it would shrink to a few pixels)",
         )
     if np.iscomplexobj(data):
         raise MicrographError(path, "holds complex (Fourier-space) data, not an image")

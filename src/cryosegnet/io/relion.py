@@ -218,8 +218,14 @@ def read_micrographs_star(
     optics = optics if isinstance(optics, pd.DataFrame) else None
     table = blocks.get("micrographs")
     if not isinstance(table, pd.DataFrame):
-        table = next((b for b in blocks.values() if isinstance(b, pd.DataFrame)
-                      and _column(b, "rlnMicrographName") is not None), None)
+        table = next(
+            (
+                b
+                for b in blocks.values()
+                if isinstance(b, pd.DataFrame) and _column(b, "rlnMicrographName") is not None
+            ),
+            None,
+        )
     if table is None or _column(table, "rlnMicrographName") is None:
         raise RelionError(f"{star}: no table with _rlnMicrographName (not a micrographs STAR)")
     group_sizes = _optics_pixel_sizes(optics) if optics is not None else {}
@@ -242,8 +248,9 @@ def read_micrographs_star(
             if detector and mag:
                 pixel_size = detector * 1e4 / mag
         path = Path(name) if Path(name).is_absolute() else root / name
-        micrographs.append(RelionMicrograph(name=name, path=path, pixel_size=pixel_size,
-                                            optics_group=group))
+        micrographs.append(
+            RelionMicrograph(name=name, path=path, pixel_size=pixel_size, optics_group=group)
+        )
     return RelionMicrographs(star=star, project_dir=root, micrographs=micrographs, optics=optics)
 
 
@@ -255,8 +262,9 @@ def _positive(value) -> float | None:
     return number if number > 0 else None
 
 
-def coordinate_file(job_dir: str | os.PathLike, micrograph_name: str,
-                    suffix: str = "autopick") -> Path:
+def coordinate_file(
+    job_dir: str | os.PathLike, micrograph_name: str, suffix: str = "autopick"
+) -> Path:
     """Where RELION expects a micrograph's coordinate file below a picking job's folder.
 
     ``coordinate_file("External/job004", "MotionCorr/job002/Movies/a.mrc")`` is
@@ -267,14 +275,15 @@ def coordinate_file(job_dir: str | os.PathLike, micrograph_name: str,
     parts = [p for p in Path(micrograph_name).parts if p not in ("/", "\\")]
     for i, part in enumerate(parts[1:], start=1):
         if re.match(r"job\d{3}", part):
-            parts = parts[i + 1:]
+            parts = parts[i + 1 :]
             break
     relative = Path(*parts)
     return Path(job_dir) / relative.parent / f"{relative.stem}_{suffix}.star"
 
 
-def node_name(job_dir: str | os.PathLike, filename: str,
-              project_dir: str | os.PathLike | None = None) -> str:
+def node_name(
+    job_dir: str | os.PathLike, filename: str, project_dir: str | os.PathLike | None = None
+) -> str:
     """A pipeline node name: ``<job folder relative to the project>/<filename>`` (POSIX)."""
     job_dir = Path(job_dir)
     if job_dir.is_absolute():
@@ -308,8 +317,15 @@ def write_output_nodes(
     """
     column = "_rlnPipeLineNodeType" if relion_version < 4 else "_rlnPipeLineNodeTypeLabel"
     version_line = STAR_VERSION_LINE.get(relion_version, STAR_VERSION_LINE[4])
-    lines = [version_line, "", "data_output_nodes", "", "loop_",
-             "_rlnPipeLineNodeName #1", f"{column} #2"]
+    lines = [
+        version_line,
+        "",
+        "data_output_nodes",
+        "",
+        "loop_",
+        "_rlnPipeLineNodeName #1",
+        f"{column} #2",
+    ]
     lines += [f"{name} {label}" for name, label in nodes]
     path = Path(job_dir) / OUTPUT_NODES_STAR
     path.parent.mkdir(parents=True, exist_ok=True)

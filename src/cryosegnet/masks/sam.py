@@ -137,7 +137,8 @@ def read_sam_state_dict(
     if shape != expected:
         found = next((t for t, s in ENCODER_SHAPES.items() if s == shape), None)
         what = (
-            f"a SAM {found} checkpoint" if found
+            f"a SAM {found} checkpoint"
+            if found
             else f"an image encoder of width {shape[0]} with {shape[1]} blocks (no SAM type)"
         )
         hint = f"; use --sam-model-type {found}" if found else ""

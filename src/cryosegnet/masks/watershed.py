@@ -185,8 +185,10 @@ def regions_to_masks(
         masks.append(
             InstanceMask(
                 bbox=(
-                    float(cs.start), float(rs.start),
-                    float(cs.stop - cs.start), float(rs.stop - rs.start),
+                    float(cs.start),
+                    float(rs.start),
+                    float(cs.stop - cs.start),
+                    float(rs.stop - rs.start),
                 ),
                 score=float(np.clip(means[k], 0.0, 1.0)),
                 area=int(areas[k]),

@@ -94,7 +94,7 @@ def export_onnx(unet: AttentionUNet, destination: str | os.PathLike) -> Path:
     """Write the U-Net (without padding) as one self-contained ONNX file; dynamic B, H, W."""
     destination = Path(destination)
     core = _UNetCore(unet).to("cpu").eval()
-    size = 2 ** unet.config.depth * 2
+    size = 2**unet.config.depth * 2
     example = torch.zeros(1, unet.config.in_channels, size, size)
     quiet = [logging.getLogger(name) for name in ("onnx_ir", "onnxscript", "torch.onnx")]
     levels = [logger.level for logger in quiet]
@@ -117,15 +117,25 @@ def _export(core: nn.Module, example: torch.Tensor, destination: Path) -> None:
         with atomic_path(destination) as tmp:
             try:
                 torch.onnx.export(
-                    core, (example,), str(tmp), input_names=["image"], output_names=["logits"],
-                    dynamic_axes={"image": axes, "logits": axes}, dynamo=False,
+                    core,
+                    (example,),
+                    str(tmp),
+                    input_names=["image"],
+                    output_names=["logits"],
+                    dynamic_axes={"image": axes, "logits": axes},
+                    dynamo=False,
                     opset_version=OPSET,
                 )
             except Exception:
                 dim = torch.export.Dim.DYNAMIC
                 program = torch.onnx.export(
-                    core, (example,), input_names=["image"], output_names=["logits"],
-                    dynamic_shapes=({0: dim, 2: dim, 3: dim},), dynamo=True, opset_version=OPSET,
+                    core,
+                    (example,),
+                    input_names=["image"],
+                    output_names=["logits"],
+                    dynamic_shapes=({0: dim, 2: dim, 3: dim},),
+                    dynamo=True,
+                    opset_version=OPSET,
                     verbose=False,
                 )
                 if program is None:
@@ -171,9 +181,7 @@ class OnnxUNet:
                 self.path = None
                 return
         self.path = path
-        self.session = ort.InferenceSession(
-            str(path), options, providers=["CPUExecutionProvider"]
-        )
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         batch = np.ascontiguousarray(batch, dtype=np.float32)

@@ -91,8 +91,11 @@ class BatchSummary:
         diameters = [d for d in self.diameters if np.isfinite(d) and d > 0]
         if diameters:
             line = f"estimated diameter: {np.median(diameters):.1f} px (median)"
-            angstrom = [d * a for d, a in zip(self.diameters, self.pixel_sizes, strict=False)
-                        if a and np.isfinite(d) and d > 0]
+            angstrom = [
+                d * a
+                for d, a in zip(self.diameters, self.pixel_sizes, strict=False)
+                if a and np.isfinite(d) and d > 0
+            ]
             if angstrom:
                 line += f", {np.median(angstrom):.0f} Å"
             lines.append(line)
@@ -181,9 +184,11 @@ def picker_options(picker) -> dict:
         "size_tolerance": _jsonable(getattr(post, "tolerance_factor", None)),
         "border_fraction": _jsonable(getattr(picker, "border_fraction", None)),
         "denoise": denoise.to_dict()
-        if denoise is not None and hasattr(denoise, "to_dict") else None,
+        if denoise is not None and hasattr(denoise, "to_dict")
+        else None,
         "instances": generator.describe()
-        if generator is not None and hasattr(generator, "describe") else None,
+        if generator is not None and hasattr(generator, "describe")
+        else None,
     }
     options["settings"] = json.loads(json.dumps(settings, default=str))
     return options
@@ -244,8 +249,13 @@ def _write_outputs(
             write_box(path, picks, box_size=size)
             written.append(path)
         listed = formats if listed is None else listed
-        manifest = {**manifest, "formats": sorted(set(listed) | {"star"}), "box_size": box_size,
-                    "diameter_px": diameter, "n_picks": int(len(picks))}
+        manifest = {
+            **manifest,
+            "formats": sorted(set(listed) | {"star"}),
+            "box_size": box_size,
+            "diameter_px": diameter,
+            "n_picks": int(len(picks)),
+        }
         write_coordinate_star(star, picks, manifest=manifest)
     except BaseException:
         # No orphan CSV/box without its STAR: the micrograph has all its outputs or none.
@@ -328,8 +338,20 @@ def pick_batch(
     run_lock = _start_run(outdir)
     try:
         return _pick_batch(
-            picker, micrographs, outdir, formats, overwrite, batch_size, box_size, workers,
-            progress, debug, options, summary, sizes, should_stop,
+            picker,
+            micrographs,
+            outdir,
+            formats,
+            overwrite,
+            batch_size,
+            box_size,
+            workers,
+            progress,
+            debug,
+            options,
+            summary,
+            sizes,
+            should_stop,
         )
     finally:
         if run_lock is not None:
@@ -363,17 +385,35 @@ class _Sizes:
 
 
 def _pick_batch(
-    picker, micrographs, outdir, formats, overwrite, batch_size, box_size, workers, progress,
-    debug, options, summary, sizes, should_stop,
+    picker,
+    micrographs,
+    outdir,
+    formats,
+    overwrite,
+    batch_size,
+    box_size,
+    workers,
+    progress,
+    debug,
+    options,
+    summary,
+    sizes,
+    should_stop,
 ) -> BatchSummary:
     todo: list[tuple[Path, dict]] = []
     seen: dict[Path, Path] = {}
     for path in micrographs:
         star = coordinate_path(outdir, sizes.layout(path))
         if star in seen:
-            _record_failure(summary, path, CryoSegNetError(
-                f"{path}: its output {star} is also the output of {seen[star]} (same name in "
-                "folders RELION lays out alike); pick them into separate output folders"), debug)
+            _record_failure(
+                summary,
+                path,
+                CryoSegNetError(
+                    f"{path}: its output {star} is also the output of {seen[star]} (same name in "
+                    "folders RELION lays out alike); pick them into separate output folders"
+                ),
+                debug,
+            )
             continue
         seen[star] = path
         try:
@@ -385,13 +425,17 @@ def _pick_batch(
             continue
         except OSError as exc:
             problem = {errno.ELOOP: "symbolic link loop", errno.ENOENT: "no such file"}.get(
-                exc.errno or 0, f"cannot read ({exc.strerror or exc})")
+                exc.errno or 0, f"cannot read ({exc.strerror or exc})"
+            )
             _record_failure(summary, path, CryoSegNetError(f"{path}: {problem}"), debug)
             continue
         if star.exists() and not overwrite:
             previous = _previous_result(star)
-            reason = (_mismatch(previous, source, sizes.options(path, options)) if previous
-                      else "it is incomplete")
+            reason = (
+                _mismatch(previous, source, sizes.options(path, options))
+                if previous
+                else "it is incomplete"
+            )
             if previous is not None and reason is None:
                 try:
                     _complete_formats(outdir, sizes.layout(path), previous, formats, box_size)
@@ -416,8 +460,9 @@ def _pick_batch(
         if in_main_thread:  # inside the try: a SIGTERM right after this is caught below
             signal.signal(signal.SIGTERM, _on_sigterm)
         paths_todo = [p for p, _ in todo]
-        for chunk in _denoised_chunks(picker, paths_todo, batch_size, workers, summary, debug,
-                                      sizes):
+        for chunk in _denoised_chunks(
+            picker, paths_todo, batch_size, workers, summary, debug, sizes
+        ):
             if should_stop is not None and should_stop():
                 log.info("stop requested: %d micrograph(s) left unpicked", len(todo) - n_finished)
                 summary.interrupted = True
@@ -431,12 +476,22 @@ def _pick_batch(
                 bar.update(len(paths))
                 continue
             for path, result in zip(paths, results, strict=True):
-                manifest = {"version": MANIFEST_VERSION, "source": sources[path],
-                            "options": sizes.options(path, options)}
+                manifest = {
+                    "version": MANIFEST_VERSION,
+                    "source": sources[path],
+                    "options": sizes.options(path, options),
+                }
                 n_finished += 1
                 try:
-                    _write_outputs(outdir, sizes.layout(path), result.picks, result.diameter,
-                                   formats, box_size, manifest)
+                    _write_outputs(
+                        outdir,
+                        sizes.layout(path),
+                        result.picks,
+                        result.diameter,
+                        formats,
+                        box_size,
+                        manifest,
+                    )
                 except Exception as exc:  # disk full, read-only, quota...: this one fails
                     _record_failure(summary, path, exc, debug, prefix="cannot write output: ")
                     continue
@@ -448,7 +503,8 @@ def _pick_batch(
                         log.warning(
                             "WARNING %s: particle diameter %.1f px is implausibly small (image "
                             "too small, or noise picked); check the picks or give --diameter",
-                            path, float(result.diameter),
+                            path,
+                            float(result.diameter),
                         )
                 bar.set_postfix(particles=summary.n_particles, refresh=False)
                 if not progress:  # a batch log gets one line per micrograph instead of a bar
@@ -456,8 +512,14 @@ def _pick_batch(
                     if result.diameter and np.isfinite(result.diameter):
                         pixel_size = sizes.seen_pixel_size.get(path)
                         size = f", diameter {describe_size(result.diameter, pixel_size)}"
-                    log.info("[%d/%d] %s: %d particles%s", n_finished, len(todo), path,
-                             len(result.picks), size)
+                    log.info(
+                        "[%d/%d] %s: %d particles%s",
+                        n_finished,
+                        len(todo),
+                        path,
+                        len(result.picks),
+                        size,
+                    )
             bar.update(len(paths))
     except (KeyboardInterrupt, _Terminate):
         summary.interrupted = True
@@ -491,10 +553,10 @@ def _pick_chunk(picker, chunk, sizes: _Sizes) -> list:
     settings = picker.postprocess_settings
     try:
         for diameter, indices in groups.items():
-            picker.postprocess_settings = dataclasses.replace(settings,
-                                                              diameter_override=diameter)
-            picked = picker.pick_denoised([denoised[i] for i in indices],
-                                          [shapes[i] for i in indices])
+            picker.postprocess_settings = dataclasses.replace(settings, diameter_override=diameter)
+            picked = picker.pick_denoised(
+                [denoised[i] for i in indices], [shapes[i] for i in indices]
+            )
             for i, result in zip(indices, picked, strict=True):
                 results[i] = result
     finally:
@@ -513,8 +575,16 @@ def _complete_formats(outdir, path, previous, formats, box_size) -> None:
         return
     log.info("%s: writing %s from the existing picks", path, ", ".join(sorted(missing)))
     kept = set(manifest.get("formats", [])) | set(formats)
-    _write_outputs(outdir, path, picks, manifest.get("diameter_px"), tuple(sorted(missing)),
-                   box_size, manifest, listed=tuple(sorted(kept)))
+    _write_outputs(
+        outdir,
+        path,
+        picks,
+        manifest.get("diameter_px"),
+        tuple(sorted(missing)),
+        box_size,
+        manifest,
+        listed=tuple(sorted(kept)),
+    )
 
 
 def _refuse_foreign(path: Path, what: str) -> None:
@@ -570,8 +640,12 @@ def _previous_result(star: Path) -> tuple[pd.DataFrame, dict] | None:
     table = next((b for b in blocks.values() if isinstance(b, pd.DataFrame)), None)
     if table is None or "rlnCoordinateX" not in table or len(table) != manifest.get("n_picks"):
         return None
-    picks = make_picks(table["rlnCoordinateX"], table["rlnCoordinateY"],
-                       table["rlnAutopickFigureOfMerit"], manifest.get("diameter_px"))
+    picks = make_picks(
+        table["rlnCoordinateX"],
+        table["rlnCoordinateY"],
+        table["rlnAutopickFigureOfMerit"],
+        manifest.get("diameter_px"),
+    )
     return picks, manifest
 
 
@@ -665,16 +739,16 @@ def _denoised_chunks(
         if sizes.angstrom is not None:
             if pixel_size is None:
                 raise MicrographError(
-                    path, f"--diameter {sizes.angstrom:g} Å needs the pixel size, and none is "
-                    "known (no pixel size in its header or an input STAR): give --angpix"
+                    path,
+                    f"--diameter {sizes.angstrom:g} Å needs the pixel size, and none is "
+                    "known (no pixel size in its header or an input STAR): give --angpix",
                 )
             diameter = angstrom_to_pixels(sizes.angstrom, pixel_size)
             what = f"--diameter {sizes.angstrom:g} Å ({diameter:.1f} px at {pixel_size:g} Å/px)"
             sizes.diameter_px[path] = diameter
         if diameter and diameter > min(image.shape):
             raise MicrographError(
-                path, f"{what} is larger than the micrograph "
-                f"({image.shape[1]}x{image.shape[0]} px)"
+                path, f"{what} is larger than the micrograph ({image.shape[1]}x{image.shape[0]} px)"
             )
         return path, picker.preprocess(image), image.shape
 

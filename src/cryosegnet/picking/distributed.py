@@ -104,8 +104,9 @@ def _worker_picker(
     return picker
 
 
-def _preload(picker_kwargs: dict, devices: Sequence[str] | None, threads: int | None,
-             dask_worker=None) -> None:
+def _preload(
+    picker_kwargs: dict, devices: Sequence[str] | None, threads: int | None, dask_worker=None
+) -> None:
     """Build this worker's picker and run its U-Net once (loads the CPU runtime's session)."""
     import numpy as np
 
@@ -165,24 +166,48 @@ def _pick_one(
         given = getattr(getattr(picker, "postprocess_settings", None), "diameter_override", None)
         if given and given > min(image.shape):
             raise MicrographError(
-                name, f"--diameter {given:g} px is larger than the micrograph "
-                f"({image.shape[1]}x{image.shape[0]} px)")
+                name,
+                f"--diameter {given:g} px is larger than the micrograph "
+                f"({image.shape[1]}x{image.shape[0]} px)",
+            )
         result = picker.pick_many_arrays([image])[0]  # type: ignore[attr-defined]
     except Exception as exc:
-        return {"name": name, "ok": False, "error": _reason(name, exc), "worker": worker,
-                "seconds": time.perf_counter() - start}
+        return {
+            "name": name,
+            "ok": False,
+            "error": _reason(name, exc),
+            "worker": worker,
+            "seconds": time.perf_counter() - start,
+        }
     manifest = {"version": MANIFEST_VERSION, "source": source, "options": options}
     try:
         # The folder is this micrograph's own output folder: write as if the micrograph lay
         # there (its file name only), so the worker's current folder does not matter.
-        _write_outputs(Path(folder), Path(Path(path).name), result.picks, result.diameter,
-                       formats, box_size, manifest)
+        _write_outputs(
+            Path(folder),
+            Path(Path(path).name),
+            result.picks,
+            result.diameter,
+            formats,
+            box_size,
+            manifest,
+        )
     except Exception as exc:
-        return {"name": name, "ok": False, "worker": worker,
-                "error": _reason(name, exc, "cannot write output: "),
-                "seconds": time.perf_counter() - start}
-    return {"name": name, "ok": True, "picks": result.picks, "diameter": result.diameter,
-            "worker": worker, "seconds": time.perf_counter() - start}
+        return {
+            "name": name,
+            "ok": False,
+            "worker": worker,
+            "error": _reason(name, exc, "cannot write output: "),
+            "seconds": time.perf_counter() - start,
+        }
+    return {
+        "name": name,
+        "ok": True,
+        "picks": result.picks,
+        "diameter": result.diameter,
+        "worker": worker,
+        "seconds": time.perf_counter() - start,
+    }
 
 
 def _reason(name: str, exc: BaseException, prefix: str = "") -> str:
@@ -214,12 +239,20 @@ def _client(scheduler: str | None, n_workers: int | None, threads: int):
         return
     if not n_workers or n_workers < 1:
         raise CryoSegNetError("--dask-workers: give at least one worker (or --scheduler)")
-    with LocalCluster(
-        n_workers=int(n_workers), threads_per_worker=1, processes=True,
-        dashboard_address=None, memory_limit=0,
-        env={name: str(threads) for name in (
-            "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")},
-    ) as cluster, Client(cluster) as client:
+    with (
+        LocalCluster(
+            n_workers=int(n_workers),
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            memory_limit=0,
+            env={
+                name: str(threads)
+                for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+            },
+        ) as cluster,
+        Client(cluster) as client,
+    ):
         yield client
 
 
@@ -273,16 +306,50 @@ def pick_distributed(
     summary = ClusterSummary()
     run_lock = _start_run(out)
     try:
-        todo = _plan(summary, [Path(m) for m in micrographs], out, options, formats, box_size,
-                     overwrite, debug)
+        todo = _plan(
+            summary,
+            [Path(m) for m in micrographs],
+            out,
+            options,
+            formats,
+            box_size,
+            overwrite,
+            debug,
+        )
         if todo:
             if client is not None:
-                _run(client, todo, out, options, picker_kwargs, formats, box_size, devices,
-                     threads_per_worker, progress, debug, summary, _task or _pick_one)
+                _run(
+                    client,
+                    todo,
+                    out,
+                    options,
+                    picker_kwargs,
+                    formats,
+                    box_size,
+                    devices,
+                    threads_per_worker,
+                    progress,
+                    debug,
+                    summary,
+                    _task or _pick_one,
+                )
             else:
                 with _client(scheduler, n_workers, threads_per_worker or 1) as own:
-                    _run(own, todo, out, options, picker_kwargs, formats, box_size, devices,
-                         threads_per_worker, progress, debug, summary, _task or _pick_one)
+                    _run(
+                        own,
+                        todo,
+                        out,
+                        options,
+                        picker_kwargs,
+                        formats,
+                        box_size,
+                        devices,
+                        threads_per_worker,
+                        progress,
+                        debug,
+                        summary,
+                        _task or _pick_one,
+                    )
         try:
             summary.index_entries = rebuild_index(out)
         except Exception as exc:
@@ -301,9 +368,15 @@ def _plan(summary, micrographs, out, options, formats, box_size, overwrite, debu
     for path in micrographs:
         star = coordinate_path(out, path)
         if star in seen:
-            _record_failure(summary, path, CryoSegNetError(
-                f"{path}: its output {star} is also the output of {seen[star]}; pick them into "
-                "separate output folders"), debug)
+            _record_failure(
+                summary,
+                path,
+                CryoSegNetError(
+                    f"{path}: its output {star} is also the output of {seen[star]}; pick them into "
+                    "separate output folders"
+                ),
+                debug,
+            )
             continue
         seen[star] = path
         try:
@@ -314,8 +387,9 @@ def _plan(summary, micrographs, out, options, formats, box_size, overwrite, debu
             _record_failure(summary, path, exc, debug)
             continue
         except OSError as exc:
-            problem = {errno.ENOENT: "no such file"}.get(exc.errno or 0,
-                                                         f"cannot read ({exc.strerror or exc})")
+            problem = {errno.ENOENT: "no such file"}.get(
+                exc.errno or 0, f"cannot read ({exc.strerror or exc})"
+            )
             _record_failure(summary, path, CryoSegNetError(f"{path}: {problem}"), debug)
             continue
         if star.exists() and not overwrite:
@@ -335,8 +409,21 @@ def _plan(summary, micrographs, out, options, formats, box_size, overwrite, debu
     return todo
 
 
-def _run(client, todo, out, options, picker_kwargs, formats, box_size, devices, threads,
-         progress, debug, summary, task) -> None:
+def _run(
+    client,
+    todo,
+    out,
+    options,
+    picker_kwargs,
+    formats,
+    box_size,
+    devices,
+    threads,
+    progress,
+    debug,
+    summary,
+    task,
+) -> None:
     from distributed import as_completed
 
     summary.n_workers = len(client.scheduler_info().get("workers", {}))
@@ -351,11 +438,22 @@ def _run(client, todo, out, options, picker_kwargs, formats, box_size, devices, 
     futures = []
     for path, source in todo:
         folder = os.path.abspath(out / relative_folder(path))  # workers: absolute paths
-        futures.append(client.submit(
-            task, os.path.abspath(path), folder, source, options, picker_kwargs,
-            tuple(formats), box_size, list(devices) if devices else None, threads,
-            key=f"cryosegnet-pick-{source['path']}-{time.time_ns()}", pure=False,
-        ))
+        futures.append(
+            client.submit(
+                task,
+                os.path.abspath(path),
+                folder,
+                source,
+                options,
+                picker_kwargs,
+                tuple(formats),
+                box_size,
+                list(devices) if devices else None,
+                threads,
+                key=f"cryosegnet-pick-{source['path']}-{time.time_ns()}",
+                pure=False,
+            )
+        )
     start = time.perf_counter()
     n_done = 0
     try:
@@ -370,8 +468,9 @@ def _run(client, todo, out, options, picker_kwargs, formats, box_size, devices, 
             path = by_name[record["name"]]
             worker = record.get("worker", "?")
             summary.per_worker[worker] = summary.per_worker.get(worker, 0) + 1
-            summary.worker_seconds[worker] = (summary.worker_seconds.get(worker, 0.0)
-                                              + float(record.get("seconds", 0.0)))
+            summary.worker_seconds[worker] = summary.worker_seconds.get(worker, 0.0) + float(
+                record.get("seconds", 0.0)
+            )
             if not record["ok"]:
                 _record_failure(summary, path, CryoSegNetError(record["error"]), debug)
                 continue
@@ -380,9 +479,15 @@ def _run(client, todo, out, options, picker_kwargs, formats, box_size, devices, 
                 summary.diameters.append(float(record["diameter"]))
             if progress:
                 elapsed = time.perf_counter() - start
-                log.info("[%d/%d] %s: %d particles (%s); cluster: %.2f micrographs/s",
-                         n_done, len(todo), path, len(record["picks"]), worker,
-                         n_done / elapsed if elapsed > 0 else 0.0)
+                log.info(
+                    "[%d/%d] %s: %d particles (%s); cluster: %.2f micrographs/s",
+                    n_done,
+                    len(todo),
+                    path,
+                    len(record["picks"]),
+                    worker,
+                    n_done / elapsed if elapsed > 0 else 0.0,
+                )
     except KeyboardInterrupt:
         summary.interrupted = True
         client.cancel(futures)
@@ -411,34 +516,56 @@ def parse_devices(text: str | None) -> list[str] | None:
     return devices
 
 
-def run_from_cli(args, micrographs, picker_kwargs: dict, picker, formats, problems=(),
-                 star_inputs=(), diameter_angstrom: float | None = None) -> int:
+def run_from_cli(
+    args,
+    micrographs,
+    picker_kwargs: dict,
+    picker,
+    formats,
+    problems=(),
+    star_inputs=(),
+    diameter_angstrom: float | None = None,
+) -> int:
     """``cryosegnet pick`` with ``--scheduler`` / ``--dask-workers`` / ``--devices``: pick,
     print the summary, return the exit code (as the in-process run does)."""
     import sys
 
-    unsupported = [what for what, given in (
-        ("--watch", getattr(args, "watch", None)),
-        ("RELION STAR inputs", list(star_inputs)),
-        ("a diameter in Å", diameter_angstrom is not None),
-    ) if given]
+    unsupported = [
+        what
+        for what, given in (
+            ("--watch", getattr(args, "watch", None)),
+            ("RELION STAR inputs", list(star_inputs)),
+            ("a diameter in Å", diameter_angstrom is not None),
+        )
+        if given
+    ]
     if unsupported:
         raise CryoSegNetError(
             f"--scheduler/--dask-workers/--devices: not yet with {', '.join(unsupported)}; "
-            "pick in one process (without them), or give micrograph files and --diameter in px")
+            "pick in one process (without them), or give micrograph files and --diameter in px"
+        )
     devices = parse_devices(getattr(args, "devices", None))
     n_workers = getattr(args, "dask_workers", None) or (len(devices) if devices else None)
     if args.scheduler and getattr(args, "dask_workers", None):
-        raise CryoSegNetError("--scheduler and --dask-workers: give one (a cluster exists, or "
-                              "one is started here)")
+        raise CryoSegNetError(
+            "--scheduler and --dask-workers: give one (a cluster exists, or one is started here)"
+        )
     if devices and not args.scheduler:  # local workers: their GPUs are this machine's
         _check_local_devices(devices)
     where = args.scheduler or f"a local cluster of {n_workers} worker process(es)"
     log.info("picking on Dask: %s%s", where, f", devices {','.join(devices)}" if devices else "")
     summary = pick_distributed(
-        micrographs, args.output, dict(picker_kwargs), scheduler=args.scheduler,
-        n_workers=n_workers, devices=devices, formats=formats, overwrite=args.overwrite,
-        box_size=args.box_size, progress=not args.no_progress, debug=args.debug,
+        micrographs,
+        args.output,
+        dict(picker_kwargs),
+        scheduler=args.scheduler,
+        n_workers=n_workers,
+        devices=devices,
+        formats=formats,
+        overwrite=args.overwrite,
+        box_size=args.box_size,
+        progress=not args.no_progress,
+        debug=args.debug,
         options=picker_options(picker),
     )
     for problem in problems:
@@ -460,4 +587,5 @@ def _check_local_devices(devices: Sequence[str]) -> None:
         if not torch.cuda.is_available() or index >= torch.cuda.device_count():
             raise CryoSegNetError(
                 f"--devices: {device} is not available here ({torch.cuda.device_count()} CUDA "
-                "GPU(s) visible to this PyTorch)")
+                "GPU(s) visible to this PyTorch)"
+            )

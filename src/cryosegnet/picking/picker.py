@@ -131,7 +131,8 @@ class Picker:
         )
         self.legacy_working_diameter = (
             labelled_diameter(self.checkpoint, LEGACY_DIAMETER_KEY)
-            if self.model_diameter is None else None
+            if self.model_diameter is None
+            else None
         )
         if denoise_order:
             settings = DenoiseSettings.from_dict({**settings.to_dict(), "order": denoise_order})
@@ -149,8 +150,12 @@ class Picker:
         )
         # diameter_per_micrograph: the caller sets postprocess_settings.diameter_override for
         # each micrograph (an Å diameter converted with its pixel size, picking/batch.py).
-        has_size = (diameter or diameter_per_micrograph or self.model_diameter
-                    or self.legacy_working_diameter)
+        has_size = (
+            diameter
+            or diameter_per_micrograph
+            or self.model_diameter
+            or self.legacy_working_diameter
+        )
         if self.stage == "log" and not has_size:
             from cryosegnet.io.errors import SettingsError
 
@@ -309,9 +314,7 @@ def labelled_diameter(checkpoint: dict, key: str = "diameter_px_median") -> floa
     return None
 
 
-def drop_border_picks(
-    picks: pd.DataFrame, shape: tuple[int, int], fraction: float
-) -> pd.DataFrame:
+def drop_border_picks(picks: pd.DataFrame, shape: tuple[int, int], fraction: float) -> pd.DataFrame:
     """Remove picks within ``fraction`` x diameter of the edge (no-op without a diameter)."""
     if fraction <= 0 or picks.empty:
         return picks

@@ -54,8 +54,14 @@ def external_job_pick_args(job: ExternalJobArgs) -> list[str]:
             "no --in_mics: set 'Input micrographs' (Input tab) to a micrographs STAR, e.g. "
             "CtfFind/job003/micrographs_ctf.star"
         )
-    argv = [job.in_mics, "-o", str(job.output), "--workers", str(max(1, job.threads)),
-            "--no-progress"]
+    argv = [
+        job.in_mics,
+        "-o",
+        str(job.output),
+        "--workers",
+        str(max(1, job.threads)),
+        "--no-progress",
+    ]
     for label, value in job.params.items():
         argv += [f"--{label}", value]
     return argv
@@ -79,8 +85,7 @@ def parse_job_command(argv: list[str]) -> ExternalJobArgs:
         raise
 
 
-def run_external_job(job: ExternalJobArgs, pick: PickCommand,
-                     project_dir: str | Path = ".") -> int:
+def run_external_job(job: ExternalJobArgs, pick: PickCommand, project_dir: str | Path = ".") -> int:
     """Run one External job: pick, write the output node, leave the exit marker.
 
     Parameters
@@ -108,10 +113,14 @@ def run_external_job(job: ExternalJobArgs, pick: PickCommand,
         code = pick(external_job_pick_args(job), lambda: abort_requested(out))
         aborted = code == INTERRUPTED_EXIT_CODE and abort_requested(out)
         if (out / INDEX_STAR).is_file():
-            node = write_coordinates_node(out, INDEX_STAR, relion_version=version,
-                                          micrographs_star=job.in_mics,
-                                          suffix=OUTPUT_SUFFIX.lstrip("_"),
-                                          project_dir=project_dir)
+            node = write_coordinates_node(
+                out,
+                INDEX_STAR,
+                relion_version=version,
+                micrographs_star=job.in_mics,
+                suffix=OUTPUT_SUFFIX.lstrip("_"),
+                project_dir=project_dir,
+            )
             log.info("RELION %d output node: %s", version, node)
     except BaseException:
         mark_job_finished(out, success=False)

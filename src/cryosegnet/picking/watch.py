@@ -116,19 +116,22 @@ def scan(folder: Path) -> list[Path]:
         entries = list(folder.iterdir())
     except OSError as exc:
         raise CryoSegNetError(f"{folder}: cannot list the folder ({exc.strerror or exc})") from exc
-    files = [p for p in entries
-             if not p.name.startswith(".") and p.suffix.lower() in MICROGRAPH_SUFFIXES]
-    signatures = {p: _signature(p) for p in files}
-    return sorted((p for p in files if signatures[p] is not None),
-                  key=lambda p: (signatures[p][1], p.name))  # type: ignore[index]
+    files = [
+        p for p in entries if not p.name.startswith(".") and p.suffix.lower() in MICROGRAPH_SUFFIXES
+    ]
+    signatures = {p: sig for p in files if (sig := _signature(p)) is not None}
+    return sorted(signatures, key=lambda p: (signatures[p][1], p.name))
 
 
 def check_watch_options(folder, settle: float, interval: float, timeout: float) -> None:
     """Refuse a missing folder and negative or non-finite times before anything is loaded."""
     if not Path(folder).is_dir():
         raise CryoSegNetError(f"--watch {folder}: no such folder")
-    for name, value in (("--settle", settle), ("--watch-interval", interval),
-                        ("--watch-timeout", timeout)):
+    for name, value in (
+        ("--settle", settle),
+        ("--watch-interval", interval),
+        ("--watch-timeout", timeout),
+    ):
         if not (0 <= value < float("inf")):
             raise CryoSegNetError(f"{name}: must be a finite number >= 0 (got {value})")
 
@@ -161,8 +164,9 @@ def watch_folder(
     overwrite = bool(batch_options.get("overwrite", False))
     batch_options.setdefault("progress", False)
     # What pick_batch records per micrograph (an Å diameter adds its pixel size's source).
-    sizes = _Sizes(batch_options.get("diameter_angstrom"),
-                   batch_options.get("pixel_sizes") or PixelSizes(), {})
+    sizes = _Sizes(
+        batch_options.get("diameter_angstrom"), batch_options.get("pixel_sizes") or PixelSizes(), {}
+    )
     summary = WatchSummary()
     start = clock()
     last_activity = start
@@ -171,8 +175,12 @@ def watch_folder(
     handled: dict[Path, tuple[int, int]] = {}
     in_main = _in_main_thread()
     previous_handler = signal.getsignal(signal.SIGTERM) if in_main else None
-    log.info("watching %s (a file is picked once unchanged for %g s; stops after %g s idle)",
-             folder, settle, timeout)
+    log.info(
+        "watching %s (a file is picked once unchanged for %g s; stops after %g s idle)",
+        folder,
+        settle,
+        timeout,
+    )
     try:
         if in_main:
             signal.signal(signal.SIGTERM, _on_sigterm)
@@ -200,15 +208,19 @@ def watch_folder(
                 handled[path] = pending.pop(path)[0]
             # Files already picked (a restart): one call skips them all (writing any format
             # they lack) and rebuilds the index once; then the new ones, batch by batch.
-            done = [p for p in ready
-                    if not overwrite and _already_done(outdir, p, sizes.options(p, options))]
+            done = [
+                p
+                for p in ready
+                if not overwrite and _already_done(outdir, p, sizes.options(p, options))
+            ]
             todo = [p for p in ready if p not in done]
             chunks = [done] if done else []
             step = max(1, batch_size)
-            chunks += [todo[i:i + step] for i in range(0, len(todo), step)]
+            chunks += [todo[i : i + step] for i in range(0, len(todo), step)]
             for chunk in chunks:
-                batch = pick_batch(picker, chunk, outdir, batch_size=step, options=options,
-                                   **batch_options)
+                batch = pick_batch(
+                    picker, chunk, outdir, batch_size=step, options=options, **batch_options
+                )
                 summary.add(batch)
                 if batch.interrupted:
                     summary.interrupted = True

@@ -108,17 +108,13 @@ def robust_mode(values: np.ndarray, min_count: int = 5) -> float:
     return float(tied[order[0]])
 
 
-def working_to_original(
-    coord: np.ndarray, working_len: int, original_len: int
-) -> np.ndarray:
+def working_to_original(coord: np.ndarray, working_len: int, original_len: int) -> np.ndarray:
     """Map working-pixel centres to original-pixel centres along one axis (area-average shrink)."""
     scale = working_len / float(original_len)
     return (np.asarray(coord, dtype=np.float64) + 0.5) / scale - 0.5
 
 
-def remove_duplicates(
-    x: np.ndarray, y: np.ndarray, score: np.ndarray, radius: float
-) -> np.ndarray:
+def remove_duplicates(x: np.ndarray, y: np.ndarray, score: np.ndarray, radius: float) -> np.ndarray:
     """Indices to keep after greedy suppression of picks within ``radius`` (higher score wins).
 
     Candidates are visited in decreasing score (stable for ties, so earlier masks win), each
@@ -197,8 +193,14 @@ def postprocess(
 
     if n_after_size == 0:
         return PostprocessResult(
-            empty_picks(), diameter, box_diagonal, (mw, mh),
-            n_candidates, n_after_score, n_after_size, 0,
+            empty_picks(),
+            diameter,
+            box_diagonal,
+            (mw, mh),
+            n_candidates,
+            n_after_score,
+            n_after_size,
+            0,
         )
 
     x = working_to_original(centres[:, 0], ww, ow)
@@ -211,6 +213,12 @@ def postprocess(
     order = np.argsort(-scores, kind="stable")
     picks = make_picks(x[order], y[order], scores[order], diameter)
     return PostprocessResult(
-        picks, diameter, box_diagonal, (float(mw), float(mh)),
-        n_candidates, n_after_score, n_after_size, len(picks),
+        picks,
+        diameter,
+        box_diagonal,
+        (float(mw), float(mh)),
+        n_candidates,
+        n_after_score,
+        n_after_size,
+        len(picks),
     )

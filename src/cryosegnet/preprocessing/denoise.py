@@ -158,8 +158,9 @@ def filter_chain(
         searchWindowSize=settings.nlm_search,
     )
     wiener = to_uint8_range(
-        wiener_filter(nlm, gaussian_psf(_odd(settings.wiener_kernel * spatial_scale)),
-                      settings.wiener_k)
+        wiener_filter(
+            nlm, gaussian_psf(_odd(settings.wiener_kernel * spatial_scale)), settings.wiener_k
+        )
     )
     clahe = cv2.createCLAHE(
         clipLimit=settings.clahe_clip, tileGridSize=(settings.clahe_grid, settings.clahe_grid)

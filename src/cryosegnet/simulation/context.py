@@ -114,12 +114,20 @@ def contamination_blobs(
             # Faceted crystals (few vertices) or rounded ice balls (many, nearly equal radii).
             rounded = rng.random() < 0.5
             n_vert = 48 if rounded else int(rng.integers(5, 9))
-            ang = np.sort(rng.uniform(0, 2 * np.pi, n_vert)) if not rounded else \
-                np.linspace(0, 2 * np.pi, n_vert, endpoint=False) + rng.uniform(0, 1)
+            ang = (
+                np.sort(rng.uniform(0, 2 * np.pi, n_vert))
+                if not rounded
+                else np.linspace(0, 2 * np.pi, n_vert, endpoint=False) + rng.uniform(0, 1)
+            )
             jitter = rng.uniform(0.6, 1.0, n_vert)
             if rounded:  # a smooth, gently lumpy outline
-                jitter = 1 + 0.04 * np.convolve(np.tile(rng.standard_normal(n_vert), 3),
-                                                np.ones(7) / 7, mode="same")[n_vert:2 * n_vert]
+                jitter = (
+                    1
+                    + 0.04
+                    * np.convolve(
+                        np.tile(rng.standard_normal(n_vert), 3), np.ones(7) / 7, mode="same"
+                    )[n_vert : 2 * n_vert]
+                )
             if rounded:  # slightly elliptical
                 squash = rng.uniform(0, 0.4) * np.cos(ang - rng.uniform(0, 3)) ** 2
                 jitter = jitter / np.sqrt(1 + squash)

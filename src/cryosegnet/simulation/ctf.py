@@ -60,12 +60,14 @@ def chi(k: np.ndarray, theta: np.ndarray | float, params: CTFParams) -> np.ndarr
     dz = 0.5 * (du + dv) + 0.5 * (du - dv) * np.cos(2 * (theta - np.deg2rad(params.astig_angle)))
     cs = params.cs * 1e7
     k2 = k * k
-    return (np.pi * lam * dz * k2 - 0.5 * np.pi * cs * lam**3 * k2 * k2
-            + np.deg2rad(params.phase_shift))
+    return (
+        np.pi * lam * dz * k2 - 0.5 * np.pi * cs * lam**3 * k2 * k2 + np.deg2rad(params.phase_shift)
+    )
 
 
-def ctf_values(k: np.ndarray, theta: np.ndarray | float, params: CTFParams,
-               envelope: bool = True) -> np.ndarray:
+def ctf_values(
+    k: np.ndarray, theta: np.ndarray | float, params: CTFParams, envelope: bool = True
+) -> np.ndarray:
     """CTF at frequencies ``k`` (1/Å) and directions ``theta`` (rad)."""
     a = params.amplitude_contrast
     c = chi(k, theta, params)
@@ -75,8 +77,13 @@ def ctf_values(k: np.ndarray, theta: np.ndarray | float, params: CTFParams,
     return out.astype(np.float32)
 
 
-def ctf_2d(shape: tuple[int, int], pixel_size: float, params: CTFParams,
-           rfft: bool = True, envelope: bool = True) -> np.ndarray:
+def ctf_2d(
+    shape: tuple[int, int],
+    pixel_size: float,
+    params: CTFParams,
+    rfft: bool = True,
+    envelope: bool = True,
+) -> np.ndarray:
     """CTF sampled on the (r)fft2 grid of an image of ``shape``."""
     k, theta = frequency_grid(shape, pixel_size, rfft=rfft)
     return ctf_values(k, theta, params, envelope=envelope)

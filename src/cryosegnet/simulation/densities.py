@@ -97,8 +97,10 @@ def _shape_points(kind: str, rng: np.random.Generator, n: int) -> np.ndarray:
         z = np.linspace(-aspect / 2, aspect / 2, k)
         twist = rng.uniform(0.3, 1.2)
         offset = rng.uniform(0.0, 0.25)
-        centres = np.stack([offset * np.cos(twist * np.arange(k)),
-                            offset * np.sin(twist * np.arange(k)), z], axis=1)
+        centres = np.stack(
+            [offset * np.cos(twist * np.arange(k)), offset * np.sin(twist * np.arange(k)), z],
+            axis=1,
+        )
         radii = rng.uniform(0.35, 0.6, (k, 3))
         return _lumps(rng, centres, radii, n)
     if kind == "ring":
@@ -120,8 +122,10 @@ def _shape_points(kind: str, rng: np.random.Generator, n: int) -> np.ndarray:
             step = rng.standard_normal(3)
             step /= np.linalg.norm(step)
             chain.append(chain[-1] + step * (sizes[i - 1] + sizes[i]) * 0.85)
-        parts = [_subunit(rng, s, int(n * s**3 / (sizes**3).sum()) + 8)
-                 + c for s, c in zip(sizes, chain, strict=True)]
+        parts = [
+            _subunit(rng, s, int(n * s**3 / (sizes**3).sum()) + 8) + c
+            for s, c in zip(sizes, chain, strict=True)
+        ]
         return np.concatenate(parts)
     if kind in ("cn", "dn"):
         order = int(rng.integers(2, 9))

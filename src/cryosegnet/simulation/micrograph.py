@@ -64,24 +64,46 @@ DENSITY_LEVELS = {
 # EMPIAR-10146 apoferritin micrographs (per-pixel particle SNR ~0.01, nearly flat background).
 PRESETS: dict[str, dict] = {
     "easy": dict(
-        snr=(0.08, 0.2), defocus=(1.5, 3.5), astigmatism=0.1, bfactor=(20.0, 80.0),
-        carbon_probability=0.2, contamination=(0, 1), aggregates=(0, 1),
-        ice_gradient=(0.0, 0.01), overlap_probability=0.02, densities=("sparse", "medium"),
-        carbon_texture=(0.05, 0.15), carbon_particle_rate=0.05,
+        snr=(0.08, 0.2),
+        defocus=(1.5, 3.5),
+        astigmatism=0.1,
+        bfactor=(20.0, 80.0),
+        carbon_probability=0.2,
+        contamination=(0, 1),
+        aggregates=(0, 1),
+        ice_gradient=(0.0, 0.01),
+        overlap_probability=0.02,
+        densities=("sparse", "medium"),
+        carbon_texture=(0.05, 0.15),
+        carbon_particle_rate=0.05,
     ),
     "medium": dict(
-        snr=(0.02, 0.06), defocus=(0.8, 3.0), astigmatism=0.2, bfactor=(40.0, 120.0),
-        carbon_probability=0.35, contamination=(0, 3), aggregates=(0, 2),
-        ice_gradient=(0.0, 0.015), overlap_probability=0.05,
+        snr=(0.02, 0.06),
+        defocus=(0.8, 3.0),
+        astigmatism=0.2,
+        bfactor=(40.0, 120.0),
+        carbon_probability=0.35,
+        contamination=(0, 3),
+        aggregates=(0, 2),
+        ice_gradient=(0.0, 0.015),
+        overlap_probability=0.05,
         densities=("sparse", "medium", "dense", "crowded"),
-        carbon_texture=(0.05, 0.3), carbon_particle_rate=0.1,
+        carbon_texture=(0.05, 0.3),
+        carbon_particle_rate=0.1,
     ),
     "hard": dict(
-        snr=(0.008, 0.03), defocus=(0.5, 2.5), astigmatism=0.3, bfactor=(60.0, 200.0),
-        carbon_probability=0.45, contamination=(0, 5), aggregates=(0, 4),
-        ice_gradient=(0.0, 0.02), overlap_probability=0.08,
+        snr=(0.008, 0.03),
+        defocus=(0.5, 2.5),
+        astigmatism=0.3,
+        bfactor=(60.0, 200.0),
+        carbon_probability=0.45,
+        contamination=(0, 5),
+        aggregates=(0, 4),
+        ice_gradient=(0.0, 0.02),
+        overlap_probability=0.08,
         densities=("medium", "dense", "crowded"),
-        carbon_texture=(0.1, 0.4), carbon_particle_rate=0.15,
+        carbon_texture=(0.1, 0.4),
+        carbon_particle_rate=0.15,
     ),
 }
 
@@ -183,8 +205,9 @@ class SimulationConfig:
     def from_dict(cls, data: dict) -> SimulationConfig:
         """Inverse of :meth:`to_dict` (unknown keys such as the version tag are ignored)."""
         names = {f.name for f in fields(cls)}
-        kwargs: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
-                                  for k, v in data.items() if k in names}
+        kwargs: dict[str, Any] = {
+            k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in names
+        }
         return cls(**kwargs)
 
 
@@ -239,8 +262,7 @@ def disk_mask(shape: tuple[int, int], x, y, diameter) -> np.ndarray:
     """
     h, w = shape
     out = np.zeros(shape, dtype=bool)
-    for cx, cy, d in zip(np.atleast_1d(x), np.atleast_1d(y), np.atleast_1d(diameter),
-                         strict=True):
+    for cx, cy, d in zip(np.atleast_1d(x), np.atleast_1d(y), np.atleast_1d(diameter), strict=True):
         r = 0.5 * float(d)
         x0, x1 = max(0, int(np.ceil(cx - r))), min(w - 1, int(np.floor(cx + r)))
         y0, y1 = max(0, int(np.ceil(cy - r))), min(h - 1, int(np.floor(cy + r)))
@@ -248,7 +270,7 @@ def disk_mask(shape: tuple[int, int], x, y, diameter) -> np.ndarray:
             continue
         yy = np.arange(y0, y1 + 1)[:, None] - cy
         xx = np.arange(x0, x1 + 1)[None, :] - cx
-        out[y0:y1 + 1, x0:x1 + 1] |= xx * xx + yy * yy <= r * r
+        out[y0 : y1 + 1, x0 : x1 + 1] |= xx * xx + yy * yy <= r * r
     return out
 
 
@@ -288,8 +310,9 @@ def _load_user_density(path: str, voxel_size: float | None) -> Density:
 
 
 @lru_cache(maxsize=32)
-def _user_bank(path: str, voxel_size: float | None, pixel_size: float, n_views: int,
-               diameter: float | None) -> ProjectionBank:
+def _user_bank(
+    path: str, voxel_size: float | None, pixel_size: float, n_views: int, diameter: float | None
+) -> ProjectionBank:
     """Projection bank of a user map, cached: its views depend only on the arguments."""
     dens = _load_user_density(path, voxel_size)
     if diameter is not None:
@@ -298,8 +321,9 @@ def _user_bank(path: str, voxel_size: float | None, pixel_size: float, n_views: 
     return make_bank(dens, pixel_size, n_views, np.random.default_rng(seed))
 
 
-def _species_banks(config: SimulationConfig, rng: np.random.Generator,
-                   pixel_size: float) -> list[ProjectionBank]:
+def _species_banks(
+    config: SimulationConfig, rng: np.random.Generator, pixel_size: float
+) -> list[ProjectionBank]:
     """Draw the particle types of one micrograph and project them."""
     banks = []
     map_p = config.map_probability
@@ -315,8 +339,11 @@ def _species_banks(config: SimulationConfig, rng: np.random.Generator,
             dens = _load_user_density(path, config.map_voxel_size)
             # Maps keep their physical size unless it is unknown (no voxel size in header).
             target = diam_a if dens.name.endswith("-unscaled") else None
-            banks.append(_user_bank(path, config.map_voxel_size, round(pixel_size, 6),
-                                    config.n_views, target))
+            banks.append(
+                _user_bank(
+                    path, config.map_voxel_size, round(pixel_size, 6), config.n_views, target
+                )
+            )
         else:
             kind = str(rng.choice(config.shapes))
             spacing = max(0.8 * pixel_size, diam_a / 32.0, 2.0)
@@ -356,8 +383,9 @@ def _place(
         tries += batch
         ks = rng.integers(len(radius), size=batch)
         rk = radius[ks]
-        cand = np.stack([np.round(rng.uniform(-rk, w - 1 + rk)),
-                         np.round(rng.uniform(-rk, h - 1 + rk))], axis=1)
+        cand = np.stack(
+            [np.round(rng.uniform(-rk, w - 1 + rk)), np.round(rng.uniform(-rk, h - 1 + rk))], axis=1
+        )
         keep = rng.random(batch) < acceptance(cand[:, 0], cand[:, 1])
         if len(xy):
             dist, j = cKDTree(xy).query(cand, k=1)
@@ -395,7 +423,7 @@ def _paste(canvas: np.ndarray, patch: np.ndarray, x: int, y: int, op: str = "add
     cx1, cy1 = min(w, x0 + s), min(h, y0 + s)
     if cx1 <= cx0 or cy1 <= cy0:
         return
-    sub = patch[cy0 - y0:cy1 - y0, cx0 - x0:cx1 - x0]
+    sub = patch[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0]
     if op == "or":
         canvas[cy0:cy1, cx0:cx1] |= sub
     else:
@@ -444,11 +472,16 @@ def simulate_micrograph(
     dose_px = dose * px * px
 
     # ---- context
-    use_carbon = (rng.random() < preset["carbon_probability"]) if config.carbon is None \
+    use_carbon = (
+        (rng.random() < preset["carbon_probability"])
+        if config.carbon is None
         else bool(config.carbon)
+    )
     ice_mean = _draw(rng, config.ice_thickness)
     ctx = make_context(
-        rng, shape, px,
+        rng,
+        shape,
+        px,
         ice_mean=ice_mean,
         ice_gradient=_draw(rng, config.preset("ice_gradient")),
         carbon=use_carbon,
@@ -499,14 +532,30 @@ def simulate_micrograph(
     existing = [(r_["x"], r_["y"], radius[r_["species"]]) for r_ in rows]
     min_sep = _draw(rng, config.min_separation)
     hole_fraction = max(1e-3, float(1.0 - carbon_mask.mean()))
-    placed = _place(rng, shape, int(round(n_target * hole_fraction)), radius, min_sep, in_hole,
-                    max_tries=40 * n_target + 500, existing=existing)
+    placed = _place(
+        rng,
+        shape,
+        int(round(n_target * hole_fraction)),
+        radius,
+        min_sep,
+        in_hole,
+        max_tries=40 * n_target + 500,
+        existing=existing,
+    )
     if carbon_mask.any() and carbon_rate > 0:
         # Carbon holds particles too, but sparsely: a fraction of the density in the hole.
         n_carbon = rng.poisson(carbon_rate * len(placed) * carbon_mask.mean() / hole_fraction)
         existing = existing + [(x, y, radius[k]) for x, y, k in placed]
-        placed += _place(rng, shape, int(n_carbon), radius, min_sep, on_carbon_only,
-                         max_tries=40 * int(n_carbon) + 200, existing=existing)
+        placed += _place(
+            rng,
+            shape,
+            int(n_carbon),
+            radius,
+            min_sep,
+            on_carbon_only,
+            max_tries=40 * int(n_carbon) + 200,
+            existing=existing,
+        )
     for x, y, k in placed:
         rows.append(dict(x=x, y=y, species=k, group="single"))
     # Deliberate overlaps: a few particles dropped on top of others.
@@ -516,8 +565,14 @@ def simulate_micrograph(
         x, y, k = placed[int(j)]
         ang = rng.uniform(0, 2 * np.pi)
         dist = rng.uniform(0.3, 1.0) * 2 * radius[k]
-        rows.append(dict(x=float(round(x + dist * np.cos(ang))),
-                         y=float(round(y + dist * np.sin(ang))), species=k, group="single"))
+        rows.append(
+            dict(
+                x=float(round(x + dist * np.cos(ang))),
+                y=float(round(y + dist * np.sin(ang))),
+                species=k,
+                group="single",
+            )
+        )
 
     table = pd.DataFrame(rows, columns=["x", "y", "species", "group"])
     table["diameter"] = [2 * radius[k] for k in table["species"]]
@@ -531,8 +586,7 @@ def simulate_micrograph(
     overlapping = np.zeros(len(table), bool)
     if len(table) > 1:
         centres = np.stack([xs, ys], axis=1)
-        pairs = cKDTree(centres).query_pairs(config.overlap_limit * ds.max(),
-                                             output_type="ndarray")
+        pairs = cKDTree(centres).query_pairs(config.overlap_limit * ds.max(), output_type="ndarray")
         if len(pairs):
             d = np.linalg.norm(centres[pairs[:, 0]] - centres[pairs[:, 1]], axis=1)
             close = pairs[d < config.overlap_limit * 0.5 * (ds[pairs[:, 0]] + ds[pairs[:, 1]])]
@@ -573,8 +627,11 @@ def simulate_micrograph(
 
     # ---- context potential: carbon texture (amorphous) on top of the context phase map
     ctx_phase = ctx.phase * 0.1
-    mtf = detector_mtf(shape, binning=max(1.0, px / config.detector_pixel_size)) \
-        if config.mtf else None
+    mtf = (
+        detector_mtf(shape, binning=max(1.0, px / config.detector_pixel_size))
+        if config.mtf
+        else None
+    )
     transfer = ctf_2d(shape, px, ctf)
     if mtf is not None:
         transfer = transfer * mtf
@@ -617,16 +674,21 @@ def simulate_micrograph(
     if c > 0:
         kernel = np.array([c, 1.0, c], dtype=np.float32) / np.sqrt(1 + 2 * c * c)
         noise = image - expected
-        image = expected + cv2.sepFilter2D(noise, -1, kernel, kernel,
-                                           borderType=cv2.BORDER_REFLECT)
+        image = expected + cv2.sepFilter2D(noise, -1, kernel, kernel, borderType=cv2.BORDER_REFLECT)
     image = image.astype(np.float32, copy=False)
 
     signal = (dose_px * a) * tu_b[region_b]
-    achieved = float(np.mean(signal.astype(np.float64) ** 2)
-                     / (np.mean(_binned(expected, b)[region_b]) / (b * b)))
+    achieved = float(
+        np.mean(signal.astype(np.float64) ** 2)
+        / (np.mean(_binned(expected, b)[region_b]) / (b * b))
+    )
 
-    disk = disk_mask(shape, xs[table["pickable"].to_numpy()], ys[table["pickable"].to_numpy()],
-                     ds[table["pickable"].to_numpy()])
+    disk = disk_mask(
+        shape,
+        xs[table["pickable"].to_numpy()],
+        ys[table["pickable"].to_numpy()],
+        ds[table["pickable"].to_numpy()],
+    )
     table = table[["x", "y", "diameter", "pickable", "reason", "species", "on_carbon", "group"]]
     info = dict(
         pixel_size=px,
@@ -640,16 +702,22 @@ def simulate_micrograph(
         coverage=coverage,
         density=density,
         carbon=use_carbon,
-        species=[dict(name=b.density.name, diameter_a=b.density.diameter,
-                      diameter_px=b.diameter_px) for b in banks],
+        species=[
+            dict(name=b.density.name, diameter_a=b.density.diameter, diameter_px=b.diameter_px)
+            for b in banks
+        ],
         n_particles=len(table),
         n_pickable=int(table["pickable"].sum()),
         **ctx.info,
     )
     components = {}
     if config.keep_components:
-        components = dict(expected=expected, particle_signal=(dose_px * a) * amp * u,
-                          particle_potential=part * a, amplitude=amp)
+        components = dict(
+            expected=expected,
+            particle_signal=(dose_px * a) * amp * u,
+            particle_potential=part * a,
+            amplitude=amp,
+        )
     return SimulatedMicrograph(
         image=image,
         particles=table.reset_index(drop=True),

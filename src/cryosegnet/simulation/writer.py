@@ -153,8 +153,14 @@ def write_dataset(
     check_maps(config)  # before anything is written: a bad --map leaves no stray files
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    meta = dict(seed=int(seed), start=int(start), n=int(n), prefix=prefix,
-                config=config.to_dict(), command=command)
+    meta = dict(
+        seed=int(seed),
+        start=int(start),
+        n=int(n),
+        prefix=prefix,
+        config=config.to_dict(),
+        command=command,
+    )
     with atomic_write(out / "simulation.json") as handle:
         json.dump(meta, handle, indent=2, default=str)
     indices: Iterable[int] = range(start, start + n)
@@ -171,8 +177,11 @@ def write_dataset(
         write_micrograph(out, stem, sim)
         rows.append(_summary_row(stem, i, sim))
         if log_lines:  # a batch log gets one line per micrograph instead of a progress bar
-            print(f"[{i - start + 1}/{n}] {stem}: {rows[-1]['n_pickable']} pickable particles",
-                  file=sys.stderr, flush=True)
+            print(
+                f"[{i - start + 1}/{n}] {stem}: {rows[-1]['n_pickable']} pickable particles",
+                file=sys.stderr,
+                flush=True,
+            )
     summary = pd.DataFrame(rows)
     summary_path = out / "micrographs.csv"
     if summary_path.exists() and resume:

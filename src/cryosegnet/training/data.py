@@ -58,8 +58,11 @@ def load_labelled_pairs(
     from cryosegnet.io.micrographs import find_micrographs
 
     if not images or not labels:
-        raise ValueError(f"{what}: give both --images and --labels" if what == "training"
-                         else "give both --val-images and --val-labels")
+        raise ValueError(
+            f"{what}: give both --images and --labels"
+            if what == "training"
+            else "give both --val-images and --val-labels"
+        )
     paths = find_micrographs(list(images))
     if not paths:
         raise ValueError(f"no micrographs found in {' '.join(images)}")
@@ -69,19 +72,21 @@ def load_labelled_pairs(
         note(message)
     pairs, images_only, labels_only = pair_micrographs(paths, sets)
     if not pairs:
-        raise ValueError(f"no micrograph pairs with a coordinate file by name "
-                         f"({len(paths)} micrographs, {len(sets)} coordinate sets)")
+        raise ValueError(
+            f"no micrograph pairs with a coordinate file by name "
+            f"({len(paths)} micrographs, {len(sets)} coordinate sets)"
+        )
     if images_only:
-        note(f"{len(images_only)} micrograph(s) without labels are not used for {what}, "
-             f"e.g. {images_only[0]}")
+        note(
+            f"{len(images_only)} micrograph(s) without labels are not used for {what}, "
+            f"e.g. {images_only[0]}"
+        )
     if labels_only:
         note(f"{len(labels_only)} coordinate set(s) without a micrograph, e.g. {labels_only[0]}")
     return pairs
 
 
-def simulation_configs(
-    difficulties: Sequence[str], size: int, options: dict | None = None
-) -> list:
+def simulation_configs(difficulties: Sequence[str], size: int, options: dict | None = None) -> list:
     """One :class:`~cryosegnet.simulation.SimulationConfig` per difficulty, with ``options``
     (any SimulationConfig field; lists become tuples). ``ValueError`` for an unknown field."""
     from cryosegnet.simulation import SimulationConfig
@@ -112,8 +117,16 @@ def simulated_data(
         count = n // len(configs) + (1 if k < n % len(configs) else 0)
         if count == 0:
             continue
-        samples += simulated_samples(count, config, settings, seed=seed, cache_dir=cache,
-                                     progress=progress, start=start, workers=workers)
+        samples += simulated_samples(
+            count,
+            config,
+            settings,
+            seed=seed,
+            cache_dir=cache,
+            progress=progress,
+            start=start,
+            workers=workers,
+        )
         records.append(
             {"config": config.to_dict(), "seed": seed, "indices": [start, start + count]}
         )
@@ -152,12 +165,16 @@ def assemble_training_data(
     if images or labels:
         pairs = load_labelled_pairs(images, labels, diameter, "training", note)
         labelled = load_labelled(pairs, settings, diameter, cache, progress, workers)
-        record["labelled"] = {"images": images, "labels": labels,
-                              "micrographs": [str(p) for p, _ in pairs]}
+        record["labelled"] = {
+            "images": images,
+            "labels": labels,
+            "micrographs": [str(p) for p, _ in pairs],
+        }
     synthetic: list[TrainingSample] = []
     if simulated:
-        synthetic, records = simulated_data(simulated, sim_configs, settings, seed, cache,
-                                            progress, workers)
+        synthetic, records = simulated_data(
+            simulated, sim_configs, settings, seed, cache, progress, workers
+        )
         record["simulated"] = records
 
     explicit_val: list[TrainingSample] = []
@@ -167,9 +184,9 @@ def assemble_training_data(
         record["validation_labelled"] = [str(p) for p, _ in val_pairs]
     sim_validation: list[TrainingSample] = []
     if simulated and sim_val:
-        sim_validation, records = simulated_data(sim_val, sim_configs, settings,
-                                                 seed + SIM_VAL_SEED_OFFSET, cache, progress,
-                                                 workers)
+        sim_validation, records = simulated_data(
+            sim_val, sim_configs, settings, seed + SIM_VAL_SEED_OFFSET, cache, progress, workers
+        )
         record["validation_simulated"] = records
     # Hold out part of each source that has no explicit validation set of its own.
     train_l, val_l = split_samples(labelled, 0.0 if explicit_val else val_fraction, seed)

@@ -62,9 +62,7 @@ class TrainingSample:
 
     def labels(self) -> pd.DataFrame:
         """Particles as a picks table (working pixels), for validation matching."""
-        return pd.DataFrame(
-            {"x": self.x, "y": self.y, "score": 1.0, "diameter": self.diameter}
-        )
+        return pd.DataFrame({"x": self.x, "y": self.y, "score": 1.0, "diameter": self.diameter})
 
 
 def _cache_key(parts: dict) -> str:

@@ -80,6 +80,13 @@ def finetune(
         },
     }
     return train(
-        config, train_samples, val_samples, out_dir, denoise, model=model, metadata=meta,
-        resume=resume, log_fn=log_fn,
+        config,
+        train_samples,
+        val_samples,
+        out_dir,
+        denoise,
+        model=model,
+        metadata=meta,
+        resume=resume,
+        log_fn=log_fn,
     )

@@ -170,7 +170,8 @@ def data_summary(samples: list[TrainingSample]) -> dict:
     known = bool(samples) and len(sizes) == len(samples)
     d_angstrom = (
         np.concatenate([s.diameter / s.scale * (s.pixel_size or np.nan) for s in samples])
-        if known else None
+        if known
+        else None
     )
     return {
         "n_micrographs": len(samples),
@@ -331,9 +332,7 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
                 logits = self.model(images)
-            loss = bce_dice_loss(
-                logits, targets, self.config.bce_weight, self.config.dice_weight
-            )
+            loss = bce_dice_loss(logits, targets, self.config.bce_weight, self.config.dice_weight)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss became {float(loss)} at epoch {epoch + 1}")
             self.scaler.scale(loss).backward()
@@ -369,12 +368,20 @@ class Trainer:
         for epoch in range(self.start_epoch, self.config.epochs):
             started = time.perf_counter()
             train_loss = self.train_epoch(epoch)
-            metrics = {"epoch": epoch + 1, "train_loss": train_loss,
-                       "lr": self.optimizer.param_groups[0]["lr"]}
+            metrics = {
+                "epoch": epoch + 1,
+                "train_loss": train_loss,
+                "lr": self.optimizer.param_groups[0]["lr"],
+            }
             if self.val_samples:
                 metrics.update(
-                    validate(self.model, self.val_samples, self.device, self.amp,
-                             self.config.val_threshold)
+                    validate(
+                        self.model,
+                        self.val_samples,
+                        self.device,
+                        self.amp,
+                        self.config.val_threshold,
+                    )
                 )
             metrics["seconds"] = round(time.perf_counter() - started, 2)
             self.history.append(metrics)
@@ -421,9 +428,11 @@ def _epoch_line(m: dict, epochs: int, improved: bool) -> str:
     text = f"epoch {m['epoch']}/{epochs}  loss {m['train_loss']:.4f}"
     if "val_loss" in m:
         at = f"@{m['val_threshold']:g}" if "val_threshold" in m else ""
-        text += (f"  val loss {m['val_loss']:.4f}  F1{at} {m['val_f1']:.3f}"
-                 f"  best F1 {m['val_best_f1']:.3f}  AUPRC {_f(m['val_auprc'])}"
-                 f"  Dice {m['val_dice']:.3f}")
+        text += (
+            f"  val loss {m['val_loss']:.4f}  F1{at} {m['val_f1']:.3f}"
+            f"  best F1 {m['val_best_f1']:.3f}  AUPRC {_f(m['val_auprc'])}"
+            f"  Dice {m['val_dice']:.3f}"
+        )
     text += f"  ({m['seconds']:.0f} s){'  *' if improved else ''}"
     return text
 
