@@ -18,6 +18,7 @@ from cryosegnet.picking.batch import COMBINED_STAR, INDEX_STAR, pick_batch  # no
 from cryosegnet.picking.distributed import _pick_one, pick_distributed  # noqa: E402
 from cryosegnet.picking.picker import Picker  # noqa: E402
 
+
 def _micrographs(folder: Path, n: int = 5) -> list[Path]:
     folder.mkdir(parents=True)
     paths = []
