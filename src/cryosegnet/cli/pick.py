@@ -144,7 +144,30 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("-b", "--batch-size", type=int, default=1, help="micrographs per U-Net batch")
     p.add_argument(
-        "-j", "--workers", type=int, default=1, help="threads reading and denoising ahead"
+        "-j",
+        "--workers",
+        type=int,
+        default=1,
+        help="threads reading and denoising ahead in this process (the default in-process "
+        "run); with --scheduler/--dask-workers each Dask worker picks one micrograph at a time "
+        "and the workers are the parallelism",
+    )
+    p.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="pick on a running Dask cluster (tcp://host:8786); its workers must see the same "
+        "paths (docs/cluster.md)",
+    )
+    p.add_argument(
+        "--dask-workers",
+        type=int,
+        metavar="N",
+        help="pick on a local Dask cluster of N worker processes, one thread each",
+    )
+    p.add_argument(
+        "--devices",
+        metavar="LIST",
+        help="with Dask: GPUs, e.g. 0,1,2,3 (worker i uses GPU i; N defaults to their number)",
     )
     p.add_argument(
         "--overwrite", action="store_true", help="re-pick micrographs that already have output"
@@ -208,7 +231,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"ERROR {problem}", file=sys.stderr)
     if not micrographs and not args.watch:
         raise CryoSegNetError(f"{' '.join(args.inputs)}: no micrographs found")
-    picker = Picker(
+    picker_kwargs = dict(
         model=args.model,
         device=args.device,
         stage=args.stage,
@@ -227,6 +250,7 @@ def run(args: argparse.Namespace) -> int:
         size_tolerance=args.size_tolerance,
         diameter_per_micrograph=diameter is not None and diameter.angstrom,
     )
+    picker = Picker(**picker_kwargs)
     size = _describe_given(diameter, pixel_sizes.uniform)
     if not args.diameter and picker.model_diameter:
         angstrom = picker.model_diameter_angstrom
@@ -250,6 +274,12 @@ def run(args: argparse.Namespace) -> int:
         size,
     )
     angstrom = diameter.value if diameter is not None and diameter.angstrom else None
+    if args.scheduler or args.dask_workers or args.devices:  # Dask: picking/distributed.py
+        from cryosegnet.picking.distributed import run_from_cli
+
+        return run_from_cli(
+            args, micrographs, picker_kwargs, picker, formats, problems, stars, angstrom
+        )
     if args.watch:
         return _run_watch(
             args, picker, formats, diameter_angstrom=angstrom, pixel_sizes=pixel_sizes
