@@ -384,22 +384,16 @@ class _Sizes:
         return {**options, "diameter": {"angstrom": float(self.angstrom), "pixel_size": source}}
 
 
-def _pick_batch(
-    picker,
-    micrographs,
-    outdir,
-    formats,
-    overwrite,
-    batch_size,
-    box_size,
-    workers,
-    progress,
-    debug,
-    options,
-    summary,
-    sizes,
-    should_stop,
-) -> BatchSummary:
+def plan_batch(
+    micrographs, outdir, formats, overwrite, box_size, debug, options, summary, sizes
+) -> list[tuple[Path, dict]]:
+    """What to pick: (path, source record) per micrograph, in order.
+
+    Finished micrographs (a complete result from the same file with the same options) are
+    skipped and recorded in ``summary`` (their missing formats written from the existing
+    picks); unreadable or clashing ones are recorded as failures. The in-process batch and the
+    Dask client both plan with this, so they skip and refuse exactly alike.
+    """
     todo: list[tuple[Path, dict]] = []
     seen: dict[Path, Path] = {}
     for path in micrographs:
@@ -447,6 +441,28 @@ def _pick_batch(
                 continue
             log.info("%s: picking again (%s: %s)", path, star, reason)
         todo.append((path, source))
+    return todo
+
+
+def _pick_batch(
+    picker,
+    micrographs,
+    outdir,
+    formats,
+    overwrite,
+    batch_size,
+    box_size,
+    workers,
+    progress,
+    debug,
+    options,
+    summary,
+    sizes,
+    should_stop,
+) -> BatchSummary:
+    todo = plan_batch(
+        micrographs, outdir, formats, overwrite, box_size, debug, options, summary, sizes
+    )
 
     start = time.perf_counter()
     bar = tqdm(

@@ -28,7 +28,6 @@ points (the usual set-up of a cluster; see docs/cluster.md).
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import logging
 import os
@@ -38,25 +37,21 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cryosegnet.io.coordinates import quote_star
 from cryosegnet.io.errors import CryoSegNetError, MicrographError
 from cryosegnet.io.micrographs import read_micrograph
 from cryosegnet.picking.batch import (
     MANIFEST_VERSION,
     BatchSummary,
-    _complete_formats,
-    _mismatch,
-    _previous_result,
     _record_failure,
-    _refuse_foreign,
+    _Sizes,
     _start_run,
     _write_outputs,
-    coordinate_path,
     picker_options,
+    plan_batch,
     rebuild_index,
     relative_folder,
-    source_record,
 )
+from cryosegnet.picking.units import PixelSizes
 
 log = logging.getLogger("cryosegnet")
 
@@ -317,9 +312,14 @@ def pick_distributed(
             debug,
         )
         if todo:
-            if client is not None:
+            clustered = (
+                contextlib.nullcontext(client)
+                if client is not None
+                else _client(scheduler, n_workers, threads_per_worker or 1)
+            )
+            with clustered as active:
                 _run(
-                    client,
+                    active,
                     todo,
                     out,
                     options,
@@ -333,23 +333,6 @@ def pick_distributed(
                     summary,
                     _task or _pick_one,
                 )
-            else:
-                with _client(scheduler, n_workers, threads_per_worker or 1) as own:
-                    _run(
-                        own,
-                        todo,
-                        out,
-                        options,
-                        picker_kwargs,
-                        formats,
-                        box_size,
-                        devices,
-                        threads_per_worker,
-                        progress,
-                        debug,
-                        summary,
-                        _task or _pick_one,
-                    )
         try:
             summary.index_entries = rebuild_index(out)
         except Exception as exc:
@@ -363,50 +346,10 @@ def pick_distributed(
 
 def _plan(summary, micrographs, out, options, formats, box_size, overwrite, debug):
     """What to pick: (path, source) per micrograph; finished ones are skipped as in pick_batch."""
-    todo: list[tuple[Path, dict]] = []
-    seen: dict[Path, Path] = {}
-    for path in micrographs:
-        star = coordinate_path(out, path)
-        if star in seen:
-            _record_failure(
-                summary,
-                path,
-                CryoSegNetError(
-                    f"{path}: its output {star} is also the output of {seen[star]}; pick them into "
-                    "separate output folders"
-                ),
-                debug,
-            )
-            continue
-        seen[star] = path
-        try:
-            quote_star(str(path))
-            _refuse_foreign(star, "coordinate file")
-            source = source_record(path)
-        except CryoSegNetError as exc:
-            _record_failure(summary, path, exc, debug)
-            continue
-        except OSError as exc:
-            problem = {errno.ENOENT: "no such file"}.get(
-                exc.errno or 0, f"cannot read ({exc.strerror or exc})"
-            )
-            _record_failure(summary, path, CryoSegNetError(f"{path}: {problem}"), debug)
-            continue
-        if star.exists() and not overwrite:
-            previous = _previous_result(star)
-            reason = _mismatch(previous, source, options) if previous else "it is incomplete"
-            if previous is not None and reason is None:
-                try:
-                    _complete_formats(out, path, previous, formats, box_size)
-                except Exception as exc:
-                    _record_failure(summary, path, exc, debug, prefix="cannot write output: ")
-                    continue
-                summary.done[str(path)] = previous[0]
-                summary.skipped.append(str(path))
-                continue
-            log.info("%s: picking again (%s: %s)", path, star, reason)
-        todo.append((path, source))
-    return todo
+    sizes = _Sizes(None, PixelSizes(), {})
+    return plan_batch(
+        micrographs, out, formats, overwrite, box_size, debug, options, summary, sizes
+    )
 
 
 def _run(
