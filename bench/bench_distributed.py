@@ -40,9 +40,10 @@ import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+import benchlib  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
-SIM_SEED = 9100
 
 
 def _peak_rss_mb() -> float:
@@ -134,25 +135,7 @@ def main() -> int:
     from cryosegnet.picking.picker import Picker
 
     work = Path(args.work)
-    sim = work / "sim4096" / "sim_00000.mrc"
-    if not sim.is_file():
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "cryosegnet.cli.main",
-                "simulate",
-                "-n",
-                "1",
-                "--size",
-                "4096",
-                "--seed",
-                str(SIM_SEED),
-                "-o",
-                str(sim.parent),
-            ],
-            check=True,
-        )
+    sim = benchlib.ensure_simulated(work)
     mics = work / "mics"
     mics.mkdir(parents=True, exist_ok=True)
     paths = []

@@ -41,10 +41,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import benchlib
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 EPU = Path("..") / "shared" / "data" / "real" / "unlabeled-raw" / "epu2.9_example.mrc"
-SIM_SEED = 9100
 THREAD_VARIABLES = (
     "OMP_NUM_THREADS",
     "MKL_NUM_THREADS",
@@ -207,28 +208,7 @@ def child(args: argparse.Namespace) -> dict:
 
 
 def ensure_simulated(work: Path) -> Path:
-    folder = work / "sim4096"
-    path = folder / "sim_00000.mrc"
-    if not path.is_file():
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "cryosegnet.cli.main",
-                "simulate",
-                "-n",
-                "1",
-                "--size",
-                "4096",
-                "--seed",
-                str(SIM_SEED),
-                "-o",
-                str(folder),
-            ],
-            check=True,
-            cwd=ROOT,
-        )
-    return path
+    return benchlib.ensure_simulated(work, cwd=ROOT)
 
 
 def table(result: dict) -> str:
