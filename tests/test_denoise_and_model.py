@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from cryosegnet.io.errors import CheckpointError
+from cryosegnet.errors import CheckpointError
 from cryosegnet.model.checkpoint import load_model, save_checkpoint
 from cryosegnet.model.unet import PRESETS, AttentionUNet, UNetConfig, config_from_name
 from cryosegnet.preprocessing.denoise import (

@@ -196,7 +196,7 @@ def test_cli_refuses_what_dask_cannot_do_yet(session, tmp_path, capsys) -> None:
 def test_parse_devices_and_missing_gpus() -> None:
     import torch
 
-    from cryosegnet.io.errors import CryoSegNetError
+    from cryosegnet.errors import CryoSegNetError
     from cryosegnet.picking.distributed import _check_local_devices, parse_devices
 
     assert parse_devices("0,1, 3") == ["cuda:0", "cuda:1", "cuda:3"]

@@ -185,7 +185,7 @@ def test_micrograph_key(name, key):
 
 
 def test_two_files_for_one_micrograph_is_an_error(tmp_path):
-    from cryosegnet.io.errors import CoordinateFileError
+    from cryosegnet.errors import CoordinateFileError
 
     (tmp_path / "m.csv").write_text("X-Coordinate,Y-Coordinate,Diameter\n1,2,10\n")
     (tmp_path / "m_autopick.csv").write_text("X-Coordinate,Y-Coordinate,Diameter\n1,2,10\n")

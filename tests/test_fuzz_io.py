@@ -16,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cryosegnet.errors import MicrographError
 from cryosegnet.io.coordinates import (
     make_picks,
     read_coordinates,
@@ -24,7 +25,6 @@ from cryosegnet.io.coordinates import (
     write_coordinate_star,
     write_cryoppp_csv,
 )
-from cryosegnet.io.errors import MicrographError
 from cryosegnet.io.micrographs import read_micrograph
 
 FUZZ = settings(
@@ -199,7 +199,7 @@ def test_combined_star_round_trip_keeps_micrograph_names(names: list[str], picks
 @FUZZ
 @given(body=st.binary(max_size=2048))
 def test_coordinate_reader_raises_only_its_error(suffix: str, body: bytes) -> None:
-    from cryosegnet.io.errors import CoordinateFileError
+    from cryosegnet.errors import CoordinateFileError
 
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / f"picks{suffix}"

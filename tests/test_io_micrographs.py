@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from cryosegnet.io.errors import MicrographError
+from cryosegnet.errors import MicrographError
 from cryosegnet.io.micrographs import find_micrographs, read_micrograph
 
 RNG = np.random.default_rng(1)

@@ -9,7 +9,7 @@ import pytest
 import torch
 from sam_helpers import tiny_sam
 
-from cryosegnet.io.errors import CheckpointError
+from cryosegnet.errors import CheckpointError
 from cryosegnet.masks.base import InstanceMask
 from cryosegnet.masks.sam import (
     CHECKPOINT_NAMES,

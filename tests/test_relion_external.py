@@ -21,8 +21,8 @@ import pytest
 import starfile
 
 from cryosegnet.cli.main import main
+from cryosegnet.errors import CryoSegNetError
 from cryosegnet.io.coordinates import make_picks
-from cryosegnet.io.errors import CryoSegNetError
 from cryosegnet.io.relion import (
     COORDINATES_NODE_LABELS,
     JOB_ABORT_NOW,

@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 import starfile
 
+from cryosegnet.errors import CryoSegNetError
 from cryosegnet.io import atomic
 from cryosegnet.io.atomic import atomic_path, atomic_write
 from cryosegnet.io.coordinates import make_picks, read_coordinates, read_star_blocks
-from cryosegnet.io.errors import CryoSegNetError
 from cryosegnet.picking import batch as batch_module
 from cryosegnet.picking.batch import COMBINED_STAR, INDEX_STAR, output_path, pick_batch
 from cryosegnet.picking.picker import PickResult

@@ -21,8 +21,8 @@ import tifffile
 import torch
 
 from cryosegnet.cli.main import main
+from cryosegnet.errors import CheckpointError
 from cryosegnet.io.coordinates import read_coordinates
-from cryosegnet.io.errors import CheckpointError
 from cryosegnet.picking import batch as batch_module
 from cryosegnet.picking.batch import COMBINED_STAR, INDEX_STAR, output_path
 

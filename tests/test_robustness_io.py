@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import tifffile
 
+from cryosegnet.errors import MicrographError
 from cryosegnet.io import micrographs as micrographs_module
-from cryosegnet.io.errors import MicrographError
 from cryosegnet.io.micrographs import find_micrographs, read_micrograph
 
 RNG = np.random.default_rng(6)

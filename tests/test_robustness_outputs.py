@@ -22,6 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cryosegnet.cli.main import main
+from cryosegnet.errors import CryoSegNetError
 from cryosegnet.evaluation.pairing import coordinate_files, load_coordinate_sets
 from cryosegnet.io.coordinates import (
     StarNameError,
@@ -32,7 +33,6 @@ from cryosegnet.io.coordinates import (
     star_text,
     write_combined_star,
 )
-from cryosegnet.io.errors import CryoSegNetError
 from cryosegnet.io.micrographs import find_micrographs, read_micrograph
 from cryosegnet.picking import batch as batch_module
 from cryosegnet.picking.batch import (

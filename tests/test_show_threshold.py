@@ -13,12 +13,12 @@ import starfile
 from inspection_helpers import simulated_session
 
 from cryosegnet.cli.main import main
+from cryosegnet.errors import CoordinateFileError, CryoSegNetError
 from cryosegnet.inspection.display import draw_picks, estimate_display_diameter
 from cryosegnet.inspection.picksets import find_pick_files, find_picks_file, pick_stem
 from cryosegnet.inspection.show import ShowSettings, show_picks
 from cryosegnet.inspection.threshold import threshold_picks
 from cryosegnet.io.coordinates import make_picks, read_coordinates, write_coordinate_star
-from cryosegnet.io.errors import CoordinateFileError, CryoSegNetError
 from cryosegnet.simulation import SimulationConfig, write_dataset
 
 

@@ -292,7 +292,7 @@ def test_finetune_starts_from_and_changes_a_checkpoint(tmp_path):
 
 def test_finetune_without_default_model_says_so(tmp_path, monkeypatch):
     import cryosegnet.training.finetune as ft
-    from cryosegnet.io.errors import CheckpointError
+    from cryosegnet.errors import CheckpointError
 
     monkeypatch.setattr(ft, "default_model_path", lambda: tmp_path / "absent.pt")
     with pytest.raises(CheckpointError, match="--model"):
@@ -466,7 +466,7 @@ def test_finetune_records_the_architecture_depth_included(tmp_path):
 
 def test_export_model_strips_training_state(tmp_path, capsys):
     from cryosegnet.cli.main import main
-    from cryosegnet.io.errors import CheckpointError
+    from cryosegnet.errors import CheckpointError
     from cryosegnet.model.checkpoint import export_model
 
     result = train(

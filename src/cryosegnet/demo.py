@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cryosegnet.io.errors import CryoSegNetError
+from cryosegnet.errors import CryoSegNetError
 
 # The demo is a quick first run: larger micrographs belong to `simulate` and `pick`.
 DEMO_MAX_SIZE = 2048

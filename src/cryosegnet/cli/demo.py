@@ -59,7 +59,7 @@ def run_demo(args: argparse.Namespace) -> int:
     """Run the demo and print what to open; errors reach the main CLI as one line."""
     from cryosegnet.cli.simulate import MIN_SIZE
     from cryosegnet.demo import run_demo as demo
-    from cryosegnet.io.errors import CryoSegNetError
+    from cryosegnet.errors import CryoSegNetError
 
     if args.num < 1:
         raise CryoSegNetError("-n/--num: at least 1 micrograph")

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from cryosegnet.io.errors import CryoSegNetError
+from cryosegnet.errors import CryoSegNetError
 
 DESCRIPTION = """\
 Match picks to labelled particle centres one to one (greedy, most confident pick first, within

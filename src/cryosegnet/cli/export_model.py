@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cryosegnet.io.errors import CryoSegNetError
+from cryosegnet.errors import CryoSegNetError
 
 DESCRIPTION = """\
 Copy a training checkpoint (e.g. RUN_DIR/last.pt or best.pt) to OUT with only what picking

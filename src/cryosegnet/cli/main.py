@@ -9,7 +9,7 @@ import sys
 from typing import Any
 
 from cryosegnet import __version__
-from cryosegnet.io.errors import CryoSegNetError
+from cryosegnet.errors import CryoSegNetError
 
 # Subcommand modules; each defines add_parser(subparsers) and sets func on its parser.
 SUBCOMMAND_MODULES = (

@@ -8,7 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
-from cryosegnet.io.errors import CryoSegNetError
+from cryosegnet.errors import CryoSegNetError
 from cryosegnet.io.micrographs import find_micrographs
 from cryosegnet.picking.batch import COMBINED_STAR, INDEX_STAR, OUTPUT_FORMATS, pick_batch
 from cryosegnet.picking.picker import (

@@ -14,7 +14,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from cryosegnet.io.errors import CryoSegNetError
+from cryosegnet.errors import CryoSegNetError
 from cryosegnet.training.trainer import TrainConfig
 
 TRAIN_DESCRIPTION = """\

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cryosegnet.errors import CoordinateFileError
 from cryosegnet.io.atomic import is_temp_file
 from cryosegnet.io.coordinates import COORDINATE_SUFFIXES, read_coordinates, read_star_blocks
-from cryosegnet.io.errors import CoordinateFileError
 from cryosegnet.io.micrographs import MICROGRAPH_SUFFIXES
 
 # Suffixes pickers append to the micrograph name in their output files.

@@ -16,8 +16,8 @@ from pathlib import Path
 import pandas as pd
 import starfile
 
+from cryosegnet.errors import CoordinateFileError
 from cryosegnet.io.coordinates import COORDINATE_SUFFIXES, read_coordinates
-from cryosegnet.io.errors import CoordinateFileError
 from cryosegnet.picking.batch import INDEX_STAR
 
 #: What pickers append to the micrograph stem in a per-micrograph file name (RELION: autopick).

@@ -28,11 +28,11 @@ import numpy as np
 import pandas as pd
 
 from cryosegnet import __version__
+from cryosegnet.errors import CryoSegNetError
 from cryosegnet.inspection.display import display_image, estimate_display_diameter
 from cryosegnet.inspection.picksets import PickFile, find_pick_files, read_picks
 from cryosegnet.inspection.report_page import PAGE
 from cryosegnet.io.atomic import atomic_write
-from cryosegnet.io.errors import CryoSegNetError
 from cryosegnet.io.micrographs import find_micrographs, micrograph_stem, read_micrograph
 
 

@@ -10,10 +10,10 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from cryosegnet.errors import CryoSegNetError
 from cryosegnet.inspection.display import display_image, draw_picks, estimate_display_diameter
 from cryosegnet.inspection.picksets import find_picks_file, read_picks
 from cryosegnet.io.atomic import atomic_write
-from cryosegnet.io.errors import CryoSegNetError
 from cryosegnet.io.micrographs import read_micrograph
 
 

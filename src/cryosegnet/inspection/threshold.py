@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from cryosegnet.errors import CryoSegNetError
 from cryosegnet.inspection.picksets import find_pick_files, read_picks
 from cryosegnet.io.coordinates import (
     write_combined_star,
     write_coordinate_star,
     write_index_star,
 )
-from cryosegnet.io.errors import CryoSegNetError
 from cryosegnet.picking.batch import COMBINED_STAR, INDEX_STAR
 
 

@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 import starfile
 
+from cryosegnet.errors import CoordinateFileError
 from cryosegnet.io.atomic import atomic_write
-from cryosegnet.io.errors import CoordinateFileError
 from cryosegnet.io.micrographs import MICROGRAPH_SUFFIXES
 
 PICK_COLUMNS = ["x", "y", "score", "diameter"]

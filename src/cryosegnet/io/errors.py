@@ -1,40 +1,25 @@
-"""Errors that carry a one-line, user-facing message naming the file and the problem."""
+"""Old location of :mod:`cryosegnet.errors`, kept for one release.
+
+The error classes moved to :mod:`cryosegnet.errors` because every layer raises them,
+not only :mod:`cryosegnet.io`. This module re-exports them so that third-party code
+importing ``cryosegnet.io.errors`` keeps working; import from ``cryosegnet.errors``
+in new code.
+"""
 
 from __future__ import annotations
 
-import os
+from cryosegnet.errors import (
+    CheckpointError,
+    CoordinateFileError,
+    CryoSegNetError,
+    MicrographError,
+    SettingsError,
+)
 
-
-class CryoSegNetError(Exception):
-    """Base class: ``str(error)`` is the single line shown to the user."""
-
-
-class MicrographError(CryoSegNetError):
-    """A micrograph that cannot be read or processed."""
-
-    def __init__(self, path: str | os.PathLike, problem: str) -> None:
-        self.path = str(path)
-        self.problem = problem
-        super().__init__(f"{self.path}: {problem}")
-
-
-class CheckpointError(CryoSegNetError):
-    """A model or SAM checkpoint that is missing, corrupt or of the wrong kind."""
-
-    def __init__(self, path: str | os.PathLike, problem: str) -> None:
-        self.path = str(path)
-        self.problem = problem
-        super().__init__(f"{self.path}: {problem}")
-
-
-class CoordinateFileError(CryoSegNetError):
-    """A coordinate file that cannot be parsed."""
-
-    def __init__(self, path: str | os.PathLike, problem: str) -> None:
-        self.path = str(path)
-        self.problem = problem
-        super().__init__(f"{self.path}: {problem}")
-
-
-class SettingsError(CryoSegNetError, ValueError):
-    """Options that cannot work together (an option that cannot apply is an error)."""
+__all__ = [
+    "CheckpointError",
+    "CoordinateFileError",
+    "CryoSegNetError",
+    "MicrographError",
+    "SettingsError",
+]

@@ -18,7 +18,7 @@ import mrcfile
 import numpy as np
 import tifffile
 
-from cryosegnet.io.errors import MicrographError
+from cryosegnet.errors import MicrographError
 
 MICROGRAPH_SUFFIXES = (".mrc", ".mrcs", ".map", ".tif", ".tiff", ".png", ".jpg", ".jpeg")
 MIN_SIDE = 64

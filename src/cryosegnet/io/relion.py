@@ -45,8 +45,8 @@ from pathlib import Path
 import pandas as pd
 import starfile
 
+from cryosegnet.errors import CryoSegNetError
 from cryosegnet.io.atomic import atomic_write
-from cryosegnet.io.errors import CryoSegNetError
 
 OUTPUT_NODES_STAR = "RELION_OUTPUT_NODES.star"
 JOB_EXIT_SUCCESS = "RELION_JOB_EXIT_SUCCESS"

@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from cryosegnet.io.errors import CheckpointError
+from cryosegnet.errors import CheckpointError
 from cryosegnet.masks.base import InstanceMask
 
 ENV_VAR = "CRYOSEGNET_SAM_CHECKPOINT"
@@ -221,34 +221,15 @@ class SamMaskGenerator:
         device: str | torch.device = "cpu",
         *,
         model: torch.nn.Module | None = None,
-        points_per_side: int = 32,
-        points_per_batch: int = 64,
-        pred_iou_thresh: float = 0.88,
-        stability_score_thresh: float = 0.95,
-        stability_score_offset: float = 1.0,
-        box_nms_thresh: float = 0.7,
-        crop_n_layers: int = 0,
-        crop_nms_thresh: float = 0.7,
-        crop_overlap_ratio: float = 512 / 1500,
-        crop_n_points_downscale_factor: int = 1,
-        min_mask_region_area: int = 0,
+        settings: SamSettings | None = None,
+        **options: Any,
     ) -> None:
+        """``settings`` (default :class:`SamSettings`, the paper's) with any field overridden
+        by ``options`` (``points_per_side=16``); an unknown option is a ``TypeError``."""
         from segment_anything import SamAutomaticMaskGenerator
 
         self.model_type = _check_model_type(model_type)
-        self.settings = SamSettings(
-            points_per_side=points_per_side,
-            points_per_batch=points_per_batch,
-            pred_iou_thresh=pred_iou_thresh,
-            stability_score_thresh=stability_score_thresh,
-            stability_score_offset=stability_score_offset,
-            box_nms_thresh=box_nms_thresh,
-            crop_n_layers=crop_n_layers,
-            crop_nms_thresh=crop_nms_thresh,
-            crop_overlap_ratio=crop_overlap_ratio,
-            crop_n_points_downscale_factor=crop_n_points_downscale_factor,
-            min_mask_region_area=min_mask_region_area,
-        )
+        self.settings = replace(settings or SamSettings(), **options)
         if model is None:
             path = find_sam_checkpoint(model_type, checkpoint)
             if path is None:

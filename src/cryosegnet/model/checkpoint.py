@@ -13,8 +13,8 @@ from typing import Any
 
 import torch
 
+from cryosegnet.errors import CheckpointError
 from cryosegnet.io.atomic import atomic_path
-from cryosegnet.io.errors import CheckpointError
 from cryosegnet.model.unet import AttentionUNet, UNetConfig
 from cryosegnet.preprocessing.denoise import DenoiseSettings
 

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from cryosegnet.errors import CryoSegNetError, MicrographError
 from cryosegnet.io.atomic import TEMP_MARK, is_temp_file
 from cryosegnet.io.coordinates import (
     make_picks,
@@ -40,7 +41,6 @@ from cryosegnet.io.coordinates import (
     write_cryoppp_csv,
     write_index_star,
 )
-from cryosegnet.io.errors import CryoSegNetError, MicrographError
 from cryosegnet.io.micrographs import micrograph_stem, read_micrograph
 from cryosegnet.picking.picker import Picker
 from cryosegnet.picking.units import PixelSizes, angstrom_to_pixels, describe_size

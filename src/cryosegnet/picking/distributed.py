@@ -37,7 +37,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cryosegnet.io.errors import CryoSegNetError, MicrographError
+from cryosegnet.errors import CryoSegNetError, MicrographError
 from cryosegnet.io.micrographs import read_micrograph
 from cryosegnet.picking.batch import (
     MANIFEST_VERSION,

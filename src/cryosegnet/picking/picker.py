@@ -157,7 +157,7 @@ class Picker:
             or self.legacy_working_diameter
         )
         if self.stage == "log" and not has_size:
-            from cryosegnet.io.errors import SettingsError
+            from cryosegnet.errors import SettingsError
 
             raise SettingsError(
                 "the LoG stage cannot estimate the particle size: give --diameter "
@@ -188,7 +188,7 @@ class Picker:
         if stage in ("auto", "sam"):
             checkpoint = find_sam_checkpoint(sam_model_type, sam_checkpoint)
             if checkpoint is None and (stage == "sam" or sam_checkpoint):
-                from cryosegnet.io.errors import CheckpointError
+                from cryosegnet.errors import CheckpointError
 
                 where = sam_checkpoint or f"the SAM cache for {sam_model_type}"
                 raise CheckpointError(where, "SAM checkpoint not found (see README: SAM weights)")

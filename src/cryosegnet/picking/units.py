@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from cryosegnet.io.errors import CryoSegNetError
+from cryosegnet.errors import CryoSegNetError
 
 # Accepted unit suffixes of --diameter: Ångström (ASCII A, Å as a letter or the Ångström sign,
 # case-insensitive "a"/"angstrom") or pixels (px, or no suffix).

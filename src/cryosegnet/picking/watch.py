@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cryosegnet.io.errors import CryoSegNetError
+from cryosegnet.errors import CryoSegNetError
 from cryosegnet.io.micrographs import MICROGRAPH_SUFFIXES
 from cryosegnet.picking.batch import (
     BatchSummary,

@@ -16,7 +16,7 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
-from cryosegnet.io.errors import CheckpointError
+from cryosegnet.errors import CheckpointError
 from cryosegnet.model.checkpoint import default_model_path, load_model
 from cryosegnet.model.unet import AttentionUNet, architecture_name
 from cryosegnet.preprocessing.denoise import DenoiseSettings

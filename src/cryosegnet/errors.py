@@ -1,0 +1,44 @@
+"""Errors that carry a one-line, user-facing message naming the file and the problem.
+
+Every layer (io, picking, training, the command line) raises these, so they live at
+the top of the package rather than under :mod:`cryosegnet.io`.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+class CryoSegNetError(Exception):
+    """Base class: ``str(error)`` is the single line shown to the user."""
+
+
+class MicrographError(CryoSegNetError):
+    """A micrograph that cannot be read or processed."""
+
+    def __init__(self, path: str | os.PathLike, problem: str) -> None:
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+class CheckpointError(CryoSegNetError):
+    """A model or SAM checkpoint that is missing, corrupt or of the wrong kind."""
+
+    def __init__(self, path: str | os.PathLike, problem: str) -> None:
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+class CoordinateFileError(CryoSegNetError):
+    """A coordinate file that cannot be parsed."""
+
+    def __init__(self, path: str | os.PathLike, problem: str) -> None:
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+class SettingsError(CryoSegNetError, ValueError):
+    """Options that cannot work together (an option that cannot apply is an error)."""
