@@ -814,7 +814,7 @@ def main() -> None:
     else:
         if not APO_DIR.is_dir():
             sys.exit(f"no data at {APO_DIR}")
-        from cryosegnet.evaluation.report import json_safe
+        from cryosegnet.io.jsonsafe import json_safe
 
         record = json_safe(benchmark(args))
         json_path.parent.mkdir(parents=True, exist_ok=True)

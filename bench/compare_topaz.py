@@ -59,7 +59,7 @@ import numpy as np
 import pandas as pd
 from benchlib import wait_with_deadline
 
-from cryosegnet.evaluation.report import json_safe
+from cryosegnet.io.jsonsafe import json_default, json_safe
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -1194,7 +1194,7 @@ def main(argv: list[str] | None = None) -> int:
     markdown = _portable(write_markdown(record))
     (args.results / "compare_topaz.md").write_text(markdown)
     Path(record["json"]).write_text(
-        _portable(json.dumps(json_safe(record), indent=2, default=_json_default)) + "\n"
+        _portable(json.dumps(json_safe(record), indent=2, default=json_default)) + "\n"
     )
     print(markdown)
     failed = [r for r in record["runs"] if not r["ok"]]
@@ -1204,14 +1204,6 @@ def main(argv: list[str] | None = None) -> int:
 def _portable(text: str) -> str:
     """Committed results name paths relative to the repository root, not this machine's."""
     return text.replace(f"{REPO}/", "").replace(f"{REPO.parent}/", "../")
-
-
-def _json_default(value):
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, np.generic):
-        return value.item()
-    return str(value)
 
 
 if __name__ == "__main__":

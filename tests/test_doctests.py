@@ -11,6 +11,8 @@ DOCUMENTED_MODULES = (
     "cryosegnet.picking.picker",
     "cryosegnet.evaluation.metrics",
     "cryosegnet.simulation.micrograph",
+    "cryosegnet.geometry",
+    "cryosegnet.io.jsonsafe",
 )
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from cryosegnet.evaluation.matching import MatchResult, match_picks
-from cryosegnet.training.targets import disk_mask
+from cryosegnet.geometry import disk_mask
 
 
 def precision_recall_f1(tp: int, n_picks: int, n_labels: int) -> tuple[float, float, float]:

@@ -13,17 +13,7 @@ from pathlib import Path
 
 from cryosegnet.evaluation.metrics import EvaluationResult
 from cryosegnet.io.atomic import atomic_path, atomic_write
-
-
-def json_safe(value):
-    """JSON has no NaN: write null instead, recursively."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(v) for v in value]
-    return value
+from cryosegnet.io.jsonsafe import json_safe
 
 
 def write_report(

@@ -36,6 +36,7 @@ import pandas as pd
 import scipy.fft
 from scipy.spatial import cKDTree
 
+from cryosegnet.geometry import disk_mask  # re-exported: tests and callers import it here
 from cryosegnet.simulation.context import make_context
 from cryosegnet.simulation.ctf import CTFParams, ctf_2d, detector_mtf
 from cryosegnet.simulation.densities import (
@@ -253,25 +254,6 @@ def _draw_int(rng: np.random.Generator, value) -> int:
     if isinstance(value, tuple | list):
         return int(rng.integers(int(value[0]), int(value[-1]) + 1))
     return int(value)
-
-
-def disk_mask(shape: tuple[int, int], x, y, diameter) -> np.ndarray:
-    """Bool mask, True where ``(col - x)^2 + (row - y)^2 <= (diameter / 2)^2`` for any disk.
-
-    Pixel centres sit at integer indices, matching the coordinate convention of the package.
-    """
-    h, w = shape
-    out = np.zeros(shape, dtype=bool)
-    for cx, cy, d in zip(np.atleast_1d(x), np.atleast_1d(y), np.atleast_1d(diameter), strict=True):
-        r = 0.5 * float(d)
-        x0, x1 = max(0, int(np.ceil(cx - r))), min(w - 1, int(np.floor(cx + r)))
-        y0, y1 = max(0, int(np.ceil(cy - r))), min(h - 1, int(np.floor(cy + r)))
-        if x1 < x0 or y1 < y0:
-            continue
-        yy = np.arange(y0, y1 + 1)[:, None] - cy
-        xx = np.arange(x0, x1 + 1)[None, :] - cx
-        out[y0 : y1 + 1, x0 : x1 + 1] |= xx * xx + yy * yy <= r * r
-    return out
 
 
 def snr_binning(shape: tuple[int, int], reference_size: int | None) -> int:

@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cryosegnet.geometry import disk_mask
 from cryosegnet.io.atomic import atomic_write
 from cryosegnet.io.micrographs import read_micrograph
 from cryosegnet.preprocessing.denoise import DenoiseSettings, denoise
-from cryosegnet.training.targets import disk_mask
 
 log = logging.getLogger("cryosegnet")
 
