@@ -144,7 +144,7 @@ def main() -> int:
         if not copy.exists():
             shutil.copyfile(sim, copy)
         paths.append(copy)
-    kwargs = {"model": args.model, "device": "cpu", "stage": "builtin"}
+    kwargs = {"model": args.model, "device": "cpu", "stage": "peaks"}
     picker = Picker(**kwargs)
     picker.pick(paths[0])  # warm-up: the one-off ONNX export, first-call costs
     load_before = [round(x, 1) for x in os.getloadavg()]

@@ -44,7 +44,7 @@ def evaluate(model: str, stem: str, work: Path, tag: str) -> dict:
     )
     report = work / f"report_{tag}_{stem}"
     # F1 at the default threshold comes from a second evaluation with --threshold.
-    from cryosegnet.picking.picker import DEFAULT_BUILTIN_THRESHOLD
+    from cryosegnet.picking.picker import DEFAULT_PEAK_THRESHOLD
 
     cli(
         "evaluate",
@@ -53,7 +53,7 @@ def evaluate(model: str, stem: str, work: Path, tag: str) -> dict:
         "-o",
         str(report),
         "--threshold",
-        str(DEFAULT_BUILTIN_THRESHOLD),
+        str(DEFAULT_PEAK_THRESHOLD),
     )
     pooled = json.loads((report / "metrics.json").read_text())["pooled"]
     return {

@@ -144,8 +144,8 @@ def child(args: argparse.Namespace) -> dict:
     from cryosegnet.picking.picker import Picker
 
     reference_filters = _reference_filters()
-    before = Picker(model=args.model, device="cpu", stage="builtin", runtime="torch")
-    after = Picker(model=args.model, device="cpu", stage="builtin", runtime="onnx")
+    before = Picker(model=args.model, device="cpu", stage="peaks", runtime="torch")
+    after = Picker(model=args.model, device="cpu", stage="peaks", runtime="onnx")
     out: dict = {"threads": threads, "micrographs": {}}
     scratch = Path(tempfile.mkdtemp(prefix="bench_stages_"))
     try:

@@ -54,3 +54,19 @@ def ensure_simulated(work: Path, cwd: Path | None = None) -> Path:
         ]
         subprocess.run(command, check=True, cwd=cwd)
     return path
+
+
+def command_line(args: object | None = None) -> str:
+    """The command that ran this bench script, as recorded in its results JSON.
+
+    Paths are shown relative to the repository so results never name a machine's folders.
+    """
+    import shlex
+
+    script = Path(sys.argv[0]).resolve()
+    root = Path(__file__).resolve().parent.parent
+    try:
+        shown = str(script.relative_to(root))
+    except ValueError:
+        shown = script.name
+    return " ".join(["python", shown, *(shlex.quote(a) for a in sys.argv[1:])])

@@ -336,14 +336,14 @@ def cryosegnet_tools() -> list[dict]:
             "name": "cryosegnet (default)",
             "key": "cs_default",
             "args": ["--threshold", "0"],
-            "default_threshold": DEFAULT_THRESHOLDS["builtin"],
+            "default_threshold": DEFAULT_THRESHOLDS["peaks"],
             "notes": "stage auto = builtin (no SAM checkpoint installed), diameter estimated",
         },
         {
             "name": "cryosegnet --diameter 68",
             "key": "cs_d68",
             "args": ["--threshold", "0", "--diameter", "68"],
-            "default_threshold": DEFAULT_THRESHOLDS["builtin"],
+            "default_threshold": DEFAULT_THRESHOLDS["peaks"],
             "notes": "stage auto = builtin, diameter given",
         },
         {

@@ -14,9 +14,9 @@ own subprocess, and both are scored by ``cryosegnet evaluate``:
   training never uses); labels are the simulator's ``<stem>.csv`` (pickable particles).
 * **epu**: the raw EPU 4096² MRC, timing only (no labels).
 
-cryosegnet: ``cryosegnet pick --stage builtin --threshold 0`` (every candidate kept, so best F1
+cryosegnet: ``cryosegnet pick --stage peaks --threshold 0`` (every candidate kept, so best F1
 and AUPRC see them all); "at default threshold" re-scores with
-``--threshold DEFAULT_BUILTIN_THRESHOLD`` (``DEFAULT_SAM_THRESHOLD`` for the SAM stage, which
+``--threshold DEFAULT_PEAK_THRESHOLD`` (``DEFAULT_SAM_THRESHOLD`` for the SAM stage, which
 runs only with ``--sam-checkpoint``). The particle diameter is *not* given: it estimates it.
 A second row, "diameter given", passes the labelled diameter with ``--diameter`` as Topaz is
 given it, so the two can be compared on equal terms.
@@ -373,7 +373,7 @@ def run_cryosegnet(
 
     ``given_diameter``: told the labelled diameter with ``--diameter``, as Topaz is (one call
     per distinct diameter; times and start-up summed, RSS the maximum)."""
-    from cryosegnet.picking.picker import DEFAULT_BUILTIN_THRESHOLD, DEFAULT_SAM_THRESHOLD
+    from cryosegnet.picking.picker import DEFAULT_PEAK_THRESHOLD, DEFAULT_SAM_THRESHOLD
 
     tool = "cryosegnet (SAM)" if sam else "cryosegnet (built-in)"
     out = work / ("cryosegnet_sam" if sam else "cryosegnet")
@@ -384,7 +384,7 @@ def run_cryosegnet(
     for path in ds.images:
         key = round(ds.diameters[_stem(path)], 1) if given_diameter else None
         groups.setdefault(key, []).append(path)
-    default_t = DEFAULT_SAM_THRESHOLD if sam else DEFAULT_BUILTIN_THRESHOLD
+    default_t = DEFAULT_SAM_THRESHOLD if sam else DEFAULT_PEAK_THRESHOLD
     run = ToolRun(
         tool,
         ds.name,
@@ -426,7 +426,7 @@ def run_cryosegnet(
                 args.sam_model_type,
             ]
         else:
-            command += ["--stage", "builtin"]
+            command += ["--stage", "peaks"]
         if diameter is not None:
             command += ["--diameter", f"{diameter:g}"]
         timed = run_timed(
@@ -881,7 +881,7 @@ def write_markdown(record: dict) -> str:
         results_table(record["runs"]),
         "",
         "F1 @default: cryosegnet keeps picks with figure of merit >= "
-        f"{record['thresholds']['cryosegnet (built-in)']} (DEFAULT_BUILTIN_THRESHOLD); Topaz "
+        f"{record['thresholds']['cryosegnet (built-in)']} (DEFAULT_PEAK_THRESHOLD); Topaz "
         "keeps log-likelihood ratio >= 0 (p >= 0.5). Best F1 and AUPRC use every candidate "
         "(cryosegnet `--threshold 0`; Topaz `extract -t "
         f"{record['topaz_threshold']}`). Matching: `cryosegnet evaluate`, greedy one-to-one "
@@ -1043,7 +1043,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from cryosegnet.model.checkpoint import default_model_path
-    from cryosegnet.picking.picker import DEFAULT_BUILTIN_THRESHOLD, DEFAULT_SAM_THRESHOLD
+    from cryosegnet.picking.picker import DEFAULT_PEAK_THRESHOLD, DEFAULT_SAM_THRESHOLD
 
     model_path = args.model or default_model_path()
     model_info = {"path": str(model_path)}
@@ -1068,7 +1068,7 @@ def main(argv: list[str] | None = None) -> int:
         "model": model_info,
         "load_start": " ".join(f"{x:.1f}" for x in os.getloadavg()),
         "thresholds": {
-            "cryosegnet (built-in)": DEFAULT_BUILTIN_THRESHOLD,
+            "cryosegnet (built-in)": DEFAULT_PEAK_THRESHOLD,
             "cryosegnet (SAM)": DEFAULT_SAM_THRESHOLD,
             "Topaz": TOPAZ_DEFAULT_THRESHOLD,
         },

@@ -71,7 +71,7 @@ def score(picks: dict[str, pd.DataFrame], threshold: float | None) -> dict:
 
 def cryosegnet_track(work: Path, args: argparse.Namespace) -> dict:
     from cryosegnet.io.coordinates import read_coordinates
-    from cryosegnet.picking.picker import DEFAULT_BUILTIN_THRESHOLD
+    from cryosegnet.picking.picker import DEFAULT_PEAK_THRESHOLD
 
     cli = [sys.executable, "-m", "cryosegnet.cli.main"]
     run_dir = work / "cryosegnet_ft"
@@ -132,9 +132,9 @@ def cryosegnet_track(work: Path, args: argparse.Namespace) -> dict:
         ],
         "train_seconds": seconds,
         "note": args.note,
-        "default_threshold": DEFAULT_BUILTIN_THRESHOLD,
+        "default_threshold": DEFAULT_PEAK_THRESHOLD,
         "all": score(picks, None),
-        "at_default": score(picks, DEFAULT_BUILTIN_THRESHOLD),
+        "at_default": score(picks, DEFAULT_PEAK_THRESHOLD),
     }
 
 

@@ -3,7 +3,7 @@
     python bench/show_picks.py ../shared/data/real/unlabeled-raw/epu2.9_example.mrc \
         -o docs/img/epu_picks.jpg
 
-A thin wrapper over ``cryosegnet show MICROGRAPH --map --stage builtin`` (the library function
+A thin wrapper over ``cryosegnet show MICROGRAPH --map --stage peaks`` (the library function
 :func:`cryosegnet.inspection.show.show_picks`) that keeps the figures of BENCHMARKS.md
 reproducible. Left: the denoised micrograph with a circle of the picked diameter at every pick
 above the default threshold. Right: the U-Net probability map. ``--bad-mask`` counts picks
@@ -38,7 +38,7 @@ def main() -> None:
         diameter=args.diameter,
         probability_map=True,
         model=args.model,
-        stage="builtin",
+        stage="peaks",
         device="cpu",
     )
     result = show_picks(args.micrograph, args.output, settings=settings)

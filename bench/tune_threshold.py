@@ -40,7 +40,7 @@ def main() -> None:
     parser.add_argument("--json", default=None, help="write the sweep here")
     args = parser.parse_args()
 
-    picker = Picker(model=args.model, device="cpu", stage="builtin", threshold=0.0)
+    picker = Picker(model=args.model, device="cpu", stage="peaks", threshold=0.0)
     difficulties = args.difficulties.split(",")
     shapes, labels, maps, true_diameters = [], {}, [], []
     start = time.perf_counter()

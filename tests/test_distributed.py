@@ -67,7 +67,7 @@ def session(tmp_path, tiny_model, monkeypatch):
     kwargs = {
         "model": str(tiny_model),
         "device": "cpu",
-        "stage": "builtin",
+        "stage": "peaks",
         "threshold": 0.0,
         "diameter": 16.0,
     }
@@ -149,7 +149,7 @@ def test_cli_dask_workers_gives_the_in_process_files(session, tmp_path) -> None:
             "--model",
             kwargs["model"],
             "--stage",
-            "builtin",
+            "peaks",
             "--threshold",
             "0",
             "--diameter",
@@ -179,7 +179,7 @@ def test_cli_refuses_what_dask_cannot_do_yet(session, tmp_path, capsys) -> None:
             "--model",
             kwargs["model"],
             "--stage",
-            "builtin",
+            "peaks",
             "--diameter",
             "120A",
             "--angpix",

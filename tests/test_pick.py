@@ -11,6 +11,7 @@ import torch
 from cryosegnet.cli.main import main
 from cryosegnet.io.coordinates import read_coordinates
 from cryosegnet.picking.batch import output_path
+from cryosegnet.picking.config import PickerConfig
 from cryosegnet.picking.picker import Picker
 
 CENTRES = [(60, 60), (150, 130), (220, 200), (80, 200)]  # (row, col) of the blobs in blob_image
@@ -23,11 +24,22 @@ class DarkIsParticle(torch.nn.Module):
         return (0.42 - x) * 60.0
 
 
+def dark_picker(model_path, **settings) -> Picker:
+    """A picker with the checkpoint's denoising and record but :class:`DarkIsParticle` as its
+    network, assembled with ``Picker.from_parts`` (no attribute replaced afterwards)."""
+    from cryosegnet.model.checkpoint import load_model
+
+    _, denoise_settings, checkpoint = load_model(model_path, torch.device("cpu"))
+    stage = settings.pop("stage", "peaks")
+    return Picker.from_parts(
+        DarkIsParticle(), denoise_settings, stage, PickerConfig(**settings), checkpoint=checkpoint
+    )
+
+
 def test_picker_finds_known_blobs_in_original_pixels(tiny_model, blob_image):
-    picker = Picker(model=tiny_model, device="cpu", stage="builtin", threshold=0.0)
-    picker.unet = DarkIsParticle()
+    picker = dark_picker(tiny_model, threshold=0.0)
     result = picker.pick_detailed(blob_image)
-    assert result.stage == "builtin"
+    assert result.stage == "peaks"
     assert result.original_shape == blob_image.shape
     picks = result.picks
     assert list(picks.columns[:4]) == ["x", "y", "score", "diameter"]
@@ -42,7 +54,7 @@ def test_picker_finds_known_blobs_in_original_pixels(tiny_model, blob_image):
 
 
 def test_pick_is_deterministic(tiny_model, blob_image):
-    picker = Picker(model=tiny_model, device="cpu", stage="builtin", threshold=0.0)
+    picker = Picker(model=tiny_model, device="cpu", stage="peaks", threshold=0.0)
     first = picker.pick(blob_image)
     second = picker.pick(blob_image.copy())
     assert first.equals(second)
@@ -73,7 +85,7 @@ def test_cli_pick_writes_relion_and_cryosparc_files(
             "--threshold",
             "0",
             "--stage",
-            "builtin",
+            "peaks",
             "--format",
             "star,csv,box",
             "--device",
@@ -108,7 +120,7 @@ def test_cli_pick_writes_relion_and_cryosparc_files(
         "--device",
         "cpu",
         "--stage",
-        "builtin",
+        "peaks",
         "--threshold",
         "0",
     ]
@@ -186,7 +198,7 @@ def test_shipped_default_model_loads_and_is_small():
     assert settings.working_size == 1024
     assert "command" in payload["metadata"]
     picker = Picker(device="cpu")
-    assert picker.stage == "builtin" and picker.model_path == path
+    assert picker.stage == "peaks" and picker.model_path == path
 
 
 def test_border_picks_are_dropped():
@@ -201,8 +213,7 @@ def test_border_picks_are_dropped():
 
 def test_given_diameter_reaches_the_peak_stage_in_working_pixels(tiny_model, blob_image):
     """--diameter is in micrograph pixels; the stage works at 256 px, so it gets d x 256/300."""
-    picker = Picker(model=tiny_model, device="cpu", stage="builtin", threshold=0.0, diameter=45)
-    picker.unet = DarkIsParticle()
+    picker = dark_picker(tiny_model, threshold=0.0, diameter=45)
     result = picker.pick_detailed(blob_image)
     assert picker.mask_generator.last_diameter == pytest.approx(45 * 256 / 300, rel=0.01)
     assert result.diameter == pytest.approx(45, abs=1.5)  # boxes are whole working pixels
@@ -211,13 +222,23 @@ def test_given_diameter_reaches_the_peak_stage_in_working_pixels(tiny_model, blo
         assert np.hypot(result.picks["x"] - col, result.picks["y"] - row).min() < 4
 
 
-def test_watershed_stage_remains_selectable(tiny_model, blob_image):
-    picker = Picker(model=tiny_model, device="cpu", stage="watershed", threshold=0.0)
-    picker.unet = DarkIsParticle()
+def test_a_stage_object_assembles_into_a_picker(tiny_model, blob_image):
+    """Picker.from_parts: any instance stage (here the watershed baseline, which the command
+    line no longer offers) with a network in memory, no attribute replaced afterwards."""
+    from cryosegnet.masks.watershed import WatershedMaskGenerator
+    from cryosegnet.preprocessing.denoise import DenoiseSettings
+
+    settings = Picker(model=tiny_model, device="cpu").denoise_settings
+    assert isinstance(settings, DenoiseSettings)
+    picker = Picker.from_parts(
+        DarkIsParticle(), settings, WatershedMaskGenerator(), PickerConfig(threshold=0.0)
+    )
     result = picker.pick_detailed(blob_image)
     assert result.stage == "watershed" and "watershed" in picker.mask_generator.describe()
     for row, col in CENTRES:
         assert np.hypot(result.picks["x"] - col, result.picks["y"] - row).min() < 4
+    with pytest.raises(ValueError, match="unknown instance stage 'watershed'"):
+        Picker(model=tiny_model, device="cpu", stage="watershed")
 
 
 def test_model_fine_tuned_on_labels_brings_its_particle_diameter(tmp_path, blob_image):
@@ -236,7 +257,7 @@ def test_model_fine_tuned_on_labels_brings_its_particle_diameter(tmp_path, blob_
         )
         return path
 
-    tuned = Picker(model=checkpoint("tuned.pt", ["labelled"]), device="cpu", stage="builtin")
+    tuned = Picker(model=checkpoint("tuned.pt", ["labelled"]), device="cpu", stage="peaks")
     # An old checkpoint recorded working pixels: used as such, as before.
     assert tuned.model_diameter is None and tuned.legacy_working_diameter == 30.0
     tuned.unet = DarkIsParticle()
@@ -275,10 +296,10 @@ def test_a_fine_tuned_diameter_is_converted_to_each_micrographs_working_pixels(
         DenoiseSettings(working_size=256),
         metadata={"data": {"train": train}},
     )
-    picker = Picker(model=path, device="cpu", stage="builtin")
+    assert Picker(model=path, device="cpu", stage="peaks").model_diameter == 36.0
+    picker = dark_picker(path)
     assert picker.model_diameter == 36.0 and picker.model_diameter_angstrom == 54.0
     assert picker.legacy_working_diameter is None
-    picker.unet = DarkIsParticle()
     picker.pick(blob_image)
     assert picker.mask_generator.last_diameter == pytest.approx(36 * 256 / 300, rel=0.01)
     big = cv2.resize(blob_image, (600, 600), interpolation=cv2.INTER_LINEAR)

@@ -45,7 +45,8 @@ def test_modal_size_window_and_diameter():
     # widths 19 20 20 20 21 22 30 -> m_w = m_h = 20 working px.
     # th = 0.1 * sqrt(20^2 + 20^2) = 2.828; window 20 - 0.943 < w < 20 + 2.828 = (19.06, 22.83)
     masks = spaced([19, 20, 20, 20, 21, 22, 30])
-    paper = PostprocessSettings(min_tolerance_px=0.0)  # eq. 3-4 exactly, no quantisation floor
+    # eq. 2-4 exactly as printed (th factor 0.1), no quantisation floor
+    paper = PostprocessSettings(tolerance_factor=0.1, min_tolerance_px=0.0)
     result = postprocess(masks, SQUARE_WORK, SQUARE_ORIG, paper)
     assert result.modal_size == (20, 20)
     assert result.diameter == pytest.approx(80.0)  # 20 working px * 4
@@ -64,18 +65,20 @@ def test_modal_size_window_and_diameter():
 
 
 def test_quantisation_floor_keeps_one_pixel_under_the_mode():
-    # default floor 1.5 working px: window (18.5, 22.83) instead of (19.06, 22.83)
+    # paper's th factor 0.1 with the default floor 1.5 working px: window (18.5, 22.83)
+    # instead of (19.06, 22.83)
     masks = spaced([18, 19, 20, 20, 20, 21, 22, 23])
-    assert postprocess(masks, SQUARE_WORK, SQUARE_ORIG).n_after_size == 6  # 19..22
-    exact = PostprocessSettings(min_tolerance_px=0.0)
+    printed = PostprocessSettings(tolerance_factor=0.1)
+    assert postprocess(masks, SQUARE_WORK, SQUARE_ORIG, printed).n_after_size == 6  # 19..22
+    exact = PostprocessSettings(tolerance_factor=0.1, min_tolerance_px=0.0)
     assert postprocess(masks, SQUARE_WORK, SQUARE_ORIG, exact).n_after_size == 5  # 20..22
-    wide = PostprocessSettings(tolerance_factor=0.4)  # th = 11.3: the authors' effective window
-    assert postprocess(masks, SQUARE_WORK, SQUARE_ORIG, wide).n_after_size == 8
+    # the default 0.4 (th = 11.3): the authors' effective window
+    assert postprocess(masks, SQUARE_WORK, SQUARE_ORIG).n_after_size == 8
 
 
 def test_width_and_height_are_filtered_independently():
     masks = spaced([20] * 6) + [box(400, 10, 20, 26), box(450, 10, 26, 20)]
-    result = postprocess(masks, SQUARE_WORK, SQUARE_ORIG)
+    result = postprocess(masks, SQUARE_WORK, SQUARE_ORIG, PostprocessSettings(tolerance_factor=0.1))
     assert result.n_after_size == 6
 
 
@@ -122,7 +125,7 @@ def test_per_axis_scales_and_box_centre_convention():
 def test_diameter_override_replaces_estimate_and_recentres_window():
     # override 100 original px = 25 working px; th = 0.1 * 25 * sqrt(2) = 3.54 -> (23.8, 28.5)
     masks = spaced([20, 20, 20, 23, 24, 25, 28, 29])
-    settings = PostprocessSettings(diameter_override=100.0)
+    settings = PostprocessSettings(tolerance_factor=0.1, diameter_override=100.0)
     result = postprocess(masks, SQUARE_WORK, SQUARE_ORIG, settings)
     assert result.diameter == 100.0
     assert result.n_after_size == 3  # 24, 25, 28

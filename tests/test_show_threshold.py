@@ -94,7 +94,7 @@ def test_show_cli_runs_picker_and_map(tmp_path, tiny_model, capsys):
                 "--model",
                 str(tiny_model),
                 "--stage",
-                "builtin",
+                "peaks",
                 "--size",
                 "200",
             ]
@@ -103,7 +103,7 @@ def test_show_cli_runs_picker_and_map(tmp_path, tiny_model, capsys):
     )
     picture = cv2.imread(str(out))
     assert picture.shape[0] == 200 and picture.shape[1] == 400  # two square panels
-    assert "picker (builtin stage" in capsys.readouterr().out
+    assert "picker (peaks stage" in capsys.readouterr().out
 
 
 def test_show_cli_error_is_one_line(tmp_path, capsys):

@@ -438,3 +438,37 @@ def test_config_round_trip_and_cli_errors(tmp_path: Path):
     assert run(bad) == 2
     sim = simulate_micrograph(SimulationConfig(size=(96, 128), difficulty="easy"), 0)
     assert sim.image.shape == (96, 128) and sim.disk_mask.shape == (96, 128)
+
+
+def test_empty_fields_hold_no_pickable_particle_and_keep_other_images_unchanged():
+    empty = SimulationConfig(difficulty="medium", empty_probability=1.0, aggregates=0, **SMALL)
+    sim = simulate_micrograph(empty, 4)
+    assert sim.info["density"] == "empty"
+    assert len(sim.picks) == 0 and not sim.disk_mask.any()
+    assert np.isfinite(sim.image).all() and sim.image.std() > 0  # ice and shot noise remain
+    # A configuration that never asks for empty fields draws exactly the images it drew before.
+    plain = SimulationConfig(difficulty="medium", **SMALL)
+    never = SimulationConfig(difficulty="medium", empty_probability=0.0, **SMALL)
+    np.testing.assert_array_equal(
+        simulate_micrograph(plain, 5).image, simulate_micrograph(never, 5).image
+    )
+    # Some, not all, fields are empty at an intermediate probability.
+    half = SimulationConfig(difficulty="easy", empty_probability=0.5, **SMALL)
+    kinds = {simulate_micrograph(half, seed).info["density"] == "empty" for seed in range(8)}
+    assert kinds == {True, False}
+
+
+def test_crystalline_ice_is_a_mosaic_of_dark_grains_without_particles():
+    bare = dict(aggregates=0, carbon=False, contamination=0, **SMALL)
+    sim = simulate_micrograph(
+        SimulationConfig(difficulty="easy", crystalline_probability=1.0, **bare), 2
+    )
+    vitreous = simulate_micrograph(SimulationConfig(difficulty="easy", density=0.0, **bare), 2)
+    assert sim.info["crystalline"] and len(sim.picks) == 0
+    # Grains change the local mean on scales far above the pixel: the smoothed image varies
+    # much more than vitreous ice of the same dose does.
+    smooth = cv2.GaussianBlur(sim.image, (0, 0), 4) / sim.image.mean()
+    plain = cv2.GaussianBlur(vitreous.image, (0, 0), 4) / vitreous.image.mean()
+    assert smooth.std() > 2 * plain.std()
+    with pytest.raises(ValueError, match="crystalline_probability"):
+        SimulationConfig(crystalline_probability=1.5)

@@ -116,7 +116,7 @@ def test_peak_stage_on_a_real_micrograph_map(shared_dir, monkeypatch: pytest.Mon
     path = shared_dir / "data" / "real" / "unlabeled-raw" / "epu2.9_example.mrc"
     if not path.is_file():
         pytest.skip("the EPU example micrograph is not present")
-    picker = Picker(device="cpu", stage="builtin", runtime="torch")
+    picker = Picker(device="cpu", stage="peaks", runtime="torch")
     image = read_micrograph(path).data
     prob = picker.probability_maps([picker.preprocess(image)])[0]
     fast = picker.instances(prob, image.shape)
@@ -146,8 +146,8 @@ def onnx_cache(tmp_path, monkeypatch: pytest.MonkeyPatch):
 def test_onnx_unet_matches_pytorch(tiny_model, blob_image, onnx_cache, ort) -> None:
     from cryosegnet.picking.picker import Picker
 
-    reference = Picker(model=tiny_model, device="cpu", stage="builtin", runtime="torch")
-    fast = Picker(model=tiny_model, device="cpu", stage="builtin", runtime="onnx")
+    reference = Picker(model=tiny_model, device="cpu", stage="peaks", runtime="torch")
+    fast = Picker(model=tiny_model, device="cpu", stage="peaks", runtime="onnx")
     # Non-square and not a multiple of 2**depth: the padding path is exercised too.
     images = [
         denoise(blob_image, DenoiseSettings(working_size=256)),
@@ -162,7 +162,7 @@ def test_onnx_unet_matches_pytorch(tiny_model, blob_image, onnx_cache, ort) -> N
     assert fast._cpu_unet is not None and reference._cpu_unet is None
     exported = list(onnx_cache.glob("*.onnx"))
     assert len(exported) == 1  # cached, named after the checkpoint
-    again = Picker(model=tiny_model, device="cpu", stage="builtin", runtime="onnx")
+    again = Picker(model=tiny_model, device="cpu", stage="peaks", runtime="onnx")
     again.probability_maps([images[0]])
     assert list(onnx_cache.glob("*.onnx")) == exported  # reused, not exported again
     assert exported[0].stat().st_mtime_ns == list(onnx_cache.glob("*.onnx"))[0].stat().st_mtime_ns
@@ -172,10 +172,10 @@ def test_onnx_and_pytorch_pick_the_same(tiny_model, blob_image, onnx_cache, ort)
     from cryosegnet.picking.picker import Picker
 
     reference = Picker(
-        model=tiny_model, device="cpu", stage="builtin", runtime="torch", threshold=0.0, diameter=16
+        model=tiny_model, device="cpu", stage="peaks", runtime="torch", threshold=0.0, diameter=16
     )
     fast = Picker(
-        model=tiny_model, device="cpu", stage="builtin", runtime="auto", threshold=0.0, diameter=16
+        model=tiny_model, device="cpu", stage="peaks", runtime="auto", threshold=0.0, diameter=16
     )
     ref = reference.pick(blob_image)
     out = fast.pick(blob_image)
@@ -190,11 +190,11 @@ def test_without_onnxruntime_the_picker_uses_pytorch(
     from cryosegnet.picking.picker import Picker
 
     monkeypatch.setattr(onnx_runtime, "onnxruntime_available", lambda: False)
-    picker = Picker(model=tiny_model, device="cpu", stage="builtin")
+    picker = Picker(model=tiny_model, device="cpu", stage="peaks")
     picker.pick(blob_image)
     assert picker._cpu_unet is None
     with pytest.raises(RuntimeError, match="onnxruntime"):
-        Picker(model=tiny_model, device="cpu", stage="builtin", runtime="onnx").pick(blob_image)
+        Picker(model=tiny_model, device="cpu", stage="peaks", runtime="onnx").pick(blob_image)
 
 
 def test_runtime_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -216,6 +216,6 @@ def test_unwritable_cache_still_uses_onnx(
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("")
     monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
-    picker = Picker(model=tiny_model, device="cpu", stage="builtin", runtime="onnx")
+    picker = Picker(model=tiny_model, device="cpu", stage="peaks", runtime="onnx")
     picker.pick(blob_image)
     assert picker._cpu_unet is not None and picker._cpu_unet.path is None  # type: ignore[attr-defined]

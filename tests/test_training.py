@@ -531,7 +531,7 @@ class FixedMap(torch.nn.Module):
 
 
 def test_validation_f1_is_at_the_pickers_default_threshold():
-    from cryosegnet.picking.picker import DEFAULT_BUILTIN_THRESHOLD
+    from cryosegnet.picking.picker import DEFAULT_PEAK_THRESHOLD
     from cryosegnet.training.trainer import _epoch_line
     from cryosegnet.training.validation import validate
 
@@ -540,11 +540,11 @@ def test_validation_f1_is_at_the_pickers_default_threshold():
     # below 0.5, so every particle is picked by `cryosegnet pick`.
     model = FixedMap(0.02 + 0.3 * sample.target)
     metrics = validate(model, [sample], torch.device("cpu"))
-    assert metrics["val_threshold"] == DEFAULT_BUILTIN_THRESHOLD
+    assert metrics["val_threshold"] == DEFAULT_PEAK_THRESHOLD
     assert metrics["val_f1"] == pytest.approx(1.0) and metrics["val_best_f1"] == pytest.approx(1.0)
-    assert TrainConfig().val_threshold == DEFAULT_BUILTIN_THRESHOLD
+    assert TrainConfig().val_threshold == DEFAULT_PEAK_THRESHOLD
     line = _epoch_line({"epoch": 1, "train_loss": 0.5, "seconds": 1.0, **metrics}, 2, True)
-    assert f"F1@{DEFAULT_BUILTIN_THRESHOLD:g} 1.000" in line and "best F1 1.000" in line
+    assert f"F1@{DEFAULT_PEAK_THRESHOLD:g} 1.000" in line and "best F1 1.000" in line
 
 
 def test_assemble_training_data_is_a_library_call(tmp_path):

@@ -96,7 +96,7 @@ def test_watch_picks_each_micrograph_once_when_fully_written(
         _write(hidden, data["c.mrc"])
         hidden.rename(incoming / "c.mrc")
 
-    picker = Picker(model=tiny_model, device="cpu", stage="builtin")
+    picker = Picker(model=tiny_model, device="cpu", stage="peaks")
     thread = threading.Thread(target=writer)
     thread.start()
     try:
@@ -132,7 +132,7 @@ def test_a_file_rewritten_after_picking_is_picked_again(tmp_path, tiny_model, re
     _write(incoming / "a.mrc", _mrc_bytes(1))
     old = time.time() - 60
     os.utime(incoming / "a.mrc", (old, old))
-    picker = Picker(model=tiny_model, device="cpu", stage="builtin")
+    picker = Picker(model=tiny_model, device="cpu", stage="peaks")
 
     def rewrite():
         time.sleep(SETTLE * 2.5)
@@ -166,7 +166,7 @@ def test_pick_watch_command(tmp_path, tiny_model, capsys):
             "--device",
             "cpu",
             "--stage",
-            "builtin",
+            "peaks",
             "--settle",
             "0.2",
             "--watch-interval",
@@ -218,7 +218,7 @@ def test_sigterm_stops_the_watch_cleanly_and_a_restart_carries_on(tmp_path, tiny
         "--device",
         "cpu",
         "--stage",
-        "builtin",
+        "peaks",
         "--settle",
         "0.2",
         "--watch-interval",
@@ -261,7 +261,7 @@ def test_a_restart_with_an_angstrom_diameter_skips_in_one_call(
         _write(incoming / name, _mrc_bytes(10 + i))
         old = time.time() - 60
         os.utime(incoming / name, (old, old))
-    picker = Picker(model=tiny_model, device="cpu", stage="builtin")
+    picker = Picker(model=tiny_model, device="cpu", stage="peaks")
     options = dict(
         settle=0.2,
         interval=INTERVAL,

@@ -10,14 +10,15 @@ from pathlib import Path
 
 from cryosegnet.errors import CryoSegNetError
 from cryosegnet.io.micrographs import find_micrographs
+from cryosegnet.masks.sam import SamSettings
 from cryosegnet.picking.batch import COMBINED_STAR, INDEX_STAR, OUTPUT_FORMATS, pick_batch
-from cryosegnet.picking.picker import (
-    DEFAULT_MASK_THRESHOLD,
-    DEFAULT_SIZE_TOLERANCE,
+from cryosegnet.picking.config import (
     DEFAULT_THRESHOLDS,
+    STAGE_ALIASES,
     STAGES,
-    Picker,
+    PickerConfig,
 )
+from cryosegnet.picking.picker import Picker
 from cryosegnet.picking.units import Diameter, PixelSizes, parse_diameter
 from cryosegnet.picking.watch import (
     DEFAULT_SETTLE_SECONDS,
@@ -31,6 +32,19 @@ log = logging.getLogger("cryosegnet")
 # Larger than any micrograph side: a diameter beyond it cannot be a particle (and would make
 # the instance stage allocate for nothing). Checked against each micrograph when it is read.
 MAX_DIAMETER = 20000.0
+
+DEFAULTS = PickerConfig()
+# SAM's options on the command line: flag -> SamSettings field (defaults read from there).
+SAM_FLAGS = {
+    "--points-per-side": ("points_per_side", int, "SAM grid density (points per side)"),
+    "--pred-iou-thresh": ("pred_iou_thresh", float, "SAM mask filter: predicted IoU"),
+    "--stability-score-thresh": (
+        "stability_score_thresh",
+        float,
+        "SAM mask filter: stability score",
+    ),
+    "--box-nms-thresh": ("box_nms_thresh", float, "SAM box non-maximum suppression IoU"),
+}
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -89,41 +103,42 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--stage",
-        choices=STAGES,
-        default="auto",
-        help="instance-mask stage: SAM when a checkpoint is found (auto), else the built-in "
-        "peak finder (builtin), which needs no download; 'watershed' segments the thresholded "
-        "map instead; 'log' is the training-free dark-blob detector on the denoised image (no "
-        "U-Net; needs --diameter; scores in noise standard deviations)",
+        choices=STAGES + tuple(STAGE_ALIASES),
+        default=DEFAULTS.stage,
+        help="instance-mask stage: SAM when a checkpoint is found (auto), else the peak finder "
+        "on the U-Net map (peaks; needs no download; 'builtin' is its former name); 'log' is "
+        "the training-free dark-blob detector on the denoised image (no U-Net; needs "
+        "--diameter; scores in noise standard deviations)",
     )
-    p.add_argument(
+    sam = p.add_argument_group(
+        "SAM stage", "options of the SAM stage only: an error with any other stage"
+    )
+    sam.add_argument(
         "--sam-checkpoint",
         help="SAM weights (.pth); default: $CRYOSEGNET_SAM_CHECKPOINT or ~/.cache/cryosegnet/sam/",
     )
-    p.add_argument(
+    sam.add_argument(
         "--sam-model-type",
         choices=("vit_h", "vit_l", "vit_b"),
-        default="vit_h",
+        default=None,
         help="SAM architecture, matching the checkpoint: vit_h (sam_vit_h_4b8939.pth, the "
-        "paper's), vit_l (sam_vit_l_0b3195.pth) or vit_b (sam_vit_b_01ec64.pth)",
+        "paper's), vit_l (sam_vit_l_0b3195.pth) or vit_b (sam_vit_b_01ec64.pth) "
+        f"(default: {DEFAULTS.sam_model_type})",
     )
-    p.add_argument("--points-per-side", type=int, default=32, help="SAM grid density")
-    p.add_argument("--pred-iou-thresh", type=float, default=0.88, help="SAM mask filter")
-    p.add_argument("--stability-score-thresh", type=float, default=0.95, help="SAM mask filter")
-    p.add_argument("--box-nms-thresh", type=float, default=0.7, help="SAM box NMS IoU")
-    p.add_argument(
-        "--mask-threshold",
-        type=float,
-        default=DEFAULT_MASK_THRESHOLD,
-        help="watershed stage: probability above which a pixel belongs to a particle "
-        "(default: %(default)s, tuned with the shipped model)",
-    )
-    p.add_argument(
+    for flag, (name, kind, text) in SAM_FLAGS.items():
+        sam.add_argument(
+            flag,
+            type=kind,
+            default=None,
+            help=f"{text} (default: {getattr(SamSettings(), name):g})",
+        )
+    sam.add_argument(
         "--size-tolerance",
         type=float,
-        default=DEFAULT_SIZE_TOLERANCE,
+        default=None,
         help="Algorithm 1 size window: keep masks within th = FACTOR x modal box diagonal of "
-        "the modal size (default: %(default)s, the window the authors' code used)",
+        f"the modal size (default: {DEFAULTS.size_tolerance:g}, the window the authors' code "
+        "used)",
     )
     p.add_argument(
         "--denoise-order",
@@ -231,25 +246,26 @@ def run(args: argparse.Namespace) -> int:
         print(f"ERROR {problem}", file=sys.stderr)
     if not micrographs and not args.watch:
         raise CryoSegNetError(f"{' '.join(args.inputs)}: no micrographs found")
+    sam_options = {
+        name: getattr(args, flag[2:].replace("-", "_"))
+        for flag, (name, _, _) in SAM_FLAGS.items()
+        if getattr(args, flag[2:].replace("-", "_")) is not None
+    }
     picker_kwargs = dict(
         model=args.model,
         device=args.device,
         stage=args.stage,
         sam_checkpoint=args.sam_checkpoint,
-        sam_model_type=args.sam_model_type,
-        sam_options={
-            "points_per_side": args.points_per_side,
-            "pred_iou_thresh": args.pred_iou_thresh,
-            "stability_score_thresh": args.stability_score_thresh,
-            "box_nms_thresh": args.box_nms_thresh,
-        },
+        sam_options=sam_options,
         threshold=args.threshold,
         diameter=args.diameter,
         denoise_order=args.denoise_order,
-        mask_threshold=args.mask_threshold,
-        size_tolerance=args.size_tolerance,
         diameter_per_micrograph=diameter is not None and diameter.angstrom,
     )
+    if args.sam_model_type is not None:
+        picker_kwargs["sam_model_type"] = args.sam_model_type
+    if args.size_tolerance is not None:
+        picker_kwargs["size_tolerance"] = args.size_tolerance
     picker = Picker(**picker_kwargs)
     size = _describe_given(diameter, pixel_sizes.uniform)
     if not args.diameter and picker.model_diameter:
@@ -267,7 +283,7 @@ def run(args: argparse.Namespace) -> int:
     log.info(
         "cryosegnet pick: %s, model %s, instance stage: %s, device %s, threshold %.3g, diameter %s",
         f"watching {args.watch}" if args.watch else f"{len(micrographs)} micrograph(s)",
-        picker.model_path.name,
+        picker.model_path.name if picker.model_path else "in-memory model",
         picker.mask_generator.describe(),
         picker.device,
         picker.threshold,
@@ -420,7 +436,6 @@ def _check_numbers(args: argparse.Namespace) -> None:
     finite("--diameter (Å)", args.diameter_angstrom, positive=True)
     finite("--angpix", args.angpix, positive=True)
     finite("--box-size", args.box_size, positive=True, high=MAX_DIAMETER)
-    finite("--mask-threshold", args.mask_threshold)
     finite("--size-tolerance", args.size_tolerance, positive=True)
     for name in ("pred_iou_thresh", "stability_score_thresh", "box_nms_thresh"):
         finite("--" + name.replace("_", "-"), getattr(args, name))

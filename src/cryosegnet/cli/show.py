@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from cryosegnet.inspection.show import ShowSettings, show_picks
+from cryosegnet.picking.config import STAGE_ALIASES, STAGES
 
 DESCRIPTION = """\
 Draw a circle at every pick on one micrograph and write the picture (PNG or JPEG).
@@ -68,7 +69,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument(
         "--stage",
         default=defaults.stage,
-        choices=("auto", "builtin", "sam", "watershed"),
+        choices=STAGES + tuple(STAGE_ALIASES),
         help=f"instance stage when the picker runs ({defaults.stage})",
     )
     parser.add_argument(

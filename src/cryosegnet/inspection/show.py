@@ -36,7 +36,7 @@ class ShowSettings:
     model : str or None
         U-Net checkpoint when the picker runs (None: the shipped model).
     stage : str
-        Instance stage when the picker runs (``auto``, ``builtin``, ``sam``, ``watershed``).
+        Instance stage when the picker runs (``auto``, ``peaks``, ``sam``, ``log``).
     device : str
         Device when the picker runs.
     """

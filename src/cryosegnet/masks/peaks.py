@@ -6,9 +6,13 @@ probability threshold then cuts particles into pieces and the watershed reports 
 particle is still where the map is highest *on the scale of a particle*, so this stage
 band-passes the map at the particle scale (smoothed over a particle's core, minus the local
 background), takes local maxima and suppresses any maximum within half a diameter of a
-stronger one. Each peak's score is its band-passed value: how far the particle's core stands
-above its surroundings. That ranks picks far better than the mean over a thresholded region
-and needs no mask threshold (bench/tune_threshold.py, BENCHMARKS.md).
+stronger one. Peaks are *located* on the band-passed map, so a particle among particles still
+stands out; each peak is *scored* by the network's own probability averaged over the
+particle's core (``score="probability"``, the default): a model that has learnt what an empty
+field looks like gives near-zero scores there, and the same threshold means the same thing on
+every micrograph. ``score="contrast"`` keeps the band-passed value (how far the core stands
+above its surroundings), which ranks well within one micrograph but is as high on noise as on
+particles once the map is normalised away (bench/calibrate_score.py, BENCHMARKS.md).
 
 The diameter comes from the user (``--diameter``) or from the map itself by scale selection
 (:func:`estimate_diameter`); every peak then gets a box of that size, so Algorithm 1's modal
@@ -34,6 +38,7 @@ MIN_DIAMETER_PX = 8.0
 MAX_DIAMETER_FRACTION = 1 / 8
 SCALES_PER_OCTAVE = 8
 EVIDENCE_COVERAGE = 0.05  # fraction of the image the averaged blobs would cover
+PEAK_SCORES = ("probability", "contrast")
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,13 @@ class PeakSettings:
     background_fraction: float = 0.5  # background Gaussian sigma = fraction * diameter (0: none)
     suppression_fraction: float = 0.5  # no two peaks closer than fraction * diameter
     min_score: float = 0.0  # peaks not above their background are not candidates
+    score: str = "probability"  # probability: core map value; contrast: band-passed value
+
+    def __post_init__(self) -> None:
+        if self.score not in PEAK_SCORES:
+            raise ValueError(
+                f"peak score must be one of {', '.join(PEAK_SCORES)}, not {self.score!r}"
+            )
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -133,19 +145,27 @@ def find_peaks(
     smooth_fraction: float = 1 / 6,
     suppression_fraction: float = 0.5,
     background_fraction: float = 0.5,
+    score: str = "probability",
 ) -> pd.DataFrame:
     """Particle centres (working px) as local maxima of the band-passed map (:func:`band_pass`).
 
-    The score is the band-passed value at the peak (core confidence above the local background);
-    peaks scoring ``min_score`` or less, or closer than half a diameter to a higher one, are
-    dropped.
+    Peaks whose band-passed value is ``min_score`` or less are not candidates. The score is the
+    map averaged over the particle's core (``"probability"``) or the band-passed value itself
+    (``"contrast"``); a peak closer than ``suppression_fraction`` x d to a higher-scoring one
+    is dropped.
     """
+    if score not in PEAK_SCORES:
+        raise ValueError(f"peak score must be one of {', '.join(PEAK_SCORES)}, not {score!r}")
     d = float(diameter) if np.isfinite(diameter) and diameter > 0 else 16.0
     band = band_pass(probability, d, smooth_fraction, background_fraction)
     size = max(3, int(d * suppression_fraction) | 1)
     peaks = (band == maximum_filter(band, size)) & (band > min_score)
     rows, cols = np.nonzero(peaks)
-    scores = band[rows, cols]
+    if score == "probability":
+        core = band_pass(probability, d, smooth_fraction, 0.0)
+        scores = core[rows, cols]
+    else:
+        scores = band[rows, cols]
     order = np.argsort(-scores, kind="stable")
     rows, cols, scores = rows[order], cols[order], scores[order]
     keep = suppress_close_peaks(cols, rows, scores, d * suppression_fraction)
@@ -203,6 +223,7 @@ class PeakMaskGenerator:
         background_fraction: float = 0.5,
         suppression_fraction: float = 0.5,
         min_score: float = 0.0,
+        score: str = "probability",
     ) -> None:
         if diameter is not None and not diameter > 0:
             raise ValueError(f"diameter must be positive, got {diameter}")
@@ -212,6 +233,7 @@ class PeakMaskGenerator:
             background_fraction=background_fraction,
             suppression_fraction=suppression_fraction,
             min_score=min_score,
+            score=score,
         )
         self.last_diameter: float | None = None  # diameter used on the last map (working px)
 
@@ -235,7 +257,13 @@ class PeakMaskGenerator:
         self.last_diameter = float(d)
         s = self.settings
         peaks = find_peaks(
-            prob, d, s.min_score, s.smooth_fraction, s.suppression_fraction, s.background_fraction
+            prob,
+            d,
+            s.min_score,
+            s.smooth_fraction,
+            s.suppression_fraction,
+            s.background_fraction,
+            s.score,
         )
         half = (d - 1) / 2
         return [

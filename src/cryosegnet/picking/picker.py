@@ -21,40 +21,20 @@ import torch
 from cryosegnet.io.micrographs import Micrograph, read_micrograph
 from cryosegnet.masks.base import InstanceMaskGenerator
 from cryosegnet.model.checkpoint import default_model_path, load_model
+from cryosegnet.picking.config import (
+    DEFAULT_THRESHOLDS,
+    STAGES,
+    PickerConfig,
+    inapplicable,
+)
 from cryosegnet.preprocessing.denoise import DenoiseSettings, denoise
 
 log = logging.getLogger("cryosegnet")
 
-# Score thresholds: SAM's predicted IoU filter is the paper's 0.94 (Algorithm 1, step 1);
-# the built-in peak stage scores with the band-passed U-Net map and the watershed with its
-# region-mean probability; both were tuned on held-out simulated micrographs
-# (bench/tune_threshold.py, seeds 8000+; see BENCHMARKS.md).
-DEFAULT_SAM_THRESHOLD = 0.94
-DEFAULT_BUILTIN_THRESHOLD = 0.05
-DEFAULT_WATERSHED_THRESHOLD = 0.2
-DEFAULT_MASK_THRESHOLD = 0.2
-# The LoG stage scores in noise standard deviations (masks/log_blobs.py); chosen on held-out
-# simulated micrographs (bench/tune_log_threshold.py: best F1 at 1.39, flat over 1.0-1.5).
-DEFAULT_LOG_THRESHOLD = 1.5
-# Algorithm 1's size window (eq. 2-4) with th = factor * modal-box diagonal. The paper prints
-# 0.1, but the authors' code compared working-pixel box sizes with a th computed in original
-# pixels, which on their 4k micrographs made the window ~4x wider; 0.4 reproduces the window
-# they actually used (0.1 drops a particle whose mask is 2 px short of the mode).
-DEFAULT_SIZE_TOLERANCE = 0.4
-# Picks whose centre lies closer than this fraction of the diameter to the micrograph edge are
-# dropped: they are particles cut by the edge, which experts do not pick and RELION's
-# extraction discards, or artefacts of the image border.
-DEFAULT_BORDER_FRACTION = 0.25
-# Instance stages: SAM when a checkpoint is found (auto) or required (sam); "builtin" is the
-# peak finder (masks/peaks.py), "watershed" the threshold + watershed segmentation, "log" the
-# training-free dark-blob detector on the denoised image (masks/log_blobs.py; no U-Net).
-STAGES = ("auto", "sam", "builtin", "watershed", "log")
-DEFAULT_THRESHOLDS = {
-    "sam": DEFAULT_SAM_THRESHOLD,
-    "builtin": DEFAULT_BUILTIN_THRESHOLD,
-    "watershed": DEFAULT_WATERSHED_THRESHOLD,
-    "log": DEFAULT_LOG_THRESHOLD,
-}
+# Every default lives in picking/config.py; these names stay importable from here.
+DEFAULT_SAM_THRESHOLD = DEFAULT_THRESHOLDS["sam"]
+DEFAULT_PEAK_THRESHOLD = DEFAULT_THRESHOLDS["peaks"]
+DEFAULT_LOG_THRESHOLD = DEFAULT_THRESHOLDS["log"]
 
 
 def resolve_device(device: str | None) -> torch.device:
@@ -79,8 +59,32 @@ class PickResult:
 class Picker:
     """Denoise -> attention U-Net -> instance masks (SAM or built-in) -> Algorithm 1.
 
-    Parameters mirror ``cryosegnet pick``. ``threshold`` is the minimum figure of merit a pick
-    must have; a very low value keeps every candidate so picks can be re-thresholded later.
+    Parameters
+    ----------
+    model : path or None
+        U-Net checkpoint; None loads the model shipped with cryosegnet.
+    device : str or None
+        ``auto`` (CUDA when present), ``cpu``, ``cuda``, ``cuda:1`` ...
+    config : PickerConfig or None
+        Every setting that changes picks, with its default (:mod:`cryosegnet.picking.config`).
+    sam_checkpoint : path or None
+        SAM weights for the ``sam``/``auto`` stages (else found in the SAM cache).
+    runtime : str or None
+        CPU inference engine: ``auto``/``onnx``/``torch`` (``$CRYOSEGNET_RUNTIME``).
+    diameter_per_micrograph : bool
+        The caller sets ``postprocess_settings.diameter_override`` for each micrograph (an Å
+        diameter converted with its pixel size, picking/batch.py).
+    **settings
+        Any :class:`PickerConfig` field, overriding ``config`` (``stage="peaks"``,
+        ``threshold=0.2``, ``diameter=180``); ``sam_options`` (a dict of
+        :class:`~cryosegnet.masks.sam.SamSettings` fields) overrides SAM's options.
+
+    Raises
+    ------
+    SettingsError
+        For settings that cannot work together (the LoG stage without any particle size).
+    CheckpointError
+        When the U-Net or a required SAM checkpoint cannot be loaded.
 
     Examples
     --------
@@ -100,104 +104,186 @@ class Picker:
         self,
         model: str | os.PathLike | None = None,
         device: str | None = "auto",
-        stage: str = "auto",
+        config: PickerConfig | None = None,
+        *,
         sam_checkpoint: str | os.PathLike | None = None,
-        sam_model_type: str = "vit_h",
-        sam_options: dict | None = None,
-        threshold: float | None = None,
-        diameter: float | None = None,
-        denoise_order: str | None = None,
-        mask_threshold: float = DEFAULT_MASK_THRESHOLD,
-        size_tolerance: float = DEFAULT_SIZE_TOLERANCE,
-        border_fraction: float = DEFAULT_BORDER_FRACTION,
         runtime: str | None = None,
+        diameter_per_micrograph: bool = False,
+        **settings,
+    ) -> None:
+        device_ = resolve_device(device)
+        model_path = Path(model) if model else default_model_path()
+        unet, denoise_settings, checkpoint = load_model(model_path, device_)
+        config = _config_with(config, settings)
+        stage = self._build_mask_stage(config, sam_checkpoint, device_)
+        if sam_checkpoint and stage[1] != "sam":
+            from cryosegnet.io.errors import SettingsError
+
+            raise SettingsError(f"--sam-checkpoint: the instance stage is {stage[1]}, not sam")
+        self._assemble(
+            unet,
+            denoise_settings,
+            stage,
+            config,
+            device_,
+            checkpoint=checkpoint,
+            model_path=model_path,
+            runtime=runtime,
+            diameter_per_micrograph=diameter_per_micrograph,
+        )
+
+    @classmethod
+    def from_parts(
+        cls,
+        unet: torch.nn.Module,
+        denoise_settings: DenoiseSettings,
+        stage: InstanceMaskGenerator | str = "peaks",
+        config: PickerConfig | None = None,
+        device: str | None = "cpu",
+        checkpoint: dict | None = None,
+    ) -> Picker:
+        """A picker from a network and a stage already in memory (tests, benches, notebooks).
+
+        Parameters
+        ----------
+        unet : torch.nn.Module
+            The U-Net (run with PyTorch; the ONNX Runtime path needs a checkpoint file).
+        denoise_settings : DenoiseSettings
+            How micrographs are denoised for this network.
+        stage : InstanceMaskGenerator or str
+            An instance stage object (any :class:`InstanceMaskGenerator`, e.g. the watershed
+            baseline of the benches), or a stage name built as :class:`Picker` would.
+        config : PickerConfig or None
+            Settings; ``config.stage`` is replaced by the given stage's name, and a stage
+            object other than the named stages needs ``config.threshold``.
+        device : str or None
+            Where the U-Net runs.
+        checkpoint : dict or None
+            The checkpoint record (its ``metadata`` gives a fine-tuned model's particle size).
+
+        Returns
+        -------
+        Picker
+        """
+        picker = cls.__new__(cls)
+        device_ = resolve_device(device)
+        config = config or PickerConfig()
+        if isinstance(stage, str):
+            config = config.with_changes(stage=stage)
+            generator = picker._build_mask_stage(config, None, device_)
+        else:
+            generator = (stage, str(getattr(stage, "name", type(stage).__name__)))
+        picker._assemble(
+            unet.to(device_).eval(),
+            denoise_settings,
+            generator,
+            config,
+            device_,
+            checkpoint=checkpoint or {},
+            model_path=None,
+            runtime="torch",
+        )
+        return picker
+
+    def _assemble(
+        self,
+        unet: torch.nn.Module,
+        denoise_settings: DenoiseSettings,
+        stage: tuple[InstanceMaskGenerator, str],
+        config: PickerConfig,
+        device: torch.device,
+        *,
+        checkpoint: dict,
+        model_path: Path | None,
+        runtime: str | None,
         diameter_per_micrograph: bool = False,
     ) -> None:
         from cryosegnet.postprocessing.algorithm1 import PostprocessSettings
 
-        self.device = resolve_device(device)
-        self.border_fraction = float(border_fraction)
-        self.model_path = Path(model) if model else default_model_path()
-        self.unet, settings, self.checkpoint = load_model(self.model_path, self.device)
+        self.device = device
+        self.unet, self.checkpoint, self.model_path = unet, checkpoint, model_path
         # CPU inference engine (model/onnx_runtime.py): auto/onnx/torch, made on first use.
         self.runtime = runtime
         self._cpu_unet: object = _NOT_MADE
         self._cpu_unet_of: object = self.unet  # the network it stands for: the loaded one
         # A labelled model's particle size, in micrograph pixels (and Å when recorded);
         # checkpoints from before that recorded it in working pixels only.
-        self.model_diameter = labelled_diameter(self.checkpoint)
-        self.model_diameter_angstrom = labelled_diameter(
-            self.checkpoint, "diameter_angstrom_median"
-        )
+        self.model_diameter = labelled_diameter(checkpoint)
+        self.model_diameter_angstrom = labelled_diameter(checkpoint, "diameter_angstrom_median")
         self.legacy_working_diameter = (
-            labelled_diameter(self.checkpoint, LEGACY_DIAMETER_KEY)
+            labelled_diameter(checkpoint, LEGACY_DIAMETER_KEY)
             if self.model_diameter is None
             else None
         )
-        if denoise_order:
-            settings = DenoiseSettings.from_dict({**settings.to_dict(), "order": denoise_order})
-        self.denoise_settings = settings
-        self.mask_generator, self.stage = self._build_mask_stage(
-            stage, sam_checkpoint, sam_model_type, sam_options or {}, mask_threshold
-        )
-        if threshold is None:
-            threshold = DEFAULT_THRESHOLDS[self.stage]
-        self.threshold = float(threshold)
+        if config.denoise_order:
+            denoise_settings = DenoiseSettings.from_dict(
+                {**denoise_settings.to_dict(), "order": config.denoise_order}
+            )
+        self.denoise_settings = denoise_settings
+        self.mask_generator, self.stage = stage
+        known = self.stage in STAGES  # else a stage object given to from_parts
+        useless = inapplicable(config, self.stage) if known else []
+        if useless:
+            from cryosegnet.io.errors import SettingsError
+
+            raise SettingsError(
+                f"{', '.join(useless)}: option(s) of the SAM stage, but the instance stage is "
+                f"{self.stage} (give --stage sam with a SAM checkpoint, or drop them)"
+            )
+        if not known and config.threshold is None:
+            raise ValueError(f"stage {self.stage!r} has no default threshold: give one")
+        self.config = config.with_changes(stage=self.stage) if known else config
+        self.threshold = config.threshold_for(self.stage)
+        self.border_fraction = float(config.border_fraction)
         self.postprocess_settings = PostprocessSettings(
             score_threshold=self.threshold,
-            diameter_override=diameter,
-            tolerance_factor=size_tolerance,
+            diameter_override=config.diameter,
+            tolerance_factor=config.size_tolerance,
         )
-        # diameter_per_micrograph: the caller sets postprocess_settings.diameter_override for
-        # each micrograph (an Å diameter converted with its pixel size, picking/batch.py).
         has_size = (
-            diameter
+            config.diameter
             or diameter_per_micrograph
             or self.model_diameter
             or self.legacy_working_diameter
         )
         if self.stage == "log" and not has_size:
-            from cryosegnet.errors import SettingsError
+            from cryosegnet.io.errors import SettingsError
 
             raise SettingsError(
                 "the LoG stage cannot estimate the particle size: give --diameter "
                 "(micrograph pixels, or Å as 120A), or a model fine-tuned on labelled micrographs"
             )
 
+    @staticmethod
     def _build_mask_stage(
-        self,
-        stage: str,
-        sam_checkpoint: str | os.PathLike | None,
-        sam_model_type: str,
-        sam_options: dict,
-        mask_threshold: float,
+        config: PickerConfig, sam_checkpoint: str | os.PathLike | None, device: torch.device
     ) -> tuple[InstanceMaskGenerator, str]:
+        """The instance stage ``config.stage`` names: (generator, its canonical name)."""
         from cryosegnet.masks.peaks import PeakMaskGenerator
         from cryosegnet.masks.sam import SamMaskGenerator, find_sam_checkpoint
-        from cryosegnet.masks.watershed import WatershedMaskGenerator
 
-        if stage not in STAGES:
-            raise ValueError(f"unknown instance stage '{stage}' (use {', '.join(STAGES)})")
-        if stage == "watershed":
-            return WatershedMaskGenerator(threshold=mask_threshold), "watershed"
+        stage = config.stage
         if stage == "log":
             from cryosegnet.masks.log_blobs import LogBlobGenerator
 
             return LogBlobGenerator(), "log"
         checkpoint = None
         if stage in ("auto", "sam"):
-            checkpoint = find_sam_checkpoint(sam_model_type, sam_checkpoint)
+            checkpoint = find_sam_checkpoint(config.sam_model_type, sam_checkpoint)
             if checkpoint is None and (stage == "sam" or sam_checkpoint):
-                from cryosegnet.errors import CheckpointError
+                from cryosegnet.io.errors import CheckpointError
 
-                where = sam_checkpoint or f"the SAM cache for {sam_model_type}"
+                where = sam_checkpoint or f"the SAM cache for {config.sam_model_type}"
                 raise CheckpointError(where, "SAM checkpoint not found (see README: SAM weights)")
         if checkpoint is not None:
             generator = SamMaskGenerator(
-                checkpoint, model_type=sam_model_type, device=str(self.device), **sam_options
+                checkpoint,
+                model_type=config.sam_model_type,
+                device=str(device),
+                settings=config.sam,
             )
             return generator, "sam"
-        return PeakMaskGenerator(), "builtin"
+        return PeakMaskGenerator(), "peaks"
 
     # ------------------------------------------------------------------ pipeline steps
 
@@ -212,10 +298,13 @@ class Picker:
             if self._cpu_unet is _NOT_MADE or self._cpu_unet_of is not self.unet:
                 from cryosegnet.model.onnx_runtime import cpu_runner
 
-                # Only the checkpoint's own network is exported; a replaced one runs as is.
+                # Only the checkpoint's own network is exported (it is cached by the checkpoint's
+                # file); a replaced one, or one without a file (from_parts), runs as is.
                 own = self._cpu_unet is _NOT_MADE and self._cpu_unet_of is self.unet
                 self._cpu_unet = (
-                    cpu_runner(self.unet, self.model_path, self.runtime) if own else None
+                    cpu_runner(self.unet, self.model_path, self.runtime)  # type: ignore[arg-type]
+                    if own and self.model_path is not None
+                    else None
                 )
                 self._cpu_unet_of = self.unet
             if self._cpu_unet is not None:  # ONNX Runtime: same maps to ~1e-6, faster
@@ -294,6 +383,23 @@ _NOT_MADE = object()  # Picker._cpu_unet before its first use
 
 # Checkpoints written before the diameter was recorded in micrograph pixels.
 LEGACY_DIAMETER_KEY = "diameter_working_px_median"
+
+
+def _config_with(config: PickerConfig | None, settings: dict) -> PickerConfig:
+    """``config`` (default: all defaults) with keyword overrides; ``sam_options`` is a dict of
+    SAM settings. ``TypeError`` names an unknown keyword."""
+    import dataclasses
+
+    config = config or PickerConfig()
+    settings = dict(settings)
+    sam_options = settings.pop("sam_options", None) or {}
+    known = {f.name for f in dataclasses.fields(PickerConfig)}
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise TypeError(f"Picker() got unknown setting(s) {', '.join(unknown)}")
+    if sam_options:
+        settings["sam"] = dataclasses.replace(settings.get("sam", config.sam), **sam_options)
+    return config.with_changes(**settings) if settings else config
 
 
 def labelled_diameter(checkpoint: dict, key: str = "diameter_px_median") -> float | None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
+from scipy.spatial import cKDTree
 
 
 def smooth_field(rng: np.random.Generator, shape: tuple[int, int], scale_px: float) -> np.ndarray:
@@ -157,6 +158,36 @@ def contamination_blobs(
     return canvas > 127, thick
 
 
+def crystalline_grains(
+    rng: np.random.Generator,
+    shape: tuple[int, int],
+    pixel_size: float,
+    grain_a: tuple[float, float] = (150.0, 1500.0),
+) -> np.ndarray:
+    """Diffraction contrast of crystalline ice, as extra thickness (mean free paths).
+
+    Ice that froze too slowly is a mosaic of crystallites; a grain near a Bragg condition sends
+    electrons outside the objective aperture and looks dark, the others barely differ from
+    vitreous ice. The grains are the Voronoi cells of random seeds (a typical size drawn
+    log-uniformly from ``grain_a``), most nearly clear and a few strongly dark, with edges
+    softened over a few pixels: dark blobs of every size that are not particles.
+    """
+    h, w = shape
+    grain_px = float(np.exp(rng.uniform(*np.log(grain_a)))) / pixel_size
+    grain_px = float(np.clip(grain_px, 6.0, 0.5 * max(h, w)))
+    n_seeds = int(np.clip(h * w / (grain_px * grain_px), 4, 20000))
+    seeds = rng.uniform(0, 1, (n_seeds, 2)) * [w, h]
+    # Labels on a coarse grid (a few px per cell), then upsampled: cheap at 4096².
+    step = max(1, int(grain_px // 16))
+    gy, gx = np.mgrid[0:h:step, 0:w:step]
+    _, label = cKDTree(seeds).query(np.column_stack([gx.ravel(), gy.ravel()]))
+    darkness = rng.exponential(rng.uniform(0.02, 0.1), n_seeds).astype(np.float32)
+    darkness = np.minimum(darkness, 0.5)
+    coarse = darkness[label].reshape(gy.shape)
+    grains = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_NEAREST)
+    return cv2.GaussianBlur(grains, (0, 0), max(1.0, 0.04 * grain_px))
+
+
 def make_context(
     rng: np.random.Generator,
     shape: tuple[int, int],
@@ -169,12 +200,16 @@ def make_context(
     carbon_thickness: float = 0.25,
     contamination: int = 0,
     contamination_size_a: tuple[float, float] = (80.0, 2000.0),
+    crystalline: bool = False,
 ) -> Context:
-    """Draw the context maps of one micrograph."""
+    """Draw the context maps of one micrograph (``crystalline``: the ice is a crystal mosaic)."""
     thickness = ice_thickness(rng, shape, ice_mean, ice_gradient)
+    if crystalline:
+        grains = crystalline_grains(rng, shape, pixel_size)
+        thickness += grains
     phase = np.zeros(shape, dtype=np.float32)
     carbon_mask = np.zeros(shape, dtype=bool)
-    info: dict = {"ice_mean": ice_mean, "ice_gradient": ice_gradient}
+    info: dict = {"ice_mean": ice_mean, "ice_gradient": ice_gradient, "crystalline": crystalline}
     if carbon:
         carbon_mask, dist = hole_edge_mask(rng, shape, pixel_size, carbon_fraction)
         # Ice meniscus: thicker close to the edge inside the hole (capillary rise).

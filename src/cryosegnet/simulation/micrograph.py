@@ -120,6 +120,13 @@ class SimulationConfig:
     pixel_size: float | None = None  # Å/px of the written image; None: 4096 Å field of view
     difficulty: str = "medium"
     density: str | float | None = None  # sparse|medium|dense|crowded or a coverage fraction
+    # Chance that a micrograph holds no particle at all (ice, carbon, contamination and
+    # aggregates only): real sessions have empty holes, and a picker that never saw one
+    # learns that every field has particles.
+    empty_probability: float = 0.0
+    # Chance that the ice is crystalline (a mosaic of dark and clear grains). Experts discard
+    # such micrographs, so they carry no pickable particle: the field is left empty.
+    crystalline_probability: float = 0.0
     diameter: tuple[float, float] | float = (50.0, 400.0)  # particle diameter, Å
     diameter_px: tuple[float, float] | float | None = None  # overrides ``diameter`` if set
     shapes: tuple[str, ...] = PROCEDURAL_KINDS
@@ -171,6 +178,9 @@ class SimulationConfig:
             raise ValueError("pixel_size must be positive")
         if not 0.0 <= self.edge_min_visible <= 1.0:
             raise ValueError("edge_min_visible must be within [0, 1]")
+        for name in ("empty_probability", "crystalline_probability"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be within [0, 1]")
         if self.n_views < 1 or self.species < 1:
             raise ValueError("n_views and species must be at least 1")
         for name in ("snr", "diameter", "diameter_px", "dose", "defocus"):
@@ -460,6 +470,10 @@ def simulate_micrograph(
         else bool(config.carbon)
     )
     ice_mean = _draw(rng, config.ice_thickness)
+    # Drawn only when asked for, so configurations without crystalline ice keep their images.
+    crystalline = (
+        config.crystalline_probability > 0 and rng.random() < config.crystalline_probability
+    )
     ctx = make_context(
         rng,
         shape,
@@ -470,6 +484,7 @@ def simulate_micrograph(
         carbon_fraction=config.carbon_fraction,
         carbon_thickness=float(rng.uniform(0.1, 0.4)),
         contamination=_draw_int(rng, config.preset("contamination")),
+        crystalline=crystalline,
     )
 
     # ---- particles
@@ -479,6 +494,9 @@ def simulate_micrograph(
     if density is None:
         density = str(rng.choice(preset["densities"]))
     coverage = _draw(rng, DENSITY_LEVELS[density]) if isinstance(density, str) else float(density)
+    # Drawn only when asked for, so configurations without empty fields keep their images.
+    if crystalline or (config.empty_probability > 0 and rng.random() < config.empty_probability):
+        density, coverage = "empty", 0.0
     mean_area = float(np.mean(np.pi * radius**2))
     n_target = int(round(coverage * h * w / mean_area))
     carbon_rate = preset["carbon_particle_rate"]

@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, Dataset
 from cryosegnet.io.atomic import atomic_path, atomic_write
 from cryosegnet.model.checkpoint import read_checkpoint, save_checkpoint
 from cryosegnet.model.unet import AttentionUNet, UNetConfig, config_from_name
-from cryosegnet.picking.picker import DEFAULT_BUILTIN_THRESHOLD
+from cryosegnet.picking.picker import DEFAULT_PEAK_THRESHOLD
 from cryosegnet.preprocessing.denoise import DenoiseSettings
 from cryosegnet.training.augment import AugmentSettings, random_crop
 from cryosegnet.training.dataset import TrainingSample
@@ -60,7 +60,7 @@ class TrainConfig:
     augment: AugmentSettings = field(default_factory=AugmentSettings)
     # Peak-score threshold of the validation F1: the picker's default, so the log shows
     # the F1 that `cryosegnet pick` would get (best F1 is threshold-free).
-    val_threshold: float = DEFAULT_BUILTIN_THRESHOLD
+    val_threshold: float = DEFAULT_PEAK_THRESHOLD
     progress: bool = True
 
     def to_dict(self) -> dict:

@@ -4,7 +4,7 @@ Each particle is a peak of the band-passed probability map with non-maximum supp
 the labelled diameter (the built-in stage's peak finder, masks/peaks.py, told the true size),
 so best F1 and AUPRC here track the picker's without its diameter estimate or Algorithm 1.
 The peak scores are the built-in stage's figures of merit, so F1 is reported at the picker's
-own default threshold (``DEFAULT_BUILTIN_THRESHOLD``): the figure ``cryosegnet pick`` would get,
+own default threshold (``DEFAULT_PEAK_THRESHOLD``): the figure ``cryosegnet pick`` would get,
 not one at an arbitrary cut. Pixel Dice thresholds the probability map itself, at 0.5.
 """
 
@@ -15,7 +15,7 @@ import torch
 
 from cryosegnet.evaluation.metrics import evaluate_picks
 from cryosegnet.masks.peaks import find_peaks
-from cryosegnet.picking.picker import DEFAULT_BUILTIN_THRESHOLD
+from cryosegnet.picking.picker import DEFAULT_PEAK_THRESHOLD
 from cryosegnet.training.dataset import TrainingSample
 from cryosegnet.training.losses import bce_dice_loss
 
@@ -41,7 +41,7 @@ def validate(
     samples: list[TrainingSample],
     device: torch.device,
     amp: bool = False,
-    threshold: float = DEFAULT_BUILTIN_THRESHOLD,
+    threshold: float = DEFAULT_PEAK_THRESHOLD,
 ) -> dict:
     """Validation loss, pixel Dice (mean over micrographs) and particle F1 / best F1 / AUPRC.
 

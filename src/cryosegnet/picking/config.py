@@ -1,0 +1,146 @@
+"""The picker's settings: every default of :class:`~cryosegnet.picking.picker.Picker` and of
+``cryosegnet pick``, defined once.
+
+The command line reads its defaults and help from here, the docs quote them from here, and each
+result's manifest records the settings that made it, so a default changed here changes
+everywhere. The stage-specific settings keep their own dataclasses next to their stage
+(:class:`~cryosegnet.masks.sam.SamSettings`, :class:`~cryosegnet.masks.peaks.PeakSettings`);
+:class:`PickerConfig` holds what the pipeline around the stage needs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields, replace
+
+from cryosegnet.masks.sam import SamSettings
+from cryosegnet.postprocessing.algorithm1 import PostprocessSettings
+
+# Instance stages. "auto": SAM when a checkpoint is found, else the peak finder; "sam": SAM's
+# automatic masks (the paper's stage); "peaks": peaks of the U-Net map (masks/peaks.py, needs no
+# download); "log": the training-free dark-blob detector on the denoised image (no U-Net).
+STAGES = ("auto", "sam", "peaks", "log")
+# Names accepted for one release after a rename: the peak finder was called "builtin".
+STAGE_ALIASES = {"builtin": "peaks"}
+
+# Default score thresholds, by stage. SAM: the paper's predicted-IoU filter (Algorithm 1,
+# step 1). Peaks: the U-Net's probability over the particle's core, chosen with the shipped
+# model on held-out simulated micrographs, empty and crystalline fields included
+# (bench/calibrate_score.py). LoG: noise standard deviations (bench/tune_log_threshold.py:
+# best F1 at 1.39, flat over 1.0-1.5).
+DEFAULT_THRESHOLDS = {"sam": PostprocessSettings.score_threshold, "peaks": 0.05, "log": 1.5}
+
+# Settings that only the SAM stage uses: given with another stage they would do nothing.
+SAM_ONLY = ("size_tolerance", "sam_model_type", "sam")
+
+
+def canonical_stage(stage: str) -> str:
+    """The stage's current name (an alias is mapped); ``ValueError`` for an unknown stage."""
+    name = STAGE_ALIASES.get(str(stage), str(stage))
+    if name not in STAGES:
+        raise ValueError(f"unknown instance stage '{stage}' (use {', '.join(STAGES)})")
+    return name
+
+
+@dataclass(frozen=True)
+class PickerConfig:
+    """What the picker does around its U-Net, with every default.
+
+    Parameters
+    ----------
+    stage : str
+        Instance stage, one of :data:`STAGES` (``builtin`` is accepted for ``peaks``).
+    threshold : float or None
+        Minimum figure of merit of a pick (``score >= threshold``); None takes the stage's
+        default from :data:`DEFAULT_THRESHOLDS`.
+    diameter : float or None
+        Particle diameter in micrograph pixels; None takes a fine-tuned model's labelled size,
+        else the stage estimates it per micrograph.
+    size_tolerance : float
+        Algorithm 1's size window for SAM's masks: keep masks within ``factor`` x the modal box
+        diagonal of the modal size (the default and why it is not the paper's printed 0.1:
+        :class:`~cryosegnet.postprocessing.algorithm1.PostprocessSettings`).
+    border_fraction : float
+        Picks closer than this fraction of the diameter to the edge are dropped: particles cut
+        by the edge, which experts do not pick and RELION's extraction discards.
+    denoise_order : str or None
+        ``fast`` (shrink, then filter) or ``paper`` (filter at full size); None: the model's.
+    sam_model_type : str
+        SAM architecture of the checkpoint: ``vit_h`` (the paper's), ``vit_l`` or ``vit_b``.
+    sam : SamSettings
+        SAM's automatic-mask options (the paper's, which are SAM's own defaults).
+
+    Raises
+    ------
+    ValueError
+        For an unknown stage, a non-finite number or a value out of range.
+
+    Examples
+    --------
+    >>> config = PickerConfig(stage="builtin", diameter=120)
+    >>> config.stage, config.threshold_for("peaks")
+    ('peaks', 0.05)
+    """
+
+    stage: str = "auto"
+    threshold: float | None = None
+    diameter: float | None = None
+    size_tolerance: float = PostprocessSettings.tolerance_factor
+    border_fraction: float = 0.25
+    denoise_order: str | None = None
+    sam_model_type: str = "vit_h"
+    sam: SamSettings = field(default_factory=SamSettings)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "stage", canonical_stage(self.stage))
+        for name in ("threshold", "diameter", "size_tolerance", "border_fraction"):
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(float(value)):
+                raise ValueError(f"{name} must be a finite number, got {value}")
+        if self.diameter is not None and not self.diameter > 0:
+            raise ValueError(f"diameter must be positive, got {self.diameter}")
+        if not self.size_tolerance > 0:
+            raise ValueError(f"size_tolerance must be positive, got {self.size_tolerance}")
+        if not 0 <= self.border_fraction < 1:
+            raise ValueError(f"border_fraction must be within [0, 1), got {self.border_fraction}")
+        if self.denoise_order not in (None, "fast", "paper"):
+            raise ValueError(f"denoise_order must be fast or paper, not {self.denoise_order!r}")
+
+    def threshold_for(self, stage: str) -> float:
+        """The score threshold a run of ``stage`` uses: the given one, else the stage's."""
+        if self.threshold is not None:
+            return float(self.threshold)
+        return DEFAULT_THRESHOLDS[canonical_stage(stage)]
+
+    def changed(self) -> dict:
+        """The settings that differ from the defaults (for logs and for option checks)."""
+        default = PickerConfig()
+        return {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if getattr(self, f.name) != getattr(default, f.name)
+        }
+
+    def with_changes(self, **changes) -> PickerConfig:
+        """A copy with ``changes`` applied (validated like a new config)."""
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def inapplicable(config: PickerConfig, stage: str) -> list[str]:
+    """Settings of ``config`` that differ from the defaults but cannot act with ``stage``,
+    named as ``cryosegnet pick`` options (``--size-tolerance``, ``--points-per-side``)."""
+    if canonical_stage(stage) == "sam":
+        return []
+    changed = config.changed()
+    names = [name for name in SAM_ONLY if name in changed and name != "sam"]
+    if "sam" in changed:
+        default = SamSettings()
+        names += [
+            f.name
+            for f in fields(SamSettings)
+            if getattr(config.sam, f.name) != getattr(default, f.name)
+        ]
+    return ["--" + name.replace("_", "-") for name in names]
