@@ -37,7 +37,7 @@ import scipy.fft
 from scipy.spatial import cKDTree
 
 from cryosegnet.geometry import disk_mask  # re-exported: tests and callers import it here
-from cryosegnet.simulation.context import make_context
+from cryosegnet.simulation.context import Context, make_context
 from cryosegnet.simulation.ctf import CTFParams, ctf_2d, detector_mtf
 from cryosegnet.simulation.densities import (
     PROCEDURAL_KINDS,
@@ -430,6 +430,12 @@ def simulate_micrograph(
 ) -> SimulatedMicrograph:
     """Simulate one micrograph; all randomness comes from ``rng`` (or a seed).
 
+    The steps, each its own function and drawing from ``rng`` in this order: imaging
+    parameters (:func:`_imaging`), the context of ice, carbon and contamination
+    (:func:`_context`), the particle table with why an expert would skip each particle
+    (:func:`_particle_table`, :func:`_label_reasons`), the projected potentials through the CTF
+    (:func:`_potentials`) and the exposure at the target SNR (:func:`_expose`).
+
     Examples
     --------
     >>> from cryosegnet.simulation import SimulationConfig, simulate_micrograph
@@ -443,11 +449,72 @@ def simulate_micrograph(
     """
     rng = np.random.default_rng(rng)
     shape = config.shape
-    h, w = shape
     px = config.effective_pixel_size
-    preset = PRESETS[config.difficulty]
+    imaging = _imaging(config, rng, px)
+    ctx, use_carbon, crystalline = _context(config, rng, shape, px)
+    banks = _species_banks(config, rng, px)
+    table, density, coverage, n_agg = _particle_table(config, rng, shape, ctx, crystalline, banks)
+    table = _label_reasons(config, table, shape, ctx)
+    part, foot, ctx_phase, transfer = _potentials(
+        config, rng, shape, px, table, banks, n_agg, ctx, use_carbon, imaging
+    )
+    image, components, achieved = _expose(
+        config, rng, shape, part, foot, ctx_phase, transfer, ctx, imaging
+    )
 
-    # ---- imaging parameters
+    pickable = table["pickable"].to_numpy()
+    disk = disk_mask(
+        shape,
+        table["x"].to_numpy()[pickable],
+        table["y"].to_numpy()[pickable],
+        table["diameter"].to_numpy()[pickable],
+    )
+    table = table[["x", "y", "diameter", "pickable", "reason", "species", "on_carbon", "group"]]
+    info = dict(
+        pixel_size=px,
+        shape=shape,
+        difficulty=config.difficulty,
+        snr=achieved,
+        snr_target=imaging.snr_target,
+        dose_e_per_a2=imaging.dose,
+        dose_per_pixel=imaging.dose_px,
+        ctf=asdict(imaging.ctf),
+        coverage=coverage,
+        density=density,
+        carbon=use_carbon,
+        species=[
+            dict(name=b.density.name, diameter_a=b.density.diameter, diameter_px=b.diameter_px)
+            for b in banks
+        ],
+        n_particles=len(table),
+        n_pickable=int(table["pickable"].sum()),
+        **ctx.info,
+    )
+    return SimulatedMicrograph(
+        image=image,
+        particles=table.reset_index(drop=True),
+        disk_mask=disk,
+        footprint_mask=foot,
+        carbon_mask=ctx.carbon,
+        contamination_mask=ctx.contamination,
+        pixel_size=px,
+        info=info,
+        components=components if config.keep_components else {},
+    )
+
+
+@dataclass(frozen=True)
+class _Imaging:
+    """The microscope's settings for one micrograph."""
+
+    ctf: CTFParams
+    snr_target: float
+    dose: float  # e/Å^2
+    dose_px: float  # e/px
+
+
+def _imaging(config: SimulationConfig, rng: np.random.Generator, px: float) -> _Imaging:
+    """Defocus, astigmatism, voltage, envelope, target SNR and dose."""
     du = _draw(rng, config.preset("defocus"))
     astig = _draw(rng, (0.0, config.preset("astigmatism")))
     ctf = CTFParams(
@@ -460,10 +527,15 @@ def simulate_micrograph(
         bfactor=_draw(rng, config.preset("bfactor")),
     )
     snr_target = _draw(rng, config.preset("snr"), log=True)
-    dose = _draw(rng, config.dose)  # e/Å^2
-    dose_px = dose * px * px
+    dose = _draw(rng, config.dose)
+    return _Imaging(ctf, snr_target, dose, dose * px * px)
 
-    # ---- context
+
+def _context(
+    config: SimulationConfig, rng: np.random.Generator, shape: tuple[int, int], px: float
+) -> tuple[Context, bool, bool]:
+    """Ice, carbon, contamination (and crystalline ice): (context, carbon?, crystalline?)."""
+    preset = PRESETS[config.difficulty]
     use_carbon = (
         (rng.random() < preset["carbon_probability"])
         if config.carbon is None
@@ -471,7 +543,7 @@ def simulate_micrograph(
     )
     ice_mean = _draw(rng, config.ice_thickness)
     # Drawn only when asked for, so configurations without crystalline ice keep their images.
-    crystalline = (
+    crystalline = bool(
         config.crystalline_probability > 0 and rng.random() < config.crystalline_probability
     )
     ctx = make_context(
@@ -486,9 +558,22 @@ def simulate_micrograph(
         contamination=_draw_int(rng, config.preset("contamination")),
         crystalline=crystalline,
     )
+    return ctx, use_carbon, crystalline
 
-    # ---- particles
-    banks = _species_banks(config, rng, px)
+
+def _particle_table(
+    config: SimulationConfig,
+    rng: np.random.Generator,
+    shape: tuple[int, int],
+    ctx: Context,
+    crystalline: bool,
+    banks: list,
+) -> tuple[pd.DataFrame, str | float, float, int]:
+    """Where the particles are: aggregates first, then singles in the hole (and sparsely on
+    carbon), then deliberate overlaps. Returns (x, y, species, group, diameter table, density,
+    coverage, number of aggregates)."""
+    h, w = shape
+    preset = PRESETS[config.difficulty]
     radius = np.array([b.diameter_px / 2 for b in banks])
     density = config.density
     if density is None:
@@ -573,11 +658,18 @@ def simulate_micrograph(
                 group="single",
             )
         )
-
     table = pd.DataFrame(rows, columns=["x", "y", "species", "group"])
     table["diameter"] = [2 * radius[k] for k in table["species"]]
+    return table, density, coverage, n_agg
 
-    # ---- labels: why an expert would skip a particle (first reason wins)
+
+def _label_reasons(
+    config: SimulationConfig, table: pd.DataFrame, shape: tuple[int, int], ctx: Context
+) -> pd.DataFrame:
+    """Why an expert would skip each particle (first reason wins): adds ``pickable``,
+    ``reason`` and ``on_carbon``. Draws nothing."""
+    h, w = shape
+    carbon_mask, cont_mask = ctx.carbon, ctx.contamination
     reasons = np.full(len(table), "ok", dtype=object)
     xs, ys, ds = table["x"].to_numpy(), table["y"].to_numpy(), table["diameter"].to_numpy()
     ix = np.clip(xs, 0, w - 1).astype(int)
@@ -610,8 +702,25 @@ def simulate_micrograph(
     table["pickable"] = reasons == "ok"
     table["reason"] = reasons
     table["on_carbon"] = on_carbon
+    return table
 
-    # ---- projected potential of the particles
+
+def _potentials(
+    config: SimulationConfig,
+    rng: np.random.Generator,
+    shape: tuple[int, int],
+    px: float,
+    table: pd.DataFrame,
+    banks: list,
+    n_agg: int,
+    ctx: Context,
+    use_carbon: bool,
+    imaging: _Imaging,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Projected potential of the particles (with their footprint) and of the context, and the
+    transfer function (CTF x detector MTF): (particles, footprint, context phase, transfer)."""
+    preset = PRESETS[config.difficulty]
+    xs, ys, ds = table["x"].to_numpy(), table["y"].to_numpy(), table["diameter"].to_numpy()
     part = np.zeros(shape, dtype=np.float32)
     foot = np.zeros(shape, dtype=bool)
     for x, y, k in zip(xs.astype(int), ys.astype(int), table["species"], strict=True):
@@ -625,14 +734,14 @@ def simulate_micrograph(
         scale = float(np.mean([b.views.max() for b in banks])) * 0.25
         part += blob * scale * (0.5 + rng.random(shape, dtype=np.float32))
 
-    # ---- context potential: carbon texture (amorphous) on top of the context phase map
+    # Context potential: carbon texture (amorphous) on top of the context phase map.
     ctx_phase = ctx.phase * 0.1
     mtf = (
         detector_mtf(shape, binning=max(1.0, px / config.detector_pixel_size))
         if config.mtf
         else None
     )
-    transfer = ctf_2d(shape, px, ctf)
+    transfer = ctf_2d(shape, px, imaging.ctf)
     if mtf is not None:
         transfer = transfer * mtf
     if use_carbon:
@@ -640,9 +749,25 @@ def simulate_micrograph(
         tex_ratio = _draw(rng, preset["carbon_texture"])
         tex = rng.standard_normal(shape, dtype=np.float32)
         rms_transfer = float(np.sqrt(np.mean(transfer.astype(np.float64) ** 2)))
-        tex_std = np.sqrt(tex_ratio / dose_px) / max(rms_transfer, 1e-6)
+        tex_std = np.sqrt(tex_ratio / imaging.dose_px) / max(rms_transfer, 1e-6)
         ctx_phase = ctx_phase + tex * (tex_std * ctx.carbon)
+    return part, foot, ctx_phase, transfer
 
+
+def _expose(
+    config: SimulationConfig,
+    rng: np.random.Generator,
+    shape: tuple[int, int],
+    part: np.ndarray,
+    foot: np.ndarray,
+    ctx_phase: np.ndarray,
+    transfer: np.ndarray,
+    ctx: Context,
+    imaging: _Imaging,
+) -> tuple[np.ndarray, dict, float]:
+    """Image formation at the target SNR, then shot noise: (image, noise-free components, the
+    SNR achieved)."""
+    dose_px = imaging.dose_px
     fft_kw = dict(workers=1)
     u = scipy.fft.irfft2(scipy.fft.rfft2(part, **fft_kw) * transfer, s=shape, **fft_kw)
     v = scipy.fft.irfft2(scipy.fft.rfft2(ctx_phase, **fft_kw) * transfer, s=shape, **fft_kw)
@@ -650,10 +775,10 @@ def simulate_micrograph(
     v = v.astype(np.float32)
     amp = np.exp(-ctx.thickness).astype(np.float32)
 
-    # ---- particle scale for the target SNR (see module docstring), measured at the reference
+    # Particle scale for the target SNR (see module docstring), measured at the reference
     # scale: integer-binned so the long side is about ``snr_reference_size`` pixels.
     b = snr_binning(shape, config.snr_reference_size)
-    region = foot & ~cont_mask
+    region = foot & ~ctx.contamination
     if not region.any():
         region = foot if foot.any() else np.ones(shape, bool)
     tu_b, region_b = _binned(amp * u, b), _binned(region, b) > 0.5
@@ -663,7 +788,7 @@ def simulate_micrograph(
     sig = float(np.mean(tu_b[region_b].astype(np.float64) ** 2))
     # Shot-noise variance of a b×b block mean of counts is mean(counts) / b².
     noise_var = float(np.mean(base_b)) / (b * b)
-    a = float(np.sqrt(snr_target * noise_var / (dose_px * sig))) if sig > 0 else 0.0
+    a = float(np.sqrt(imaging.snr_target * noise_var / (dose_px * sig))) if sig > 0 else 0.0
     clean = (amp * (1.0 + np.float32(a) * u + v)).astype(np.float32, copy=False)
     np.maximum(clean, 1e-3, out=clean)
     expected = clean * np.float32(dose_px)
@@ -682,53 +807,13 @@ def simulate_micrograph(
         np.mean(signal.astype(np.float64) ** 2)
         / (np.mean(_binned(expected, b)[region_b]) / (b * b))
     )
-
-    disk = disk_mask(
-        shape,
-        xs[table["pickable"].to_numpy()],
-        ys[table["pickable"].to_numpy()],
-        ds[table["pickable"].to_numpy()],
+    components = dict(
+        expected=expected,
+        particle_signal=(dose_px * a) * amp * u,
+        particle_potential=part * a,
+        amplitude=amp,
     )
-    table = table[["x", "y", "diameter", "pickable", "reason", "species", "on_carbon", "group"]]
-    info = dict(
-        pixel_size=px,
-        shape=shape,
-        difficulty=config.difficulty,
-        snr=achieved,
-        snr_target=snr_target,
-        dose_e_per_a2=dose,
-        dose_per_pixel=dose_px,
-        ctf=asdict(ctf),
-        coverage=coverage,
-        density=density,
-        carbon=use_carbon,
-        species=[
-            dict(name=b.density.name, diameter_a=b.density.diameter, diameter_px=b.diameter_px)
-            for b in banks
-        ],
-        n_particles=len(table),
-        n_pickable=int(table["pickable"].sum()),
-        **ctx.info,
-    )
-    components = {}
-    if config.keep_components:
-        components = dict(
-            expected=expected,
-            particle_signal=(dose_px * a) * amp * u,
-            particle_potential=part * a,
-            amplitude=amp,
-        )
-    return SimulatedMicrograph(
-        image=image,
-        particles=table.reset_index(drop=True),
-        disk_mask=disk,
-        footprint_mask=foot,
-        carbon_mask=carbon_mask,
-        contamination_mask=cont_mask,
-        pixel_size=px,
-        info=info,
-        components=components,
-    )
+    return image, components, achieved
 
 
 def micrograph_seed(seed: int, index: int) -> np.random.SeedSequence:
