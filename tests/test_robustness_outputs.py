@@ -519,6 +519,43 @@ def test_readme_demo_runs_to_the_end(tmp_path):
     assert (tmp_path / "demo/report/metrics.json").is_file()
 
 
+# ------------------------------------------------------------------ item 20: two commands
+
+
+def _code_blocks(section: str) -> list[list[str]]:
+    text = README.read_text().split(f"## {section}", 1)[1].split("\n## ", 1)[0]
+    blocks = text.split("```bash")[1:]
+    return [
+        [line.strip() for line in b.split("```", 1)[0].splitlines() if line.strip()] for b in blocks
+    ]
+
+
+def test_readme_install_is_one_command_per_job_and_ci_runs_exactly_those():
+    import re
+
+    blocks = _code_blocks("Install")
+    main_job, tests = blocks[0], blocks[1]
+    assert main_job == ["pip install . && cryosegnet demo"]
+    assert tests == ['pip install ".[test]" && python -m pytest']
+    # The tested torch pair is pinned where pip sees it ...
+    pyproject = (README.parent / "pyproject.toml").read_text()
+    pins = dict(re.findall(r'"(torch|torchvision)==([0-9.]+)"', pyproject))
+    assert set(pins) == {"torch", "torchvision"}, pyproject
+    # ... and the optional CPU-only line installs that same pair.
+    cpu = [line for block in blocks for line in block if "--index-url" in line]
+    assert cpu == [
+        f"pip install torch=={pins['torch']} torchvision=={pins['torchvision']} "
+        "--index-url https://download.pytorch.org/whl/cpu"
+    ]
+    ci = [
+        line.strip().strip("()")
+        for line in (README.parent / ".ci" / "run").read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    assert [line for line in ci if "pip " in line] == [main_job[0], tests[0]]
+    assert ci.index(main_job[0]) < ci.index(tests[0])
+
+
 # ------------------------------------------------------------------ item 17: unquoted glob
 
 
