@@ -231,6 +231,60 @@ def test_concurrent_runs_into_one_folder_keep_every_entry(tmp_path, monkeypatch)
     assert sorted(_index(Path("out"))["rlnMicrographName"]) == [str(m) for m in mics]
 
 
+def test_concurrent_processes_into_one_folder_keep_every_entry(tmp_path):
+    """Two ``cryosegnet pick`` processes on disjoint micrographs, one output folder, at once."""
+    from cryosegnet.io.coordinates import read_own_star, star_header
+    from cryosegnet.simulation import SimulationConfig, simulate_micrograph
+
+    runs: dict[str, list[str]] = {"a": [], "b": []}
+    for i in range(8):
+        run = "ab"[i % 2]
+        sim = simulate_micrograph(SimulationConfig(size=256, difficulty="easy"), rng=i)
+        path = Path("sim") / f"{run}_{i:02d}.mrc"
+        (tmp_path / path.parent).mkdir(exist_ok=True)
+        with mrcfile.new(tmp_path / path) as mrc:
+            mrc.set_data(sim.image.astype(np.float32))
+        runs[run].append(str(path))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    exe = [sys.executable, "-m", "cryosegnet.cli.main", "pick"]
+    options = ["-o", "out", "--stage", "log", "--diameter", "20", "--device", "cpu"]
+    processes = [
+        subprocess.Popen(
+            [*exe, *mics, *options, "--no-progress"],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for mics in runs.values()
+    ]
+    for process in processes:
+        _, err = process.communicate(timeout=300)
+        assert process.returncode == 0, err[-2000:]
+    out = tmp_path / "out"
+    every = sorted(runs["a"] + runs["b"])
+    index = _index(out)
+    assert sorted(index["rlnMicrographName"]) == every
+    n_picks = 0
+    for name, coordinates in zip(
+        index["rlnMicrographName"], index["rlnMicrographCoordinates"], strict=True
+    ):
+        star = tmp_path / coordinates
+        assert star == tmp_path / output_path("out", name)
+        blocks = read_own_star(star)  # complete and readable (end mark, our header)
+        table = next(b for b in blocks.values() if isinstance(b, pd.DataFrame))
+        _, manifest = star_header(star)
+        assert manifest["source"]["name"] == name and manifest["n_picks"] == len(table)
+        n_picks += len(table)
+    particles = read_star_blocks(out / COMBINED_STAR)["particles"]
+    assert len(particles) == n_picks > 0
+    picked = [n for n in every if len(read_coordinates(tmp_path / output_path("out", n)))]
+    assert sorted(set(particles["rlnMicrographName"])) == picked
+    locks = (batch_module.LOCK_FILE, batch_module.RUN_LOCK_FILE)
+    assert not [p for p in out.rglob(".*") if p.name not in locks]  # no temp file left
+
+
 # ------------------------------------------------------------------ item 5: STAR names
 
 
