@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -87,3 +88,23 @@ def test_the_probe_sees_what_a_package_imports():
     # The check above is only as good as the probe: it must see a dependency that exists.
     modules = imported_by("cryosegnet.evaluation")
     assert "cryosegnet.geometry" in modules and "cryosegnet.io.coordinates" in modules
+
+
+@pytest.mark.parametrize("module", ["watch", "distributed"])
+def test_picking_front_ends_use_only_the_public_batch_api(module):
+    # The watch and the Dask client build on picking.batch through its public names, so batch
+    # can change its private helpers freely.
+    import ast
+
+    import cryosegnet.picking
+
+    folder = Path(cryosegnet.picking.__file__).parent
+    tree = ast.parse((folder / f"{module}.py").read_text())
+    private = sorted(
+        alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module == "cryosegnet.picking.batch"
+        for alias in node.names
+        if alias.name.startswith("_")
+    )
+    assert not private, f"picking/{module}.py imports private names of batch: {private}"

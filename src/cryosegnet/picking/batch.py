@@ -221,7 +221,7 @@ def _file_hash(path: Path) -> str | None:
     return _HASHES[key]
 
 
-def _write_outputs(
+def write_outputs(
     outdir: Path,
     micrograph: Path,
     picks: pd.DataFrame,
@@ -231,8 +231,29 @@ def _write_outputs(
     manifest: dict,
     listed: tuple[str, ...] | None = None,
 ) -> None:
-    """Write ``formats`` (the STAR always, last); ``listed``: the formats the STAR's manifest
-    names as present (default: ``formats``)."""
+    """Write one micrograph's coordinate files: all of them, or (on an error) none.
+
+    Parameters
+    ----------
+    outdir : Path
+        The output folder; files go where :func:`output_path` puts them.
+    micrograph : Path
+        The micrograph (or the name the output layout follows).
+    picks : pandas.DataFrame
+        Its picks (``x``, ``y``, ``score``, ``diameter``), in micrograph pixels.
+    diameter : float or None
+        The particle diameter in px, recorded in the manifest (and the box size by default).
+    formats : tuple of str
+        Formats to write (:data:`OUTPUT_FORMATS`); the STAR is always written, and last: it
+        is the marker that the micrograph is done.
+    box_size : float or None
+        Box size of the ``.box`` file (default: the diameter).
+    manifest : dict
+        What the result was picked from and with (``version``, ``source``, ``options``),
+        stored in the STAR for :func:`previous_result`.
+    listed : tuple of str, optional
+        The formats the manifest names as present (default: ``formats``).
+    """
     written: list[Path] = []
     star = coordinate_path(outdir, micrograph)
     star.parent.mkdir(parents=True, exist_ok=True)
@@ -334,8 +355,8 @@ def pick_batch(
         _refuse_foreign(outdir / name, "index file")
     options = picker_options(picker) if options is None else options
     summary = BatchSummary()
-    sizes = _Sizes(diameter_angstrom, pixel_sizes or PixelSizes(), dict(names or {}))
-    run_lock = _start_run(outdir)
+    sizes = BatchSizes(diameter_angstrom, pixel_sizes or PixelSizes(), dict(names or {}))
+    run_lock = start_run(outdir)
     try:
         return _pick_batch(
             picker,
@@ -360,8 +381,20 @@ def pick_batch(
 
 
 @dataclass
-class _Sizes:
-    """Per-micrograph sizes and names of one batch (see :func:`pick_batch`)."""
+class BatchSizes:
+    """Per-micrograph sizes and names of one batch (see :func:`pick_batch`).
+
+    Parameters
+    ----------
+    angstrom : float or None
+        The particle diameter in Å (``--diameter 120A``), or None for a diameter in px or none.
+    pixel_sizes : PixelSizes
+        Where pixel sizes come from (``--angpix``, an input STAR), before the MRC header.
+    names : dict
+        Micrograph path -> the name the index files list and the output layout follows.
+    seen_pixel_size, diameter_px : dict
+        Filled as micrographs are read: Å/px (None: unknown), and the px diameter to pick at.
+    """
 
     angstrom: float | None
     pixel_sizes: PixelSizes
@@ -399,7 +432,7 @@ def plan_batch(
     for path in micrographs:
         star = coordinate_path(outdir, sizes.layout(path))
         if star in seen:
-            _record_failure(
+            record_failure(
                 summary,
                 path,
                 CryoSegNetError(
@@ -415,18 +448,18 @@ def plan_batch(
             _refuse_foreign(star, "coordinate file")
             source = source_record(path, sizes.names.get(path))
         except CryoSegNetError as exc:
-            _record_failure(summary, path, exc, debug)
+            record_failure(summary, path, exc, debug)
             continue
         except OSError as exc:
             problem = {errno.ELOOP: "symbolic link loop", errno.ENOENT: "no such file"}.get(
                 exc.errno or 0, f"cannot read ({exc.strerror or exc})"
             )
-            _record_failure(summary, path, CryoSegNetError(f"{path}: {problem}"), debug)
+            record_failure(summary, path, CryoSegNetError(f"{path}: {problem}"), debug)
             continue
         if star.exists() and not overwrite:
-            previous = _previous_result(star)
+            previous = previous_result(star)
             reason = (
-                _mismatch(previous, source, sizes.options(path, options))
+                result_mismatch(previous, source, sizes.options(path, options))
                 if previous
                 else "it is incomplete"
             )
@@ -434,7 +467,7 @@ def plan_batch(
                 try:
                     _complete_formats(outdir, sizes.layout(path), previous, formats, box_size)
                 except Exception as exc:
-                    _record_failure(summary, path, exc, debug, prefix="cannot write output: ")
+                    record_failure(summary, path, exc, debug, prefix="cannot write output: ")
                     continue
                 summary.done[str(path)] = previous[0]
                 summary.skipped.append(str(path))
@@ -488,7 +521,7 @@ def _pick_batch(
                 results = _pick_chunk(picker, chunk, sizes)
             except Exception as exc:  # a whole batch failing (e.g. GPU OOM): report each file
                 for path in paths:
-                    _record_failure(summary, path, exc, debug)
+                    record_failure(summary, path, exc, debug)
                 bar.update(len(paths))
                 continue
             for path, result in zip(paths, results, strict=True):
@@ -499,7 +532,7 @@ def _pick_batch(
                 }
                 n_finished += 1
                 try:
-                    _write_outputs(
+                    write_outputs(
                         outdir,
                         sizes.layout(path),
                         result.picks,
@@ -509,7 +542,7 @@ def _pick_batch(
                         manifest,
                     )
                 except Exception as exc:  # disk full, read-only, quota...: this one fails
-                    _record_failure(summary, path, exc, debug, prefix="cannot write output: ")
+                    record_failure(summary, path, exc, debug, prefix="cannot write output: ")
                     continue
                 summary.done[str(path)] = result.picks
                 if result.diameter:
@@ -555,7 +588,7 @@ def _pick_batch(
     return summary
 
 
-def _pick_chunk(picker, chunk, sizes: _Sizes) -> list:
+def _pick_chunk(picker, chunk, sizes: BatchSizes) -> list:
     """Pick a chunk of denoised micrographs; with an Å diameter, each group of micrographs
     sharing a pixel diameter is picked with that diameter (``diameter_override``, original
     micrograph pixels, set for the call only)."""
@@ -591,7 +624,7 @@ def _complete_formats(outdir, path, previous, formats, box_size) -> None:
         return
     log.info("%s: writing %s from the existing picks", path, ", ".join(sorted(missing)))
     kept = set(manifest.get("formats", [])) | set(formats)
-    _write_outputs(
+    write_outputs(
         outdir,
         path,
         picks,
@@ -643,9 +676,20 @@ def _written_by_cryosegnet_0_1(path: Path) -> bool:
     return columns in _LEGACY_COLUMNS
 
 
-def _previous_result(star: Path) -> tuple[pd.DataFrame, dict] | None:
-    """(picks, manifest) of an earlier run, or None when the file is incomplete (cut short,
-    interrupted), unreadable, or has no manifest (an older cryosegnet): it is picked again."""
+def previous_result(star: Path) -> tuple[pd.DataFrame, dict] | None:
+    """The result an earlier run wrote into a micrograph's coordinate STAR.
+
+    Parameters
+    ----------
+    star : Path
+        The micrograph's coordinate STAR (:func:`coordinate_path`).
+
+    Returns
+    -------
+    tuple of (pandas.DataFrame, dict) or None
+        ``(picks, manifest)``, or None when the file is incomplete (cut short, interrupted),
+        unreadable, or has no manifest (an older cryosegnet): the micrograph is picked again.
+    """
     try:
         blocks = read_own_star(star)
     except CryoSegNetError:
@@ -665,8 +709,23 @@ def _previous_result(star: Path) -> tuple[pd.DataFrame, dict] | None:
     return picks, manifest
 
 
-def _mismatch(previous, source: dict, options: dict) -> str | None:
-    """Why an existing result does not stand for this micrograph with these options."""
+def result_mismatch(previous, source: dict, options: dict) -> str | None:
+    """Why an existing result does not stand for this micrograph with these options.
+
+    Parameters
+    ----------
+    previous : tuple of (pandas.DataFrame, dict)
+        The existing result, from :func:`previous_result`.
+    source : dict
+        The micrograph now (:func:`source_record`).
+    options : dict
+        The pick options now (:func:`picker_options`, with :meth:`BatchSizes.options`).
+
+    Returns
+    -------
+    str or None
+        The reason to pick again, or None when the result can be kept.
+    """
     _, manifest = previous
     old = manifest.get("source", {})
     if old.get("path") != source["path"]:
@@ -697,7 +756,7 @@ def rebuild_index(outdir: str | os.PathLike) -> int:
             for star in sorted(outdir.rglob(f"*{OUTPUT_SUFFIX}.star")):
                 if any(p.startswith(".") for p in star.relative_to(outdir).parts):
                     continue  # temp files and hidden folders
-                previous = _previous_result(star)
+                previous = previous_result(star)
                 if previous is None:
                     continue
                 picks, manifest = previous
@@ -711,9 +770,23 @@ def rebuild_index(outdir: str | os.PathLike) -> int:
     return len(entries)
 
 
-def _start_run(outdir: Path):
-    """Hold a shared lock for the run; the first run into an idle folder (no other run holds
-    the lock) removes temp files that a killed run left behind."""
+def start_run(outdir: Path):
+    """Start a run into ``outdir``: hold a shared lock on it for the run.
+
+    The first run into an idle folder (no other run holds the lock) removes the temp files
+    that a killed run left behind.
+
+    Parameters
+    ----------
+    outdir : Path
+        The output folder (it exists).
+
+    Returns
+    -------
+    file or None
+        The open lock file, to close when the run ends; None in a folder that cannot be
+        written (every write then fails, and is reported, anyway).
+    """
     try:
         lock = open(outdir / RUN_LOCK_FILE, "a")  # noqa: SIM115 - held for the whole run
     except OSError:
@@ -739,12 +812,12 @@ def _denoised_chunks(
     workers: int,
     summary: BatchSummary,
     debug: bool,
-    sizes: _Sizes | None = None,
+    sizes: BatchSizes | None = None,
 ) -> Iterator[list[tuple[Path, np.ndarray, tuple[int, int]]]]:
     """Read and denoise ahead of the U-Net (threads: OpenCV and NumPy release the GIL)."""
 
     given = getattr(getattr(picker, "postprocess_settings", None), "diameter_override", None)
-    sizes = sizes or _Sizes(None, PixelSizes(), {})
+    sizes = sizes or BatchSizes(None, PixelSizes(), {})
 
     def load(path: Path) -> tuple[Path, np.ndarray, tuple[int, int]]:
         micrograph = read_micrograph(path)
@@ -784,7 +857,7 @@ def _denoised_chunks(
                 try:
                     chunk.append(future.result())
                 except Exception as exc:
-                    _record_failure(summary, paths[position], exc, debug)
+                    record_failure(summary, paths[position], exc, debug)
                     continue
                 finally:
                     futures[position] = None  # release the denoised image once consumed
@@ -799,9 +872,25 @@ def _denoised_chunks(
                     pending.cancel()
 
 
-def _record_failure(
+def record_failure(
     summary: BatchSummary, path: Path, exc: BaseException, debug: bool, prefix: str = ""
 ) -> None:
+    """Record that one micrograph failed, as one line, and show that line.
+
+    Parameters
+    ----------
+    summary : BatchSummary
+        Gets ``failures[str(path)]``, the one-line reason.
+    path : Path
+        The micrograph.
+    exc : BaseException
+        What went wrong; a :class:`~cryosegnet.errors.CryoSegNetError` is its own message,
+        anything else is named by its type.
+    debug : bool
+        Log the traceback too (else the line goes to stderr).
+    prefix : str, optional
+        Put before the problem (``"cannot write output: "``).
+    """
     if isinstance(exc, CryoSegNetError):
         reason = str(exc)
     else:

@@ -41,15 +41,15 @@ from cryosegnet.errors import CryoSegNetError, MicrographError
 from cryosegnet.io.micrographs import read_micrograph
 from cryosegnet.picking.batch import (
     MANIFEST_VERSION,
+    BatchSizes,
     BatchSummary,
-    _record_failure,
-    _Sizes,
-    _start_run,
-    _write_outputs,
     picker_options,
     plan_batch,
     rebuild_index,
+    record_failure,
     relative_folder,
+    start_run,
+    write_outputs,
 )
 from cryosegnet.picking.units import PixelSizes
 
@@ -178,7 +178,7 @@ def _pick_one(
     try:
         # The folder is this micrograph's own output folder: write as if the micrograph lay
         # there (its file name only), so the worker's current folder does not matter.
-        _write_outputs(
+        write_outputs(
             Path(folder),
             Path(Path(path).name),
             result.picks,
@@ -299,7 +299,7 @@ def pick_distributed(
 
         options = picker_options(Picker(**{**picker_kwargs, "device": "cpu"}))
     summary = ClusterSummary()
-    run_lock = _start_run(out)
+    run_lock = start_run(out)
     try:
         todo = _plan(
             summary,
@@ -346,7 +346,7 @@ def pick_distributed(
 
 def _plan(summary, micrographs, out, options, formats, box_size, overwrite, debug):
     """What to pick: (path, source) per micrograph; finished ones are skipped as in pick_batch."""
-    sizes = _Sizes(None, PixelSizes(), {})
+    sizes = BatchSizes(None, PixelSizes(), {})
     return plan_batch(
         micrographs, out, formats, overwrite, box_size, debug, options, summary, sizes
     )
@@ -406,7 +406,7 @@ def _run(
                 record = future.result()
             except Exception as exc:  # the task itself was lost too often (KilledWorker)
                 name = _future_name(future, futures, todo)
-                _record_failure(summary, by_name.get(name, Path(name)), exc, debug)
+                record_failure(summary, by_name.get(name, Path(name)), exc, debug)
                 continue
             path = by_name[record["name"]]
             worker = record.get("worker", "?")
@@ -415,7 +415,7 @@ def _run(
                 record.get("seconds", 0.0)
             )
             if not record["ok"]:
-                _record_failure(summary, path, CryoSegNetError(record["error"]), debug)
+                record_failure(summary, path, CryoSegNetError(record["error"]), debug)
                 continue
             summary.done[str(path)] = record["picks"]
             if record["diameter"]:

@@ -24,13 +24,13 @@ from pathlib import Path
 from cryosegnet.errors import CryoSegNetError
 from cryosegnet.io.micrographs import MICROGRAPH_SUFFIXES
 from cryosegnet.picking.batch import (
+    BatchSizes,
     BatchSummary,
-    _mismatch,
-    _previous_result,
-    _Sizes,
     coordinate_path,
     pick_batch,
     picker_options,
+    previous_result,
+    result_mismatch,
     source_record,
 )
 from cryosegnet.picking.units import PixelSizes
@@ -164,7 +164,7 @@ def watch_folder(
     overwrite = bool(batch_options.get("overwrite", False))
     batch_options.setdefault("progress", False)
     # What pick_batch records per micrograph (an Å diameter adds its pixel size's source).
-    sizes = _Sizes(
+    sizes = BatchSizes(
         batch_options.get("diameter_angstrom"), batch_options.get("pixel_sizes") or PixelSizes(), {}
     )
     summary = WatchSummary()
@@ -246,9 +246,11 @@ def _already_done(outdir: Path, path: Path, options: dict) -> bool:
     star = coordinate_path(outdir, path)
     if not star.is_file():
         return False
-    previous = _previous_result(star)
+    previous = previous_result(star)
+    if previous is None:
+        return False
     try:
-        return previous is not None and _mismatch(previous, source_record(path), options) is None
+        return result_mismatch(previous, source_record(path), options) is None
     except OSError:
         return False
 
