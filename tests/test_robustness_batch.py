@@ -62,7 +62,7 @@ def _micrographs(folder: Path, n: int, names: list[str] | None = None) -> list[P
     for name in names or [f"mic_{i:02d}.mrc" for i in range(n)]:
         path = folder / name
         with mrcfile.new(path, overwrite=True) as mrc:
-            mrc.set_data(rng.normal(size=(96, 128)).astype(np.float32))
+            mrc.set_data(rng.normal(size=(128, 160)).astype(np.float32))
         paths.append(path)
     return paths
 

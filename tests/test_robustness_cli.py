@@ -108,7 +108,7 @@ def test_empty_folder_and_glob_matching_nothing(tmp_path, capsys, tiny_model):
 
 
 def test_output_path_that_cannot_be_a_folder(tmp_path, capsys, tiny_model):
-    mic = _write_mrc(tmp_path / "mic.mrc", _simulated((96, 112), 0))
+    mic = _write_mrc(tmp_path / "mic.mrc", _simulated((128, 144), 0))
     blocker = tmp_path / "out"
     blocker.write_text("a file, not a folder")
     for out in (blocker, blocker / "sub"):
@@ -161,7 +161,7 @@ def _bad_unet_checkpoints(folder: Path) -> dict[str, Path]:
 
 
 def test_bad_unet_checkpoints_are_one_line(tmp_path, capsys):
-    mic = _write_mrc(tmp_path / "mic.mrc", _simulated((96, 112), 0))
+    mic = _write_mrc(tmp_path / "mic.mrc", _simulated((128, 144), 0))
     for name, path in _bad_unet_checkpoints(tmp_path).items():
         code, text = _cli(capsys, str(mic), "-o", str(tmp_path / "out"), "--model", str(path))
         assert code == 1, name
@@ -174,7 +174,7 @@ def test_bad_unet_checkpoints_are_one_line(tmp_path, capsys):
 
 
 def test_debug_shows_the_traceback(tmp_path):
-    mic = _write_mrc(tmp_path / "mic.mrc", _simulated((96, 112), 0))
+    mic = _write_mrc(tmp_path / "mic.mrc", _simulated((128, 144), 0))
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError):
@@ -189,7 +189,7 @@ def test_unexpected_error_is_one_line_without_debug(tmp_path, capsys, tiny_model
         raise RuntimeError("something nobody foresaw\nsecond line")
 
     monkeypatch.setattr(pick_cli, "Picker", broken)
-    mic = _write_mrc(tmp_path / "mic.mrc", _simulated((96, 112), 0))
+    mic = _write_mrc(tmp_path / "mic.mrc", _simulated((128, 144), 0))
     code, text = _cli(capsys, str(mic), "-o", str(tmp_path / "out"), "--model", str(tiny_model))
     assert code == 1
     line = _assert_clean_error(text, "RuntimeError", "something nobody foresaw", "--debug")
@@ -204,7 +204,7 @@ def _tiny_sam_state() -> dict[str, torch.Tensor]:
 
 def test_sam_checkpoint_not_matching_model_type(tmp_path, capsys, tiny_model):
     pytest.importorskip("cryosegnet.masks.sam")
-    mic = _write_mrc(tmp_path / "mic.mrc", _simulated((96, 112), 0))
+    mic = _write_mrc(tmp_path / "mic.mrc", _simulated((128, 144), 0))
     out = tmp_path / "out"
     common = [str(mic), "-o", str(out), "--model", str(tiny_model), "--stage", "sam"]
 
@@ -247,9 +247,9 @@ def _mixed_session(folder: Path) -> tuple[list[Path], list[Path]]:
         folder / "png_named_as.mrc",
     ]
     tifffile.imwrite(good[1], _to_uint16(_simulated((171, 130), 2)))  # 16-bit TIFF
-    ok, buffer = cv2.imencode(".png", _to_uint16(_simulated((97, 161), 3)))  # 16-bit PNG, odd
+    ok, buffer = cv2.imencode(".png", _to_uint16(_simulated((129, 161), 3)))  # 16-bit PNG, odd
     good[2].write_bytes(buffer.tobytes())
-    ok, buffer = cv2.imencode(".png", _to_uint16(_simulated((120, 120), 4)))
+    ok, buffer = cv2.imencode(".png", _to_uint16(_simulated((128, 128), 4)))
     good[3].write_bytes(buffer.tobytes())  # wrong extension for the content
     bad = [
         folder / "truncated.mrc",

@@ -78,7 +78,7 @@ class StubPicker:
         return results
 
 
-def _mrc(path: Path, sign: float = 1.0, shape=(96, 128)) -> Path:
+def _mrc(path: Path, sign: float = 1.0, shape=(128, 160)) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(abs(hash(str(path))) % 2**32)
     with mrcfile.new(path, overwrite=True) as mrc:
@@ -490,6 +490,38 @@ def test_diameter_larger_than_the_micrograph_fails_that_micrograph(tmp_path):
     assert "larger than the micrograph" in summary.failures[str(mic)]
 
 
+def test_micrographs_too_small_to_pick_are_refused_and_the_batch_goes_on(
+    tmp_path, monkeypatch, capsys
+):
+    """A 64x64 image used to give hundreds of 1.5-px picks; now: one ERROR line each."""
+    monkeypatch.chdir(tmp_path)
+    tiny = _mrc(Path("mics/tiny.mrc"), shape=(64, 64))
+    short = _mrc(Path("mics/short.mrc"), shape=(100, 400))
+    good = _mrc(Path("mics/good.mrc"), shape=(256, 256))
+    argv = ["pick", str(tiny), str(short), str(good), "-o", "out", "--no-progress"]
+    code = main([*argv, "--stage", "log", "--diameter", "20"])
+    err = capsys.readouterr().err
+    assert code == 1
+    for path in (tiny, short):
+        lines = [line for line in err.splitlines() if line.startswith(f"ERROR {path}:")]
+        assert len(lines) == 1, err
+        assert f"at least {batch_module.MIN_PICK_SIDE} px" in lines[0]
+        assert not output_path("out", path).exists()
+    assert output_path("out", good).is_file()
+    assert list(_index(Path("out"))["rlnMicrographName"]) == [str(good)]
+
+
+def test_working_image_too_small_for_the_u_net_is_refused():
+    from types import SimpleNamespace
+
+    from cryosegnet.preprocessing.denoise import DenoiseSettings
+
+    picker = SimpleNamespace(denoise_settings=DenoiseSettings(working_size=160))
+    batch_module.check_pickable_size("ok.mrc", (256, 256), picker)
+    with pytest.raises(CryoSegNetError, match="ok.mrc: .* at least 32 px"):
+        batch_module.check_pickable_size("ok.mrc", (200, 1600), picker)  # 20 px at work size
+
+
 def test_mrc_above_the_pixel_limit_is_refused_from_its_header(tmp_path, monkeypatch):
     path = _mrc(tmp_path / "mic.mrc")
     monkeypatch.setenv("CRYOSEGNET_MAX_PIXELS", "1000")
@@ -692,7 +724,7 @@ def test_relion_extracts_our_picks(tmp_path, monkeypatch):
 def test_mrc_mode_and_compression_messages(tmp_path):
     import gzip
 
-    path = _mrc(tmp_path / "mic.mrc")
+    path = _mrc(tmp_path / "mic.mrc", shape=(96, 128))
     head = bytearray(path.read_bytes())
     unknown = tmp_path / "mode5.mrc"
     unknown.write_bytes(bytes(head[:12]) + np.int32(5).tobytes() + bytes(head[16:]))

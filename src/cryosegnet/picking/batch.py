@@ -44,6 +44,7 @@ from cryosegnet.io.coordinates import (
 from cryosegnet.io.micrographs import micrograph_stem, read_micrograph
 from cryosegnet.picking.picker import Picker
 from cryosegnet.picking.units import PixelSizes, angstrom_to_pixels, describe_size
+from cryosegnet.preprocessing.denoise import working_shape
 
 log = logging.getLogger("cryosegnet")
 
@@ -60,6 +61,15 @@ MANIFEST_VERSION = 1
 PICK_OPTIONS = ("threshold", "diameter", "model_sha256", "stage", "settings")
 # Below this the "particles" are a few pixels wide: noise, or an image far too small.
 MIN_PLAUSIBLE_DIAMETER = 4.0
+# Smallest short side (micrograph pixels as read) that pick accepts. A micrograph is enlarged
+# to the U-Net's working size (1024 px on the long side for the shipped model), so one under
+# 128 px is blown up more than 8x: its "particles" are interpolation blur a few original pixels
+# wide (a 64x64 image gave hundreds of 1.5-px picks). Real micrographs are thousands of pixels.
+MIN_PICK_SIDE = 128
+# Smallest short side of the working image (after scaling the long side to the model's working
+# size): the U-Net halves the image five times (2**5 = 32), and below that its deepest level
+# has no pixel left and the reflect padding cannot run.
+MIN_WORKING_SIDE = 32
 _RELION_JOB = re.compile(r"job\d{3}")
 
 
@@ -518,7 +528,7 @@ def _pick_batch(
                 break
             paths = [p for p, _, _ in chunk]
             try:
-                results = _pick_chunk(picker, chunk, sizes)
+                results = pick_chunk(picker, chunk, sizes)
             except Exception as exc:  # a whole batch failing (e.g. GPU OOM): report each file
                 for path in paths:
                     record_failure(summary, path, exc, debug)
@@ -588,10 +598,10 @@ def _pick_batch(
     return summary
 
 
-def _pick_chunk(picker, chunk, sizes: BatchSizes) -> list:
+def pick_chunk(picker, chunk, sizes: BatchSizes) -> list:
     """Pick a chunk of denoised micrographs; with an Å diameter, each group of micrographs
     sharing a pixel diameter is picked with that diameter (``diameter_override``, original
-    micrograph pixels, set for the call only)."""
+    micrograph pixels, set on ``picker`` for the call only: one call at a time per picker)."""
     denoised, shapes = [d for _, d, _ in chunk], [s for _, _, s in chunk]
     if sizes.angstrom is None:
         return picker.pick_denoised(denoised, shapes)
@@ -805,6 +815,62 @@ def start_run(outdir: Path):
     return lock
 
 
+def read_for_picking(
+    picker, path: Path, sizes: BatchSizes, name: str | os.PathLike | None = None
+) -> np.ndarray:
+    """Read ``path`` for ``picker``, refusing what cannot be picked, and record its pixel size
+    and (with an Å diameter) its diameter in px in ``sizes``; the image (float32) is returned.
+
+    The in-process batch and the Dask workers both read with this. ``name``: what errors name
+    (default: ``path``).
+    """
+    name = path if name is None else name
+    micrograph = read_micrograph(path)
+    image = micrograph.data
+    check_pickable_size(name, image.shape, picker)
+    pixel_size = sizes.pixel_sizes.resolve(path, micrograph.pixel_size)
+    sizes.seen_pixel_size[path] = pixel_size
+    given = getattr(getattr(picker, "postprocess_settings", None), "diameter_override", None)
+    diameter, what = given, f"--diameter {given:g} px" if given else ""
+    if sizes.angstrom is not None:
+        if pixel_size is None:
+            raise MicrographError(
+                name,
+                f"--diameter {sizes.angstrom:g} Å needs the pixel size, and none is "
+                "known (no pixel size in its header or an input STAR): give --angpix",
+            )
+        diameter = angstrom_to_pixels(sizes.angstrom, pixel_size)
+        what = f"--diameter {sizes.angstrom:g} Å ({diameter:.1f} px at {pixel_size:g} Å/px)"
+        sizes.diameter_px[path] = diameter
+    if diameter and diameter > min(image.shape):
+        raise MicrographError(
+            name, f"{what} is larger than the micrograph ({image.shape[1]}x{image.shape[0]} px)"
+        )
+    return image
+
+
+def check_pickable_size(name, shape: tuple[int, ...], picker=None) -> None:
+    """Refuse a micrograph too small to pick (see MIN_PICK_SIDE and MIN_WORKING_SIDE)."""
+    height, width = int(shape[0]), int(shape[1])
+    if min(height, width) < MIN_PICK_SIDE:
+        raise MicrographError(
+            name,
+            f"is only {width}x{height} px; picking needs at least {MIN_PICK_SIDE} px on the "
+            "short side (a smaller image holds too few pixels per particle to pick)",
+        )
+    settings = getattr(picker, "denoise_settings", None)
+    working_size = getattr(settings, "working_size", None)
+    if working_size:
+        working = min(working_shape((height, width), int(working_size)))
+        if working < MIN_WORKING_SIDE:
+            raise MicrographError(
+                name,
+                f"is {width}x{height} px, only {working} px on the short side at the model's "
+                f"working size ({working_size} px on the long side); picking needs at least "
+                f"{MIN_WORKING_SIDE} px there",
+            )
+
+
 def _denoised_chunks(
     picker: Picker,
     paths: list[Path],
@@ -816,29 +882,10 @@ def _denoised_chunks(
 ) -> Iterator[list[tuple[Path, np.ndarray, tuple[int, int]]]]:
     """Read and denoise ahead of the U-Net (threads: OpenCV and NumPy release the GIL)."""
 
-    given = getattr(getattr(picker, "postprocess_settings", None), "diameter_override", None)
     sizes = sizes or BatchSizes(None, PixelSizes(), {})
 
     def load(path: Path) -> tuple[Path, np.ndarray, tuple[int, int]]:
-        micrograph = read_micrograph(path)
-        image = micrograph.data
-        pixel_size = sizes.pixel_sizes.resolve(path, micrograph.pixel_size)
-        sizes.seen_pixel_size[path] = pixel_size
-        diameter, what = given, f"--diameter {given:g} px" if given else ""
-        if sizes.angstrom is not None:
-            if pixel_size is None:
-                raise MicrographError(
-                    path,
-                    f"--diameter {sizes.angstrom:g} Å needs the pixel size, and none is "
-                    "known (no pixel size in its header or an input STAR): give --angpix",
-                )
-            diameter = angstrom_to_pixels(sizes.angstrom, pixel_size)
-            what = f"--diameter {sizes.angstrom:g} Å ({diameter:.1f} px at {pixel_size:g} Å/px)"
-            sizes.diameter_px[path] = diameter
-        if diameter and diameter > min(image.shape):
-            raise MicrographError(
-                path, f"{what} is larger than the micrograph ({image.shape[1]}x{image.shape[0]} px)"
-            )
+        image = read_for_picking(picker, path, sizes)
         return path, picker.preprocess(image), image.shape
 
     chunk: list[tuple[Path, np.ndarray, tuple[int, int]]] = []
