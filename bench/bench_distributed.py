@@ -41,9 +41,7 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import benchlib  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "results"
+from benchlib import REPO, RESULTS, median  # noqa: E402
 
 
 def _peak_rss_mb() -> float:
@@ -120,7 +118,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--model", default=None)
-    parser.add_argument("--work", default=str(ROOT / "runs" / "bench_distributed"))
+    parser.add_argument("--work", default=str(REPO / "runs" / "bench_distributed"))
     args = parser.parse_args()
 
     import cv2
@@ -224,11 +222,6 @@ def main() -> int:
         for process in processes:
             process.wait(timeout=60)
     local_same = all(_files(work / f"local_cluster_{r}") == reference for r in range(args.repeats))
-
-    def median(values):
-        values = sorted(values)
-        n = len(values)
-        return values[n // 2] if n % 2 else 0.5 * (values[n // 2 - 1] + values[n // 2])
 
     rate_in = median([r["rate"] for r in runs["in-process"]])
     rate_core = median([r["rate"] for r in runs["in-process, 1 core"]])

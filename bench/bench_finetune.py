@@ -17,8 +17,9 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared/data/real/empiar10146-apoferritin"
+from benchlib import APOFERRITIN as DATA
+from benchlib import REPO, RESULTS
+
 PAIRS = [("May08_03.13.02.bin", "May08_07.10.35.bin"), ("May08_07.10.35.bin", "May08_03.13.02.bin")]
 
 
@@ -64,9 +65,9 @@ def evaluate(model: str, stem: str, work: Path, tag: str) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=str(ROOT / "src/cryosegnet/weights/default.pt"))
+    parser.add_argument("--model", default=str(REPO / "src/cryosegnet/weights/default.pt"))
     parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--work", default=str(ROOT / "runs/finetune"))
+    parser.add_argument("--work", default=str(REPO / "runs/finetune"))
     args = parser.parse_args()
     if not DATA.is_dir():
         sys.exit(f"{DATA}: not found (needs ../shared)")
@@ -126,7 +127,7 @@ def main() -> None:
             f"{a['auprc']:.3f} |"
         )
     text = "\n".join(lines) + "\n"
-    out = ROOT / "bench/results"
+    out = RESULTS
     out.mkdir(exist_ok=True)
     (out / "finetune.md").write_text(text)
     (out / "finetune.json").write_text(json.dumps(rows, indent=2))

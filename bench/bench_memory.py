@@ -17,16 +17,16 @@ memory depends on the architecture and the working size, not on the weight value
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import mrcfile
 import numpy as np
+from benchlib import run_timed
 
 CASES = {
     "4096x4096 float32": (4096, 4096),
@@ -74,16 +74,12 @@ def default_model(folder: Path) -> Path:
 
 def run_child(command: list[str]) -> tuple[int, float, float, str]:
     """Run ``command``; return (exit code, peak RSS in GB, wall seconds, output tail)."""
-    start = time.perf_counter()
-    with tempfile.TemporaryFile() as log:
-        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        wall = time.perf_counter() - start
-        log.seek(0)
-        tail = log.read().decode(errors="replace").strip().splitlines()[-6:]
-    peak_gb = usage.ru_maxrss * 1024 / 1e9  # Linux reports kilobytes
-    return proc.returncode, peak_gb, wall, "\n".join(tail)
+    with tempfile.TemporaryDirectory() as logs:
+        timed = run_timed(command, Path(logs) / "child.log", math.inf, stamp=False)
+        output = Path(timed.log).read_text(errors="replace").split("\n", 1)[1]  # not "$ ..."
+    tail = output.strip().splitlines()[-6:]
+    peak_gb = timed.max_rss_mb * 1024 * 1024 / 1e9  # Linux reports kilobytes
+    return timed.returncode, peak_gb, timed.wall_s, "\n".join(tail)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -42,17 +42,9 @@ import time
 from pathlib import Path
 
 import benchlib
+from benchlib import REPO, RESULTS, median, rel, thread_env
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "results"
 EPU = Path("..") / "shared" / "data" / "real" / "unlabeled-raw" / "epu2.9_example.mrc"
-THREAD_VARIABLES = (
-    "OMP_NUM_THREADS",
-    "MKL_NUM_THREADS",
-    "OPENBLAS_NUM_THREADS",
-    "OPENCV_FOR_THREADS_NUM",
-)
-
 STAGE_ROWS = [
     ("read", "read"),
     ("denoise", "denoise"),
@@ -67,19 +59,6 @@ STAGE_ROWS = [
     ("total_after", "**end to end, after**"),
     ("batch_after", "batch, s per micrograph (after, read-ahead overlapped)"),
 ]
-
-
-def _rel(path: Path) -> str:
-    try:
-        return os.path.relpath(path, ROOT)
-    except ValueError:
-        return str(path)
-
-
-def _median(values: list[float]) -> float:
-    ordered = sorted(values)
-    n = len(ordered)
-    return ordered[n // 2] if n % 2 else 0.5 * (ordered[n // 2 - 1] + ordered[n // 2])
 
 
 # ---------------------------------------------------------------------------- child process
@@ -177,7 +156,7 @@ def child(args: argparse.Namespace) -> dict:
                     "n_picks_after": len(r_fast.picks),
                     "same_picks": _same_picks(r_fast.picks, r_ref.picks),
                 }
-            medians = {k: _median(v) for k, v in times.items()}
+            medians = {k: median(v) for k, v in times.items()}
             shared = medians["read"] + medians["denoise"] + medians["write"]
             medians["total_before"] = shared + medians["unet_torch"] + medians["instances_scipy"]
             medians["total_after"] = shared + medians["unet_onnx"] + medians["instances_opencv"]
@@ -208,7 +187,7 @@ def child(args: argparse.Namespace) -> dict:
 
 
 def ensure_simulated(work: Path) -> Path:
-    return benchlib.ensure_simulated(work, cwd=ROOT)
+    return benchlib.ensure_simulated(work, cwd=REPO)
 
 
 def table(result: dict) -> str:
@@ -223,7 +202,7 @@ def table(result: dict) -> str:
                 if key == "batch_after":
                     batch = run.get("batch")
                     value = (
-                        _median(batch["seconds_per_micrograph"])
+                        median(batch["seconds_per_micrograph"])
                         if batch and name == result.get("batch_micrograph")
                         else None
                     )
@@ -264,7 +243,7 @@ def main() -> int:
         "--batch", type=int, default=4, help="micrographs in the batch timing (0: none)"
     )
     parser.add_argument("--model", default=None, help="U-Net checkpoint (default: shipped)")
-    parser.add_argument("--work", default=str(ROOT / "runs" / "bench_stages"))
+    parser.add_argument("--work", default=str(REPO / "runs" / "bench_stages"))
     parser.add_argument("--table-only", action="store_true")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--micrograph", action="append", default=[], help=argparse.SUPPRESS)
@@ -282,7 +261,7 @@ def main() -> int:
         print(text)
         return 0
     micrographs = {"simulated 4096²": ensure_simulated(Path(args.work))}
-    epu = (ROOT / EPU).resolve()
+    epu = (REPO / EPU).resolve()
     if epu.is_file():
         micrographs["EPU 4096²"] = epu
     else:
@@ -291,7 +270,7 @@ def main() -> int:
     runs = []
     for threads in [int(t) for t in args.threads.split(",")]:
         env = dict(os.environ)
-        env.update({name: str(threads) for name in THREAD_VARIABLES})
+        env.update(thread_env(threads))
         command = [
             sys.executable,
             __file__,
@@ -316,7 +295,7 @@ def main() -> int:
         "repeats": args.repeats,
         "load_before": load_before,
         "load_after": [round(x, 1) for x in os.getloadavg()],
-        "micrographs": {name: _rel(path) for name, path in micrographs.items()},
+        "micrographs": {name: rel(path) for name, path in micrographs.items()},
         "batch_micrograph": "simulated 4096²" if args.batch else None,
         "runs": runs,
     }

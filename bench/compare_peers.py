@@ -46,96 +46,58 @@ import math
 import os
 import platform
 import re
-import shlex
 import shutil
 import subprocess
 import sys
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from benchlib import wait_with_deadline
+from benchlib import (
+    APOFERRITIN,
+    REPO,
+    RESULTS,
+    SHARED,
+    THREAD_VARIABLES,
+    cryosegnet_command,
+    display,
+    fmt,
+    log_tail,
+    mrc_copies,
+    rel,
+    run_timed,
+    stem_of,
+)
+from peers import sweep
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-APO_DIR = SHARED / "data" / "real" / "empiar10146-apoferritin"
 QUALITY_DIR = SHARED / "data" / "real" / "micrograph-quality" / "Examples"
-RESULTS = REPO / "bench" / "results"
 DIAMETER = 68.0
 RADIUS = 34.0
 RELION_DEFAULT_ADJUST = 0.0
-THREAD_VARIABLES = (
-    "OMP_NUM_THREADS",
-    "MKL_NUM_THREADS",
-    "OPENBLAS_NUM_THREADS",
-    "OPENCV_FOR_THREADS_NUM",
-    "NUMEXPR_NUM_THREADS",
-)
-
-
-def rel(path: Path | str) -> str:
-    """A path relative to the repository (for the committed record), else as given."""
-    try:
-        return os.path.relpath(Path(path).resolve(), REPO)
-    except ValueError:
-        return str(path)
+# Every tool here runs with these (and numexpr's) pinned to --threads.
+PINNED = (*THREAD_VARIABLES, "NUMEXPR_NUM_THREADS")
 
 
 # ----------------------------------------------------------------------------- running
 
 
-def run_timed(
+def run_step(
     command: list[str], log: Path, cwd: Path | None = None, threads: int = 1, timeout: float = 3600
 ) -> dict:
-    """Run ``command`` (output into ``log``); wall and CPU seconds of the child."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    env = {
-        **os.environ,
-        "PYTHONUNBUFFERED": "1",
-        **{name: str(threads) for name in THREAD_VARIABLES},
-    }
-    with open(log, "w") as handle:
-        handle.write("$ " + shlex.join(display(command)) + "\n")
-        handle.flush()
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=env, cwd=cwd)
-        status, usage, _ = wait_with_deadline(proc, timeout)
-        wall = time.perf_counter() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return {
-        "command": shlex.join(display(command)),
-        "cwd": rel(cwd) if cwd else ".",
-        "returncode": proc.returncode,
-        "wall_s": wall,
-        "cpu_s": usage.ru_utime + usage.ru_stime,
-        "max_rss_mb": usage.ru_maxrss / 1024.0,
-        "log": rel(log),
-    }
-
-
-def display(command: list[str]) -> list[str]:
-    """The command as recorded: executables by name, not by their path on this machine."""
-    first = command[0]
-    if first == sys.executable:
-        first = "python"
-    elif os.sep in first:
-        first = Path(first).name
-    return [first, *command[1:]]
-
-
-def log_tail(path: str | Path, n: int = 4) -> str:
-    try:
-        lines = [ln for ln in (REPO / path).read_text(errors="replace").splitlines() if ln.strip()]
-    except OSError:
-        return ""
-    return " | ".join(lines[-n:])[-400:]
-
-
-def cryosegnet_exe() -> list[str]:
-    exe = Path(sys.executable).with_name("cryosegnet")
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "cryosegnet.cli.main"]
+    """``run_timed`` as this bench records it: output straight into ``log``, the command with
+    executables by name, paths relative to the repository (``Timed.to_dict(relative=True)``)."""
+    timed = run_timed(
+        command,
+        log,
+        timeout,
+        threads=threads,
+        variables=PINNED,
+        cwd=cwd,
+        stamp=False,
+        shown=display(command),
+    )
+    return timed.to_dict(relative=True)
 
 
 def relion_version() -> str:
@@ -160,18 +122,14 @@ def git_state() -> dict:
 # ----------------------------------------------------------------------------- data
 
 
-def stem_of(path: Path) -> str:
-    return path.name[: -len(path.suffix)] if path.suffix else path.name
-
-
 def apoferritin_set(split: str, limit: int | None) -> tuple[list[Path], dict[str, Path]]:
-    table = pd.read_csv(APO_DIR / "splits.csv")
+    table = pd.read_csv(APOFERRITIN / "splits.csv")
     table = table[table["split"] == split].sort_values("micrograph")
     images, labels = [], {}
     for _, row in table.iterrows():
-        png = APO_DIR / "micrographs" / row["micrograph"]
+        png = APOFERRITIN / "micrographs" / row["micrograph"]
         images.append(png)
-        labels[stem_of(png)] = APO_DIR / row["labels"]
+        labels[stem_of(png)] = APOFERRITIN / row["labels"]
     if limit:
         images = images[:limit]
         labels = {stem_of(p): labels[stem_of(p)] for p in images}
@@ -188,25 +146,6 @@ def quality_set(limit: int | None) -> tuple[list[Path], dict[str, str]]:
             images.append(png)
             classes[stem_of(png)] = folder.name
     return images, classes
-
-
-def write_mrc_copies(images: list[Path], folder: Path) -> list[Path]:
-    """float32 MRC copies (rows unchanged: row 0 = top of the PNG), 1 A/px in the header."""
-    import mrcfile
-
-    from cryosegnet.io.micrographs import read_micrograph
-
-    folder.mkdir(parents=True, exist_ok=True)
-    out = []
-    for png in images:
-        mrc = folder / f"{stem_of(png)}.mrc"
-        if not mrc.is_file():
-            data = np.ascontiguousarray(read_micrograph(png).data, dtype=np.float32)
-            with mrcfile.new(mrc, overwrite=True) as handle:
-                handle.set_data(data)
-                handle.voxel_size = 1.0
-        out.append(mrc)
-    return out
 
 
 def write_relion_micrographs_star(path: Path, micrographs: list[str], angpix: float) -> None:
@@ -262,37 +201,14 @@ def read_pick_folder(folder: Path) -> dict[str, pd.DataFrame]:
     return picks
 
 
-def score_apoferritin(
-    picks: dict[str, pd.DataFrame], labels: dict[str, pd.DataFrame], threshold: float | None
-) -> dict:
-    from cryosegnet.evaluation.metrics import evaluate_picks
-
-    result = evaluate_picks(picks, labels, radius=RADIUS, threshold=threshold)
-    pooled = dict(result.pooled)
-    pooled["per_micrograph"] = [
-        {
-            "micrograph": m.micrograph,
-            "n_picks": m.n_picks,
-            "n_labels": m.n_labels,
-            "f1": m.f1,
-            "best_f1": m.best_f1,
-            "auprc": m.auprc,
-        }
-        for m in result.per_micrograph
-    ]
-    pooled["labels_without_picks"] = result.labels_without_picks
-    pooled["warnings"] = result.warnings
-    return pooled
-
-
 def cli_check(folder: Path, report: Path, logs: Path) -> dict:
     """The same curve scored by ``cryosegnet evaluate`` itself (pairs files by name; the
     labels folder holds every split, so labelled micrographs without picks are skipped)."""
     command = [
-        *cryosegnet_exe(),
+        *cryosegnet_command(),
         "evaluate",
         rel(folder),
-        rel(APO_DIR / "labels"),
+        rel(APOFERRITIN / "labels"),
         "--radius",
         f"{RADIUS:g}",
         "--skip-missing",
@@ -300,7 +216,7 @@ def cli_check(folder: Path, report: Path, logs: Path) -> dict:
         "-o",
         rel(report),
     ]
-    step = run_timed(command, logs / f"evaluate_{report.name}.log", cwd=REPO)
+    step = run_step(command, logs / f"evaluate_{report.name}.log", cwd=REPO)
     out = {"command": step["command"], "returncode": step["returncode"]}
     try:
         pooled = json.loads((report / "metrics.json").read_text())["pooled"]
@@ -361,7 +277,7 @@ def run_cryosegnet(
 ) -> dict:
     shutil.rmtree(out, ignore_errors=True)
     command = [
-        *cryosegnet_exe(),
+        *cryosegnet_command(),
         "pick",
         *map(rel, images),
         "-o",
@@ -373,7 +289,7 @@ def run_cryosegnet(
         "-j",
         "1",
     ]
-    step = run_timed(command, logs / f"{out.name}.log", cwd=REPO, threads=args.threads)
+    step = run_step(command, logs / f"{out.name}.log", cwd=REPO, threads=args.threads)
     text = (REPO / step["log"]).read_text(errors="replace")
     match = re.search(r"^time: ([\d.]+) s", text, re.M)
     step["batch_s"] = float(match.group(1)) if match else math.nan
@@ -425,7 +341,7 @@ def run_relion(
     odir = work / name
     shutil.rmtree(odir, ignore_errors=True)
     command = relion_command(star.name, f"{name}/", args, adjust, lowpass)
-    step = run_timed(command, logs / f"{name}.log", cwd=work, threads=args.threads)
+    step = run_step(command, logs / f"{name}.log", cwd=work, threads=args.threads)
     step["batch_s"] = math.nan
     return step, odir
 
@@ -484,7 +400,7 @@ def benchmark(args: argparse.Namespace) -> dict:
     classes: dict[str, str] = {}
     if args.quality:
         sets["quality"], classes = quality_set(args.quality_limit)
-    mrcs = {name: write_mrc_copies(images, work / f"mrc_{name}") for name, images in sets.items()}
+    mrcs = {name: mrc_copies(images, work / f"mrc_{name}", 1.0) for name, images in sets.items()}
 
     tools = cryosegnet_tools()
     relion_tools = [
@@ -554,15 +470,17 @@ def benchmark(args: argparse.Namespace) -> dict:
             result["ok"] = all(s["returncode"] == 0 for s in steps)
             if not result["ok"]:
                 result["error"] = "; ".join(
-                    log_tail(s["log"]) for s in steps if s["returncode"] != 0
+                    log_tail(REPO / s["log"], 4, command_line=True)
+                    for s in steps
+                    if s["returncode"] != 0
                 )
                 print("  FAILED:", result["error"], flush=True)
             result["time"] = per_mic(steps[0], n)
             if len(steps) > 1:
                 result["time_curve_run"] = per_mic(steps[1], n)
             if set_name == "apoferritin":
-                result["curve"] = score_apoferritin(curve_picks, labels, None)
-                result["at_default"] = score_apoferritin(default_picks, labels, threshold)
+                result["curve"] = sweep(curve_picks, labels, None, RADIUS)
+                result["at_default"] = sweep(default_picks, labels, threshold, RADIUS)
                 result["cli_check"] = cli_check(
                     codir if tool.get("relion") else work / f"{set_name}_{tool['key']}",
                     work / "evaluate" / tool["key"],
@@ -607,12 +525,6 @@ def _subset_check(default: dict[str, pd.DataFrame], curve: dict[str, pd.DataFram
 
 
 # ----------------------------------------------------------------------------- tables
-
-
-def _f(value, digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "-"
-    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
 SHORT_CLASS = {
@@ -666,13 +578,13 @@ def markdown(record: dict) -> str:
             dt = (
                 "adjust 0 (per-mic.)"
                 if t["default_threshold"] is None
-                else _f(float(t["default_threshold"]), 2)
+                else fmt(float(t["default_threshold"]), 2)
             )
             lines.append(
-                f"| {t['name']} | {_f(c.get('best_f1'))} | {_f(c.get('best_threshold'), 2)} | "
-                f"{_f(c.get('auprc'))} | {_f(c.get('max_recall', c.get('recall_at_lowest')))} "
-                f"| {_f(d.get('f1'))} | {_f(d.get('precision'), 2)} / "
-                f"{_f(d.get('recall'), 2)} | {d.get('n_picks', '-')} | {dt} |"
+                f"| {t['name']} | {fmt(c.get('best_f1'))} | {fmt(c.get('best_threshold'), 2)} | "
+                f"{fmt(c.get('auprc'))} | {fmt(c.get('max_recall', c.get('recall_at_lowest')))} "
+                f"| {fmt(d.get('f1'))} | {fmt(d.get('precision'), 2)} / "
+                f"{fmt(d.get('recall'), 2)} | {d.get('n_picks', '-')} | {dt} |"
             )
         lines += [""]
     q = record["sets"].get("quality")
@@ -691,7 +603,7 @@ def markdown(record: dict) -> str:
         for t in q["tools"].values():
             m = t.get("median_per_class", {})
             lines.append(
-                f"| {t['name']} | " + " | ".join(_f(m.get(c), 0) for c in class_names) + " |"
+                f"| {t['name']} | " + " | ".join(fmt(m.get(c), 0) for c in class_names) + " |"
             )
         lines += [""]
     lines += [
@@ -710,7 +622,7 @@ def markdown(record: dict) -> str:
         cells = []
         for entry in record["sets"].values():
             t = entry["tools"].get(key, {}).get("time", {})
-            cells += [_f(t.get("wall_s_per_mic"), 2), _f(t.get("batch_s_per_mic"), 2)]
+            cells += [fmt(t.get("wall_s_per_mic"), 2), fmt(t.get("batch_s_per_mic"), 2)]
         name = next(iter(record["sets"].values()))["tools"][key]["name"]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += [
@@ -812,8 +724,8 @@ def main() -> None:
     if args.table_only:
         record = json.loads(json_path.read_text())
     else:
-        if not APO_DIR.is_dir():
-            sys.exit(f"no data at {APO_DIR}")
+        if not APOFERRITIN.is_dir():
+            sys.exit(f"no data at {APOFERRITIN}")
         from cryosegnet.io.jsonsafe import json_safe
 
         record = json_safe(benchmark(args))

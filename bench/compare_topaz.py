@@ -49,106 +49,32 @@ import shlex
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-from benchlib import wait_with_deadline
+import peers
+from benchlib import (
+    APOFERRITIN,
+    EPU_FILE,
+    REPO,
+    TOPAZ,
+    cryosegnet_command,
+    fmt,
+    log_tail,
+    run_timed,
+    stem_of,
+    write_mrc,
+)
 
 from cryosegnet.io.jsonsafe import json_default, json_safe
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-REAL_DIR = SHARED / "data" / "real" / "empiar10146-apoferritin"
-EPU_FILE = SHARED / "data" / "real" / "unlabeled-raw" / "epu2.9_example.mrc"
-# $TOPAZ, else a topaz-venv beside the repository (where the benchmark machine has it).
-DEFAULT_TOPAZ = Path(os.environ.get("TOPAZ", REPO.parent / "topaz-venv" / "bin" / "topaz"))
 TOPAZ_DEFAULT_THRESHOLD = 0.0  # log-likelihood ratio 0 = p(particle) 0.5
 
 
 # ----------------------------------------------------------------------------- running tools
-
-
-@dataclass
-class Timed:
-    """One subprocess: its command, exit code, wall/CPU seconds, peak RSS, and the wall seconds
-    until it printed ``marker`` (its start-up), NaN if it never did."""
-
-    command: list[str]
-    returncode: int
-    wall_s: float
-    cpu_s: float
-    max_rss_mb: float
-    log: str
-    marker_s: float = float("nan")
-
-    @property
-    def ok(self) -> bool:
-        return self.returncode == 0
-
-
-THREAD_VARIABLES = (
-    "OMP_NUM_THREADS",
-    "MKL_NUM_THREADS",
-    "OPENBLAS_NUM_THREADS",
-    "OPENCV_FOR_THREADS_NUM",
-)
-
-
-def thread_env(threads: int) -> dict[str, str]:
-    """Environment pinning torch/BLAS/OpenCV to ``threads`` threads (0: leave the defaults)."""
-    return {name: str(threads) for name in THREAD_VARIABLES} if threads > 0 else {}
-
-
-def run_timed(
-    command: list[str], log: Path, timeout: float, marker: str | None = None, threads: int = 0
-) -> Timed:
-    """Run ``command``, its output time-stamped into ``log``; resource use from ``os.wait4``
-    (this child alone, so peak RSS is its own)."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", **thread_env(threads)}
-    marker_s = [float("nan")]
-    with open(log, "w") as handle:
-        handle.write("$ " + shlex.join(command) + "\n")
-        handle.flush()
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(
-            command,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            env=env,
-            text=True,
-            errors="replace",
-        )
-
-        def pump() -> None:
-            for line in proc.stdout:
-                now = time.perf_counter() - t0
-                if marker and marker in line and not math.isfinite(marker_s[0]):
-                    marker_s[0] = now
-                handle.write(f"[{now:8.2f}s] {line}")
-
-        reader = threading.Thread(target=pump, daemon=True)
-        reader.start()
-        status, usage, killed = wait_with_deadline(proc, timeout)
-        if killed:
-            handle.write(f"\n[bench] killed after {timeout:.0f} s\n")
-        wall = time.perf_counter() - t0
-        reader.join(timeout=10)
-    proc.returncode = os.waitstatus_to_exitcode(status)  # so Popen does not reap it again
-    return Timed(
-        command=command,
-        returncode=proc.returncode,
-        wall_s=wall,
-        cpu_s=usage.ru_utime + usage.ru_stime,
-        max_rss_mb=usage.ru_maxrss / 1024.0,  # Linux: kB
-        log=str(log),
-        marker_s=marker_s[0],
-    )
 
 
 # Runs ``topaz ARGS`` after importing every Topaz command module (and so torch), printing a
@@ -171,21 +97,6 @@ def topaz_command(topaz: Path, *arguments: str) -> list[str]:
     return [str(python), "-c", TOPAZ_LAUNCHER, *arguments]
 
 
-def log_tail(path: str | Path, n: int = 3) -> str:
-    try:
-        text = Path(path).read_text(errors="replace")
-        text = text.split("\n", 1)[1] if text.startswith("$ ") else text  # the command line
-        lines = [re.sub(r"^\[[ \d.]+s\] ", "", ln) for ln in text.splitlines() if ln.strip()]
-    except OSError:
-        return ""
-    return " | ".join(lines[-n:])[-400:]
-
-
-def cryosegnet_command() -> list[str]:
-    exe = Path(sys.executable).with_name("cryosegnet")
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "cryosegnet.cli.main"]
-
-
 # ----------------------------------------------------------------------------- data sets
 
 
@@ -202,17 +113,6 @@ class Dataset:
     shapes: dict[str, tuple[int, int]]
     prepare_s: float = 0.0
     notes: list[str] = field(default_factory=list)
-
-
-def _stem(path: Path) -> str:
-    return path.name[: -len(path.suffix)] if path.suffix else path.name
-
-
-def _write_mrc(path: Path, data: np.ndarray) -> None:
-    import mrcfile
-
-    with mrcfile.new(path, overwrite=True) as handle:
-        handle.set_data(np.ascontiguousarray(data, dtype=np.float32))
 
 
 def _label_diameter(csv: Path, fallback: float) -> float:
@@ -244,7 +144,7 @@ def prepare_real(work: Path, source: Path) -> Dataset:
         shutil.copy(csv, labels_dir / csv.name)
         data = read_micrograph(png).data
         mrc = mrc_dir / f"{stem}.mrc"
-        _write_mrc(mrc, data)
+        write_mrc(mrc, data)
         images.append(png)
         topaz_images.append(mrc)
         diameters[stem] = _label_diameter(csv, 68.0)
@@ -295,7 +195,7 @@ def prepare_synthetic(
     labels_dir.mkdir(parents=True, exist_ok=True)
     images, diameters, shapes = [], {}, {}
     for mrc in sorted(sim_dir.glob("*.mrc")):
-        stem = _stem(mrc)
+        stem = stem_of(mrc)
         csv = sim_dir / f"{stem}.csv"
         if not csv.is_file():
             continue
@@ -328,7 +228,7 @@ def prepare_epu(path: Path, diameter: float) -> Dataset:
 
     with mrcfile.mmap(path, permissive=True) as handle:
         shape = tuple(int(v) for v in handle.data.shape[-2:])
-    stem = _stem(path)
+    stem = stem_of(path)
     return Dataset(
         name="epu",
         description=f"raw EPU MRC {path.name} ({shape[1]}x{shape[0]}), timing only",
@@ -382,7 +282,7 @@ def run_cryosegnet(
     shutil.rmtree(out, ignore_errors=True)
     groups: dict[float | None, list[Path]] = {}
     for path in ds.images:
-        key = round(ds.diameters[_stem(path)], 1) if given_diameter else None
+        key = round(ds.diameters[stem_of(path)], 1) if given_diameter else None
         groups.setdefault(key, []).append(path)
     default_t = DEFAULT_SAM_THRESHOLD if sam else DEFAULT_PEAK_THRESHOLD
     run = ToolRun(
@@ -432,7 +332,7 @@ def run_cryosegnet(
         timed = run_timed(
             command, work / f"{out.name}_{index}.log", args.timeout, threads=args.threads
         )
-        run.steps.append(asdict(timed))
+        run.steps.append(timed.to_dict())
         run.wall_s += timed.wall_s
         run.cpu_s += timed.cpu_s
         run.max_rss_mb = max(run.max_rss_mb, timed.max_rss_mb)
@@ -466,7 +366,7 @@ def run_topaz(
     out.mkdir(parents=True)
     groups: dict[tuple[int, int], list[Path]] = {}
     for path in ds.topaz_images:
-        factor, radius = topaz_factor(ds.diameters[_stem(path)], target_radius)
+        factor, radius = topaz_factor(ds.diameters[stem_of(path)], target_radius)
         groups.setdefault((factor, radius), []).append(path)
     name = "Topaz resnet16_u64" + ("" if primary else f" (radius ~{target_radius:g} px)")
     run = ToolRun(
@@ -486,9 +386,9 @@ def run_topaz(
             {
                 "downsample": f,
                 "radius_ds_px": r,
-                "diameter_px": sorted({round(ds.diameters[_stem(p)], 1) for p in paths}),
+                "diameter_px": sorted({round(ds.diameters[stem_of(p)], 1) for p in paths}),
                 "particle_radius_after_downsampling": sorted(
-                    {round(ds.diameters[_stem(p)] / 2 / f, 1) for p in paths}
+                    {round(ds.diameters[stem_of(p)] / 2 / f, 1) for p in paths}
                 ),
                 "n": len(paths),
             }
@@ -513,7 +413,7 @@ def run_topaz(
                 *threads,
                 "-o",
                 str(picks),
-                *[str(pre / f"{_stem(p)}.mrc") for p in paths],
+                *[str(pre / f"{stem_of(p)}.mrc") for p in paths],
             ],
         ]
         for k, arguments in enumerate(steps):
@@ -528,7 +428,7 @@ def run_topaz(
                 marker=TOPAZ_MARKER,
                 threads=args.threads,
             )
-            run.steps.append(asdict(timed))
+            run.steps.append(timed.to_dict())
             wall, cpu, rss = wall + timed.wall_s, cpu + timed.cpu_s, max(rss, timed.max_rss_mb)
             startup += timed.marker_s
             if not timed.ok:
@@ -580,27 +480,16 @@ def evaluate(run: ToolRun, ds: Dataset, work: Path, args: argparse.Namespace) ->
 
 
 def convention_check(picks: str, ds: Dataset, threshold: float) -> dict:
-    """Best F1 of the picks as written, with x and y swapped, and with y flipped: the written
-    convention should win clearly if coordinates line up with the labels."""
-    from cryosegnet.evaluation.metrics import evaluate_picks
+    """Best F1 of the picks as written, with x and y swapped, and with y flipped
+    (``peers.convention_check``)."""
     from cryosegnet.evaluation.pairing import load_coordinate_sets
 
-    picks_by = load_coordinate_sets(picks)
-    labels_by = load_coordinate_sets(str(ds.labels_dir))
-    variants = {}
-    for name in ("as written", "x<->y swapped", "y flipped"):
-        changed = {}
-        for key, table in picks_by.items():
-            table = table.copy()
-            if name == "x<->y swapped":
-                table[["x", "y"]] = table[["y", "x"]].to_numpy()
-            elif name == "y flipped":
-                height = ds.shapes.get(key, (0, 0))[0]
-                table["y"] = height - 1 - table["y"]
-            changed[key] = table
-        result = evaluate_picks(changed, labels_by, threshold=threshold)
-        variants[name] = {"best_f1": result.pooled["best_f1"], "auprc": result.pooled["auprc"]}
-    return variants
+    return peers.convention_check(
+        load_coordinate_sets(picks),
+        load_coordinate_sets(str(ds.labels_dir)),
+        {key: shape[0] for key, shape in ds.shapes.items()},
+        threshold,
+    )
 
 
 def labels_self_check(ds: Dataset, work: Path, args: argparse.Namespace) -> dict:
@@ -622,90 +511,9 @@ def labels_self_check(ds: Dataset, work: Path, args: argparse.Namespace) -> dict
 
 
 def overlay(ds: Dataset, runs: list[ToolRun], out: Path) -> str | None:
-    """The most-labelled micrograph (a window of ~16 particle diameters around its median
-    label), low-pass filtered: labels (green circles) and each tool's top-N picks (N = number of
-    labels; Topaz red, cryosegnet blue). A visual check that the coordinate frames line up,
-    independent of where either tool's threshold sits."""
-    import cv2
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    from cryosegnet.evaluation.pairing import load_coordinate_sets
-    from cryosegnet.io.micrographs import read_micrograph
-
-    all_labels = load_coordinate_sets(str(ds.labels_dir))
-    image_path = max(ds.images, key=lambda p: len(all_labels.get(_stem(p), [])))
-    key = _stem(image_path)
-    diameter = ds.diameters.get(key, 50.0)
-    labels = all_labels.get(key)
-    data = read_micrograph(image_path).data.astype(np.float32)
-    x0 = y0 = 0
-    side = int(16 * diameter)
-    if labels is not None and len(labels) and max(data.shape) > side:
-        cx, cy = (int(v) for v in labels[["x", "y"]].median())
-        x0 = int(np.clip(cx - side // 2, 0, max(0, data.shape[1] - side)))
-        y0 = int(np.clip(cy - side // 2, 0, max(0, data.shape[0] - side)))
-        data = data[y0 : y0 + side, x0 : x0 + side]
-    step = max(1, int(math.ceil(max(data.shape) / 1200)))
-    if step > 1:
-        h, w = (data.shape[0] // step) * step, (data.shape[1] // step) * step
-        data = data[:h, :w].reshape(h // step, step, w // step, step).mean(axis=(1, 3))
-    data = cv2.GaussianBlur(data, (0, 0), max(1.0, diameter / step / 10))
-    lo, hi = np.percentile(data, [1, 99])
-    n_top = len(labels) if labels is not None else 100
-    fig, ax = plt.subplots(figsize=(9, 9 * data.shape[0] / data.shape[1]), dpi=110)
-    try:
-        ax.imshow(
-            data,
-            cmap="gray",
-            vmin=lo,
-            vmax=hi,
-            extent=(
-                x0 - 0.5,
-                x0 + data.shape[1] * step - 0.5,
-                y0 + data.shape[0] * step - 0.5,
-                y0 - 0.5,
-            ),
-        )
-        if labels is not None:
-            for x, y in labels[["x", "y"]].to_numpy(float):
-                ax.add_patch(plt.Circle((x, y), diameter / 2, fill=False, color="lime", lw=0.8))
-        colours = {
-            "Topaz": "red",
-            "cryosegnet (built-in)": "deepskyblue",
-            "cryosegnet (SAM)": "orange",
-            "cryosegnet (built-in, diameter given)": "magenta",
-        }
-        for run in runs:
-            if not run.ok or not run.picks:
-                continue
-            picks = load_coordinate_sets(run.picks).get(key)
-            if picks is None:
-                continue
-            picks = picks.sort_values("score", ascending=False).head(n_top)
-            colour = next((c for name, c in colours.items() if run.tool.startswith(name)), "y")
-            ax.plot(
-                picks["x"],
-                picks["y"],
-                "+",
-                color=colour,
-                ms=7,
-                mew=1.2,
-                label=f"{run.tool}: top {len(picks)} picks",
-            )
-        ax.set_xlim(x0 - 0.5, x0 + data.shape[1] * step - 0.5)
-        ax.set_ylim(y0 + data.shape[0] * step - 0.5, y0 - 0.5)
-        ax.set_title(f"{ds.name}: {key} (low-pass) - green circles: labels")
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(loc="upper right", fontsize=8)
-        fig.tight_layout()
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out)
-    finally:
-        plt.close(fig)
-    return str(out)
+    """Labels and each tool's top picks on the most-labelled micrograph (``peers.overlay``)."""
+    shown = [(run.tool, run.picks) for run in runs if run.ok and run.picks]
+    return peers.overlay(ds.images, ds.labels_dir, ds.diameters, shown, out, ds.name)
 
 
 # ----------------------------------------------------------------------------- report
@@ -762,12 +570,6 @@ def versions(topaz: Path) -> dict:
     return out
 
 
-def _f(value, digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "-"
-    return f"{value:.{digits}f}"
-
-
 def results_table(records: list[dict]) -> str:
     head = (
         "| set | tool | mics | picks @default | precision | recall | F1 @default | best F1 "
@@ -783,13 +585,13 @@ def results_table(records: list[dict]) -> str:
             if r["ok"] and "error" not in (r.get("evaluation") or {})
             else ("FAILED: " + (r["error"] or r["evaluation"].get("error", ""))[:160])
         )
-        best = f"{_f(p.get('best_f1'))} ({_f(p.get('best_threshold'), 2)})" if p else "-"
+        best = f"{fmt(p.get('best_f1'))} ({fmt(p.get('best_threshold'), 2)})" if p else "-"
         excl = (r["wall_s"] - r["startup_s"]) / n if math.isfinite(r["startup_s"]) else math.nan
         lines.append(
             f"| {r['dataset']} | {r['tool']} | {r['n_micrographs']} | "
-            f"{p.get('n_picks', '-')} | {_f(p.get('precision'))} | {_f(p.get('recall'))} | "
-            f"{_f(p.get('f1'))} | {best} | {_f(p.get('auprc'))} | {_f(r['wall_s'] / n, 1)} | "
-            f"{_f(r['cpu_s'] / n, 1)} | {_f(excl, 1)} | {_f(r['max_rss_mb'] / 1024, 2)} | "
+            f"{p.get('n_picks', '-')} | {fmt(p.get('precision'))} | {fmt(p.get('recall'))} | "
+            f"{fmt(p.get('f1'))} | {best} | {fmt(p.get('auprc'))} | {fmt(r['wall_s'] / n, 1)} | "
+            f"{fmt(r['cpu_s'] / n, 1)} | {fmt(excl, 1)} | {fmt(r['max_rss_mb'] / 1024, 2)} | "
             f"{status} |"
         )
     return "\n".join(lines)
@@ -842,8 +644,8 @@ def targets_table(records: list[dict]) -> str:
             vs_best = f"{_best_f1(ours) - _best_f1(strongest):+.3f} ({strongest['tool']})"
         lines.append(
             f"| {dataset} | {diff('f1')} | {diff('best_f1')} | {vs_best} | "
-            f"{_f(ratio, 2)} | "
-            f"{_f(wall, 2)} | {_f(net, 2)} | {_f(ours['max_rss_mb'] / 1024, 2)} GB |"
+            f"{fmt(ratio, 2)} | "
+            f"{fmt(wall, 2)} | {fmt(net, 2)} | {fmt(ours['max_rss_mb'] / 1024, 2)} GB |"
         )
     return "\n".join(lines)
 
@@ -935,7 +737,7 @@ def write_markdown(record: dict) -> str:
                 f"- {ds['name']}, {tool}: best F1 (AUPRC) as written / x<->y swapped / "
                 "y flipped: "
                 + " / ".join(
-                    f"{_f(val['best_f1'])} ({_f(val['auprc'])})" for val in variants.values()
+                    f"{fmt(val['best_f1'])} ({fmt(val['auprc'])})" for val in variants.values()
                 )
             )
         if ds.get("overlay"):
@@ -971,7 +773,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--sets", default="real,synthetic,epu", help="comma-separated subset of real,synthetic,epu"
     )
-    parser.add_argument("--real-dir", type=Path, default=REAL_DIR)
+    parser.add_argument("--real-dir", type=Path, default=APOFERRITIN)
     parser.add_argument("--epu", type=Path, default=EPU_FILE)
     parser.add_argument(
         "--epu-diameter",
@@ -984,7 +786,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--synthetic-size", type=int, default=4096)
     parser.add_argument("--synthetic-seed", type=int, default=9001)
     parser.add_argument("--synthetic-difficulty", default="hard")
-    parser.add_argument("--topaz", type=Path, default=DEFAULT_TOPAZ, help="topaz executable")
+    parser.add_argument("--topaz", type=Path, default=TOPAZ, help="topaz executable")
     parser.add_argument(
         "--topaz-target-radius",
         type=float,

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shlex
 import subprocess
@@ -26,13 +27,10 @@ import sys
 import time
 from pathlib import Path
 
-import mrcfile
 import pandas as pd
+from benchlib import APOFERRITIN as DATA
+from benchlib import REPO, RESULTS, TOPAZ, mrc_copies, run_timed
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data" / "real" / "empiar10146-apoferritin"
-RESULTS = REPO / "bench" / "results"
-TOPAZ = Path(os.environ.get("TOPAZ", REPO.parent / "topaz-venv" / "bin" / "topaz"))
 DIAMETER = 68.0
 TOPAZ_DOWNSAMPLE = 2
 
@@ -43,11 +41,12 @@ def split(name: str) -> list[str]:
 
 
 def run(command: list[str], log: Path) -> float:
+    """Run ``command``, its output into ``log``; its wall seconds (an error if it fails)."""
     print("$ " + shlex.join(command), flush=True)
-    start = time.perf_counter()
-    with open(log, "w") as handle:
-        subprocess.run(command, check=True, stdout=handle, stderr=subprocess.STDOUT)
-    return time.perf_counter() - start
+    timed = run_timed(command, log, math.inf, stamp=False)
+    if not timed.ok:
+        raise subprocess.CalledProcessError(timed.returncode, command)
+    return timed.wall_s
 
 
 def score(picks: dict[str, pd.DataFrame], threshold: float | None) -> dict:
@@ -140,17 +139,7 @@ def cryosegnet_track(work: Path, args: argparse.Namespace) -> dict:
 
 def as_mrc(stems: list[str], out: Path) -> list[Path]:
     """Topaz 0.3 reads MRC, not 16-bit PNG: float32 copies."""
-    from cryosegnet.io.micrographs import read_micrograph
-
-    out.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for stem in stems:
-        path = out / f"{stem}.mrc"
-        if not path.is_file():
-            with mrcfile.new(path, overwrite=True) as handle:
-                handle.set_data(read_micrograph(DATA / "micrographs" / f"{stem}.png").data)
-        paths.append(path)
-    return paths
+    return mrc_copies([DATA / "micrographs" / f"{stem}.png" for stem in stems], out)
 
 
 def topaz_track(work: Path, args: argparse.Namespace) -> dict:
