@@ -17,6 +17,7 @@ SUBCOMMAND_MODULES = (
     "simulate",
     "train",
     "finetune",
+    "adapt",
     "evaluate",
     "export_model",
     "show",

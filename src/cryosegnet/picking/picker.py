@@ -415,7 +415,10 @@ def labelled_diameter(checkpoint: dict, key: str = "diameter_px_median") -> floa
     """
     train = ((checkpoint.get("metadata") or {}).get("data") or {}).get("train") or {}
     diameter = train.get(key)
-    if train.get("sources") == ["labelled"] and diameter and np.isfinite(diameter):
+    # Labels, or the pseudo-labels of a model adapted to one dataset (training/adapt.py).
+    sources = train.get("sources") or []
+    one_protein = bool(sources) and set(sources) <= {"labelled", "pseudo"}
+    if one_protein and diameter and np.isfinite(diameter):
         return float(diameter)
     return None
 

@@ -43,7 +43,7 @@ def random_crop(
     rng: np.random.Generator,
     settings: AugmentSettings | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A ``size``x``size`` crop: (image float32 in [0, 1], target float32 0/1).
+    """A ``size``x``size`` crop: (image float32 in [0, 1], target float32 0/1, 2 = ignored).
 
     ``image`` is the uint8 denoised micrograph, ``target`` its disk mask. Images smaller than
     the window are reflect-padded (the target is padded with background).
@@ -64,8 +64,7 @@ def random_crop(
     if window != size:
         interpolation = cv2.INTER_AREA if window > size else cv2.INTER_LINEAR
         img = cv2.resize(img, (size, size), interpolation=interpolation)
-        tgt = cv2.resize(tgt.astype(np.float32), (size, size), interpolation=cv2.INTER_LINEAR)
-        tgt = (tgt >= 0.5).astype(np.float32)
+        tgt = _resize_target(tgt, size)
     img = img.astype(np.float32) / 255.0
     tgt = tgt.astype(np.float32)
     if settings.enabled and settings.flips:
@@ -77,6 +76,21 @@ def random_crop(
     if settings.enabled:
         img = jitter_intensity(img, rng, settings)
     return np.ascontiguousarray(img), np.ascontiguousarray(tgt)
+
+
+def _resize_target(target: np.ndarray, size: int) -> np.ndarray:
+    """Resize a 0/1 target (with ignored pixels = 2, see training/dataset.py) to ``size``:
+    each class is resized on its own and thresholded at one half, particles first."""
+    particle = cv2.resize(
+        (target == 1).astype(np.float32), (size, size), interpolation=cv2.INTER_LINEAR
+    )
+    out = (particle >= 0.5).astype(np.float32)
+    if (target == 2).any():
+        ignored = cv2.resize(
+            (target == 2).astype(np.float32), (size, size), interpolation=cv2.INTER_LINEAR
+        )
+        out[(ignored >= 0.5) & (out == 0)] = 2.0
+    return out
 
 
 def jitter_intensity(

@@ -27,6 +27,10 @@ from cryosegnet.preprocessing.denoise import DenoiseSettings, denoise
 log = logging.getLogger("cryosegnet")
 
 
+# Target value of pixels the loss ignores (neither particle nor background).
+IGNORE = 2
+
+
 @dataclass
 class TrainingSample:
     """One denoised micrograph (uint8, working resolution) and its particles in working pixels.
@@ -44,15 +48,25 @@ class TrainingSample:
     source: str = "labelled"
     scale: float = 1.0
     pixel_size: float | None = None
+    # Places the loss ignores (working px): candidates whose label is unknown, such as the
+    # unsure picks of a pseudo-labelled micrograph (training/adapt.py). Empty for real labels.
+    unsure_x: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    unsure_y: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    unsure_diameter: np.ndarray = field(default_factory=lambda: np.zeros(0))
     _target: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def target(self) -> np.ndarray:
-        """Disk mask (uint8 0/1) of the particles: the paper's segmentation target."""
+        """Disk mask (uint8) of the particles, the paper's segmentation target: 1 particle,
+        0 background, :data:`IGNORE` where the loss must not look (unsure disks)."""
         if self._target is None:
-            self._target = disk_mask(self.image.shape, self.x, self.y, self.diameter).astype(
-                np.uint8
-            )
+            target = disk_mask(self.image.shape, self.x, self.y, self.diameter).astype(np.uint8)
+            if len(self.unsure_x):
+                unsure = disk_mask(
+                    self.image.shape, self.unsure_x, self.unsure_y, self.unsure_diameter
+                )
+                target[unsure & (target == 0)] = IGNORE
+            self._target = target
         return self._target
 
     @property

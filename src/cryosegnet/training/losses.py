@@ -13,11 +13,16 @@ from torch import nn
 
 
 def dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
-    """1 - soft Dice between sigmoid(logits) and the 0/1 target, pooled over the batch."""
+    """1 - soft Dice between sigmoid(logits) and the 0/1 target, pooled over the batch.
+
+    Pixels whose target is neither 0 nor 1 (2: ignored, see training/dataset.py) are left out.
+    """
     prob = torch.sigmoid(logits.float())
     target = target.float()
-    intersection = (prob * target).sum()
-    total = prob.sum() + target.sum()
+    valid = (target <= 1).float()
+    positive = (target == 1).float()
+    intersection = (prob * positive).sum()
+    total = (prob * valid).sum() + positive.sum()
     return 1.0 - (2.0 * intersection + smooth) / (total + smooth)
 
 
@@ -27,8 +32,16 @@ def bce_dice_loss(
     bce_weight: float = 1.0,
     dice_weight: float = 1.0,
 ) -> torch.Tensor:
-    """``bce_weight * BCE + dice_weight * Dice loss`` (computed in float32 under autocast)."""
-    bce = F.binary_cross_entropy_with_logits(logits.float(), target.float())
+    """``bce_weight * BCE + dice_weight * Dice loss`` (computed in float32 under autocast).
+
+    BCE is averaged over the pixels whose target is 0 or 1; ignored pixels (2) add nothing.
+    """
+    target = target.float()
+    valid = target <= 1
+    per_pixel = F.binary_cross_entropy_with_logits(
+        logits.float(), torch.where(valid, target, torch.zeros_like(target)), reduction="none"
+    )
+    bce = (per_pixel * valid).sum() / valid.sum().clamp(min=1)
     return bce_weight * bce + dice_weight * dice_loss(logits, target)
 
 
