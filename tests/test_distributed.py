@@ -130,9 +130,13 @@ def test_failures_are_reported_per_micrograph(session, tmp_path) -> None:
     paths, kwargs = session
     bad = Path("mics") / "broken.mrc"
     (tmp_path / bad).write_bytes(b"not an mrc file at all" * 10)
-    summary = pick_distributed([*paths, bad], "dask", kwargs, n_workers=1)
-    assert list(summary.failures) == [str(bad)]
+    tiny = Path("mics") / "tiny.mrc"  # too small to pick, refused on the worker as in-process
+    with mrcfile.new(tmp_path / tiny) as mrc:
+        mrc.set_data(np.random.default_rng(0).normal(size=(64, 64)).astype(np.float32))
+    summary = pick_distributed([*paths, bad, tiny], "dask", kwargs, n_workers=1)
+    assert sorted(summary.failures) == sorted([str(bad), str(tiny)])
     assert "broken.mrc" in summary.failures[str(bad)]
+    assert "at least 128 px" in summary.failures[str(tiny)]
     assert len(summary.done) == len(paths)
 
 
@@ -166,30 +170,76 @@ def test_cli_dask_workers_gives_the_in_process_files(session, tmp_path) -> None:
     assert _index(tmp_path / "cli") == _index(tmp_path / "ref")
 
 
-def test_cli_refuses_what_dask_cannot_do_yet(session, tmp_path, capsys) -> None:
+def _pick_cli(model, inputs: list[str], out: str, *extra: str) -> int:
     from cryosegnet.cli.main import main
 
-    paths, kwargs = session
-    code = main(
-        [
-            "pick",
-            "mics",
-            "-o",
-            "cli",
-            "--model",
-            kwargs["model"],
-            "--stage",
-            "peaks",
-            "--diameter",
-            "120A",
-            "--angpix",
-            "1.0",
-            "--dask-workers",
-            "2",
-        ]
+    options = ["--model", str(model), "--stage", "peaks", "--threshold", "0", "--no-progress"]
+    return main(["pick", *inputs, "-o", out, *options, *extra])
+
+
+def _same_files(tmp_path: Path, ref: str, out: str) -> dict:
+    expected, got = _results(tmp_path / ref), _results(tmp_path / out)
+    assert expected.keys() == got.keys() and expected
+    for name in expected:
+        assert got[name] == expected[name], name  # same picks, same manifest
+    assert _index(tmp_path / out) == _index(tmp_path / ref)
+    return got
+
+
+def test_angstrom_diameter_on_dask_gives_the_in_process_files(
+    tmp_path, tiny_model, monkeypatch
+) -> None:
+    """--diameter 32A: each micrograph at its own header's pixel size, as in one process."""
+    monkeypatch.chdir(tmp_path)
+    for i, path in enumerate(_micrographs(tmp_path / "mics", n=4)):
+        with mrcfile.open(path, "r+") as mrc:
+            mrc.voxel_size = 2.0 if i % 2 else 1.0  # 16 px and 32 px
+    assert _pick_cli(tiny_model, ["mics"], "ref", "--diameter", "32A") == 0
+    assert _pick_cli(tiny_model, ["mics"], "dask", "--diameter", "32A", "--dask-workers", "2") == 0
+    results = _same_files(tmp_path, "ref", "dask")
+    diameters = {name: manifest["diameter_px"] for name, (_, manifest) in results.items()}
+    assert sorted(set(diameters.values())) == [16.0, 32.0], diameters
+    for _, manifest in results.values():
+        assert manifest["options"]["diameter"] == {"angstrom": 32.0, "pixel_size": "header"}
+
+
+def test_relion_star_input_on_dask_gives_the_in_process_files(
+    tmp_path, tiny_model, monkeypatch
+) -> None:
+    """A micrographs_ctf.star: its micrographs, named and laid out as RELION names them, at
+    the optics group's pixel size (the headers have none), as in one process."""
+    monkeypatch.chdir(tmp_path)
+    movies = tmp_path / "MotionCorr" / "job002" / "Movies"
+    paths = _micrographs(movies, n=3)
+    (movies / "day2").mkdir()
+    paths[2] = paths[2].rename(movies / "day2" / paths[2].name)
+    names = [str(p.relative_to(tmp_path)) for p in paths]
+    star = Path("CtfFind/job003/micrographs_ctf.star")
+    star.parent.mkdir(parents=True)
+    star.write_text(
+        "data_optics\n\nloop_\n_rlnOpticsGroupName #1\n_rlnOpticsGroup #2\n"
+        "_rlnMicrographPixelSize #3\nopticsGroup1 1 2.0\n\n"
+        "data_micrographs\n\nloop_\n_rlnMicrographName #1\n_rlnOpticsGroup #2\n"
+        + "".join(f"{name} 1\n" for name in names)
     )
+    assert _pick_cli(tiny_model, [str(star)], "ref", "--diameter-angstrom", "32") == 0
+    extra = ("--diameter-angstrom", "32", "--dask-workers", "2")
+    assert _pick_cli(tiny_model, [str(star)], "dask", *extra) == 0
+    results = _same_files(tmp_path, "ref", "dask")
+    assert sorted(results) == sorted(
+        f"Movies/{p.parent.name + '/' if p.parent.name == 'day2' else ''}{p.stem}_autopick.star"
+        for p in paths
+    )
+    assert all(manifest["diameter_px"] == 16.0 for _, manifest in results.values())
+    assert sorted(m for m, _ in _index(tmp_path / "dask")[1]) == sorted(names)
+
+
+def test_cli_refuses_what_dask_cannot_do_yet(session, tmp_path, capsys) -> None:
+    paths, kwargs = session
+    (tmp_path / "incoming").mkdir()
+    code = _pick_cli(kwargs["model"], [], "cli", "--watch", "incoming", "--dask-workers", "2")
     assert code != 0
-    assert "not yet with a diameter in Å" in capsys.readouterr().err
+    assert "not yet with --watch" in capsys.readouterr().err
     assert not (tmp_path / "cli" / "particles.star").exists()
 
 

@@ -294,7 +294,15 @@ def run(args: argparse.Namespace) -> int:
         from cryosegnet.picking.distributed import run_from_cli
 
         return run_from_cli(
-            args, micrographs, picker_kwargs, picker, formats, problems, stars, angstrom
+            args,
+            micrographs,
+            picker_kwargs,
+            picker,
+            formats,
+            problems,
+            diameter_angstrom=angstrom,
+            pixel_sizes=pixel_sizes,
+            names=names,
         )
     if args.watch:
         return _run_watch(

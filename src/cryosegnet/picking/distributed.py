@@ -33,18 +33,19 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cryosegnet.errors import CryoSegNetError, MicrographError
-from cryosegnet.io.micrographs import read_micrograph
+from cryosegnet.errors import CryoSegNetError
 from cryosegnet.picking.batch import (
     MANIFEST_VERSION,
     BatchSizes,
     BatchSummary,
+    pick_chunk,
     picker_options,
     plan_batch,
+    read_for_picking,
     rebuild_index,
     record_failure,
     relative_folder,
@@ -58,6 +59,9 @@ log = logging.getLogger("cryosegnet")
 # One Picker per worker process and set of options: the models load once per worker.
 _PICKERS: dict[str, object] = {}
 _PICKERS_LOCK = threading.Lock()
+# An Å diameter is set on the picker for each call (batch.pick_chunk): one such call at a time
+# in a worker process whose threads share the picker.
+_PER_MICROGRAPH_DIAMETER_LOCK = threading.Lock()
 
 
 @dataclass
@@ -146,26 +150,31 @@ def _pick_one(
     box_size: float | None,
     devices: Sequence[str] | None = None,
     threads: int | None = None,
+    diameter_angstrom: float | None = None,
+    pixel_size: float | None = None,
+    file_name: str | None = None,
 ) -> dict:
     """Worker task: pick one micrograph and write its files into ``folder`` (absolute).
 
-    Returns a small record for the client; a failure of this micrograph is returned, not
-    raised (a raised exception would make the scheduler report the task as erred).
+    It reads and picks as pick_batch does (batch.read_for_picking, batch.pick_chunk):
+    ``diameter_angstrom`` is converted with ``pixel_size`` (``--angpix`` or an input STAR's;
+    None: the micrograph's header). ``file_name``: the name its files follow (default: the
+    file's own; a RELION STAR's micrograph name). Returns a small record for the client; a
+    failure of this micrograph is returned, not raised (a raised exception would make the
+    scheduler report the task as erred).
     """
     start = time.perf_counter()
     worker = _worker_name()
     name = source["name"]
+    local = Path(path)
+    sizes = BatchSizes(diameter_angstrom, PixelSizes(given=pixel_size), {})
     try:
         picker = _worker_picker(picker_kwargs, devices, threads)
-        image = read_micrograph(path).data
-        given = getattr(getattr(picker, "postprocess_settings", None), "diameter_override", None)
-        if given and given > min(image.shape):
-            raise MicrographError(
-                name,
-                f"--diameter {given:g} px is larger than the micrograph "
-                f"({image.shape[1]}x{image.shape[0]} px)",
-            )
-        result = picker.pick_many_arrays([image])[0]  # type: ignore[attr-defined]
+        image = read_for_picking(picker, local, sizes, name=name)
+        chunk = [(local, picker.preprocess(image), image.shape)]  # type: ignore[attr-defined]
+        per_micrograph = diameter_angstrom is not None
+        with _PER_MICROGRAPH_DIAMETER_LOCK if per_micrograph else contextlib.nullcontext():
+            result = pick_chunk(picker, chunk, sizes)[0]
     except Exception as exc:
         return {
             "name": name,
@@ -180,7 +189,7 @@ def _pick_one(
         # there (its file name only), so the worker's current folder does not matter.
         write_outputs(
             Path(folder),
-            Path(Path(path).name),
+            Path(file_name or local.name),
             result.picks,
             result.diameter,
             formats,
@@ -200,6 +209,7 @@ def _pick_one(
         "ok": True,
         "picks": result.picks,
         "diameter": result.diameter,
+        "pixel_size": sizes.seen_pixel_size.get(local),
         "worker": worker,
         "seconds": time.perf_counter() - start,
     }
@@ -267,6 +277,9 @@ def pick_distributed(
     debug: bool = False,
     client=None,
     options: dict | None = None,
+    diameter_angstrom: float | None = None,
+    pixel_sizes: PixelSizes | None = None,
+    names: Mapping[Path, str] | None = None,
     _task: Callable[..., dict] | None = None,
 ) -> ClusterSummary:
     """Pick ``micrographs`` on a Dask cluster into ``outdir``; the same files as pick_batch.
@@ -280,9 +293,14 @@ def pick_distributed(
     each worker (None: leave their defaults). ``progress`` logs one line per finished
     micrograph with the cluster's micrographs/s. ``options``: what the results' manifests
     record, ``picker_options(picker)`` of a picker built with ``picker_kwargs`` (default: one
-    is built here, on the CPU).
+    is built here, on the CPU). ``diameter_angstrom``, ``pixel_sizes`` and ``names`` are
+    pick_batch's: an Å diameter converted per micrograph with its pixel size (``--angpix``, an
+    input STAR's, else its header's, read on the worker), and the names (a RELION STAR's) the
+    index lists and the output layout follows.
     """
     picker_kwargs = dict(picker_kwargs or {})
+    if diameter_angstrom is not None:  # the workers set each micrograph's px diameter
+        picker_kwargs.setdefault("diameter_per_micrograph", True)
     if str(outdir).strip() == "":
         raise CryoSegNetError("output folder: empty name (give -o DIR)")
     out = Path(outdir)  # as given: the index names files as pick_batch does
@@ -299,6 +317,7 @@ def pick_distributed(
 
         options = picker_options(Picker(**{**picker_kwargs, "device": "cpu"}))
     summary = ClusterSummary()
+    sizes = BatchSizes(diameter_angstrom, pixel_sizes or PixelSizes(), dict(names or {}))
     run_lock = start_run(out)
     try:
         todo = _plan(
@@ -310,6 +329,7 @@ def pick_distributed(
             box_size,
             overwrite,
             debug,
+            sizes,
         )
         if todo:
             clustered = (
@@ -332,6 +352,7 @@ def pick_distributed(
                     debug,
                     summary,
                     _task or _pick_one,
+                    sizes,
                 )
         try:
             summary.index_entries = rebuild_index(out)
@@ -344,9 +365,8 @@ def pick_distributed(
     return summary
 
 
-def _plan(summary, micrographs, out, options, formats, box_size, overwrite, debug):
+def _plan(summary, micrographs, out, options, formats, box_size, overwrite, debug, sizes):
     """What to pick: (path, source) per micrograph; finished ones are skipped as in pick_batch."""
-    sizes = BatchSizes(None, PixelSizes(), {})
     return plan_batch(
         micrographs, out, formats, overwrite, box_size, debug, options, summary, sizes
     )
@@ -366,6 +386,7 @@ def _run(
     debug,
     summary,
     task,
+    sizes: BatchSizes,
 ) -> None:
     from distributed import as_completed
 
@@ -380,19 +401,23 @@ def _run(
     by_name = {source["name"]: path for path, source in todo}
     futures = []
     for path, source in todo:
-        folder = os.path.abspath(out / relative_folder(path))  # workers: absolute paths
+        layout = sizes.layout(path)  # as pick_batch lays out and records each micrograph
+        folder = os.path.abspath(out / relative_folder(layout))  # workers: absolute paths
         futures.append(
             client.submit(
                 task,
                 os.path.abspath(path),
                 folder,
                 source,
-                options,
+                sizes.options(path, options),
                 picker_kwargs,
                 tuple(formats),
                 box_size,
                 list(devices) if devices else None,
                 threads,
+                diameter_angstrom=sizes.angstrom,
+                pixel_size=sizes.pixel_sizes.explicit(path),
+                file_name=layout.name,
                 key=f"cryosegnet-pick-{source['path']}-{time.time_ns()}",
                 pure=False,
             )
@@ -420,6 +445,7 @@ def _run(
             summary.done[str(path)] = record["picks"]
             if record["diameter"]:
                 summary.diameters.append(float(record["diameter"]))
+                summary.pixel_sizes.append(record.get("pixel_size"))
             if progress:
                 elapsed = time.perf_counter() - start
                 log.info(
@@ -466,26 +492,20 @@ def run_from_cli(
     picker,
     formats,
     problems=(),
-    star_inputs=(),
+    *,
     diameter_angstrom: float | None = None,
+    pixel_sizes: PixelSizes | None = None,
+    names: Mapping[Path, str] | None = None,
 ) -> int:
     """``cryosegnet pick`` with ``--scheduler`` / ``--dask-workers`` / ``--devices``: pick,
-    print the summary, return the exit code (as the in-process run does)."""
+    print the summary, return the exit code (as the in-process run does). The Å diameter,
+    pixel sizes and names (of RELION STAR inputs) are those the in-process run is given."""
     import sys
 
-    unsupported = [
-        what
-        for what, given in (
-            ("--watch", getattr(args, "watch", None)),
-            ("RELION STAR inputs", list(star_inputs)),
-            ("a diameter in Å", diameter_angstrom is not None),
-        )
-        if given
-    ]
-    if unsupported:
+    if getattr(args, "watch", None):
         raise CryoSegNetError(
-            f"--scheduler/--dask-workers/--devices: not yet with {', '.join(unsupported)}; "
-            "pick in one process (without them), or give micrograph files and --diameter in px"
+            "--scheduler/--dask-workers/--devices: not yet with --watch; "
+            "pick in one process (without them)"
         )
     devices = parse_devices(getattr(args, "devices", None))
     n_workers = getattr(args, "dask_workers", None) or (len(devices) if devices else None)
@@ -510,6 +530,9 @@ def run_from_cli(
         progress=not args.no_progress,
         debug=args.debug,
         options=picker_options(picker),
+        diameter_angstrom=diameter_angstrom,
+        pixel_sizes=pixel_sizes,
+        names=names,
     )
     for problem in problems:
         summary.failures[problem.split(":", 1)[0]] = problem
