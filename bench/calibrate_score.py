@@ -111,6 +111,29 @@ def score_variant(picker: Picker, fields: list[dict], maps: list, given: bool) -
     }
 
 
+def markdown(record: dict) -> str:
+    """The table of ``record`` (this script's JSON) for BENCHMARKS.md."""
+    lines = [
+        "Held-out simulated fields (seeds 8000+): "
+        f"{record['fields']} in all, with particles, empty vitreous ice and crystalline ice. "
+        "Best F1 and AUPRC on the fields with particles (one-to-one within half the particle "
+        "diameter, pooled); picks = median per field at that best-F1 threshold. Commands: "
+        + "; ".join(f"`{c}`" for c in record.get("commands", [record.get("command", "")]))
+        + ".",
+        "",
+        "| model | score | diameter | best F1 | at score | AUPRC | picks: particles | empty "
+        "| crystalline |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in record["rows"]:
+        lines.append(
+            f"| {r['model']} | {r['score']} | {r['diameter']} | {r['best_f1']:.3f} | "
+            f"{r['best_threshold']:.3f} | {r['auprc']:.3f} | {r['median_picks_particles']:g} | "
+            f"{r['median_picks_empty']:g} | {r['median_picks_crystalline']:g} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["default"], help="checkpoints, or default")
@@ -120,7 +143,18 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=8000)
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--json", default=None, help="write the figures here")
+    parser.add_argument(
+        "--table-only",
+        metavar="JSON",
+        help="write the markdown table of a results JSON next to it (.md) and stop",
+    )
     args = parser.parse_args()
+    if args.table_only:
+        with open(args.table_only) as handle:
+            record = json.load(handle)
+        with open(args.table_only.removesuffix(".json") + ".md", "w") as handle:
+            handle.write(markdown(record))
+        return
 
     start = time.perf_counter()
     fields = held_out_fields(args.n, args.empty, args.crystalline, args.seed, args.size)
@@ -152,6 +186,9 @@ def main() -> None:
                 handle,
                 indent=2,
             )
+        with open(args.json.removesuffix(".json") + ".md", "w") as handle:
+            with open(args.json) as source:
+                handle.write(markdown(json.load(source)))
 
 
 if __name__ == "__main__":

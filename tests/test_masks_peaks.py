@@ -90,3 +90,19 @@ def test_given_diameter_overrides_the_estimate():
     with pytest.raises(ValueError):
         PeakMaskGenerator(diameter=-1)
     assert PeakMaskGenerator().generate(np.zeros((128, 128), np.float32)) == []
+
+
+def test_probability_score_is_the_maps_value_and_contrast_its_rise_above_the_surroundings():
+    """The same disk on a raised plateau: the contrast score stays, the probability rises."""
+    flat = disks((96, 96), [(48.0, 48.0)], 8, 0.6)
+    raised = flat + np.float32(0.3)
+    contrast = [find_peaks(m, 16, score="contrast")["score"].max() for m in (flat, raised)]
+    probability = [find_peaks(m, 16, score="probability")["score"].max() for m in (flat, raised)]
+    assert contrast[0] == pytest.approx(contrast[1], abs=1e-3)
+    assert probability[1] == pytest.approx(probability[0] + 0.3, abs=1e-3)
+    assert 0.3 < probability[0] <= 0.6  # the core average of a 0.6 disk
+    assert PeakMaskGenerator().settings.score == "contrast"
+    with pytest.raises(ValueError, match="peak score"):
+        find_peaks(flat, 16, score="sharpness")
+    with pytest.raises(ValueError, match="peak score"):
+        PeakMaskGenerator(score="sharpness")

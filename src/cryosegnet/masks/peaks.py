@@ -6,13 +6,13 @@ probability threshold then cuts particles into pieces and the watershed reports 
 particle is still where the map is highest *on the scale of a particle*, so this stage
 band-passes the map at the particle scale (smoothed over a particle's core, minus the local
 background), takes local maxima and suppresses any maximum within half a diameter of a
-stronger one. Peaks are *located* on the band-passed map, so a particle among particles still
-stands out; each peak is *scored* by the network's own probability averaged over the
-particle's core (``score="probability"``, the default): a model that has learnt what an empty
-field looks like gives near-zero scores there, and the same threshold means the same thing on
-every micrograph. ``score="contrast"`` keeps the band-passed value (how far the core stands
-above its surroundings), which ranks well within one micrograph but is as high on noise as on
-particles once the map is normalised away (bench/calibrate_score.py, BENCHMARKS.md).
+stronger one. Each peak's score is its band-passed value (``score="contrast"``, the default):
+how far the particle's core stands above its surroundings. That ranks picks far better than
+the mean over a thresholded region and needs no mask threshold (bench/tune_threshold.py).
+``score="probability"`` scores by the network's own probability averaged over the core
+instead, the figure a model that knows what an empty field looks like could calibrate; with
+the shipped model it ranks slightly worse and says "empty" no better
+(bench/calibrate_score.py, BENCHMARKS.md), so it is an option, not the default.
 
 The diameter comes from the user (``--diameter``) or from the map itself by scale selection
 (:func:`estimate_diameter`); every peak then gets a box of that size, so Algorithm 1's modal
@@ -50,7 +50,7 @@ class PeakSettings:
     background_fraction: float = 0.5  # background Gaussian sigma = fraction * diameter (0: none)
     suppression_fraction: float = 0.5  # no two peaks closer than fraction * diameter
     min_score: float = 0.0  # peaks not above their background are not candidates
-    score: str = "probability"  # probability: core map value; contrast: band-passed value
+    score: str = "contrast"  # contrast: band-passed value; probability: core map value
 
     def __post_init__(self) -> None:
         if self.score not in PEAK_SCORES:
@@ -145,13 +145,13 @@ def find_peaks(
     smooth_fraction: float = 1 / 6,
     suppression_fraction: float = 0.5,
     background_fraction: float = 0.5,
-    score: str = "probability",
+    score: str = "contrast",
 ) -> pd.DataFrame:
     """Particle centres (working px) as local maxima of the band-passed map (:func:`band_pass`).
 
     Peaks whose band-passed value is ``min_score`` or less are not candidates. The score is the
-    map averaged over the particle's core (``"probability"``) or the band-passed value itself
-    (``"contrast"``); a peak closer than ``suppression_fraction`` x d to a higher-scoring one
+    band-passed value itself (``"contrast"``) or the map averaged over the particle's core
+    (``"probability"``); a peak closer than ``suppression_fraction`` x d to a higher-scoring one
     is dropped.
     """
     if score not in PEAK_SCORES:
@@ -223,7 +223,7 @@ class PeakMaskGenerator:
         background_fraction: float = 0.5,
         suppression_fraction: float = 0.5,
         min_score: float = 0.0,
-        score: str = "probability",
+        score: str = "contrast",
     ) -> None:
         if diameter is not None and not diameter > 0:
             raise ValueError(f"diameter must be positive, got {diameter}")

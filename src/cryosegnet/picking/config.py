@@ -24,10 +24,9 @@ STAGES = ("auto", "sam", "peaks", "log")
 STAGE_ALIASES = {"builtin": "peaks"}
 
 # Default score thresholds, by stage. SAM: the paper's predicted-IoU filter (Algorithm 1,
-# step 1). Peaks: the U-Net's probability over the particle's core, chosen with the shipped
-# model on held-out simulated micrographs, empty and crystalline fields included
-# (bench/calibrate_score.py). LoG: noise standard deviations (bench/tune_log_threshold.py:
-# best F1 at 1.39, flat over 1.0-1.5).
+# step 1). Peaks: the band-passed U-Net map (masks/peaks.py, score "contrast"), chosen on 24
+# held-out simulated micrographs (bench/tune_threshold.py). LoG: noise standard deviations
+# (bench/tune_log_threshold.py: best F1 at 1.39, flat over 1.0-1.5).
 DEFAULT_THRESHOLDS = {"sam": PostprocessSettings.score_threshold, "peaks": 0.05, "log": 1.5}
 
 # Settings that only the SAM stage uses: given with another stage they would do nothing.
