@@ -261,8 +261,8 @@ def _mixed_session(folder: Path) -> tuple[list[Path], list[Path]]:
     ]
     bad[0].write_bytes(good[0].read_bytes()[:3000])
     nan = np.full((90, 90), np.nan, np.float32)
-    with mrcfile.new(bad[3]) as mrc:
-        mrc.set_data(nan)
+    with mrcfile.new(bad[3]) as mrc, pytest.warns(RuntimeWarning, match="NaN"):
+        mrc.set_data(nan)  # on purpose: mrcfile warns about it
     bad[5].write_text("II*\x00 but really a text file")
     return good, bad
 

@@ -250,6 +250,10 @@ def _client(scheduler: str | None, n_workers: int | None, threads: int):
             threads_per_worker=1,
             processes=True,
             dashboard_address=None,
+            # No dashboard, but the scheduler still serves HTTP (health, metrics): on a free
+            # port, not Dask's 8787, which another cluster on the machine may hold (Dask then
+            # warns and moves anyway).
+            scheduler_kwargs={"dashboard_address": ":0"},
             memory_limit=0,
             env={
                 name: str(threads)
