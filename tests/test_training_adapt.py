@@ -1,4 +1,4 @@
-"""Self-training without labels (training/adapt.py, ``cryosegnet adapt``) and ignored pixels."""
+"""Self-training without labels (training/adapt.py) and pixels the loss ignores."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from cryosegnet.cli.main import main
 from cryosegnet.errors import SettingsError
+from cryosegnet.masks.peaks import PeakMaskGenerator
 from cryosegnet.model.checkpoint import load_model
 from cryosegnet.picking.config import PickerConfig
 from cryosegnet.picking.picker import Picker
-from cryosegnet.training.adapt import AdaptSettings, pseudo_labelled_samples
+from cryosegnet.training.adapt import AdaptSettings, adapt, pseudo_labelled_samples
 from cryosegnet.training.augment import AugmentSettings, random_crop
 from cryosegnet.training.dataset import IGNORE, TrainingSample
 from cryosegnet.training.losses import bce_dice_loss
@@ -64,8 +64,13 @@ def test_pseudo_labels_split_picks_by_the_networks_probability(tiny_model, blob_
     scaled = (blob_image - blob_image.min()) / np.ptp(blob_image)
     Image.fromarray((scaled * 255).astype(np.uint8)).save(path)
     _, denoise, checkpoint = load_model(tiny_model, torch.device("cpu"))
+    by_probability = PeakMaskGenerator(score="probability")
     picker = Picker.from_parts(
-        DarkIsParticle(), denoise, "peaks", PickerConfig(threshold=-1.0), checkpoint=checkpoint
+        DarkIsParticle(),
+        denoise,
+        by_probability,
+        PickerConfig(threshold=-1.0),
+        checkpoint=checkpoint,
     )
     settings = AdaptSettings(positive=0.9, unsure=0.2)
     samples, counts = pseudo_labelled_samples(picker, [path], settings)
@@ -83,17 +88,17 @@ def test_pseudo_labels_split_picks_by_the_networks_probability(tiny_model, blob_
         pseudo_labelled_samples(strict, [path], settings)
 
 
-def test_adapt_writes_a_model_the_picker_loads(tmp_path, tiny_model, capsys):
+def test_adapt_writes_a_model_the_picker_loads(tmp_path, tiny_model):
     from cryosegnet.simulation import SimulationConfig, write_dataset
 
     write_dataset(tmp_path / "mics", SimulationConfig(size=128, difficulty="easy"), 2, seed=3)
     mics = sorted(str(p) for p in (tmp_path / "mics").glob("*.mrc"))
     assert mics
-    args = ["adapt", *mics, "-o", str(tmp_path / "run"), "--model", str(tiny_model)]
-    args += ["--positive", "0", "--unsure", "0", "--epochs", "1", "--steps-per-epoch", "1"]
-    assert main([*args, "--device", "cpu", "--diameter", "12"]) == 0
-    adapted = tmp_path / "run" / "adapted.pt"
-    assert adapted.is_file() and str(adapted) in capsys.readouterr().out
+    settings = AdaptSettings(positive=0.0, unsure=0.0, epochs=1, steps_per_epoch=1)
+    adapted = adapt(
+        mics, tmp_path / "run", model=tiny_model, diameter=12, settings=settings, device="cpu"
+    )
+    assert adapted == tmp_path / "run" / "adapted.pt" and adapted.is_file()
     picker = Picker(model=adapted, device="cpu")
     assert picker.model_diameter == pytest.approx(12.0)  # the size it adapted to
     assert picker.checkpoint["metadata"]["adapt"]["round"] == 1

@@ -17,7 +17,6 @@ SUBCOMMAND_MODULES = (
     "simulate",
     "train",
     "finetune",
-    "adapt",
     "evaluate",
     "export_model",
     "show",

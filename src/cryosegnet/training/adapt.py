@@ -1,4 +1,4 @@
-"""Adapting the U-Net to a user's own micrographs without any label (``cryosegnet adapt``).
+"""Adapting the U-Net to a user's own micrographs without any label (experimental).
 
 The shipped model learnt from simulations; real micrographs have noise, ice and particles it
 never saw. Every dataset carries its own answer, though: the picks the model is sure of are
@@ -8,6 +8,11 @@ whose probability is at least ``positive`` as particles, let the loss ignore the
 candidates (``unsure`` <= probability < ``positive``), call everything else background, and
 fine-tune briefly on these pseudo-labels; ``rounds`` > 1 repeats with the adapted model. No
 label is read, so it may run on the very micrographs it will pick, as a user would.
+
+Measured with the shipped model on the apoferritin ``train`` split
+(bench/adapt_selftraining.py, BENCHMARKS.md) it does not help: the model's most confident picks
+there are only about half right, and training on them teaches the errors. It is kept as a
+library function, not a command, until a better pseudo-labeller makes it pay.
 """
 
 from __future__ import annotations
@@ -109,6 +114,26 @@ def pseudo_labelled_samples(
     return samples, counts
 
 
+def _probability_picker(model: str | os.PathLike | None, device: str, diameter: float | None):
+    """The peak stage scoring by the network's probability (the pseudo-labels' thresholds are
+    probabilities), keeping every candidate."""
+    from cryosegnet.masks.peaks import PeakMaskGenerator
+    from cryosegnet.model.checkpoint import default_model_path, load_model
+    from cryosegnet.picking.config import PickerConfig
+    from cryosegnet.picking.picker import Picker, resolve_device
+
+    device_ = resolve_device(device)
+    unet, denoise, checkpoint = load_model(model or default_model_path(), device_)
+    return Picker.from_parts(
+        unet,
+        denoise,
+        PeakMaskGenerator(score="probability"),
+        PickerConfig(threshold=-1.0, diameter=diameter),
+        device=str(device_),
+        checkpoint=checkpoint,
+    )
+
+
 def adapt(
     paths: Sequence[str | os.PathLike],
     out_dir: str | os.PathLike,
@@ -145,7 +170,7 @@ def adapt(
     Returns
     -------
     Path
-        The adapted checkpoint; pick with ``cryosegnet pick --model`` it.
+        The adapted checkpoint (``cryosegnet pick --model`` takes it).
 
     Raises
     ------
@@ -153,7 +178,6 @@ def adapt(
         When no micrograph gives a single confident pick to learn from.
     """
     from cryosegnet.model.checkpoint import export_model
-    from cryosegnet.picking.picker import Picker
     from cryosegnet.training.finetune import finetune, finetune_config
 
     settings = settings or AdaptSettings()
@@ -166,9 +190,7 @@ def adapt(
     out.mkdir(parents=True, exist_ok=True)
     current: str | os.PathLike | None = model
     for round_ in range(1, settings.rounds + 1):
-        picker = Picker(
-            model=current, device=device, stage="peaks", threshold=-1.0, diameter=diameter
-        )
+        picker = _probability_picker(current, device, diameter)
         samples, counts = pseudo_labelled_samples(picker, paths, settings)
         say(
             f"adapt round {round_}: {counts['positive']} confident picks and "
