@@ -426,7 +426,7 @@ def test_missing_input_among_good_ones_makes_the_exit_non_zero(tmp_path, capsys,
             "--device",
             "cpu",
             "--stage",
-            "builtin",
+            "peaks",
         ]
     )
     err = capsys.readouterr().err

@@ -1,6 +1,6 @@
 """Pick a session on a Dask cluster: every worker of every node, one index written by one process.
 
-    summary = pick_distributed(micrographs, "picks", {"model": None, "stage": "builtin"},
+    summary = pick_distributed(micrographs, "picks", {"model": None, "stage": "peaks"},
                                n_workers=2)                      # a local cluster, 2 processes
     summary = pick_distributed(micrographs, "picks", options,
                                scheduler="tcp://head:8786")      # an existing cluster
