@@ -21,6 +21,7 @@ import torch
 from cryosegnet.io.micrographs import Micrograph, read_micrograph
 from cryosegnet.masks.base import InstanceMaskGenerator
 from cryosegnet.model.checkpoint import default_model_path, load_model
+from cryosegnet.model.device import resolve_device  # re-exported: callers import it here
 from cryosegnet.picking.config import (
     DEFAULT_THRESHOLDS,
     STAGES,
@@ -35,13 +36,6 @@ log = logging.getLogger("cryosegnet")
 DEFAULT_SAM_THRESHOLD = DEFAULT_THRESHOLDS["sam"]
 DEFAULT_PEAK_THRESHOLD = DEFAULT_THRESHOLDS["peaks"]
 DEFAULT_LOG_THRESHOLD = DEFAULT_THRESHOLDS["log"]
-
-
-def resolve_device(device: str | None) -> torch.device:
-    """``auto``/None picks CUDA when present, else CPU."""
-    if device in (None, "", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 @dataclass

@@ -119,8 +119,9 @@ def _probability_picker(model: str | os.PathLike | None, device: str, diameter: 
     probabilities), keeping every candidate."""
     from cryosegnet.masks.peaks import PeakMaskGenerator
     from cryosegnet.model.checkpoint import default_model_path, load_model
+    from cryosegnet.model.device import resolve_device
     from cryosegnet.picking.config import PickerConfig
-    from cryosegnet.picking.picker import Picker, resolve_device
+    from cryosegnet.picking.picker import Picker
 
     device_ = resolve_device(device)
     unet, denoise, checkpoint = load_model(model or default_model_path(), device_)

@@ -25,7 +25,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from cryosegnet.io.atomic import atomic_path, atomic_write
+from cryosegnet.io.jsonsafe import json_safe
 from cryosegnet.model.checkpoint import read_checkpoint, save_checkpoint
+from cryosegnet.model.device import resolve_device
 from cryosegnet.model.unet import AttentionUNet, UNetConfig, config_from_name
 from cryosegnet.picking.picker import DEFAULT_PEAK_THRESHOLD
 from cryosegnet.preprocessing.denoise import DenoiseSettings
@@ -124,15 +126,6 @@ class CropDataset(Dataset):
         sample = self.samples[int(rng.choice(len(self.samples), p=self.weights))]
         image, target = random_crop(sample.image, sample.target, self.crop, rng, self.augment)
         return torch.from_numpy(image)[None], torch.from_numpy(target)[None]
-
-
-def resolve_device(name: str | None) -> torch.device:
-    if name in (None, "", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for but no CUDA GPU is available")
-    return device
 
 
 MIN_STEPS_PER_EPOCH = 25
@@ -404,7 +397,7 @@ class Trainer:
 
     def _write_history(self) -> None:
         with atomic_write(self.out_dir / "history.json") as handle:
-            json.dump(_jsonable(self.history), handle, indent=1)
+            json.dump(json_safe(self.history), handle, indent=1)
             handle.write("\n")
 
 
@@ -412,16 +405,6 @@ def _arch_config(arch: str | UNetConfig) -> UNetConfig:
     if isinstance(arch, UNetConfig):
         return arch
     return config_from_name(arch)  # a preset, or "width4" / "width4-depth3"
-
-
-def _jsonable(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    return value
 
 
 def _epoch_line(m: dict, epochs: int, improved: bool) -> str:
