@@ -38,7 +38,7 @@ def dark_picker(model_path, **settings) -> Picker:
 
 def test_picker_finds_known_blobs_in_original_pixels(tiny_model, blob_image):
     picker = dark_picker(tiny_model, threshold=0.0)
-    result = picker.pick_detailed(blob_image)
+    result = picker.pick_result(blob_image)
     assert result.stage == "peaks"
     assert result.original_shape == blob_image.shape
     picks = result.picks
@@ -214,7 +214,7 @@ def test_border_picks_are_dropped():
 def test_given_diameter_reaches_the_peak_stage_in_working_pixels(tiny_model, blob_image):
     """--diameter is in micrograph pixels; the stage works at 256 px, so it gets d x 256/300."""
     picker = dark_picker(tiny_model, threshold=0.0, diameter=45)
-    result = picker.pick_detailed(blob_image)
+    result = picker.pick_result(blob_image)
     assert picker.mask_generator.last_diameter == pytest.approx(45 * 256 / 300, rel=0.01)
     assert result.diameter == pytest.approx(45, abs=1.5)  # boxes are whole working pixels
     assert (result.picks["diameter"] == result.diameter).all()
@@ -233,7 +233,7 @@ def test_a_stage_object_assembles_into_a_picker(tiny_model, blob_image):
     picker = Picker.from_parts(
         DarkIsParticle(), settings, WatershedMaskGenerator(), PickerConfig(threshold=0.0)
     )
-    result = picker.pick_detailed(blob_image)
+    result = picker.pick_result(blob_image)
     assert result.stage == "watershed" and "watershed" in picker.mask_generator.describe()
     for row, col in CENTRES:
         assert np.hypot(result.picks["x"] - col, result.picks["y"] - row).min() < 4
@@ -321,3 +321,14 @@ def test_log_stage_needs_a_diameter_and_skips_the_unet(tiny_model, blob_image, m
     picks = picker.pick(blob_image)
     assert len(picks) > 0
     assert np.allclose(picks["diameter"], 16.0, rtol=0.05)
+
+
+def test_pick_results_batches_several_micrographs_and_the_old_name_warns(tiny_model, blob_image):
+    picker = Picker(model=tiny_model, device="cpu", stage="peaks", threshold=0.0)
+    one = picker.pick_result(blob_image)
+    several = picker.pick_results([blob_image, blob_image.copy()])
+    assert len(several) == 2 and several[0].picks.equals(several[1].picks)
+    # A batch of two may differ from a batch of one by float rounding only.
+    assert abs(len(several[0].picks) - len(one.picks)) <= 0.05 * len(one.picks)
+    with pytest.warns(DeprecationWarning, match="pick_result"):
+        assert picker.pick_detailed(blob_image).picks.equals(one.picks)

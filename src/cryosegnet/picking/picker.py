@@ -342,23 +342,44 @@ class Picker:
         )
 
     # ------------------------------------------------------------------ public API
+    # pick -> the picks table; pick_result -> everything learnt about one micrograph;
+    # pick_results -> the same for several (one U-Net batch per working shape); pick_denoised
+    # -> the same from images already denoised (batch pipelines that read and denoise ahead).
+    # preprocess, probability_maps and instances are the pipeline's steps.
 
     def pick(self, micrograph: np.ndarray | Micrograph | str | os.PathLike) -> pd.DataFrame:
         """Pick one micrograph (array, :class:`Micrograph` or path) -> x, y, score, diameter."""
-        return self.pick_detailed(micrograph).picks
+        return self.pick_result(micrograph).picks
+
+    def pick_result(self, micrograph: np.ndarray | Micrograph | str | os.PathLike) -> PickResult:
+        """Pick one micrograph -> :class:`PickResult` (picks, diameter, shapes, stage counts)."""
+        return self.pick_results([micrograph])[0]
 
     def pick_detailed(self, micrograph: np.ndarray | Micrograph | str | os.PathLike) -> PickResult:
-        image = _as_array(micrograph)
-        return self.pick_many_arrays([image])[0]
+        """Deprecated name of :meth:`pick_result`, kept for one release."""
+        import warnings
 
-    def pick_many_arrays(self, images: list[np.ndarray]) -> list[PickResult]:
-        """Pick several images; those with the same working shape share one U-Net batch."""
+        warnings.warn(
+            "Picker.pick_detailed is deprecated: use Picker.pick_result",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.pick_result(micrograph)
+
+    def pick_results(
+        self, micrographs: list[np.ndarray | Micrograph | str | os.PathLike]
+    ) -> list[PickResult]:
+        """Pick several micrographs -> one :class:`PickResult` each, in order; those with the
+        same working shape share one U-Net batch."""
+        images = [_as_array(micrograph) for micrograph in micrographs]
         denoised = [self.preprocess(image) for image in images]
         return self.pick_denoised(denoised, [image.shape for image in images])
 
     def pick_denoised(
         self, denoised: list[np.ndarray], original_shapes: list[tuple[int, int]]
     ) -> list[PickResult]:
+        """Pick images already denoised by :meth:`preprocess` (``original_shapes``: each
+        micrograph's shape as read) -> one :class:`PickResult` each."""
         results: list[PickResult | None] = [None] * len(denoised)
         by_shape: dict[tuple[int, int], list[int]] = {}
         for index, image in enumerate(denoised):
