@@ -76,16 +76,16 @@ def test_filters_on_maps_smaller_than_the_kernel() -> None:
     )
 
 
-def _assert_same_picks(fast, reference) -> None:
-    """One-to-one: every pick has a partner within 1 px whose score is within 1e-3 (the
-    order of near-tied scores may differ)."""
+def _assert_same_picks(fast, reference, tolerance: float = 1.0) -> None:
+    """One-to-one: every pick has a partner within ``tolerance`` px (one working pixel) whose
+    score is within 1e-3 (the order of near-tied scores may differ)."""
     from scipy.spatial import cKDTree
 
     assert len(fast) == len(reference)
     if not len(fast):
         return
     distance, partner = cKDTree(reference[["x", "y"]].to_numpy()).query(fast[["x", "y"]].to_numpy())
-    assert distance.max() <= 1.0
+    assert distance.max() <= tolerance
     assert len(set(partner.tolist())) == len(fast)
     np.testing.assert_allclose(
         fast["score"].to_numpy(), reference["score"].to_numpy()[partner], atol=1e-3
@@ -124,7 +124,8 @@ def test_peak_stage_on_a_real_micrograph_map(shared_dir, monkeypatch: pytest.Mon
         _reference_filters(m)
         reference = picker.instances(prob, image.shape)
     assert fast.diameter == reference.diameter
-    _assert_same_picks(fast.picks, reference.picks)
+    # Picks are in micrograph pixels: a peak on a plateau may move by one working pixel.
+    _assert_same_picks(fast.picks, reference.picks, tolerance=image.shape[1] / prob.shape[1])
 
 
 # ---------------------------------------------------------------- ONNX Runtime for the U-Net
@@ -180,7 +181,9 @@ def test_onnx_and_pytorch_pick_the_same(tiny_model, blob_image, onnx_cache, ort)
     ref = reference.pick(blob_image)
     out = fast.pick(blob_image)
     assert fast._cpu_unet is not None
-    _assert_same_picks(out, ref)
+    # One working pixel in micrograph pixels (the 300-px image is picked at 256 px): a peak on
+    # a plateau of near-equal map values may move by that much.
+    _assert_same_picks(out, ref, tolerance=300 / 256)
 
 
 def test_without_onnxruntime_the_picker_uses_pytorch(
