@@ -12,12 +12,10 @@ for scoring only). The design was looked at on the ``train`` split only.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 from pathlib import Path
 
-import pandas as pd
-from benchlib import APOFERRITIN, REPO, command_line
+from benchlib import REPO, apoferritin_labels, command_line
 
 from cryosegnet.evaluation import evaluate_picks
 from cryosegnet.io.micrographs import read_micrograph
@@ -28,21 +26,6 @@ from cryosegnet.picking.picker import Picker
 from cryosegnet.training.adapt import AdaptSettings, adapt
 
 DIAMETER = 68.0
-
-
-def split_micrographs(split: str) -> tuple[list[Path], dict[str, pd.DataFrame]]:
-    rows = list(csv.DictReader(open(APOFERRITIN / "splits.csv")))
-    paths, labels = [], {}
-    for row in rows:
-        if row["split"] != split:
-            continue
-        path = APOFERRITIN / "micrographs" / row["micrograph"]
-        table = pd.read_csv(APOFERRITIN / row["labels"])
-        paths.append(path)
-        labels[path.stem] = pd.DataFrame(
-            {"x": table["X-Coordinate"], "y": table["Y-Coordinate"], "diameter": DIAMETER}
-        )
-    return paths, labels
 
 
 def score(model: Path, paths: list[Path], labels: dict, diameter: float | None) -> list[dict]:
@@ -74,7 +57,7 @@ def main() -> None:
     parser.add_argument("--work", default=str(REPO / "runs" / "adapt_selftraining"))
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
-    paths, labels = split_micrographs(args.split)
+    paths, labels = apoferritin_labels(args.split, DIAMETER)
     results = []
     for diameter in (None, DIAMETER):
         name = "estimated" if diameter is None else f"told {diameter:g} px"

@@ -309,3 +309,24 @@ def median(values: list[float]) -> float:
     ordered = sorted(values)
     n = len(ordered)
     return ordered[n // 2] if n % 2 else 0.5 * (ordered[n // 2 - 1] + ordered[n // 2])
+
+
+def apoferritin_labels(split: str, diameter: float = 68.0) -> tuple[list[Path], dict]:
+    """The apoferritin micrographs of ``split`` (``train``/``test``) and their labels by stem
+    (x, y and the labelled ``diameter``), for the benches that score picks in process."""
+    import csv
+
+    import pandas as pd
+
+    paths, labels = [], {}
+    with open(APOFERRITIN / "splits.csv") as handle:
+        for row in csv.DictReader(handle):
+            if row["split"] != split:
+                continue
+            path = APOFERRITIN / "micrographs" / row["micrograph"]
+            table = pd.read_csv(APOFERRITIN / row["labels"])
+            paths.append(path)
+            labels[path.stem] = pd.DataFrame(
+                {"x": table["X-Coordinate"], "y": table["Y-Coordinate"], "diameter": diameter}
+            )
+    return paths, labels

@@ -11,7 +11,6 @@ shipped model's pooled best F1, AUPRC and F1 at the default threshold on the apo
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import json
 import time
@@ -19,8 +18,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import pandas as pd
-from benchlib import APOFERRITIN, EPU_FILE, command_line
+from benchlib import EPU_FILE, apoferritin_labels, command_line
 
 from cryosegnet.evaluation import evaluate_picks
 from cryosegnet.io.micrographs import read_micrograph
@@ -29,20 +27,6 @@ from cryosegnet.picking.picker import Picker
 from cryosegnet.preprocessing.denoise import denoise
 
 WINDOWS = ((7, 21), (5, 11))  # (template, search): the previous and the new default
-
-
-def apoferritin(split: str) -> tuple[dict, dict]:
-    images, labels = {}, {}
-    for row in csv.DictReader(open(APOFERRITIN / "splits.csv")):
-        if row["split"] != split:
-            continue
-        stem = Path(row["micrograph"]).stem
-        table = pd.read_csv(APOFERRITIN / row["labels"])
-        labels[stem] = pd.DataFrame(
-            {"x": table["X-Coordinate"], "y": table["Y-Coordinate"], "diameter": 68.0}
-        )
-        images[stem] = read_micrograph(APOFERRITIN / "micrographs" / row["micrograph"]).data
-    return images, labels
 
 
 def median_seconds(function, repeats: int) -> float:
@@ -61,7 +45,10 @@ def main() -> None:
     args = parser.parse_args()
     cv2.setNumThreads(1)
     epu = read_micrograph(EPU_FILE).data
-    sets = {split: apoferritin(split) for split in ("train", "test")}
+    sets = {}
+    for split in ("train", "test"):
+        paths, labels = apoferritin_labels(split)
+        sets[split] = ({p.stem: read_micrograph(p).data for p in paths}, labels)
     rows = []
     for template, search in WINDOWS:
         picker = Picker(device="cpu", stage="peaks", threshold=-1.0, runtime="onnx")
