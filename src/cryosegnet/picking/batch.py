@@ -73,6 +73,18 @@ MIN_WORKING_SIDE = 32
 _RELION_JOB = re.compile(r"job\d{3}")
 
 
+def failure_lines(failures: dict, index_failure: str | None) -> list[str]:
+    """The end-of-run lines for failed micrographs (one per reason) and a failed index write,
+    shared by every command's summary so a batch log always reads the same."""
+    lines = []
+    if failures:
+        lines.append(f"FAILED: {len(failures)} micrograph(s)")
+        lines += [f"  {reason}" for reason in failures.values()]
+    if index_failure:
+        lines.append(f"FAILED: {index_failure}")
+    return lines
+
+
 @dataclass
 class BatchSummary:
     """What a batch did; ``failures`` maps micrograph path to its one-line reason."""
@@ -116,11 +128,7 @@ class BatchSummary:
                 f"{INDEX_STAR}, {COMBINED_STAR}: {self.index_entries} micrograph(s) "
                 "(every result in the output folder)"
             )
-        if self.failures:
-            lines.append(f"FAILED: {len(self.failures)} micrograph(s)")
-            lines += [f"  {reason}" for reason in self.failures.values()]
-        if self.index_failure:
-            lines.append(f"FAILED: {self.index_failure}")
+        lines += failure_lines(self.failures, self.index_failure)
         if self.interrupted:
             lines.append("INTERRUPTED: re-run the same command to finish the rest")
         return "\n".join(lines)

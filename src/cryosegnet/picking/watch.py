@@ -27,6 +27,7 @@ from cryosegnet.picking.batch import (
     BatchSizes,
     BatchSummary,
     coordinate_path,
+    failure_lines,
     pick_batch,
     picker_options,
     previous_result,
@@ -79,11 +80,7 @@ class WatchSummary:
         ]
         if self.index_entries:
             lines.append(f"index files: {self.index_entries} micrograph(s)")
-        if self.failures:
-            lines.append(f"FAILED: {len(self.failures)} micrograph(s)")
-            lines += [f"  {reason}" for reason in self.failures.values()]
-        if self.index_failure:
-            lines.append(f"FAILED: {self.index_failure}")
+        lines += failure_lines(self.failures, self.index_failure)
         if self.interrupted:
             lines.append("INTERRUPTED: run the same command again to carry on")
         return "\n".join(lines)
