@@ -131,11 +131,18 @@ def band_pass(
     makes the score *contrast* with the neighbourhood, so a map that is high over a whole ice
     or carbon region does not make every peak there look confident. 0 disables the background.
     """
+    return _core_and_band(probability, diameter, smooth_fraction, background_fraction)[1]
+
+
+def _core_and_band(
+    probability: np.ndarray, diameter: float, smooth_fraction: float, background_fraction: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """(core average, band-passed map) of :func:`band_pass`, sharing the core filter."""
     prob = np.asarray(probability, dtype=np.float32)
     core = gaussian_filter(prob, max(diameter * smooth_fraction, 1.0))
     if background_fraction > 0:
-        core -= gaussian_filter(prob, diameter * background_fraction)
-    return core
+        return core, core - gaussian_filter(prob, diameter * background_fraction)
+    return core, core
 
 
 def find_peaks(
@@ -157,15 +164,11 @@ def find_peaks(
     if score not in PEAK_SCORES:
         raise ValueError(f"peak score must be one of {', '.join(PEAK_SCORES)}, not {score!r}")
     d = float(diameter) if np.isfinite(diameter) and diameter > 0 else 16.0
-    band = band_pass(probability, d, smooth_fraction, background_fraction)
+    core, band = _core_and_band(probability, d, smooth_fraction, background_fraction)
     size = max(3, int(d * suppression_fraction) | 1)
     peaks = (band == maximum_filter(band, size)) & (band > min_score)
     rows, cols = np.nonzero(peaks)
-    if score == "probability":
-        core = band_pass(probability, d, smooth_fraction, 0.0)
-        scores = core[rows, cols]
-    else:
-        scores = band[rows, cols]
+    scores = (core if score == "probability" else band)[rows, cols]
     order = np.argsort(-scores, kind="stable")
     rows, cols, scores = rows[order], cols[order], scores[order]
     keep = suppress_close_peaks(cols, rows, scores, d * suppression_fraction)
