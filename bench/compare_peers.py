@@ -7,8 +7,9 @@ Run:   python bench/compare_peers.py                 # full run (test split + qu
 Pickers (one after the other, each in its own subprocess, 1 thread each):
 
 * ``cryosegnet (default)``: ``cryosegnet pick`` with the shipped model, stage ``auto`` (the
-  built-in peak finder when no SAM checkpoint is installed), particle diameter estimated;
+  built-in hybrid stage when no SAM checkpoint is installed), particle diameter estimated;
 * ``cryosegnet --diameter 68``: the same, told the labelled apoferritin diameter;
+* ``cryosegnet --stage peaks``: the peak finder on the U-Net map (the previous default);
 * ``cryosegnet LoG``: ``cryosegnet pick --stage log --diameter 68`` (training-free, scores in
   noise standard deviations);
 * ``RELION 3.1 LoG``: ``relion_autopick --LoG`` on float32 MRC copies of the PNGs (rows
@@ -251,16 +252,23 @@ def cryosegnet_tools() -> list[dict]:
         {
             "name": "cryosegnet (default)",
             "key": "cs_default",
-            "args": ["--threshold", "0"],
-            "default_threshold": DEFAULT_THRESHOLDS["peaks"],
-            "notes": "stage auto = builtin (no SAM checkpoint installed), diameter estimated",
+            "args": ["--threshold", "-1000"],
+            "default_threshold": DEFAULT_THRESHOLDS["hybrid"],
+            "notes": "stage auto = hybrid (no SAM checkpoint installed), diameter estimated",
         },
         {
             "name": "cryosegnet --diameter 68",
             "key": "cs_d68",
-            "args": ["--threshold", "0", "--diameter", "68"],
+            "args": ["--threshold", "-1000", "--diameter", "68"],
+            "default_threshold": DEFAULT_THRESHOLDS["hybrid"],
+            "notes": "stage auto = hybrid, diameter given",
+        },
+        {
+            "name": "cryosegnet --stage peaks",
+            "key": "cs_peaks",
+            "args": ["--stage", "peaks", "--threshold", "0"],
             "default_threshold": DEFAULT_THRESHOLDS["peaks"],
-            "notes": "stage auto = builtin, diameter given",
+            "notes": "the previous default: peaks of the U-Net map, diameter estimated",
         },
         {
             "name": "cryosegnet --stage log --diameter 68",
@@ -640,7 +648,7 @@ def markdown(record: dict) -> str:
         '- `--lowpass 20` is the RELION GUI\'s default "maximum resolution" (20 A) '
         "taken as 20 px; `--lowpass 11` is 20 A at this data's ~1.8 A/px (apoferritin "
         "~12 nm = 68 px).",
-        "- cryosegnet: `cryosegnet pick ... --threshold 0` (log stage: `-1000`) "
+        "- cryosegnet: `cryosegnet pick ... --threshold 0` (hybrid and log stages: `-1000`) "
         "`--device cpu -j 1`, re-thresholded at `DEFAULT_THRESHOLDS`.",
         "",
     ]
@@ -676,7 +684,7 @@ def markdown(record: dict) -> str:
         "- Quality set: every tool keeps the settings above (68 px / 55-80 px is the "
         "apoferritin size, not these sessions'); RELION runs there at its default "
         "threshold only.",
-        "- The shipped default (stage auto) is the built-in peak finder here: no SAM "
+        "- The shipped default (stage auto) is the built-in hybrid stage here: no SAM "
         "checkpoint is installed on this machine.",
     ]
     for t in (apo or {}).get("tools", {}).values():

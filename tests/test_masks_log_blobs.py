@@ -4,21 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from blob_helpers import CENTRES, dark_disks
 
 from cryosegnet.masks.log_blobs import LogBlobGenerator, log_response
 from cryosegnet.masks.peaks import suppress_close_peaks
-
-
-def dark_disks(shape, centres, radius, contrast, noise, seed):
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]]
-    image = rng.normal(0.0, noise, shape)
-    for cx, cy in centres:
-        image[(xx - cx) ** 2 + (yy - cy) ** 2 <= radius**2] -= contrast
-    return image.astype(np.float32)
-
-
-CENTRES = [(60, 60), (180, 70), (100, 170), (200, 200), (60, 230)]
 
 
 def test_dark_disks_are_found_at_their_centres():

@@ -198,7 +198,7 @@ def test_shipped_default_model_loads_and_is_small():
     assert settings.working_size == 1024
     assert "command" in payload["metadata"]
     picker = Picker(device="cpu")
-    assert picker.stage == "peaks" and picker.model_path == path
+    assert picker.stage == "hybrid" and picker.model_path == path
 
 
 def test_border_picks_are_dropped():
@@ -297,6 +297,8 @@ def test_a_fine_tuned_diameter_is_converted_to_each_micrographs_working_pixels(
         metadata={"data": {"train": train}},
     )
     assert Picker(model=path, device="cpu", stage="peaks").model_diameter == 36.0
+    # auto without SAM: the fine-tuned map's own peaks; a general model gets the hybrid stage
+    assert Picker(model=path, device="cpu").stage == "peaks"
     picker = dark_picker(path)
     assert picker.model_diameter == 36.0 and picker.model_diameter_angstrom == 54.0
     assert picker.legacy_working_diameter is None
@@ -321,6 +323,17 @@ def test_log_stage_needs_a_diameter_and_skips_the_unet(tiny_model, blob_image, m
     picks = picker.pick(blob_image)
     assert len(picks) > 0
     assert np.allclose(picks["diameter"], 16.0, rtol=0.05)
+
+
+def test_hybrid_stage_reads_the_denoised_image_beside_the_map(tiny_model, blob_image):
+    picker = Picker(model=tiny_model, device="cpu", threshold=-1e9, diameter=16)
+    assert picker.stage == "hybrid"  # auto, no SAM checkpoint, a general model
+    denoised = picker.preprocess(blob_image)
+    probability = picker.probability_maps([denoised])[0]
+    with pytest.raises(ValueError, match="denoised image"):
+        picker.instances(probability, blob_image.shape)
+    direct = picker.instances(probability, blob_image.shape, denoised).picks
+    assert len(direct) > 0 and direct.equals(picker.pick(blob_image))
 
 
 def test_pick_results_batches_several_micrographs_and_the_old_name_warns(tiny_model, blob_image):

@@ -105,10 +105,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--stage",
         choices=STAGES + tuple(STAGE_ALIASES),
         default=DEFAULTS.stage,
-        help="instance-mask stage: SAM when a checkpoint is found (auto), else the peak finder "
-        "on the U-Net map (peaks; needs no download; 'builtin' is its former name); 'log' is "
-        "the training-free dark-blob detector on the denoised image (no U-Net; needs "
-        "--diameter; scores in noise standard deviations)",
+        help="instance-mask stage: SAM when a checkpoint is found (auto), else 'hybrid': dark "
+        "blobs of the denoised image scored with the U-Net map (needs no download; scores in "
+        "noise standard deviations); 'peaks' is the peak finder on the U-Net map ('builtin' "
+        "is its former name); 'log' is the training-free dark-blob detector on the denoised "
+        "image (no U-Net; needs --diameter; scores in noise standard deviations)",
     )
     sam = p.add_argument_group(
         "SAM stage", "options of the SAM stage only: an error with any other stage"

@@ -107,8 +107,14 @@ def show_picks(
         )
         denoised = picker.preprocess(image)
         probability = picker.probability_maps([denoised])[0]
+        # The LoG stage reads the denoised image instead of the map (shown all the same).
+        stage_input = (
+            probability
+            if getattr(picker.mask_generator, "needs_unet", True)
+            else denoised.astype(np.float32)
+        )
         if picks is None:
-            table = picker.instances(probability, image.shape).picks
+            table = picker.instances(stage_input, image.shape, denoised).picks
             source = f"picker ({picker.stage} stage, threshold {picker.threshold:g})"
             picture = denoised
     if isinstance(picks, pd.DataFrame):

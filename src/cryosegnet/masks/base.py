@@ -40,9 +40,33 @@ class InstanceMaskGenerator(Protocol):
 
         ``diameter`` is the particle diameter in working pixels when the user gave one; stages
         that need a particle size use it instead of estimating one, others ignore it.
+
+        Two optional class attributes tell the picker what else a stage reads:
+        ``needs_unet = False`` (the LoG stage) is handed the denoised image instead of the map
+        and the U-Net does not run; ``needs_image = True`` (the hybrid stage) is handed the
+        denoised image too, as ``generate(probability, diameter, image=denoised)``.
         """
         ...
 
     def describe(self) -> str:
         """One line for the log: the stage and its settings."""
         ...
+
+
+def particle_boxes(
+    x: np.ndarray, y: np.ndarray, scores: np.ndarray, diameter: float
+) -> list[InstanceMask]:
+    """One ``diameter``-px box per centre (working px): the instances of the stages that find
+    particle centres rather than outlines (peaks, LoG, hybrid)."""
+    d = float(diameter)
+    half = (d - 1) / 2
+    area = int(round(np.pi * d * d / 4))
+    return [
+        InstanceMask(
+            bbox=(float(cx) - half, float(cy) - half, d, d),
+            score=float(score),
+            area=area,
+            centroid=(float(cx), float(cy)),
+        )
+        for cx, cy, score in zip(x, y, scores)
+    ]

@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 from scipy import ndimage as ndi
 
-from cryosegnet.masks.base import InstanceMask
+from cryosegnet.masks.base import InstanceMask, particle_boxes
 from cryosegnet.masks.peaks import suppress_close_peaks
 
 # Above this sigma the filter runs on a shrunk copy (sigma kept near this many pixels): a 4k
@@ -76,6 +76,25 @@ def robust_spread(values: np.ndarray) -> float:
     return spread if spread > 0 else float(np.std(sample)) or 1.0
 
 
+def dark_blobs(
+    image: np.ndarray, log_diameter: float, min_distance: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Dark blobs of ``image`` at the LoG scale of ``log_diameter`` px -> (x, y, score).
+
+    Local maxima of the LoG response in noise units (:func:`robust_spread` of the response
+    around its median), no two closer than ``min_distance`` (the stronger is kept); only blobs
+    darker than the typical pixel (score > 0) are candidates.
+    """
+    response = log_response(image, log_diameter)
+    score = (response - float(np.median(response))) / robust_spread(response)
+    size = max(3, int(min_distance) | 1)
+    is_peak = (score == ndi.maximum_filter(score, size=size)) & (score > 0)
+    rows, cols = np.nonzero(is_peak)
+    values = score[rows, cols]
+    keep = suppress_close_peaks(cols, rows, values, min_distance)
+    return cols[keep], rows[keep], values[keep]
+
+
 class LogBlobGenerator:
     """Dark blobs of the denoised micrograph at the particle scale, scored in noise units."""
 
@@ -114,21 +133,7 @@ class LogBlobGenerator:
             raise ValueError(f"image must be 2-D, got shape {img.shape}")
         d = float(diameter)
         self.last_diameter = d
-        response = log_response(img, d * self.settings.scale_fraction)
-        spread = robust_spread(response)
-        score = (response - float(np.median(response))) / spread
-        size = max(3, int(d * self.settings.suppression_fraction) | 1)
-        is_peak = (score == ndi.maximum_filter(score, size=size)) & (score > 0)
-        rows, cols = np.nonzero(is_peak)
-        values = score[rows, cols]
-        keep = suppress_close_peaks(cols, rows, values, d * self.settings.suppression_fraction)
-        half = (d - 1) / 2
-        return [
-            InstanceMask(
-                bbox=(float(x) - half, float(y) - half, d, d),
-                score=float(v),
-                area=int(round(np.pi * d * d / 4)),
-                centroid=(float(x), float(y)),
-            )
-            for x, y, v in zip(cols[keep], rows[keep], values[keep])
-        ]
+        cols, rows, values = dark_blobs(
+            img, d * self.settings.scale_fraction, d * self.settings.suppression_fraction
+        )
+        return particle_boxes(cols, rows, values, d)

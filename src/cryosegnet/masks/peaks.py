@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from scipy.spatial import cKDTree
 
-from cryosegnet.masks.base import InstanceMask
+from cryosegnet.masks.base import InstanceMask, particle_boxes
 from cryosegnet.preprocessing.filters import gaussian_filter, gaussian_laplace, maximum_filter
 
 # Scale search range in working pixels: below ~8 px a 1024-px working image cannot resolve a
@@ -268,13 +268,4 @@ class PeakMaskGenerator:
             s.background_fraction,
             s.score,
         )
-        half = (d - 1) / 2
-        return [
-            InstanceMask(
-                bbox=(x - half, y - half, float(d), float(d)),
-                score=float(score),
-                area=int(round(np.pi * d * d / 4)),
-                centroid=(x, y),
-            )
-            for x, y, score in zip(peaks["x"], peaks["y"], peaks["score"])
-        ]
+        return particle_boxes(peaks["x"], peaks["y"], peaks["score"], d)

@@ -109,7 +109,9 @@ class Picker:
         model_path = Path(model) if model else default_model_path()
         unet, denoise_settings, checkpoint = load_model(model_path, device_)
         config = _config_with(config, settings)
-        stage = self._build_mask_stage(config, sam_checkpoint, device_)
+        stage = self._build_mask_stage(
+            config, sam_checkpoint, device_, fine_tuned=labelled_diameter(checkpoint) is not None
+        )
         if sam_checkpoint and stage[1] != "sam":
             from cryosegnet.io.errors import SettingsError
 
@@ -164,7 +166,8 @@ class Picker:
         config = config or PickerConfig()
         if isinstance(stage, str):
             config = config.with_changes(stage=stage)
-            generator = picker._build_mask_stage(config, None, device_)
+            fine_tuned = labelled_diameter(checkpoint or {}) is not None
+            generator = picker._build_mask_stage(config, None, device_, fine_tuned=fine_tuned)
         else:
             generator = (stage, str(getattr(stage, "name", type(stage).__name__)))
         picker._assemble(
@@ -250,9 +253,17 @@ class Picker:
 
     @staticmethod
     def _build_mask_stage(
-        config: PickerConfig, sam_checkpoint: str | os.PathLike | None, device: torch.device
+        config: PickerConfig,
+        sam_checkpoint: str | os.PathLike | None,
+        device: torch.device,
+        fine_tuned: bool = False,
     ) -> tuple[InstanceMaskGenerator, str]:
-        """The instance stage ``config.stage`` names: (generator, its canonical name)."""
+        """The instance stage ``config.stage`` names: (generator, its canonical name).
+
+        ``auto`` without a SAM checkpoint is the hybrid stage for a general model, whose map
+        alone does not rank real particles well, and the peak finder for a model fine-tuned on
+        labelled micrographs (``fine_tuned``: its checkpoint records the labelled size), whose
+        map has learnt the user's particles."""
         from cryosegnet.masks.peaks import PeakMaskGenerator
         from cryosegnet.masks.sam import SamMaskGenerator, find_sam_checkpoint
 
@@ -261,6 +272,8 @@ class Picker:
             from cryosegnet.masks.log_blobs import LogBlobGenerator
 
             return LogBlobGenerator(), "log"
+        if stage == "peaks":
+            return PeakMaskGenerator(), "peaks"
         checkpoint = None
         if stage in ("auto", "sam"):
             checkpoint = find_sam_checkpoint(config.sam_model_type, sam_checkpoint)
@@ -277,7 +290,11 @@ class Picker:
                 settings=config.sam,
             )
             return generator, "sam"
-        return PeakMaskGenerator(), "peaks"
+        if stage == "auto" and fine_tuned:
+            return PeakMaskGenerator(), "peaks"
+        from cryosegnet.masks.hybrid import HybridBlobGenerator
+
+        return HybridBlobGenerator(), "hybrid"
 
     # ------------------------------------------------------------------ pipeline steps
 
@@ -313,8 +330,15 @@ class Picker:
         probs = torch.sigmoid(logits.float()).squeeze(1).cpu().numpy()
         return list(probs.astype(np.float32))
 
-    def instances(self, probability: np.ndarray, original_shape: tuple[int, int]) -> PickResult:
-        """Instance masks and Algorithm 1 for one probability map."""
+    def instances(
+        self,
+        probability: np.ndarray,
+        original_shape: tuple[int, int],
+        denoised: np.ndarray | None = None,
+    ) -> PickResult:
+        """Instance masks and Algorithm 1 for one probability map (``denoised``: the image it
+        was computed from, which the hybrid stage reads too; the LoG stage's "map" is the
+        denoised image itself)."""
         from cryosegnet.postprocessing.algorithm1 import postprocess
 
         scale = probability.shape[1] / original_shape[1]  # working px per micrograph px
@@ -323,7 +347,14 @@ class Picker:
             diameter = self.model_diameter * scale
         if self.postprocess_settings.diameter_override:
             diameter = self.postprocess_settings.diameter_override * scale
-        masks = self.mask_generator.generate(probability, diameter)
+        if getattr(self.mask_generator, "needs_image", False):
+            if denoised is None:
+                raise ValueError(f"the {self.stage} stage needs the denoised image: pass denoised")
+            masks = self.mask_generator.generate(  # type: ignore[call-arg]
+                probability, diameter, image=denoised
+            )
+        else:
+            masks = self.mask_generator.generate(probability, diameter)
         result = postprocess(masks, probability.shape, original_shape, self.postprocess_settings)
         picks = drop_border_picks(result.picks, original_shape, self.border_fraction)
         counts = {
@@ -390,7 +421,7 @@ class Picker:
             else:  # the stage reads the denoised image itself (LoG): no U-Net pass
                 maps = [denoised[i].astype(np.float32) for i in indices]
             for i, probability in zip(indices, maps):
-                results[i] = self.instances(probability, original_shapes[i])
+                results[i] = self.instances(probability, original_shapes[i], denoised[i])
         return results  # type: ignore[return-value]
 
 

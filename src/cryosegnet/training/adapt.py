@@ -86,7 +86,7 @@ def pseudo_labelled_samples(
         image = micrograph.data
         denoised = picker.preprocess(image)
         probability = picker.probability_maps([denoised])[0]
-        result = picker.instances(probability, image.shape)
+        result = picker.instances(probability, image.shape, denoised)
         picks = result.picks
         scale = denoised.shape[1] / image.shape[1]  # working px per micrograph px
         score = picks["score"].to_numpy(float)

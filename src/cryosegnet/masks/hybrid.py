@@ -1,0 +1,123 @@
+"""Built-in instance stage: dark blobs of the denoised micrograph, scored with the U-Net's help.
+
+On real micrographs the two built-in signals fail in different ways. Peaks of the U-Net map
+(masks/peaks.py) sit off-centre and in the gaps between crowded particles, because a network
+trained on simulations paints its map between dark objects as readily as on them. Dark blobs
+of the denoised image (masks/log_blobs.py, the detector RELION's ``--LoG`` uses) sit on the
+particles, but their response ranks a particle and a noise blob of the same darkness alike.
+This stage takes its candidates from the second and adds the first to the score:
+
+    score = LoG response in noise units + ``unet_weight`` x U-Net band-passed map at the blob
+
+so a pick must be dark at the particle scale, and is ranked higher where the network also sees
+a particle. The LoG part keeps the score in units that mean the same on every micrograph (the
+response's robust spread), so one default threshold serves every micrograph.
+
+The particle's visible dark core is smaller than the box an expert draws round it, and the
+U-Net map's own size estimate (:func:`~cryosegnet.masks.peaks.estimate_diameter`) is smaller
+still on real data. The LoG scale is therefore set from whichever size is known:
+``told_scale`` x the particle diameter when it is given (``--diameter``, a fine-tuned model),
+``estimated_scale`` x the map's estimate otherwise. Both were chosen on the apoferritin
+``train`` split and simulated fields (bench/hybrid_stage.py; BENCHMARKS.md); the picks carry
+the particle diameter, not the LoG scale.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from cryosegnet.masks.base import InstanceMask, particle_boxes
+from cryosegnet.masks.log_blobs import dark_blobs
+from cryosegnet.masks.peaks import PeakSettings, band_pass, estimate_diameter
+
+
+@dataclass(frozen=True)
+class HybridSettings:
+    """Parameters of the hybrid stage (fractions of the particle diameter; score weight)."""
+
+    told_scale: float = 0.7  # LoG diameter / particle diameter given by the user or the model
+    estimated_scale: float = 1.2  # LoG diameter / diameter estimated from the U-Net map
+    unet_weight: float = 5.0  # score = LoG noise units + weight x U-Net band-passed map
+    suppression_fraction: float = PeakSettings.suppression_fraction
+
+    def __post_init__(self) -> None:
+        for name in ("told_scale", "estimated_scale", "suppression_fraction"):
+            value = getattr(self, name)
+            if not (np.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive number, got {value}")
+        if not (np.isfinite(self.unet_weight) and self.unet_weight >= 0):
+            raise ValueError(f"unet_weight must be >= 0, got {self.unet_weight}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class HybridBlobGenerator:
+    """Dark blobs of the denoised image, scored by their darkness plus the U-Net's evidence."""
+
+    name = "hybrid"
+    needs_unet = True
+    needs_image = True  # the picker passes the denoised image beside the U-Net map
+
+    def __init__(self, settings: HybridSettings | None = None) -> None:
+        self.settings = settings or HybridSettings()
+        self.last_diameter: float | None = None  # particle diameter on the last map (working px)
+
+    def describe(self) -> str:
+        """One line for the log: which stage ran, with what."""
+        return "built-in hybrid stage: dark blobs of the denoised image, scored with the U-Net map"
+
+    def generate(
+        self,
+        probability: np.ndarray,
+        diameter: float | None = None,
+        *,
+        image: np.ndarray | None = None,
+    ) -> list[InstanceMask]:
+        """Candidates for one micrograph, in working pixels.
+
+        Parameters
+        ----------
+        probability : ndarray
+            The U-Net map, float in [0, 1], (H, W).
+        diameter : float or None
+            Particle diameter in working px when known; None estimates it from the map.
+        image : ndarray
+            The denoised micrograph the map was computed from (same shape; dark particles).
+
+        Returns
+        -------
+        list of InstanceMask
+            One particle-sized box per blob, scored as the module docstring says.
+
+        Raises
+        ------
+        ValueError
+            Without the denoised image, or when the two inputs differ in shape.
+        """
+        if image is None:
+            raise ValueError("the hybrid stage needs the denoised image beside the U-Net map")
+        prob = np.nan_to_num(np.asarray(probability, dtype=np.float32), nan=0.0)
+        img = np.nan_to_num(np.asarray(image, dtype=np.float32))
+        if prob.ndim != 2 or img.shape != prob.shape:
+            raise ValueError(
+                f"the denoised image {img.shape} and the U-Net map {prob.shape} must be the "
+                "same 2-D shape"
+            )
+        s = self.settings
+        told = bool(diameter and np.isfinite(diameter) and diameter > 0)
+        d = float(diameter) if told else estimate_diameter(prob)  # type: ignore[arg-type]
+        self.last_diameter = None
+        if not (np.isfinite(d) and d > 0):
+            return []
+        self.last_diameter = d
+        log_diameter = d * (s.told_scale if told else s.estimated_scale)
+        x, y, darkness = dark_blobs(img, log_diameter, d * s.suppression_fraction)
+        peak = PeakSettings()
+        band = band_pass(prob, d, peak.smooth_fraction, peak.background_fraction)
+        rows = np.clip(y, 0, prob.shape[0] - 1)
+        cols = np.clip(x, 0, prob.shape[1] - 1)
+        scores = darkness + s.unet_weight * band[rows, cols]
+        return particle_boxes(x, y, scores, d)
