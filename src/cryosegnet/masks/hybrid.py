@@ -30,7 +30,8 @@ import numpy as np
 
 from cryosegnet.masks.base import InstanceMask, particle_boxes
 from cryosegnet.masks.log_blobs import dark_blobs
-from cryosegnet.masks.peaks import PeakSettings, band_pass, estimate_diameter
+from cryosegnet.masks.peaks import PeakSettings, estimate_diameter
+from cryosegnet.preprocessing.filters import gaussian_filter, on_shrunk_copy
 
 
 @dataclass(frozen=True)
@@ -115,9 +116,19 @@ class HybridBlobGenerator:
         self.last_diameter = d
         log_diameter = d * (s.told_scale if told else s.estimated_scale)
         x, y, darkness = dark_blobs(img, log_diameter, d * s.suppression_fraction)
-        peak = PeakSettings()
-        band = band_pass(prob, d, peak.smooth_fraction, peak.background_fraction)
+        band = self._band(prob, d)
         rows = np.clip(y, 0, prob.shape[0] - 1)
         cols = np.clip(x, 0, prob.shape[1] - 1)
         scores = darkness + s.unet_weight * band[rows, cols]
         return particle_boxes(x, y, scores, d)
+
+    @staticmethod
+    def _band(probability: np.ndarray, diameter: float) -> np.ndarray:
+        """The peak finder's band-pass of the map (core minus local background,
+        :func:`~cryosegnet.masks.peaks.band_pass`), its wide background Gaussian computed on a
+        shrunk copy: here it only weighs the score, and that is 4x cheaper on a 4k map."""
+        peak = PeakSettings()
+        core = gaussian_filter(probability, max(diameter * peak.smooth_fraction, 1.0))
+        wide = diameter * peak.background_fraction
+        background = on_shrunk_copy(probability, wide, gaussian_filter)
+        return core - background

@@ -23,16 +23,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-import cv2
 import numpy as np
-from scipy import ndimage as ndi
 
 from cryosegnet.masks.base import InstanceMask, particle_boxes
 from cryosegnet.masks.peaks import suppress_close_peaks
-
-# Above this sigma the filter runs on a shrunk copy (sigma kept near this many pixels): a 4k
-# micrograph's large particles then cost a small Gaussian filter, not a 60-px one.
-MAX_DIRECT_SIGMA = 4.0
+from cryosegnet.preprocessing.filters import gaussian_laplace, maximum_filter, on_shrunk_copy
 
 
 @dataclass(frozen=True)
@@ -53,19 +48,8 @@ def log_response(image: np.ndarray, diameter: float) -> np.ndarray:
     Large scales are computed on an area-shrunk copy and enlarged back, which changes the
     response by far less than the noise and keeps a 4k micrograph's filter cheap.
     """
-    img = np.asarray(image, dtype=np.float32)
     sigma = diameter / (2 * np.sqrt(2))
-    shrink = max(1, int(sigma // MAX_DIRECT_SIGMA))
-    height, width = img.shape
-    small: np.ndarray = img
-    if shrink > 1:
-        size = (max(1, width // shrink), max(1, height // shrink))
-        small = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
-    s = sigma * small.shape[1] / width
-    response = (s * s) * ndi.gaussian_laplace(small, s, mode="reflect")
-    if small.shape != img.shape:
-        response = cv2.resize(response, (width, height), interpolation=cv2.INTER_LINEAR)
-    return response
+    return on_shrunk_copy(image, sigma, lambda small, s: (s * s) * gaussian_laplace(small, s))
 
 
 def robust_spread(values: np.ndarray) -> float:
@@ -88,7 +72,7 @@ def dark_blobs(
     response = log_response(image, log_diameter)
     score = (response - float(np.median(response))) / robust_spread(response)
     size = max(3, int(min_distance) | 1)
-    is_peak = (score == ndi.maximum_filter(score, size=size)) & (score > 0)
+    is_peak = (score == maximum_filter(score, size)) & (score > 0)
     rows, cols = np.nonzero(is_peak)
     values = score[rows, cols]
     keep = suppress_close_peaks(cols, rows, values, min_distance)

@@ -74,3 +74,27 @@ def maximum_filter(image: np.ndarray, size: int) -> np.ndarray:
     kernel = np.ones((size, size), np.uint8)
     anchor = (size // 2, size // 2)
     return cv2.dilate(image, kernel, anchor=anchor, borderType=cv2.BORDER_REFLECT)
+
+
+def on_shrunk_copy(
+    image: np.ndarray, sigma: float, apply, max_direct_sigma: float = 4.0
+) -> np.ndarray:
+    """``apply(small, s)`` on an area-shrunk copy of ``image`` where ``sigma`` is large, enlarged
+    back to the image's shape.
+
+    A filter of scale ``sigma`` px only needs samples every ~sigma / 4 px, so above
+    ``max_direct_sigma`` the image is shrunk by ``int(sigma // max_direct_sigma)`` and filtered
+    at the scale ``s`` that corresponds there: a 4k micrograph's large particles then cost a
+    small filter, not a 60-px one. The result differs from the direct filter by far less than
+    the noise it smooths.
+    """
+    img = np.asarray(image, dtype=np.float32)
+    shrink = max(1, int(sigma // max_direct_sigma))
+    height, width = img.shape
+    if shrink == 1:
+        return apply(img, float(sigma))
+    small = cv2.resize(
+        img, (max(1, width // shrink), max(1, height // shrink)), interpolation=cv2.INTER_AREA
+    )
+    out = apply(small, float(sigma) * small.shape[1] / width)
+    return cv2.resize(out, (width, height), interpolation=cv2.INTER_LINEAR)
