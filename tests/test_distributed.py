@@ -234,13 +234,14 @@ def test_relion_star_input_on_dask_gives_the_in_process_files(
     assert sorted(m for m, _ in _index(tmp_path / "dask")[1]) == sorted(names)
 
 
-def test_cli_refuses_what_dask_cannot_do_yet(session, tmp_path, capsys) -> None:
+def test_watch_on_dask_gives_the_in_process_files(session, tmp_path) -> None:
+    """--watch with --dask-workers: the micrographs written to the watched folder are picked on
+    the cluster, into the files and index one process writes."""
     paths, kwargs = session
-    (tmp_path / "incoming").mkdir()
-    code = _pick_cli(kwargs["model"], [], "cli", "--watch", "incoming", "--dask-workers", "2")
-    assert code != 0
-    assert "not yet with --watch" in capsys.readouterr().err
-    assert not (tmp_path / "cli" / "particles.star").exists()
+    watch = ("--watch", "mics", "--settle", "0.2", "--watch-interval", "0.1")
+    extra = ("--diameter", "16", "--dask-workers", "2", "--watch-timeout", "1", *watch)
+    assert _pick_cli(kwargs["model"], [], "watched", *extra) == 0
+    assert len(_same_files(tmp_path, "ref", "watched")) == len(paths)
 
 
 def test_parse_devices_and_missing_gpus() -> None:

@@ -506,11 +506,6 @@ def run_from_cli(
     pixel sizes and names (of RELION STAR inputs) are those the in-process run is given."""
     import sys
 
-    if getattr(args, "watch", None):
-        raise CryoSegNetError(
-            "--scheduler/--dask-workers/--devices: not yet with --watch; "
-            "pick in one process (without them)"
-        )
     devices = parse_devices(getattr(args, "devices", None))
     n_workers = getattr(args, "dask_workers", None) or (len(devices) if devices else None)
     if args.scheduler and getattr(args, "dask_workers", None):
@@ -521,12 +516,7 @@ def run_from_cli(
         _check_local_devices(devices)
     where = args.scheduler or f"a local cluster of {n_workers} worker process(es)"
     log.info("picking on Dask: %s%s", where, f", devices {','.join(devices)}" if devices else "")
-    summary = pick_distributed(
-        micrographs,
-        args.output,
-        dict(picker_kwargs),
-        scheduler=args.scheduler,
-        n_workers=n_workers,
+    common = dict(
         devices=devices,
         formats=formats,
         overwrite=args.overwrite,
@@ -536,7 +526,17 @@ def run_from_cli(
         options=picker_options(picker),
         diameter_angstrom=diameter_angstrom,
         pixel_sizes=pixel_sizes,
+    )
+    if getattr(args, "watch", None):
+        return _watch_on_cluster(args, picker, picker_kwargs, n_workers, common)
+    summary = pick_distributed(
+        micrographs,
+        args.output,
+        dict(picker_kwargs),
+        scheduler=args.scheduler,
+        n_workers=n_workers,
         names=names,
+        **common,  # type: ignore[arg-type]
     )
     for problem in problems:
         summary.failures[problem.split(":", 1)[0]] = problem
@@ -544,6 +544,43 @@ def run_from_cli(
     if summary.interrupted:
         return 130
     return 1 if summary.failures or summary.index_failure else 0
+
+
+def _watch_on_cluster(args, picker, picker_kwargs: dict, n_workers, common: dict) -> int:
+    """``--watch DIR`` on Dask: one cluster (and one loaded picker per worker) for the whole
+    watch; each scan's ready micrographs go to it together, and this process keeps the index."""
+    import sys
+
+    from cryosegnet.picking.watch import watch_folder
+
+    with _client(args.scheduler, n_workers, 1) as client:
+
+        def pick_on_cluster(chunk: list[Path]) -> ClusterSummary:
+            return pick_distributed(
+                chunk, args.output, dict(picker_kwargs), client=client, **common
+            )
+
+        summary = watch_folder(
+            picker,
+            args.watch,
+            args.output,
+            settle=args.settle,
+            interval=args.watch_interval,
+            timeout=args.watch_timeout,
+            batch_size=UNLIMITED_CHUNK,
+            pick=pick_on_cluster,
+            overwrite=args.overwrite,
+            diameter_angstrom=common["diameter_angstrom"],
+            pixel_sizes=common["pixel_sizes"],
+        )
+    print(summary.text(), file=sys.stderr)
+    if summary.interrupted:
+        return 130
+    return 1 if summary.failures or summary.index_failure else 0
+
+
+# A watch on Dask sends every micrograph ready at one scan as one chunk: the cluster spreads it.
+UNLIMITED_CHUNK = 1 << 30
 
 
 def _check_local_devices(devices: Sequence[str]) -> None:

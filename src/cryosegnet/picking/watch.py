@@ -143,6 +143,7 @@ def watch_folder(
     batch_size: int = 1,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    pick: Callable[[list[Path]], BatchSummary] | None = None,
     **batch_options,
 ) -> WatchSummary:
     """Pick the micrographs of ``folder`` as they appear, into ``outdir``, until idle.
@@ -153,6 +154,9 @@ def watch_folder(
     per index rebuild). Other keyword arguments go to
     :func:`~cryosegnet.picking.batch.pick_batch` (``formats``, ``overwrite``, ``box_size``,
     ``workers``, ``debug``). A file that changes after it was picked is picked again.
+    ``pick``: how one chunk of ready micrographs is picked into ``outdir``; default
+    ``pick_batch`` with ``picker`` in this process (the Dask path passes one that sends the
+    chunk to its cluster, picking/distributed.py).
     """
     check_watch_options(folder, settle, interval, timeout)
     folder = Path(folder)
@@ -215,8 +219,12 @@ def watch_folder(
             step = max(1, batch_size)
             chunks += [todo[i : i + step] for i in range(0, len(todo), step)]
             for chunk in chunks:
-                batch = pick_batch(
-                    picker, chunk, outdir, batch_size=step, options=options, **batch_options
+                batch = (
+                    pick(chunk)
+                    if pick is not None
+                    else pick_batch(
+                        picker, chunk, outdir, batch_size=step, options=options, **batch_options
+                    )
                 )
                 summary.add(batch)
                 if batch.interrupted:
