@@ -11,7 +11,13 @@ from pathlib import Path
 from cryosegnet.errors import CryoSegNetError
 from cryosegnet.io.micrographs import find_micrographs
 from cryosegnet.masks.sam import SamSettings
-from cryosegnet.picking.batch import COMBINED_STAR, INDEX_STAR, OUTPUT_FORMATS, pick_batch
+from cryosegnet.picking.batch import (
+    COMBINED_STAR,
+    INDEX_STAR,
+    OUTPUT_FORMATS,
+    finish_run,
+    pick_batch,
+)
 from cryosegnet.picking.config import (
     DEFAULT_THRESHOLDS,
     STAGE_ALIASES,
@@ -325,12 +331,7 @@ def run(args: argparse.Namespace) -> int:
         names=names,
         should_stop=getattr(args, "should_stop", None),
     )
-    for problem in problems:
-        summary.failures[problem.split(":", 1)[0]] = problem
-    print(summary.text(), file=sys.stderr)
-    if summary.interrupted:
-        return 130
-    return 1 if summary.failures or summary.index_failure else 0
+    return finish_run(summary, problems)
 
 
 def _run_watch(
@@ -354,10 +355,7 @@ def _run_watch(
         debug=args.debug,
         **batch_options,
     )
-    print(summary.text(), file=sys.stderr)
-    if summary.interrupted:
-        return 130
-    return 1 if summary.failures or summary.index_failure else 0
+    return finish_run(summary)
 
 
 def _given_diameter(args: argparse.Namespace) -> Diameter | None:

@@ -19,7 +19,7 @@ import re
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,6 +83,22 @@ def failure_lines(failures: dict, index_failure: str | None) -> list[str]:
     if index_failure:
         lines.append(f"FAILED: {index_failure}")
     return lines
+
+
+def finish_run(summary, problems: Sequence[str] = ()) -> int:
+    """Print a run's end summary to stderr and return ``cryosegnet pick``'s exit code.
+
+    ``summary`` is any run's summary (:class:`BatchSummary`, a watch's or a cluster's: each has
+    ``failures``, ``index_failure``, ``interrupted`` and ``text()``); ``problems`` are inputs
+    refused before picking ("path: why"), reported among its failures. 130 after an
+    interruption, 1 when a micrograph or the index failed, else 0.
+    """
+    for problem in problems:
+        summary.failures[problem.split(":", 1)[0]] = problem
+    print(summary.text(), file=sys.stderr)
+    if summary.interrupted:
+        return 130
+    return 1 if summary.failures or summary.index_failure else 0
 
 
 @dataclass

@@ -42,6 +42,7 @@ from cryosegnet.picking.batch import (
     MANIFEST_VERSION,
     BatchSizes,
     BatchSummary,
+    finish_run,
     pick_chunk,
     picker_options,
     plan_batch,
@@ -504,8 +505,6 @@ def run_from_cli(
     """``cryosegnet pick`` with ``--scheduler`` / ``--dask-workers`` / ``--devices``: pick,
     print the summary, return the exit code (as the in-process run does). The Å diameter,
     pixel sizes and names (of RELION STAR inputs) are those the in-process run is given."""
-    import sys
-
     devices = parse_devices(getattr(args, "devices", None))
     n_workers = getattr(args, "dask_workers", None) or (len(devices) if devices else None)
     if args.scheduler and getattr(args, "dask_workers", None):
@@ -538,19 +537,12 @@ def run_from_cli(
         names=names,
         **common,  # type: ignore[arg-type]
     )
-    for problem in problems:
-        summary.failures[problem.split(":", 1)[0]] = problem
-    print(summary.text(), file=sys.stderr)
-    if summary.interrupted:
-        return 130
-    return 1 if summary.failures or summary.index_failure else 0
+    return finish_run(summary, problems)
 
 
 def _watch_on_cluster(args, picker, picker_kwargs: dict, n_workers, common: dict) -> int:
     """``--watch DIR`` on Dask: one cluster (and one loaded picker per worker) for the whole
     watch; each scan's ready micrographs go to it together, and this process keeps the index."""
-    import sys
-
     from cryosegnet.picking.watch import watch_folder
 
     with _client(args.scheduler, n_workers, 1) as client:
@@ -573,10 +565,7 @@ def _watch_on_cluster(args, picker, picker_kwargs: dict, n_workers, common: dict
             diameter_angstrom=common["diameter_angstrom"],
             pixel_sizes=common["pixel_sizes"],
         )
-    print(summary.text(), file=sys.stderr)
-    if summary.interrupted:
-        return 130
-    return 1 if summary.failures or summary.index_failure else 0
+    return finish_run(summary)
 
 
 # A watch on Dask sends every micrograph ready at one scan as one chunk: the cluster spreads it.
