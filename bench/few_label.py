@@ -71,9 +71,12 @@ def score(picks: dict[str, pd.DataFrame], threshold: float | None) -> dict:
 def cryosegnet_track(work: Path, args: argparse.Namespace) -> dict:
     from cryosegnet.io.coordinates import read_coordinates
     from cryosegnet.picking.picker import DEFAULT_PEAK_THRESHOLD
+    from cryosegnet.training.finetune import finetune_config
 
     cli = [sys.executable, "-m", "cryosegnet.cli.main"]
-    run_dir = work / "cryosegnet_ft"
+    fraction = args.target_fraction or finetune_config().target_fraction
+    suffix = f"_tf{fraction:g}"
+    run_dir = work / f"cryosegnet_ft{suffix}"
     train = split("train")
     finetune = [
         "finetune",
@@ -98,11 +101,13 @@ def cryosegnet_track(work: Path, args: argparse.Namespace) -> dict:
         "--seed",
         "1",
         "--no-progress",
+        "--target-fraction",
+        f"{fraction:g}",
     ]
     seconds = None
     if not (args.reuse and (run_dir / "best.pt").is_file()):
-        seconds = run(cli + finetune, work / "cryosegnet_finetune.log")
-    picks_dir = work / "cryosegnet_picks"
+        seconds = run(cli + finetune, work / f"cryosegnet_finetune{suffix}.log")
+    picks_dir = work / f"cryosegnet_picks{suffix}"
     test = split("test")
     pick = [
         "pick",
@@ -116,12 +121,13 @@ def cryosegnet_track(work: Path, args: argparse.Namespace) -> dict:
         "--overwrite",
         "--no-progress",
     ]
-    run(cli + pick, work / "cryosegnet_pick.log")
+    run(cli + pick, work / f"cryosegnet_pick{suffix}.log")
     picks = {}
     for path in picks_dir.rglob("*_autopick.star"):
         picks[path.name[: -len("_autopick.star")]] = read_coordinates(path)
     return {
-        "tool": "cryosegnet finetune (shipped model, 12 train micrographs)",
+        "tool": f"cryosegnet finetune --target-fraction {fraction:g} (shipped model, 12 train "
+        "micrographs)",
         "commands": [
             "cryosegnet "
             + shlex.join(
@@ -274,6 +280,11 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--topaz-epochs", type=int, default=10)
     parser.add_argument("--topaz-epoch-size", type=int, default=200)
+    parser.add_argument(
+        "--target-fraction",
+        type=float,
+        help="passed to cryosegnet finetune (default: finetune's own); one row per value",
+    )
     parser.add_argument("--skip-topaz", action="store_true")
     parser.add_argument("--skip-cryosegnet", action="store_true")
     parser.add_argument(
@@ -293,11 +304,13 @@ def main() -> None:
         sys.exit(f"{DATA}: not found (needs ../shared)")
     args.work.mkdir(parents=True, exist_ok=True)
     previous = json.loads(out_json.read_text()) if out_json.is_file() else {"rows": []}
-    rows = {row["tool"].split(" ")[0]: row for row in previous["rows"]}
+    rows = {row["tool"]: row for row in previous["rows"]}
     if not args.skip_cryosegnet:
-        rows["cryosegnet"] = cryosegnet_track(args.work, args)
+        row = cryosegnet_track(args.work, args)
+        rows[row["tool"]] = row
     if not args.skip_topaz:
-        rows["Topaz"] = topaz_track(args.work, args)
+        row = topaz_track(args.work, args)
+        rows[row["tool"]] = row
     results = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "rows": list(rows.values()),

@@ -345,3 +345,22 @@ def test_pick_results_batches_several_micrographs_and_the_old_name_warns(tiny_mo
     assert abs(len(several[0].picks) - len(one.picks)) <= 0.05 * len(one.picks)
     with pytest.warns(DeprecationWarning, match="pick_result"):
         assert picker.pick_detailed(blob_image).picks.equals(one.picks)
+
+
+def test_a_model_trained_on_centre_targets_needs_a_diameter(tmp_path):
+    """Its map marks particle centres only: a size read off it would be too small."""
+    from cryosegnet.errors import SettingsError
+    from cryosegnet.model.checkpoint import save_checkpoint
+    from cryosegnet.model.unet import AttentionUNet, UNetConfig
+    from cryosegnet.preprocessing.denoise import DenoiseSettings
+
+    path = tmp_path / "centres.pt"
+    save_checkpoint(
+        path,
+        AttentionUNet(UNetConfig(base_width=4, depth=5)),
+        DenoiseSettings(working_size=256),
+        metadata={"recipe": {"target_fraction": 0.4}},
+    )
+    with pytest.raises(SettingsError, match="--diameter"):
+        Picker(model=path, device="cpu")
+    assert Picker(model=path, device="cpu", diameter=40.0).model_diameter is None

@@ -582,3 +582,39 @@ def test_finetune_help_quotes_the_library_defaults():
         defaults.val_fraction,
         defaults.batch_size,
     )
+
+
+# --------------------------------------------------------------------------- centre targets
+
+
+def test_target_fraction_marks_only_the_particle_centres():
+    full = blob_sample(0)
+    centres = replace(full, target_fraction=0.5, _target=None)
+    assert full.target.sum() > 0
+    # Disks of half the diameter: a quarter of the area, all inside the whole disks.
+    assert centres.target.sum() == pytest.approx(full.target.sum() / 4, rel=0.2)
+    assert not (centres.target.astype(bool) & ~full.target.astype(bool)).any()
+
+
+def test_training_on_centre_targets_records_it_and_leaves_the_samples_alone(tmp_path):
+    samples = [blob_sample(i) for i in range(3)]
+    result = train(
+        tiny_config(target_fraction=0.4),
+        samples[:2],
+        samples[2:],
+        tmp_path,
+        DENOISE,
+        model=tiny_model(),
+    )
+    assert all(s.target_fraction == 1.0 for s in samples)
+    _, _, payload = load_model(result.best_path)
+    assert payload["metadata"]["recipe"]["target_fraction"] == 0.4
+    assert TrainConfig.from_dict(payload["metadata"]["recipe"]).target_fraction == 0.4
+
+
+@pytest.mark.parametrize("fraction", [0.0, -0.2, 1.5])
+def test_target_fraction_outside_0_1_is_refused(tmp_path, fraction):
+    from cryosegnet.errors import SettingsError
+
+    with pytest.raises(SettingsError, match="target-fraction"):
+        train(tiny_config(target_fraction=fraction), [blob_sample(0)], [], tmp_path, DENOISE)

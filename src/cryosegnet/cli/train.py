@@ -159,6 +159,14 @@ def recipe_arguments(parser: argparse.ArgumentParser, defaults: TrainConfig) -> 
         help=f"training crop size at working resolution (default: {d.crop})",
     )
     recipe.add_argument(
+        "--target-fraction",
+        type=float,
+        default=d.target_fraction,
+        metavar="F",
+        help="target disks as a fraction of the particle diameter: 1 is the whole particle "
+        f"(the paper), smaller marks only the centres (default: {d.target_fraction:g})",
+    )
+    recipe.add_argument(
         "--steps-per-epoch",
         type=int,
         default=d.steps_per_epoch,
@@ -337,6 +345,7 @@ def _run(args: argparse.Namespace, kind: str) -> int:
         device=args.device,
         amp=not args.no_amp,
         workers=args.workers,
+        target_fraction=args.target_fraction,
         freeze_encoder=getattr(args, "freeze_encoder", False),
         augment=AugmentSettings(enabled=not args.no_augment),
         progress=progress,

@@ -243,6 +243,16 @@ class Picker:
             or self.model_diameter
             or self.legacy_working_diameter
         )
+        recipe = (checkpoint.get("metadata") or {}).get("recipe") or {}
+        target_fraction = float(recipe.get("target_fraction", 1.0))
+        if target_fraction < 1.0 and not has_size:
+            from cryosegnet.io.errors import SettingsError
+
+            # Its map marks particle centres only, so a size read off the map is too small.
+            raise SettingsError(
+                f"this model was trained on centre targets ({target_fraction:g} x the "
+                "particle diameter) and records no particle size: give --diameter"
+            )
         if self.stage == "log" and not has_size:
             from cryosegnet.io.errors import SettingsError
 

@@ -53,14 +53,18 @@ class TrainingSample:
     unsure_x: np.ndarray = field(default_factory=lambda: np.zeros(0))
     unsure_y: np.ndarray = field(default_factory=lambda: np.zeros(0))
     unsure_diameter: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    # Target disks are this fraction of each particle's diameter (TrainConfig.target_fraction).
+    target_fraction: float = 1.0
     _target: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def target(self) -> np.ndarray:
         """Disk mask (uint8) of the particles, the paper's segmentation target: 1 particle,
-        0 background, :data:`IGNORE` where the loss must not look (unsure disks)."""
+        0 background, :data:`IGNORE` where the loss must not look (unsure disks, whole size).
+        With ``target_fraction`` < 1 the disks are the particles' centres only."""
         if self._target is None:
-            target = disk_mask(self.image.shape, self.x, self.y, self.diameter).astype(np.uint8)
+            diameter = self.diameter * self.target_fraction
+            target = disk_mask(self.image.shape, self.x, self.y, diameter).astype(np.uint8)
             if len(self.unsure_x):
                 unsure = disk_mask(
                     self.image.shape, self.unsure_x, self.unsure_y, self.unsure_diameter

@@ -15,7 +15,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from cryosegnet.errors import SettingsError
 from cryosegnet.io.atomic import atomic_path, atomic_write
 from cryosegnet.io.jsonsafe import json_safe
 from cryosegnet.model.checkpoint import read_checkpoint, save_checkpoint
@@ -58,6 +59,10 @@ class TrainConfig:
     workers: int = 0
     bce_weight: float = 1.0
     dice_weight: float = 1.0
+    # Target disks as a fraction of the particle diameter: 1 is the paper's whole-particle
+    # mask; smaller disks mark only the centres, so touching particles stay apart in the map
+    # and its peaks sit on the centres (a fine-tuned model knows the diameter from its labels).
+    target_fraction: float = 1.0
     freeze_encoder: bool = False
     augment: AugmentSettings = field(default_factory=AugmentSettings)
     # Peak-score threshold of the validation F1: the picker's default, so the log shows
@@ -131,6 +136,15 @@ class CropDataset(Dataset):
 MIN_STEPS_PER_EPOCH = 25
 
 
+def with_target_fraction(samples: list[TrainingSample], fraction: float) -> list[TrainingSample]:
+    """``samples`` whose targets are disks of ``fraction`` x the diameter (copies where the
+    fraction differs, so the caller's samples and their cached targets are left alone)."""
+    return [
+        s if s.target_fraction == fraction else replace(s, target_fraction=fraction, _target=None)
+        for s in samples
+    ]
+
+
 def default_steps(samples: list[TrainingSample], crop: int, batch_size: int) -> int:
     """Enough crops to cover every training pixel about once, and at least 25 steps.
 
@@ -193,9 +207,13 @@ class Trainer:
         metadata: dict | None = None,
         log_fn: Callable[[str], None] | None = None,
     ) -> None:
+        if not 0.0 < config.target_fraction <= 1.0:
+            raise SettingsError(
+                f"--target-fraction must be in (0, 1], got {config.target_fraction:g}"
+            )
         self.config = config
-        self.train_samples = train_samples
-        self.val_samples = val_samples
+        self.train_samples = with_target_fraction(train_samples, config.target_fraction)
+        self.val_samples = with_target_fraction(val_samples, config.target_fraction)
         self.out_dir = Path(out_dir)
         self.denoise = denoise
         self.metadata = dict(metadata or {})
@@ -229,7 +247,11 @@ class Trainer:
         use_scaler = self.amp and self.amp_dtype == torch.float16
         self.scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
         self.dataset = CropDataset(
-            train_samples, config.crop, self.steps * config.batch_size, config.seed, config.augment
+            self.train_samples,
+            config.crop,
+            self.steps * config.batch_size,
+            config.seed,
+            config.augment,
         )
         self.history: list[dict] = []
         self.best: dict = {}
