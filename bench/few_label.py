@@ -68,26 +68,19 @@ def score(picks: dict[str, pd.DataFrame], threshold: float | None) -> dict:
     return {k: pooled[k] for k in keys}
 
 
-def cryosegnet_track(work: Path, args: argparse.Namespace) -> dict:
-    from cryosegnet.io.coordinates import read_coordinates
-    from cryosegnet.picking.picker import DEFAULT_PEAK_THRESHOLD
-    from cryosegnet.training.finetune import finetune_config
-
-    cli = [sys.executable, "-m", "cryosegnet.cli.main"]
-    fraction = args.target_fraction or finetune_config().target_fraction
-    suffix = f"_tf{fraction:g}"
-    run_dir = work / f"cryosegnet_ft{suffix}"
+def finetune_command(out: Path, epochs: int, fraction: float) -> list[str]:
+    """The ``cryosegnet finetune`` arguments of this bench (12 ``train`` micrographs)."""
     train = split("train")
-    finetune = [
+    return [
         "finetune",
         "--images",
         *[str(DATA / "micrographs" / f"{s}.png") for s in train],
         "--labels",
         *[str(DATA / "labels" / f"{s}.csv") for s in train],
         "-o",
-        str(run_dir),
+        str(out),
         "--epochs",
-        str(args.epochs),
+        str(epochs),
         "--steps-per-epoch",
         "25",
         "--batch-size",
@@ -104,6 +97,18 @@ def cryosegnet_track(work: Path, args: argparse.Namespace) -> dict:
         "--target-fraction",
         f"{fraction:g}",
     ]
+
+
+def cryosegnet_track(work: Path, args: argparse.Namespace) -> dict:
+    from cryosegnet.io.coordinates import read_coordinates
+    from cryosegnet.picking.picker import DEFAULT_PEAK_THRESHOLD
+    from cryosegnet.training.finetune import finetune_config
+
+    cli = [sys.executable, "-m", "cryosegnet.cli.main"]
+    fraction = args.target_fraction or finetune_config().target_fraction
+    suffix = f"_tf{fraction:g}"
+    run_dir = work / f"cryosegnet_ft{suffix}"
+    finetune = finetune_command(run_dir, args.epochs, fraction)
     seconds = None
     if not (args.reuse and (run_dir / "best.pt").is_file()):
         seconds = run(cli + finetune, work / f"cryosegnet_finetune{suffix}.log")
@@ -240,7 +245,8 @@ def topaz_track(work: Path, args: argparse.Namespace) -> dict:
         for c in (train_cmd, extract)
     ]
     return {
-        "tool": "Topaz train (resnet8, PU learning, 12 train micrographs)",
+        "tool": f"Topaz train (resnet8, PU learning, {args.topaz_epochs} epochs x "
+        f"{args.topaz_epoch_size}, 12 train micrographs)",
         "commands": relative,
         "train_seconds": seconds,
         "default_threshold": 0.0,
@@ -303,14 +309,15 @@ def main() -> None:
     if not DATA.is_dir():
         sys.exit(f"{DATA}: not found (needs ../shared)")
     args.work.mkdir(parents=True, exist_ok=True)
+    fresh = []
+    if not args.skip_cryosegnet:
+        fresh.append(cryosegnet_track(args.work, args))
+    if not args.skip_topaz:
+        fresh.append(topaz_track(args.work, args))
+    # Read the earlier rows only now: another run of this bench may have written meanwhile.
     previous = json.loads(out_json.read_text()) if out_json.is_file() else {"rows": []}
     rows = {row["tool"]: row for row in previous["rows"]}
-    if not args.skip_cryosegnet:
-        row = cryosegnet_track(args.work, args)
-        rows[row["tool"]] = row
-    if not args.skip_topaz:
-        row = topaz_track(args.work, args)
-        rows[row["tool"]] = row
+    rows.update({row["tool"]: row for row in fresh})
     results = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "rows": list(rows.values()),
