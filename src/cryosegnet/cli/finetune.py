@@ -18,10 +18,11 @@ _DEFAULTS = finetune_config()
 DESCRIPTION = f"""\
 Fine-tune a trained U-Net (the shipped default unless --model is given) on a few labelled
 micrographs of your protein (5-20 is typical; the paper used 20). Defaults suit small data:
-{_DEFAULTS.epochs} epochs of at least {MIN_STEPS_PER_EPOCH} steps, learning rate \
-{_DEFAULTS.lr:g} (the paper's), target disks of {_DEFAULTS.target_fraction:g} x the labelled
-diameter (the particle centres: the model knows the size from the labels); --freeze-encoder
-trains only the decoder. Denoising settings and architecture come from the starting model."""
+{_DEFAULTS.epochs} epochs of at least {MIN_STEPS_PER_EPOCH} steps, learning rate {_DEFAULTS.lr:g} \
+(the paper's), target disks of
+{_DEFAULTS.target_fraction:g} x the labelled diameter (the particle centres: the model knows
+the size from the labels). --freeze-encoder trains only the decoder. Denoising settings and
+architecture come from the starting model."""
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:

@@ -9,9 +9,9 @@ trains only the decoder, attention gates and head. The targets are disks of 0.6 
 labelled diameter, not the whole particle: a fine-tuned model knows its protein's size from
 the labels, so its map only has to say where the centres are, and smaller disks keep touching
 particles apart. On validation micrographs of the apoferritin ``train`` split this raised best
-F1 and AUPRC over whole-particle disks, and over 0.4 and 0.25 (BENCHMARKS.md, few labels). The denoising settings always come from
-the starting checkpoint: the network only understands images prepared the way it was
-trained on.
+F1 and AUPRC over whole-particle disks, and over 0.4 and 0.25 (BENCHMARKS.md, few labels).
+The denoising settings always come from the starting checkpoint: the network only
+understands images prepared the way it was trained on.
 """
 
 from __future__ import annotations
