@@ -106,9 +106,22 @@ def cryosegnet_track(work: Path, args: argparse.Namespace) -> dict:
 
     cli = [sys.executable, "-m", "cryosegnet.cli.main"]
     fraction = args.target_fraction or finetune_config().target_fraction
-    suffix = f"_tf{fraction:g}"
+    suffix = "_defaults" if args.finetune_defaults else f"_tf{fraction:g}"
     run_dir = work / f"cryosegnet_ft{suffix}"
-    finetune = finetune_command(run_dir, args.epochs, fraction)
+    if args.finetune_defaults:  # what a user gets: no recipe option at all
+        full = finetune_command(run_dir, 0, 0.0)
+        finetune = full[: full.index("-o") + 2] + ["--no-progress"]
+        defaults = finetune_config()
+        tool = (
+            f"cryosegnet finetune with its defaults ({defaults.epochs} epochs, lr "
+            f"{defaults.lr:g}, crop {defaults.crop}; shipped model, 12 train micrographs)"
+        )
+    else:
+        finetune = finetune_command(run_dir, args.epochs, fraction)
+        tool = (
+            f"cryosegnet finetune --target-fraction {fraction:g} (shipped model, 12 train "
+            "micrographs)"
+        )
     seconds = None
     if not (args.reuse and (run_dir / "best.pt").is_file()):
         seconds = run(cli + finetune, work / f"cryosegnet_finetune{suffix}.log")
@@ -131,8 +144,7 @@ def cryosegnet_track(work: Path, args: argparse.Namespace) -> dict:
     for path in picks_dir.rglob("*_autopick.star"):
         picks[path.name[: -len("_autopick.star")]] = read_coordinates(path)
     return {
-        "tool": f"cryosegnet finetune --target-fraction {fraction:g} (shipped model, 12 train "
-        "micrographs)",
+        "tool": tool,
         "commands": [
             "cryosegnet "
             + shlex.join(
@@ -290,6 +302,11 @@ def main() -> None:
         "--target-fraction",
         type=float,
         help="passed to cryosegnet finetune (default: finetune's own); one row per value",
+    )
+    parser.add_argument(
+        "--finetune-defaults",
+        action="store_true",
+        help="run cryosegnet finetune with its own defaults instead of this bench's recipe",
     )
     parser.add_argument("--skip-topaz", action="store_true")
     parser.add_argument("--skip-cryosegnet", action="store_true")
