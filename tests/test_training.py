@@ -15,7 +15,7 @@ from cryosegnet.model.unet import AttentionUNet, UNetConfig
 from cryosegnet.preprocessing.denoise import DenoiseSettings
 from cryosegnet.training.augment import AugmentSettings, random_crop
 from cryosegnet.training.dataset import TrainingSample, labelled_sample, split_samples
-from cryosegnet.training.finetune import finetune, finetune_config
+from cryosegnet.training.finetune import FINETUNE_DEFAULTS, finetune, finetune_config
 from cryosegnet.training.losses import bce_dice_loss, dice_loss
 from cryosegnet.training.targets import disk_mask
 from cryosegnet.training.trainer import CropDataset, TrainConfig, Trainer, train
@@ -271,7 +271,7 @@ def test_finetune_starts_from_and_changes_a_checkpoint(tmp_path):
     config = finetune_config(
         **{k: v for k, v in vars(tiny_config()).items() if k not in ("lr", "epochs")}, epochs=1
     )
-    assert config.lr == 1e-4
+    assert config.lr == FINETUNE_DEFAULTS["lr"]
     result = finetune(
         [blob_sample(0)],
         [blob_sample(1)],
@@ -392,7 +392,7 @@ def test_train_and_finetune_cli(tmp_path, capsys):
     assert code == 0, capsys.readouterr().err
     meta = read_checkpoint(ft / "last.pt")["metadata"]
     assert meta["kind"] == "finetune" and meta["recipe"]["freeze_encoder"] is True
-    assert meta["recipe"]["lr"] == 1e-4
+    assert meta["recipe"]["lr"] == FINETUNE_DEFAULTS["lr"]
 
     # Warm start: weights, architecture and denoising come from --init, the schedule is new.
     warm = tmp_path / "warm"

@@ -15,14 +15,15 @@ from cryosegnet.training.trainer import MIN_STEPS_PER_EPOCH
 
 _DEFAULTS = finetune_config()
 
+_D = _DEFAULTS
 DESCRIPTION = f"""\
 Fine-tune a trained U-Net (the shipped default unless --model is given) on a few labelled
 micrographs of your protein (5-20 is typical; the paper used 20). Defaults suit small data:
-{_DEFAULTS.epochs} epochs of at least {MIN_STEPS_PER_EPOCH} steps, learning rate {_DEFAULTS.lr:g} \
-(the paper's), target disks of
-{_DEFAULTS.target_fraction:g} x the labelled diameter (the particle centres: the model knows
-the size from the labels). --freeze-encoder trains only the decoder. Denoising settings and
-architecture come from the starting model."""
+{_D.epochs} epochs of at least {MIN_STEPS_PER_EPOCH} steps on {_D.crop}-px crops, learning rate \
+{_D.lr:g} with a {_D.schedule} decay,
+and target disks of {_D.target_fraction:g} x the labelled diameter (the particle centres: the
+model knows the size from the labels). --freeze-encoder trains only the decoder. Denoising
+settings and architecture come from the starting model."""
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
