@@ -6,7 +6,7 @@ With so little data the defaults differ from training from scratch: 40 epochs of
 rate of 5e-4 with a cosine decay (half the shipped model's 1e-3), and more of the data kept
 for training. The paper's constant 1e-4 for 20 epochs was the default before: on the
 validation micrographs of the apoferritin ``train`` split it reached best F1 0.66 / AUPRC
-0.57 against 0.70 / 0.66 for this recipe (BENCHMARKS.md, few labels). ``freeze_encoder``
+0.57 against 0.69 / 0.65 for this recipe (BENCHMARKS.md, few labels). ``freeze_encoder``
 goes further and trains only the decoder, attention gates and head.
 
 The targets are disks of 0.6 x the labelled diameter, not the whole particle: a fine-tuned
