@@ -68,10 +68,11 @@ def score(picks: dict[str, pd.DataFrame], threshold: float | None) -> dict:
     return {k: pooled[k] for k in keys}
 
 
-def finetune_command(out: Path, epochs: int, fraction: float) -> list[str]:
-    """The ``cryosegnet finetune`` arguments of this bench (12 ``train`` micrographs)."""
+def finetune_command(out: Path, epochs: int | None = None, fraction: float = 1.0) -> list[str]:
+    """The ``cryosegnet finetune`` arguments of this bench (12 ``train`` micrographs): its
+    recipe, or with ``epochs`` None only the data and output (finetune's own defaults)."""
     train = split("train")
-    return [
+    data = [
         "finetune",
         "--images",
         *[str(DATA / "micrographs" / f"{s}.png") for s in train],
@@ -79,6 +80,10 @@ def finetune_command(out: Path, epochs: int, fraction: float) -> list[str]:
         *[str(DATA / "labels" / f"{s}.csv") for s in train],
         "-o",
         str(out),
+    ]
+    if epochs is None:
+        return data + ["--no-progress"]
+    return data + [
         "--epochs",
         str(epochs),
         "--steps-per-epoch",
@@ -109,8 +114,7 @@ def cryosegnet_track(work: Path, args: argparse.Namespace) -> dict:
     suffix = "_defaults" if args.finetune_defaults else f"_tf{fraction:g}"
     run_dir = work / f"cryosegnet_ft{suffix}"
     if args.finetune_defaults:  # what a user gets: no recipe option at all
-        full = finetune_command(run_dir, 0, 0.0)
-        finetune = full[: full.index("-o") + 2] + ["--no-progress"]
+        finetune = finetune_command(run_dir)
         defaults = finetune_config()
         tool = (
             f"cryosegnet finetune with its defaults ({defaults.epochs} epochs, lr "

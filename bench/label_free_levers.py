@@ -104,7 +104,7 @@ def recentred(picks: dict, inputs, scale_factor: float, window_factor: float) ->
     return out
 
 
-def self_trained(base: Picker, inputs, picks: dict, positive: float, unsure: float, disk: float):
+def self_trained(inputs, picks: dict, positive: float, unsure: float, disk: float):
     """The shipped model fine-tuned on the hybrid picks as pseudo-labels (see module doc)."""
     samples = []
     for name, den, prob, shape in inputs:
@@ -223,7 +223,7 @@ def main() -> None:
             h_thr,
         )
     for positive, unsure, disk in ((3.0, 1.5, 1.0), (2.5, 1.0, 1.5)):
-        unet, denoise, adapted, n = self_trained(base, inputs, default, positive, unsure, disk)
+        unet, denoise, adapted, n = self_trained(inputs, default, positive, unsure, disk)
         what = (
             f"self-trained on hybrid picks >= {positive:g} ({n}; unsure >= {unsure:g}; "
             f"disks {disk:g} x d)"

@@ -8,6 +8,7 @@ A thin shim: the options are train's data and recipe options (with the fine-tuni
 from __future__ import annotations
 
 import argparse
+import textwrap
 
 from cryosegnet.cli.train import data_arguments, option_defaults, recipe_arguments, run_training
 from cryosegnet.training.finetune import finetune_config
@@ -15,15 +16,16 @@ from cryosegnet.training.trainer import MIN_STEPS_PER_EPOCH
 
 _DEFAULTS = finetune_config()
 
-_D = _DEFAULTS
-DESCRIPTION = f"""\
-Fine-tune a trained U-Net (the shipped default unless --model is given) on a few labelled
-micrographs of your protein (5-20 is typical; the paper used 20). Defaults suit small data:
-{_D.epochs} epochs of at least {MIN_STEPS_PER_EPOCH} steps on {_D.crop}-px crops, learning rate \
-{_D.lr:g} with a {_D.schedule} decay,
-and target disks of {_D.target_fraction:g} x the labelled diameter (the particle centres: the
-model knows the size from the labels). --freeze-encoder trains only the decoder. Denoising
-settings and architecture come from the starting model."""
+DESCRIPTION = textwrap.fill(
+    "Fine-tune a trained U-Net (the shipped default unless --model is given) on a few "
+    "labelled micrographs of your protein (5-20 is typical; the paper used 20). Defaults suit "
+    f"small data: {_DEFAULTS.epochs} epochs of at least {MIN_STEPS_PER_EPOCH} steps on "
+    f"{_DEFAULTS.crop}-px crops, learning rate {_DEFAULTS.lr:g} with a {_DEFAULTS.schedule} "
+    f"decay, and target disks of {_DEFAULTS.target_fraction:g} x the labelled diameter (the "
+    "particle centres: the model knows the size from the labels). --freeze-encoder trains "
+    "only the decoder. Denoising settings and architecture come from the starting model.",
+    width=92,
+)
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:

@@ -14,6 +14,7 @@ model knows its protein's size from the labels, so its map only has to say where
 are, and smaller disks keep touching particles apart. On validation micrographs of the
 apoferritin ``train`` split this raised best F1 and AUPRC over whole-particle disks, and over
 0.4 and 0.25 (BENCHMARKS.md, few labels).
+
 The denoising settings always come from the starting checkpoint: the network only
 understands images prepared the way it was trained on.
 """

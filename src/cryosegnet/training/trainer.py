@@ -70,6 +70,12 @@ class TrainConfig:
     val_threshold: float = DEFAULT_PEAK_THRESHOLD
     progress: bool = True
 
+    def __post_init__(self) -> None:
+        if not 0.0 < self.target_fraction <= 1.0:
+            raise SettingsError(
+                f"--target-fraction must be in (0, 1], got {self.target_fraction:g}"
+            )
+
     def to_dict(self) -> dict:
         values = asdict(self)
         values["augment"] = self.augment.to_dict()
@@ -207,10 +213,6 @@ class Trainer:
         metadata: dict | None = None,
         log_fn: Callable[[str], None] | None = None,
     ) -> None:
-        if not 0.0 < config.target_fraction <= 1.0:
-            raise SettingsError(
-                f"--target-fraction must be in (0, 1], got {config.target_fraction:g}"
-            )
         self.config = config
         self.train_samples = with_target_fraction(train_samples, config.target_fraction)
         self.val_samples = with_target_fraction(val_samples, config.target_fraction)
