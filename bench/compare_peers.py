@@ -8,6 +8,8 @@ Pickers (one after the other, each in its own subprocess, 1 thread each):
 
 * ``cryosegnet (default)``: ``cryosegnet pick`` with the shipped model, stage ``auto`` (the
   built-in hybrid stage when no SAM checkpoint is installed), particle diameter estimated;
+* ``cryosegnet --skip-empty``: the default, with no picks kept on a micrograph whose dark blobs
+  do not outnumber its bright ones (``cryosegnet.postprocessing.empty_micrographs``);
 * ``cryosegnet --diameter 68``: the same, told the labelled apoferritin diameter;
 * ``cryosegnet --stage peaks``: the peak finder on the U-Net map (the previous default);
 * ``cryosegnet LoG``: ``cryosegnet pick --stage log --diameter 68`` (training-free, scores in
@@ -255,6 +257,14 @@ def cryosegnet_tools() -> list[dict]:
             "args": ["--threshold", "-1000"],
             "default_threshold": DEFAULT_THRESHOLDS["hybrid"],
             "notes": "stage auto = hybrid (no SAM checkpoint installed), diameter estimated",
+        },
+        {
+            "name": "cryosegnet --skip-empty",
+            "key": "cs_skip_empty",
+            "args": ["--threshold", "-1000", "--skip-empty"],
+            "default_threshold": DEFAULT_THRESHOLDS["hybrid"],
+            "notes": "the default, and no picks on micrographs judged empty (dark blobs do not "
+            "outnumber bright ones)",
         },
         {
             "name": "cryosegnet --diameter 68",

@@ -13,6 +13,7 @@ DOCUMENTED_MODULES = (
     "cryosegnet.simulation.micrograph",
     "cryosegnet.geometry",
     "cryosegnet.io.jsonsafe",
+    "cryosegnet.postprocessing.empty_micrographs",
 )
 
 

@@ -32,6 +32,7 @@ from cryosegnet.picking.watch import (
     DEFAULT_WATCH_TIMEOUT,
     check_watch_options,
 )
+from cryosegnet.postprocessing.empty_micrographs import EmptySettings
 
 log = logging.getLogger("cryosegnet")
 
@@ -116,6 +117,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "noise standard deviations); 'peaks' is the peak finder on the U-Net map ('builtin' "
         "is its former name); 'log' is the training-free dark-blob detector on the denoised "
         "image (no U-Net; needs --diameter; scores in noise standard deviations)",
+    )
+    p.add_argument(
+        "--skip-empty",
+        action="store_true",
+        default=DEFAULTS.skip_empty,
+        help="write no picks on a micrograph whose dark blobs do not outnumber its bright ones "
+        f"by {EmptySettings().min_evidence:g} standard errors (empty holes, bare ice); crowded "
+        "fields of very weak particles fail this test too, so check the count it reports",
     )
     sam = p.add_argument_group(
         "SAM stage", "options of the SAM stage only: an error with any other stage"
@@ -267,6 +276,7 @@ def run(args: argparse.Namespace) -> int:
         threshold=args.threshold,
         diameter=args.diameter,
         denoise_order=args.denoise_order,
+        skip_empty=args.skip_empty,
         diameter_per_micrograph=diameter is not None and diameter.angstrom,
     )
     if args.sam_model_type is not None:

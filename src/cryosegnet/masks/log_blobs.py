@@ -60,6 +60,22 @@ def robust_spread(values: np.ndarray) -> float:
     return spread if spread > 0 else float(np.std(sample)) or 1.0
 
 
+def noise_units(response: np.ndarray) -> np.ndarray:
+    """``response`` around its median in units of its :func:`robust_spread`."""
+    return (response - float(np.median(response))) / robust_spread(response)
+
+
+def blob_peaks(score: np.ndarray, min_distance: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Local maxima of ``score`` above 0, no two closer than ``min_distance`` (the stronger is
+    kept) -> (x, y, score)."""
+    size = max(3, int(min_distance) | 1)
+    is_peak = (score == maximum_filter(score, size)) & (score > 0)
+    rows, cols = np.nonzero(is_peak)
+    values = score[rows, cols]
+    keep = suppress_close_peaks(cols, rows, values, min_distance)
+    return cols[keep], rows[keep], values[keep]
+
+
 def dark_blobs(
     image: np.ndarray, log_diameter: float, min_distance: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -69,14 +85,7 @@ def dark_blobs(
     around its median), no two closer than ``min_distance`` (the stronger is kept); only blobs
     darker than the typical pixel (score > 0) are candidates.
     """
-    response = log_response(image, log_diameter)
-    score = (response - float(np.median(response))) / robust_spread(response)
-    size = max(3, int(min_distance) | 1)
-    is_peak = (score == maximum_filter(score, size)) & (score > 0)
-    rows, cols = np.nonzero(is_peak)
-    values = score[rows, cols]
-    keep = suppress_close_peaks(cols, rows, values, min_distance)
-    return cols[keep], rows[keep], values[keep]
+    return blob_peaks(noise_units(log_response(image, log_diameter)), min_distance)
 
 
 class LogBlobGenerator:

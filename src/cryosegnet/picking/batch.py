@@ -44,6 +44,7 @@ from cryosegnet.io.coordinates import (
 from cryosegnet.io.micrographs import micrograph_stem, read_micrograph
 from cryosegnet.picking.picker import Picker
 from cryosegnet.picking.units import PixelSizes, angstrom_to_pixels, describe_size
+from cryosegnet.postprocessing.empty_micrographs import EmptySettings
 from cryosegnet.preprocessing.denoise import working_shape
 
 log = logging.getLogger("cryosegnet")
@@ -115,6 +116,8 @@ class BatchSummary:
     interrupted: bool = False
     index_failure: str | None = None
     index_entries: int = 0
+    # Micrographs the empty-micrograph test (``--skip-empty``) left without picks.
+    empty: list[str] = field(default_factory=list)
 
     @property
     def n_particles(self) -> int:
@@ -139,6 +142,11 @@ class BatchSummary:
             lines.append(line)
         if n_new and self.seconds:
             lines.append(f"time: {self.seconds:.1f} s ({n_new / self.seconds:.2f} micrographs/s)")
+        if self.empty:
+            lines.append(
+                f"judged empty (no dark-blob excess over bright blobs), no picks: "
+                f"{len(self.empty)} micrograph(s)"
+            )
         if self.index_entries:
             lines.append(
                 f"{INDEX_STAR}, {COMBINED_STAR}: {self.index_entries} micrograph(s) "
@@ -224,6 +232,9 @@ def picker_options(picker) -> dict:
         if generator is not None and hasattr(generator, "describe")
         else None,
     }
+    if getattr(getattr(picker, "config", None), "skip_empty", False):
+        # Only when on: results written before the option existed keep matching.
+        settings["skip_empty"] = True
     options["settings"] = json.loads(json.dumps(settings, default=str))
     return options
 
@@ -564,6 +575,9 @@ def _pick_batch(
                     "source": sources[path],
                     "options": sizes.options(path, options),
                 }
+                evidence = getattr(result, "evidence", None)
+                if evidence is not None:
+                    manifest["evidence"] = round(float(evidence), 3)
                 n_finished += 1
                 try:
                     write_outputs(
@@ -579,6 +593,14 @@ def _pick_batch(
                     record_failure(summary, path, exc, debug, prefix="cannot write output: ")
                     continue
                 summary.done[str(path)] = result.picks
+                if getattr(result, "empty", False):
+                    summary.empty.append(str(path))
+                    log.info(
+                        "%s: judged empty (evidence %.1f < %g): no picks",
+                        path,
+                        float(result.evidence),
+                        EmptySettings().min_evidence,
+                    )
                 if result.diameter:
                     summary.diameters.append(float(result.diameter))
                     summary.pixel_sizes.append(sizes.seen_pixel_size.get(path))

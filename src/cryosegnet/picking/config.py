@@ -77,6 +77,10 @@ class PickerConfig:
         SAM architecture of the checkpoint: ``vit_h`` (the paper's), ``vit_l`` or ``vit_b``.
     sam : SamSettings
         SAM's automatic-mask options (the paper's, which are SAM's own defaults).
+    skip_empty : bool
+        Keep no pick on a micrograph whose dark blobs do not outnumber its bright ones
+        (:mod:`~cryosegnet.postprocessing.empty_micrographs`): empty holes and bare ice. Off by
+        default: crowded fields of very weak particles fail the test too.
 
     Raises
     ------
@@ -98,6 +102,7 @@ class PickerConfig:
     denoise_order: str | None = None
     sam_model_type: str = "vit_h"
     sam: SamSettings = field(default_factory=SamSettings)
+    skip_empty: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "stage", canonical_stage(self.stage))

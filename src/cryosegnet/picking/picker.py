@@ -48,6 +48,10 @@ class PickResult:
     original_shape: tuple[int, int]
     stage: str
     counts: dict[str, int] = field(default_factory=dict)
+    # Dark-blob excess over bright blobs in standard errors (postprocessing/empty_micrographs),
+    # computed with ``skip_empty``; ``empty``: the micrograph failed it and keeps no pick.
+    evidence: float | None = None
+    empty: bool = False
 
 
 class Picker:
@@ -373,6 +377,12 @@ class Picker:
             "after_size": result.n_after_size,
             "after_border": len(picks),
         }
+        evidence, empty = None, False
+        if self.config.skip_empty:
+            evidence, empty = self._empty_test(probability, diameter, denoised)
+            if empty:
+                picks = picks.iloc[0:0]
+            counts["after_empty"] = len(picks)
         return PickResult(
             picks=picks,
             diameter=result.diameter,
@@ -380,7 +390,30 @@ class Picker:
             original_shape=(int(original_shape[0]), int(original_shape[1])),
             stage=self.stage,
             counts=counts,
+            evidence=evidence,
+            empty=empty,
         )
+
+    def _empty_test(
+        self, probability: np.ndarray, diameter: float | None, denoised: np.ndarray | None
+    ) -> tuple[float, bool]:
+        """(evidence, empty) of one micrograph, at the LoG scale the hybrid stage would use."""
+        from cryosegnet.masks.hybrid import HybridSettings
+        from cryosegnet.masks.peaks import estimate_diameter
+        from cryosegnet.postprocessing.empty_micrographs import looks_empty, particle_evidence
+
+        if denoised is None:
+            raise ValueError("the empty-micrograph test needs the denoised image: pass denoised")
+        hybrid = HybridSettings()
+        if diameter and np.isfinite(diameter) and diameter > 0:
+            log_diameter = float(diameter) * hybrid.told_scale
+        else:
+            size = getattr(self.mask_generator, "last_diameter", None)
+            if not (size and np.isfinite(size) and size > 0):
+                size = estimate_diameter(probability)
+            log_diameter = float(size) * hybrid.estimated_scale
+        evidence = particle_evidence(denoised, log_diameter)
+        return evidence, looks_empty(evidence)
 
     # ------------------------------------------------------------------ public API
     # pick -> the picks table; pick_result -> everything learnt about one micrograph;
