@@ -10,6 +10,7 @@ from pathlib import Path
 import mrcfile
 import numpy as np
 import pytest
+import torch
 
 pytest.importorskip("distributed")
 
@@ -58,6 +59,16 @@ def _index(outdir: Path) -> tuple[str, list[tuple[str, str]]]:
         for m, c in zip(table["rlnMicrographName"], table["rlnMicrographCoordinates"])
     ]
     return (outdir / COMBINED_STAR).read_text(), sorted(rows)
+
+
+@pytest.fixture(autouse=True)
+def one_compute_thread():
+    """The workers compute with one thread each; so do the in-process references, or float
+    sums taken in another order can break ties between equal-scoring candidates differently."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture
