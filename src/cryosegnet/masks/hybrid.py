@@ -51,6 +51,10 @@ class HybridSettings:
         if not (np.isfinite(self.unet_weight) and self.unet_weight >= 0):
             raise ValueError(f"unet_weight must be >= 0, got {self.unet_weight}")
 
+    def log_diameter(self, diameter: float, told: bool) -> float:
+        """The LoG diameter for particles of ``diameter`` px, given (``told``) or estimated."""
+        return float(diameter) * (self.told_scale if told else self.estimated_scale)
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -114,7 +118,7 @@ class HybridBlobGenerator:
         if not (np.isfinite(d) and d > 0):
             return []
         self.last_diameter = d
-        log_diameter = d * (s.told_scale if told else s.estimated_scale)
+        log_diameter = s.log_diameter(d, told)
         x, y, darkness = dark_blobs(img, log_diameter, d * s.suppression_fraction)
         band = self._band(prob, d)
         rows = np.clip(y, 0, prob.shape[0] - 1)

@@ -404,15 +404,11 @@ class Picker:
 
         if denoised is None:
             raise ValueError("the empty-micrograph test needs the denoised image: pass denoised")
-        hybrid = HybridSettings()
-        if diameter and np.isfinite(diameter) and diameter > 0:
-            log_diameter = float(diameter) * hybrid.told_scale
-        else:
-            size = getattr(self.mask_generator, "last_diameter", None)
-            if not (size and np.isfinite(size) and size > 0):
-                size = estimate_diameter(probability)
-            log_diameter = float(size) * hybrid.estimated_scale
-        evidence = particle_evidence(denoised, log_diameter)
+        told = bool(diameter and np.isfinite(diameter) and diameter > 0)
+        size = diameter if told else getattr(self.mask_generator, "last_diameter", None)
+        if not (size and np.isfinite(size) and size > 0):
+            size = estimate_diameter(probability)
+        evidence = particle_evidence(denoised, HybridSettings().log_diameter(size, told))
         return evidence, looks_empty(evidence)
 
     # ------------------------------------------------------------------ public API
