@@ -245,6 +245,28 @@ def test_relion_star_input_on_dask_gives_the_in_process_files(
     assert sorted(m for m, _ in _index(tmp_path / "dask")[1]) == sorted(names)
 
 
+def test_skip_empty_on_dask_counts_the_empty_micrographs(
+    tmp_path, tiny_model, monkeypatch, capsys
+) -> None:
+    """--skip-empty on workers: the same files (the manifests keep each micrograph's evidence)
+    and the same "judged empty" count in the end-of-run summary as in one process."""
+    monkeypatch.chdir(tmp_path)
+    _micrographs(tmp_path / "mics", n=3)
+    with mrcfile.new(tmp_path / "mics" / "noise.mrc") as mrc:
+        mrc.set_data(np.random.default_rng(7).normal(size=(256, 256)).astype(np.float32))
+    extra = ("--diameter", "16", "--skip-empty")
+    summaries = []
+    for out, more in (("ref", ()), ("dask", ("--dask-workers", "2"))):
+        assert _pick_cli(tiny_model, ["mics"], out, *extra, *more) == 0
+        summaries.append(capsys.readouterr().err)
+    results = _same_files(tmp_path, "ref", "dask")
+    assert all("evidence" in manifest for _, manifest in results.values())
+    assert results["mics/noise_autopick.star"][0] == []  # no picks on pure noise
+    assert all(results[f"mics/mic_{i:02d}_autopick.star"][0] for i in range(3))
+    for text in summaries:
+        assert "judged empty (no dark-blob excess over bright blobs), no picks: 1" in text
+
+
 def test_watch_on_dask_gives_the_in_process_files(session, tmp_path) -> None:
     """--watch with --dask-workers: the micrographs written to the watched folder are picked on
     the cluster, into the files and index one process writes."""

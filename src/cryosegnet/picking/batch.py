@@ -570,14 +570,7 @@ def _pick_batch(
                 bar.update(len(paths))
                 continue
             for path, result in zip(paths, results, strict=True):
-                manifest = {
-                    "version": MANIFEST_VERSION,
-                    "source": sources[path],
-                    "options": sizes.options(path, options),
-                }
-                evidence = getattr(result, "evidence", None)
-                if evidence is not None:
-                    manifest["evidence"] = round(float(evidence), 3)
+                manifest = result_manifest(sources[path], sizes.options(path, options), result)
                 n_finished += 1
                 try:
                     write_outputs(
@@ -594,13 +587,7 @@ def _pick_batch(
                     continue
                 summary.done[str(path)] = result.picks
                 if getattr(result, "empty", False):
-                    summary.empty.append(str(path))
-                    log.info(
-                        "%s: judged empty (evidence %.1f < %g): no picks",
-                        path,
-                        float(result.evidence),
-                        EmptySettings().min_evidence,
-                    )
+                    record_empty(summary, path, float(result.evidence))
                 if result.diameter:
                     summary.diameters.append(float(result.diameter))
                     summary.pixel_sizes.append(sizes.seen_pixel_size.get(path))
@@ -996,6 +983,52 @@ def record_failure(
         log.exception(reason)
     else:
         tqdm.write(f"ERROR {reason}", file=sys.stderr)
+
+
+def result_manifest(source: dict, options: dict, result) -> dict:
+    """The manifest written beside one micrograph's picks (see :func:`write_outputs`).
+
+    Parameters
+    ----------
+    source : dict
+        The micrograph's identity (path, size, modification time) for ``--continue``.
+    options : dict
+        The picking options that made these picks, as :func:`picker_options` records them.
+    result : PickResult
+        Its ``evidence`` (the empty-micrograph test's, when it ran) is kept, so that a user
+        can see afterwards how close a micrograph came to being judged empty.
+
+    Returns
+    -------
+    dict
+        JSON-safe manifest.
+    """
+    manifest = {"version": MANIFEST_VERSION, "source": source, "options": options}
+    evidence = getattr(result, "evidence", None)
+    if evidence is not None:
+        manifest["evidence"] = round(float(evidence), 3)
+    return manifest
+
+
+def record_empty(summary: BatchSummary, path: Path, evidence: float) -> None:
+    """Record that the empty-micrograph test left ``path`` without picks, and say so.
+
+    Parameters
+    ----------
+    summary : BatchSummary
+        Gets ``path`` in ``empty`` (counted in the end-of-run summary).
+    path : Path
+        The micrograph.
+    evidence : float
+        Its particle evidence, below :attr:`EmptySettings.min_evidence`.
+    """
+    summary.empty.append(str(path))
+    log.info(
+        "%s: judged empty (evidence %.1f < %g): no picks",
+        path,
+        evidence,
+        EmptySettings().min_evidence,
+    )
 
 
 def _in_main_thread() -> bool:

@@ -39,7 +39,6 @@ from pathlib import Path
 
 from cryosegnet.errors import CryoSegNetError
 from cryosegnet.picking.batch import (
-    MANIFEST_VERSION,
     BatchSizes,
     BatchSummary,
     finish_run,
@@ -48,8 +47,10 @@ from cryosegnet.picking.batch import (
     plan_batch,
     read_for_picking,
     rebuild_index,
+    record_empty,
     record_failure,
     relative_folder,
+    result_manifest,
     start_run,
     write_outputs,
 )
@@ -184,7 +185,7 @@ def _pick_one(
             "worker": worker,
             "seconds": time.perf_counter() - start,
         }
-    manifest = {"version": MANIFEST_VERSION, "source": source, "options": options}
+    manifest = result_manifest(source, options, result)
     try:
         # The folder is this micrograph's own output folder: write as if the micrograph lay
         # there (its file name only), so the worker's current folder does not matter.
@@ -210,6 +211,8 @@ def _pick_one(
         "ok": True,
         "picks": result.picks,
         "diameter": result.diameter,
+        "empty": bool(getattr(result, "empty", False)),
+        "evidence": getattr(result, "evidence", None),
         "pixel_size": sizes.seen_pixel_size.get(local),
         "worker": worker,
         "seconds": time.perf_counter() - start,
@@ -448,6 +451,8 @@ def _run(
                 record_failure(summary, path, CryoSegNetError(record["error"]), debug)
                 continue
             summary.done[str(path)] = record["picks"]
+            if record.get("empty"):
+                record_empty(summary, path, float(record["evidence"]))
             if record["diameter"]:
                 summary.diameters.append(float(record["diameter"]))
                 summary.pixel_sizes.append(record.get("pixel_size"))
