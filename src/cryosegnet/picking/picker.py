@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from cryosegnet.errors import CheckpointError, SettingsError
 from cryosegnet.io.micrographs import Micrograph, read_micrograph
 from cryosegnet.masks.base import InstanceMaskGenerator
 from cryosegnet.model.checkpoint import default_model_path, load_model
@@ -117,8 +118,6 @@ class Picker:
             config, sam_checkpoint, device_, fine_tuned=labelled_diameter(checkpoint) is not None
         )
         if sam_checkpoint and stage[1] != "sam":
-            from cryosegnet.io.errors import SettingsError
-
             raise SettingsError(f"--sam-checkpoint: the instance stage is {stage[1]}, not sam")
         self._assemble(
             unet,
@@ -225,8 +224,6 @@ class Picker:
         known = self.stage in STAGES  # else a stage object given to from_parts
         useless = inapplicable(config, self.stage) if known else []
         if useless:
-            from cryosegnet.io.errors import SettingsError
-
             raise SettingsError(
                 f"{', '.join(useless)}: option(s) of the SAM stage, but the instance stage is "
                 f"{self.stage} (give --stage sam with a SAM checkpoint, or drop them)"
@@ -250,16 +247,12 @@ class Picker:
         recipe = (checkpoint.get("metadata") or {}).get("recipe") or {}
         target_fraction = float(recipe.get("target_fraction", 1.0))
         if target_fraction < 1.0 and not has_size:
-            from cryosegnet.io.errors import SettingsError
-
             # Its map marks particle centres only, so a size read off the map is too small.
             raise SettingsError(
                 f"this model was trained on centre targets ({target_fraction:g} x the "
                 "particle diameter) and records no particle size: give --diameter"
             )
         if self.stage == "log" and not has_size:
-            from cryosegnet.io.errors import SettingsError
-
             raise SettingsError(
                 "the LoG stage cannot estimate the particle size: give --diameter "
                 "(micrograph pixels, or Å as 120A), or a model fine-tuned on labelled micrographs"
@@ -292,8 +285,6 @@ class Picker:
         if stage in ("auto", "sam"):
             checkpoint = find_sam_checkpoint(config.sam_model_type, sam_checkpoint)
             if checkpoint is None and (stage == "sam" or sam_checkpoint):
-                from cryosegnet.io.errors import CheckpointError
-
                 where = sam_checkpoint or f"the SAM cache for {config.sam_model_type}"
                 raise CheckpointError(where, "SAM checkpoint not found (see README: SAM weights)")
         if checkpoint is not None:
