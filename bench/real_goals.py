@@ -237,6 +237,13 @@ def levers(notes: list[str]) -> list[dict]:
                     "finetune_decoys",
                 )
             )
+    seeds = load("finetune_seeds")
+    if seeds:
+        base = seeds["single_mean"]
+        for row in seeds["rows"]:
+            if not row["model"].startswith("seed"):
+                what = f"finetune, 3 seeds combined: {row['model']} (vs the seeds' mean)"
+                rows.append(lever(3, "validation", what, row, base, "finetune_seeds"))
     if peers:
         quality = peers["sets"]["quality"]
         if "cs_skip_empty" in quality["tools"]:

@@ -270,6 +270,11 @@ def test_model_fine_tuned_on_labels_brings_its_particle_diameter(tmp_path, blob_
     assert given.mask_generator.last_diameter == pytest.approx(60 * 256 / 300, rel=0.01)
     mixed = Picker(model=checkpoint("mixed.pt", ["labelled", "simulated"]), device="cpu")
     assert mixed.model_diameter is None and mixed.legacy_working_diameter is None
+    # Decoys (micrographs with no particle) add no size: labels + decoys keep the labels' one
+    with_decoys = checkpoint("decoys.pt", ["decoy", "labelled"], key="diameter_px_median")
+    assert Picker(model=with_decoys, device="cpu").model_diameter == 30.0
+    only_decoys = checkpoint("only.pt", ["decoy"], key="diameter_px_median")
+    assert Picker(model=only_decoys, device="cpu").model_diameter is None
 
 
 def test_a_fine_tuned_diameter_is_converted_to_each_micrographs_working_pixels(

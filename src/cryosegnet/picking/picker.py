@@ -491,9 +491,14 @@ def labelled_diameter(checkpoint: dict, key: str = "diameter_px_median") -> floa
     """
     train = ((checkpoint.get("metadata") or {}).get("data") or {}).get("train") or {}
     diameter = train.get(key)
-    # Labels, or the pseudo-labels of a model adapted to one dataset (training/adapt.py).
-    sources = train.get("sources") or []
-    one_protein = bool(sources) and set(sources) <= {"labelled", "pseudo"}
+    # Labels, or the pseudo-labels of a model adapted to one dataset (training/adapt.py);
+    # decoys (micrographs with no particle) add no size of their own.
+    sources = set(train.get("sources") or [])
+    one_protein = bool(sources & {"labelled", "pseudo"}) and sources <= {
+        "labelled",
+        "pseudo",
+        "decoy",
+    }
     if one_protein and diameter and np.isfinite(diameter):
         return float(diameter)
     return None
