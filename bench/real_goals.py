@@ -244,6 +244,14 @@ def levers(notes: list[str]) -> list[dict]:
             if not row["model"].startswith("seed"):
                 what = f"finetune, 3 seeds combined: {row['model']} (vs the seeds' mean)"
                 rows.append(lever(3, "validation", what, row, base, "finetune_seeds"))
+    sizes = load("finetune_input")
+    if sizes:
+        by_size = {r["working_size"]: r for r in sizes["rows"]}
+        if 1024 in by_size:
+            for size, row in by_size.items():
+                if size != 1024:
+                    what = f"finetune at working size {size} (vs the shipped 1024)"
+                    rows.append(lever(3, "validation", what, row, by_size[1024], "finetune_input"))
     if peers:
         quality = peers["sets"]["quality"]
         if "cs_skip_empty" in quality["tools"]:
