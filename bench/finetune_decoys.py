@@ -109,17 +109,22 @@ def run_variant(variant: str, epochs: int) -> Path:
     return out / "best.pt"
 
 
+def validation_figures(picks: dict) -> dict:
+    """Best F1, AUPRC and F1 at the peak finder's default threshold of picks on apoferritin
+    micrographs (by stem), pooled, one-to-one within half the labelled diameter."""
+    labels = {stem: read_coordinates(APOFERRITIN / "labels" / f"{stem}.csv") for stem in picks}
+    pooled = evaluate_picks(picks, labels, radius=RADIUS, threshold=DEFAULT_PEAK_THRESHOLD).pooled
+    return {k: pooled[k] for k in ("best_f1", "auprc", "f1", "best_threshold", "n_labels")}
+
+
 def measure(checkpoint: Path, validation: list[str]) -> dict:
     """Best F1 / AUPRC on the validation micrographs; pick counts on them and their decoys."""
     picker = Picker(checkpoint, device="cpu", config=PickerConfig(threshold=-1e9))
-    real, decoys, labels = {}, {}, {}
+    real, decoys = {}, {}
     for k, stem in enumerate(validation):
-        path = APOFERRITIN / "micrographs" / f"{stem}.png"
-        image = read_micrograph(path).data
+        image = read_micrograph(APOFERRITIN / "micrographs" / f"{stem}.png").data
         real[stem] = picker.pick(image)
         decoys[stem] = picker.pick(phase_randomised(image, EVAL_DECOY_SEED + k))
-        labels[stem] = read_coordinates(APOFERRITIN / "labels" / f"{stem}.csv")
-    pooled = evaluate_picks(real, labels, radius=RADIUS, threshold=DEFAULT_PEAK_THRESHOLD).pooled
     counts = {
         f"{t:g}": {
             "real": int(sum((p["score"] >= t).sum() for p in real.values())),
@@ -127,8 +132,7 @@ def measure(checkpoint: Path, validation: list[str]) -> dict:
         }
         for t in THRESHOLDS
     }
-    keys = ("best_f1", "auprc", "f1", "best_threshold", "n_labels")
-    return {k: pooled[k] for k in keys} | {"counts": counts}
+    return validation_figures(real) | {"counts": counts}
 
 
 def main() -> None:

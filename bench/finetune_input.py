@@ -27,20 +27,17 @@ from dataclasses import replace
 
 import torch
 from benchlib import APOFERRITIN, REPO, RESULTS, command_line, fmt
-from finetune_decoys import SEED, training_data
+from finetune_decoys import SEED, training_data, validation_figures
 
-from cryosegnet.evaluation import evaluate_picks
-from cryosegnet.io.coordinates import read_coordinates
 from cryosegnet.io.micrographs import read_micrograph
 from cryosegnet.model.unet import architecture_name
 from cryosegnet.picking.config import PickerConfig
-from cryosegnet.picking.picker import DEFAULT_PEAK_THRESHOLD, Picker
+from cryosegnet.picking.picker import Picker
 from cryosegnet.training.finetune import finetune_config, load_starting_model
 from cryosegnet.training.trainer import train
 
 RUNS = REPO / "runs" / "finetune_input"
 JSON = RESULTS / "finetune_input.json"
-RADIUS = 34.0
 
 
 def run_size(working_size: int) -> tuple:
@@ -61,12 +58,9 @@ def run_size(working_size: int) -> tuple:
 
 def measure(checkpoint, stems: list[str]) -> dict:
     picker = Picker(checkpoint, device="cpu", config=PickerConfig(threshold=-1e9))
-    picks, labels = {}, {}
-    for stem in stems:
-        picks[stem] = picker.pick(read_micrograph(APOFERRITIN / "micrographs" / f"{stem}.png"))
-        labels[stem] = read_coordinates(APOFERRITIN / "labels" / f"{stem}.csv")
-    pooled = evaluate_picks(picks, labels, radius=RADIUS, threshold=DEFAULT_PEAK_THRESHOLD).pooled
-    return {k: pooled[k] for k in ("best_f1", "auprc", "f1", "best_threshold")}
+    return validation_figures(
+        {s: picker.pick(read_micrograph(APOFERRITIN / "micrographs" / f"{s}.png")) for s in stems}
+    )
 
 
 def main() -> None:

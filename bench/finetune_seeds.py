@@ -30,19 +30,16 @@ import time
 import numpy as np
 import torch
 from benchlib import APOFERRITIN, REPO, RESULTS, command_line, fmt
-from finetune_decoys import SEED, training_data
+from finetune_decoys import SEED, training_data, validation_figures
 
-from cryosegnet.evaluation import evaluate_picks
-from cryosegnet.io.coordinates import read_coordinates
 from cryosegnet.io.micrographs import read_micrograph
 from cryosegnet.model.checkpoint import load_model
 from cryosegnet.picking.config import PickerConfig
-from cryosegnet.picking.picker import DEFAULT_PEAK_THRESHOLD, Picker
+from cryosegnet.picking.picker import Picker
 from cryosegnet.training.finetune import finetune, finetune_config, load_starting_model
 
 RUNS = REPO / "runs" / "finetune_seeds"
 JSON = RESULTS / "finetune_seeds.json"
-RADIUS = 34.0
 
 
 def run_seed(seed: int, data) -> None:
@@ -56,13 +53,14 @@ def run_seed(seed: int, data) -> None:
     (out / "wall_s.txt").write_text(f"{time.perf_counter() - started:.0f}\n")
 
 
-def scored(picker: Picker, maps: dict, inputs: dict, labels: dict) -> dict:
-    picks = {
-        stem: picker.instances(maps[stem], image.shape, denoised).picks
-        for stem, (image, denoised) in inputs.items()
-    }
-    pooled = evaluate_picks(picks, labels, radius=RADIUS, threshold=DEFAULT_PEAK_THRESHOLD).pooled
-    return {k: pooled[k] for k in ("best_f1", "auprc", "f1", "best_threshold")}
+def scored(picker: Picker, maps: dict, inputs: dict) -> dict:
+    """The validation figures of ``picker``'s instance stage run on the given maps."""
+    return validation_figures(
+        {
+            stem: picker.instances(maps[stem], image.shape, denoised).picks
+            for stem, (image, denoised) in inputs.items()
+        }
+    )
 
 
 def soup(paths: list) -> tuple[torch.nn.Module, dict]:
@@ -100,25 +98,22 @@ def main() -> None:
     for stem in stems:
         image = read_micrograph(APOFERRITIN / "micrographs" / f"{stem}.png").data
         inputs[stem] = (image, pickers[0].preprocess(image))
-    labels = {s: read_coordinates(APOFERRITIN / "labels" / f"{s}.csv") for s in stems}
     per_run = {
         seed: {s: picker.probability_maps([inputs[s][1]])[0] for s in stems}
         for seed, picker in zip(args.seeds, pickers)
     }
     rows = [
-        {"model": f"seed {seed}", **scored(pickers[0], per_run[seed], inputs, labels)}
+        {"model": f"seed {seed}", **scored(pickers[0], per_run[seed], inputs)}
         for seed in args.seeds
     ]
     ensemble = {s: np.mean([per_run[seed][s] for seed in args.seeds], axis=0) for s in stems}
-    rows.append(
-        {"model": "ensemble (maps averaged)", **scored(pickers[0], ensemble, inputs, labels)}
-    )
+    rows.append({"model": "ensemble (maps averaged)", **scored(pickers[0], ensemble, inputs)})
     network, checkpoint = soup(paths)
     souped = Picker.from_parts(
         network, pickers[0].denoise_settings, "peaks", config, "cpu", checkpoint
     )
     soup_maps = {s: souped.probability_maps([inputs[s][1]])[0] for s in stems}
-    rows.append({"model": "soup (weights averaged)", **scored(souped, soup_maps, inputs, labels)})
+    rows.append({"model": "soup (weights averaged)", **scored(souped, soup_maps, inputs)})
     for row in rows:
         print(json.dumps(row), flush=True)
     singles = rows[: len(args.seeds)]
