@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 from benchlib import APOFERRITIN, REPO, RESULTS, command_line, fmt
 from few_label import split
+from finetune_target import best_epoch
 
 from cryosegnet.evaluation import evaluate_picks
 from cryosegnet.io.coordinates import read_coordinates
@@ -87,20 +88,24 @@ def training_data(settings, cache: Path):
     )
 
 
+def finished(out: Path, epochs: int) -> bool:
+    """Whether the run in ``out`` trained all ``epochs`` (a killed run is trained again)."""
+    history = out / "history.json"
+    return history.is_file() and len(json.loads(history.read_text())) >= epochs
+
+
 def run_variant(variant: str, epochs: int) -> Path:
     """Fine-tune one variant (a finished run is reused); its best checkpoint."""
     out = RUNS / variant
-    history = out / "history.json"
-    if history.is_file() and len(json.loads(history.read_text())) >= epochs:
+    if finished(out, epochs):
         return out / "best.pt"
     _, settings, _, _ = load_starting_model()
     data = training_data(settings, RUNS / "cache")
     samples = list(data.train)
     if variant == "decoys":
-        paths = {s.name: APOFERRITIN / "micrographs" / f"{s.name}.png" for s in data.train}
         samples += [
-            decoy_sample(path, settings, TRAIN_DECOY_SEED + k)
-            for k, path in enumerate(paths.values())
+            decoy_sample(APOFERRITIN / "micrographs" / f"{s.name}.png", settings, seed)
+            for seed, s in enumerate(data.train, start=TRAIN_DECOY_SEED)
         ]
     config = finetune_config(seed=SEED, epochs=epochs, progress=False)
     started = time.perf_counter()
@@ -148,14 +153,13 @@ def main() -> None:
     rows = []
     for variant in ("none", "decoys"):
         checkpoint = run_variant(variant, args.epochs)
-        history = json.loads((checkpoint.parent / "history.json").read_text())
-        best = max(history, key=lambda h: (h["val_best_f1"], -h["val_loss"]))
+        best = best_epoch(checkpoint.parent)
         wall = checkpoint.parent / "wall_s.txt"
         rows.append(
             {
                 "variant": variant,
                 "best_epoch": best["epoch"],
-                "epochs": len(history),
+                "epochs": best["epochs"],
                 "train_s": float(wall.read_text()) if wall.is_file() else None,
                 **measure(checkpoint, validation),
             }

@@ -27,7 +27,8 @@ from dataclasses import replace
 
 import torch
 from benchlib import APOFERRITIN, REPO, RESULTS, command_line, fmt
-from finetune_decoys import SEED, training_data, validation_figures
+from finetune_decoys import SEED, finished, training_data, validation_figures
+from finetune_target import best_epoch
 
 from cryosegnet.io.micrographs import read_micrograph
 from cryosegnet.model.unet import architecture_name
@@ -47,8 +48,7 @@ def run_size(working_size: int) -> tuple:
     settings = replace(shipped, working_size=working_size)
     data = training_data(settings, RUNS / "cache")
     config = finetune_config(seed=SEED, progress=False, arch=architecture_name(model.config))
-    history = out / "history.json"
-    if not (history.is_file() and len(json.loads(history.read_text())) >= config.epochs):
+    if not finished(out, config.epochs):
         started = time.perf_counter()
         meta = {"kind": "finetune", "bench": f"working size {working_size}", "parent": str(path)}
         train(config, data.train, data.validation, out, settings, model=model, metadata=meta)
@@ -75,13 +75,12 @@ def main() -> None:
     rows, stems = [], []
     for size in args.working_sizes:
         checkpoint, stems = run_size(size)
-        history = json.loads((checkpoint.parent / "history.json").read_text())
-        best = max(history, key=lambda h: (h["val_best_f1"], -h["val_loss"]))
+        best = best_epoch(checkpoint.parent)
         rows.append(
             {
                 "working_size": size,
                 "best_epoch": best["epoch"],
-                "epochs": len(history),
+                "epochs": best["epochs"],
                 **measure(checkpoint, stems),
             }
         )

@@ -30,7 +30,7 @@ import time
 import numpy as np
 import torch
 from benchlib import APOFERRITIN, REPO, RESULTS, command_line, fmt
-from finetune_decoys import SEED, training_data, validation_figures
+from finetune_decoys import SEED, finished, training_data, validation_figures
 
 from cryosegnet.io.micrographs import read_micrograph
 from cryosegnet.model.checkpoint import load_model
@@ -45,8 +45,7 @@ JSON = RESULTS / "finetune_seeds.json"
 def run_seed(seed: int, data) -> None:
     out = RUNS / f"seed{seed}"
     config = finetune_config(seed=seed, progress=False)
-    history = out / "history.json"
-    if history.is_file() and len(json.loads(history.read_text())) >= config.epochs:
+    if finished(out, config.epochs):
         return
     started = time.perf_counter()
     finetune(data.train, data.validation, out, config=config, metadata={"bench": f"seed {seed}"})

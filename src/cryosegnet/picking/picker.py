@@ -457,6 +457,11 @@ class Picker:
 
 _NOT_MADE = object()  # Picker._cpu_unet before its first use
 
+# Training sources that carry one protein's size: labels, or the pseudo-labels of a model
+# adapted to one dataset (training/adapt.py). Decoys (micrographs with no particle) may sit
+# beside them: they add no size of their own.
+ONE_PROTEIN_SOURCES = frozenset({"labelled", "pseudo"})
+
 # Checkpoints written before the diameter was recorded in micrograph pixels.
 LEGACY_DIAMETER_KEY = "diameter_working_px_median"
 
@@ -491,14 +496,8 @@ def labelled_diameter(checkpoint: dict, key: str = "diameter_px_median") -> floa
     """
     train = ((checkpoint.get("metadata") or {}).get("data") or {}).get("train") or {}
     diameter = train.get(key)
-    # Labels, or the pseudo-labels of a model adapted to one dataset (training/adapt.py);
-    # decoys (micrographs with no particle) add no size of their own.
     sources = set(train.get("sources") or [])
-    one_protein = bool(sources & {"labelled", "pseudo"}) and sources <= {
-        "labelled",
-        "pseudo",
-        "decoy",
-    }
+    one_protein = bool(sources & ONE_PROTEIN_SOURCES) and sources <= ONE_PROTEIN_SOURCES | {"decoy"}
     if one_protein and diameter and np.isfinite(diameter):
         return float(diameter)
     return None
