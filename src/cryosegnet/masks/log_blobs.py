@@ -25,9 +25,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from cryosegnet.detection.peaks import local_maxima, suppress_close_peaks
 from cryosegnet.masks.base import InstanceMask, particle_boxes
-from cryosegnet.masks.peaks import suppress_close_peaks
-from cryosegnet.preprocessing.filters import gaussian_laplace, maximum_filter, on_shrunk_copy
+from cryosegnet.preprocessing.filters import gaussian_laplace, on_shrunk_copy
 
 
 @dataclass(frozen=True)
@@ -67,11 +67,9 @@ def noise_units(response: np.ndarray) -> np.ndarray:
 
 def blob_peaks(score: np.ndarray, min_distance: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Local maxima of ``score`` above 0, no two closer than ``min_distance`` (the stronger is
-    kept) -> (x, y, score)."""
-    size = max(3, int(min_distance) | 1)
-    is_peak = (score == maximum_filter(score, size)) & (score > 0)
-    rows, cols = np.nonzero(is_peak)
-    values = score[rows, cols]
+    kept) -> (x, y, score); a flat region counts as one maximum
+    (:func:`~cryosegnet.detection.peaks.local_maxima`)."""
+    cols, rows, values = local_maxima(score, max(3, int(min_distance) | 1), 0.0)
     keep = suppress_close_peaks(cols, rows, values, min_distance)
     return cols[keep], rows[keep], values[keep]
 

@@ -26,10 +26,18 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 import pandas as pd
-from scipy.spatial import cKDTree
 
+from cryosegnet.detection.peaks import local_maxima, suppress_close_peaks
 from cryosegnet.masks.base import InstanceMask, particle_boxes
 from cryosegnet.preprocessing.filters import gaussian_filter, gaussian_laplace, maximum_filter
+
+__all__ = [
+    "PeakMaskGenerator",
+    "PeakSettings",
+    "estimate_diameter",
+    "find_peaks",
+    "suppress_close_peaks",
+]
 
 # Scale search range in working pixels: below ~8 px a 1024-px working image cannot resolve a
 # particle; above 1/8 of the short side only a handful would fit and plateaus (ice, carbon)
@@ -166,8 +174,7 @@ def find_peaks(
     d = float(diameter) if np.isfinite(diameter) and diameter > 0 else 16.0
     core, band = _core_and_band(probability, d, smooth_fraction, background_fraction)
     size = max(3, int(d * suppression_fraction) | 1)
-    peaks = (band == maximum_filter(band, size)) & (band > min_score)
-    rows, cols = np.nonzero(peaks)
+    cols, rows, _ = local_maxima(band, size, min_score)
     scores = (core if score == "probability" else band)[rows, cols]
     order = np.argsort(-scores, kind="stable")
     rows, cols, scores = rows[order], cols[order], scores[order]
@@ -180,37 +187,6 @@ def find_peaks(
             "diameter": d,
         }
     )
-
-
-def suppress_close_peaks(
-    x: np.ndarray, y: np.ndarray, scores: np.ndarray, radius: float
-) -> np.ndarray:
-    """Boolean mask keeping each peak unless a higher-scoring kept peak is within ``radius``.
-
-    Greedy non-maximum suppression in score order (ties: the earlier peak wins), the rule every
-    built-in stage uses, so two stages never disagree on what "too close" means.
-    """
-    n = len(scores)
-    keep = np.ones(n, bool)
-    if n < 2:
-        return keep
-    order = np.argsort(-np.asarray(scores), kind="stable")
-    rank = np.empty(n, int)
-    rank[order] = np.arange(n)
-    tree = cKDTree(np.column_stack([x, y]).astype(float))
-    pairs = tree.query_pairs(r=radius, output_type="ndarray")
-    if len(pairs) == 0:
-        return keep
-    first = np.where(rank[pairs[:, 0]] < rank[pairs[:, 1]], pairs[:, 0], pairs[:, 1])
-    second = np.where(first == pairs[:, 0], pairs[:, 1], pairs[:, 0])
-    neighbours: dict[int, list[int]] = {}
-    for i, j in zip(first, second):
-        neighbours.setdefault(int(i), []).append(int(j))
-    for i in order:
-        if keep[i]:
-            for j in neighbours.get(int(i), ()):
-                keep[j] = False
-    return keep
 
 
 class PeakMaskGenerator:
