@@ -41,7 +41,7 @@ def test_the_unet_evidence_adds_its_weighted_contrast_to_the_darkness():
     centres = [(80, 120), (220, 120)]
     image = dark_disks(shape, centres, 12, 1.5, 0.3, seed=1)
     probability = disk_map(shape, centres[:1], 12)  # the network sees only the first
-    plain = LogBlobGenerator(scale_fraction=HybridSettings().told_scale)
+    plain = LogBlobGenerator(scale_fraction=HybridSettings().log_scale)
     darkness = plain.generate(image, 24.0)
     hybrid = HybridBlobGenerator().generate(probability, 24.0, image=image)
     seen, unseen = nearest(hybrid, *centres[0]), nearest(hybrid, *centres[1])
@@ -84,7 +84,7 @@ def test_the_denoised_image_is_required_and_must_match_the_map():
 
 
 @pytest.mark.parametrize(
-    "field, value", [("told_scale", 0.0), ("estimated_scale", -1.0), ("unet_weight", -0.5)]
+    "field, value", [("log_scale", 0.0), ("suppression_fraction", -1.0), ("unet_weight", -0.5)]
 )
 def test_settings_out_of_range_are_refused(field, value):
     with pytest.raises(ValueError, match=field):

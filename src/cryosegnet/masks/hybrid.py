@@ -13,13 +13,11 @@ so a pick must be dark at the particle scale, and is ranked higher where the net
 a particle. The LoG part keeps the score in units that mean the same on every micrograph (the
 response's robust spread), so one default threshold serves every micrograph.
 
-The particle's visible dark core is smaller than the box an expert draws round it, and the
-U-Net map's own size estimate (:func:`~cryosegnet.masks.peaks.estimate_diameter`) is smaller
-still on real data. The LoG scale is therefore set from whichever size is known:
-``told_scale`` x the particle diameter when it is given (``--diameter``, a fine-tuned model),
-``estimated_scale`` x the map's estimate otherwise. Both were chosen on the apoferritin
-``train`` split and simulated fields (bench/hybrid_stage.py; BENCHMARKS.md); the picks carry
-the particle diameter, not the LoG scale.
+The particle's visible dark core is smaller than the box an expert draws round it, so the
+LoG scale is ``log_scale`` x the particle diameter, whichever way the diameter was found
+(``--diameter``, a fine-tuned model, or the picker's estimate from the micrograph): one code
+path, so an estimate that equals the true size picks exactly as the told size does. The picks
+carry the particle diameter, not the LoG scale.
 """
 
 from __future__ import annotations
@@ -38,22 +36,23 @@ from cryosegnet.preprocessing.filters import gaussian_filter, on_shrunk_copy
 class HybridSettings:
     """Parameters of the hybrid stage (fractions of the particle diameter; score weight)."""
 
-    told_scale: float = 0.7  # LoG diameter / particle diameter given by the user or the model
-    estimated_scale: float = 1.2  # LoG diameter / diameter estimated from the U-Net map
+    # LoG diameter / particle diameter: a particle's dark core is smaller than its box
+    # (chosen on the apoferritin train split and simulated fields, bench/hybrid_stage.py).
+    log_scale: float = 0.7
     unet_weight: float = 5.0  # score = LoG noise units + weight x U-Net band-passed map
     suppression_fraction: float = PeakSettings.suppression_fraction
 
     def __post_init__(self) -> None:
-        for name in ("told_scale", "estimated_scale", "suppression_fraction"):
+        for name in ("log_scale", "suppression_fraction"):
             value = getattr(self, name)
             if not (np.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive number, got {value}")
         if not (np.isfinite(self.unet_weight) and self.unet_weight >= 0):
             raise ValueError(f"unet_weight must be >= 0, got {self.unet_weight}")
 
-    def log_diameter(self, diameter: float, told: bool) -> float:
-        """The LoG diameter for particles of ``diameter`` px, given (``told``) or estimated."""
-        return float(diameter) * (self.told_scale if told else self.estimated_scale)
+    def log_diameter(self, diameter: float) -> float:
+        """The LoG diameter for particles of ``diameter`` px."""
+        return float(diameter) * self.log_scale
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -88,7 +87,9 @@ class HybridBlobGenerator:
         probability : ndarray
             The U-Net map, float in [0, 1], (H, W).
         diameter : float or None
-            Particle diameter in working px when known; None estimates it from the map.
+            Particle diameter in working px (the picker gives it, told or estimated); None
+            falls back to the map's estimate
+            (:func:`~cryosegnet.masks.peaks.estimate_diameter`).
         image : ndarray
             The denoised micrograph the map was computed from (same shape; dark particles).
 
@@ -118,7 +119,7 @@ class HybridBlobGenerator:
         if not (np.isfinite(d) and d > 0):
             return []
         self.last_diameter = d
-        log_diameter = s.log_diameter(d, told)
+        log_diameter = s.log_diameter(d)
         x, y, darkness = dark_blobs(img, log_diameter, d * s.suppression_fraction)
         band = self._band(prob, d)
         rows = np.clip(y, 0, prob.shape[0] - 1)

@@ -110,6 +110,8 @@ class BatchSummary:
     skipped: list[str] = field(default_factory=list)
     failures: dict[str, str] = field(default_factory=dict)
     diameters: list[float] = field(default_factory=list)
+    # Where each diameter came from (PickResult.diameter_source): given, model, micrograph, map.
+    diameter_sources: list[str] = field(default_factory=list)
     # Å/px of each micrograph in ``diameters`` whose pixel size is known (else None).
     pixel_sizes: list[float | None] = field(default_factory=list)
     seconds: float = 0.0
@@ -139,7 +141,17 @@ class BatchSummary:
             ]
             if angstrom:
                 line += f", {np.median(angstrom):.0f} Å"
+            low, high = np.percentile(diameters, [10, 90])
+            if high > low:
+                line += f" (10-90 %: {low:.0f}-{high:.0f} px)"
             lines.append(line)
+            unsure = self.diameter_sources.count("map")
+            if unsure:
+                lines.append(
+                    f"particle size unsure on {unsure} of {len(self.diameter_sources)} "
+                    "micrograph(s): no clear particle scale in their pixels, so the U-Net "
+                    "map's estimate was used there; give --diameter if you know the size"
+                )
         if n_new and self.seconds:
             lines.append(f"time: {self.seconds:.1f} s ({n_new / self.seconds:.2f} micrographs/s)")
         if self.empty:
@@ -561,7 +573,7 @@ def _pick_batch(
                 log.info("stop requested: %d micrograph(s) left unpicked", len(todo) - n_finished)
                 summary.interrupted = True
                 break
-            paths = [p for p, _, _ in chunk]
+            paths = [p for p, _, _, _ in chunk]
             try:
                 results = pick_chunk(picker, chunk, sizes)
             except Exception as exc:  # a whole batch failing (e.g. GPU OOM): report each file
@@ -590,6 +602,7 @@ def _pick_batch(
                     record_empty(summary, path, float(result.evidence))
                 if result.diameter:
                     summary.diameters.append(float(result.diameter))
+                    summary.diameter_sources.append(result.diameter_source)
                     summary.pixel_sizes.append(sizes.seen_pixel_size.get(path))
                     if float(result.diameter) < MIN_PLAUSIBLE_DIAMETER and len(result.picks):
                         log.warning(
@@ -632,15 +645,17 @@ def _pick_batch(
 
 
 def pick_chunk(picker, chunk, sizes: BatchSizes) -> list:
-    """Pick a chunk of denoised micrographs; with an Å diameter, each group of micrographs
+    """Pick a chunk of (path, denoised micrograph, shape as read, its size estimate or None,
+    :meth:`Picker.size_of`); with an Å diameter, each group of micrographs
     sharing a pixel diameter is picked with that diameter (``diameter_override``, original
     micrograph pixels, set on ``picker`` for the call only: one call at a time per picker)."""
-    denoised, shapes = [d for _, d, _ in chunk], [s for _, _, s in chunk]
+    denoised, shapes = [d for _, d, _, _ in chunk], [s for _, _, s, _ in chunk]
+    estimates = [e for _, _, _, e in chunk]
     if sizes.angstrom is None:
-        return picker.pick_denoised(denoised, shapes)
+        return picker.pick_denoised(denoised, shapes, estimates)
     results: list = [None] * len(chunk)
     groups: dict[float, list[int]] = {}
-    for i, (path, _, _) in enumerate(chunk):
+    for i, (path, _, _, _) in enumerate(chunk):
         groups.setdefault(sizes.diameter_px[path], []).append(i)
     settings = picker.postprocess_settings
     try:
@@ -912,16 +927,18 @@ def _denoised_chunks(
     summary: BatchSummary,
     debug: bool,
     sizes: BatchSizes | None = None,
-) -> Iterator[list[tuple[Path, np.ndarray, tuple[int, int]]]]:
-    """Read and denoise ahead of the U-Net (threads: OpenCV and NumPy release the GIL)."""
+) -> Iterator[list[tuple]]:
+    """Read and denoise ahead of the U-Net (threads: OpenCV and NumPy release the GIL); the
+    particle size is read off each micrograph here too, while it is in memory as read."""
 
     sizes = sizes or BatchSizes(None, PixelSizes(), {})
 
-    def load(path: Path) -> tuple[Path, np.ndarray, tuple[int, int]]:
+    def load(path: Path) -> tuple:
         image = read_for_picking(picker, path, sizes)
-        return path, picker.preprocess(image), image.shape
+        estimate = None if sizes.angstrom is not None else picker.size_of(image)
+        return path, picker.preprocess(image), image.shape, estimate
 
-    chunk: list[tuple[Path, np.ndarray, tuple[int, int]]] = []
+    chunk: list[tuple] = []
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         window = max(batch_size, workers) * 2
         # Consumed entries become None, so a denoised image is freed once it is picked.
@@ -1007,6 +1024,9 @@ def result_manifest(source: dict, options: dict, result) -> dict:
     evidence = getattr(result, "evidence", None)
     if evidence is not None:
         manifest["evidence"] = round(float(evidence), 3)
+    size_source = getattr(result, "diameter_source", None)
+    if size_source is not None:  # "map": the micrograph's own size estimate was unclear
+        manifest["diameter_source"] = size_source
     return manifest
 
 

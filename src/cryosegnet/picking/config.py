@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, fields, replace
 
+from cryosegnet.detection.size import SizeEstimateSettings
 from cryosegnet.masks.sam import SamSettings
 from cryosegnet.postprocessing.algorithm1 import PostprocessSettings
 
@@ -81,6 +82,10 @@ class PickerConfig:
         Keep no pick on a micrograph whose dark blobs do not outnumber its bright ones
         (:mod:`~cryosegnet.postprocessing.empty_micrographs`): empty holes and bare ice. Off by
         default: crowded fields of very weak particles fail the test too.
+    size_estimate : SizeEstimateSettings
+        How the particle size is read off each micrograph when it is neither given nor learnt
+        (:mod:`~cryosegnet.detection.size`): the scale of greatest dark skew, trusted only with
+        a clear peak; else the U-Net map's estimate is used and the run says it is unsure.
 
     Raises
     ------
@@ -103,6 +108,7 @@ class PickerConfig:
     sam_model_type: str = "vit_h"
     sam: SamSettings = field(default_factory=SamSettings)
     skip_empty: bool = False
+    size_estimate: SizeEstimateSettings = field(default_factory=SizeEstimateSettings)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "stage", canonical_stage(self.stage))

@@ -173,7 +173,8 @@ def _pick_one(
     try:
         picker = _worker_picker(picker_kwargs, devices, threads)
         image = read_for_picking(picker, local, sizes, name=name)
-        chunk = [(local, picker.preprocess(image), image.shape)]  # type: ignore[attr-defined]
+        estimate = None if diameter_angstrom is not None else picker.size_of(image)  # type: ignore[attr-defined]
+        chunk = [(local, picker.preprocess(image), image.shape, estimate)]  # type: ignore[attr-defined]
         per_micrograph = diameter_angstrom is not None
         with _PER_MICROGRAPH_DIAMETER_LOCK if per_micrograph else contextlib.nullcontext():
             result = pick_chunk(picker, chunk, sizes)[0]

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from cryosegnet.detection.size import SizeEstimate, estimate_size
 from cryosegnet.errors import CheckpointError, SettingsError
 from cryosegnet.io.micrographs import Micrograph, read_micrograph
 from cryosegnet.masks.base import InstanceMaskGenerator
@@ -53,6 +54,12 @@ class PickResult:
     # computed with ``skip_empty``; ``empty``: the micrograph failed it and keeps no pick.
     evidence: float | None = None
     empty: bool = False
+    # Where the particle size came from: "given" (--diameter), "model" (a fine-tuned model's
+    # labels), "micrograph" (read off its own pixels, detection/size.py), "map" (the U-Net
+    # map's blobs, when the micrograph's estimate was unsure) or "stage" (a stage object
+    # that sizes its own masks).
+    diameter_source: str = "given"
+    size_sure: bool = True
 
 
 class Picker:
@@ -340,18 +347,15 @@ class Picker:
         probability: np.ndarray,
         original_shape: tuple[int, int],
         denoised: np.ndarray | None = None,
+        size: SizeEstimate | None = None,
     ) -> PickResult:
         """Instance masks and Algorithm 1 for one probability map (``denoised``: the image it
         was computed from, which the hybrid stage reads too; the LoG stage's "map" is the
-        denoised image itself)."""
+        denoised image itself; ``size``: the micrograph's own size estimate, from
+        :meth:`estimate_size` on the micrograph as read, else made from ``denoised``)."""
         from cryosegnet.postprocessing.algorithm1 import postprocess
 
-        scale = probability.shape[1] / original_shape[1]  # working px per micrograph px
-        diameter = self.legacy_working_diameter
-        if self.model_diameter:
-            diameter = self.model_diameter * scale
-        if self.postprocess_settings.diameter_override:
-            diameter = self.postprocess_settings.diameter_override * scale
+        diameter, source, sure = self._working_diameter(probability, original_shape, denoised, size)
         if getattr(self.mask_generator, "needs_image", False):
             if denoised is None:
                 raise ValueError(f"the {self.stage} stage needs the denoised image: pass denoised")
@@ -383,7 +387,51 @@ class Picker:
             counts=counts,
             evidence=evidence,
             empty=empty,
+            diameter_source=source,
+            size_sure=sure,
         )
+
+    def _working_diameter(
+        self,
+        probability: np.ndarray,
+        original_shape: tuple[int, int],
+        denoised: np.ndarray | None,
+        size: SizeEstimate | None,
+    ) -> tuple[float | None, str, bool]:
+        """(particle diameter in working px, where it came from, whether it is sure).
+
+        The one place a pick's size is decided: the size given (``--diameter``), else the one a
+        fine-tuned model learnt, else the micrograph's own estimate when it is sure, else the
+        U-Net map's. Every stage then picks with it the same way, whatever its source.
+        """
+        from cryosegnet.masks.peaks import estimate_diameter
+
+        scale = probability.shape[1] / original_shape[1]  # working px per micrograph px
+        if self.postprocess_settings.diameter_override:
+            return self.postprocess_settings.diameter_override * scale, "given", True
+        if self.model_diameter:
+            return self.model_diameter * scale, "model", True
+        if self.legacy_working_diameter:
+            return self.legacy_working_diameter, "model", True
+        if self.stage not in STAGES or self.stage == "sam":  # they size their own masks
+            return None, "stage", False
+        if size is None and denoised is not None:
+            size = estimate_size(denoised, self.config.size_estimate)
+        if size is not None and size.sure:
+            return size.diameter, "micrograph", True
+        return estimate_diameter(probability), "map", False
+
+    def estimate_size(self, image: np.ndarray) -> SizeEstimate:
+        """The particle size read off a micrograph as read (working px; detection/size.py).
+
+        The raw micrograph, shrunk to the working size, keeps the particles' own contrast;
+        the denoised image's local contrast equalisation blurs the scale the estimate reads.
+        """
+        from cryosegnet.preprocessing.denoise import resize, working_shape
+
+        image = np.asarray(image, dtype=np.float32)
+        small = resize(image, working_shape(image.shape, self.denoise_settings.working_size))
+        return estimate_size(small, self.config.size_estimate)
 
     def _empty_test(
         self, probability: np.ndarray, diameter: float | None, denoised: np.ndarray | None
@@ -395,11 +443,10 @@ class Picker:
 
         if denoised is None:
             raise ValueError("the empty-micrograph test needs the denoised image: pass denoised")
-        told = bool(diameter and np.isfinite(diameter) and diameter > 0)
-        size = diameter if told else getattr(self.mask_generator, "last_diameter", None)
+        size = diameter or getattr(self.mask_generator, "last_diameter", None)
         if not (size and np.isfinite(size) and size > 0):
             size = estimate_diameter(probability)
-        evidence = particle_evidence(denoised, HybridSettings().log_diameter(size, told))
+        evidence = particle_evidence(denoised, HybridSettings().log_diameter(size))
         return evidence, looks_empty(evidence)
 
     # ------------------------------------------------------------------ public API
@@ -434,13 +481,26 @@ class Picker:
         same working shape share one U-Net batch."""
         images = [_as_array(micrograph) for micrograph in micrographs]
         denoised = [self.preprocess(image) for image in images]
-        return self.pick_denoised(denoised, [image.shape for image in images])
+        sizes = [self.size_of(image) for image in images]
+        return self.pick_denoised(denoised, [image.shape for image in images], sizes)
+
+    def size_of(self, image: np.ndarray) -> SizeEstimate | None:
+        """:meth:`estimate_size` where the picks need it (no size given or learnt), else None."""
+        if self.postprocess_settings.diameter_override or self.model_diameter:
+            return None
+        if self.legacy_working_diameter or self.stage not in STAGES or self.stage == "sam":
+            return None
+        return self.estimate_size(image)
 
     def pick_denoised(
-        self, denoised: list[np.ndarray], original_shapes: list[tuple[int, int]]
+        self,
+        denoised: list[np.ndarray],
+        original_shapes: list[tuple[int, int]],
+        sizes: list[SizeEstimate | None] | None = None,
     ) -> list[PickResult]:
         """Pick images already denoised by :meth:`preprocess` (``original_shapes``: each
-        micrograph's shape as read) -> one :class:`PickResult` each."""
+        micrograph's shape as read; ``sizes``: their :meth:`size_of`, else estimated from
+        the denoised images) -> one :class:`PickResult` each."""
         results: list[PickResult | None] = [None] * len(denoised)
         by_shape: dict[tuple[int, int], list[int]] = {}
         for index, image in enumerate(denoised):
@@ -451,7 +511,8 @@ class Picker:
             else:  # the stage reads the denoised image itself (LoG): no U-Net pass
                 maps = [denoised[i].astype(np.float32) for i in indices]
             for i, probability in zip(indices, maps):
-                results[i] = self.instances(probability, original_shapes[i], denoised[i])
+                size = sizes[i] if sizes is not None else None
+                results[i] = self.instances(probability, original_shapes[i], denoised[i], size)
         return results  # type: ignore[return-value]
 
 

@@ -1,0 +1,160 @@
+"""The particle size read off each micrograph, and what it costs the picks against the size told.
+
+    python bench/size_estimate.py            # writes bench/results/size_estimate.{json,md}
+    python bench/size_estimate.py --quick    # 2 apoferritin micrographs, 6 simulated fields
+
+For every set with a known size: the micrograph's own estimate (detection/size.py), whether it
+was sure, the U-Net map's estimate, and the default picker's best F1 / AUPRC (pooled, radius
+d/2) with the size estimated beside the same picker told the labelled size. Sets: the
+apoferritin ``train`` split (68 px; the ``test`` split is not read), simulated fields with
+diameters 14-76 px at every difficulty, and ``ucsf-contamination`` (about 40 px by eye, no
+labels: its estimate only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from benchlib import RESULTS, SHARED, apoferritin_labels, command_line, fmt
+
+from cryosegnet import Picker
+from cryosegnet.evaluation import evaluate_picks
+from cryosegnet.io.micrographs import read_micrograph
+from cryosegnet.masks.peaks import estimate_diameter
+from cryosegnet.simulation import SimulationConfig, simulate_micrograph
+
+SIM_DIAMETERS = (14, 20, 28, 40, 56, 76)
+DIFFICULTIES = ("easy", "medium", "hard")
+SIM_SEED = 5000  # seeds 5000 + i: no training set uses them
+UCSF = SHARED / "data" / "real" / "ucsf-contamination" / "micrograph.mrc"
+
+
+def labelled_sets(quick: bool) -> list[tuple[str, float, list[tuple[str, np.ndarray]], dict]]:
+    """(set name, labelled diameter in micrograph px, [(micrograph name, image)], labels)."""
+    sets = []
+    if (SHARED / "data").is_dir():
+        paths, labels = apoferritin_labels("train")
+        paths = paths[:2] if quick else paths
+        images = [(p.stem, read_micrograph(p).data) for p in paths]
+        sets.append(("apoferritin train", 68.0, images, {p.stem: labels[p.stem] for p in paths}))
+    difficulties = DIFFICULTIES[:1] if quick else DIFFICULTIES
+    for difficulty in difficulties:
+        for i, diameter in enumerate(SIM_DIAMETERS):
+            config = SimulationConfig(size=1024, difficulty=difficulty, diameter_px=float(diameter))
+            sim = simulate_micrograph(config, rng=SIM_SEED + i)
+            name = f"sim {difficulty} {diameter}px"
+            table = sim.picks[["x", "y"]].assign(diameter=float(diameter))
+            sets.append((name, float(diameter), [(name, sim.image)], {name: table}))
+    return sets
+
+
+def score(picker: Picker, prepared: list, labels: dict, diameter: float | None) -> dict:
+    """Best F1 / AUPRC of ``picker`` on the prepared micrographs, told ``diameter`` or not."""
+    told = None
+    if diameter is not None:
+        config = picker.config.with_changes(diameter=diameter)
+        told = Picker.from_parts(picker.unet, picker.denoise_settings, picker.stage, config)
+    picks = {}
+    for name, denoised, probability, shape, estimate in prepared:
+        if told is None:
+            picks[name] = picker.instances(probability, shape, denoised, estimate).picks
+        else:
+            picks[name] = told.instances(probability, shape, denoised).picks
+    pooled = evaluate_picks(picks, labels, threshold=picker.threshold).pooled
+    return {k: round(float(pooled[k]), 4) for k in ("best_f1", "auprc", "f1")}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--json", default=str(RESULTS / "size_estimate.json"))
+    args = parser.parse_args()
+    picker = Picker(device="cpu")
+    rows = []
+    for name, truth, images, labels in labelled_sets(args.quick):
+        prepared, estimates = [], []
+        for mic, image in images:
+            start = time.perf_counter()
+            estimate = picker.estimate_size(image)
+            seconds = time.perf_counter() - start
+            denoised = picker.preprocess(image)
+            probability = picker.probability_maps([denoised])[0]
+            scale = denoised.shape[1] / image.shape[1]
+            prepared.append((mic, denoised, probability, image.shape, estimate))
+            estimates.append(
+                {
+                    "micrograph": mic,
+                    "estimate_px": round(estimate.diameter / scale, 1),
+                    "sure": estimate.sure,
+                    "peak_skew": round(estimate.peak_skew, 3),
+                    "map_px": round(estimate_diameter(probability) / scale, 1),
+                    "seconds": round(seconds, 3),
+                }
+            )
+        row = {
+            "set": name,
+            "labelled_px": truth,
+            "estimates": estimates,
+            "estimated": score(picker, prepared, labels, None),
+            "told": score(picker, prepared, labels, truth),
+        }
+        print(json.dumps({k: row[k] for k in ("set", "estimated", "told")}), flush=True)
+        rows.append(row)
+    unlabelled = []
+    if UCSF.is_file():
+        image = read_micrograph(UCSF).data
+        estimate = picker.estimate_size(image)
+        scale = 1024 / max(image.shape)
+        unlabelled.append(
+            {
+                "set": "ucsf-contamination",
+                "by_eye_px": 40.0,
+                "estimate_px": round(estimate.diameter / scale, 1),
+                "sure": estimate.sure,
+            }
+        )
+    record = {
+        "command": command_line(),
+        "quick": args.quick,
+        "rows": rows,
+        "unlabelled": unlabelled,
+    }
+    Path(args.json).write_text(json.dumps(record, indent=1) + "\n")
+    Path(args.json).with_suffix(".md").write_text(markdown(record))
+    print(markdown(record))
+
+
+def markdown(record: dict) -> str:
+    """The results table: per set, the estimate and the picks' figures estimated vs told."""
+    lines = [
+        f"`{record['command']}`",
+        "",
+        "| set | labelled px | estimate px (median; sure) | map px | best F1 est. / told | "
+        "AUPRC est. / told |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in record["rows"]:
+        est = [e["estimate_px"] for e in row["estimates"]]
+        sure = sum(e["sure"] for e in row["estimates"])
+        maps = [e["map_px"] for e in row["estimates"]]
+        lines.append(
+            f"| {row['set']} | {row['labelled_px']:g} | {np.median(est):.1f} "
+            f"({sure}/{len(est)} sure) | {np.median(maps):.1f} | "
+            f"{fmt(row['estimated']['best_f1'])} / {fmt(row['told']['best_f1'])} | "
+            f"{fmt(row['estimated']['auprc'])} / {fmt(row['told']['auprc'])} |"
+        )
+    for row in record["unlabelled"]:
+        lines.append(
+            f"| {row['set']} (no labels) | ~{row['by_eye_px']:g} | {row['estimate_px']:.1f} "
+            f"({'sure' if row['sure'] else 'unsure'}) | - | - | - |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

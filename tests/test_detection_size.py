@@ -1,0 +1,72 @@
+"""The particle size read off a micrograph, and one code path for estimated and told sizes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cryosegnet.detection.size import SizeEstimateSettings, estimate_size
+
+
+def _dark_disks(shape, diameter, count, seed, contrast=1.0):
+    rng = np.random.default_rng(seed)
+    image = rng.normal(size=shape).astype(np.float32)
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    radius = diameter / 2
+    for cy, cx in rng.uniform(diameter, min(shape) - diameter, size=(count, 2)):
+        image[(yy - cy) ** 2 + (xx - cx) ** 2 < radius**2] -= contrast
+    return image
+
+
+@pytest.mark.parametrize("diameter", [12, 24, 48])
+def test_the_scale_of_dark_disks_is_recovered_within_a_fifth(diameter):
+    count = int(0.15 * 768 * 768 / (diameter * diameter))
+    estimate = estimate_size(_dark_disks((768, 768), diameter, count, seed=diameter))
+    assert estimate.sure
+    assert estimate.diameter == pytest.approx(diameter, rel=0.2)
+
+
+def test_pure_noise_has_no_sure_size():
+    rng = np.random.default_rng(2)
+    assert not estimate_size(rng.normal(size=(512, 512)).astype(np.float32)).sure
+
+
+def test_a_large_dark_patch_does_not_set_the_size():
+    image = _dark_disks((768, 768), 20, 180, seed=4)
+    image[100:400, 100:400] -= 4.0  # contamination far larger than any particle
+    estimate = estimate_size(image)
+    assert estimate.sure and estimate.diameter == pytest.approx(20, rel=0.25)
+
+
+def test_gain_and_offset_do_not_change_the_estimate():
+    image = _dark_disks((512, 512), 16, 120, seed=5)
+    a, b = estimate_size(image), estimate_size(7.0 * image + 300.0)
+    assert a.diameter == pytest.approx(b.diameter) and a.sure == b.sure
+
+
+def test_an_image_too_small_to_search_is_unsure():
+    estimate = estimate_size(np.zeros((40, 40), np.float32), SizeEstimateSettings())
+    assert not estimate.sure and np.isnan(estimate.diameter)
+
+
+def test_an_estimated_size_picks_exactly_as_the_same_size_told(tiny_model):
+    from cryosegnet import Picker
+
+    image = _dark_disks((1024, 1024), 64, 40, seed=6, contrast=1.0)
+    estimated = Picker(tiny_model, device="cpu", stage="hybrid").pick_result(image)
+    assert estimated.diameter_source == "micrograph" and estimated.size_sure
+    told = Picker(tiny_model, device="cpu", stage="hybrid", diameter=estimated.diameter)
+    told_result = told.pick_result(image)
+    assert told_result.diameter_source == "given"
+    pd.testing.assert_frame_equal(estimated.picks, told_result.picks)
+
+
+def test_without_a_clear_scale_the_map_estimate_is_used_and_flagged(tiny_model):
+    from cryosegnet import Picker
+
+    rng = np.random.default_rng(7)
+    result = Picker(tiny_model, device="cpu", stage="hybrid").pick_result(
+        rng.normal(size=(256, 256)).astype(np.float32)
+    )
+    assert result.diameter_source == "map" and not result.size_sure
