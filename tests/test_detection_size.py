@@ -70,3 +70,43 @@ def test_without_a_clear_scale_the_map_estimate_is_used_and_flagged(tiny_model):
         rng.normal(size=(256, 256)).astype(np.float32)
     )
     assert result.diameter_source == "map" and not result.size_sure
+
+
+def _write_batch(folder, n):
+    import mrcfile
+
+    folder.mkdir()
+    for i in range(n):
+        with mrcfile.new(folder / f"mic_{i}.mrc") as mrc:
+            mrc.set_data(_dark_disks((1024, 1024), 64, 40, seed=10 + i))
+    return folder
+
+
+def test_a_batch_is_picked_with_one_size_read_off_its_micrographs(tmp_path, tiny_model, caplog):
+    import logging
+
+    from cryosegnet import Picker
+    from cryosegnet.picking.batch import pick_batch
+
+    mics = _write_batch(tmp_path / "mics", 3)
+    picker = Picker(tiny_model, device="cpu", stage="hybrid")
+    with caplog.at_level(logging.INFO, logger="cryosegnet"):
+        summary = pick_batch(picker, sorted(mics.glob("*.mrc")), tmp_path / "out")
+    assert summary.diameter_sources == ["batch"] * 3
+    assert len(set(summary.diameters)) == 1
+    assert summary.diameters[0] == pytest.approx(64, rel=0.25)
+    assert "particle size:" in caplog.text and "median of 3 sure" in caplog.text
+
+
+def test_size_per_micrograph_sizes_each_on_its_own_and_refuses_a_given_diameter(
+    tmp_path, tiny_model
+):
+    from cryosegnet.cli.main import main
+
+    mics = _write_batch(tmp_path / "mics", 2)
+    out = tmp_path / "out"
+    common = ["pick", str(mics), "-o", str(out), "--model", str(tiny_model), "--device", "cpu"]
+    assert main([*common, "--stage", "hybrid", "--size-per-micrograph"]) == 0
+    manifests = [p.read_text() for p in out.rglob("*_autopick.star")]
+    assert manifests and all('"diameter_source": "micrograph"' in t for t in manifests)
+    assert main([*common, "--diameter", "60", "--size-per-micrograph"]) != 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import logging
 import sys
 from pathlib import Path
@@ -92,7 +93,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="particle diameter in micrograph pixels (180), or in Ångström with a suffix (120A, "
         "120Å: converted per micrograph with its pixel size) (default: the labels' diameter "
-        "for a model fine-tuned on labelled micrographs, else estimated per micrograph)",
+        "for a model fine-tuned on labelled micrographs, else read off the micrographs)",
     )
     p.add_argument(
         "--diameter-angstrom",
@@ -117,6 +118,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "noise standard deviations); 'peaks' is the peak finder on the U-Net map ('builtin' "
         "is its former name); 'log' is the training-free dark-blob detector on the denoised "
         "image (no U-Net; needs --diameter; scores in noise standard deviations)",
+    )
+    p.add_argument(
+        "--size-per-micrograph",
+        action="store_true",
+        default=DEFAULTS.size_estimate.per_micrograph,
+        help="without --diameter, read the particle size off each micrograph on its own "
+        "(default: one size for the batch, the median of the sure estimates of "
+        f"{DEFAULTS.size_estimate.batch_sample} micrographs spread through it)",
     )
     p.add_argument(
         "--skip-empty",
@@ -267,6 +276,8 @@ def run(args: argparse.Namespace) -> int:
         for flag, (name, _, _) in SAM_FLAGS.items()
         if getattr(args, flag[2:].replace("-", "_")) is not None
     }
+    if args.size_per_micrograph and diameter is not None:
+        raise CryoSegNetError("--size-per-micrograph: the diameter is given, so no size is read")
     picker_kwargs = dict(
         model=args.model,
         device=args.device,
@@ -277,6 +288,9 @@ def run(args: argparse.Namespace) -> int:
         diameter=args.diameter,
         denoise_order=args.denoise_order,
         skip_empty=args.skip_empty,
+        size_estimate=dataclasses.replace(
+            DEFAULTS.size_estimate, per_micrograph=args.size_per_micrograph
+        ),
         diameter_per_micrograph=diameter is not None and diameter.angstrom,
     )
     if args.sam_model_type is not None:
@@ -284,7 +298,7 @@ def run(args: argparse.Namespace) -> int:
     if args.size_tolerance is not None:
         picker_kwargs["size_tolerance"] = args.size_tolerance
     picker = Picker(**picker_kwargs)
-    size = _describe_given(diameter, pixel_sizes.uniform)
+    size = _describe_given(diameter, pixel_sizes.uniform, args.size_per_micrograph)
     if not args.diameter and picker.model_diameter:
         angstrom = picker.model_diameter_angstrom
         size = (
@@ -381,10 +395,14 @@ def _given_diameter(args: argparse.Namespace) -> Diameter | None:
     return given
 
 
-def _describe_given(diameter: Diameter | None, pixel_size: float | None) -> str:
+def _describe_given(
+    diameter: Diameter | None, pixel_size: float | None, per_micrograph: bool = False
+) -> str:
     """The log's diameter: in px and Å when the pixel size is known up front."""
     if diameter is None:
-        return "estimated per micrograph"
+        if per_micrograph:
+            return "read off each micrograph"
+        return "read off the micrographs (one size for the batch)"
     if diameter.angstrom:
         if pixel_size:
             return (

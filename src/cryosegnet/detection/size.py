@@ -48,6 +48,20 @@ class SizeEstimateSettings:
     # fraction of the peak on both sides: a monotonic or flat curve has no particle scale.
     min_skew: float = 0.2
     min_drop: float = 0.3
+    # One size per batch (micrographs of one protein): the median of the sure estimates of up
+    # to ``batch_sample`` micrographs spread over the batch, used when at least
+    # ``min_sure_fraction`` of them are sure; ``per_micrograph`` estimates each on its own.
+    per_micrograph: bool = False
+    batch_sample: int = 8
+    min_sure_fraction: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not self.batch_sample >= 1:
+            raise ValueError(f"batch_sample must be at least 1, got {self.batch_sample}")
+        if not 0 < self.min_sure_fraction <= 1:
+            raise ValueError(
+                f"min_sure_fraction must be within (0, 1], got {self.min_sure_fraction}"
+            )
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -62,6 +76,7 @@ class SizeEstimate:
     peak_skew: float
     diameters: tuple[float, ...] = ()
     skews: tuple[float, ...] = ()
+    scope: str = "micrograph"  # "batch": the median of several micrographs' estimates
 
 
 def flatten(image: np.ndarray, sigma: float, clip_sigma: float) -> np.ndarray:

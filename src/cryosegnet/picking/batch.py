@@ -42,6 +42,7 @@ from cryosegnet.io.coordinates import (
     write_index_star,
 )
 from cryosegnet.io.micrographs import micrograph_stem, read_micrograph
+from cryosegnet.picking.particle_size import BatchParticleSize, batch_particle_size
 from cryosegnet.picking.picker import Picker
 from cryosegnet.picking.units import PixelSizes, angstrom_to_pixels, describe_size
 from cryosegnet.postprocessing.empty_micrographs import EmptySettings
@@ -566,8 +567,14 @@ def _pick_batch(
         if in_main_thread:  # inside the try: a SIGTERM right after this is caught below
             signal.signal(signal.SIGTERM, _on_sigterm)
         paths_todo = [p for p, _ in todo]
+        batch_size_px: BatchParticleSize | None = None
+        sampled: dict[Path, tuple] = {}
+        if sizes.angstrom is None:
+            batch_size_px, sampled = batch_particle_size(
+                picker, paths_todo, lambda path: read_for_picking(picker, path, sizes)
+            )
         for chunk in _denoised_chunks(
-            picker, paths_todo, batch_size, workers, summary, debug, sizes
+            picker, paths_todo, batch_size, workers, summary, debug, sizes, (batch_size_px, sampled)
         ):
             if should_stop is not None and should_stop():
                 log.info("stop requested: %d micrograph(s) left unpicked", len(todo) - n_finished)
@@ -652,7 +659,9 @@ def pick_chunk(picker, chunk, sizes: BatchSizes) -> list:
     denoised, shapes = [d for _, d, _, _ in chunk], [s for _, _, s, _ in chunk]
     estimates = [e for _, _, _, e in chunk]
     if sizes.angstrom is None:
-        return picker.pick_denoised(denoised, shapes, estimates)
+        if any(e is not None for e in estimates):
+            return picker.pick_denoised(denoised, shapes, estimates)
+        return picker.pick_denoised(denoised, shapes)
     results: list = [None] * len(chunk)
     groups: dict[float, list[int]] = {}
     for i, (path, _, _, _) in enumerate(chunk):
@@ -927,16 +936,28 @@ def _denoised_chunks(
     summary: BatchSummary,
     debug: bool,
     sizes: BatchSizes | None = None,
+    particle_size: tuple[BatchParticleSize | None, dict] | None = None,
 ) -> Iterator[list[tuple]]:
     """Read and denoise ahead of the U-Net (threads: OpenCV and NumPy release the GIL); the
-    particle size is read off each micrograph here too, while it is in memory as read."""
+    particle size is the batch's (``particle_size``: it and the micrographs its estimate
+    already read and denoised), else read off each micrograph here, while it is in memory."""
+    batch_size_px, sampled = particle_size or (None, {})
 
     sizes = sizes or BatchSizes(None, PixelSizes(), {})
 
     def load(path: Path) -> tuple:
-        image = read_for_picking(picker, path, sizes)
-        estimate = None if sizes.angstrom is not None else picker.size_of(image)
-        return path, picker.preprocess(image), image.shape, estimate
+        if path in sampled:
+            denoised, shape, estimate = sampled.pop(path)
+        else:
+            image = read_for_picking(picker, path, sizes)
+            denoised, shape = picker.preprocess(image), image.shape
+            size_of = getattr(picker, "size_of", None)  # stand-in pickers may not size
+            use_own = sizes.angstrom is None and batch_size_px is None
+            estimate = size_of(image) if size_of is not None and use_own else None
+        if batch_size_px is not None:
+            working = picker.denoise_settings.working_size
+            estimate = batch_size_px.estimate_for(shape, working)
+        return path, denoised, shape, estimate
 
     chunk: list[tuple] = []
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:

@@ -55,7 +55,8 @@ class PickResult:
     evidence: float | None = None
     empty: bool = False
     # Where the particle size came from: "given" (--diameter), "model" (a fine-tuned model's
-    # labels), "micrograph" (read off its own pixels, detection/size.py), "map" (the U-Net
+    # labels), "micrograph" (read off its own pixels, detection/size.py), "batch" (the median
+    # of that over a sample of the batch, picking/particle_size.py), "map" (the U-Net
     # map's blobs, when the micrograph's estimate was unsure) or "stage" (a stage object
     # that sizes its own masks).
     diameter_source: str = "given"
@@ -418,7 +419,7 @@ class Picker:
         if size is None and denoised is not None:
             size = estimate_size(denoised, self.config.size_estimate)
         if size is not None and size.sure:
-            return size.diameter, "micrograph", True
+            return size.diameter, size.scope, True
         return estimate_diameter(probability), "map", False
 
     def estimate_size(self, image: np.ndarray) -> SizeEstimate:
