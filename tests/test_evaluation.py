@@ -330,3 +330,33 @@ def test_report_says_where_the_pr_curve_stops_when_picks_were_thresholded(tmp_pa
     assert data["warnings"] == cut.warnings and data["pooled"]["lowest_score"] == 0.6
     unranked = evaluate_picks({"m": table(xy[:3])}, labels)  # no scores: all 1.0
     assert "no ranking" in unranked.warnings[0]
+
+
+def test_rim_picks_lose_at_a_quarter_diameter_and_centred_picks_do_not():
+    centres = np.array([[x, y] for x in range(50, 500, 100) for y in range(50, 500, 100)], float)
+    labels = {"mic": pd.DataFrame({"x": centres[:, 0], "y": centres[:, 1], "diameter": 60.0})}
+    scores = np.linspace(1, 0.5, len(centres))
+    for offset, quarter_best in ((2.0, 1.0), (20.0, 0.0)):  # near the centre; on the rim
+        picks = {
+            "mic": pd.DataFrame(
+                {"x": centres[:, 0] + offset, "y": centres[:, 1], "score": scores, "diameter": 60.0}
+            )
+        }
+        pooled = evaluate_picks(picks, labels, shapes={"mic": (500, 500)}).pooled
+        assert pooled["best_f1"] == 1.0
+        assert pooled["best_f1_quarter"] == quarter_best
+        assert pooled["median_centre_error"] == pytest.approx(offset)
+
+
+def test_a_blind_grid_at_the_picks_density_is_reported():
+    from cryosegnet.evaluation.centring import grid_points
+
+    grid = grid_points(25, (500, 500))  # a 5 x 5 grid, 100 px apart, from 50 px
+    assert len(grid) == 25 and grid.min() == pytest.approx(50)
+    labels = {"mic": pd.DataFrame({"x": grid[:, 0], "y": grid[:, 1], "diameter": 60.0})}
+    picks = {"mic": pd.DataFrame({"x": [50.0], "y": [50.0], "score": [1.0], "diameter": 60.0})}
+    pooled = evaluate_picks(picks, labels, shapes={"mic": (500, 500)}).pooled
+    # One pick at the best threshold: a one-point grid, at the field's centre (250, 250), which
+    # is a label: F1 = 2 x 1 hit / (1 point + 25 labels).
+    assert pooled["grid_points"] == 1
+    assert pooled["grid_best_f1"] == pytest.approx(2 / 26)

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
+from cryosegnet.evaluation.centring import centring_figures
 from cryosegnet.evaluation.matching import MatchResult, match_picks
 from cryosegnet.geometry import disk_mask
 
@@ -237,6 +238,7 @@ def evaluate_picks(
         names = [n for n in names if n in picks_by_mic]
 
     rows: list[MicrographMetrics] = []
+    radii: dict[str, float] = {}
     scores_all, tp_all, n_labels_all = [], [], 0
     tp_sum = picks_sum = 0
     for name in names:
@@ -254,6 +256,7 @@ def evaluate_picks(
                 raise ValueError(
                     f"labels for '{name}' carry no particle diameter: give a radius or diameter"
                 )
+        radii[name] = float(r)
         xy = picks[["x", "y"]].to_numpy(float)
         scores = picks["score"].to_numpy(float) if "score" in picks else np.ones(len(picks))
         result: MatchResult = match_picks(xy, scores, labels[["x", "y"]].to_numpy(float), r)
@@ -316,6 +319,7 @@ def evaluate_picks(
         "dice_mean": float(np.nanmean(dice_values)) if len(dice_values) else float("nan"),
         "f1_mean_over_micrographs": float(np.mean([m.f1 for m in rows])) if rows else float("nan"),
         **curve_extent(pooled_curve),
+        **centring_figures(picks_by_mic, labels_by_mic, radii, threshold, best_t, shapes),
     }
     settings = {
         "radius": radius,

@@ -127,6 +127,13 @@ def format_table(result: EvaluationResult, max_rows: int = 50) -> str:
     lines.append(
         f"best F1 at score >= {_fmt(p['best_threshold'], 4)}; Dice is the mean over micrographs"
     )
+    if "best_f1_quarter" in p:
+        lines.append(
+            f"centring: best F1 {_fmt(p['best_f1_quarter'])} / AUPRC {_fmt(p['auprc_quarter'])} "
+            f"at half the radius; median centre error {_fmt(p['median_centre_error'], 1)} px; "
+            f"a blind grid at the best-F1 density scores F1 {_fmt(p['grid_best_f1'])} "
+            f"({_fmt(p['grid_best_f1_quarter'])} at half the radius)"
+        )
     if p.get("lowest_score") is not None:
         lines.append(
             f"PR curve and AUPRC cover picks with score >= {_fmt(p['lowest_score'], 4)}"
