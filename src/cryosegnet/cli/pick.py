@@ -32,6 +32,7 @@ from cryosegnet.picking.watch import (
     DEFAULT_WATCH_TIMEOUT,
     check_watch_options,
 )
+from cryosegnet.postprocessing.bad_regions import BadRegionSettings
 from cryosegnet.postprocessing.empty_micrographs import EmptySettings
 
 log = logging.getLogger("cryosegnet")
@@ -125,6 +126,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="write no picks on a micrograph whose dark blobs do not outnumber its bright ones "
         f"by {EmptySettings().min_evidence:g} standard errors (empty holes, bare ice); crowded "
         "fields of very weak particles fail this test too, so check the count it reports",
+    )
+    p.add_argument(
+        "--keep-bad-regions",
+        dest="mask_bad_regions",
+        action="store_false",
+        default=DEFAULTS.mask_bad_regions,
+        help="keep picks on contamination, carbon, thick ice and their rims (by default they "
+        f"are dropped: a margin of {BadRegionSettings().margin:g} particle diameter round dark "
+        "regions far larger than a particle, strong edges and blobs far darker than the "
+        "particles)",
     )
     sam = p.add_argument_group(
         "SAM stage", "options of the SAM stage only: an error with any other stage"
@@ -277,6 +288,7 @@ def run(args: argparse.Namespace) -> int:
         diameter=args.diameter,
         denoise_order=args.denoise_order,
         skip_empty=args.skip_empty,
+        mask_bad_regions=args.mask_bad_regions,
         diameter_per_micrograph=diameter is not None and diameter.angstrom,
     )
     if args.sam_model_type is not None:

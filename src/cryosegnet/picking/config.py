@@ -81,6 +81,10 @@ class PickerConfig:
         Keep no pick on a micrograph whose dark blobs do not outnumber its bright ones
         (:mod:`~cryosegnet.postprocessing.empty_micrographs`): empty holes and bare ice. Off by
         default: crowded fields of very weak particles fail the test too.
+    mask_bad_regions : bool
+        Drop picks on contamination, carbon and thick ice and on the rim of such regions
+        (:mod:`~cryosegnet.postprocessing.bad_regions`), a dark-blob picker's worst false
+        positives. On by default; ``cryosegnet pick --keep-bad-regions`` keeps them.
 
     Raises
     ------
@@ -103,6 +107,7 @@ class PickerConfig:
     sam_model_type: str = "vit_h"
     sam: SamSettings = field(default_factory=SamSettings)
     skip_empty: bool = False
+    mask_bad_regions: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "stage", canonical_stage(self.stage))

@@ -53,6 +53,10 @@ class PickResult:
     # computed with ``skip_empty``; ``empty``: the micrograph failed it and keeps no pick.
     evidence: float | None = None
     empty: bool = False
+    # Contamination, carbon and thick ice with their margin (postprocessing/bad_regions), at a
+    # few pixels per particle over the whole micrograph (``enlarge_mask`` brings it to any
+    # shape); None when not computed (``mask_bad_regions`` off, no image or no diameter).
+    bad_regions: np.ndarray | None = None
 
 
 class Picker:
@@ -345,6 +349,7 @@ class Picker:
         was computed from, which the hybrid stage reads too; the LoG stage's "map" is the
         denoised image itself)."""
         from cryosegnet.postprocessing.algorithm1 import postprocess
+        from cryosegnet.postprocessing.bad_regions import drop_bad_region_picks
 
         scale = probability.shape[1] / original_shape[1]  # working px per micrograph px
         diameter = self.legacy_working_diameter
@@ -368,6 +373,12 @@ class Picker:
             "after_size": result.n_after_size,
             "after_border": len(picks),
         }
+        bad_regions = None
+        if self.config.mask_bad_regions and denoised is not None:
+            picks, bad_regions = drop_bad_region_picks(
+                picks, denoised, result.diameter, original_shape
+            )
+            counts["after_bad_regions"] = len(picks)
         evidence, empty = None, False
         if self.config.skip_empty:
             evidence, empty = self._empty_test(probability, diameter, denoised)
@@ -383,6 +394,7 @@ class Picker:
             counts=counts,
             evidence=evidence,
             empty=empty,
+            bad_regions=bad_regions,
         )
 
     def _empty_test(
