@@ -8,13 +8,13 @@ one setting serves every micrograph:
 * **dark regions**: the image low-passed over a particle diameter lies far below the
   micrograph's median level over an area of several particles: contamination patches,
   carbon, thick ice;
-* **outlier blobs**: particle-sized blobs whose core is far darker than any particle's:
-  small ice balls and crystals (grown out to their greyer rim).
+* **outlier blobs**: particle-sized blobs whose core is far darker, against the ice round
+  them, than any particle's: small ice balls and crystals (grown out to their greyer rim).
 
 Darkness is measured as a fraction of the median level of the denoised image, whose grey
 levels the denoiser standardises (z-scored, clipped, stretched to 0..255). On the data the
 thresholds were chosen on (simulated fields, the UCSF contamination micrograph, the
-apoferritin ``train`` split) no particle's low-passed level falls below 0.6 of the median,
+apoferritin ``train`` split) no clean field's low-passed level falls below 0.6 of the median,
 while contamination and carbon lie below 0.4; robust noise units of the low-passed image
 did not separate them (an ice meniscus beside carbon spreads the image's own levels as much
 as the carbon step). A third cue, strong edges of the low-passed image (carbon edges), is
@@ -53,8 +53,9 @@ class BadRegionSettings:
         to average a particle, and a crowded field's particle texture, away.
     region_depth : float
         A dark region's low-passed level lies below ``1 - region_depth`` times the median.
-        Particles and ice gradients stay above 0.75 (apoferritin, simulated clean fields),
-        contamination and carbon fall below 0.4, so 0.3 leaves room on both sides.
+        Clean fields stay above 0.75 (apoferritin) and 0.63 (simulated ice ramps), the cores
+        of contamination and carbon fall below 0.4 and the margin covers their greyer rims:
+        0.6 keeps clear of the first.
     min_region_area : float
         A dark region covers at least this many particle disks (a crowd of a few dark
         particles is not a region; smaller dark things are left to the blob cue).
@@ -65,12 +66,16 @@ class BadRegionSettings:
     blob_scale : float
         Gaussian sigma of the particle-scale low-pass for outlier blobs, in diameters: about
         the particle's dark core.
+    background_scale : float
+        Gaussian sigma of the blobs' local background, in diameters: wide enough that one
+        blob barely darkens it.
     blob_depth : float
-        An outlier blob's core lies below ``1 - blob_depth`` times the median. The darkest
-        labelled particle cores sit at 0.6 of it, the UCSF micrograph's ice balls at 0.25-0.5.
+        An outlier blob's core lies below ``1 - blob_depth`` times its local background. The
+        darkest labelled particle cores sit near 0.6 of the level, the UCSF micrograph's ice
+        balls at 0.25-0.5.
     blob_extent : float
         The blob reaches as far as the connected area below ``1 - blob_extent`` times the
-        median round its core (hysteresis: grown out from the core to its greyer rim).
+        background round its core (hysteresis: grown out from the core to its greyer rim).
     margin : float
         The mask is widened by this fraction of the diameter, so picks on a region's rim go
         too: a particle centred half a diameter from contamination touches it.
@@ -78,10 +83,11 @@ class BadRegionSettings:
 
     pixels_per_diameter: float = 12.0
     region_scale: float = 1.0
-    region_depth: float = 0.3
+    region_depth: float = 0.4
     min_region_area: float = 3.0
     edge_strength: float | None = None
     blob_scale: float = 0.25
+    background_scale: float = 2.0
     blob_depth: float = 0.5
     blob_extent: float = 0.25
     margin: float = 0.5
@@ -92,7 +98,7 @@ class BadRegionSettings:
                 continue
             if not (np.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a non-negative number, got {value}")
-        for name in ("pixels_per_diameter", "region_scale", "blob_scale"):
+        for name in ("pixels_per_diameter", "region_scale", "blob_scale", "background_scale"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         for name in ("region_depth", "blob_depth", "blob_extent"):
@@ -197,14 +203,14 @@ def strong_edges(image: np.ndarray, diameter: float, settings: BadRegionSettings
 
 
 def outlier_blobs(image: np.ndarray, diameter: float, settings: BadRegionSettings) -> np.ndarray:
-    """Particle-sized blobs far darker than any particle: small ice balls and crystals."""
+    """Particle-sized blobs far darker than any particle on their surroundings: small ice
+    balls and crystals. Measured against the local background (a few diameters round the
+    blob), so particles in a darker stretch of ice are not taken for them."""
     low = gaussian_filter(image, settings.blob_scale * diameter)
-    median = float(np.median(low))
-    if not median > 0:
-        return np.zeros(image.shape, dtype=bool)
-    core = (1.0 - settings.blob_depth) * median
-    extent = (1.0 - settings.blob_extent) * median
-    return apply_hysteresis_threshold(-low, -extent, -core)
+    background = gaussian_filter(image, settings.background_scale * diameter)
+    ratio = low / np.maximum(background, 1e-3 * max(float(background.max()), 1e-6))
+    core, extent = 1.0 - settings.blob_depth, 1.0 - settings.blob_extent
+    return apply_hysteresis_threshold(-ratio, -extent, -core)
 
 
 def widen(mask: np.ndarray, margin: float) -> np.ndarray:
@@ -227,10 +233,10 @@ def enlarge_mask(mask: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 def _large_components(mask: np.ndarray, min_area: float) -> np.ndarray:
     if not mask.any():
         return mask
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), 8)
-    keep = stats[:, cv2.CC_STAT_AREA] >= min_area
-    keep[0] = False
-    return keep[labels]
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    keep = np.asarray(stats)[:, cv2.CC_STAT_AREA] >= min_area
+    keep[0] = False  # the background
+    return keep[np.asarray(labels)]
 
 
 def drop_picks_in_mask(picks: pd.DataFrame, mask: np.ndarray, scale: float = 1.0) -> pd.DataFrame:
