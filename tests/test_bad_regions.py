@@ -159,3 +159,22 @@ def test_real_contamination_is_masked(shared_dir, tiny_model):
     masked = Picker(**options).pick_result(image).picks
     assert within(kept, truth, 18.0).mean() > 0.05
     assert within(masked, truth, 18.0).mean() <= 0.02
+
+
+def test_show_tints_the_bad_regions_the_picker_masked(field_model, tmp_path):
+    from cryosegnet.inspection.show import ShowSettings, show_picks
+
+    sim = simulated(contamination=2, carbon=False, seed=3)
+    path = tmp_path / "contaminated.mrc"
+    with mrcfile.new(path) as mrc:
+        mrc.set_data(sim.image.astype(np.float32))
+    settings = ShowSettings(
+        height=SIZE, model=str(field_model), stage="log", diameter=DIAMETER, device="cpu"
+    )
+    result = show_picks(path, tmp_path / "picture.png", settings=settings)
+    assert result.bad_regions is not None
+    picture = cv2.imread(str(result.output))
+    tinted = picture[..., 0].astype(int) - picture[..., 2].astype(int) > 40  # blue over red
+    shown = enlarge_mask(result.bad_regions, picture.shape[:2])
+    assert tinted[sim.contamination_mask].mean() > 0.9
+    assert not (tinted & ~shown).any()
