@@ -37,6 +37,11 @@ from skimage.filters import apply_hysteresis_threshold
 
 from cryosegnet.preprocessing.filters import gaussian_filter
 
+# A robust standard deviation from the median absolute deviation of a normal distribution.
+MAD_TO_STD = 1.4826
+# Fewer picks than this make no population to judge a blob against (blob_level alone).
+MIN_POPULATION = 20
+
 
 @dataclass(frozen=True)
 class BadRegionSettings:
@@ -51,11 +56,14 @@ class BadRegionSettings:
     region_scale : float
         Gaussian sigma of the low-pass for dark regions (and edges), in diameters: wide enough
         to average a particle, and a crowded field's particle texture, away.
-    region_depth : float
-        A dark region's low-passed level lies below ``1 - region_depth`` times the median.
-        Clean fields stay above 0.75 (apoferritin) and 0.63 (simulated ice ramps), the cores
-        of contamination and carbon fall below 0.4 and the margin covers their greyer rims:
-        0.6 keeps clear of the first.
+    region_core : float
+        A dark region holds a core whose low-passed level is below this fraction of the
+        median: contamination and carbon reach 0.3 or less (nearly opaque), while clean
+        fields stay above 0.68 and the thick-ice corners of real micrographs with visible
+        particles above 0.45, which are left alone.
+    region_level : float
+        The region reaches as far as the connected area below this fraction of the median
+        round its core (hysteresis: grown out to the greyer rim); the margin adds the rest.
     min_region_area : float
         A dark region covers at least this many particle disks (a crowd of a few dark
         particles is not a region; smaller dark things are left to the blob cue).
@@ -69,13 +77,17 @@ class BadRegionSettings:
     background_scale : float
         Gaussian sigma of the blobs' local background, in diameters: wide enough that one
         blob barely darkens it.
-    blob_depth : float
-        An outlier blob's core lies below ``1 - blob_depth`` times its local background. The
-        darkest labelled particle cores sit near 0.6 of the level, the UCSF micrograph's ice
-        balls at 0.25-0.5.
+    blob_level : float
+        An outlier blob's core is below this fraction of its local background: the UCSF
+        micrograph's ice balls lie at 0.25-0.46, labelled and simulated particles above 0.6.
+    blob_spread : float
+        ... and this many robust standard deviations (1.4826 MAD) below the median of the
+        picks' own blob levels, so that a protein of high contrast, whose particles range
+        down to 0.42 (the 80S ribosome micrograph), keeps its darkest particles: the ice balls
+        lie 5.6-11 deviations below their micrograph's picks, dark particles within 4.
     blob_extent : float
-        The blob reaches as far as the connected area below ``1 - blob_extent`` times the
-        background round its core (hysteresis: grown out from the core to its greyer rim).
+        The blob reaches as far as the connected area below this fraction of the background
+        round its core (hysteresis: grown out from the core to its greyer rim).
     margin : float
         The mask is widened by this fraction of the diameter, so picks on a region's rim go
         too: a particle centred half a diameter from contamination touches it.
@@ -83,13 +95,15 @@ class BadRegionSettings:
 
     pixels_per_diameter: float = 12.0
     region_scale: float = 1.0
-    region_depth: float = 0.4
+    region_core: float = 0.35
+    region_level: float = 0.6
     min_region_area: float = 3.0
     edge_strength: float | None = None
     blob_scale: float = 0.25
     background_scale: float = 2.0
-    blob_depth: float = 0.5
-    blob_extent: float = 0.25
+    blob_level: float = 0.5
+    blob_spread: float = 5.0
+    blob_extent: float = 0.75
     margin: float = 0.5
 
     def __post_init__(self) -> None:
@@ -101,18 +115,23 @@ class BadRegionSettings:
         for name in ("pixels_per_diameter", "region_scale", "blob_scale", "background_scale"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        for name in ("region_depth", "blob_depth", "blob_extent"):
+        for name in ("region_core", "region_level", "blob_level", "blob_extent"):
             if not getattr(self, name) < 1:
-                raise ValueError(f"{name} must be below 1 (a fraction of the median level)")
-        if self.blob_extent > self.blob_depth:
-            raise ValueError("blob_extent must not exceed blob_depth (it grows the core)")
+                raise ValueError(f"{name} must be below 1 (a fraction of a level)")
+        if self.region_core > self.region_level:
+            raise ValueError("region_core must not exceed region_level (the region grows it)")
+        if self.blob_level > self.blob_extent:
+            raise ValueError("blob_level must not exceed blob_extent (the blob grows it)")
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 def bad_region_mask(
-    denoised: np.ndarray, diameter: float, settings: BadRegionSettings | None = None
+    denoised: np.ndarray,
+    diameter: float,
+    settings: BadRegionSettings | None = None,
+    particles: np.ndarray | None = None,
 ) -> np.ndarray:
     """Where contamination, carbon and thick ice lie, widened by the margin.
 
@@ -124,6 +143,11 @@ def bad_region_mask(
         Particle diameter in working pixels.
     settings : BadRegionSettings or None
         Thresholds (default: :class:`BadRegionSettings`).
+    particles : ndarray or None
+        Picks (N x 2: x, y in working pixels) whose darkness is the particles' own: a blob
+        must be far darker than they are (``blob_spread``). None: blobs are judged by
+        ``blob_level`` alone, which takes the darkest particles of a high-contrast protein
+        too.
 
     Returns
     -------
@@ -135,30 +159,49 @@ def bad_region_mask(
     ValueError
         For an image that is not 2-D or a diameter that is not a positive number.
     """
-    mask = shrunk_bad_region_mask(denoised, diameter, settings)
+    mask = shrunk_bad_region_mask(denoised, diameter, settings, particles)
     return enlarge_mask(mask, np.asarray(denoised).shape)
 
 
 def shrunk_bad_region_mask(
-    denoised: np.ndarray, diameter: float, settings: BadRegionSettings | None = None
+    denoised: np.ndarray,
+    diameter: float,
+    settings: BadRegionSettings | None = None,
+    particles: np.ndarray | None = None,
 ) -> np.ndarray:
-    """:func:`bad_region_mask` at the reduced scale it is computed on (a few pixels per
+    """:func:`bad_region_mask` at the reduced scale it is computed on (a dozen pixels per
     particle, the aspect ratio of ``denoised``): what a :class:`PickResult` keeps, small
     enough to hold for every micrograph of a batch; :func:`enlarge_mask` brings it to any
     shape."""
     settings = settings or BadRegionSettings()
     small, shrink = _shrunk(denoised, diameter, settings)
-    return bad_region_mask_small(small, diameter / shrink, settings)
+    points = None if particles is None else np.asarray(particles, dtype=float) / shrink
+    return bad_region_mask_small(small, diameter / shrink, settings, points)
 
 
 def bad_region_mask_small(
-    small: np.ndarray, diameter: float, settings: BadRegionSettings
+    small: np.ndarray,
+    diameter: float,
+    settings: BadRegionSettings,
+    particles: np.ndarray | None = None,
 ) -> np.ndarray:
-    """:func:`bad_region_mask` on an image already shrunk (``diameter`` in its pixels)."""
-    regions = dark_regions(small, diameter, settings) | outlier_blobs(small, diameter, settings)
+    """:func:`bad_region_mask` on an image already shrunk (``diameter`` and ``particles`` in
+    its pixels)."""
+    regions = dark_regions(small, diameter, settings)
+    if particles is not None:  # the population: picks off the dark regions
+        particles = particles[~_at(widen(regions, diameter), particles)]
+    regions |= outlier_blobs(small, diameter, settings, particles)
     if settings.edge_strength is not None:
         regions |= strong_edges(small, diameter, settings)
     return widen(regions, settings.margin * diameter)
+
+
+def _at(mask: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """``mask`` at each (x, y) point (pixel centres at integers)."""
+    points = np.asarray(points, dtype=float).reshape(-1, 2)
+    col = np.clip(np.round(points[:, 0]).astype(int), 0, mask.shape[1] - 1)
+    row = np.clip(np.round(points[:, 1]).astype(int), 0, mask.shape[0] - 1)
+    return mask[row, col]
 
 
 def _shrunk(
@@ -181,10 +224,15 @@ def _shrunk(
 
 
 def dark_regions(image: np.ndarray, diameter: float, settings: BadRegionSettings) -> np.ndarray:
-    """Areas of several particles whose low-passed level is far below the median."""
+    """Areas of several particles, low-passed far below the median level round a nearly
+    opaque core."""
     low = gaussian_filter(image, settings.region_scale * diameter)
     median = float(np.median(low))
-    dark = low < (1.0 - settings.region_depth) * median
+    if not median > 0:
+        return np.zeros(image.shape, dtype=bool)
+    dark = apply_hysteresis_threshold(
+        -low, -settings.region_level * median, -settings.region_core * median
+    )
     min_area = settings.min_region_area * np.pi * (diameter / 2) ** 2
     return _large_components(dark, min_area)
 
@@ -202,15 +250,32 @@ def strong_edges(image: np.ndarray, diameter: float, settings: BadRegionSettings
     return magnitude > settings.edge_strength * typical
 
 
-def outlier_blobs(image: np.ndarray, diameter: float, settings: BadRegionSettings) -> np.ndarray:
-    """Particle-sized blobs far darker than any particle on their surroundings: small ice
+def outlier_blobs(
+    image: np.ndarray,
+    diameter: float,
+    settings: BadRegionSettings,
+    particles: np.ndarray | None = None,
+) -> np.ndarray:
+    """Particle-sized blobs far darker than the particles on their surroundings: small ice
     balls and crystals. Measured against the local background (a few diameters round the
-    blob), so particles in a darker stretch of ice are not taken for them."""
+    blob), so particles in a darker stretch of ice are not taken for them; and, given the
+    ``particles`` (x, y), against their spread, so a high-contrast protein keeps its darkest
+    particles."""
     low = gaussian_filter(image, settings.blob_scale * diameter)
     background = gaussian_filter(image, settings.background_scale * diameter)
     ratio = low / np.maximum(background, 1e-3 * max(float(background.max()), 1e-6))
-    core, extent = 1.0 - settings.blob_depth, 1.0 - settings.blob_extent
-    return apply_hysteresis_threshold(-ratio, -extent, -core)
+    core = settings.blob_level
+    if particles is not None and len(particles) >= MIN_POPULATION:
+        # Each pick's darkest point within a quarter diameter: its core.
+        radius = max(1, int(round(diameter / 4)))
+        disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+        levels = _at(cv2.erode(ratio, disk), particles)
+        median = float(np.median(levels))
+        spread = MAD_TO_STD * float(np.median(np.abs(levels - median)))
+        core = min(core, median - settings.blob_spread * spread)
+    if core <= 0:
+        return np.zeros(image.shape, dtype=bool)
+    return apply_hysteresis_threshold(-ratio, -settings.blob_extent, -core)
 
 
 def widen(mask: np.ndarray, margin: float) -> np.ndarray:
@@ -301,5 +366,6 @@ def drop_bad_region_picks(
     if not (diameter and np.isfinite(diameter) and diameter > 0):
         return picks, None
     scale = denoised.shape[1] / original_shape[1]  # working px per micrograph px
-    mask = shrunk_bad_region_mask(denoised, diameter * scale, settings)
+    particles = (picks[["x", "y"]].to_numpy(float) + 0.5) * scale - 0.5
+    mask = shrunk_bad_region_mask(denoised, diameter * scale, settings, particles)
     return drop_picks_in_mask(picks, mask, mask.shape[1] / original_shape[1]), mask
