@@ -1,8 +1,8 @@
 """Bad-region masking of the default ``pick``: picks on contamination and carbon, with and
 without the mask, and what it costs the true particles (no evaluation set).
 
-    python bench/bad_regions.py            # about 12 minutes on 2 cores
-    python bench/bad_regions.py --quick    # about 4 minutes: fewer simulated fields and
+    python bench/bad_regions.py            # about 6 minutes on 2 cores
+    python bench/bad_regions.py --quick    # about 2 minutes: fewer simulated fields and
                                            # apoferritin micrographs
     python bench/bad_regions.py --table-only   # rewrite the .md from the JSON
 
@@ -17,7 +17,9 @@ twice on the same map, with the bad-region mask (the default) and without it
   footprint, and the recall of the true (pickable) particles;
 * simulated clean fields: the share of the field masked, and the recall;
 * the apoferritin ``train`` split (crowded, low-contrast particles): recall and precision.
-  The ``test`` split is an evaluation set and is not read.
+  The ``test`` split is an evaluation set and is not read;
+* unlabelled real micrographs with visible particles (EPU, FEI, T20S, 80S ribosome): the
+  share masked and the picks dropped (not with ``--quick``);
 * the mask's own time on a 1024-px working image.
 
 The thresholds (``BadRegionSettings``) were chosen on these same data: the figures show that
@@ -48,6 +50,13 @@ SEED = 7100  # simulated fields with contamination and carbon
 CLEAN_SEED = 7200  # simulated fields without
 UCSF = SHARED / "data" / "real" / "ucsf-contamination"
 DIFFICULTIES = ("easy", "medium", "hard")
+REAL = SHARED / "data" / "real"
+UNLABELLED = {
+    "EPU": REAL / "unlabeled-raw" / "epu2.9_example.mrc",
+    "FEI": REAL / "unlabeled-raw" / "fei-extended.mrc",
+    "T20S": REAL / "unlabeled-misc" / "empiar10025-t20s_14sep05c_00024sq_00003hl_00002es_c.png",
+    "80S ribosome": REAL / "unlabeled-misc" / "empiar10028-ribosome80S_061.png",
+}
 
 
 def near(picks: pd.DataFrame, region: np.ndarray) -> tuple[int, int]:
@@ -97,6 +106,24 @@ def ucsf_row(pair: Pair) -> dict | None:
         n = len(picks[which])
         row[which] = {"picks": n, "inside": inside, "inside_or_rim": rim, "share": rim / n}
     return row
+
+
+def unlabelled_rows(pair: Pair) -> list[dict]:
+    """Real micrographs with visible particles and no labels: what the mask takes there."""
+    rows = []
+    for name, path in UNLABELLED.items():
+        if not path.exists():
+            continue
+        picks = pair(read_micrograph(path).data)
+        rows.append(
+            {
+                "group": f"unlabelled real: {name}",
+                "mask_share": picks["mask_share"],
+                "kept": {"picks": len(picks["kept"])},
+                "masked": {"picks": len(picks["masked"])},
+            }
+        )
+    return rows
 
 
 def simulated_rows(pair: Pair, n: int, clean: bool) -> list[dict]:
@@ -204,6 +231,7 @@ def main() -> None:
     rows += simulated_rows(pair, 1 if args.quick else 2, clean=True)
     apoferritin = apoferritin_row(pair, 4 if args.quick else None)
     rows += [apoferritin] if apoferritin else []
+    rows += [] if args.quick else unlabelled_rows(pair)
     record = {
         "command": command_line(args),
         "settings": BadRegionSettings().to_dict(),
@@ -251,7 +279,8 @@ def markdown(record: dict) -> str:
         "micrograph the mask covers. Recall: true particles matched within half their "
         "diameter. The simulated fields with contamination and carbon are seeds 0-5 of "
         f"{SEED} (carbon on the even ones); the thresholds were chosen on seeds 0-3, clean "
-        "fields, the UCSF micrograph and the apoferritin `train` split.",
+        "fields, the UCSF micrograph, the apoferritin `train` split and the unlabelled "
+        "real micrographs (on which the mask should, and does, take nothing).",
     ]
     return "\n".join(lines) + "\n"
 

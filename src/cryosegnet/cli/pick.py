@@ -132,10 +132,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         dest="mask_bad_regions",
         action="store_false",
         default=DEFAULTS.mask_bad_regions,
-        help="keep picks on contamination, carbon, thick ice and their rims (by default they "
-        f"are dropped: a margin of {BadRegionSettings().margin:g} particle diameter round dark "
-        "regions far larger than a particle, strong edges and blobs far darker than the "
-        "particles)",
+        help="keep picks on contamination, carbon, nearly opaque ice and their rims (by "
+        f"default they are dropped, with a margin of {BadRegionSettings().margin:g} particle "
+        "diameter round dark regions far larger than a particle and blobs far darker than "
+        "the particles picked)",
     )
     sam = p.add_argument_group(
         "SAM stage", "options of the SAM stage only: an error with any other stage"

@@ -5,25 +5,25 @@ rim, a carbon edge or a small ice ball as particle-sized dark blobs; experts nev
 Two cues mark such regions on the denoised image, each scaled by the particle diameter so that
 one setting serves every micrograph:
 
-* **dark regions**: the image low-passed over a particle diameter lies far below the
-  micrograph's median level over an area of several particles: contamination patches,
-  carbon, thick ice;
-* **outlier blobs**: particle-sized blobs whose core is far darker, against the ice round
-  them, than any particle's: small ice balls and crystals (grown out to their greyer rim).
+* **dark regions**: the image low-passed over a particle diameter has a nearly opaque core
+  (far below the micrograph's median level), grown out to its greyer rim, over an area of
+  several particles: contamination patches, carbon, ice too thick to see through;
+* **outlier blobs**: particle-sized blobs far darker against the ice round them than the
+  picks themselves are: small ice balls and crystals (grown out to their greyer rim).
 
-Darkness is measured as a fraction of the median level of the denoised image, whose grey
-levels the denoiser standardises (z-scored, clipped, stretched to 0..255). On the data the
-thresholds were chosen on (simulated fields, the UCSF contamination micrograph, the
-apoferritin ``train`` split) no clean field's low-passed level falls below 0.6 of the median,
-while contamination and carbon lie below 0.4; robust noise units of the low-passed image
-did not separate them (an ice meniscus beside carbon spreads the image's own levels as much
-as the carbon step). A third cue, strong edges of the low-passed image (carbon edges), is
-available (``edge_strength``) but off: the dark-region margin already covers the edges it
-finds, and its wide band cost particles next to contamination (bench/bad_regions.py).
+Darkness is a fraction of a level of the denoised image, whose grey levels the denoiser
+standardises (z-scored, clipped, stretched to 0..255). Robust noise units of the low-passed
+image did not separate contamination from clean fields (an ice meniscus beside carbon spreads
+the image's own levels as much as the carbon step); fractions of the median did, with room on
+both sides (:class:`BadRegionSettings` gives the figures). Ice that is only thicker, as in
+the corners of several real micrographs whose particles are still visible, is left alone.
+A third cue, strong edges of the low-passed image (carbon edges), is available
+(``edge_strength``) but off: the regions' margin already covers the edges it finds, and its
+wide band cost particles next to contamination.
 
 The union is widened by a margin (half a particle diameter), so that picks on the rim of a
 region go too. Everything is computed on a copy shrunk to about a dozen pixels per particle
-diameter, which keeps it to milliseconds on a 1024-px working image.
+diameter: tens of milliseconds on a 1024-px working image (bench/bad_regions.py).
 """
 
 from __future__ import annotations
@@ -59,8 +59,9 @@ class BadRegionSettings:
     region_core : float
         A dark region holds a core whose low-passed level is below this fraction of the
         median: contamination and carbon reach 0.3 or less (nearly opaque), while clean
-        fields stay above 0.68 and the thick-ice corners of real micrographs with visible
-        particles above 0.45, which are left alone.
+        fields at the picker's working size stay above 0.68 (apoferritin ``train``,
+        simulations) and the thicker-ice corners of real micrographs whose particles are
+        still visible (FEI, T20S examples) above 0.45: those are left alone.
     region_level : float
         The region reaches as far as the connected area below this fraction of the median
         round its core (hysteresis: grown out to the greyer rim); the margin adds the rest.
@@ -79,7 +80,8 @@ class BadRegionSettings:
         blob barely darkens it.
     blob_level : float
         An outlier blob's core is below this fraction of its local background: the UCSF
-        micrograph's ice balls lie at 0.25-0.46, labelled and simulated particles above 0.6.
+        micrograph's ice balls lie at 0.25-0.46 (two greyer ones at 0.53-0.58 are missed),
+        the labelled apoferritin particles above 0.75.
     blob_spread : float
         ... and this many robust standard deviations (1.4826 MAD) below the median of the
         picks' own blob levels, so that a protein of high contrast, whose particles range
