@@ -205,3 +205,17 @@ def test_show_tints_the_bad_regions_the_picker_masked(field_model, tmp_path):
     shown = enlarge_mask(result.bad_regions, picture.shape[:2])
     assert tinted[sim.contamination_mask].mean() > 0.9
     assert not (tinted & ~shown).any()
+
+
+@pytest.mark.slow
+def test_default_picks_avoid_the_real_contamination(shared_dir):
+    """The default picker (shipped model) on the UCSF micrograph: at most 2 % of its picks on
+    or within half a diameter of the experts' contamination mask (9.6 % without the mask)."""
+    folder = shared_dir / "data/real/ucsf-contamination"
+    truth = mrcfile.read(folder / "bad-region-mask.mrc") > 0.5
+    picks = Picker(device="cpu").pick(folder / "micrograph.mrc")
+    gap = cv2.distanceTransform((~truth).astype(np.uint8), cv2.DIST_L2, 5)
+    row = np.clip(picks["y"].round().astype(int), 0, truth.shape[0] - 1)
+    col = np.clip(picks["x"].round().astype(int), 0, truth.shape[1] - 1)
+    assert len(picks) > 100
+    assert (gap[row, col] <= picks["diameter"] / 2).mean() <= 0.02
