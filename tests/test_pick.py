@@ -31,6 +31,9 @@ def dark_picker(model_path, **settings) -> Picker:
 
     _, denoise_settings, checkpoint = load_model(model_path, torch.device("cpu"))
     stage = settings.pop("stage", "peaks")
+    # blob_image's four blobs are black on flat noise, as dark as ice balls: the bad-region
+    # mask (tests/test_bad_regions.py) would rightly drop them, so it is off here.
+    settings.setdefault("mask_bad_regions", False)
     return Picker.from_parts(
         DarkIsParticle(), denoise_settings, stage, PickerConfig(**settings), checkpoint=checkpoint
     )
@@ -231,7 +234,10 @@ def test_a_stage_object_assembles_into_a_picker(tiny_model, blob_image):
     settings = Picker(model=tiny_model, device="cpu").denoise_settings
     assert isinstance(settings, DenoiseSettings)
     picker = Picker.from_parts(
-        DarkIsParticle(), settings, WatershedMaskGenerator(), PickerConfig(threshold=0.0)
+        DarkIsParticle(),
+        settings,
+        WatershedMaskGenerator(),
+        PickerConfig(threshold=0.0, mask_bad_regions=False),  # blob_image: see dark_picker
     )
     result = picker.pick_result(blob_image)
     assert result.stage == "watershed" and "watershed" in picker.mask_generator.describe()

@@ -69,7 +69,8 @@ def test_pseudo_labels_split_picks_by_the_networks_probability(tiny_model, blob_
         DarkIsParticle(),
         denoise,
         by_probability,
-        PickerConfig(threshold=-1.0),
+        # blob_image's blobs are black, as dark as ice balls: no bad-region mask here.
+        PickerConfig(threshold=-1.0, mask_bad_regions=False),
         checkpoint=checkpoint,
     )
     settings = AdaptSettings(positive=0.9, unsure=0.2)

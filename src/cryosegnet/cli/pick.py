@@ -33,6 +33,7 @@ from cryosegnet.picking.watch import (
     DEFAULT_WATCH_TIMEOUT,
     check_watch_options,
 )
+from cryosegnet.postprocessing.bad_regions import BadRegionSettings
 from cryosegnet.postprocessing.empty_micrographs import EmptySettings
 
 log = logging.getLogger("cryosegnet")
@@ -134,6 +135,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="write no picks on a micrograph whose dark blobs do not outnumber its bright ones "
         f"by {EmptySettings().min_evidence:g} standard errors (empty holes, bare ice); crowded "
         "fields of very weak particles fail this test too, so check the count it reports",
+    )
+    p.add_argument(
+        "--keep-bad-regions",
+        dest="mask_bad_regions",
+        action="store_false",
+        default=DEFAULTS.mask_bad_regions,
+        help="keep picks on contamination, carbon, nearly opaque ice and their rims (by "
+        f"default they are dropped, with a margin of {BadRegionSettings().margin:g} particle "
+        "diameter round dark regions far larger than a particle and blobs far darker than "
+        "the particles picked)",
     )
     sam = p.add_argument_group(
         "SAM stage", "options of the SAM stage only: an error with any other stage"
@@ -291,6 +302,7 @@ def run(args: argparse.Namespace) -> int:
         size_estimate=dataclasses.replace(
             DEFAULTS.size_estimate, per_micrograph=args.size_per_micrograph
         ),
+        mask_bad_regions=args.mask_bad_regions,
         diameter_per_micrograph=diameter is not None and diameter.angstrom,
     )
     if args.sam_model_type is not None:

@@ -12,7 +12,8 @@ Draw a circle at every pick on one micrograph and write the picture (PNG or JPEG
 
 --picks is a coordinate file or a picks folder: the micrograph's <stem>.star or
 <stem>_autopick.star is found in it, recursively (then <stem>.csv, .box, ...). Without
---picks, the picker runs on the micrograph first (--model, --stage, --diameter, --min-score).
+--picks, the picker runs on the micrograph first (--model, --stage, --diameter, --min-score)
+and the bad regions it masks (contamination, carbon, thick ice) are tinted blue.
 --map adds the U-Net probability map as a second panel."""
 
 
@@ -92,8 +93,11 @@ def run_show(args: argparse.Namespace) -> int:
         device=args.device,
     )
     result = show_picks(args.micrograph, args.output, picks=args.picks, settings=settings)
+    masked = ""
+    if result.bad_regions is not None and result.bad_regions.any():
+        masked = f", {100 * result.bad_regions.mean():.0f} % tinted as bad regions"
     print(
         f"{args.micrograph}: {len(result.picks)} picks from {result.picks_source}, "
-        f"circles {result.diameter:.0f} micrograph px across -> {result.output}"
+        f"circles {result.diameter:.0f} micrograph px across{masked} -> {result.output}"
     )
     return 0

@@ -13,6 +13,8 @@ from scipy.spatial import cKDTree
 from cryosegnet.preprocessing.denoise import resize, standardize_to_uint8
 
 PICK_COLOUR_BGR = (0, 0, 255)  # red on a grey micrograph
+BAD_REGION_COLOUR_BGR = (255, 160, 0)  # blue, apart from the red circles
+BAD_REGION_OPACITY = 0.35  # enough to see, light enough to see the ice beneath
 DISPLAY_CLIP_SIGMA = 3.0
 
 
@@ -141,4 +143,41 @@ def draw_picks(
             thickness,
             lineType=cv2.LINE_AA,
         )
+    return canvas
+
+
+def draw_mask(
+    picture: np.ndarray,
+    mask: np.ndarray,
+    colour: tuple[int, int, int] = BAD_REGION_COLOUR_BGR,
+    opacity: float = BAD_REGION_OPACITY,
+) -> np.ndarray:
+    """Tint the masked part of a copy of ``picture`` (bad regions: contamination, carbon).
+
+    Parameters
+    ----------
+    picture : numpy.ndarray
+        ``uint8`` picture, grey (2-D) or BGR.
+    mask : numpy.ndarray
+        Boolean mask covering the same micrograph at any scale (it is resized to the picture,
+        nearest neighbour).
+    colour : tuple of int
+        BGR colour of the tint.
+    opacity : float
+        Weight of the colour over the picture, 0..1.
+
+    Returns
+    -------
+    numpy.ndarray
+        BGR ``uint8`` picture.
+    """
+    canvas = cv2.cvtColor(picture, cv2.COLOR_GRAY2BGR) if picture.ndim == 2 else picture.copy()
+    height, width = canvas.shape[:2]
+    inside = cv2.resize(
+        np.asarray(mask, dtype=np.uint8), (width, height), interpolation=cv2.INTER_NEAREST
+    ).astype(bool)
+    if inside.any():
+        tint = np.asarray(colour, dtype=np.float32)
+        blended = (1 - opacity) * canvas[inside].astype(np.float32) + opacity * tint
+        canvas[inside] = np.clip(np.round(blended), 0, 255).astype(np.uint8)
     return canvas

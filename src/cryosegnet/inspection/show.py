@@ -11,7 +11,12 @@ import numpy as np
 import pandas as pd
 
 from cryosegnet.errors import CryoSegNetError
-from cryosegnet.inspection.display import display_image, draw_picks, estimate_display_diameter
+from cryosegnet.inspection.display import (
+    display_image,
+    draw_mask,
+    draw_picks,
+    estimate_display_diameter,
+)
 from cryosegnet.inspection.picksets import find_picks_file, read_picks
 from cryosegnet.io.atomic import atomic_write
 from cryosegnet.io.micrographs import read_micrograph
@@ -52,12 +57,14 @@ class ShowSettings:
 
 @dataclass
 class ShowResult:
-    """What ``show`` drew: the picks (micrograph pixels), the circle diameter and the file."""
+    """What ``show`` drew: the picks (micrograph pixels), the circle diameter and the file;
+    ``bad_regions``: the picker's bad-region mask when it ran here and made one."""
 
     picks: pd.DataFrame
     diameter: float
     output: Path
     picks_source: str
+    bad_regions: np.ndarray | None = None
 
 
 def show_picks(
@@ -66,7 +73,8 @@ def show_picks(
     picks: str | os.PathLike | pd.DataFrame | None = None,
     settings: ShowSettings | None = None,
 ) -> ShowResult:
-    """Draw a circle at every pick on the micrograph and write the picture.
+    """Draw a circle at every pick on the micrograph and write the picture; when the picker
+    runs here, tint the bad regions it masked (contamination, carbon: no picks there).
 
     Parameters
     ----------
@@ -95,6 +103,7 @@ def show_picks(
     panels: list[np.ndarray] = []
     picture = None
     probability = None
+    bad_regions = None  # the picker's bad-region mask, drawn when the picker runs here
     if picks is None or settings.probability_map:
         from cryosegnet.picking.picker import Picker
 
@@ -114,7 +123,8 @@ def show_picks(
             else denoised.astype(np.float32)
         )
         if picks is None:
-            table = picker.instances(stage_input, image.shape, denoised).picks
+            result = picker.instances(stage_input, image.shape, denoised)
+            table, bad_regions = result.picks, result.bad_regions
             source = f"picker ({picker.stage} stage, threshold {picker.threshold:g})"
             picture = denoised
     if isinstance(picks, pd.DataFrame):
@@ -133,6 +143,8 @@ def show_picks(
             picture, _size(picture.shape, settings.height), interpolation=cv2.INTER_AREA
         )
     scale = picture.shape[0] / image.shape[0]
+    if bad_regions is not None:
+        picture = draw_mask(picture, bad_regions)
     panels.append(
         draw_picks(picture, table, scale, diameter, thickness=max(1, settings.height // 400))
     )
@@ -158,6 +170,7 @@ def show_picks(
         diameter=float(diameter),
         output=output,
         picks_source=source,
+        bad_regions=bad_regions,
     )
 
 

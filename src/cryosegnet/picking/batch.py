@@ -245,9 +245,16 @@ def picker_options(picker) -> dict:
         if generator is not None and hasattr(generator, "describe")
         else None,
     }
-    if getattr(getattr(picker, "config", None), "skip_empty", False):
+    config = getattr(picker, "config", None)
+    if getattr(config, "skip_empty", False):
         # Only when on: results written before the option existed keep matching.
         settings["skip_empty"] = True
+    if getattr(config, "mask_bad_regions", False):
+        # On by default, so results made without the mask (before it, or with
+        # --keep-bad-regions) are picked again rather than taken as done.
+        settings["mask_bad_regions"] = True
+    if getattr(getattr(config, "size_estimate", None), "per_micrograph", False):
+        settings["size_per_micrograph"] = True
     options["settings"] = json.loads(json.dumps(settings, default=str))
     return options
 

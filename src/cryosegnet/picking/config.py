@@ -86,6 +86,10 @@ class PickerConfig:
         How the particle size is read off each micrograph when it is neither given nor learnt
         (:mod:`~cryosegnet.detection.size`): the scale of greatest dark skew, trusted only with
         a clear peak; else the U-Net map's estimate is used and the run says it is unsure.
+    mask_bad_regions : bool
+        Drop picks on contamination, carbon and thick ice and on the rim of such regions
+        (:mod:`~cryosegnet.postprocessing.bad_regions`), a dark-blob picker's worst false
+        positives. On by default; ``cryosegnet pick --keep-bad-regions`` keeps them.
 
     Raises
     ------
@@ -109,6 +113,7 @@ class PickerConfig:
     sam: SamSettings = field(default_factory=SamSettings)
     skip_empty: bool = False
     size_estimate: SizeEstimateSettings = field(default_factory=SizeEstimateSettings)
+    mask_bad_regions: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "stage", canonical_stage(self.stage))

@@ -61,6 +61,10 @@ class PickResult:
     # that sizes its own masks).
     diameter_source: str = "given"
     size_sure: bool = True
+    # Contamination, carbon and thick ice with their margin (postprocessing/bad_regions), at a
+    # few pixels per particle over the whole micrograph (``enlarge_mask`` brings it to any
+    # shape); None when not computed (``mask_bad_regions`` off, no image or no diameter).
+    bad_regions: np.ndarray | None = None
 
 
 class Picker:
@@ -355,6 +359,7 @@ class Picker:
         denoised image itself; ``size``: the micrograph's own size estimate, from
         :meth:`estimate_size` on the micrograph as read, else made from ``denoised``)."""
         from cryosegnet.postprocessing.algorithm1 import postprocess
+        from cryosegnet.postprocessing.bad_regions import drop_bad_region_picks
 
         diameter, source, sure = self._working_diameter(probability, original_shape, denoised, size)
         if getattr(self.mask_generator, "needs_image", False):
@@ -373,6 +378,12 @@ class Picker:
             "after_size": result.n_after_size,
             "after_border": len(picks),
         }
+        bad_regions = None
+        if self.config.mask_bad_regions and denoised is not None:
+            picks, bad_regions = drop_bad_region_picks(
+                picks, denoised, result.diameter, original_shape
+            )
+            counts["after_bad_regions"] = len(picks)
         evidence, empty = None, False
         if self.config.skip_empty:
             evidence, empty = self._empty_test(probability, diameter, denoised)
@@ -390,6 +401,7 @@ class Picker:
             empty=empty,
             diameter_source=source,
             size_sure=sure,
+            bad_regions=bad_regions,
         )
 
     def _working_diameter(
