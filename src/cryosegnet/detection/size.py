@@ -92,13 +92,18 @@ def flatten(image: np.ndarray, sigma: float, clip_sigma: float) -> np.ndarray:
 
 
 def dark_skew(image: np.ndarray, diameter: float) -> float:
-    """Skewness of the LoG response at ``diameter`` (positive: dark blobs stand out)."""
+    """Skewness of the LoG response at ``diameter`` (positive: dark blobs stand out).
+
+    The response is smooth over a few pixels at this scale, so a sample every third of a
+    diameter measures its skew as well as every pixel, at a fraction of the cost.
+    """
     response = log_response(image, diameter)
-    step = max(1, int(diameter // 8))
-    values = response[::step, ::step].astype(np.float64)
+    step = max(1, round(diameter / 3))
+    values = response[::step, ::step].astype(np.float64).ravel()
     centred = values - values.mean()
-    var = float((centred**2).mean())
-    return float((centred**3).mean() / var**1.5) if var > 0 else 0.0
+    squared = centred * centred
+    var = float(squared.mean())
+    return float((squared * centred).mean() / var**1.5) if var > 0 else 0.0
 
 
 def estimate_size(image: np.ndarray, settings: SizeEstimateSettings | None = None) -> SizeEstimate:
