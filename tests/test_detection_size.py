@@ -72,24 +72,41 @@ def test_without_a_clear_scale_the_map_estimate_is_used_and_flagged(tiny_model):
     assert result.diameter_source == "map" and not result.size_sure
 
 
+@pytest.fixture
+def model_512(tmp_path):
+    """A tiny random U-Net that works at 512 px: the size search then spans three octaves,
+    as at the default 1024 px."""
+    import torch
+
+    from cryosegnet.model.checkpoint import save_checkpoint
+    from cryosegnet.model.unet import AttentionUNet, UNetConfig
+    from cryosegnet.preprocessing.denoise import DenoiseSettings
+
+    torch.manual_seed(0)
+    path = tmp_path / "tiny512.pt"
+    model = AttentionUNet(UNetConfig(base_width=4, depth=5))
+    save_checkpoint(path, model, DenoiseSettings(working_size=512), metadata={"purpose": "test"})
+    return path
+
+
 def _write_batch(folder, n):
     import mrcfile
 
     folder.mkdir()
     for i in range(n):
         with mrcfile.new(folder / f"mic_{i}.mrc") as mrc:
-            mrc.set_data(_dark_disks((1024, 1024), 64, 40, seed=10 + i))
+            mrc.set_data(_dark_disks((1024, 1024), 64, 40, seed=10 + i, contrast=1.5))
     return folder
 
 
-def test_a_batch_is_picked_with_one_size_read_off_its_micrographs(tmp_path, tiny_model, caplog):
+def test_a_batch_is_picked_with_one_size_read_off_its_micrographs(tmp_path, model_512, caplog):
     import logging
 
     from cryosegnet import Picker
     from cryosegnet.picking.batch import pick_batch
 
     mics = _write_batch(tmp_path / "mics", 3)
-    picker = Picker(tiny_model, device="cpu", stage="hybrid")
+    picker = Picker(model_512, device="cpu", stage="hybrid")
     with caplog.at_level(logging.INFO, logger="cryosegnet"):
         summary = pick_batch(picker, sorted(mics.glob("*.mrc")), tmp_path / "out")
     assert summary.diameter_sources == ["batch"] * 3
@@ -99,13 +116,13 @@ def test_a_batch_is_picked_with_one_size_read_off_its_micrographs(tmp_path, tiny
 
 
 def test_size_per_micrograph_sizes_each_on_its_own_and_refuses_a_given_diameter(
-    tmp_path, tiny_model
+    tmp_path, model_512
 ):
     from cryosegnet.cli.main import main
 
     mics = _write_batch(tmp_path / "mics", 2)
     out = tmp_path / "out"
-    common = ["pick", str(mics), "-o", str(out), "--model", str(tiny_model), "--device", "cpu"]
+    common = ["pick", str(mics), "-o", str(out), "--model", str(model_512), "--device", "cpu"]
     assert main([*common, "--stage", "hybrid", "--size-per-micrograph"]) == 0
     manifests = [p.read_text() for p in out.rglob("*_autopick.star")]
     assert manifests and all('"diameter_source": "micrograph"' in t for t in manifests)

@@ -47,7 +47,7 @@ class SizeEstimateSettings:
     # Trusted only when the skew peaks inside the range, at least this high, and falls by this
     # fraction of the peak on both sides: a monotonic or flat curve has no particle scale.
     min_skew: float = 0.2
-    min_drop: float = 0.3
+    min_drop: float = 0.25  # 0.2 lets an apoferritin train micrograph through at 1.8 x its size
     # One size per batch (micrographs of one protein): the median of the sure estimates of up
     # to ``batch_sample`` micrographs spread over the batch, used when at least
     # ``min_sure_fraction`` of them are sure; ``per_micrograph`` estimates each on its own.
