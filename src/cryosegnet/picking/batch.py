@@ -329,6 +329,11 @@ def write_outputs(
             with contextlib.suppress(OSError):
                 path.unlink()
         raise
+    # A side format the manifest does not list belongs to earlier picks: never leave it
+    # beside the new ones (a re-pick with fewer formats would otherwise keep stale files).
+    for fmt in set(OUTPUT_FORMATS) - set(manifest["formats"]):
+        with contextlib.suppress(FileNotFoundError):
+            output_path(outdir, micrograph, fmt).unlink()
 
 
 def _median_diameter(picks: pd.DataFrame) -> float | None:
@@ -657,10 +662,17 @@ def pick_chunk(picker, chunk, sizes: BatchSizes) -> list:
 
 
 def _complete_formats(outdir, path, previous, formats, box_size) -> None:
-    """Write the requested formats an existing result lacks (or whose box size differs) from
-    its picks, without picking again."""
+    """Write the requested formats an existing result lacks (or whose box size differs, or
+    that its manifest does not list as written with its picks) from its picks, without picking
+    again."""
     picks, manifest = previous
-    missing = {f for f in formats if f != "star" and not output_path(outdir, path, f).is_file()}
+    listed = set(manifest.get("formats", []))
+    # A format the manifest does not list may be a file left from earlier picks: rewrite it.
+    missing = {
+        f
+        for f in formats
+        if f != "star" and (f not in listed or not output_path(outdir, path, f).is_file())
+    }
     if "box" in formats and box_size != manifest.get("box_size"):
         missing.add("box")
     if not missing:

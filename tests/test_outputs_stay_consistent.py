@@ -1,0 +1,87 @@
+"""The output folder always tells one story: side formats match the STAR's picks, no run
+replaces another micrograph's result, the index pair is updated together, and two runs with
+different options never write into one folder at once.
+
+These drive :func:`pick_batch` with a stub picker (no U-Net): they test the orchestration.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+import pytest
+
+from cryosegnet.errors import CryoSegNetError
+from cryosegnet.io.coordinates import make_picks, read_coordinates, read_star_blocks
+from cryosegnet.picking import batch as batch_module
+from cryosegnet.picking.batch import COMBINED_STAR, INDEX_STAR, pick_batch
+from cryosegnet.picking.picker import PickResult
+
+
+class StubPicker:
+    """Stands in for :class:`Picker`: ``n_picks`` picks per micrograph; ``threshold`` is one of
+    the options a result records, so changing it means picking again."""
+
+    def __init__(self, threshold: float = 0.5, n_picks: int = 5) -> None:
+        self.threshold = threshold
+        self.n_picks = n_picks
+        self.calls = 0
+
+    def preprocess(self, image: np.ndarray) -> np.ndarray:
+        return image
+
+    def pick_denoised(self, denoised, original_shapes) -> list[PickResult]:
+        self.calls += 1
+        n = self.n_picks
+        return [
+            PickResult(
+                picks=make_picks(10.0 + np.arange(n), 20.0 + np.arange(n), 0.9, 40.0),
+                diameter=40.0,
+                working_shape=image.shape,
+                original_shape=tuple(shape),
+                stage="stub",
+            )
+            for image, shape in zip(denoised, original_shapes, strict=True)
+        ]
+
+
+def _mrc(path: Path, seed: int = 0) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    with mrcfile.new(path, overwrite=True) as mrc:
+        mrc.set_data(rng.normal(size=(128, 160)).astype(np.float32))
+    return path
+
+
+def _run(picker, mics, out="out", **kwargs):
+    return pick_batch(picker, [Path(m) for m in mics], out, progress=False, **kwargs)
+
+
+def _index_names(out: Path) -> list[str]:
+    return sorted(read_star_blocks(out / INDEX_STAR)["coordinate_files"]["rlnMicrographName"])
+
+
+def test_side_formats_follow_a_re_pick(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    mic = _mrc(Path("m/mic.mrc"))
+    everything = ("star", "box", "csv")
+    _run(StubPicker(threshold=0.5, n_picks=7), [mic], formats=everything)
+    _run(StubPicker(threshold=5.0, n_picks=3), [mic])  # star only: new picks
+    again = StubPicker(threshold=5.0, n_picks=3)
+    _run(again, [mic], formats=everything)
+    assert again.calls == 0  # the picks are current: only the side formats are written
+    for fmt in ("star", "box", "csv"):
+        assert len(read_coordinates(Path(f"out/m/mic_autopick.{fmt}"))) == 3, fmt
+
+
+def test_stale_side_formats_are_removed_when_not_asked_for(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    mic = _mrc(Path("m/mic.mrc"))
+    _run(StubPicker(threshold=0.5, n_picks=7), [mic], formats=("star", "box", "csv"))
+    _run(StubPicker(threshold=5.0, n_picks=3), [mic])
+    assert not Path("out/m/mic_autopick.box").exists()
+    assert not Path("out/m/mic_autopick.csv").exists()
