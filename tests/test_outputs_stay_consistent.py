@@ -85,3 +85,20 @@ def test_stale_side_formats_are_removed_when_not_asked_for(tmp_path, monkeypatch
     _run(StubPicker(threshold=5.0, n_picks=3), [mic])
     assert not Path("out/m/mic_autopick.box").exists()
     assert not Path("out/m/mic_autopick.csv").exists()
+
+
+def test_a_result_of_another_micrograph_is_never_replaced(tmp_path, monkeypatch, capsys):
+    """RELION lays out both jobs' micrographs alike: the second one must not take the first's
+    place (its picks and its index entry), in a later run as within one."""
+    monkeypatch.chdir(tmp_path)
+    first = _mrc(Path("MotionCorr/job002/Movies/mic_001.mrc"), seed=1)
+    second = _mrc(Path("MotionCorr/job005/Movies/mic_001.mrc"), seed=2)
+    assert _run(StubPicker(n_picks=7), [first]).failures == {}
+    summary = _run(StubPicker(n_picks=3), [second])
+    assert list(summary.failures) == [str(second)]
+    reason = summary.failures[str(second)]
+    assert "\n" not in reason and str(first) in reason and str(second) in reason
+    assert len(read_coordinates(Path("out/Movies/mic_001_autopick.star"))) == 7
+    assert _index_names(Path("out")) == [str(first)]
+    again = _run(StubPicker(n_picks=7), [first])  # the first one's own re-run still works
+    assert again.skipped == [str(first)] and again.failures == {}

@@ -506,8 +506,23 @@ def plan_batch(
             )
             record_failure(summary, path, CryoSegNetError(f"{path}: {problem}"), debug)
             continue
+        previous = previous_result(star) if star.exists() else None
+        other = _other_micrograph(previous, source)
+        if other is not None:
+            # Never lose a result: RELION lays out equal names from two jobs alike, so the
+            # two cannot share one output folder (not even with --overwrite).
+            record_failure(
+                summary,
+                path,
+                CryoSegNetError(
+                    f"{path}: its output {star} holds the picks of another micrograph, {other} "
+                    "(same name in folders RELION lays out alike); pick it into another output "
+                    "folder, or remove that file to replace them"
+                ),
+                debug,
+            )
+            continue
         if star.exists() and not overwrite:
-            previous = previous_result(star)
             reason = (
                 result_mismatch(previous, source, sizes.options(path, options))
                 if previous
@@ -689,6 +704,17 @@ def _complete_formats(outdir, path, previous, formats, box_size) -> None:
         manifest,
         listed=tuple(sorted(kept)),
     )
+
+
+def _other_micrograph(previous, source: dict) -> str | None:
+    """The name of the micrograph an existing result was picked from, when that is another
+    file than ``source`` (None when it is the same file, or there is no valid result)."""
+    if previous is None:
+        return None
+    old = previous[1].get("source", {})
+    if not old.get("path") or old.get("path") == source["path"]:
+        return None
+    return str(old.get("name") or old.get("path"))
 
 
 def _refuse_foreign(path: Path, what: str) -> None:
