@@ -102,3 +102,55 @@ def test_a_result_of_another_micrograph_is_never_replaced(tmp_path, monkeypatch,
     assert _index_names(Path("out")) == [str(first)]
     again = _run(StubPicker(n_picks=7), [first])  # the first one's own re-run still works
     assert again.skipped == [str(first)] and again.failures == {}
+
+
+_HOLD_THE_FOLDER = """
+import sys, time
+from pathlib import Path
+from cryosegnet.picking.batch import BatchSizes, picker_options, run_options, start_run
+from cryosegnet.picking.units import PixelSizes
+
+class Picker:  # the options a StubPicker with this threshold records
+    threshold = float(sys.argv[2])
+
+options = run_options(picker_options(Picker()), BatchSizes(None, PixelSizes(), {}), ["star"], None)
+lock = start_run(Path(sys.argv[1]), options)
+print("holding", flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.fixture
+def other_run(tmp_path):
+    """Another process running into ``tmp_path/out`` with threshold 0.5 (it holds the run
+    lock as a real run does), until the test ends."""
+    import subprocess
+    import sys
+
+    (tmp_path / "out").mkdir()
+    process = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_THE_FOLDER, str(tmp_path / "out"), "0.5"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None and process.stdout.readline().strip() == "holding"
+    yield process
+    process.kill()
+    process.wait()
+    process.stdout.close()
+
+
+def test_a_run_with_other_options_is_refused_while_another_writes_the_folder(
+    tmp_path, monkeypatch, other_run
+):
+    monkeypatch.chdir(tmp_path)
+    mic = _mrc(Path("m/mic.mrc"))
+    with pytest.raises(CryoSegNetError, match="another cryosegnet run") as refused:
+        _run(StubPicker(threshold=5.0), [mic])
+    assert "\n" not in str(refused.value) and "threshold" in str(refused.value)
+    assert not Path("out/m/mic_autopick.star").exists()
+    # The same options may share the folder (disjoint micrographs picked by two processes).
+    assert _run(StubPicker(threshold=0.5), [mic]).failures == {}
+    other_run.kill()
+    other_run.wait()
+    assert _run(StubPicker(threshold=5.0), [mic]).failures == {}  # the folder is free again

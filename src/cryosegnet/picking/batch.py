@@ -406,7 +406,7 @@ def pick_batch(
     options = picker_options(picker) if options is None else options
     summary = BatchSummary()
     sizes = BatchSizes(diameter_angstrom, pixel_sizes or PixelSizes(), dict(names or {}))
-    run_lock = start_run(outdir)
+    run_lock = start_run(outdir, run_options(options, sizes, formats, box_size))
     try:
         return _pick_batch(
             picker,
@@ -851,39 +851,84 @@ def rebuild_index(outdir: str | os.PathLike) -> int:
     return len(entries)
 
 
-def start_run(outdir: Path):
+def start_run(outdir: Path, options: Mapping | None = None):
     """Start a run into ``outdir``: hold a shared lock on it for the run.
 
-    The first run into an idle folder (no other run holds the lock) removes the temp files
-    that a killed run left behind.
+    Runs with the same pick options may share a folder (each rebuilds the index from every
+    result); a run with other options is refused while another run holds the folder, since
+    the two would replace each other's picks of the same micrographs. The first run into an
+    idle folder (no other run holds the lock) records its options in the lock file and removes
+    the temp files that a killed run left behind.
 
     Parameters
     ----------
     outdir : Path
         The output folder (it exists).
+    options : Mapping, optional
+        What changes this run's output (:func:`run_options`); runs compare it.
 
     Returns
     -------
     file or None
         The open lock file, to close when the run ends; None in a folder that cannot be
         written (every write then fails, and is reported, anyway).
+
+    Raises
+    ------
+    CryoSegNetError
+        Another run with other options is writing into ``outdir``.
     """
+    mine = json.loads(json.dumps(dict(options or {}), sort_keys=True, default=str))
     try:
-        lock = open(outdir / RUN_LOCK_FILE, "a")  # noqa: SIM115 - held for the whole run
+        lock = open(outdir / RUN_LOCK_FILE, "a+")  # noqa: SIM115 - held for the whole run
+        guard = open(outdir / LOCK_FILE, "a")  # noqa: SIM115 - closed below
     except OSError:
         return None  # a read-only folder: every write will fail and be reported anyway
     try:
-        fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        pass  # another run is writing here: its temp files are live
-    else:
-        for path in outdir.rglob(f".*{TEMP_MARK}*"):
-            if is_temp_file(path) and path.is_file():
-                with contextlib.suppress(OSError):
-                    path.unlink()
-                    log.info("removed %s, left by an interrupted run", path)
-    fcntl.flock(lock.fileno(), fcntl.LOCK_SH)
+        # One run at a time joins or takes the folder (the index lock), so a run that finds
+        # the folder taken always finds the options of the run that took it.
+        fcntl.flock(guard.fileno(), fcntl.LOCK_EX)
+        try:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # another run is writing here: its temp files are live
+            lock.seek(0)
+            try:
+                theirs = json.loads(lock.read() or "{}")
+            except ValueError:
+                theirs = {}
+            changed = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+            if changed:
+                lock.close()
+                raise CryoSegNetError(
+                    f"{outdir}: another cryosegnet run is writing into this folder with other "
+                    f"options ({', '.join(changed)}); wait for it to finish or choose another "
+                    "output folder"
+                ) from None
+        else:
+            lock.seek(0)
+            lock.truncate()
+            lock.write(json.dumps(mine, sort_keys=True))
+            lock.flush()
+            for path in outdir.rglob(f".*{TEMP_MARK}*"):
+                if is_temp_file(path) and path.is_file():
+                    with contextlib.suppress(OSError):
+                        path.unlink()
+                        log.info("removed %s, left by an interrupted run", path)
+        fcntl.flock(lock.fileno(), fcntl.LOCK_SH)
+    finally:
+        guard.close()
     return lock
+
+
+def run_options(options: Mapping, sizes: BatchSizes, formats, box_size) -> dict:
+    """What two runs into one folder must agree on: the pick options (:data:`PICK_OPTIONS`),
+    an Å diameter, the output formats and the box size."""
+    return {
+        **{k: options.get(k) for k in PICK_OPTIONS},
+        "diameter_angstrom": sizes.angstrom,
+        "formats": sorted(set(formats) | {"star"}),
+        "box_size": box_size,
+    }
 
 
 def read_for_picking(

@@ -51,6 +51,7 @@ from cryosegnet.picking.batch import (
     record_failure,
     relative_folder,
     result_manifest,
+    run_options,
     start_run,
     write_outputs,
 )
@@ -326,7 +327,7 @@ def pick_distributed(
         options = picker_options(Picker(**{**picker_kwargs, "device": "cpu"}))
     summary = ClusterSummary()
     sizes = BatchSizes(diameter_angstrom, pixel_sizes or PixelSizes(), dict(names or {}))
-    run_lock = start_run(out)
+    run_lock = start_run(out, run_options(options, sizes, formats, box_size))
     try:
         todo = _plan(
             summary,
