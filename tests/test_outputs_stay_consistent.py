@@ -154,3 +154,22 @@ def test_a_run_with_other_options_is_refused_while_another_writes_the_folder(
     other_run.kill()
     other_run.wait()
     assert _run(StubPicker(threshold=5.0), [mic]).failures == {}  # the folder is free again
+
+
+@pytest.mark.parametrize("name", ['q"uote d.mrc', '"a.mrc', "it's.mrc"])
+def test_names_with_quote_characters_are_refused_and_starfile_reads_the_rest(
+    tmp_path, monkeypatch, name
+):
+    """starfile cannot read a quote character inside a name back (it fails, or turns ' into
+    "): such a micrograph is refused with the reason, and the index stays readable."""
+    import starfile
+
+    monkeypatch.chdir(tmp_path)
+    good, odd = _mrc(Path("n/b.mrc"), seed=1), _mrc(Path("n") / name, seed=2)
+    summary = _run(StubPicker(), [good, odd])
+    assert list(summary.failures) == [str(odd)]
+    reason = summary.failures[str(odd)]
+    assert "\n" not in reason and "quote" in reason and name in reason
+    particles = starfile.read(Path("out") / COMBINED_STAR)
+    assert len(particles) == 5 and set(particles["rlnMicrographName"]) == {"n/b.mrc"}
+    assert not list(Path("out/n").glob("*uote*")) and not list(Path("out/n").glob("*a_auto*"))

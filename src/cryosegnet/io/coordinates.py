@@ -145,6 +145,33 @@ def quote_star(value: str) -> str:
     )
 
 
+def check_micrograph_name(name: str) -> None:
+    """Refuse a micrograph name the index STAR files cannot carry for every reader.
+
+    The STAR grammar can quote most names (:func:`quote_star`), but starfile (CryoSPARC's and
+    many scripts' reader) cannot read a quote character inside a name back: a ``"`` breaks its
+    table, a ``'`` comes back as ``"``.
+
+    Parameters
+    ----------
+    name : str
+        The name the index files would list.
+
+    Raises
+    ------
+    StarNameError
+        The name holds a quote character or a line break.
+    """
+    quote_star(name)  # line breaks, and names no quoting can hold
+    quotes = sorted({c for c in str(name) if c in "\"'"})
+    if quotes:
+        raise StarNameError(
+            str(name),
+            f"a quote character ({' '.join(quotes)}) in a micrograph name is misread by STAR "
+            "readers (starfile); rename the micrograph",
+        )
+
+
 def _looks_numeric(value: str) -> bool:
     try:
         float(value)

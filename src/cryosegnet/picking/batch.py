@@ -31,8 +31,8 @@ from tqdm import tqdm
 from cryosegnet.errors import CryoSegNetError, MicrographError
 from cryosegnet.io.atomic import TEMP_MARK, is_temp_file
 from cryosegnet.io.coordinates import (
+    check_micrograph_name,
     make_picks,
-    quote_star,
     read_own_star,
     star_header,
     write_box,
@@ -494,7 +494,7 @@ def plan_batch(
             continue
         seen[star] = path
         try:
-            quote_star(sizes.names.get(path, str(path)))  # fails here, not in the index
+            check_micrograph_name(sizes.names.get(path, str(path)))  # here, not in the index
             _refuse_foreign(star, "coordinate file")
             source = source_record(path, sizes.names.get(path))
         except CryoSegNetError as exc:
