@@ -8,7 +8,6 @@ These drive :func:`pick_batch` with a stub picker (no U-Net): they test the orch
 from __future__ import annotations
 
 import errno
-import fcntl
 from pathlib import Path
 
 import mrcfile
@@ -173,3 +172,34 @@ def test_names_with_quote_characters_are_refused_and_starfile_reads_the_rest(
     particles = starfile.read(Path("out") / COMBINED_STAR)
     assert len(particles) == 5 and set(particles["rlnMicrographName"]) == {"n/b.mrc"}
     assert not list(Path("out/n").glob("*uote*")) and not list(Path("out/n").glob("*a_auto*"))
+
+
+def test_index_pair_is_replaced_together_or_not_at_all(tmp_path, monkeypatch):
+    """A full disk while the index is rewritten: autopick.star and particles.star still list
+    the same micrographs (the previous pair), and no temp file is left."""
+    import os
+
+    monkeypatch.chdir(tmp_path)
+    mics = [_mrc(Path(f"m/mic_{i}.mrc"), seed=i) for i in range(5)]
+    _run(StubPicker(), mics[:2])
+    real_rebuild = batch_module.rebuild_index
+    monkeypatch.setattr(batch_module, "rebuild_index", lambda outdir: 0)
+    _run(StubPicker(), mics[2:])  # three more results, the index not yet rewritten
+    real_fsync, calls = os.fsync, []
+
+    def disk_full_on_the_second_file(fd):
+        calls.append(fd)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", disk_full_on_the_second_file)
+    with pytest.raises(OSError):
+        real_rebuild(Path("out"))
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    listed = _index_names(Path("out"))
+    particles = read_star_blocks(Path("out") / COMBINED_STAR)["particles"]
+    assert listed == sorted(set(particles["rlnMicrographName"])) == [str(m) for m in mics[:2]]
+    assert [p.name for p in Path("out").iterdir() if "tmp" in p.name] == []
+    assert real_rebuild(Path("out")) == 5  # with room again, both list every result
+    assert len(_index_names(Path("out"))) == 5

@@ -205,7 +205,7 @@ def test_index_lists_every_result_in_the_folder(tmp_path, monkeypatch):
 def test_concurrent_runs_into_one_folder_keep_every_entry(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     mics = [_mrc(Path(f"c/m{i:02d}.mrc"), (-1) ** i) for i in range(8)]
-    real = batch_module.write_index_star
+    real = batch_module.write_star_texts
     inside = threading.Event()
 
     def slow_index(*args, **kwargs):  # hold the lock long enough for the other run to queue
@@ -213,7 +213,7 @@ def test_concurrent_runs_into_one_folder_keep_every_entry(tmp_path, monkeypatch)
         threading.Event().wait(0.2)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(batch_module, "write_index_star", slow_index)
+    monkeypatch.setattr(batch_module, "write_star_texts", slow_index)
     errors = []
 
     def run(part):

@@ -32,14 +32,15 @@ from cryosegnet.errors import CryoSegNetError, MicrographError
 from cryosegnet.io.atomic import TEMP_MARK, is_temp_file
 from cryosegnet.io.coordinates import (
     check_micrograph_name,
+    combined_star_text,
+    index_star_text,
     make_picks,
     read_own_star,
     star_header,
     write_box,
-    write_combined_star,
     write_coordinate_star,
     write_cryoppp_csv,
-    write_index_star,
+    write_star_texts,
 )
 from cryosegnet.io.micrographs import micrograph_stem, read_micrograph
 from cryosegnet.picking.picker import Picker
@@ -844,8 +845,10 @@ def rebuild_index(outdir: str | os.PathLike) -> int:
                 name = manifest.get("source", {}).get("name")
                 if name and name not in entries:
                     entries[name] = (star, picks)
-            write_index_star(outdir / INDEX_STAR, [(n, str(s)) for n, (s, _) in entries.items()])
-            write_combined_star(outdir / COMBINED_STAR, {n: p for n, (_, p) in entries.items()})
+            # Both texts first, then both files together: the pair never disagrees.
+            index = index_star_text([(n, str(s)) for n, (s, _) in entries.items()])
+            combined = combined_star_text({n: p for n, (_, p) in entries.items()})
+            write_star_texts({outdir / INDEX_STAR: index, outdir / COMBINED_STAR: combined})
         finally:
             fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
     return len(entries)
