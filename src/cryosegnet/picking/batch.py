@@ -1058,7 +1058,9 @@ def record_failure(
         Put before the problem (``"cannot write output: "``).
     """
     if isinstance(exc, CryoSegNetError):
-        reason = str(exc)
+        # An error of the whole step (a broken model's map) names no file: name the micrograph.
+        named = str(path) in str(exc) or getattr(exc, "path", None)
+        reason = str(exc) if named else f"{path}: {exc}"
     else:
         detail = str(exc).splitlines()[0] if str(exc) else ""
         reason = f"{path}: {prefix}{type(exc).__name__}: {detail}".rstrip(": ")

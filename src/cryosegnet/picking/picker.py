@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from cryosegnet.errors import CheckpointError, SettingsError
+from cryosegnet.errors import CheckpointError, CryoSegNetError, SettingsError
 from cryosegnet.io.micrographs import Micrograph, read_micrograph
 from cryosegnet.masks.base import InstanceMaskGenerator
 from cryosegnet.model.checkpoint import default_model_path, load_model
@@ -451,6 +451,11 @@ class Picker:
             else:  # the stage reads the denoised image itself (LoG): no U-Net pass
                 maps = [denoised[i].astype(np.float32) for i in indices]
             for i, probability in zip(indices, maps):
+                if not np.isfinite(probability).all():  # peaks of NaN are confident nonsense
+                    raise CryoSegNetError(
+                        "the U-Net's probability map is not finite (NaN or inf): the model "
+                        "is broken; pick with another model"
+                    )
                 results[i] = self.instances(probability, original_shapes[i], denoised[i])
         return results  # type: ignore[return-value]
 
