@@ -84,3 +84,58 @@ def test_non_finite_probability_map_is_refused(tmp_path):
         summary.failures
     )
     assert summary.done == {}
+
+
+# ------------------------------------------------------------------ physical ranges
+
+
+@pytest.mark.parametrize(
+    "options, needle",
+    [
+        (["--diameter", "1"], "--diameter"),
+        (["--diameter", "3.5px"], "--diameter"),
+        (["--diameter", "5A"], "20"),
+        (["--diameter", "9000A"], "2000"),
+        (["--diameter-angstrom", "10"], "20"),
+        (["--angpix", "0.01"], "0.1"),
+        (["--angpix", "50"], "20"),
+    ],
+)
+def test_sizes_outside_the_physical_range_are_refused_with_the_range(
+    tmp_path, capsys, options, needle
+):
+    mic = _mrc(tmp_path / "mic.mrc", _simulated())
+    out = tmp_path / "out"
+    err = _one_line_error(capsys, "pick", str(mic), "-o", str(out), *options)
+    assert needle in err and "range" in err, err
+    assert not out.exists()
+
+
+def test_diameter_above_half_the_micrograph_fails_that_micrograph(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    small = _mrc(Path("small.mrc"), _simulated(256))
+    large = _mrc(Path("large.mrc"), _simulated(512, seed=1))
+    argv = ["pick", str(small), str(large), "-o", "out", "--stage", "log", "--diameter", "200"]
+    code = main([*argv, "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "small.mrc" in err and "half" in err and "4-128 px" in err, err
+    assert Path("out/large_autopick.star").is_file()
+    assert not Path("out/small_autopick.star").exists()
+
+
+def test_picker_settings_refuse_a_diameter_below_the_range():
+    from cryosegnet.picking.config import MIN_DIAMETER_PX, PickerConfig
+
+    with pytest.raises(ValueError, match="range"):
+        PickerConfig(diameter=MIN_DIAMETER_PX / 2)
+    assert PickerConfig(diameter=MIN_DIAMETER_PX).diameter == MIN_DIAMETER_PX
+
+
+@pytest.mark.parametrize("option", ["--map-probability", "--edge-min-visible"])
+@pytest.mark.parametrize("value", ["5", "-0.5", "nan"])
+def test_simulate_refuses_probabilities_outside_zero_to_one(tmp_path, capsys, option, value):
+    code = main(["simulate", "-n", "1", "--size", "128", "-o", str(tmp_path / "s"), option, value])
+    err = capsys.readouterr().err
+    assert code != 0 and "[0, 1]" in err, err
+    assert not list(tmp_path.glob("s/*.mrc"))

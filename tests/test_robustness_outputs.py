@@ -485,7 +485,7 @@ def test_diameter_larger_than_the_micrograph_fails_that_micrograph(tmp_path):
 
     mic = _mrc(tmp_path / "mic.mrc")
     summary = _run(Given(), [mic], tmp_path / "out")
-    assert "larger than the micrograph" in summary.failures[str(mic)]
+    assert "outside the range 4-64 px" in summary.failures[str(mic)]
 
 
 def test_micrographs_too_small_to_pick_are_refused_and_the_batch_goes_on(

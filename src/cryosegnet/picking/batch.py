@@ -43,6 +43,7 @@ from cryosegnet.io.coordinates import (
     write_star_texts,
 )
 from cryosegnet.io.micrographs import micrograph_stem, read_micrograph
+from cryosegnet.picking.config import MAX_DIAMETER_FRACTION, MIN_DIAMETER_PX, PIXEL_SIZE_RANGE
 from cryosegnet.picking.picker import Picker
 from cryosegnet.picking.units import PixelSizes, angstrom_to_pixels, describe_size
 from cryosegnet.postprocessing.empty_micrographs import EmptySettings
@@ -62,7 +63,7 @@ MANIFEST_VERSION = 1
 # Manifest entries that, when they differ, mean the picks would differ: pick again.
 PICK_OPTIONS = ("threshold", "diameter", "model_sha256", "stage", "settings")
 # Below this the "particles" are a few pixels wide: noise, or an image far too small.
-MIN_PLAUSIBLE_DIAMETER = 4.0
+MIN_PLAUSIBLE_DIAMETER = MIN_DIAMETER_PX
 # Smallest short side (micrograph pixels as read) that pick accepts. A micrograph is enlarged
 # to the U-Net's working size (1024 px on the long side for the shipped model), so one under
 # 128 px is blown up more than 8x: its "particles" are interpolation blur a few original pixels
@@ -958,13 +959,26 @@ def read_for_picking(
                 f"--diameter {sizes.angstrom:g} Å needs the pixel size, and none is "
                 "known (no pixel size in its header or an input STAR): give --angpix",
             )
+        if not PIXEL_SIZE_RANGE[0] <= pixel_size <= PIXEL_SIZE_RANGE[1]:
+            source = "--angpix or the input STAR" if sizes.pixel_sizes.explicit(path) else "header"
+            raise MicrographError(
+                name,
+                f"pixel size {pixel_size:g} Å/px (from its {source}) is outside the range "
+                f"{PIXEL_SIZE_RANGE[0]:g}-{PIXEL_SIZE_RANGE[1]:g} Å/px that picking accepts; "
+                "give --angpix",
+            )
         diameter = angstrom_to_pixels(sizes.angstrom, pixel_size)
         what = f"--diameter {sizes.angstrom:g} Å ({diameter:.1f} px at {pixel_size:g} Å/px)"
         sizes.diameter_px[path] = diameter
-    if diameter and diameter > min(image.shape):
-        raise MicrographError(
-            name, f"{what} is larger than the micrograph ({image.shape[1]}x{image.shape[0]} px)"
-        )
+    if diameter:
+        largest = MAX_DIAMETER_FRACTION * min(image.shape)
+        if not MIN_DIAMETER_PX <= diameter <= largest:
+            raise MicrographError(
+                name,
+                f"{what} is outside the range {MIN_DIAMETER_PX:g}-{largest:g} px that picking "
+                f"accepts on this {image.shape[1]}x{image.shape[0]} px micrograph (at most half "
+                "its short side)",
+            )
     return image
 
 

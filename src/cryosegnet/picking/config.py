@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, fields, replace
 
+from cryosegnet.errors import SettingsError
 from cryosegnet.masks.sam import SamSettings
 from cryosegnet.postprocessing.algorithm1 import PostprocessSettings
 
@@ -40,6 +41,51 @@ DEFAULT_THRESHOLDS = {
 
 # Settings that only the SAM stage uses: given with another stage they would do nothing.
 SAM_ONLY = ("size_tolerance", "sam_model_type", "sam")
+
+# Physical ranges of sizes. Outside them the picks are nonsense, not particles: a 1-px
+# "particle" is every noise speck (--diameter 1 gave over 100 000 picks), and one wider than
+# half the micrograph cannot be picked more than once or twice.
+MIN_DIAMETER_PX = 4.0  # micrograph pixels
+MAX_DIAMETER_FRACTION = 0.5  # of the micrograph's short side (checked per micrograph)
+DIAMETER_ANGSTROM_RANGE = (20.0, 2000.0)  # a small protein to a large virus
+PIXEL_SIZE_RANGE = (0.1, 20.0)  # Å/px: super-resolution to heavily binned
+
+
+def check_range(
+    name: str, value: float | None, low: float | None, high: float | None, unit: str = ""
+) -> None:
+    """Refuse ``value`` (None: not given) outside ``[low, high]``, in one line with the range.
+
+    Parameters
+    ----------
+    name : str
+        What the value is (an option: ``--angpix``).
+    value : float or None
+        The value; None passes.
+    low, high : float or None
+        The range's ends (None: open).
+    unit : str, optional
+        The unit the range is in (``px``, ``Å``, ``Å/px``).
+
+    Raises
+    ------
+    SettingsError
+        (a ``ValueError``) for a value that is not finite or lies outside the range.
+    """
+    if value is None:
+        return
+    value = float(value)
+    unit = f" {unit}" if unit else ""
+    if low is not None and high is not None:
+        what = f"the range {low:g}-{high:g}{unit}"
+    elif low is not None:
+        what = f"the range >= {low:g}{unit}"
+    else:
+        what = f"the range <= {high:g}{unit}"
+    inside = math.isfinite(value) and (low is None or value >= low)
+    inside = inside and (high is None or value <= high)
+    if not inside:
+        raise SettingsError(f"{name} {value:g}{unit} is outside {what} that picking accepts")
 
 
 def canonical_stage(stage: str) -> str:
@@ -110,8 +156,7 @@ class PickerConfig:
             value = getattr(self, name)
             if value is not None and not math.isfinite(float(value)):
                 raise ValueError(f"{name} must be a finite number, got {value}")
-        if self.diameter is not None and not self.diameter > 0:
-            raise ValueError(f"diameter must be positive, got {self.diameter}")
+        check_range("diameter", self.diameter, MIN_DIAMETER_PX, None, "px")
         if not self.size_tolerance > 0:
             raise ValueError(f"size_tolerance must be positive, got {self.size_tolerance}")
         if not 0 <= self.border_fraction < 1:
