@@ -139,3 +139,33 @@ def test_simulate_refuses_probabilities_outside_zero_to_one(tmp_path, capsys, op
     err = capsys.readouterr().err
     assert code != 0 and "[0, 1]" in err, err
     assert not list(tmp_path.glob("s/*.mrc"))
+
+
+# ------------------------------------------------------------------ RELION optics groups
+
+
+def test_micrograph_in_an_optics_group_the_star_does_not_define_is_an_error(tmp_path, capsys):
+    import pandas as pd
+    import starfile
+
+    from cryosegnet.io.relion import RelionError, read_micrographs_star
+
+    mic = _mrc(tmp_path / "Movies" / "a.mrc", _simulated(), voxel_size=1.0)
+    star = tmp_path / "micrographs_ctf.star"
+    optics = pd.DataFrame(
+        {
+            "rlnOpticsGroupName": ["opticsGroup1"],
+            "rlnOpticsGroup": [1],
+            "rlnMicrographPixelSize": [2.5],
+        }
+    )
+    rows = pd.DataFrame({"rlnMicrographName": ["Movies/a.mrc"], "rlnOpticsGroup": [3]})
+    starfile.write({"optics": optics, "micrographs": rows}, star)
+    with pytest.raises(RelionError, match="optics group 3") as refused:
+        read_micrographs_star(star, project_dir=tmp_path)
+    assert str(star) in str(refused.value) and "\n" not in str(refused.value)
+    err = _one_line_error(
+        capsys, "pick", str(star), "-o", str(tmp_path / "out"), "--diameter", "30A"
+    )
+    assert "optics group 3" in err and str(star) in err
+    assert mic.is_file() and not (tmp_path / "out").exists()
