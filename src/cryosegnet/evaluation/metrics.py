@@ -190,6 +190,36 @@ def label_radius(labels: pd.DataFrame, fallback_diameter: float | None) -> float
     return fallback_diameter / 2 if fallback_diameter else None
 
 
+def check_match_options(
+    radius: float | None = None,
+    threshold: float | None = None,
+    diameter: float | None = None,
+    prefix: str = "",
+) -> None:
+    """Refuse matching options that cannot give an honest score, naming the option.
+
+    Parameters
+    ----------
+    radius, threshold, diameter : float or None
+        As :func:`evaluate_picks` takes them (None: not given).
+    prefix : str, optional
+        Put before each option's name (``"--"`` on the command line).
+
+    Raises
+    ------
+    ValueError
+        A radius or diameter that is not a positive finite number of pixels (an infinite
+        radius matches every pick to any label), or a threshold that is NaN.
+    """
+    for name, value in (("radius", radius), ("diameter", diameter)):
+        if value is not None and not (np.isfinite(value) and value > 0):
+            raise ValueError(
+                f"{prefix}{name} {value:g}: must be a positive, finite number of pixels"
+            )
+    if threshold is not None and np.isnan(threshold):
+        raise ValueError(f"{prefix}threshold {threshold}: not a number")
+
+
 def evaluate_picks(
     picks_by_mic: dict[str, pd.DataFrame],
     labels_by_mic: dict[str, pd.DataFrame],
@@ -222,6 +252,7 @@ def evaluate_picks(
     """
     if missing_picks not in ("empty", "skip"):
         raise ValueError("missing_picks must be 'empty' or 'skip'")
+    check_match_options(radius, threshold, diameter)
     shapes = shapes or {}
     all_label_d = np.concatenate(
         [t["diameter"].to_numpy(float) for t in labels_by_mic.values() if "diameter" in t]

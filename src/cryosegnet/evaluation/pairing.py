@@ -263,3 +263,29 @@ def pair_micrographs(
     images_only = sorted(str(by_key[k]) for k in by_key if k not in label_sets)
     labels_only = sorted(k for k in label_sets if k not in by_key)
     return pairs, images_only, labels_only
+
+
+def drop_duplicate_rows(tables: dict[str, pd.DataFrame]) -> tuple[int, list[str]]:
+    """Drop exact repeats of a row (same centre, same values) from each table, in place.
+
+    A labels file with every particle listed twice (two exports concatenated) would otherwise
+    count each particle twice: recall halves, and one pick can match only one copy.
+
+    Parameters
+    ----------
+    tables : dict of str to pandas.DataFrame
+        Coordinate tables by micrograph (as :func:`load_coordinate_sets` returns them).
+
+    Returns
+    -------
+    tuple of (int, list of str)
+        The number of rows dropped, and the micrographs they were dropped from.
+    """
+    dropped, where = 0, []
+    for key, table in tables.items():
+        repeats = table.duplicated()
+        if repeats.any():
+            tables[key] = table[~repeats].reset_index(drop=True)
+            dropped += int(repeats.sum())
+            where.append(key)
+    return dropped, sorted(where)

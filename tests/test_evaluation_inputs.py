@@ -1,0 +1,76 @@
+"""``cryosegnet evaluate`` scores only what it can score honestly: duplicate labels are
+dropped (and said so), impossible options are refused in one line, and its notes appear
+only when they apply."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cryosegnet.cli.main import main
+
+
+def _labels(folder: Path, rows: list[tuple[float, float]], copies: int = 1) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = [f"{x},{y},40" for x, y in rows] * copies
+    (folder / "mic.csv").write_text(
+        "X-Coordinate,Y-Coordinate,Diameter\n" + "\n".join(lines) + "\n"
+    )
+    return folder
+
+
+def _picks(folder: Path, rows: list[tuple[float, float, float]]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    body = "\n".join(f"{x} {y} {s}" for x, y, s in rows)
+    (folder / "mic_autopick.star").write_text(
+        "data_\n\nloop_\n_rlnCoordinateX #1\n_rlnCoordinateY #2\n"
+        f"_rlnAutopickFigureOfMerit #3\n{body}\n"
+    )
+    return folder
+
+
+TRUE = [(100.0, 100.0), (300.0, 100.0), (500.0, 100.0), (700.0, 100.0)]
+PICKS = [(101.0, 100.0, 0.9), (301.0, 100.0, 0.8), (900.0, 900.0, 0.1)]
+
+
+def _evaluate(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(["evaluate", *argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_duplicated_label_rows_are_dropped_with_one_note(tmp_path, capsys):
+    picks = _picks(tmp_path / "picks", PICKS)
+    once = _labels(tmp_path / "once", TRUE)
+    twice = _labels(tmp_path / "twice", TRUE, copies=2)
+    assert _evaluate(capsys, str(picks), str(once), "-o", str(tmp_path / "r1"))[0] == 0
+    code, _, err = _evaluate(capsys, str(picks), str(twice), "-o", str(tmp_path / "r2"))
+    assert code == 0
+    notes = [line for line in err.splitlines() if "duplicate" in line]
+    assert len(notes) == 1 and "4" in notes[0], err
+    first = json.loads((tmp_path / "r1" / "metrics.json").read_text())["pooled"]
+    second = json.loads((tmp_path / "r2" / "metrics.json").read_text())["pooled"]
+    assert second["n_labels"] == first["n_labels"] == 4
+    assert second["precision"] == first["precision"] and second["recall"] == first["recall"]
+
+
+@pytest.mark.parametrize(
+    "option, value, needle",
+    [
+        ("--radius", "inf", "--radius"),
+        ("--radius", "-3", "--radius"),
+        ("--radius", "nan", "--radius"),
+        ("--threshold", "nan", "--threshold"),
+        ("--diameter", "-10", "--diameter"),
+        ("--diameter", "inf", "--diameter"),
+        ("--scale-picks", "nan", "--scale-picks"),
+    ],
+)
+def test_impossible_match_options_are_refused_by_name(tmp_path, capsys, option, value, needle):
+    picks, labels = _picks(tmp_path / "picks", PICKS), _labels(tmp_path / "labels", TRUE)
+    code, _, err = _evaluate(capsys, str(picks), str(labels), f"{option}={value}")
+    assert code == 1 and needle in err, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert "negative" not in err
