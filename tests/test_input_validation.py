@@ -169,3 +169,28 @@ def test_micrograph_in_an_optics_group_the_star_does_not_define_is_an_error(tmp_
     )
     assert "optics group 3" in err and str(star) in err
     assert mic.is_file() and not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------ micrograph size
+
+
+@pytest.mark.parametrize("shape", [(64, 64), (100, 400)])
+def test_the_api_refuses_what_the_cli_refuses(tmp_path, tiny_model, capsys, shape):
+    from cryosegnet.errors import MicrographError
+    from cryosegnet.picking.config import MIN_PICK_SIDE
+    from cryosegnet.picking.picker import Picker
+
+    image = np.random.default_rng(0).normal(size=shape).astype(np.float32)
+    picker = Picker(model=tiny_model, device="cpu", stage="peaks")
+    with pytest.raises(MicrographError, match=f"at least {MIN_PICK_SIDE} px") as refused:
+        picker.pick(image)
+    path = _mrc(tmp_path / "small.mrc", image)
+    with pytest.raises(MicrographError, match=f"at least {MIN_PICK_SIDE} px") as by_path:
+        picker.pick_results([path])
+    assert str(path) in str(by_path.value)
+    err = _one_line_error(
+        capsys, "pick", str(path), "-o", str(tmp_path / "out"), "-m", str(tiny_model)
+    )
+    # One rule, one message: the CLI's line is the API's error.
+    assert str(by_path.value) in err
+    assert "\n" not in str(refused.value)

@@ -42,6 +42,7 @@ from cryosegnet.picking.batch import (
     pick_batch,
     relative_folder,
 )
+from cryosegnet.picking.config import MIN_PICK_SIDE
 from cryosegnet.picking.picker import PickResult
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -503,7 +504,7 @@ def test_micrographs_too_small_to_pick_are_refused_and_the_batch_goes_on(
     for path in (tiny, short):
         lines = [line for line in err.splitlines() if line.startswith(f"ERROR {path}:")]
         assert len(lines) == 1, err
-        assert f"at least {batch_module.MIN_PICK_SIDE} px" in lines[0]
+        assert f"at least {MIN_PICK_SIDE} px" in lines[0]
         assert not output_path("out", path).exists()
     assert output_path("out", good).is_file()
     assert list(_index(Path("out"))["rlnMicrographName"]) == [str(good)]

@@ -43,11 +43,15 @@ from cryosegnet.io.coordinates import (
     write_star_texts,
 )
 from cryosegnet.io.micrographs import micrograph_stem, read_micrograph
-from cryosegnet.picking.config import MAX_DIAMETER_FRACTION, MIN_DIAMETER_PX, PIXEL_SIZE_RANGE
+from cryosegnet.picking.config import (  # the size rules, shared with the Python API
+    MAX_DIAMETER_FRACTION,
+    MIN_DIAMETER_PX,
+    PIXEL_SIZE_RANGE,
+    check_pickable_size,
+)
 from cryosegnet.picking.picker import Picker
 from cryosegnet.picking.units import PixelSizes, angstrom_to_pixels, describe_size
 from cryosegnet.postprocessing.empty_micrographs import EmptySettings
-from cryosegnet.preprocessing.denoise import working_shape
 
 log = logging.getLogger("cryosegnet")
 
@@ -64,15 +68,6 @@ MANIFEST_VERSION = 1
 PICK_OPTIONS = ("threshold", "diameter", "model_sha256", "stage", "settings")
 # Below this the "particles" are a few pixels wide: noise, or an image far too small.
 MIN_PLAUSIBLE_DIAMETER = MIN_DIAMETER_PX
-# Smallest short side (micrograph pixels as read) that pick accepts. A micrograph is enlarged
-# to the U-Net's working size (1024 px on the long side for the shipped model), so one under
-# 128 px is blown up more than 8x: its "particles" are interpolation blur a few original pixels
-# wide (a 64x64 image gave hundreds of 1.5-px picks). Real micrographs are thousands of pixels.
-MIN_PICK_SIDE = 128
-# Smallest short side of the working image (after scaling the long side to the model's working
-# size): the U-Net halves the image five times (2**5 = 32), and below that its deepest level
-# has no pixel left and the reflect padding cannot run.
-MIN_WORKING_SIDE = 32
 _RELION_JOB = re.compile(r"job\d{3}")
 
 
@@ -980,28 +975,6 @@ def read_for_picking(
                 "its short side)",
             )
     return image
-
-
-def check_pickable_size(name, shape: tuple[int, ...], picker=None) -> None:
-    """Refuse a micrograph too small to pick (see MIN_PICK_SIDE and MIN_WORKING_SIDE)."""
-    height, width = int(shape[0]), int(shape[1])
-    if min(height, width) < MIN_PICK_SIDE:
-        raise MicrographError(
-            name,
-            f"is only {width}x{height} px; picking needs at least {MIN_PICK_SIDE} px on the "
-            "short side (a smaller image holds too few pixels per particle to pick)",
-        )
-    settings = getattr(picker, "denoise_settings", None)
-    working_size = getattr(settings, "working_size", None)
-    if working_size:
-        working = min(working_shape((height, width), int(working_size)))
-        if working < MIN_WORKING_SIDE:
-            raise MicrographError(
-                name,
-                f"is {width}x{height} px, only {working} px on the short side at the model's "
-                f"working size ({working_size} px on the long side); picking needs at least "
-                f"{MIN_WORKING_SIDE} px there",
-            )
 
 
 def _denoised_chunks(

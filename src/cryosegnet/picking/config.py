@@ -13,9 +13,10 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, fields, replace
 
-from cryosegnet.errors import SettingsError
+from cryosegnet.errors import MicrographError, SettingsError
 from cryosegnet.masks.sam import SamSettings
 from cryosegnet.postprocessing.algorithm1 import PostprocessSettings
+from cryosegnet.preprocessing.denoise import working_shape
 
 # Instance stages. "auto": SAM when a checkpoint is found, else the hybrid stage (the peak
 # finder for a model fine-tuned on labelled micrographs); "sam": SAM's automatic masks (the
@@ -49,6 +50,16 @@ MIN_DIAMETER_PX = 4.0  # micrograph pixels
 MAX_DIAMETER_FRACTION = 0.5  # of the micrograph's short side (checked per micrograph)
 DIAMETER_ANGSTROM_RANGE = (20.0, 2000.0)  # a small protein to a large virus
 PIXEL_SIZE_RANGE = (0.1, 20.0)  # Å/px: super-resolution to heavily binned
+
+# Smallest short side (micrograph pixels as read) that pick accepts. A micrograph is enlarged
+# to the U-Net's working size (1024 px on the long side for the shipped model), so one under
+# 128 px is blown up more than 8x: its "particles" are interpolation blur a few original pixels
+# wide (a 64x64 image gave hundreds of 1.5-px picks). Real micrographs are thousands of pixels.
+MIN_PICK_SIDE = 128
+# Smallest short side of the working image (after scaling the long side to the model's working
+# size): the U-Net halves the image five times (2**5 = 32), and below that its deepest level
+# has no pixel left and the reflect padding cannot run.
+MIN_WORKING_SIDE = 32
 
 
 def check_range(
@@ -202,3 +213,25 @@ def inapplicable(config: PickerConfig, stage: str) -> list[str]:
             if getattr(config.sam, f.name) != getattr(default, f.name)
         ]
     return ["--" + name.replace("_", "-") for name in names]
+
+
+def check_pickable_size(name, shape: tuple[int, ...], picker=None) -> None:
+    """Refuse a micrograph too small to pick (see MIN_PICK_SIDE and MIN_WORKING_SIDE)."""
+    height, width = int(shape[0]), int(shape[1])
+    if min(height, width) < MIN_PICK_SIDE:
+        raise MicrographError(
+            name,
+            f"is only {width}x{height} px; picking needs at least {MIN_PICK_SIDE} px on the "
+            "short side (a smaller image holds too few pixels per particle to pick)",
+        )
+    settings = getattr(picker, "denoise_settings", None)
+    working_size = getattr(settings, "working_size", None)
+    if working_size:
+        working = min(working_shape((height, width), int(working_size)))
+        if working < MIN_WORKING_SIDE:
+            raise MicrographError(
+                name,
+                f"is {width}x{height} px, only {working} px on the short side at the model's "
+                f"working size ({working_size} px on the long side); picking needs at least "
+                f"{MIN_WORKING_SIDE} px there",
+            )

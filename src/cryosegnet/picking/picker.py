@@ -27,6 +27,7 @@ from cryosegnet.picking.config import (
     DEFAULT_THRESHOLDS,
     STAGES,
     PickerConfig,
+    check_pickable_size,
     inapplicable,
 )
 from cryosegnet.preprocessing.denoise import DenoiseSettings, denoise
@@ -433,6 +434,9 @@ class Picker:
         """Pick several micrographs -> one :class:`PickResult` each, in order; those with the
         same working shape share one U-Net batch."""
         images = [_as_array(micrograph) for micrograph in micrographs]
+        for i, (micrograph, image) in enumerate(zip(micrographs, images, strict=True)):
+            # The rule the command line applies: an image too small gives nonsense picks.
+            check_pickable_size(_name_of(micrograph, i), image.shape, self)
         denoised = [self.preprocess(image) for image in images]
         return self.pick_denoised(denoised, [image.shape for image in images])
 
@@ -518,6 +522,15 @@ def drop_border_picks(picks: pd.DataFrame, shape: tuple[int, int], fraction: flo
     inside = (x >= margin) & (y >= margin)
     inside &= (x <= shape[1] - 1 - margin) & (y <= shape[0] - 1 - margin)
     return picks[inside].reset_index(drop=True)
+
+
+def _name_of(micrograph: np.ndarray | Micrograph | str | os.PathLike, index: int) -> str:
+    """What an error names: the micrograph's path, else its place in the list."""
+    if isinstance(micrograph, Micrograph):
+        return str(micrograph.path)
+    if isinstance(micrograph, np.ndarray):
+        return f"micrograph {index} (array)"
+    return str(micrograph)
 
 
 def _as_array(micrograph: np.ndarray | Micrograph | str | os.PathLike) -> np.ndarray:
