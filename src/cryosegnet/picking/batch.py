@@ -351,6 +351,26 @@ def _on_sigterm(signum, frame):  # noqa: ARG001
     raise _Terminate()
 
 
+# What stops a run early (Ctrl-C, SIGTERM from a queue system), as opposed to a failure.
+STOP_REQUESTS = (KeyboardInterrupt, _Terminate)
+
+
+@contextlib.contextmanager
+def sigterm_stops_the_run() -> Iterator[None]:
+    """While inside, SIGTERM raises a stop request (see :data:`STOP_REQUESTS`) in the main
+    thread, as Ctrl-C does, so a run can keep its finished work and write its index; the
+    previous handler is restored on leaving. Outside the main thread it does nothing."""
+    if not _in_main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def pick_batch(
     picker: Picker,
     micrographs: list[Path],
