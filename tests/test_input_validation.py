@@ -194,3 +194,22 @@ def test_the_api_refuses_what_the_cli_refuses(tmp_path, tiny_model, capsys, shap
     # One rule, one message: the CLI's line is the API's error.
     assert str(by_path.value) in err
     assert "\n" not in str(refused.value)
+
+
+# ------------------------------------------------------------------ wrong kind of input
+
+
+@pytest.mark.parametrize("kind", ["particles", "coordinates"])
+def test_a_star_of_particles_as_input_is_one_line_saying_what_to_pass(tmp_path, capsys, kind):
+    from cryosegnet.io.coordinates import make_picks, write_combined_star, write_coordinate_star
+
+    picks = make_picks(np.arange(40.0), np.arange(40.0), 0.9, 20.0)
+    star = tmp_path / f"{kind}.star"
+    if kind == "particles":
+        write_combined_star(star, {f"Movies/m{i}.mrc": picks for i in range(3)})
+    else:
+        write_coordinate_star(star, picks)
+    code = main(["pick", str(star), "-o", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and len(err.splitlines()) == 1, err
+    assert str(star) in err and "micrographs STAR" in err and "particle" in err

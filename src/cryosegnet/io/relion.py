@@ -235,6 +235,21 @@ def read_micrographs_star(
             ),
             None,
         )
+    particles = next(
+        (
+            b
+            for b in blocks.values()
+            if isinstance(b, pd.DataFrame) and _column(b, "rlnCoordinateX") is not None
+        ),
+        None,
+    )
+    if particles is not None:  # every particle would be taken for a micrograph
+        raise RelionError(
+            f"{star}: a STAR of {len(particles)} particle coordinates, not a micrographs STAR "
+            "(one _rlnMicrographName per micrograph): "
+            "give the micrographs themselves, or the micrographs STAR they come from "
+            "(CtfFind/jobNNN/micrographs_ctf.star, MotionCorr/jobNNN/corrected_micrographs.star)"
+        )
     if table is None or _column(table, "rlnMicrographName") is None:
         raise RelionError(f"{star}: no table with _rlnMicrographName (not a micrographs STAR)")
     group_sizes = _optics_pixel_sizes(optics) if optics is not None else {}
