@@ -213,3 +213,34 @@ def test_a_star_of_particles_as_input_is_one_line_saying_what_to_pass(tmp_path, 
     err = capsys.readouterr().err.strip()
     assert code == 1 and len(err.splitlines()) == 1, err
     assert str(star) in err and "micrographs STAR" in err and "particle" in err
+
+
+# ------------------------------------------------------------------ paths that are not folders
+
+
+def test_watch_on_a_file_says_it_is_a_file(tmp_path, capsys):
+    mic = _mrc(tmp_path / "mic.mrc", _simulated())
+    err = _one_line_error(capsys, "pick", "--watch", str(mic), "-o", str(tmp_path / "out"))
+    assert "is a file, not a folder" in err and "no such" not in err
+    err = _one_line_error(capsys, "pick", "--watch", str(tmp_path / "absent"), "-o", "out")
+    assert "no such folder" in err
+
+
+@pytest.mark.parametrize("kind", ["dangling", "loop", "file"])
+def test_an_output_path_that_is_not_a_folder_says_what_it_is(tmp_path, capsys, kind):
+    mic = _mrc(tmp_path / "mic.mrc", _simulated())
+    out = tmp_path / "out"
+    if kind == "dangling":
+        out.symlink_to(tmp_path / "gone")
+        expected = "symbolic link to a missing"
+    elif kind == "loop":
+        out.symlink_to(tmp_path / "out2")
+        (tmp_path / "out2").symlink_to(out)
+        expected = "symbolic link loop"
+    else:
+        out.write_text("notes")
+        expected = "is a file"
+    err = _one_line_error(
+        capsys, "pick", str(mic), "-o", str(out), "--stage", "log", "--diameter", "20"
+    )
+    assert expected in err and str(out) in err, err

@@ -43,6 +43,7 @@ from cryosegnet.io.coordinates import (
     write_star_texts,
 )
 from cryosegnet.io.micrographs import micrograph_stem, read_micrograph
+from cryosegnet.io.paths import what_is_at
 from cryosegnet.picking.config import (  # the size rules, shared with the Python API
     MAX_DIAMETER_FRACTION,
     MIN_DIAMETER_PX,
@@ -371,6 +372,50 @@ def sigterm_stops_the_run() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def make_output_folder(outdir: str | os.PathLike) -> Path:
+    """Create the output folder (and its parents) or refuse, in one line saying what is in
+    the way (a file, a symbolic link to a missing target, a link loop) or why it cannot be
+    written.
+
+    Parameters
+    ----------
+    outdir : str or os.PathLike
+        The output folder (``-o``).
+
+    Returns
+    -------
+    Path
+        ``outdir``, an existing writable folder.
+
+    Raises
+    ------
+    CryoSegNetError
+        The folder cannot be made or written.
+    """
+    if str(outdir).strip() == "":
+        raise CryoSegNetError("output folder: empty name (give -o DIR)")
+    outdir = Path(outdir)
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+    except FileExistsError as exc:
+        raise CryoSegNetError(
+            f"{outdir}: output path is {what_is_at(outdir)}, not a folder"
+        ) from exc
+    except OSError as exc:
+        if exc.errno == errno.ELOOP or outdir.is_symlink():
+            raise CryoSegNetError(
+                f"{outdir}: output path is {what_is_at(outdir)}, not a folder"
+            ) from exc
+        raise CryoSegNetError(
+            f"{outdir}: cannot create the output folder ({exc.strerror or exc})"
+        ) from exc
+    if not outdir.is_dir():
+        raise CryoSegNetError(f"{outdir}: output path is {what_is_at(outdir)}, not a folder")
+    if not os.access(outdir, os.W_OK):
+        raise CryoSegNetError(f"{outdir}: output folder is not writable")
+    return outdir
+
+
 def pick_batch(
     picker: Picker,
     micrographs: list[Path],
@@ -403,21 +448,7 @@ def pick_batch(
     ``should_stop`` is asked between micrographs; when it returns True the batch stops as on
     Ctrl-C (``interrupted``), keeping what is finished.
     """
-    if str(outdir).strip() == "":
-        raise CryoSegNetError("output folder: empty name (give -o DIR)")
-    outdir = Path(outdir)
-    try:
-        outdir.mkdir(parents=True, exist_ok=True)
-    except FileExistsError as exc:
-        raise CryoSegNetError(f"{outdir}: output path exists and is not a folder") from exc
-    except OSError as exc:
-        raise CryoSegNetError(
-            f"{outdir}: cannot create the output folder ({exc.strerror or exc})"
-        ) from exc
-    if not outdir.is_dir():
-        raise CryoSegNetError(f"{outdir}: output path exists and is not a folder")
-    if not os.access(outdir, os.W_OK):
-        raise CryoSegNetError(f"{outdir}: output folder is not writable")
+    outdir = make_output_folder(outdir)
     for name in (INDEX_STAR, COMBINED_STAR):
         _refuse_foreign(outdir / name, "index file")
     options = picker_options(picker) if options is None else options

@@ -43,6 +43,7 @@ from cryosegnet.picking.batch import (
     BatchSizes,
     BatchSummary,
     finish_run,
+    make_output_folder,
     pick_chunk,
     picker_options,
     plan_batch,
@@ -347,15 +348,7 @@ def pick_distributed(
     picker_kwargs = dict(picker_kwargs or {})
     if diameter_angstrom is not None:  # the workers set each micrograph's px diameter
         picker_kwargs.setdefault("diameter_per_micrograph", True)
-    if str(outdir).strip() == "":
-        raise CryoSegNetError("output folder: empty name (give -o DIR)")
-    out = Path(outdir)  # as given: the index names files as pick_batch does
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise CryoSegNetError(f"{outdir}: cannot create the output folder ({exc})") from exc
-    if not out.is_dir() or not os.access(out, os.W_OK):
-        raise CryoSegNetError(f"{outdir}: output folder is not a writable folder")
+    out = make_output_folder(outdir)  # as given: the index names files as pick_batch does
     # The client's picker gives the options recorded in every result (and checks them before
     # any worker starts); it is not used to pick.
     if options is None:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from cryosegnet.errors import CryoSegNetError
 from cryosegnet.io.micrographs import MICROGRAPH_SUFFIXES
+from cryosegnet.io.paths import what_is_at
 from cryosegnet.picking.batch import (
     BatchSizes,
     BatchSummary,
@@ -123,7 +124,9 @@ def scan(folder: Path) -> list[Path]:
 def check_watch_options(folder, settle: float, interval: float, timeout: float) -> None:
     """Refuse a missing folder and negative or non-finite times before anything is loaded."""
     if not Path(folder).is_dir():
-        raise CryoSegNetError(f"--watch {folder}: no such folder")
+        what = what_is_at(folder)
+        problem = "no such folder" if what == "nothing" else f"is {what}, not a folder"
+        raise CryoSegNetError(f"--watch {folder}: {problem}")
     for name, value in (
         ("--settle", settle),
         ("--watch-interval", interval),
