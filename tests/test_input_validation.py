@@ -244,3 +244,33 @@ def test_an_output_path_that_is_not_a_folder_says_what_it_is(tmp_path, capsys, k
         capsys, "pick", str(mic), "-o", str(out), "--stage", "log", "--diameter", "20"
     )
     assert expected in err and str(out) in err, err
+
+
+# ------------------------------------------------------------------ the smallest micrographs
+
+
+def test_simulate_and_pick_agree_on_the_smallest_micrograph(tmp_path, capsys):
+    from cryosegnet.picking.config import MIN_PICK_SIDE
+
+    below = str(MIN_PICK_SIDE - 1)
+    with pytest.raises(SystemExit) as refused:  # argparse refuses it
+        main(["simulate", "-n", "1", "--size", below, "-o", str(tmp_path / "s")])
+    err = capsys.readouterr().err
+    assert refused.value.code != 0 and f"N >= {MIN_PICK_SIDE}" in err, err
+    argv = ["simulate", "-n", "1", "--size", str(MIN_PICK_SIDE), "-o", str(tmp_path / "s")]
+    assert main([*argv, "-q"]) == 0
+
+
+def test_an_estimated_diameter_below_the_range_fails_the_micrograph(tmp_path, capsys, monkeypatch):
+    """On a 128-px micrograph the map's blobs are a few micrograph pixels: hundreds of picks
+    of noise. Such a micrograph fails (with what to do), and a given diameter picks it."""
+    from cryosegnet.simulation import SimulationConfig, simulate_micrograph
+
+    monkeypatch.chdir(tmp_path)
+    config = SimulationConfig(size=128, diameter_px=16.0, difficulty="easy")
+    sim = simulate_micrograph(config, 2)
+    _mrc(Path("mic.mrc"), sim.image)
+    code = main(["pick", "mic.mrc", "-o", "out", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 1 and "estimated particle diameter" in err and "--diameter" in err, err
+    assert not Path("out/mic_autopick.star").exists()

@@ -528,7 +528,7 @@ def test_mrc_above_the_pixel_limit_is_refused_from_its_header(tmp_path, monkeypa
         read_micrograph(path)
 
 
-@pytest.mark.parametrize("size, message", [("16", "N >= 64"), ("30000", "--allow-large")])
+@pytest.mark.parametrize("size, message", [("16", "N >= 128"), ("30000", "--allow-large")])
 def test_simulate_size_limits(tmp_path, capsys, size, message):
     with pytest.raises(SystemExit) if size == "16" else _no_raise():
         code = main(["simulate", "-n", "1", "--size", size, "-o", str(tmp_path / "s"), "-q"])
@@ -768,7 +768,7 @@ def test_unusable_device_is_one_line_before_the_model_loads(tmp_path, capsys, de
     assert code == 1 and f"--device {device}" in err and "absent.pt" not in err
 
 
-def test_implausibly_small_diameter_is_warned_about(tmp_path, caplog):
+def test_implausibly_small_diameter_fails_the_micrograph(tmp_path):
     class Tiny(StubPicker):
         def pick_denoised(self, denoised, original_shapes):
             results = super().pick_denoised(denoised, original_shapes)
@@ -776,9 +776,10 @@ def test_implausibly_small_diameter_is_warned_about(tmp_path, caplog):
                 result.diameter = 1.56
             return results
 
-    caplog.set_level("INFO", logger="cryosegnet")
-    _run(Tiny(), [_mrc(tmp_path / "small.mrc")], tmp_path / "out")
-    assert "implausibly small" in caplog.text and "small.mrc" in caplog.text
+    mic = _mrc(tmp_path / "small.mrc")
+    summary = _run(Tiny(), [mic], tmp_path / "out")
+    assert "estimated particle diameter 1.6 px" in summary.failures[str(mic)]
+    assert summary.done == {} and not list((tmp_path / "out").rglob("*_autopick.star"))
 
 
 def test_simulate_with_an_unreadable_map_names_it_and_writes_nothing(tmp_path, capsys):
@@ -801,7 +802,7 @@ def test_simulate_writes_progress_lines_into_a_log(tmp_path):
             "-n",
             "2",
             "--size",
-            "96",
+            "128",
             "-o",
             str(tmp_path / "s"),
         ],

@@ -67,8 +67,6 @@ RUN_LOCK_FILE = ".cryosegnet.run.lock"
 MANIFEST_VERSION = 1
 # Manifest entries that, when they differ, mean the picks would differ: pick again.
 PICK_OPTIONS = ("threshold", "diameter", "model_sha256", "stage", "settings")
-# Below this the "particles" are a few pixels wide: noise, or an image far too small.
-MIN_PLAUSIBLE_DIAMETER = MIN_DIAMETER_PX
 _RELION_JOB = re.compile(r"job\d{3}")
 
 
@@ -641,6 +639,11 @@ def _pick_batch(
                 manifest = result_manifest(sources[path], sizes.options(path, options), result)
                 n_finished += 1
                 try:
+                    check_picked_diameter(path, result)
+                except MicrographError as exc:
+                    record_failure(summary, path, exc, debug)
+                    continue
+                try:
                     write_outputs(
                         outdir,
                         sizes.layout(path),
@@ -659,13 +662,6 @@ def _pick_batch(
                 if result.diameter:
                     summary.diameters.append(float(result.diameter))
                     summary.pixel_sizes.append(sizes.seen_pixel_size.get(path))
-                    if float(result.diameter) < MIN_PLAUSIBLE_DIAMETER and len(result.picks):
-                        log.warning(
-                            "WARNING %s: particle diameter %.1f px is implausibly small (image "
-                            "too small, or noise picked); check the picks or give --diameter",
-                            path,
-                            float(result.diameter),
-                        )
                 bar.set_postfix(particles=summary.n_particles, refresh=False)
                 if not progress:  # a batch log gets one line per micrograph instead of a bar
                     size = ""
@@ -697,6 +693,29 @@ def _pick_batch(
         if in_main_thread:
             signal.signal(signal.SIGTERM, previous_handler)
     return summary
+
+
+def check_picked_diameter(name, result) -> None:
+    """Refuse picks whose particle diameter (estimated from the map, in micrograph pixels) is
+    below :data:`~cryosegnet.picking.config.MIN_DIAMETER_PX`: such "particles" are noise a few
+    pixels wide (a micrograph too small for the model's working size, or without particles),
+    hundreds of them per micrograph.
+
+    Raises
+    ------
+    MicrographError
+        Naming ``name``, the diameter and what to do.
+    """
+    diameter = getattr(result, "diameter", None)
+    if diameter is None or not np.isfinite(diameter) or not len(result.picks):
+        return
+    if float(diameter) < MIN_DIAMETER_PX:
+        raise MicrographError(
+            name,
+            f"estimated particle diameter {float(diameter):.1f} px is below the {MIN_DIAMETER_PX:g}"
+            " px that picking accepts (the micrograph is too small for the model, or its "
+            "picks are noise); no picks written: give --diameter",
+        )
 
 
 def pick_chunk(picker, chunk, sizes: BatchSizes) -> list:

@@ -42,6 +42,7 @@ from cryosegnet.picking.batch import (
     STOP_REQUESTS,
     BatchSizes,
     BatchSummary,
+    check_picked_diameter,
     finish_run,
     make_output_folder,
     pick_chunk,
@@ -181,6 +182,7 @@ def _pick_one(
         per_micrograph = diameter_angstrom is not None
         with _PER_MICROGRAPH_DIAMETER_LOCK if per_micrograph else contextlib.nullcontext():
             result = pick_chunk(picker, chunk, sizes)[0]
+        check_picked_diameter(name, result)  # as pick_batch: tiny "particles" are noise
     except Exception as exc:
         return {
             "name": name,
