@@ -114,6 +114,10 @@ class BatchSummary:
     index_entries: int = 0
     # Micrographs the empty-micrograph test (``--skip-empty``) left without picks.
     empty: list[str] = field(default_factory=list)
+    # The output folder, and where the particle diameter came from: "estimated" (from each
+    # map), "given" (--diameter) or "model" (a fine-tuned model's labels).
+    outdir: str | None = None
+    diameter_source: str = "estimated"
 
     @property
     def n_particles(self) -> int:
@@ -125,9 +129,15 @@ class BatchSummary:
             f"micrographs picked: {n_new}  (skipped, already done: {len(self.skipped)})",
             f"particles: {self.n_particles}",
         ]
+        if self.outdir is not None:
+            lines.append(f"output folder: {self.outdir}")
         diameters = [d for d in self.diameters if np.isfinite(d) and d > 0]
         if diameters:
-            line = f"estimated diameter: {np.median(diameters):.1f} px (median)"
+            what = {
+                "given": "diameter: {:.1f} px (given)",
+                "model": "diameter: {:.1f} px (the model's labels, median)",
+            }.get(self.diameter_source, "estimated diameter: {:.1f} px (median)")
+            line = what.format(np.median(diameters))
             angstrom = [
                 d * a
                 for d, a in zip(self.diameters, self.pixel_sizes, strict=False)
@@ -152,6 +162,17 @@ class BatchSummary:
         if self.interrupted:
             lines.append("INTERRUPTED: re-run the same command to finish the rest")
         return "\n".join(lines)
+
+
+def diameter_source(picker) -> str:
+    """Where ``picker``'s particle diameter comes from, as :class:`BatchSummary` reports it:
+    ``given`` (a diameter override), ``model`` (a fine-tuned model's labels) or
+    ``estimated``."""
+    if getattr(getattr(picker, "postprocess_settings", None), "diameter_override", None):
+        return "given"
+    if getattr(picker, "model_diameter", None):
+        return "model"
+    return "estimated"
 
 
 def relative_folder(micrograph: str | os.PathLike) -> Path:
@@ -450,8 +471,10 @@ def pick_batch(
     for name in (INDEX_STAR, COMBINED_STAR):
         _refuse_foreign(outdir / name, "index file")
     options = picker_options(picker) if options is None else options
-    summary = BatchSummary()
+    summary = BatchSummary(outdir=str(outdir), diameter_source=diameter_source(picker))
     sizes = BatchSizes(diameter_angstrom, pixel_sizes or PixelSizes(), dict(names or {}))
+    if diameter_angstrom is not None:
+        summary.diameter_source = "given"
     run_lock = start_run(outdir, run_options(options, sizes, formats, box_size))
     try:
         return _pick_batch(

@@ -357,7 +357,8 @@ def pick_distributed(
         from cryosegnet.picking.picker import Picker
 
         options = picker_options(Picker(**{**picker_kwargs, "device": "cpu"}))
-    summary = ClusterSummary()
+    given = picker_kwargs.get("diameter") or diameter_angstrom is not None
+    summary = ClusterSummary(outdir=str(outdir), diameter_source="given" if given else "estimated")
     sizes = BatchSizes(diameter_angstrom, pixel_sizes or PixelSizes(), dict(names or {}))
     run_lock = start_run(out, run_options(options, sizes, formats, box_size))
     try:

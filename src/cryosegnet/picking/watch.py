@@ -59,6 +59,7 @@ class WatchSummary:
     index_failure: str | None = None
     interrupted: bool = False
     seconds: float = 0.0
+    outdir: str | None = None
 
     def add(self, batch: BatchSummary) -> None:
         skipped = set(batch.skipped)
@@ -79,6 +80,8 @@ class WatchSummary:
             f"particles: {self.n_particles}",
             f"time: {self.seconds:.0f} s",
         ]
+        if self.outdir is not None:
+            lines.append(f"output folder: {self.outdir}")
         if self.index_entries:
             lines.append(f"index files: {self.index_entries} micrograph(s)")
         lines += failure_lines(self.failures, self.index_failure)
@@ -171,7 +174,7 @@ def watch_folder(
     sizes = BatchSizes(
         batch_options.get("diameter_angstrom"), batch_options.get("pixel_sizes") or PixelSizes(), {}
     )
-    summary = WatchSummary()
+    summary = WatchSummary(outdir=str(outdir))
     start = clock()
     last_activity = start
     # path -> (size, mtime_ns, when first seen with it); path -> signature handled.
