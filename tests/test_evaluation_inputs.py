@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from cryosegnet.cli.main import main
@@ -74,3 +75,54 @@ def test_impossible_match_options_are_refused_by_name(tmp_path, capsys, option, 
     assert code == 1 and needle in err, err
     assert len(err.strip().splitlines()) == 1, err
     assert "negative" not in err
+
+
+def _pick_folder(tmp_path: Path, threshold: float, name: str = "picks") -> Path:
+    """A cryosegnet pick output folder (per-micrograph STAR, CSV and box, index and combined
+    STAR) made with ``threshold``, with the picks of PICKS above it."""
+    from cryosegnet.io.coordinates import make_picks
+    from cryosegnet.picking.batch import pick_batch
+    from cryosegnet.picking.picker import PickResult
+
+    class Stub:
+        def __init__(self):
+            self.threshold = threshold
+
+        def preprocess(self, image):
+            return image
+
+        def pick_denoised(self, denoised, shapes):
+            rows = [r for r in PICKS if r[2] >= threshold]
+            picks = make_picks(
+                [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], 40.0
+            )
+            return [
+                PickResult(picks, 40.0, d.shape, tuple(s), "stub") for d, s in zip(denoised, shapes)
+            ]
+
+    import mrcfile
+
+    mic = tmp_path / "mics" / "mic.mrc"
+    if not mic.exists():
+        mic.parent.mkdir(parents=True)
+        with mrcfile.new(mic) as mrc:
+            mrc.set_data(np.zeros((1024, 1024), np.float32) + np.arange(1024, dtype=np.float32))
+    out = tmp_path / name
+    pick_batch(Stub(), [mic], out, formats=("star", "csv", "box"), progress=False)
+    return out
+
+
+def test_a_pick_folder_gives_no_repeat_note_and_threshold_zero_no_curve_warning(tmp_path, capsys):
+    labels = _labels(tmp_path / "labels", TRUE)
+    picks = _pick_folder(tmp_path, threshold=0.0)
+    code, out, err = _evaluate(capsys, str(picks), str(labels))
+    assert code == 0, err
+    assert "repeat" not in err, err  # its CSV, box and combined STAR hold the same picks
+    assert "PR curve stops" not in out + err  # nothing was cut when picking
+
+
+def test_the_curve_warning_stays_for_thresholded_picks(tmp_path, capsys):
+    labels = _labels(tmp_path / "labels", TRUE)
+    picks = _pick_folder(tmp_path, threshold=0.5, name="cut")
+    code, out, err = _evaluate(capsys, str(picks), str(labels))
+    assert code == 0 and "PR curve stops" in out + err

@@ -106,6 +106,7 @@ def _run(args: argparse.Namespace) -> int:
         drop_duplicate_rows,
         load_coordinate_sets,
         micrograph_key,
+        pick_threshold,
     )
     from cryosegnet.evaluation.report import format_table, write_report
 
@@ -155,6 +156,7 @@ def _run(args: argparse.Namespace) -> int:
         diameter=args.diameter,
         shapes=shapes,
         missing_picks="skip" if args.skip_missing else "empty",
+        picks_threshold=pick_threshold(list(args.picks)),
     )
     matched = set(picks) & set(labels)
     if not matched:

@@ -228,6 +228,7 @@ def evaluate_picks(
     diameter: float | None = None,
     shapes: dict[str, tuple[int, int]] | None = None,
     missing_picks: str = "empty",
+    picks_threshold: float | None = None,
 ) -> EvaluationResult:
     """Score picks against labels, micrograph by micrograph, and pooled.
 
@@ -236,6 +237,8 @@ def evaluate_picks(
     Dice (the PR curve, best F1 and AUPRC always use every pick). ``missing_picks``: a labelled
     micrograph without picks counts as zero picks ("empty", the honest default: the picker
     found nothing there) or is left out ("skip"); either way it is listed in the result.
+    ``picks_threshold``: the threshold the picks were made with, when known (see
+    :func:`curve_warnings`).
 
     Examples
     --------
@@ -363,7 +366,7 @@ def evaluate_picks(
         settings=settings,
         picks_without_labels=picks_without_labels,
         labels_without_picks=labels_without_picks,
-        warnings=curve_warnings(pooled_curve),
+        warnings=curve_warnings(pooled_curve, picks_threshold),
     )
 
 
@@ -381,8 +384,13 @@ def curve_extent(curve: PRCurve) -> dict:
     }
 
 
-def curve_warnings(curve: PRCurve) -> list[str]:
-    """What a reader of AUPRC / best F1 must know about this curve (empty when nothing)."""
+def curve_warnings(curve: PRCurve, picks_threshold: float | None = None) -> list[str]:
+    """What a reader of AUPRC / best F1 must know about this curve (empty when nothing).
+
+    ``picks_threshold``: the score threshold the picks were made with, when known; at 0 (or
+    below) every candidate was kept, so a curve that stops short of full recall was not cut
+    by a threshold and there is nothing to warn about.
+    """
     if curve.n_labels == 0 or len(curve.thresholds) == 0:
         return []
     extent = curve_extent(curve)
@@ -392,6 +400,8 @@ def curve_warnings(curve: PRCurve) -> list[str]:
             "point and AUPRC is precision x recall there"
         ]
     if extent["max_recall"] >= 1.0 or extent["lowest_score"] is None:
+        return []
+    if picks_threshold is not None and picks_threshold <= 0:
         return []
     return [
         f"the PR curve stops at score {extent['lowest_score']:.4g}, the lowest among the "
