@@ -80,3 +80,26 @@ def test_labels_inside_their_micrograph_give_no_note(tmp_path):
 @pytest.fixture(autouse=True)
 def _no_cache(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+
+def test_finetune_draws_no_progress_bars_into_a_log(tmp_path, capsys, tiny_model, monkeypatch):
+    """Under a batch system stderr is a file: no bars (denoising, epochs) are drawn into it."""
+    from cryosegnet.training import finetune as finetune_module
+
+    seen = {}
+
+    def no_training(train, validation, out, model_path, config, *args, **kwargs):
+        seen["progress"] = config.progress  # whether the epochs would draw a bar
+        raise ValueError("stop here: the test needs no training")
+
+    monkeypatch.setattr(finetune_module, "finetune", no_training)
+    for i in range(2):
+        _micrograph(tmp_path / "mics" / f"m{i}.mrc", i)
+        _labels(tmp_path / "labels" / f"m{i}.csv", [(40.0 + 30 * k, 60.0) for k in range(5)])
+    argv = ["finetune", "--images", str(tmp_path / "mics"), "--labels", str(tmp_path / "labels")]
+    main([*argv, "-o", str(tmp_path / "run"), "--model", str(tiny_model), "--epochs", "1"])
+    captured = capsys.readouterr()
+    assert "stop here" in captured.err  # it got as far as training
+    log = captured.out + captured.err
+    assert "\r" not in log and "mic/s" not in log, log[-2000:]  # no denoising bar
+    assert seen["progress"] is False
