@@ -291,3 +291,61 @@ def test_parse_devices_and_missing_gpus() -> None:
     _check_local_devices(["cpu"])
     with pytest.raises(CryoSegNetError, match="not available"):
         _check_local_devices([f"cuda:{torch.cuda.device_count()}"])
+
+
+def _slow_after_two(path, *args, **kwargs):
+    """Task wrapper: mic_00 and mic_01 are picked at once, the others take a minute."""
+    import time
+
+    if not (path.endswith("mic_00.mrc") or path.endswith("mic_01.mrc")):
+        time.sleep(60)
+    return _pick_one(path, *args, **kwargs)
+
+
+def test_sigterm_stops_like_an_interrupt_and_keeps_the_finished_work(
+    session, tmp_path, capsys
+) -> None:
+    import threading
+    import time
+
+    import cloudpickle
+
+    from cryosegnet.picking.batch import finish_run
+
+    paths, kwargs = session
+    out = tmp_path / "dask"
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def terminate_after_two_results():
+        deadline = time.monotonic() + 120
+        while len(list(out.rglob("*_autopick.star"))) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    killer = threading.Thread(target=terminate_after_two_results, daemon=True)
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    try:
+        killer.start()
+        started = time.monotonic()
+        summary = pick_distributed(paths, out, kwargs, n_workers=2, _task=_slow_after_two)
+    finally:
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    assert time.monotonic() - started < 50  # it did not wait for the slow micrographs
+    assert summary.interrupted and len(summary.done) == 2
+    assert signal.getsignal(signal.SIGTERM) == previous
+    assert finish_run(summary) == 130
+    assert "INTERRUPTED" in capsys.readouterr().err
+    assert summary.index_entries == 2
+    assert len(_index(out)[1]) == 2  # the two finished micrographs are listed
+
+
+def test_local_workers_are_capped_at_the_cpu_count(monkeypatch, caplog) -> None:
+    from cryosegnet.picking import distributed
+
+    monkeypatch.setattr(distributed, "available_cpus", lambda: 2)
+    caplog.set_level("WARNING", logger="cryosegnet")
+    assert distributed.local_worker_count(64) == 2
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "64" in warnings[0] and "2" in warnings[0]
+    caplog.clear()
+    assert distributed.local_worker_count(2) == 2 and not caplog.records

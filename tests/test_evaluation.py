@@ -282,7 +282,11 @@ def test_picker_output_folder_prefers_scored_per_micrograph_files(tmp_path):
     assert sorted(sets) == ["mic_01", "mic_02"]
     assert sets["mic_01"]["score"].tolist() == pytest.approx([0.9, 0.3])  # STAR, not CSV
     assert any("notes.txt" in n for n in notes)
-    assert any("not used" in n for n in notes)
+    assert not any("not used" in n for n in notes)  # the CSV, box, combined: same picks
+    write_combined_star(out / "particles.star", {"Movies/mic_01.mrc": picks["mic_02"]})
+    notes = []
+    load_coordinate_sets(out, notes=notes)
+    assert any("not used" in n and "particles.star" in n for n in notes)  # different picks
     # The index alone (RELION AutoPick job folder) leads to the per-micrograph files.
     assert sorted(load_coordinate_sets(out / "autopick.star")) == ["mic_01", "mic_02"]
 

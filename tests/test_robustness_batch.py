@@ -364,7 +364,7 @@ def test_interrupt_while_writing_the_index_files(tmp_path, monkeypatch):
     def killed(*args, **kwargs):
         os.kill(os.getpid(), signal.SIGTERM)  # our handler must still be installed here
 
-    monkeypatch.setattr(batch_module, "write_index_star", killed)
+    monkeypatch.setattr(batch_module, "write_star_texts", killed)
     summary = _run(StubPicker(), mics, out)
     assert summary.interrupted and len(summary.done) == 2
     assert signal.getsignal(signal.SIGTERM) == previous

@@ -42,6 +42,7 @@ from cryosegnet.picking.batch import (
     pick_batch,
     relative_folder,
 )
+from cryosegnet.picking.config import MIN_PICK_SIDE
 from cryosegnet.picking.picker import PickResult
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -205,7 +206,7 @@ def test_index_lists_every_result_in_the_folder(tmp_path, monkeypatch):
 def test_concurrent_runs_into_one_folder_keep_every_entry(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     mics = [_mrc(Path(f"c/m{i:02d}.mrc"), (-1) ** i) for i in range(8)]
-    real = batch_module.write_index_star
+    real = batch_module.write_star_texts
     inside = threading.Event()
 
     def slow_index(*args, **kwargs):  # hold the lock long enough for the other run to queue
@@ -213,7 +214,7 @@ def test_concurrent_runs_into_one_folder_keep_every_entry(tmp_path, monkeypatch)
         threading.Event().wait(0.2)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(batch_module, "write_index_star", slow_index)
+    monkeypatch.setattr(batch_module, "write_star_texts", slow_index)
     errors = []
 
     def run(part):
@@ -322,7 +323,6 @@ def test_names_starfile_and_relion_misread_are_quoted(tmp_path, monkeypatch):
         "loop_.mrc",
         "in#side.mrc",
         "a b.mrc",
-        'q"uote.mrc',
     ]
     mics = [_mrc(Path("n") / name, (-1) ** i) for i, name in enumerate(names)]
     summary = _run(StubPicker(), mics, "out")
@@ -330,10 +330,9 @@ def test_names_starfile_and_relion_misread_are_quoted(tmp_path, monkeypatch):
     combined = read_coordinates(Path("out") / COMBINED_STAR)
     assert len(combined) == 2 * len(names)  # none read back as a comment
     assert sorted(_index(Path("out"))["rlnMicrographName"]) == sorted(f"n/{n}" for n in names)
-    # starfile (which turns every ' into ") agrees on names without quote characters
-    _run(StubPicker(), mics[:-1], "out2")
-    table = starfile.read(Path("out2") / COMBINED_STAR)
-    assert sorted(set(table["rlnMicrographName"])) == sorted(f"n/{n}" for n in names[:-1])
+    # starfile agrees (names with quote characters, which it misreads, are refused)
+    table = starfile.read(Path("out") / COMBINED_STAR)
+    assert sorted(set(table["rlnMicrographName"])) == sorted(f"n/{n}" for n in names)
 
 
 def test_line_break_in_a_name_is_refused_with_the_name(tmp_path):
@@ -487,7 +486,7 @@ def test_diameter_larger_than_the_micrograph_fails_that_micrograph(tmp_path):
 
     mic = _mrc(tmp_path / "mic.mrc")
     summary = _run(Given(), [mic], tmp_path / "out")
-    assert "larger than the micrograph" in summary.failures[str(mic)]
+    assert "outside the range 4-64 px" in summary.failures[str(mic)]
 
 
 def test_micrographs_too_small_to_pick_are_refused_and_the_batch_goes_on(
@@ -505,7 +504,7 @@ def test_micrographs_too_small_to_pick_are_refused_and_the_batch_goes_on(
     for path in (tiny, short):
         lines = [line for line in err.splitlines() if line.startswith(f"ERROR {path}:")]
         assert len(lines) == 1, err
-        assert f"at least {batch_module.MIN_PICK_SIDE} px" in lines[0]
+        assert f"at least {MIN_PICK_SIDE} px" in lines[0]
         assert not output_path("out", path).exists()
     assert output_path("out", good).is_file()
     assert list(_index(Path("out"))["rlnMicrographName"]) == [str(good)]
@@ -529,7 +528,7 @@ def test_mrc_above_the_pixel_limit_is_refused_from_its_header(tmp_path, monkeypa
         read_micrograph(path)
 
 
-@pytest.mark.parametrize("size, message", [("16", "N >= 64"), ("30000", "--allow-large")])
+@pytest.mark.parametrize("size, message", [("16", "N >= 128"), ("30000", "--allow-large")])
 def test_simulate_size_limits(tmp_path, capsys, size, message):
     with pytest.raises(SystemExit) if size == "16" else _no_raise():
         code = main(["simulate", "-n", "1", "--size", size, "-o", str(tmp_path / "s"), "-q"])
@@ -769,7 +768,7 @@ def test_unusable_device_is_one_line_before_the_model_loads(tmp_path, capsys, de
     assert code == 1 and f"--device {device}" in err and "absent.pt" not in err
 
 
-def test_implausibly_small_diameter_is_warned_about(tmp_path, caplog):
+def test_implausibly_small_diameter_fails_the_micrograph(tmp_path):
     class Tiny(StubPicker):
         def pick_denoised(self, denoised, original_shapes):
             results = super().pick_denoised(denoised, original_shapes)
@@ -777,9 +776,10 @@ def test_implausibly_small_diameter_is_warned_about(tmp_path, caplog):
                 result.diameter = 1.56
             return results
 
-    caplog.set_level("INFO", logger="cryosegnet")
-    _run(Tiny(), [_mrc(tmp_path / "small.mrc")], tmp_path / "out")
-    assert "implausibly small" in caplog.text and "small.mrc" in caplog.text
+    mic = _mrc(tmp_path / "small.mrc")
+    summary = _run(Tiny(), [mic], tmp_path / "out")
+    assert "estimated particle diameter 1.6 px" in summary.failures[str(mic)]
+    assert summary.done == {} and not list((tmp_path / "out").rglob("*_autopick.star"))
 
 
 def test_simulate_with_an_unreadable_map_names_it_and_writes_nothing(tmp_path, capsys):
@@ -802,7 +802,7 @@ def test_simulate_writes_progress_lines_into_a_log(tmp_path):
             "-n",
             "2",
             "--size",
-            "96",
+            "128",
             "-o",
             str(tmp_path / "s"),
         ],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -100,19 +101,31 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from cryosegnet.evaluation.metrics import evaluate_picks
-    from cryosegnet.evaluation.pairing import load_coordinate_sets, micrograph_key
+    from cryosegnet.evaluation.metrics import check_match_options, evaluate_picks
+    from cryosegnet.evaluation.pairing import (
+        drop_duplicate_rows,
+        load_coordinate_sets,
+        micrograph_key,
+        pick_threshold,
+    )
     from cryosegnet.evaluation.report import format_table, write_report
 
+    check_match_options(args.radius, args.threshold, args.diameter, prefix="--")
+    if not (math.isfinite(args.scale_picks) and args.scale_picks > 0):
+        raise ValueError(f"--scale-picks {args.scale_picks:g}: must be a positive, finite factor")
     _refuse_expanded_glob(args.picks, args.labels)
     notes: list[str] = []
     picks = load_coordinate_sets(list(args.picks), notes=notes)
     labels = load_coordinate_sets(args.labels, diameter=args.diameter, notes=notes)
+    dropped, where = drop_duplicate_rows(labels)
+    if dropped:
+        notes.append(
+            f"{dropped} duplicate label row(s) dropped (exact repeats, each particle counted "
+            f"once) in {len(where)} micrograph(s): {_sample(where)}"
+        )
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
     if args.scale_picks != 1.0:
-        if not args.scale_picks > 0:
-            raise ValueError("--scale-picks must be positive")
         for table in picks.values():
             table[["x", "y"]] *= args.scale_picks
             if "diameter" in table:
@@ -143,6 +156,7 @@ def _run(args: argparse.Namespace) -> int:
         diameter=args.diameter,
         shapes=shapes,
         missing_picks="skip" if args.skip_missing else "empty",
+        picks_threshold=pick_threshold(list(args.picks)),
     )
     matched = set(picks) & set(labels)
     if not matched:

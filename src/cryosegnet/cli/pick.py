@@ -21,9 +21,13 @@ from cryosegnet.picking.batch import (
 )
 from cryosegnet.picking.config import (
     DEFAULT_THRESHOLDS,
+    DIAMETER_ANGSTROM_RANGE,
+    MIN_DIAMETER_PX,
+    PIXEL_SIZE_RANGE,
     STAGE_ALIASES,
     STAGES,
     PickerConfig,
+    check_range,
 )
 from cryosegnet.picking.picker import Picker
 from cryosegnet.picking.units import Diameter, PixelSizes, parse_diameter
@@ -482,6 +486,12 @@ def _check_numbers(args: argparse.Namespace) -> None:
     finite("--diameter", args.diameter, positive=True, high=MAX_DIAMETER)
     finite("--diameter (Å)", args.diameter_angstrom, positive=True)
     finite("--angpix", args.angpix, positive=True)
+    try:  # physical ranges (picking/config.py); the upper px limit is checked per micrograph
+        check_range("--diameter", args.diameter, MIN_DIAMETER_PX, None, "px")
+        check_range("--diameter", args.diameter_angstrom, *DIAMETER_ANGSTROM_RANGE, "Å")
+        check_range("--angpix", args.angpix, *PIXEL_SIZE_RANGE, "Å/px")
+    except ValueError as exc:
+        raise CryoSegNetError(str(exc)) from None
     finite("--box-size", args.box_size, positive=True, high=MAX_DIAMETER)
     finite("--size-tolerance", args.size_tolerance, positive=True)
     for name in ("pred_iou_thresh", "stability_score_thresh", "box_nms_thresh"):

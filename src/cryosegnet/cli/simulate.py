@@ -6,10 +6,12 @@ import argparse
 import shlex
 import sys
 
+from cryosegnet.picking.config import MIN_PICK_SIDE
 from cryosegnet.simulation.densities import PROCEDURAL_KINDS
 from cryosegnet.simulation.micrograph import DENSITY_LEVELS, PRESETS, SimulationConfig
 
-MIN_SIZE = 64
+# The smallest micrograph pick accepts: a simulated set is always pickable.
+MIN_SIZE = MIN_PICK_SIDE
 # About 1 GB of float32 per working copy; the simulation holds several.
 MAX_SIZE = 8192
 

@@ -199,7 +199,9 @@ def recipe_arguments(parser: argparse.ArgumentParser, defaults: TrainConfig) -> 
         help="continue a run from its last.pt (data and recipe as recorded, "
         "unless given again; raise --epochs to train longer)",
     )
-    recipe.add_argument("--no-progress", action="store_true", help="no progress bars")
+    recipe.add_argument(
+        "--no-progress", action="store_true", help="no progress bars (none unless on a terminal)"
+    )
 
 
 def option_defaults(parser: argparse.ArgumentParser) -> dict:
@@ -289,7 +291,9 @@ def _run(args: argparse.Namespace, kind: str) -> int:
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     cache = Path(args.cache) if args.cache else out / "cache"
-    progress = not args.no_progress
+    # Bars only on a terminal: in a batch system's log each redraw is a line of garbage (the
+    # per-epoch lines are printed either way).
+    progress = not args.no_progress and sys.stderr.isatty()
 
     start_model = None
     if kind == "finetune":

@@ -191,6 +191,36 @@ def label_radius(labels: pd.DataFrame, fallback_diameter: float | None) -> float
     return fallback_diameter / 2 if fallback_diameter else None
 
 
+def check_match_options(
+    radius: float | None = None,
+    threshold: float | None = None,
+    diameter: float | None = None,
+    prefix: str = "",
+) -> None:
+    """Refuse matching options that cannot give an honest score, naming the option.
+
+    Parameters
+    ----------
+    radius, threshold, diameter : float or None
+        As :func:`evaluate_picks` takes them (None: not given).
+    prefix : str, optional
+        Put before each option's name (``"--"`` on the command line).
+
+    Raises
+    ------
+    ValueError
+        A radius or diameter that is not a positive finite number of pixels (an infinite
+        radius matches every pick to any label), or a threshold that is NaN.
+    """
+    for name, value in (("radius", radius), ("diameter", diameter)):
+        if value is not None and not (np.isfinite(value) and value > 0):
+            raise ValueError(
+                f"{prefix}{name} {value:g}: must be a positive, finite number of pixels"
+            )
+    if threshold is not None and np.isnan(threshold):
+        raise ValueError(f"{prefix}threshold {threshold}: not a number")
+
+
 def evaluate_picks(
     picks_by_mic: dict[str, pd.DataFrame],
     labels_by_mic: dict[str, pd.DataFrame],
@@ -199,6 +229,7 @@ def evaluate_picks(
     diameter: float | None = None,
     shapes: dict[str, tuple[int, int]] | None = None,
     missing_picks: str = "empty",
+    picks_threshold: float | None = None,
 ) -> EvaluationResult:
     """Score picks against labels, micrograph by micrograph, and pooled.
 
@@ -207,6 +238,8 @@ def evaluate_picks(
     Dice (the PR curve, best F1 and AUPRC always use every pick). ``missing_picks``: a labelled
     micrograph without picks counts as zero picks ("empty", the honest default: the picker
     found nothing there) or is left out ("skip"); either way it is listed in the result.
+    ``picks_threshold``: the threshold the picks were made with, when known (see
+    :func:`curve_warnings`).
 
     Examples
     --------
@@ -223,6 +256,7 @@ def evaluate_picks(
     """
     if missing_picks not in ("empty", "skip"):
         raise ValueError("missing_picks must be 'empty' or 'skip'")
+    check_match_options(radius, threshold, diameter)
     shapes = shapes or {}
     all_label_d = np.concatenate(
         [t["diameter"].to_numpy(float) for t in labels_by_mic.values() if "diameter" in t]
@@ -336,7 +370,7 @@ def evaluate_picks(
         settings=settings,
         picks_without_labels=picks_without_labels,
         labels_without_picks=labels_without_picks,
-        warnings=curve_warnings(pooled_curve),
+        warnings=curve_warnings(pooled_curve, picks_threshold),
     )
 
 
@@ -354,8 +388,13 @@ def curve_extent(curve: PRCurve) -> dict:
     }
 
 
-def curve_warnings(curve: PRCurve) -> list[str]:
-    """What a reader of AUPRC / best F1 must know about this curve (empty when nothing)."""
+def curve_warnings(curve: PRCurve, picks_threshold: float | None = None) -> list[str]:
+    """What a reader of AUPRC / best F1 must know about this curve (empty when nothing).
+
+    ``picks_threshold``: the score threshold the picks were made with, when known; at 0 (or
+    below) every candidate was kept, so a curve that stops short of full recall was not cut
+    by a threshold and there is nothing to warn about.
+    """
     if curve.n_labels == 0 or len(curve.thresholds) == 0:
         return []
     extent = curve_extent(curve)
@@ -365,6 +404,8 @@ def curve_warnings(curve: PRCurve) -> list[str]:
             "point and AUPRC is precision x recall there"
         ]
     if extent["max_recall"] >= 1.0 or extent["lowest_score"] is None:
+        return []
+    if picks_threshold is not None and picks_threshold <= 0:
         return []
     return [
         f"the PR curve stops at score {extent['lowest_score']:.4g}, the lowest among the "

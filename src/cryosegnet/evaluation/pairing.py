@@ -208,7 +208,9 @@ def load_coordinate_sets(
                 raise CoordinateFileError(
                     other.path, f"micrograph '{key}' already has coordinates from {best.path}"
                 )
-            if other.path.resolve() != best.path.resolve():
+            if other.path.resolve() != best.path.resolve() and not _same_centres(
+                other.table, best.table
+            ):  # copies of the same picks (a pick folder's CSV, box, particles.star): no news
                 shadowed[other.path] = shadowed.get(other.path, 0) + 1
         tables[key] = _with_diameters(best, group[1:], borrowed)
     if borrowed:
@@ -226,6 +228,19 @@ def load_coordinate_sets(
             f"e.g. {example}"
         )
     return tables
+
+
+def _same_centres(a: pd.DataFrame, b: pd.DataFrame, tolerance: float = 0.01) -> bool:
+    """The two tables list the same particle centres (in any order, to ``tolerance`` px)."""
+    if len(a) != len(b):
+        return False
+    if not len(a):
+        return True
+    first = a[["x", "y"]].to_numpy(float)
+    second = b[["x", "y"]].to_numpy(float)
+    first = first[np.lexsort((first[:, 1].round(2), first[:, 0].round(2)))]
+    second = second[np.lexsort((second[:, 1].round(2), second[:, 0].round(2)))]
+    return bool(np.allclose(first, second, atol=tolerance))
 
 
 def _with_diameters(
@@ -263,3 +278,56 @@ def pair_micrographs(
     images_only = sorted(str(by_key[k]) for k in by_key if k not in label_sets)
     labels_only = sorted(k for k in label_sets if k not in by_key)
     return pairs, images_only, labels_only
+
+
+def drop_duplicate_rows(tables: dict[str, pd.DataFrame]) -> tuple[int, list[str]]:
+    """Drop exact repeats of a row (same centre, same values) from each table, in place.
+
+    A labels file with every particle listed twice (two exports concatenated) would otherwise
+    count each particle twice: recall halves, and one pick can match only one copy.
+
+    Parameters
+    ----------
+    tables : dict of str to pandas.DataFrame
+        Coordinate tables by micrograph (as :func:`load_coordinate_sets` returns them).
+
+    Returns
+    -------
+    tuple of (int, list of str)
+        The number of rows dropped, and the micrographs they were dropped from.
+    """
+    dropped, where = 0, []
+    for key, table in tables.items():
+        repeats = table.duplicated()
+        if repeats.any():
+            tables[key] = table[~repeats].reset_index(drop=True)
+            dropped += int(repeats.sum())
+            where.append(key)
+    return dropped, sorted(where)
+
+
+def pick_threshold(sources: list) -> float | None:
+    """The score threshold cryosegnet picked ``sources`` (files or folders) with, when every
+    per-micrograph STAR among them records it in its manifest (the highest, if they differ);
+    None when unknown (picks of another tool, or no such file).
+
+    The PR curve of picks thresholded when they were made stops at that threshold; with a
+    threshold of 0 (every candidate kept) it stops because the picker found nothing more.
+    """
+    from cryosegnet.io.coordinates import star_header
+
+    stars: list[Path] = []
+    for source in sources:
+        path = Path(source)
+        if path.is_dir():
+            stars += sorted(path.rglob("*_autopick.star"))
+        elif path.name.endswith("_autopick.star"):
+            stars.append(path)
+    thresholds = []
+    for star in stars:
+        _, manifest = star_header(star)
+        value = ((manifest or {}).get("options") or {}).get("threshold")
+        if not isinstance(value, int | float):
+            return None
+        thresholds.append(float(value))
+    return max(thresholds) if thresholds else None

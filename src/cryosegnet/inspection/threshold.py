@@ -18,9 +18,10 @@ import pandas as pd
 from cryosegnet.errors import CryoSegNetError
 from cryosegnet.inspection.picksets import find_pick_files, read_picks
 from cryosegnet.io.coordinates import (
-    write_combined_star,
+    combined_star_text,
+    index_star_text,
     write_coordinate_star,
-    write_index_star,
+    write_star_texts,
 )
 from cryosegnet.picking.batch import COMBINED_STAR, INDEX_STAR
 
@@ -112,7 +113,11 @@ def threshold_picks(
         summary.total[pick_file.micrograph] = len(picks)
         kept_by_micrograph[pick_file.micrograph] = kept
         entries.append((pick_file.micrograph, str(destination)))
-    write_index_star(target / INDEX_STAR, entries)
-    write_combined_star(target / COMBINED_STAR, kept_by_micrograph)
+    write_star_texts(  # both or neither: the pair never disagrees
+        {
+            target / INDEX_STAR: index_star_text(entries),
+            target / COMBINED_STAR: combined_star_text(kept_by_micrograph),
+        }
+    )
     summary.files += [target / INDEX_STAR, target / COMBINED_STAR]
     return summary

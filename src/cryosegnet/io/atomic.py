@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 
@@ -81,3 +81,39 @@ def _fsync(name: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def write_texts_together(texts: Mapping[str | os.PathLike, str]) -> None:
+    """Write several text files so that all of them are replaced, or none.
+
+    Every file is first written completely to a temp file beside its destination (and flushed
+    to disk); only then are the temp files renamed over their destinations, one after the
+    other. A failure while writing (a full disk, a quota) removes the temp files and leaves
+    every destination as it was, so files that must agree (an index and its particles) never
+    disagree. Each rename is atomic; only a crash between two renames could separate them.
+
+    Parameters
+    ----------
+    texts : Mapping of path to str
+        The destination paths and their complete contents (UTF-8).
+    """
+    temps: list[tuple[str, Path]] = []
+    try:
+        for path, text in texts.items():
+            path = Path(path)
+            fd, tmp_name = tempfile.mkstemp(
+                prefix=f".{path.name}.", suffix=TEMP_MARK, dir=path.parent
+            )
+            temps.append((tmp_name, path))
+            os.fchmod(fd, _FILE_MODE)
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(text)
+                handle.flush()
+                os.fsync(handle.fileno())
+        for tmp_name, path in temps:
+            os.replace(tmp_name, path)
+    except BaseException:
+        for tmp_name, _ in temps:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp_name)
+        raise

@@ -17,7 +17,7 @@ import pandas as pd
 import starfile
 
 from cryosegnet.errors import CoordinateFileError
-from cryosegnet.io.atomic import atomic_write
+from cryosegnet.io.atomic import atomic_write, write_texts_together
 from cryosegnet.io.micrographs import MICROGRAPH_SUFFIXES
 
 PICK_COLUMNS = ["x", "y", "score", "diameter"]
@@ -67,6 +67,11 @@ def write_coordinate_star(
 
 def write_index_star(path: str | os.PathLike, entries: list[tuple[str, str]]) -> None:
     """RELION 4/5 coordinate list: one row per micrograph naming its coordinate file."""
+    write_star_texts({path: index_star_text(entries)})
+
+
+def index_star_text(entries: list[tuple[str, str]]) -> str:
+    """The text :func:`write_index_star` writes: (micrograph name, coordinate file) rows."""
     table = pd.DataFrame(
         {
             "rlnMicrographName": [m for m, _ in entries],
@@ -74,13 +79,18 @@ def write_index_star(path: str | os.PathLike, entries: list[tuple[str, str]]) ->
         },
         dtype=object,
     )
-    write_star(path, {"coordinate_files": table})
+    return star_text({"coordinate_files": table})
 
 
 def write_combined_star(
     path: str | os.PathLike, picks_by_micrograph: dict[str, pd.DataFrame]
 ) -> None:
     """One STAR with every particle and its ``rlnMicrographName`` (CryoSPARC 'Import Particles')."""
+    write_star_texts({path: combined_star_text(picks_by_micrograph)})
+
+
+def combined_star_text(picks_by_micrograph: dict[str, pd.DataFrame]) -> str:
+    """The text :func:`write_combined_star` writes: every particle, by micrograph name."""
     frames = []
     for name, picks in picks_by_micrograph.items():
         frames.append(
@@ -95,7 +105,13 @@ def write_combined_star(
         )
     columns = ["rlnMicrographName", "rlnCoordinateX", "rlnCoordinateY", "rlnAutopickFigureOfMerit"]
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
-    write_star(path, {"particles": table})
+    return star_text({"particles": table})
+
+
+def write_star_texts(texts: dict) -> None:
+    """Write STAR texts (path -> text) so that every file is replaced, or none (a full disk
+    leaves them all as they were): files that must agree never disagree."""
+    write_texts_together(texts)
 
 
 # --------------------------------------------------------------------------- STAR grammar
@@ -143,6 +159,33 @@ def quote_star(value: str) -> str:
     raise StarNameError(
         value, "holds both quote characters followed by spaces; it cannot be quoted in a STAR file"
     )
+
+
+def check_micrograph_name(name: str) -> None:
+    """Refuse a micrograph name the index STAR files cannot carry for every reader.
+
+    The STAR grammar can quote most names (:func:`quote_star`), but starfile (CryoSPARC's and
+    many scripts' reader) cannot read a quote character inside a name back: a ``"`` breaks its
+    table, a ``'`` comes back as ``"``.
+
+    Parameters
+    ----------
+    name : str
+        The name the index files would list.
+
+    Raises
+    ------
+    StarNameError
+        The name holds a quote character or a line break.
+    """
+    quote_star(name)  # line breaks, and names no quoting can hold
+    quotes = sorted({c for c in str(name) if c in "\"'"})
+    if quotes:
+        raise StarNameError(
+            str(name),
+            f"a quote character ({' '.join(quotes)}) in a micrograph name is misread by STAR "
+            "readers (starfile); rename the micrograph",
+        )
 
 
 def _looks_numeric(value: str) -> bool:

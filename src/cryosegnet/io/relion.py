@@ -182,6 +182,14 @@ def _optics_pixel_sizes(optics: pd.DataFrame) -> dict[int, float]:
     return sizes
 
 
+def _optics_groups(optics: pd.DataFrame) -> set[int]:
+    """The optics groups a ``data_optics`` table defines (numbered by row without a column)."""
+    group_col = _column(optics, "rlnOpticsGroup")
+    if group_col is None:
+        return set(range(1, len(optics) + 1))
+    return {int(g) for g in pd.to_numeric(optics[group_col], errors="coerce").dropna()}
+
+
 def read_micrographs_star(
     star: str | os.PathLike, project_dir: str | os.PathLike | None = None
 ) -> RelionMicrographs:
@@ -204,7 +212,8 @@ def read_micrographs_star(
     Raises
     ------
     RelionError
-        If the file cannot be read or has no ``_rlnMicrographName`` column.
+        If the file cannot be read, has no ``_rlnMicrographName`` column, or names an optics
+        group its ``data_optics`` table does not define.
     """
     star = Path(star)
     if not star.is_file():
@@ -226,9 +235,25 @@ def read_micrographs_star(
             ),
             None,
         )
+    particles = next(
+        (
+            b
+            for b in blocks.values()
+            if isinstance(b, pd.DataFrame) and _column(b, "rlnCoordinateX") is not None
+        ),
+        None,
+    )
+    if particles is not None:  # every particle would be taken for a micrograph
+        raise RelionError(
+            f"{star}: a STAR of {len(particles)} particle coordinates, not a micrographs STAR "
+            "(one _rlnMicrographName per micrograph): "
+            "give the micrographs themselves, or the micrographs STAR they come from "
+            "(CtfFind/jobNNN/micrographs_ctf.star, MotionCorr/jobNNN/corrected_micrographs.star)"
+        )
     if table is None or _column(table, "rlnMicrographName") is None:
         raise RelionError(f"{star}: no table with _rlnMicrographName (not a micrographs STAR)")
     group_sizes = _optics_pixel_sizes(optics) if optics is not None else {}
+    defined = _optics_groups(optics) if optics is not None else None
     name_col = _column(table, "rlnMicrographName")
     group_col = _column(table, "rlnOpticsGroup")
     # RELION 3.0: pixel size per row from the detector pixel (µm) and the magnification.
@@ -238,6 +263,12 @@ def read_micrographs_star(
     for i in range(len(table)):
         name = str(table[name_col].iloc[i]).strip()
         group = int(table[group_col].iloc[i]) if group_col else None
+        if group is not None and defined is not None and group not in defined:
+            # Not a silent fall-back to the MRC header's pixel size (often a wrong 1.0).
+            raise RelionError(
+                f"{star}: micrograph {name} is in optics group {group}, which its data_optics "
+                f"table does not define (groups: {', '.join(map(str, sorted(defined))) or 'none'})"
+            )
         pixel_size = group_sizes.get(group) if group is not None else None
         if pixel_size is None and len(group_sizes) == 1 and group is None:
             pixel_size = next(iter(group_sizes.values()))

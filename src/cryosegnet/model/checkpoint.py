@@ -94,6 +94,17 @@ def load_model(
         ) from exc
     if any(t.is_meta for t in [*model.parameters(), *model.buffers()]):
         raise CheckpointError(path, "weights do not match the architecture the checkpoint declares")
+    broken = [
+        name
+        for name, tensor in state.items()
+        if torch.is_tensor(tensor) and tensor.is_floating_point() and not tensor.isfinite().all()
+    ]
+    if broken:  # a diverged training run: such a network maps every micrograph to nonsense
+        raise CheckpointError(
+            path,
+            f"weights are not finite (NaN or inf in {len(broken)} tensor(s), first {broken[0]}): "
+            "the training that wrote it diverged; use an earlier checkpoint",
+        )
     model.float().to(device).eval()
     return model, DenoiseSettings.from_dict(denoise), payload
 

@@ -31,22 +31,29 @@ from tqdm import tqdm
 from cryosegnet.errors import CryoSegNetError, MicrographError
 from cryosegnet.io.atomic import TEMP_MARK, is_temp_file
 from cryosegnet.io.coordinates import (
+    check_micrograph_name,
+    combined_star_text,
+    index_star_text,
     make_picks,
-    quote_star,
     read_own_star,
     star_header,
     write_box,
-    write_combined_star,
     write_coordinate_star,
     write_cryoppp_csv,
-    write_index_star,
+    write_star_texts,
 )
 from cryosegnet.io.micrographs import micrograph_stem, read_micrograph
+from cryosegnet.io.paths import what_is_at
+from cryosegnet.picking.config import (  # the size rules, shared with the Python API
+    MAX_DIAMETER_FRACTION,
+    MIN_DIAMETER_PX,
+    PIXEL_SIZE_RANGE,
+    check_pickable_size,
+)
 from cryosegnet.picking.particle_size import BatchParticleSize, batch_particle_size
 from cryosegnet.picking.picker import Picker
 from cryosegnet.picking.units import PixelSizes, angstrom_to_pixels, describe_size
 from cryosegnet.postprocessing.empty_micrographs import EmptySettings
-from cryosegnet.preprocessing.denoise import working_shape
 
 log = logging.getLogger("cryosegnet")
 
@@ -61,17 +68,6 @@ RUN_LOCK_FILE = ".cryosegnet.run.lock"
 MANIFEST_VERSION = 1
 # Manifest entries that, when they differ, mean the picks would differ: pick again.
 PICK_OPTIONS = ("threshold", "diameter", "model_sha256", "stage", "settings")
-# Below this the "particles" are a few pixels wide: noise, or an image far too small.
-MIN_PLAUSIBLE_DIAMETER = 4.0
-# Smallest short side (micrograph pixels as read) that pick accepts. A micrograph is enlarged
-# to the U-Net's working size (1024 px on the long side for the shipped model), so one under
-# 128 px is blown up more than 8x: its "particles" are interpolation blur a few original pixels
-# wide (a 64x64 image gave hundreds of 1.5-px picks). Real micrographs are thousands of pixels.
-MIN_PICK_SIDE = 128
-# Smallest short side of the working image (after scaling the long side to the model's working
-# size): the U-Net halves the image five times (2**5 = 32), and below that its deepest level
-# has no pixel left and the reflect padding cannot run.
-MIN_WORKING_SIDE = 32
 _RELION_JOB = re.compile(r"job\d{3}")
 
 
@@ -121,6 +117,10 @@ class BatchSummary:
     index_entries: int = 0
     # Micrographs the empty-micrograph test (``--skip-empty``) left without picks.
     empty: list[str] = field(default_factory=list)
+    # The output folder, and where the particle diameter came from: "estimated" (from each
+    # map), "given" (--diameter) or "model" (a fine-tuned model's labels).
+    outdir: str | None = None
+    diameter_source: str = "estimated"
 
     @property
     def n_particles(self) -> int:
@@ -132,9 +132,15 @@ class BatchSummary:
             f"micrographs picked: {n_new}  (skipped, already done: {len(self.skipped)})",
             f"particles: {self.n_particles}",
         ]
+        if self.outdir is not None:
+            lines.append(f"output folder: {self.outdir}")
         diameters = [d for d in self.diameters if np.isfinite(d) and d > 0]
         if diameters:
-            line = f"estimated diameter: {np.median(diameters):.1f} px (median)"
+            what = {
+                "given": "diameter: {:.1f} px (given)",
+                "model": "diameter: {:.1f} px (the model's labels, median)",
+            }.get(self.diameter_source, "estimated diameter: {:.1f} px (median)")
+            line = what.format(np.median(diameters))
             angstrom = [
                 d * a
                 for d, a in zip(self.diameters, self.pixel_sizes, strict=False)
@@ -169,6 +175,17 @@ class BatchSummary:
         if self.interrupted:
             lines.append("INTERRUPTED: re-run the same command to finish the rest")
         return "\n".join(lines)
+
+
+def diameter_source(picker) -> str:
+    """Where ``picker``'s particle diameter comes from, as :class:`BatchSummary` reports it:
+    ``given`` (a diameter override), ``model`` (a fine-tuned model's labels) or
+    ``estimated``."""
+    if getattr(getattr(picker, "postprocess_settings", None), "diameter_override", None):
+        return "given"
+    if getattr(picker, "model_diameter", None):
+        return "model"
+    return "estimated"
 
 
 def relative_folder(micrograph: str | os.PathLike) -> Path:
@@ -349,6 +366,11 @@ def write_outputs(
             with contextlib.suppress(OSError):
                 path.unlink()
         raise
+    # A side format the manifest does not list belongs to earlier picks: never leave it
+    # beside the new ones (a re-pick with fewer formats would otherwise keep stale files).
+    for fmt in set(OUTPUT_FORMATS) - set(manifest["formats"]):
+        with contextlib.suppress(FileNotFoundError):
+            output_path(outdir, micrograph, fmt).unlink()
 
 
 def _median_diameter(picks: pd.DataFrame) -> float | None:
@@ -367,6 +389,70 @@ class _Terminate(BaseException):
 
 def _on_sigterm(signum, frame):  # noqa: ARG001
     raise _Terminate()
+
+
+# What stops a run early (Ctrl-C, SIGTERM from a queue system), as opposed to a failure.
+STOP_REQUESTS = (KeyboardInterrupt, _Terminate)
+
+
+@contextlib.contextmanager
+def sigterm_stops_the_run() -> Iterator[None]:
+    """While inside, SIGTERM raises a stop request (see :data:`STOP_REQUESTS`) in the main
+    thread, as Ctrl-C does, so a run can keep its finished work and write its index; the
+    previous handler is restored on leaving. Outside the main thread it does nothing."""
+    if not _in_main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def make_output_folder(outdir: str | os.PathLike) -> Path:
+    """Create the output folder (and its parents) or refuse, in one line saying what is in
+    the way (a file, a symbolic link to a missing target, a link loop) or why it cannot be
+    written.
+
+    Parameters
+    ----------
+    outdir : str or os.PathLike
+        The output folder (``-o``).
+
+    Returns
+    -------
+    Path
+        ``outdir``, an existing writable folder.
+
+    Raises
+    ------
+    CryoSegNetError
+        The folder cannot be made or written.
+    """
+    if str(outdir).strip() == "":
+        raise CryoSegNetError("output folder: empty name (give -o DIR)")
+    outdir = Path(outdir)
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+    except FileExistsError as exc:
+        raise CryoSegNetError(
+            f"{outdir}: output path is {what_is_at(outdir)}, not a folder"
+        ) from exc
+    except OSError as exc:
+        if exc.errno == errno.ELOOP or outdir.is_symlink():
+            raise CryoSegNetError(
+                f"{outdir}: output path is {what_is_at(outdir)}, not a folder"
+            ) from exc
+        raise CryoSegNetError(
+            f"{outdir}: cannot create the output folder ({exc.strerror or exc})"
+        ) from exc
+    if not outdir.is_dir():
+        raise CryoSegNetError(f"{outdir}: output path is {what_is_at(outdir)}, not a folder")
+    if not os.access(outdir, os.W_OK):
+        raise CryoSegNetError(f"{outdir}: output folder is not writable")
+    return outdir
 
 
 def pick_batch(
@@ -401,27 +487,15 @@ def pick_batch(
     ``should_stop`` is asked between micrographs; when it returns True the batch stops as on
     Ctrl-C (``interrupted``), keeping what is finished.
     """
-    if str(outdir).strip() == "":
-        raise CryoSegNetError("output folder: empty name (give -o DIR)")
-    outdir = Path(outdir)
-    try:
-        outdir.mkdir(parents=True, exist_ok=True)
-    except FileExistsError as exc:
-        raise CryoSegNetError(f"{outdir}: output path exists and is not a folder") from exc
-    except OSError as exc:
-        raise CryoSegNetError(
-            f"{outdir}: cannot create the output folder ({exc.strerror or exc})"
-        ) from exc
-    if not outdir.is_dir():
-        raise CryoSegNetError(f"{outdir}: output path exists and is not a folder")
-    if not os.access(outdir, os.W_OK):
-        raise CryoSegNetError(f"{outdir}: output folder is not writable")
+    outdir = make_output_folder(outdir)
     for name in (INDEX_STAR, COMBINED_STAR):
         _refuse_foreign(outdir / name, "index file")
     options = picker_options(picker) if options is None else options
-    summary = BatchSummary()
+    summary = BatchSummary(outdir=str(outdir), diameter_source=diameter_source(picker))
     sizes = BatchSizes(diameter_angstrom, pixel_sizes or PixelSizes(), dict(names or {}))
-    run_lock = start_run(outdir)
+    if diameter_angstrom is not None:
+        summary.diameter_source = "given"
+    run_lock = start_run(outdir, run_options(options, sizes, formats, box_size))
     try:
         return _pick_batch(
             picker,
@@ -509,7 +583,7 @@ def plan_batch(
             continue
         seen[star] = path
         try:
-            quote_star(sizes.names.get(path, str(path)))  # fails here, not in the index
+            check_micrograph_name(sizes.names.get(path, str(path)))  # here, not in the index
             _refuse_foreign(star, "coordinate file")
             source = source_record(path, sizes.names.get(path))
         except CryoSegNetError as exc:
@@ -521,8 +595,23 @@ def plan_batch(
             )
             record_failure(summary, path, CryoSegNetError(f"{path}: {problem}"), debug)
             continue
+        previous = previous_result(star) if star.exists() else None
+        other = _other_micrograph(previous, source)
+        if other is not None:
+            # Never lose a result: RELION lays out equal names from two jobs alike, so the
+            # two cannot share one output folder (not even with --overwrite).
+            record_failure(
+                summary,
+                path,
+                CryoSegNetError(
+                    f"{path}: its output {star} holds the picks of another micrograph, {other} "
+                    "(same name in folders RELION lays out alike); pick it into another output "
+                    "folder, or remove that file to replace them"
+                ),
+                debug,
+            )
+            continue
         if star.exists() and not overwrite:
-            previous = previous_result(star)
             reason = (
                 result_mismatch(previous, source, sizes.options(path, options))
                 if previous
@@ -599,6 +688,11 @@ def _pick_batch(
                 manifest = result_manifest(sources[path], sizes.options(path, options), result)
                 n_finished += 1
                 try:
+                    check_picked_diameter(path, result)
+                except MicrographError as exc:
+                    record_failure(summary, path, exc, debug)
+                    continue
+                try:
                     write_outputs(
                         outdir,
                         sizes.layout(path),
@@ -618,13 +712,6 @@ def _pick_batch(
                     summary.diameters.append(float(result.diameter))
                     summary.diameter_sources.append(result.diameter_source)
                     summary.pixel_sizes.append(sizes.seen_pixel_size.get(path))
-                    if float(result.diameter) < MIN_PLAUSIBLE_DIAMETER and len(result.picks):
-                        log.warning(
-                            "WARNING %s: particle diameter %.1f px is implausibly small (image "
-                            "too small, or noise picked); check the picks or give --diameter",
-                            path,
-                            float(result.diameter),
-                        )
                 bar.set_postfix(particles=summary.n_particles, refresh=False)
                 if not progress:  # a batch log gets one line per micrograph instead of a bar
                     size = ""
@@ -658,6 +745,29 @@ def _pick_batch(
     return summary
 
 
+def check_picked_diameter(name, result) -> None:
+    """Refuse picks whose particle diameter (estimated from the map, in micrograph pixels) is
+    below :data:`~cryosegnet.picking.config.MIN_DIAMETER_PX`: such "particles" are noise a few
+    pixels wide (a micrograph too small for the model's working size, or without particles),
+    hundreds of them per micrograph.
+
+    Raises
+    ------
+    MicrographError
+        Naming ``name``, the diameter and what to do.
+    """
+    diameter = getattr(result, "diameter", None)
+    if diameter is None or not np.isfinite(diameter) or not len(result.picks):
+        return
+    if float(diameter) < MIN_DIAMETER_PX:
+        raise MicrographError(
+            name,
+            f"estimated particle diameter {float(diameter):.1f} px is below the {MIN_DIAMETER_PX:g}"
+            " px that picking accepts (the micrograph is too small for the model, or its "
+            "picks are noise); no picks written: give --diameter",
+        )
+
+
 def pick_chunk(picker, chunk, sizes: BatchSizes) -> list:
     """Pick a chunk of (path, denoised micrograph, shape as read, its size estimate or None,
     :meth:`Picker.size_of`); with an Å diameter, each group of micrographs
@@ -688,10 +798,17 @@ def pick_chunk(picker, chunk, sizes: BatchSizes) -> list:
 
 
 def _complete_formats(outdir, path, previous, formats, box_size) -> None:
-    """Write the requested formats an existing result lacks (or whose box size differs) from
-    its picks, without picking again."""
+    """Write the requested formats an existing result lacks (or whose box size differs, or
+    that its manifest does not list as written with its picks) from its picks, without picking
+    again."""
     picks, manifest = previous
-    missing = {f for f in formats if f != "star" and not output_path(outdir, path, f).is_file()}
+    listed = set(manifest.get("formats", []))
+    # A format the manifest does not list may be a file left from earlier picks: rewrite it.
+    missing = {
+        f
+        for f in formats
+        if f != "star" and (f not in listed or not output_path(outdir, path, f).is_file())
+    }
     if "box" in formats and box_size != manifest.get("box_size"):
         missing.add("box")
     if not missing:
@@ -708,6 +825,17 @@ def _complete_formats(outdir, path, previous, formats, box_size) -> None:
         manifest,
         listed=tuple(sorted(kept)),
     )
+
+
+def _other_micrograph(previous, source: dict) -> str | None:
+    """The name of the micrograph an existing result was picked from, when that is another
+    file than ``source`` (None when it is the same file, or there is no valid result)."""
+    if previous is None:
+        return None
+    old = previous[1].get("source", {})
+    if not old.get("path") or old.get("path") == source["path"]:
+        return None
+    return str(old.get("name") or old.get("path"))
 
 
 def _refuse_foreign(path: Path, what: str) -> None:
@@ -837,46 +965,93 @@ def rebuild_index(outdir: str | os.PathLike) -> int:
                 name = manifest.get("source", {}).get("name")
                 if name and name not in entries:
                     entries[name] = (star, picks)
-            write_index_star(outdir / INDEX_STAR, [(n, str(s)) for n, (s, _) in entries.items()])
-            write_combined_star(outdir / COMBINED_STAR, {n: p for n, (_, p) in entries.items()})
+            # Both texts first, then both files together: the pair never disagrees.
+            index = index_star_text([(n, str(s)) for n, (s, _) in entries.items()])
+            combined = combined_star_text({n: p for n, (_, p) in entries.items()})
+            write_star_texts({outdir / INDEX_STAR: index, outdir / COMBINED_STAR: combined})
         finally:
             fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
     return len(entries)
 
 
-def start_run(outdir: Path):
+def start_run(outdir: Path, options: Mapping | None = None):
     """Start a run into ``outdir``: hold a shared lock on it for the run.
 
-    The first run into an idle folder (no other run holds the lock) removes the temp files
-    that a killed run left behind.
+    Runs with the same pick options may share a folder (each rebuilds the index from every
+    result); a run with other options is refused while another run holds the folder, since
+    the two would replace each other's picks of the same micrographs. The first run into an
+    idle folder (no other run holds the lock) records its options in the lock file and removes
+    the temp files that a killed run left behind.
 
     Parameters
     ----------
     outdir : Path
         The output folder (it exists).
+    options : Mapping, optional
+        What changes this run's output (:func:`run_options`); runs compare it.
 
     Returns
     -------
     file or None
         The open lock file, to close when the run ends; None in a folder that cannot be
         written (every write then fails, and is reported, anyway).
+
+    Raises
+    ------
+    CryoSegNetError
+        Another run with other options is writing into ``outdir``.
     """
+    mine = json.loads(json.dumps(dict(options or {}), sort_keys=True, default=str))
     try:
-        lock = open(outdir / RUN_LOCK_FILE, "a")  # noqa: SIM115 - held for the whole run
+        lock = open(outdir / RUN_LOCK_FILE, "a+")  # noqa: SIM115 - held for the whole run
+        guard = open(outdir / LOCK_FILE, "a")  # noqa: SIM115 - closed below
     except OSError:
         return None  # a read-only folder: every write will fail and be reported anyway
     try:
-        fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        pass  # another run is writing here: its temp files are live
-    else:
-        for path in outdir.rglob(f".*{TEMP_MARK}*"):
-            if is_temp_file(path) and path.is_file():
-                with contextlib.suppress(OSError):
-                    path.unlink()
-                    log.info("removed %s, left by an interrupted run", path)
-    fcntl.flock(lock.fileno(), fcntl.LOCK_SH)
+        # One run at a time joins or takes the folder (the index lock), so a run that finds
+        # the folder taken always finds the options of the run that took it.
+        fcntl.flock(guard.fileno(), fcntl.LOCK_EX)
+        try:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # another run is writing here: its temp files are live
+            lock.seek(0)
+            try:
+                theirs = json.loads(lock.read() or "{}")
+            except ValueError:
+                theirs = {}
+            changed = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+            if changed:
+                lock.close()
+                raise CryoSegNetError(
+                    f"{outdir}: another cryosegnet run is writing into this folder with other "
+                    f"options ({', '.join(changed)}); wait for it to finish or choose another "
+                    "output folder"
+                ) from None
+        else:
+            lock.seek(0)
+            lock.truncate()
+            lock.write(json.dumps(mine, sort_keys=True))
+            lock.flush()
+            for path in outdir.rglob(f".*{TEMP_MARK}*"):
+                if is_temp_file(path) and path.is_file():
+                    with contextlib.suppress(OSError):
+                        path.unlink()
+                        log.info("removed %s, left by an interrupted run", path)
+        fcntl.flock(lock.fileno(), fcntl.LOCK_SH)
+    finally:
+        guard.close()
     return lock
+
+
+def run_options(options: Mapping, sizes: BatchSizes, formats, box_size) -> dict:
+    """What two runs into one folder must agree on: the pick options (:data:`PICK_OPTIONS`),
+    an Å diameter, the output formats and the box size."""
+    return {
+        **{k: options.get(k) for k in PICK_OPTIONS},
+        "diameter_angstrom": sizes.angstrom,
+        "formats": sorted(set(formats) | {"star"}),
+        "box_size": box_size,
+    }
 
 
 def read_for_picking(
@@ -903,36 +1078,27 @@ def read_for_picking(
                 f"--diameter {sizes.angstrom:g} Å needs the pixel size, and none is "
                 "known (no pixel size in its header or an input STAR): give --angpix",
             )
+        if not PIXEL_SIZE_RANGE[0] <= pixel_size <= PIXEL_SIZE_RANGE[1]:
+            source = "--angpix or the input STAR" if sizes.pixel_sizes.explicit(path) else "header"
+            raise MicrographError(
+                name,
+                f"pixel size {pixel_size:g} Å/px (from its {source}) is outside the range "
+                f"{PIXEL_SIZE_RANGE[0]:g}-{PIXEL_SIZE_RANGE[1]:g} Å/px that picking accepts; "
+                "give --angpix",
+            )
         diameter = angstrom_to_pixels(sizes.angstrom, pixel_size)
         what = f"--diameter {sizes.angstrom:g} Å ({diameter:.1f} px at {pixel_size:g} Å/px)"
         sizes.diameter_px[path] = diameter
-    if diameter and diameter > min(image.shape):
-        raise MicrographError(
-            name, f"{what} is larger than the micrograph ({image.shape[1]}x{image.shape[0]} px)"
-        )
-    return image
-
-
-def check_pickable_size(name, shape: tuple[int, ...], picker=None) -> None:
-    """Refuse a micrograph too small to pick (see MIN_PICK_SIDE and MIN_WORKING_SIDE)."""
-    height, width = int(shape[0]), int(shape[1])
-    if min(height, width) < MIN_PICK_SIDE:
-        raise MicrographError(
-            name,
-            f"is only {width}x{height} px; picking needs at least {MIN_PICK_SIDE} px on the "
-            "short side (a smaller image holds too few pixels per particle to pick)",
-        )
-    settings = getattr(picker, "denoise_settings", None)
-    working_size = getattr(settings, "working_size", None)
-    if working_size:
-        working = min(working_shape((height, width), int(working_size)))
-        if working < MIN_WORKING_SIDE:
+    if diameter:
+        largest = MAX_DIAMETER_FRACTION * min(image.shape)
+        if not MIN_DIAMETER_PX <= diameter <= largest:
             raise MicrographError(
                 name,
-                f"is {width}x{height} px, only {working} px on the short side at the model's "
-                f"working size ({working_size} px on the long side); picking needs at least "
-                f"{MIN_WORKING_SIDE} px there",
+                f"{what} is outside the range {MIN_DIAMETER_PX:g}-{largest:g} px that picking "
+                f"accepts on this {image.shape[1]}x{image.shape[0]} px micrograph (at most half "
+                "its short side)",
             )
+    return image
 
 
 def _denoised_chunks(
@@ -1017,7 +1183,9 @@ def record_failure(
         Put before the problem (``"cannot write output: "``).
     """
     if isinstance(exc, CryoSegNetError):
-        reason = str(exc)
+        # An error of the whole step (a broken model's map) names no file: name the micrograph.
+        named = str(path) in str(exc) or getattr(exc, "path", None)
+        reason = str(exc) if named else f"{path}: {exc}"
     else:
         detail = str(exc).splitlines()[0] if str(exc) else ""
         reason = f"{path}: {prefix}{type(exc).__name__}: {detail}".rstrip(": ")

@@ -14,8 +14,10 @@ import math
 from dataclasses import asdict, dataclass, field, fields, replace
 
 from cryosegnet.detection.size import SizeEstimateSettings
+from cryosegnet.errors import MicrographError, SettingsError
 from cryosegnet.masks.sam import SamSettings
 from cryosegnet.postprocessing.algorithm1 import PostprocessSettings
+from cryosegnet.preprocessing.denoise import working_shape
 
 # Instance stages. "auto": SAM when a checkpoint is found, else the hybrid stage (the peak
 # finder for a model fine-tuned on labelled micrographs); "sam": SAM's automatic masks (the
@@ -41,6 +43,61 @@ DEFAULT_THRESHOLDS = {
 
 # Settings that only the SAM stage uses: given with another stage they would do nothing.
 SAM_ONLY = ("size_tolerance", "sam_model_type", "sam")
+
+# Physical ranges of sizes. Outside them the picks are nonsense, not particles: a 1-px
+# "particle" is every noise speck (--diameter 1 gave over 100 000 picks), and one wider than
+# half the micrograph cannot be picked more than once or twice.
+MIN_DIAMETER_PX = 4.0  # micrograph pixels
+MAX_DIAMETER_FRACTION = 0.5  # of the micrograph's short side (checked per micrograph)
+DIAMETER_ANGSTROM_RANGE = (20.0, 2000.0)  # a small protein to a large virus
+PIXEL_SIZE_RANGE = (0.1, 20.0)  # Å/px: super-resolution to heavily binned
+
+# Smallest short side (micrograph pixels as read) that pick accepts. A micrograph is enlarged
+# to the U-Net's working size (1024 px on the long side for the shipped model), so one under
+# 128 px is blown up more than 8x: its "particles" are interpolation blur a few original pixels
+# wide (a 64x64 image gave hundreds of 1.5-px picks). Real micrographs are thousands of pixels.
+MIN_PICK_SIDE = 128
+# Smallest short side of the working image (after scaling the long side to the model's working
+# size): the U-Net halves the image five times (2**5 = 32), and below that its deepest level
+# has no pixel left and the reflect padding cannot run.
+MIN_WORKING_SIDE = 32
+
+
+def check_range(
+    name: str, value: float | None, low: float | None, high: float | None, unit: str = ""
+) -> None:
+    """Refuse ``value`` (None: not given) outside ``[low, high]``, in one line with the range.
+
+    Parameters
+    ----------
+    name : str
+        What the value is (an option: ``--angpix``).
+    value : float or None
+        The value; None passes.
+    low, high : float or None
+        The range's ends (None: open).
+    unit : str, optional
+        The unit the range is in (``px``, ``Å``, ``Å/px``).
+
+    Raises
+    ------
+    SettingsError
+        (a ``ValueError``) for a value that is not finite or lies outside the range.
+    """
+    if value is None:
+        return
+    value = float(value)
+    unit = f" {unit}" if unit else ""
+    if low is not None and high is not None:
+        what = f"the range {low:g}-{high:g}{unit}"
+    elif low is not None:
+        what = f"the range >= {low:g}{unit}"
+    else:
+        what = f"the range <= {high:g}{unit}"
+    inside = math.isfinite(value) and (low is None or value >= low)
+    inside = inside and (high is None or value <= high)
+    if not inside:
+        raise SettingsError(f"{name} {value:g}{unit} is outside {what} that picking accepts")
 
 
 def canonical_stage(stage: str) -> str:
@@ -121,8 +178,7 @@ class PickerConfig:
             value = getattr(self, name)
             if value is not None and not math.isfinite(float(value)):
                 raise ValueError(f"{name} must be a finite number, got {value}")
-        if self.diameter is not None and not self.diameter > 0:
-            raise ValueError(f"diameter must be positive, got {self.diameter}")
+        check_range("diameter", self.diameter, MIN_DIAMETER_PX, None, "px")
         if not self.size_tolerance > 0:
             raise ValueError(f"size_tolerance must be positive, got {self.size_tolerance}")
         if not 0 <= self.border_fraction < 1:
@@ -168,3 +224,25 @@ def inapplicable(config: PickerConfig, stage: str) -> list[str]:
             if getattr(config.sam, f.name) != getattr(default, f.name)
         ]
     return ["--" + name.replace("_", "-") for name in names]
+
+
+def check_pickable_size(name, shape: tuple[int, ...], picker=None) -> None:
+    """Refuse a micrograph too small to pick (see MIN_PICK_SIDE and MIN_WORKING_SIDE)."""
+    height, width = int(shape[0]), int(shape[1])
+    if min(height, width) < MIN_PICK_SIDE:
+        raise MicrographError(
+            name,
+            f"is only {width}x{height} px; picking needs at least {MIN_PICK_SIDE} px on the "
+            "short side (a smaller image holds too few pixels per particle to pick)",
+        )
+    settings = getattr(picker, "denoise_settings", None)
+    working_size = getattr(settings, "working_size", None)
+    if working_size:
+        working = min(working_shape((height, width), int(working_size)))
+        if working < MIN_WORKING_SIDE:
+            raise MicrographError(
+                name,
+                f"is {width}x{height} px, only {working} px on the short side at the model's "
+                f"working size ({working_size} px on the long side); picking needs at least "
+                f"{MIN_WORKING_SIDE} px there",
+            )

@@ -39,9 +39,12 @@ from pathlib import Path
 
 from cryosegnet.errors import CryoSegNetError
 from cryosegnet.picking.batch import (
+    STOP_REQUESTS,
     BatchSizes,
     BatchSummary,
+    check_picked_diameter,
     finish_run,
+    make_output_folder,
     pick_chunk,
     picker_options,
     plan_batch,
@@ -51,6 +54,8 @@ from cryosegnet.picking.batch import (
     record_failure,
     relative_folder,
     result_manifest,
+    run_options,
+    sigterm_stops_the_run,
     start_run,
     write_outputs,
 )
@@ -179,6 +184,7 @@ def _pick_one(
         per_micrograph = diameter_angstrom is not None
         with _PER_MICROGRAPH_DIAMETER_LOCK if per_micrograph else contextlib.nullcontext():
             result = pick_chunk(picker, chunk, sizes)[0]
+        check_picked_diameter(name, result)  # as pick_batch: tiny "particles" are noise
     except Exception as exc:
         return {
             "name": name,
@@ -239,11 +245,46 @@ def _worker_name() -> str:
         return "local"
 
 
+def quiet_dask_logs() -> None:
+    """Keep Dask's own log lines (worker start and stop, cancelled-task notices) out of a
+    pick's log: in this process, and (through the environment, which Dask reads when a
+    process imports it) in the local worker processes started after this. ``--debug`` keeps
+    them."""
+    logging.getLogger("distributed").setLevel(logging.CRITICAL)
+    os.environ["DASK_LOGGING__DISTRIBUTED"] = "critical"
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, as a batch system sets it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def local_worker_count(requested: int) -> int:
+    """``--dask-workers N`` capped at the CPUs available, with a one-line warning: more
+    single-threaded worker processes than CPUs only compete (64 on 2 CPUs hung the run)."""
+    cpus = available_cpus()
+    if requested > cpus:
+        log.warning(
+            "WARNING --dask-workers %d: only %d CPU(s) available here; starting %d worker(s)",
+            requested,
+            cpus,
+            cpus,
+        )
+        return cpus
+    return requested
+
+
 @contextlib.contextmanager
-def _client(scheduler: str | None, n_workers: int | None, threads: int):
-    """A Client on ``scheduler``, or on a LocalCluster of ``n_workers`` processes."""
+def _client(scheduler: str | None, n_workers: int | None, threads: int, debug: bool = False):
+    """A Client on ``scheduler``, or on a LocalCluster of ``n_workers`` processes. Dask's own
+    log lines (its workers' start and stop, its warnings) are shown with ``debug`` only."""
     from distributed import Client, LocalCluster
 
+    if not debug:
+        quiet_dask_logs()
     if scheduler:
         with Client(scheduler) as client:
             yield client
@@ -311,63 +352,62 @@ def pick_distributed(
     picker_kwargs = dict(picker_kwargs or {})
     if diameter_angstrom is not None:  # the workers set each micrograph's px diameter
         picker_kwargs.setdefault("diameter_per_micrograph", True)
-    if str(outdir).strip() == "":
-        raise CryoSegNetError("output folder: empty name (give -o DIR)")
-    out = Path(outdir)  # as given: the index names files as pick_batch does
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise CryoSegNetError(f"{outdir}: cannot create the output folder ({exc})") from exc
-    if not out.is_dir() or not os.access(out, os.W_OK):
-        raise CryoSegNetError(f"{outdir}: output folder is not a writable folder")
+    out = make_output_folder(outdir)  # as given: the index names files as pick_batch does
     # The client's picker gives the options recorded in every result (and checks them before
     # any worker starts); it is not used to pick.
     if options is None:
         from cryosegnet.picking.picker import Picker
 
         options = picker_options(Picker(**{**picker_kwargs, "device": "cpu"}))
-    summary = ClusterSummary()
+    given = picker_kwargs.get("diameter") or diameter_angstrom is not None
+    summary = ClusterSummary(outdir=str(outdir), diameter_source="given" if given else "estimated")
     sizes = BatchSizes(diameter_angstrom, pixel_sizes or PixelSizes(), dict(names or {}))
-    run_lock = start_run(out)
+    run_lock = start_run(out, run_options(options, sizes, formats, box_size))
     try:
-        todo = _plan(
-            summary,
-            [Path(m) for m in micrographs],
-            out,
-            options,
-            formats,
-            box_size,
-            overwrite,
-            debug,
-            sizes,
-        )
-        if todo:
-            clustered = (
-                contextlib.nullcontext(client)
-                if client is not None
-                else _client(scheduler, n_workers, threads_per_worker or 1)
-            )
-            with clustered as active:
-                _run(
-                    active,
-                    todo,
+        with sigterm_stops_the_run():  # a queue system's SIGTERM stops it like Ctrl-C
+            try:
+                todo = _plan(
+                    summary,
+                    [Path(m) for m in micrographs],
                     out,
                     options,
-                    picker_kwargs,
                     formats,
                     box_size,
-                    devices,
-                    threads_per_worker,
-                    progress,
+                    overwrite,
                     debug,
-                    summary,
-                    _task or _pick_one,
                     sizes,
                 )
-        try:
-            summary.index_entries = rebuild_index(out)
-        except Exception as exc:
-            summary.index_failure = f"{outdir}: cannot write the index STAR files ({exc})"
+                if todo:
+                    clustered = (
+                        contextlib.nullcontext(client)
+                        if client is not None
+                        else _client(scheduler, n_workers, threads_per_worker or 1, debug)
+                    )
+                    with clustered as active:
+                        _run(
+                            active,
+                            todo,
+                            out,
+                            options,
+                            picker_kwargs,
+                            formats,
+                            box_size,
+                            devices,
+                            threads_per_worker,
+                            progress,
+                            debug,
+                            summary,
+                            _task or _pick_one,
+                            sizes,
+                        )
+            except STOP_REQUESTS:
+                summary.interrupted = True
+            try:  # what finished is listed, after a stop too
+                summary.index_entries = rebuild_index(out)
+            except STOP_REQUESTS:
+                summary.interrupted = True
+            except Exception as exc:
+                summary.index_failure = f"{outdir}: cannot write the index STAR files ({exc})"
     finally:
         if run_lock is not None:
             with contextlib.suppress(OSError):
@@ -469,9 +509,10 @@ def _run(
                     worker,
                     n_done / elapsed if elapsed > 0 else 0.0,
                 )
-    except KeyboardInterrupt:
+    except STOP_REQUESTS:
         summary.interrupted = True
-        client.cancel(futures)
+        with contextlib.suppress(Exception):
+            client.cancel(futures)
     finally:
         summary.seconds = time.perf_counter() - start
 
@@ -518,6 +559,8 @@ def run_from_cli(
         raise CryoSegNetError(
             "--scheduler and --dask-workers: give one (a cluster exists, or one is started here)"
         )
+    if not args.scheduler and n_workers and not devices:  # CPU workers on this machine
+        n_workers = local_worker_count(int(n_workers))
     if devices and not args.scheduler:  # local workers: their GPUs are this machine's
         _check_local_devices(devices)
     where = args.scheduler or f"a local cluster of {n_workers} worker process(es)"
@@ -552,7 +595,7 @@ def _watch_on_cluster(args, picker, picker_kwargs: dict, n_workers, common: dict
     watch; each scan's ready micrographs go to it together, and this process keeps the index."""
     from cryosegnet.picking.watch import watch_folder
 
-    with _client(args.scheduler, n_workers, 1) as client:
+    with _client(args.scheduler, n_workers, 1, args.debug) as client:
 
         def pick_on_cluster(chunk: list[Path]) -> ClusterSummary:
             return pick_distributed(

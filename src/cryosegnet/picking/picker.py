@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 
 from cryosegnet.detection.size import SizeEstimate, estimate_size
-from cryosegnet.errors import CheckpointError, SettingsError
+from cryosegnet.errors import CheckpointError, CryoSegNetError, SettingsError
 from cryosegnet.io.micrographs import Micrograph, read_micrograph
 from cryosegnet.masks.base import InstanceMaskGenerator
 from cryosegnet.model.checkpoint import default_model_path, load_model
@@ -28,6 +28,7 @@ from cryosegnet.picking.config import (
     DEFAULT_THRESHOLDS,
     STAGES,
     PickerConfig,
+    check_pickable_size,
     inapplicable,
 )
 from cryosegnet.preprocessing.denoise import DenoiseSettings, denoise
@@ -493,6 +494,9 @@ class Picker:
         """Pick several micrographs -> one :class:`PickResult` each, in order; those with the
         same working shape share one U-Net batch."""
         images = [_as_array(micrograph) for micrograph in micrographs]
+        for i, (micrograph, image) in enumerate(zip(micrographs, images, strict=True)):
+            # The rule the command line applies: an image too small gives nonsense picks.
+            check_pickable_size(_name_of(micrograph, i), image.shape, self)
         denoised = [self.preprocess(image) for image in images]
         sizes = [self.size_of(image) for image in images]
         return self.pick_denoised(denoised, [image.shape for image in images], sizes)
@@ -524,6 +528,11 @@ class Picker:
             else:  # the stage reads the denoised image itself (LoG): no U-Net pass
                 maps = [denoised[i].astype(np.float32) for i in indices]
             for i, probability in zip(indices, maps):
+                if not np.isfinite(probability).all():  # peaks of NaN are confident nonsense
+                    raise CryoSegNetError(
+                        "the U-Net's probability map is not finite (NaN or inf): the model "
+                        "is broken; pick with another model"
+                    )
                 size = sizes[i] if sizes is not None else None
                 results[i] = self.instances(probability, original_shapes[i], denoised[i], size)
         return results  # type: ignore[return-value]
@@ -587,6 +596,15 @@ def drop_border_picks(picks: pd.DataFrame, shape: tuple[int, int], fraction: flo
     inside = (x >= margin) & (y >= margin)
     inside &= (x <= shape[1] - 1 - margin) & (y <= shape[0] - 1 - margin)
     return picks[inside].reset_index(drop=True)
+
+
+def _name_of(micrograph: np.ndarray | Micrograph | str | os.PathLike, index: int) -> str:
+    """What an error names: the micrograph's path, else its place in the list."""
+    if isinstance(micrograph, Micrograph):
+        return str(micrograph.path)
+    if isinstance(micrograph, np.ndarray):
+        return f"micrograph {index} (array)"
+    return str(micrograph)
 
 
 def _as_array(micrograph: np.ndarray | Micrograph | str | os.PathLike) -> np.ndarray:

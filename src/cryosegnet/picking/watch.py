@@ -23,6 +23,7 @@ from pathlib import Path
 
 from cryosegnet.errors import CryoSegNetError
 from cryosegnet.io.micrographs import MICROGRAPH_SUFFIXES
+from cryosegnet.io.paths import what_is_at
 from cryosegnet.picking.batch import (
     BatchSizes,
     BatchSummary,
@@ -58,6 +59,7 @@ class WatchSummary:
     index_failure: str | None = None
     interrupted: bool = False
     seconds: float = 0.0
+    outdir: str | None = None
 
     def add(self, batch: BatchSummary) -> None:
         skipped = set(batch.skipped)
@@ -78,6 +80,8 @@ class WatchSummary:
             f"particles: {self.n_particles}",
             f"time: {self.seconds:.0f} s",
         ]
+        if self.outdir is not None:
+            lines.append(f"output folder: {self.outdir}")
         if self.index_entries:
             lines.append(f"index files: {self.index_entries} micrograph(s)")
         lines += failure_lines(self.failures, self.index_failure)
@@ -123,7 +127,9 @@ def scan(folder: Path) -> list[Path]:
 def check_watch_options(folder, settle: float, interval: float, timeout: float) -> None:
     """Refuse a missing folder and negative or non-finite times before anything is loaded."""
     if not Path(folder).is_dir():
-        raise CryoSegNetError(f"--watch {folder}: no such folder")
+        what = what_is_at(folder)
+        problem = "no such folder" if what == "nothing" else f"is {what}, not a folder"
+        raise CryoSegNetError(f"--watch {folder}: {problem}")
     for name, value in (
         ("--settle", settle),
         ("--watch-interval", interval),
@@ -168,7 +174,7 @@ def watch_folder(
     sizes = BatchSizes(
         batch_options.get("diameter_angstrom"), batch_options.get("pixel_sizes") or PixelSizes(), {}
     )
-    summary = WatchSummary()
+    summary = WatchSummary(outdir=str(outdir))
     start = clock()
     last_activity = start
     # path -> (size, mtime_ns, when first seen with it); path -> signature handled.

@@ -178,9 +178,15 @@ class SimulationConfig:
             raise ValueError("pixel_size must be positive")
         if not 0.0 <= self.edge_min_visible <= 1.0:
             raise ValueError("edge_min_visible must be within [0, 1]")
-        for name in ("empty_probability", "crystalline_probability"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must be within [0, 1]")
+        for name in (
+            "empty_probability",
+            "crystalline_probability",
+            "map_probability",
+            "overlap_probability",
+        ):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value <= 1.0:  # also refuses NaN
+                raise ValueError(f"{name} must be within [0, 1] (a probability), got {value:g}")
         if self.n_views < 1 or self.species < 1:
             raise ValueError("n_views and species must be at least 1")
         for name in ("snr", "diameter", "diameter_px", "dose", "defocus"):

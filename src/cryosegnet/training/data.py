@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from cryosegnet.preprocessing.denoise import DenoiseSettings
@@ -165,6 +166,7 @@ def assemble_training_data(
     if images or labels:
         pairs = load_labelled_pairs(images, labels, diameter, "training", note)
         labelled = load_labelled(pairs, settings, diameter, cache, progress, workers)
+        check_labels_inside(labelled, "training", note)
         record["labelled"] = {
             "images": images,
             "labels": labels,
@@ -181,6 +183,7 @@ def assemble_training_data(
     if val_images or val_labels:
         val_pairs = load_labelled_pairs(val_images, val_labels, diameter, "validation", note)
         explicit_val = load_labelled(val_pairs, settings, diameter, cache, progress, workers)
+        check_labels_inside(explicit_val, "validation", note)
         record["validation_labelled"] = [str(p) for p, _ in val_pairs]
     sim_validation: list[TrainingSample] = []
     if simulated and sim_val:
@@ -195,3 +198,52 @@ def assemble_training_data(
     if not train_samples:
         raise ValueError("no training micrographs left after the validation split")
     return TrainingData(train_samples, val_l + val_s + explicit_val + sim_validation, record)
+
+
+def check_labels_inside(
+    samples: Sequence[TrainingSample],
+    what: str = "training",
+    note: Callable[[str], None] = lambda message: None,
+) -> None:
+    """Refuse labelled micrographs whose labels all lie outside the images; note some outside.
+
+    Labels outside their micrograph teach nothing (the target is empty there): when none falls
+    inside, the labels are for other micrographs, or in another pixel size or binning, and a
+    run would train on empty targets and still write a model.
+
+    Parameters
+    ----------
+    samples : sequence of TrainingSample
+        Labelled micrographs (particles in working pixels).
+    what : str, optional
+        ``training`` or ``validation``, for the messages.
+    note : callable, optional
+        Receives the one-line note when some labels lie outside.
+
+    Raises
+    ------
+    ValueError
+        When labels were given but not one of them lies inside its micrograph.
+    """
+    total = inside_total = 0
+    partly: list[str] = []
+    for sample in samples:
+        height, width = sample.image.shape[:2]
+        x, y = np.asarray(sample.x, float), np.asarray(sample.y, float)
+        inside = (x >= 0) & (x < width) & (y >= 0) & (y < height)
+        total += len(x)
+        inside_total += int(inside.sum())
+        if not inside.all():
+            partly.append(sample.name)
+    if total and not inside_total:
+        raise ValueError(
+            f"all {total} {what} labels lie outside their micrographs ({len(partly)} "
+            f"micrograph(s): {', '.join(partly[:3])}{' ...' if len(partly) > 3 else ''}): are "
+            "they for other micrographs, or in another pixel size or binning?"
+        )
+    if partly:
+        note(
+            f"{total - inside_total} of {total} {what} labels lie outside their micrograph and "
+            f"teach nothing, in {len(partly)} micrograph(s): {', '.join(partly[:3])}"
+            f"{' ...' if len(partly) > 3 else ''}"
+        )
