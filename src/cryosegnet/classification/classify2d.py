@@ -1,0 +1,254 @@
+"""Reference-free 2D classification: iterate alignment and averaging (k-means style).
+
+Each iteration: centre and mask the class averages, align every particle to all ``K x R``
+rotated averages (:mod:`.align`), give each particle to the class (and pose) it correlates
+with best (hard assignment), and average the aligned members. The start is ``K`` disjoint
+random subsets' plain averages. A class left with fewer than ``min_class_size`` members takes
+over a random half of the largest class, so ``K`` classes survive to the end.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from cryosegnet.classification.align import (
+    Aligner,
+    Band,
+    sample_images,
+    shift_grid,
+    shift_images,
+)
+from cryosegnet.classification.settings import ClassifySettings
+from cryosegnet.errors import SettingsError
+
+
+@dataclass
+class ClassificationResult:
+    """Class averages and each particle's class and pose.
+
+    Attributes
+    ----------
+    averages : numpy.ndarray
+        ``(K, B, B)`` masked class averages (units: the normalised particles').
+    half_averages : numpy.ndarray
+        ``(2, K, B, B)`` averages of the odd and even members (by position in the stack), for
+        the split-half quality measure.
+    classes : numpy.ndarray
+        ``(N,)`` class of each particle, 0-based.
+    scores : numpy.ndarray
+        ``(N,)`` normalised cross-correlation with its class average at its pose.
+    angles : numpy.ndarray
+        ``(N,)`` psi in degrees (see :mod:`cryosegnet.classification.align`).
+    shifts : numpy.ndarray
+        ``(N, 2)`` shift (x, y) in working pixels: where the particle's centre sits relative
+        to the box centre.
+    sizes : numpy.ndarray
+        ``(K,)`` members per class.
+    changed : list of float
+        Fraction of particles that changed class at each iteration (convergence record).
+    settings : ClassifySettings
+        What produced it.
+    """
+
+    averages: np.ndarray
+    half_averages: np.ndarray
+    classes: np.ndarray
+    scores: np.ndarray
+    angles: np.ndarray
+    shifts: np.ndarray
+    sizes: np.ndarray
+    changed: list[float] = field(default_factory=list)
+    settings: ClassifySettings = field(default_factory=ClassifySettings)
+
+
+def circular_mask(size: int, radius: float, soft: float = 2.0) -> torch.Tensor:
+    """``(B, B)`` mask: 1 inside ``radius`` (pixels from the box centre), a cosine edge of
+    ``soft`` pixels, 0 outside."""
+    coords = torch.arange(size, dtype=torch.float32) - size // 2
+    yy, xx = torch.meshgrid(coords, coords, indexing="ij")
+    distance = torch.sqrt(xx**2 + yy**2)
+    edge = ((distance - radius) / soft).clamp(0, 1)
+    return 0.5 * (1 + torch.cos(torch.pi * edge))
+
+
+def centre_images(images: torch.Tensor, mask: torch.Tensor, dark: bool) -> torch.Tensor:
+    """Shift each image so the centre of mass of its dark (or bright) part inside ``mask``
+    lies on the box centre."""
+    size = images.shape[-1]
+    signal = -images if dark else images
+    weight = signal.clamp_min(0) * mask
+    total = weight.sum(dim=(1, 2)).clamp_min(1e-12)
+    coords = torch.arange(size, dtype=images.dtype, device=images.device) - size // 2
+    cx = (weight.sum(dim=1) * coords).sum(dim=1) / total
+    cy = (weight.sum(dim=2) * coords).sum(dim=1) / total
+    return shift_images(images, torch.stack((cx, cy), dim=-1))
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto``: CUDA when present, else CPU; otherwise the named device."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def classify_particles(
+    stack: np.ndarray,
+    settings: ClassifySettings,
+    progress: bool | None = None,
+    on_iteration: Callable[[int, float], None] | None = None,
+) -> ClassificationResult:
+    """Classify a stack of normalised particle boxes into ``settings.n_classes`` classes.
+
+    Parameters
+    ----------
+    stack : numpy.ndarray
+        ``(N, B, B)`` boxes, ``B == settings.working_box``, normalised (zero mean, unit SD
+        outside the mask), particle centres near the box centre.
+    settings : ClassifySettings
+        Classes, iterations, sampling, seed, device.
+    progress : bool, optional
+        Show a progress bar over iterations (default: only when stderr is a terminal).
+    on_iteration : callable, optional
+        Called as ``on_iteration(iteration, fraction_changed)`` after each iteration.
+
+    Returns
+    -------
+    ClassificationResult
+
+    Raises
+    ------
+    SettingsError
+        If the stack is not ``(N, B, B)`` with the settings' box, or holds fewer than
+        ``2 x n_classes`` particles.
+    """
+    from tqdm import tqdm
+
+    stack = np.asarray(stack, dtype=np.float32)
+    size = settings.working_box
+    if stack.ndim != 3 or stack.shape[1:] != (size, size):
+        raise SettingsError(
+            f"particle stack of shape {stack.shape}; expected (N, {size}, {size})"
+        )
+    n, k = stack.shape[0], settings.n_classes
+    if n < 2 * k:
+        raise SettingsError(
+            f"{n} particles are too few for {k} classes (at least {2 * k} needed)"
+        )
+    device = resolve_device(settings.device)
+    generator = torch.Generator().manual_seed(settings.seed)
+    particles = torch.from_numpy(stack).to(device)
+    mask = circular_mask(size, settings.mask_radius_px).to(device)
+    band = Band.disk(size, settings.band_radius, device=device)
+    angles = torch.arange(settings.n_rotations, dtype=torch.float32) * (
+        360.0 / settings.n_rotations
+    )
+    shifts = shift_grid(settings.max_shift * settings.diameter_px, settings.shift_step)
+    coefficients = torch.cat(
+        [
+            band.coefficients(particles[i : i + settings.batch_size])
+            for i in range(0, n, settings.batch_size)
+        ]
+    )
+    order = torch.randperm(n, generator=generator).to(device)
+    start = torch.arange(n, device=device) % k
+    classes = torch.empty(n, dtype=torch.long, device=device)
+    classes[order] = start
+    sums = torch.zeros(k, size, size, device=device).index_add_(0, classes, particles)
+    averages = sums / torch.bincount(classes, minlength=k).clamp_min(1)[:, None, None].float()
+
+    show = sys.stderr.isatty() if progress is None else progress
+    changed: list[float] = []
+    angle = torch.zeros(n, device=device)
+    shift = torch.zeros(n, 2, device=device)
+    score = torch.zeros(n, device=device)
+    halves = torch.zeros(2, k, size, size, device=device)
+    subset_size = k * settings.particles_per_class
+    for iteration in tqdm(range(settings.iterations), desc="2D classification", disable=not show):
+        last = iteration >= settings.iterations - settings.full_iterations
+        if last or subset_size >= n:
+            members = torch.arange(n, device=device)
+        else:  # an early iteration on a random subset (like CryoSPARC's batch per class)
+            members = torch.sort(torch.randperm(n, generator=generator)[:subset_size]).values
+            members = members.to(device)
+        references = centre_images(averages, mask, settings.dark_particles) * mask
+        aligner = Aligner(references, band, angles, shifts, settings.shift_step)
+        parts = [
+            aligner.align(coefficients[members[i : i + settings.batch_size]])[0]
+            for i in range(0, len(members), settings.batch_size)
+        ]
+        new_classes = torch.cat([p.reference for p in parts])
+        fraction = float((new_classes != classes[members]).float().mean()) if iteration else 1.0
+        classes[members] = new_classes
+        angle[members] = torch.cat([p.angle for p in parts])
+        shift[members] = torch.cat([p.shift for p in parts])
+        score[members] = torch.cat([p.score for p in parts])
+        classes[members] = _reseed_small_classes(
+            classes[members], k, settings.min_class_size, generator
+        )
+        halves = _aligned_sums(
+            particles, members, classes, angle, shift, k, settings.batch_size
+        )
+        sizes = torch.bincount(classes[members], minlength=k)
+        averages = halves.sum(dim=0) / sizes.clamp_min(1)[:, None, None].float()
+        changed.append(fraction)
+        if on_iteration is not None:
+            on_iteration(iteration, fraction)
+    half_counts = torch.stack(
+        [torch.bincount(classes[parity::2], minlength=k) for parity in (0, 1)]
+    ).clamp_min(1)
+    half_averages = halves / half_counts[:, :, None, None].float()
+    sizes = torch.bincount(classes, minlength=k)
+    return ClassificationResult(
+        averages=(averages * mask).cpu().numpy(),
+        half_averages=(half_averages * mask).cpu().numpy(),
+        classes=classes.cpu().numpy(),
+        scores=score.cpu().numpy(),
+        angles=angle.cpu().numpy(),
+        shifts=shift.cpu().numpy(),
+        sizes=sizes.cpu().numpy(),
+        changed=changed,
+        settings=settings,
+    )
+
+
+def _aligned_sums(
+    particles: torch.Tensor,
+    members: torch.Tensor,
+    classes: torch.Tensor,
+    angle: torch.Tensor,
+    shift: torch.Tensor,
+    k: int,
+    batch: int,
+) -> torch.Tensor:
+    """Sums ``(2, K, B, B)`` of the aligned ``members``, odd and even stack positions apart."""
+    size = particles.shape[-1]
+    halves = torch.zeros(2, k, size, size, device=particles.device)
+    for i in range(0, len(members), batch):
+        part = members[i : i + batch]
+        aligned = sample_images(particles[part], angle[part], shift[part])
+        halves.view(2 * k, size, size).index_add_(0, (part % 2) * k + classes[part], aligned)
+    return halves
+
+
+def _reseed_small_classes(
+    classes: torch.Tensor, k: int, min_size: int, generator: torch.Generator
+) -> torch.Tensor:
+    """Give each class with fewer than ``min_size`` members a random half of the largest."""
+    classes = classes.clone()
+    for _ in range(k):
+        counts = torch.bincount(classes, minlength=k)
+        small = torch.nonzero(counts < min_size).reshape(-1)
+        if len(small) == 0:
+            break
+        largest = int(counts.argmax())
+        if int(counts[largest]) < 2 * min_size:
+            break
+        members = torch.nonzero(classes == largest).reshape(-1)
+        chosen = members[torch.randperm(len(members), generator=generator)[: len(members) // 2]]
+        classes[chosen.to(classes.device)] = int(small[0])
+    return classes
