@@ -39,7 +39,7 @@ def sample_images(images: torch.Tensor, angles: torch.Tensor, shifts: torch.Tens
     torch.Tensor
         ``(n, B, B)`` resampled images.
     """
-    n, size = images.shape[0], images.shape[-1]
+    size = images.shape[-1]
     centre = float(size // 2)
     radians = torch.deg2rad(angles.to(images.dtype))
     cos, sin = torch.cos(radians), torch.sin(radians)
@@ -85,8 +85,13 @@ def shift_images(images: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
     size = images.shape[-1]
     ky = torch.fft.fftfreq(size, device=images.device, dtype=images.dtype)
     kx = torch.fft.rfftfreq(size, device=images.device, dtype=images.dtype)
-    phase = 2 * torch.pi * (
-        ky[None, :, None] * shifts[:, 1, None, None] + kx[None, None, :] * shifts[:, 0, None, None]
+    phase = (
+        2
+        * torch.pi
+        * (
+            ky[None, :, None] * shifts[:, 1, None, None]
+            + kx[None, None, :] * shifts[:, 0, None, None]
+        )
     )
     spectrum = torch.fft.rfft2(images) * torch.polar(torch.ones_like(phase), phase)
     return torch.fft.irfft2(spectrum, s=(size, size))
@@ -216,6 +221,11 @@ class Aligner:
         Spacing of the coarse grid; the best shift is refined on a grid of half that.
     """
 
+    #: Finer rotations per sampled step, searched around each particle's best rotation.
+    SUBSTEPS = 4
+    #: Coarse poses refined per particle.
+    CANDIDATES = 3
+
     def __init__(
         self,
         references: torch.Tensor,
@@ -230,10 +240,16 @@ class Aligner:
         self.n_rotations = angles.shape[0]
         self.shifts = shifts.to(references.device)
         self.shift_step = float(shift_step)
-        rotated = rotate_images(references, angles.to(references.dtype))
-        coefficients = band.coefficients(rotated)  # (K R, M)
-        norm = band.power(coefficients).clamp_min(1e-12).sqrt()
-        coefficients = coefficients / norm[:, None]
+        r, sub = angles.shape[0], self.SUBSTEPS
+        fine_angles = (torch.arange(r * sub, dtype=references.dtype) * (360.0 / (r * sub))).to(
+            references.device
+        )
+        fine = band.coefficients(rotate_images(references, fine_angles))  # (K R sub, M)
+        fine = fine / band.power(fine).clamp_min(1e-12).sqrt()[:, None]
+        self.fine_coefficients = fine
+        coefficients = fine.reshape(self.n_classes, r, sub, -1)[:, :, 0].reshape(
+            self.n_classes * r, -1
+        )  # (K R, M): the sampled rotations
         self.rotated_coefficients = coefficients
         # cc(n, s, j) = sum_k w Re(F_n(k) e^{2 pi i k.s / B} conj(G_j(k))): the shifts' phases
         # go into the references, so a batch of particles is one product (n, 2M) @ (2M, S K R).
@@ -265,6 +281,25 @@ class Aligner:
         shifted = product * self.band.phases(shifts)  # e^{ik.s0}
         return (shifted @ self.fine_phase.T).real  # times e^{ik.o} for each offset o
 
+    def _refine_shift(
+        self, particles: torch.Tensor, references: torch.Tensor, start: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Best shift near ``start`` (5 x 5 grid of half the coarse step, then a parabola)
+        of particle i against reference i, and the correlation there."""
+        n = particles.shape[0]
+        rows = torch.arange(n, device=particles.device)
+        local = self._local(particles, references, start)  # (n, 25)
+        grid = local.reshape(n, 5, 5)  # [y offset, x offset]
+        best = local.argmax(dim=1)
+        iy, ix = best // 5, best % 5
+        cy, cx = iy.clamp(1, 3), ix.clamp(1, 3)
+        dx = _parabola_vertex(grid[rows, cy, cx - 1], grid[rows, cy, cx], grid[rows, cy, cx + 1])
+        dy = _parabola_vertex(grid[rows, cy - 1, cx], grid[rows, cy, cx], grid[rows, cy + 1, cx])
+        dx = torch.where(ix == cx, dx, torch.zeros_like(dx))  # at the edge: no parabola
+        dy = torch.where(iy == cy, dy, torch.zeros_like(dy))
+        fine = start + self.fine_offsets[best]
+        return fine + torch.stack((dx, dy), dim=-1) * (self.shift_step / 2), local[rows, best]
+
     def align(self, particles: torch.Tensor) -> tuple[Alignment, torch.Tensor]:
         """Best pose of each particle; also its best score per class.
 
@@ -285,45 +320,60 @@ class Aligner:
         cc = self.correlate(particles)  # (n, S, K R)
         best_per_ref, best_shift_index = cc.max(dim=1)  # (n, K R)
         per_class = best_per_ref.reshape(n, k, r).amax(dim=2)
-        best = best_per_ref.argmax(dim=1)  # (n,)
-        rows = torch.arange(n, device=particles.device)
-        shift_index = best_shift_index[rows, best]
-        coarse_shift = self.shifts[shift_index]
-        reference, rotation = best // r, best % r
-
-        # Shift: a grid of half the coarse step covering the cells around the coarse best,
-        # then a parabola through the best point's neighbours.
-        half = self.shift_step / 2
-        fine = coarse_shift[:, None, :] + self.fine_offsets[None]  # (n, 25, 2)
-        reference_coefficients = self.rotated_coefficients[best]  # (n, M)
-        local = self._local(particles, reference_coefficients, coarse_shift)  # (n, 25)
-        grid = local.reshape(n, 5, 5)  # [y offset, x offset]
-        fine_best = local.argmax(dim=1)
-        iy, ix = fine_best // 5, fine_best % 5
-        cy, cx = iy.clamp(1, 3), ix.clamp(1, 3)
-        dx = _parabola_vertex(grid[rows, cy, cx - 1], grid[rows, cy, cx], grid[rows, cy, cx + 1])
-        dy = _parabola_vertex(grid[rows, cy - 1, cx], grid[rows, cy, cx], grid[rows, cy + 1, cx])
-        dx = torch.where(ix == cx, dx, torch.zeros_like(dx))  # at the edge: no parabola
-        dy = torch.where(iy == cy, dy, torch.zeros_like(dy))
-        shift = fine[rows, fine_best] + torch.stack((dx, dy), dim=-1) * half
-        score = torch.maximum(local[rows, fine_best], best_per_ref[rows, best])
-
-        # Angle: parabola through the neighbouring rotations at the refined shift.
-        step = 360.0 / r
-        angle = self.angles.to(particles.device)[rotation].clone()
-        if r >= 3:
-            around = torch.stack(
-                [reference * r + (rotation + d) % r for d in (-1, 0, 1)], dim=1
-            )  # (n, 3)
-            values = self._local(
-                particles.repeat_interleave(3, dim=0),
-                self.rotated_coefficients[around.reshape(-1)],
-                shift.repeat_interleave(3, dim=0),
-            )[:, 12].reshape(n, 3)  # offset 12 of the 5 x 5 is (0, 0)
-            angle = angle + step * _parabola_vertex(values[:, 0], values[:, 1], values[:, 2])
-        return Alignment(reference=reference, angle=angle % 360.0, shift=shift, score=score), (
-            per_class
+        # The few best coarse poses are refined; the best refined pose wins (a coarse grid can
+        # rank a neighbouring rotation first).
+        top = min(self.CANDIDATES, k * r)
+        _, candidates = best_per_ref.topk(top, dim=1)  # (n, T)
+        rows = torch.arange(n, device=particles.device).repeat_interleave(top)
+        flat = candidates.reshape(-1)
+        refined = self._refine(
+            particles.repeat_interleave(top, dim=0),
+            flat,
+            self.shifts[best_shift_index[rows, flat]],
         )
+        winner = refined.score.reshape(n, top).argmax(dim=1)
+        pick = torch.arange(n, device=particles.device) * top + winner
+        return Alignment(
+            reference=refined.reference[pick],
+            angle=refined.angle[pick],
+            shift=refined.shift[pick],
+            score=refined.score[pick],
+        ), per_class
+
+    def _refine(
+        self,
+        particles: torch.Tensor,
+        best: torch.Tensor,
+        coarse_shift: torch.Tensor,
+    ) -> Alignment:
+        """Refine each particle's pose from rotated reference ``best`` at ``coarse_shift``."""
+        n = particles.shape[0]
+        r = self.n_rotations
+        rows = torch.arange(n, device=particles.device)
+        reference, rotation = best // r, best % r
+        # Shift: a grid of half the coarse step covering the cells around the coarse best,
+        # then a parabola; angle: the finer rotations around the best, then a parabola; then
+        # the shift again for the finer rotation.
+        shift, score = self._refine_shift(particles, self.rotated_coefficients[best], coarse_shift)
+        sub = self.SUBSTEPS
+        candidates = torch.stack(
+            [reference * r * sub + (rotation * sub + d) % (r * sub) for d in range(-2, 3)], dim=1
+        )  # (n, 5) rows of fine_coefficients
+        values = self._local(
+            particles.repeat_interleave(5, dim=0),
+            self.fine_coefficients[candidates.reshape(-1)],
+            shift.repeat_interleave(5, dim=0),
+        )[:, 12].reshape(n, 5)  # offset 12 of the 5 x 5 grid is (0, 0)
+        pick = values.argmax(dim=1).clamp(1, 3)
+        vertex = _parabola_vertex(
+            values[rows, pick - 1], values[rows, pick], values[rows, pick + 1]
+        )
+        step = 360.0 / (r * sub)
+        angle = self.angles.to(particles.device)[rotation] + step * ((pick - 2) + vertex)
+        chosen = candidates[rows, pick]
+        shift, fine_score = self._refine_shift(particles, self.fine_coefficients[chosen], shift)
+        score = torch.maximum(score, fine_score)
+        return Alignment(reference=reference, angle=angle % 360.0, shift=shift, score=score)
 
 
 def _parabola_vertex(before: torch.Tensor, centre: torch.Tensor, after: torch.Tensor):

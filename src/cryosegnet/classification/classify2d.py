@@ -35,9 +35,11 @@ class ClassificationResult:
     ----------
     averages : numpy.ndarray
         ``(K, B, B)`` masked class averages (units: the normalised particles').
+    raw_averages : numpy.ndarray
+        ``(K, B, B)`` the same without the mask (the background is needed to judge them).
     half_averages : numpy.ndarray
-        ``(2, K, B, B)`` averages of the odd and even members (by position in the stack), for
-        the split-half quality measure.
+        ``(2, K, B, B)`` unmasked averages of the odd and even members (by position in the
+        stack), for the split-half quality measure.
     classes : numpy.ndarray
         ``(N,)`` class of each particle, 0-based.
     scores : numpy.ndarray
@@ -56,6 +58,7 @@ class ClassificationResult:
     """
 
     averages: np.ndarray
+    raw_averages: np.ndarray
     half_averages: np.ndarray
     classes: np.ndarray
     scores: np.ndarray
@@ -131,14 +134,10 @@ def classify_particles(
     stack = np.asarray(stack, dtype=np.float32)
     size = settings.working_box
     if stack.ndim != 3 or stack.shape[1:] != (size, size):
-        raise SettingsError(
-            f"particle stack of shape {stack.shape}; expected (N, {size}, {size})"
-        )
+        raise SettingsError(f"particle stack of shape {stack.shape}; expected (N, {size}, {size})")
     n, k = stack.shape[0], settings.n_classes
     if n < 2 * k:
-        raise SettingsError(
-            f"{n} particles are too few for {k} classes (at least {2 * k} needed)"
-        )
+        raise SettingsError(f"{n} particles are too few for {k} classes (at least {2 * k} needed)")
     device = resolve_device(settings.device)
     generator = torch.Generator().manual_seed(settings.seed)
     particles = torch.from_numpy(stack).to(device)
@@ -190,9 +189,7 @@ def classify_particles(
         classes[members] = _reseed_small_classes(
             classes[members], k, settings.min_class_size, generator
         )
-        halves = _aligned_sums(
-            particles, members, classes, angle, shift, k, settings.batch_size
-        )
+        halves = _aligned_sums(particles, members, classes, angle, shift, k, settings.batch_size)
         sizes = torch.bincount(classes[members], minlength=k)
         averages = halves.sum(dim=0) / sizes.clamp_min(1)[:, None, None].float()
         changed.append(fraction)
@@ -205,7 +202,8 @@ def classify_particles(
     sizes = torch.bincount(classes, minlength=k)
     return ClassificationResult(
         averages=(averages * mask).cpu().numpy(),
-        half_averages=(half_averages * mask).cpu().numpy(),
+        raw_averages=averages.cpu().numpy(),
+        half_averages=half_averages.cpu().numpy(),
         classes=classes.cpu().numpy(),
         scores=score.cpu().numpy(),
         angles=angle.cpu().numpy(),

@@ -63,7 +63,7 @@ class ClassifySettings:
     angle_step: float = 10.0
     max_shift: float = 0.2
     shift_step: float = 3.0
-    band_limit: float = 6.0
+    band_limit: float = 4.5
     dark_particles: bool = True
     particles_per_class: int = 100
     full_iterations: int = 2
