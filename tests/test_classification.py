@@ -20,6 +20,7 @@ from cryosegnet.classification.align import Aligner, Band, sample_images, shift_
 from cryosegnet.classification.classify2d import classify_particles
 from cryosegnet.classification.extract import cut_boxes
 from cryosegnet.classification.pipeline import classify_picks, select_classes
+from cryosegnet.classification.quality import decoy_threshold
 from cryosegnet.classification.selection import parse_classes
 from cryosegnet.classification.settings import ClassifySettings
 from cryosegnet.cli.main import main
@@ -299,3 +300,14 @@ def test_relion_extracts_the_recentred_picks(tmp_path, monkeypatch):
     written = starfile.read("classes/particles.star")
     inside = written["rlnCoordinateX"].between(16, 240) & written["rlnCoordinateY"].between(16, 240)
     assert len(particles) >= int(inside.sum()) > 0
+
+
+def test_particles_beat_the_noise_decoys_and_empty_boxes_do_not():
+    particles, _ = _synthetic_stack(80, noise=1.0)
+    rng = np.random.default_rng(2)
+    empty = rng.normal(0, 1, (80, BOX, BOX)).astype(np.float32)
+    stack = np.concatenate([particles, empty])
+    result = classify_particles(stack, replace(FAST, n_classes=3), progress=False)
+    above = result.scores > decoy_threshold(result, 0.99)
+    assert above[:80].mean() >= 0.9
+    assert above[80:].mean() <= 0.1

@@ -51,6 +51,10 @@ class ClassificationResult:
         to the box centre.
     sizes : numpy.ndarray
         ``(K,)`` members per class.
+    decoy_scores : numpy.ndarray
+        Best correlation of noise decoys (:func:`noise_decoys`: the particles' median
+        power spectrum, random phases) with the last iteration's references at any class and
+        pose: what noise reaches, for judging the particles' ``scores``.
     changed : list of float
         Fraction of particles that changed class at each iteration (convergence record).
     settings : ClassifySettings
@@ -65,6 +69,7 @@ class ClassificationResult:
     angles: np.ndarray
     shifts: np.ndarray
     sizes: np.ndarray
+    decoy_scores: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     changed: list[float] = field(default_factory=list)
     settings: ClassifySettings = field(default_factory=ClassifySettings)
 
@@ -90,6 +95,19 @@ def centre_images(images: torch.Tensor, mask: torch.Tensor, dark: bool) -> torch
     cx = (weight.sum(dim=1) * coords).sum(dim=1) / total
     cy = (weight.sum(dim=2) * coords).sum(dim=1) / total
     return shift_images(images, torch.stack((cx, cy), dim=-1))
+
+
+def noise_decoys(images: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
+    """``n`` images of random phases and the median Fourier amplitude of ``images``.
+
+    The median over boxes follows the background, not the few strong objects (contamination,
+    carbon) whose power would make every decoy look like a blob.
+    """
+    size = images.shape[-1]
+    amplitude = torch.fft.rfft2(images).abs().median(dim=0).values
+    noise = torch.randn((n, size, size), generator=generator).to(images.device)
+    phases = torch.angle(torch.fft.rfft2(noise))
+    return torch.fft.irfft2(torch.polar(amplitude.expand_as(phases), phases), s=(size, size))
 
 
 def resolve_device(name: str) -> torch.device:
@@ -195,6 +213,14 @@ def classify_particles(
         changed.append(fraction)
         if on_iteration is not None:
             on_iteration(iteration, fraction)
+    decoys = noise_decoys(particles, settings.decoys, generator)
+    decoy_coefficients = band.coefficients(decoys)
+    decoy_scores = torch.cat(
+        [
+            aligner.align(decoy_coefficients[i : i + settings.batch_size])[0].score
+            for i in range(0, len(decoys), settings.batch_size)
+        ]
+    )
     half_counts = torch.stack(
         [torch.bincount(classes[parity::2], minlength=k) for parity in (0, 1)]
     ).clamp_min(1)
@@ -209,6 +235,7 @@ def classify_particles(
         angles=angle.cpu().numpy(),
         shifts=shift.cpu().numpy(),
         sizes=sizes.cpu().numpy(),
+        decoy_scores=decoy_scores.cpu().numpy(),
         changed=changed,
         settings=settings,
     )

@@ -7,6 +7,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from cryosegnet.classification.classify2d import classify_particles
 from cryosegnet.classification.extract import extract_particles
 from cryosegnet.classification.outputs import (
@@ -23,7 +25,7 @@ from cryosegnet.classification.outputs import (
     write_json,
     write_pick_folder,
 )
-from cryosegnet.classification.quality import class_quality
+from cryosegnet.classification.quality import class_quality, decoy_threshold
 from cryosegnet.classification.selection import auto_select
 from cryosegnet.classification.settings import ClassifySettings, SelectionSettings
 from cryosegnet.errors import CryoSegNetError, SettingsError
@@ -145,10 +147,13 @@ def classify_picks(
     start = time.monotonic()
     result = classify_particles(stack.images, settings, progress=progress)
     seconds = time.monotonic() - start
-    quality = class_quality(result)
+    threshold = decoy_threshold(result, selection.decoy_quantile)
+    above = result.scores > threshold
+    quality = class_quality(result, above)
     chosen = auto_select(quality, selection)
     quality["auto_selected"] = quality["class"].isin(chosen)
     particles = particle_table(stack.table, result)
+    particles["above_decoys"] = above
 
     target.mkdir(parents=True, exist_ok=True)
     pixel = stack.diameter_px * settings.box_factor / settings.working_box
@@ -168,6 +173,8 @@ def classify_picks(
         "settings": asdict(settings),
         "selection_settings": asdict(selection),
         "auto_selected": chosen,
+        "decoy_threshold": threshold,
+        "decoy_scores": [round(float(v), 5) for v in result.decoy_scores],
         "changed_per_iteration": result.changed,
         "seconds": seconds,
         "failures": stack.failures,
@@ -227,6 +234,7 @@ def select_classes(
     output: str | os.PathLike | None = None,
     recentre: bool | None = None,
     selection: SelectionSettings | None = None,
+    above_decoys_only: bool = False,
 ) -> SelectSummary:
     """Write the picks of chosen classes in ``cryosegnet pick``'s layout, and record why.
 
@@ -244,6 +252,8 @@ def select_classes(
         Write re-centred coordinates (default: as the classification did).
     selection : SelectionSettings, optional
         Thresholds for ``auto`` (default: the ones the classification recorded).
+    above_decoys_only : bool
+        With ``classes``: keep only their members above the decoys (``auto`` always does).
 
     Returns
     -------
@@ -266,6 +276,11 @@ def select_classes(
                 for key, value in recorded.items()
             }
             selection = SelectionSettings(**recorded)
+        # The per-particle decoy test and each class's share above it, at these settings.
+        threshold = float(np.quantile(record["decoy_scores"], selection.decoy_quantile))
+        particles["above_decoys"] = particles["correlation"] > threshold
+        shares = particles.groupby("class")["above_decoys"].mean()
+        quality["above_decoys"] = shares.reindex(quality["class"]).fillna(0.0).to_numpy()
         chosen = auto_select(quality, selection)
     else:
         assert classes is not None
@@ -277,7 +292,10 @@ def select_classes(
     recentre = bool(record.get("recentre", False)) if recentre is None else recentre
     target = Path(output) if output is not None else folder / SELECTED_FOLDER
     target.mkdir(parents=True, exist_ok=True)
-    kept = particles[particles["class"].isin(chosen)]
+    keep = particles["class"].isin(chosen)
+    if auto or above_decoys_only:
+        keep &= particles["above_decoys"].astype(bool)
+    kept = particles[keep]
     micrographs = [tuple(m) for m in record["micrographs"]]
     manifest = {"classification": str(folder), "classes": chosen, "recentred": recentre}
     write_pick_folder(target, kept, micrographs, recentre, manifest)  # type: ignore[arg-type]
@@ -290,6 +308,7 @@ def select_classes(
             "classes": chosen,
             "selection_settings": asdict(selection) if auto and selection else None,
             "recentre": recentre,
+            "above_decoys_only": bool(auto or above_decoys_only),
             "n_kept": int(len(kept)),
             "n_total": int(len(particles)),
         },

@@ -1,28 +1,41 @@
-"""How much each class average looks like a particle: three measures and one score.
+"""How much each class looks like a particle: measures per class, and a decoy test per particle.
 
-For a class average ``A`` (normalised particle units), the particle circle ``C`` (radius half
-the particle diameter) and the background ``O`` (outside the mask, inside the box):
+Per particle, ``above_decoys``: its correlation with its class average beats the
+``decoy_quantile`` quantile of the correlations that noise decoys reach
+(:attr:`ClassificationResult.decoy_scores`: images with the particles' median power spectrum
+and random phases, aligned to the same averages over every class, rotation and shift). Picks
+of empty ice do not beat it; particles do.
 
+For a class average ``A`` (normalised particle units, so one particle's background noise has
+SD 1), with ``n`` members, the particle circle ``C`` (radius half the particle diameter) and the
+background ``O`` (outside the mask, inside the box):
+
+``above_decoys``
+    Fraction of the members above the decoys. This is also the class's ``quality`` score.
 ``contrast``
     ``(mean_O(A) - mean_C(A)) / sd_O(A)`` for dark particles (sign flipped for bright ones):
     how far the particle circle stands out from the background, in units of the background's
-    fluctuation. Empty ice averages to a flat field (contrast near 0); carbon edges and
-    contamination leave structure in the background, which raises ``sd_O``.
+    fluctuation. Empty ice averages to a flat field (contrast near 0).
+``background_sd``
+    ``sd_O(A) x sqrt(n)``: the background's fluctuation in units of the noise left after
+    averaging ``n`` boxes (about 1 for a flat background; carbon edges, contamination and
+    aggregates leave structure there and score well above 1).
 ``half_correlation``
     Pearson correlation, inside the mask, between the averages of the odd and of the even
-    members. Signal repeats in both halves; noise does not.
+    members. Both halves are aligned to the same references, so noise aligned to a
+    reference repeats in both: reported, not used by ``--auto``.
 ``size_ratio``
     Diameter of the dark object at the box centre, divided by the particle diameter. The
     object is the connected region, containing (or else nearest to) the centre pixel, of the
     average (Gaussian-smoothed, sigma 1 px) darker than half its darkest value relative to
     the background mean; its diameter is twice the 95th percentile of its pixels' distances
-    from the centre (so an object reaching the box edge, as ice contamination and carbon
-    edges do, measures large however thin it is). Aggregates and contamination are larger;
-    noise averages and fragments are smaller.
-``quality``
-    ``half_correlation x exp(-ln(size_ratio)^2 / (2 x 0.3^2))`` (0 when the correlation is
-    negative): reproducible and particle-sized. It ranks classes; ``--auto`` uses the three
-    measures with the thresholds of :class:`SelectionSettings`.
+    from the centre (so an object reaching the box edge measures large however thin it is).
+    A particle with distinct domains measures as its darkest domain, so the accepted range
+    is wide.
+
+``--auto`` keeps a class when ``above_decoys``, ``contrast``, ``background_sd``,
+``size_ratio`` and its size pass the thresholds of :class:`SelectionSettings`, and of its
+members the ones above the decoys.
 """
 
 from __future__ import annotations
@@ -33,7 +46,22 @@ from scipy import ndimage
 
 from cryosegnet.classification.classify2d import ClassificationResult
 
-SIZE_TOLERANCE = 0.3  # width (natural log units) of the size term of ``quality``
+
+def decoy_threshold(result: ClassificationResult, quantile: float) -> float:
+    """The correlation that only ``1 - quantile`` of the noise decoys reach.
+
+    Parameters
+    ----------
+    result : ClassificationResult
+        A classification with its decoy scores.
+    quantile : float
+        In (0, 1).
+
+    Returns
+    -------
+    float
+    """
+    return float(np.quantile(result.decoy_scores, quantile))
 
 
 def _disk(size: int, radius: float) -> np.ndarray:
@@ -79,20 +107,25 @@ def object_diameter(average: np.ndarray, background: np.ndarray, dark: bool) -> 
     return float(2 * np.percentile(distance, 95))
 
 
-def class_quality(result: ClassificationResult) -> pd.DataFrame:
+def class_quality(result: ClassificationResult, above_decoys: np.ndarray) -> pd.DataFrame:
     """The quality measures of every class (see the module docstring).
 
     Parameters
     ----------
     result : ClassificationResult
         Averages, half-set averages and settings of a classification.
+    above_decoys : numpy.ndarray
+        ``(N,)`` bool, each particle's correlation beats the decoy threshold.
 
     Returns
     -------
     pandas.DataFrame
-        One row per class: ``class`` (1-based), ``size``, ``contrast``,
-        ``half_correlation``, ``size_ratio``, ``quality``.
+        One row per class: ``class`` (1-based), ``size``, ``above_decoys``, ``contrast``,
+        ``background_sd``, ``half_correlation``, ``size_ratio``, ``quality``.
     """
+    k_all = len(result.raw_averages)
+    counts = np.bincount(result.classes, minlength=k_all)
+    above = np.bincount(result.classes, weights=above_decoys.astype(float), minlength=k_all)
     settings = result.settings
     size = settings.working_box
     particle = _disk(size, settings.diameter_px / 2)
@@ -111,16 +144,17 @@ def class_quality(result: ClassificationResult) -> pd.DataFrame:
         else:
             correlation = 0.0
         diameter = object_diameter(average, background, settings.dark_particles)
-        ratio = diameter / settings.diameter_px
-        size_term = np.exp(-(np.log(ratio) ** 2) / (2 * SIZE_TOLERANCE**2)) if ratio > 0 else 0.0
+        fraction = float(above[k] / counts[k]) if counts[k] else 0.0
         rows.append(
             {
                 "class": k + 1,
                 "size": int(result.sizes[k]),
+                "above_decoys": fraction,
                 "contrast": float(contrast),
+                "background_sd": float(spread * np.sqrt(max(int(counts[k]), 1))),
                 "half_correlation": correlation,
-                "size_ratio": float(ratio),
-                "quality": float(max(correlation, 0.0) * size_term),
+                "size_ratio": float(diameter / settings.diameter_px),
+                "quality": fraction,
             }
         )
     return pd.DataFrame(rows)

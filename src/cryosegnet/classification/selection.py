@@ -28,8 +28,9 @@ def auto_select(quality: pd.DataFrame, settings: SelectionSettings) -> list[int]
     low, high = settings.size_range
     average_size = quality["size"].sum() / len(quality)
     keep = (
-        (quality["contrast"] >= settings.min_contrast)
-        & (quality["half_correlation"] >= settings.min_half_correlation)
+        (quality["above_decoys"] >= settings.min_above_decoys)
+        & (quality["contrast"] >= settings.min_contrast)
+        & (quality["background_sd"] <= settings.max_background_sd)
         & quality["size_ratio"].between(low, high)
         & (quality["size"] >= settings.min_fraction * average_size)
     )

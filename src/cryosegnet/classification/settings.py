@@ -45,6 +45,10 @@ class ClassifySettings:
         improve, and the search is the cost. The last ``full_iterations`` use every particle.
     full_iterations : int
         Final iterations over the whole stack (the reported classes and poses are theirs).
+    decoys : int
+        Noise images with the particles' median power spectrum aligned after the last
+        iteration, so the correlation noise reaches is known (``decoy_scores`` of the
+        result).
     min_class_size : int
         A class with fewer members is re-seeded from half of the largest class.
     batch_size : int
@@ -67,6 +71,7 @@ class ClassifySettings:
     dark_particles: bool = True
     particles_per_class: int = 100
     full_iterations: int = 2
+    decoys: int = 2000
     min_class_size: int = 2
     batch_size: int = 256
     seed: int = 0
@@ -85,6 +90,7 @@ class ClassifySettings:
             (self.band_limit > 0, "band limit must be positive"),
             (self.particles_per_class >= 1, "particles per class must be at least 1"),
             (1 <= self.full_iterations <= self.iterations, "full iterations: 1..iterations"),
+            (self.decoys >= 1, "decoys must be at least 1"),
             (self.min_class_size >= 1, "min class size must be at least 1"),
             (self.batch_size >= 1, "batch size must be at least 1"),
         ]
@@ -115,31 +121,42 @@ class ClassifySettings:
 
 @dataclass(frozen=True)
 class SelectionSettings:
-    """Which classes ``--auto`` keeps (see docs/classification.md for the quality measures).
+    """What ``--auto`` keeps (the measures: :mod:`cryosegnet.classification.quality`).
 
-    A class is kept when all hold:
+    A class is kept when all hold; of a kept class, the members above the decoys are kept.
+    Chosen on simulated micrographs with junk (``bench/classify.py`` reports other ones).
 
     Attributes
     ----------
+    decoy_quantile : float
+        A particle is above the decoys when its correlation beats this quantile of the noise
+        decoys' correlations.
+    min_above_decoys : float
+        At least this fraction of the class's members is above the decoys.
     min_contrast : float
-        Particle-circle contrast of the average in background-noise units at least this.
-    min_half_correlation : float
-        Correlation between the odd and even half-set averages inside the mask at least this.
+        Particle-circle contrast of the average, in background-fluctuation units.
+    max_background_sd : float
+        Background fluctuation of the average in units of the noise left after averaging
+        (flat background: about 1; carbon edges, contamination, aggregates: more).
     size_range : tuple of float
         Diameter of the average's dark object / particle diameter within this range.
     min_fraction : float
-        The class holds at least this fraction of the particles of an average class
-        (1 / K of all); smaller classes are mostly noise averages.
+        The class holds at least this fraction of an average class's members (1 / K of
+        all); a handful of boxes averages to noise or to one piece of junk.
     """
 
-    min_contrast: float = 3.0
-    min_half_correlation: float = 0.5
-    size_range: tuple[float, float] = (0.6, 1.4)
+    decoy_quantile: float = 0.99
+    min_above_decoys: float = 0.5
+    min_contrast: float = 2.0
+    max_background_sd: float = 1.3
+    size_range: tuple[float, float] = (0.3, 1.6)
     min_fraction: float = 0.25
 
     def __post_init__(self) -> None:
         low, high = self.size_range
         if not 0 < low < high:
             raise SettingsError("size range: 0 < low < high")
-        if not -1 <= self.min_half_correlation <= 1:
-            raise SettingsError("min half-set correlation must be in [-1, 1]")
+        if not 0 < self.decoy_quantile < 1:
+            raise SettingsError("decoy quantile must be in (0, 1)")
+        if not 0 <= self.min_above_decoys <= 1:
+            raise SettingsError("min fraction above decoys must be in [0, 1]")

@@ -9,7 +9,8 @@ Write the picks of the chosen classes of a `cryosegnet classify` folder in `pick
 (per-micrograph <stem>_autopick.star, autopick.star, particles.star) with selection.json
 recording the choice. --classes lists class numbers (1-based, as in class_averages.png and
 RELION; ranges allowed: 1-3,7); --auto keeps the classes whose quality measures pass the
-thresholds recorded with the classification (classes.csv, column auto_selected)."""
+thresholds recorded with the classification (classes.csv, column auto_selected), and of them
+the members whose correlation beats what noise decoys reach (particles.csv, above_decoys)."""
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -35,6 +36,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         default=None,
         help="write re-centred coordinates (default: as `classify` did)",
     )
+    parser.add_argument(
+        "--above-decoys",
+        action="store_true",
+        help="with --classes: keep only members whose correlation beats the noise decoys "
+        "(--auto always does)",
+    )
     parser.add_argument("--debug", action="store_true", help="tracebacks on error")
     parser.set_defaults(func=run_select)
     return parser
@@ -56,6 +63,7 @@ def run_select(args: argparse.Namespace) -> int:
         auto=args.auto,
         output=args.output,
         recentre=args.recentre,
+        above_decoys_only=args.above_decoys,
     )
     print(summary.text())
     return 0
