@@ -6,10 +6,10 @@ against the simulator's truth: precision of the kept picks, recall of the true p
 the picks, and the median centre error of the true picks before and after re-centring.
 (b) Speed: a synthetic stack of 10 000 particles in 50 classes at the default settings, in a
 child process (wall time and its own peak RSS).
-(c) With ``--relion``: RELION's ``relion_refine`` 2D classification of the same simulated picks
-(RELION 3.1), timed against ours.
+(c) With ``--parts ...,relion``: RELION 3.1's ``relion_refine`` 2D classification of 2 000 of
+the same simulated picks, timed against ours on them.
 
-    python bench/classify.py [--quick] [--relion]
+    python bench/classify.py [--quick] [--parts accuracy,speed,relion]
 
 Figures go to bench/results/classify.json.
 """
@@ -118,7 +118,8 @@ def accuracy(n_micrographs: int, n_classes: int, seed: int) -> dict:
     from cryosegnet.classification.pipeline import classify_picks
     from cryosegnet.classification.settings import ClassifySettings
 
-    sim, picks, classes = WORK / "sim", WORK / "picks", WORK / "classes"
+    run = WORK / f"seed{seed}"
+    sim, picks, classes = run / "sim", run / "picks", run / "classes"
     if not (sim / "micrographs.csv").is_file():
         simulate(sim, n_micrographs, seed)
     pick = run_timed(
@@ -129,7 +130,7 @@ def accuracy(n_micrographs: int, n_classes: int, seed: int) -> dict:
             "-o",
             str(picks),
         ],
-        WORK / "pick.log",
+        run / "pick.log",
         stamp=False,
     )
     if not pick.ok:
@@ -143,6 +144,7 @@ def accuracy(n_micrographs: int, n_classes: int, seed: int) -> dict:
     figures = score_selection(sim, classes)
     return {
         "micrographs": n_micrographs,
+        "seed": seed,
         "simulation": repr(simulation_config()).replace(str(SHARED), "../shared"),
         "settings": asdict(settings),
         "classify_s": seconds,
@@ -217,24 +219,171 @@ def speed(n: int, k: int) -> dict:
     }
 
 
-def relion(n_classes: int) -> dict:
-    """relion_refine 2D classification of the simulated picks (extracted by relion_preprocess)."""
+def relion(n_classes: int, seed: int, n_particles: int = 2000) -> dict:
+    """RELION 3.1 ``relion_refine`` 2D classification and ours on the same ``n_particles``
+    picks (a seeded random subset of the classified picks), both timed."""
     import shutil
 
-    if shutil.which("relion_refine") is None:
-        return {"skipped": "relion_refine is not on PATH"}
-    return {"skipped": "not run"}
+    import numpy as np
+    import pandas as pd
+
+    from cryosegnet.classification.pipeline import classify_picks
+    from cryosegnet.classification.settings import ClassifySettings
+    from cryosegnet.io.coordinates import make_picks, write_coordinate_star, write_index_star
+
+    if shutil.which("relion_refine") is None or shutil.which("relion_preprocess") is None:
+        return {"skipped": "relion_refine or relion_preprocess is not on PATH"}
+    run = WORK / f"seed{seed}"
+    folder = run / "relion"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    record = json.loads((run / "classes" / "classification.json").read_text())
+    particles = pd.read_csv(run / "classes" / "particles.csv")
+    chosen = particles.sample(n=min(n_particles, len(particles)), random_state=0)
+    pixel_a = simulation_config().pixel_size or 4.0
+    diameter_px = float(record["diameter_px"])
+    entries = []
+    for micrograph, rows in chosen.groupby("micrograph"):
+        name = f"sim/{Path(str(micrograph)).name}"
+        star = folder / "coords" / "sim" / f"{Path(name).stem}_autopick.star"
+        star.parent.mkdir(parents=True, exist_ok=True)
+        picks = make_picks(rows["x"], rows["y"], rows["score"])
+        write_coordinate_star(star, picks, manifest={"diameter_px": diameter_px})
+        entries.append((name, str(star.relative_to(folder))))
+    write_index_star(folder / "coords" / "autopick.star", entries)
+    (folder / "sim").symlink_to(run / "sim")
+    (folder / "mics.star").write_text(
+        "\n# version 30001\n\ndata_optics\n\nloop_\n_rlnOpticsGroupName #1\n"
+        "_rlnOpticsGroup #2\n_rlnMicrographOriginalPixelSize #3\n_rlnVoltage #4\n"
+        "_rlnSphericalAberration #5\n_rlnAmplitudeContrast #6\n_rlnMicrographPixelSize #7\n"
+        f"opticsGroup1 1 {pixel_a} 300.0 2.7 0.1 {pixel_a}\n\n# version 30001\n\n"
+        "data_micrographs\n\nloop_\n_rlnMicrographName #1\n_rlnOpticsGroup #2\n"
+        + "".join(f"{name} 1\n" for name, _ in entries)
+    )
+    settings = ClassifySettings(n_classes=n_classes)
+    box = int(round(settings.box_factor * diameter_px / 2)) * 2
+    extract = run_timed(
+        [
+            "relion_preprocess",
+            "--i",
+            "mics.star",
+            "--coord_dir",
+            "coords/",
+            "--coord_suffix",
+            "_autopick.star",
+            "--part_star",
+            "particles.star",
+            "--part_dir",
+            "Extract/",
+            "--extract",
+            "--extract_size",
+            str(box),
+            "--scale",
+            str(settings.working_box),
+            "--norm",
+            "--bg_radius",
+            str(int(settings.mask_radius_px)),
+            "--invert_contrast",
+        ],
+        folder / "preprocess.log",
+        cwd=folder,
+        stamp=False,
+    )
+    if not extract.ok:
+        return {"skipped": f"relion_preprocess failed: see {extract.log}"}
+    (folder / "out").mkdir()
+    diameter_a = diameter_px * pixel_a
+    refine = run_timed(
+        [
+            "relion_refine",
+            "--i",
+            "particles.star",
+            "--o",
+            "out/run",
+            "--K",
+            str(n_classes),
+            "--iter",
+            "15",
+            "--tau2_fudge",
+            "2",
+            "--particle_diameter",
+            f"{diameter_a:.0f}",
+            "--flatten_solvent",
+            "--zero_mask",
+            "--oversampling",
+            "1",
+            "--psi_step",
+            "10",
+            "--offset_range",
+            "5",
+            "--offset_step",
+            "2",
+            "--norm",
+            "--scale",
+            "--j",
+            "2",
+        ],
+        folder / "refine.log",
+        cwd=folder,
+        timeout=3600,
+        stamp=False,
+    )
+    start = time.perf_counter()
+    ours = classify_picks(
+        folder / "coords",
+        [str(run / "sim")],
+        folder / "ours",
+        settings,
+        diameter=diameter_px,
+        progress=False,
+    )
+    ours_s = time.perf_counter() - start
+    n_extracted = sum(
+        1 for line in (folder / "particles.star").read_text().splitlines() if "@Extract/" in line
+    )
+    return {
+        "particles": int(len(chosen)),
+        "relion_extracted": n_extracted,
+        "relion_refine": {
+            "command": " ".join(refine.command),
+            "returncode": refine.returncode,
+            "wall_s": refine.wall_s,
+            "cpu_s": refine.cpu_s,
+            "max_rss_mb": refine.max_rss_mb,
+        },
+        "ours_wall_s": ours_s,
+        "ours_classification_s": ours.seconds,
+        "note": "relion_refine without CTF correction (no --ctf flag), on boxes extracted by "
+        "relion_preprocess at the same box and working size (--scale), contrast inverted; "
+        "ours reads the micrographs itself",
+        "relion_classes_sizes": _relion_class_sizes(folder / "out", np),
+    }
+
+
+def _relion_class_sizes(out: Path, np) -> list[int]:
+    import starfile
+
+    data = sorted(out.glob("run_it*_data.star"))
+    if not data:
+        return []
+    table = starfile.read(data[-1], always_dict=True)["particles"]
+    return np.bincount(table["rlnClassNumber"].to_numpy(int)).tolist()[1:]
+
+
+PARTS = ("accuracy", "speed", "relion")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer micrographs")
-    parser.add_argument("--relion", action="store_true", help="also time relion_refine")
-    parser.add_argument("--skip-speed", action="store_true", help="no 10 000-particle run")
+    parser.add_argument("--quick", action="store_true", help="8 micrographs instead of 24")
     parser.add_argument(
-        "--speed-only",
-        action="store_true",
-        help="only the 10 000-particle run, added to an existing classify.json",
+        "--parts",
+        default="accuracy,speed",
+        help=f"comma-separated parts to run, of {','.join(PARTS)} (relion needs accuracy's "
+        "picks); the others are kept from an existing results file",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=23, help="simulation seed (not the one settings were chosen on)"
     )
     parser.add_argument("--speed-child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -242,28 +391,34 @@ def main() -> int:
         n, k, out = args.speed_child
         speed_child(int(n), int(k), Path(out))
         return 0
+    parts = [p.strip() for p in args.parts.split(",") if p.strip()]
+    unknown = sorted(set(parts) - set(PARTS))
+    if unknown:
+        parser.error(f"unknown part(s): {', '.join(unknown)}")
     WORK.mkdir(parents=True, exist_ok=True)
-    results: dict = {"command": command_line(args)}
-    n_micrographs = 8 if args.quick else 24
-    results["junk_and_recentring"] = accuracy(n_micrographs, 20, seed=11)
-    print(
-        json.dumps(
-            {
-                k: v
-                for k, v in results["junk_and_recentring"].items()
-                if k != "classes" and k != "settings"
-            },
-            indent=1,
-        )
-    )
-    if not args.skip_speed:
+    path = RESULTS / "classify.json"
+    results: dict = json.loads(path.read_text()) if path.is_file() else {}
+    if "accuracy" in parts:
+        n_micrographs = 8 if args.quick else 24
+        results["junk_and_recentring"] = accuracy(n_micrographs, 20, seed=args.seed)
+        results["junk_and_recentring"]["command"] = command_line(args)
+        shown = {
+            k: v
+            for k, v in results["junk_and_recentring"].items()
+            if k not in ("classes", "settings", "simulation")
+        }
+        print(json.dumps(shown, indent=1))
+    if "speed" in parts:
         results["speed_10k_50_classes"] = speed(10_000, 50)
+        results["speed_10k_50_classes"]["command"] = command_line(args)
         print(json.dumps(results["speed_10k_50_classes"], indent=1))
-    if args.relion:
-        results["relion"] = relion(20)
+    if "relion" in parts:
+        results["relion_comparison"] = relion(20, seed=args.seed)
+        results["relion_comparison"]["command"] = command_line(args)
+        print(json.dumps(results["relion_comparison"], indent=1))
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "classify.json").write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {RESULTS / 'classify.json'}")
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {path}")
     return 0
 
 

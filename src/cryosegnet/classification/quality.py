@@ -30,12 +30,12 @@ background ``O`` (outside the mask, inside the box):
     average (Gaussian-smoothed, sigma 1 px) darker than half its darkest value relative to
     the background mean; its diameter is twice the 95th percentile of its pixels' distances
     from the centre (so an object reaching the box edge measures large however thin it is).
-    A particle with distinct domains measures as its darkest domain, so the accepted range
-    is wide.
+    A particle with distinct domains measures as its darkest domain (0.2-0.7 of the diameter
+    for TRPV1 views in simulations), so it is reported, not used by ``--auto``.
 
-``--auto`` keeps a class when ``above_decoys``, ``contrast``, ``background_sd``,
-``size_ratio`` and its size pass the thresholds of :class:`SelectionSettings`, and of its
-members the ones above the decoys.
+``--auto`` keeps a class when ``above_decoys``, ``contrast``, ``background_sd`` and its size
+pass the thresholds of :class:`SelectionSettings`, and of its members the ones above the
+decoys.
 """
 
 from __future__ import annotations

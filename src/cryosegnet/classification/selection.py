@@ -25,13 +25,11 @@ def auto_select(quality: pd.DataFrame, settings: SelectionSettings) -> list[int]
     """
     if len(quality) == 0:
         return []
-    low, high = settings.size_range
     average_size = quality["size"].sum() / len(quality)
     keep = (
         (quality["above_decoys"] >= settings.min_above_decoys)
         & (quality["contrast"] >= settings.min_contrast)
         & (quality["background_sd"] <= settings.max_background_sd)
-        & quality["size_ratio"].between(low, high)
         & (quality["size"] >= settings.min_fraction * average_size)
     )
     return sorted(int(c) for c in quality.loc[keep, "class"])

@@ -138,8 +138,6 @@ class SelectionSettings:
     max_background_sd : float
         Background fluctuation of the average in units of the noise left after averaging
         (flat background: about 1; carbon edges, contamination, aggregates: more).
-    size_range : tuple of float
-        Diameter of the average's dark object / particle diameter within this range.
     min_fraction : float
         The class holds at least this fraction of an average class's members (1 / K of
         all); a handful of boxes averages to noise or to one piece of junk.
@@ -149,13 +147,9 @@ class SelectionSettings:
     min_above_decoys: float = 0.5
     min_contrast: float = 2.0
     max_background_sd: float = 1.3
-    size_range: tuple[float, float] = (0.3, 1.6)
     min_fraction: float = 0.25
 
     def __post_init__(self) -> None:
-        low, high = self.size_range
-        if not 0 < low < high:
-            raise SettingsError("size range: 0 < low < high")
         if not 0 < self.decoy_quantile < 1:
             raise SettingsError("decoy quantile must be in (0, 1)")
         if not 0 <= self.min_above_decoys <= 1:
