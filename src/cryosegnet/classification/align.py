@@ -39,16 +39,18 @@ def sample_images(images: torch.Tensor, angles: torch.Tensor, shifts: torch.Tens
     torch.Tensor
         ``(n, B, B)`` resampled images.
     """
-    size = images.shape[-1]
-    centre = float(size // 2)
+    n, size = images.shape[0], images.shape[-1]
     radians = torch.deg2rad(angles.to(images.dtype))
     cos, sin = torch.cos(radians), torch.sin(radians)
-    coords = torch.arange(size, dtype=images.dtype, device=images.device) - centre
-    yy, xx = torch.meshgrid(coords, coords, indexing="ij")
-    x = cos[:, None, None] * xx - sin[:, None, None] * yy + shifts[:, 0, None, None] + centre
-    y = sin[:, None, None] * xx + cos[:, None, None] * yy + shifts[:, 1, None, None] + centre
-    # grid_sample with align_corners=False: pixel i sits at normalised (2 i + 1) / B - 1.
-    grid = torch.stack(((2 * x + 1) / size - 1, (2 * y + 1) / size - 1), dim=-1)
+    # affine_grid works in normalised coordinates (align_corners=False: pixel i sits at
+    # (2 i + 1) / B - 1); the box centre B // 2 sits at d.
+    d = (2 * (size // 2) + 1) / size - 1
+    theta = torch.empty(n, 2, 3, dtype=images.dtype, device=images.device)
+    theta[:, 0, 0], theta[:, 0, 1] = cos, -sin
+    theta[:, 1, 0], theta[:, 1, 1] = sin, cos
+    theta[:, 0, 2] = -(cos - sin) * d + 2 * shifts[:, 0] / size + d
+    theta[:, 1, 2] = -(sin + cos) * d + 2 * shifts[:, 1] / size + d
+    grid = F.affine_grid(theta, [n, 1, size, size], align_corners=False)
     out = F.grid_sample(
         images[:, None], grid, mode="bilinear", padding_mode="zeros", align_corners=False
     )
@@ -56,10 +58,20 @@ def sample_images(images: torch.Tensor, angles: torch.Tensor, shifts: torch.Tens
 
 
 def rotate_images(images: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
-    """Every image at every angle: ``(k, B, B)`` x ``(r,)`` degrees -> ``(k * r, B, B)``.
+    """Every image at every angle (the rotated references).
 
-    Row ``i * r + j`` is image ``i`` rotated by ``angles[j]`` (``rotated(ref, psi)`` of the
-    module docstring).
+    Parameters
+    ----------
+    images : torch.Tensor
+        ``(k, B, B)`` images.
+    angles : torch.Tensor
+        ``(r,)`` angles in degrees.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(k * r, B, B)``: row ``i * r + j`` is image ``i`` rotated by ``angles[j]``
+        (``rotated(ref, psi)`` of the module docstring).
     """
     k, r = images.shape[0], angles.shape[0]
     repeated = images.repeat_interleave(r, dim=0)
@@ -173,7 +185,20 @@ class Band:
 
 
 def shift_grid(max_shift: float, step: float) -> torch.Tensor:
-    """``(s, 2)`` shifts (x, y) on a square grid of ``step`` within ``max_shift`` (each axis)."""
+    """The coarse shifts searched: a square grid of ``step`` within ``max_shift``.
+
+    Parameters
+    ----------
+    max_shift : float
+        Largest shift on each axis, in pixels.
+    step : float
+        Grid spacing in pixels.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(s, 2)`` shifts ``(x, y)``, (0, 0) included.
+    """
     n = int(max_shift // step)
     values = torch.arange(-n, n + 1, dtype=torch.float32) * step
     yy, xx = torch.meshgrid(values, values, indexing="ij")
@@ -252,9 +277,9 @@ class Aligner:
         )  # (K R, M): the sampled rotations
         self.rotated_coefficients = coefficients
         # cc(n, s, j) = sum_k w Re(F_n(k) e^{2 pi i k.s / B} conj(G_j(k))): the shifts' phases
-        # go into the references, so a batch of particles is one product (n, 2M) @ (2M, S K R).
+        # go into the references, so a batch of particles is one product (n, 2M) @ (2M, K R S).
         phase = band.phases(self.shifts)  # (S, M)
-        shifted = band.weight * phase[:, None, :] * coefficients.conj()[None]  # (S, K R, M)
+        shifted = band.weight * phase[None] * coefficients.conj()[:, None]  # (K R, S, M)
         shifted = shifted.reshape(-1, shifted.shape[-1])
         self.matrix = torch.cat((shifted.real, -shifted.imag), dim=1).T.contiguous()
         offsets = torch.tensor([-1.0, -0.5, 0.0, 0.5, 1.0]) * self.shift_step
@@ -265,11 +290,11 @@ class Aligner:
         self.fine_phase = band.phases(self.fine_offsets)  # (25, M)
 
     def correlate(self, particles: torch.Tensor) -> torch.Tensor:
-        """Normalised correlations ``(n, S, K R)`` of band coefficients at the coarse shifts."""
+        """Normalised correlations ``(n, K R, S)`` of band coefficients at the coarse shifts."""
         norm = self.band.power(particles).clamp_min(1e-12).sqrt()
         unit = particles / norm[:, None]
         stacked = torch.cat((unit.real, unit.imag), dim=1)  # (n, 2M)
-        return (stacked @ self.matrix).reshape(particles.shape[0], self.shifts.shape[0], -1)
+        return (stacked @ self.matrix).reshape(particles.shape[0], -1, self.shifts.shape[0])
 
     def _local(
         self, particles: torch.Tensor, references: torch.Tensor, shifts: torch.Tensor
@@ -317,8 +342,8 @@ class Aligner:
         """
         n = particles.shape[0]
         k, r = self.n_classes, self.n_rotations
-        cc = self.correlate(particles)  # (n, S, K R)
-        best_per_ref, best_shift_index = cc.max(dim=1)  # (n, K R)
+        cc = self.correlate(particles)  # (n, K R, S)
+        best_per_ref, best_shift_index = cc.max(dim=2)  # (n, K R)
         per_class = best_per_ref.reshape(n, k, r).amax(dim=2)
         # The few best coarse poses are refined; the best refined pose wins (a coarse grid can
         # rank a neighbouring rotation first).

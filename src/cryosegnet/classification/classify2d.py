@@ -25,6 +25,7 @@ from cryosegnet.classification.align import (
 )
 from cryosegnet.classification.settings import ClassifySettings
 from cryosegnet.errors import SettingsError
+from cryosegnet.model.device import resolve_device
 
 
 @dataclass
@@ -75,8 +76,22 @@ class ClassificationResult:
 
 
 def circular_mask(size: int, radius: float, soft: float = 2.0) -> torch.Tensor:
-    """``(B, B)`` mask: 1 inside ``radius`` (pixels from the box centre), a cosine edge of
-    ``soft`` pixels, 0 outside."""
+    """A soft-edged disk: averages are masked with it (noise outside a particle is no signal).
+
+    Parameters
+    ----------
+    size : int
+        Box side B.
+    radius : float
+        Radius in pixels from the box centre (pixel ``B // 2``).
+    soft : float
+        Width in pixels of the cosine edge outside ``radius``.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(B, B)``: 1 inside, 0 beyond ``radius + soft``.
+    """
     coords = torch.arange(size, dtype=torch.float32) - size // 2
     yy, xx = torch.meshgrid(coords, coords, indexing="ij")
     distance = torch.sqrt(xx**2 + yy**2)
@@ -86,7 +101,22 @@ def circular_mask(size: int, radius: float, soft: float = 2.0) -> torch.Tensor:
 
 def centre_images(images: torch.Tensor, mask: torch.Tensor, dark: bool) -> torch.Tensor:
     """Shift each image so the centre of mass of its dark (or bright) part inside ``mask``
-    lies on the box centre."""
+    lies on the box centre (so classes do not drift off centre over the iterations).
+
+    Parameters
+    ----------
+    images : torch.Tensor
+        ``(n, B, B)`` class averages.
+    mask : torch.Tensor
+        ``(B, B)`` weights of the pixels that count.
+    dark : bool
+        Follow the part darker than 0 (else the brighter part).
+
+    Returns
+    -------
+    torch.Tensor
+        ``(n, B, B)`` shifted images (Fourier shift, sub-pixel).
+    """
     size = images.shape[-1]
     signal = -images if dark else images
     weight = signal.clamp_min(0) * mask
@@ -102,19 +132,26 @@ def noise_decoys(images: torch.Tensor, n: int, generator: torch.Generator) -> to
 
     The median over boxes follows the background, not the few strong objects (contamination,
     carbon) whose power would make every decoy look like a blob.
+
+    Parameters
+    ----------
+    images : torch.Tensor
+        ``(N, B, B)`` particle boxes.
+    n : int
+        Decoys to make.
+    generator : torch.Generator
+        Source of the random phases (seeded: same decoys for the same seed).
+
+    Returns
+    -------
+    torch.Tensor
+        ``(n, B, B)``.
     """
     size = images.shape[-1]
     amplitude = torch.fft.rfft2(images).abs().median(dim=0).values
     noise = torch.randn((n, size, size), generator=generator).to(images.device)
     phases = torch.angle(torch.fft.rfft2(noise))
     return torch.fft.irfft2(torch.polar(amplitude.expand_as(phases), phases), s=(size, size))
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto``: CUDA when present, else CPU; otherwise the named device."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def classify_particles(

@@ -38,7 +38,18 @@ def write_json(path: Path, data: dict) -> None:
 
 
 def write_averages_mrcs(path: Path, averages: np.ndarray, pixel_size: float) -> None:
-    """Class averages as an MRC stack (``.mrcs``), voxel size in micrograph-pixel units."""
+    """Class averages as an MRC stack (``.mrcs``), written atomically.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        Destination.
+    averages : numpy.ndarray
+        ``(K, B, B)`` images.
+    pixel_size : float
+        Size of a working pixel in micrograph pixels (recorded as the voxel size; in Å only
+        if the micrographs' pixels are 1 Å).
+    """
     import mrcfile
 
     with atomic_path(path) as temp:
@@ -51,7 +62,19 @@ def write_averages_mrcs(path: Path, averages: np.ndarray, pixel_size: float) -> 
 def write_averages_png(
     path: Path, averages: np.ndarray, quality: pd.DataFrame, selected: list[int]
 ) -> None:
-    """A grid of the averages, each titled with its number and size; selected ones framed."""
+    """A grid of the averages, each titled with its number and size; selected ones framed.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        Destination PNG.
+    averages : numpy.ndarray
+        ``(K, B, B)`` images.
+    quality : pandas.DataFrame
+        :func:`cryosegnet.classification.quality.class_quality`'s table (for the sizes).
+    selected : list of int
+        Class numbers (1-based) to frame in green.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -87,6 +110,19 @@ def particle_table(stack_table: pd.DataFrame, result) -> pd.DataFrame:
 
     The shift is where the particle's centre sits relative to the box centre, converted to
     micrograph pixels; ``recentred_x = box_x + shift_x``.
+
+    Parameters
+    ----------
+    stack_table : pandas.DataFrame
+        :attr:`cryosegnet.classification.extract.ParticleStack.table`.
+    result : ClassificationResult
+        The classification of those boxes.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``stack_table`` plus ``class``, ``correlation``, ``psi``, ``shift_x``, ``shift_y``,
+        ``recentred_x``, ``recentred_y``.
     """
     table = stack_table.copy()
     table["class"] = result.classes.astype(int) + 1
@@ -169,6 +205,16 @@ def write_pick_folder(
 
 def read_classification(folder: str | os.PathLike) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
     """(record, classes table, particles table) of a classification folder.
+
+    Parameters
+    ----------
+    folder : str or os.PathLike
+        A folder written by ``cryosegnet classify``.
+
+    Returns
+    -------
+    tuple of (dict, pandas.DataFrame, pandas.DataFrame)
+        ``classification.json``, ``classes.csv`` and ``particles.csv``.
 
     Raises
     ------
