@@ -18,6 +18,8 @@ SUBCOMMAND_MODULES = (
     "train",
     "finetune",
     "evaluate",
+    "classify",
+    "select",
     "export_model",
     "show",
     "threshold",

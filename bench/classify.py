@@ -1,0 +1,426 @@
+"""2D classification of picks: junk rejection, re-centring and speed (``cryosegnet classify``).
+
+(a) Simulated micrographs with known particles and junk (ice contamination, aggregates,
+carbon, empty fields) are picked with the default picker, classified, and auto-selected;
+against the simulator's truth: precision of the kept picks, recall of the true particles among
+the picks, and the median centre error of the true picks before and after re-centring.
+(b) Speed: a synthetic stack of 10 000 particles in 50 classes at the default settings, in a
+child process (wall time and its own peak RSS).
+(c) With ``--parts ...,relion``: RELION 3.1's ``relion_refine`` 2D classification of 2 000 of
+the same simulated picks, timed against ours on them.
+
+    python bench/classify.py [--quick] [--parts accuracy,speed,relion]
+
+Figures go to bench/results/classify.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+from benchlib import RESULTS, SHARED, command_line, cryosegnet_command, run_timed
+
+WORK = Path("/tmp/cryosegnet-bench-classify")
+
+
+TRPV1 = SHARED / "data" / "maps" / "trpv1_volume.mrc"
+
+
+def simulation_config():
+    """Easy micrographs (visible particles) of one protein (a data set is one protein: TRPV1
+    from ../shared when present, else a procedural particle per micrograph), with the
+    simulator's junk: ice contamination, aggregates, carbon (the preset's chance), empty fields.
+    """
+    from cryosegnet.simulation import SimulationConfig
+
+    one_protein = {"maps": (str(TRPV1),), "pixel_size": 3.0} if TRPV1.is_file() else {}
+    return SimulationConfig(
+        size=1024,
+        difficulty="easy",
+        contamination=(1, 4),
+        aggregates=(1, 3),
+        empty_probability=0.15,
+        **one_protein,
+    )
+
+
+def simulate(folder: Path, n: int, seed: int) -> None:
+    from cryosegnet.simulation import write_dataset
+
+    write_dataset(folder, simulation_config(), n=n, seed=seed)
+
+
+def score_selection(sim: Path, classes: Path) -> dict:
+    """Precision/recall of the kept picks and centre errors, against the simulator's truth."""
+    import numpy as np
+    import pandas as pd
+
+    from cryosegnet.evaluation.matching import match_picks
+
+    particles = pd.read_csv(classes / "particles.csv")
+    quality = pd.read_csv(classes / "classes.csv")
+    kept_classes = set(quality.loc[quality["auto_selected"], "class"])
+    is_true = np.zeros(len(particles), dtype=bool)
+    before, after = np.full(len(particles), np.nan), np.full(len(particles), np.nan)
+    for micrograph, rows in particles.groupby("micrograph"):
+        truth = pd.read_csv(sim / (Path(str(micrograph)).stem + ".csv"))
+        truth_xy = truth[["X-Coordinate", "Y-Coordinate"]].to_numpy(float)
+        radius = float(np.median(truth["Diameter"])) / 2 if len(truth) else 20.0
+        xy = rows[["x", "y"]].to_numpy(float)
+        match = match_picks(xy, rows["score"].to_numpy(float), truth_xy, radius)
+        matched = match.label_index >= 0
+        index = rows.index.to_numpy()[match.order]
+        is_true[index[matched]] = True
+        centres = truth_xy[match.label_index[matched]]
+        before[index[matched]] = np.hypot(*(xy[match.order][matched] - centres).T)
+        recentred = rows[["recentred_x", "recentred_y"]].to_numpy(float)[match.order][matched]
+        after[index[matched]] = np.hypot(*(recentred - centres).T)
+    kept = (particles["class"].isin(kept_classes) & particles["above_decoys"]).to_numpy()
+    near_any = np.zeros(len(particles), dtype=bool)
+    for micrograph, rows in particles.groupby("micrograph"):
+        every = pd.read_csv(sim / "truth" / (Path(str(micrograph)).stem + "_all.csv"))
+        if len(every):
+            from scipy.spatial import cKDTree
+
+            distance, _ = cKDTree(every[["x", "y"]].to_numpy(float)).query(
+                rows[["x", "y"]].to_numpy(float)
+            )
+            near_any[rows.index.to_numpy()] = distance <= every["diameter"].median() / 2
+    n_true, n_junk = int(is_true.sum()), int((~is_true).sum())
+    return {
+        "picks_classified": len(particles),
+        "true_picks": n_true,
+        "junk_picks": n_junk,
+        "precision_before_selection": n_true / max(len(particles), 1),
+        "kept": int(kept.sum()),
+        "kept_classes": sorted(int(c) for c in kept_classes),
+        "precision_kept": float(is_true[kept].mean()) if kept.any() else float("nan"),
+        "kept_near_any_simulated_particle": float(near_any[kept].mean())
+        if kept.any()
+        else float("nan"),
+        "picks_near_any_simulated_particle": float(near_any.mean()),
+        "recall_true_among_picks": float(kept[is_true].mean()) if n_true else float("nan"),
+        "junk_rejected": float((~kept[~is_true]).mean()) if n_junk else float("nan"),
+        "median_centre_error_before_px": float(np.nanmedian(before)),
+        "median_centre_error_after_px": float(np.nanmedian(after)),
+        "median_centre_error_kept_before_px": float(np.nanmedian(before[kept])),
+        "median_centre_error_kept_after_px": float(np.nanmedian(after[kept])),
+        "classes": quality.to_dict(orient="records"),
+    }
+
+
+def accuracy(n_micrographs: int, n_classes: int, seed: int) -> dict:
+    from cryosegnet.classification.pipeline import classify_picks
+    from cryosegnet.classification.settings import ClassifySettings
+
+    run = WORK / f"seed{seed}"
+    sim, picks, classes = run / "sim", run / "picks", run / "classes"
+    if not (sim / "micrographs.csv").is_file():
+        simulate(sim, n_micrographs, seed)
+    pick = run_timed(
+        [
+            *cryosegnet_command(),
+            "pick",
+            *sorted(str(p) for p in sim.glob("*.mrc")),
+            "-o",
+            str(picks),
+        ],
+        run / "pick.log",
+        stamp=False,
+    )
+    if not pick.ok:
+        raise SystemExit(f"pick failed, see {pick.log}")
+    settings = ClassifySettings(n_classes=n_classes)
+    start = time.perf_counter()
+    summary = classify_picks(
+        picks, [str(sim)], classes, settings, recentre=True, auto=True, progress=False
+    )
+    seconds = time.perf_counter() - start
+    figures = score_selection(sim, classes)
+    return {
+        "micrographs": n_micrographs,
+        "seed": seed,
+        "simulation": repr(simulation_config()).replace(str(SHARED), "../shared"),
+        "settings": asdict(settings),
+        "classify_s": seconds,
+        "classification_only_s": summary.seconds,
+        **figures,
+    }
+
+
+def speed_child(n: int, k: int, out: Path) -> None:
+    """Classify a synthetic stack of ``n`` particles into ``k`` classes; figures to ``out``."""
+    import numpy as np
+    import torch
+
+    from cryosegnet.classification.align import sample_images
+    from cryosegnet.classification.classify2d import classify_particles
+    from cryosegnet.classification.settings import ClassifySettings
+
+    settings = ClassifySettings(n_classes=k)
+    size = settings.working_box
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:size, 0:size] - size // 2
+    shapes = []
+    for _ in range(20):  # blobby asymmetric shapes about one particle diameter across
+        image = np.zeros((size, size))
+        for _ in range(3):
+            cx, cy = rng.uniform(-8, 8, 2)
+            sx, sy = rng.uniform(3, 7, 2)
+            image -= np.exp(-((xx - cx) ** 2 / (2 * sx**2) + (yy - cy) ** 2 / (2 * sy**2)))
+        shapes.append(image)
+    templates = torch.tensor(np.array(shapes), dtype=torch.float32)
+    which = rng.integers(0, len(shapes), n)
+    stack = sample_images(
+        templates[which],
+        torch.tensor(rng.uniform(0, 360, n), dtype=torch.float32),
+        torch.tensor(rng.uniform(-3, 3, (n, 2)), dtype=torch.float32),
+    ).numpy()
+    stack += rng.normal(0, 1.0, stack.shape).astype(np.float32)
+    start = time.perf_counter()
+    result = classify_particles(stack, settings, progress=False)
+    seconds = time.perf_counter() - start
+    out.write_text(
+        json.dumps(
+            {
+                "particles": n,
+                "classes": k,
+                "classify_s": seconds,
+                "torch_threads": torch.get_num_threads(),
+                "changed_per_iteration": result.changed,
+                "settings": asdict(replace(settings)),
+            }
+        )
+    )
+
+
+def speed(n: int, k: int) -> dict:
+    out = WORK / "speed.json"
+    child = run_timed(
+        [sys.executable, __file__, "--speed-child", str(n), str(k), str(out)],
+        WORK / "speed.log",
+        stamp=False,
+    )
+    if not child.ok:
+        raise SystemExit(f"speed run failed, see {child.log}")
+    figures = json.loads(out.read_text())
+    return {
+        **figures,
+        "process_wall_s": child.wall_s,
+        "cpu_s": child.cpu_s,
+        "peak_rss_mb": child.max_rss_mb,
+        "target_s": 180,
+        "target_rss_mb": 3072,
+    }
+
+
+def relion(n_classes: int, seed: int, n_particles: int = 2000) -> dict:
+    """RELION 3.1 ``relion_refine`` 2D classification and ours on the same ``n_particles``
+    picks (a seeded random subset of the classified picks), both timed."""
+    import shutil
+
+    import numpy as np
+    import pandas as pd
+
+    from cryosegnet.classification.pipeline import classify_picks
+    from cryosegnet.classification.settings import ClassifySettings
+    from cryosegnet.io.coordinates import make_picks, write_coordinate_star, write_index_star
+
+    if shutil.which("relion_refine") is None or shutil.which("relion_preprocess") is None:
+        return {"skipped": "relion_refine or relion_preprocess is not on PATH"}
+    run = WORK / f"seed{seed}"
+    folder = run / "relion"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    record = json.loads((run / "classes" / "classification.json").read_text())
+    particles = pd.read_csv(run / "classes" / "particles.csv")
+    chosen = particles.sample(n=min(n_particles, len(particles)), random_state=0)
+    pixel_a = simulation_config().pixel_size or 4.0
+    diameter_px = float(record["diameter_px"])
+    entries = []
+    for micrograph, rows in chosen.groupby("micrograph"):
+        name = f"sim/{Path(str(micrograph)).name}"
+        star = folder / "coords" / "sim" / f"{Path(name).stem}_autopick.star"
+        star.parent.mkdir(parents=True, exist_ok=True)
+        picks = make_picks(rows["x"], rows["y"], rows["score"])
+        write_coordinate_star(star, picks, manifest={"diameter_px": diameter_px})
+        entries.append((name, str(star.relative_to(folder))))
+    write_index_star(folder / "coords" / "autopick.star", entries)
+    (folder / "sim").symlink_to(run / "sim")
+    (folder / "mics.star").write_text(
+        "\n# version 30001\n\ndata_optics\n\nloop_\n_rlnOpticsGroupName #1\n"
+        "_rlnOpticsGroup #2\n_rlnMicrographOriginalPixelSize #3\n_rlnVoltage #4\n"
+        "_rlnSphericalAberration #5\n_rlnAmplitudeContrast #6\n_rlnMicrographPixelSize #7\n"
+        f"opticsGroup1 1 {pixel_a} 300.0 2.7 0.1 {pixel_a}\n\n# version 30001\n\n"
+        "data_micrographs\n\nloop_\n_rlnMicrographName #1\n_rlnOpticsGroup #2\n"
+        + "".join(f"{name} 1\n" for name, _ in entries)
+    )
+    settings = ClassifySettings(n_classes=n_classes)
+    box = int(round(settings.box_factor * diameter_px / 2)) * 2
+    extract = run_timed(
+        [
+            "relion_preprocess",
+            "--i",
+            "mics.star",
+            "--coord_dir",
+            "coords/",
+            "--coord_suffix",
+            "_autopick.star",
+            "--part_star",
+            "particles.star",
+            "--part_dir",
+            "Extract/",
+            "--extract",
+            "--extract_size",
+            str(box),
+            "--scale",
+            str(settings.working_box),
+            "--norm",
+            "--bg_radius",
+            str(int(settings.mask_radius_px)),
+            "--invert_contrast",
+        ],
+        folder / "preprocess.log",
+        cwd=folder,
+        stamp=False,
+    )
+    if not extract.ok:
+        return {"skipped": f"relion_preprocess failed: see {extract.log}"}
+    (folder / "out").mkdir()
+    diameter_a = diameter_px * pixel_a
+    refine = run_timed(
+        [
+            "relion_refine",
+            "--i",
+            "particles.star",
+            "--o",
+            "out/run",
+            "--K",
+            str(n_classes),
+            "--iter",
+            "15",
+            "--tau2_fudge",
+            "2",
+            "--particle_diameter",
+            f"{diameter_a:.0f}",
+            "--flatten_solvent",
+            "--zero_mask",
+            "--oversampling",
+            "1",
+            "--psi_step",
+            "10",
+            "--offset_range",
+            "5",
+            "--offset_step",
+            "2",
+            "--norm",
+            "--scale",
+            "--j",
+            "2",
+        ],
+        folder / "refine.log",
+        cwd=folder,
+        timeout=3600,
+        stamp=False,
+    )
+    start = time.perf_counter()
+    ours = classify_picks(
+        folder / "coords",
+        [str(run / "sim")],
+        folder / "ours",
+        settings,
+        diameter=diameter_px,
+        progress=False,
+    )
+    ours_s = time.perf_counter() - start
+    n_extracted = sum(
+        1 for line in (folder / "particles.star").read_text().splitlines() if "@Extract/" in line
+    )
+    return {
+        "particles": int(len(chosen)),
+        "relion_extracted": n_extracted,
+        "relion_refine": {
+            "command": " ".join(refine.command),
+            "returncode": refine.returncode,
+            "wall_s": refine.wall_s,
+            "cpu_s": refine.cpu_s,
+            "max_rss_mb": refine.max_rss_mb,
+        },
+        "ours_wall_s": ours_s,
+        "ours_classification_s": ours.seconds,
+        "note": "relion_refine without CTF correction (no --ctf flag), on boxes extracted by "
+        "relion_preprocess at the same box and working size (--scale), contrast inverted; "
+        "ours reads the micrographs itself",
+        "relion_classes_sizes": _relion_class_sizes(folder / "out", np),
+    }
+
+
+def _relion_class_sizes(out: Path, np) -> list[int]:
+    import starfile
+
+    data = sorted(out.glob("run_it*_data.star"))
+    if not data:
+        return []
+    table = starfile.read(data[-1], always_dict=True)["particles"]
+    return np.bincount(table["rlnClassNumber"].to_numpy(int)).tolist()[1:]
+
+
+PARTS = ("accuracy", "speed", "relion")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="8 micrographs instead of 24")
+    parser.add_argument(
+        "--parts",
+        default="accuracy,speed",
+        help=f"comma-separated parts to run, of {','.join(PARTS)} (relion needs accuracy's "
+        "picks); the others are kept from an existing results file",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=23, help="simulation seed (not the one settings were chosen on)"
+    )
+    parser.add_argument("--speed-child", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.speed_child:
+        n, k, out = args.speed_child
+        speed_child(int(n), int(k), Path(out))
+        return 0
+    parts = [p.strip() for p in args.parts.split(",") if p.strip()]
+    unknown = sorted(set(parts) - set(PARTS))
+    if unknown:
+        parser.error(f"unknown part(s): {', '.join(unknown)}")
+    WORK.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / "classify.json"
+    results: dict = json.loads(path.read_text()) if path.is_file() else {}
+    if "accuracy" in parts:
+        n_micrographs = 8 if args.quick else 24
+        results["junk_and_recentring"] = accuracy(n_micrographs, 20, seed=args.seed)
+        results["junk_and_recentring"]["command"] = command_line(args)
+        shown = {
+            k: v
+            for k, v in results["junk_and_recentring"].items()
+            if k not in ("classes", "settings", "simulation")
+        }
+        print(json.dumps(shown, indent=1))
+    if "speed" in parts:
+        results["speed_10k_50_classes"] = speed(10_000, 50)
+        results["speed_10k_50_classes"]["command"] = command_line(args)
+        print(json.dumps(results["speed_10k_50_classes"], indent=1))
+    if "relion" in parts:
+        results["relion_comparison"] = relion(20, seed=args.seed)
+        results["relion_comparison"]["command"] = command_line(args)
+        print(json.dumps(results["relion_comparison"], indent=1))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

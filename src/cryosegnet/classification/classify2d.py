@@ -1,0 +1,316 @@
+"""Reference-free 2D classification: iterate alignment and averaging (k-means style).
+
+Each iteration: centre and mask the class averages, align every particle to all ``K x R``
+rotated averages (:mod:`.align`), give each particle to the class (and pose) it correlates
+with best (hard assignment), and average the aligned members. The start is ``K`` disjoint
+random subsets' plain averages. A class left with fewer than ``min_class_size`` members takes
+over a random half of the largest class, so ``K`` classes survive to the end.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from cryosegnet.classification.align import (
+    Aligner,
+    Band,
+    sample_images,
+    shift_grid,
+    shift_images,
+)
+from cryosegnet.classification.settings import ClassifySettings
+from cryosegnet.errors import SettingsError
+from cryosegnet.model.device import resolve_device
+
+
+@dataclass
+class ClassificationResult:
+    """Class averages and each particle's class and pose.
+
+    Attributes
+    ----------
+    averages : numpy.ndarray
+        ``(K, B, B)`` masked class averages (units: the normalised particles').
+    raw_averages : numpy.ndarray
+        ``(K, B, B)`` the same without the mask (the background is needed to judge them).
+    half_averages : numpy.ndarray
+        ``(2, K, B, B)`` unmasked averages of the odd and even members (by position in the
+        stack), for the split-half quality measure.
+    classes : numpy.ndarray
+        ``(N,)`` class of each particle, 0-based.
+    scores : numpy.ndarray
+        ``(N,)`` normalised cross-correlation with its class average at its pose.
+    angles : numpy.ndarray
+        ``(N,)`` psi in degrees (see :mod:`cryosegnet.classification.align`).
+    shifts : numpy.ndarray
+        ``(N, 2)`` shift (x, y) in working pixels: where the particle's centre sits relative
+        to the box centre.
+    sizes : numpy.ndarray
+        ``(K,)`` members per class.
+    decoy_scores : numpy.ndarray
+        Best correlation of noise decoys (:func:`noise_decoys`: the particles' median
+        power spectrum, random phases) with the last iteration's references at any class and
+        pose: what noise reaches, for judging the particles' ``scores``.
+    changed : list of float
+        Fraction of particles that changed class at each iteration (convergence record).
+    settings : ClassifySettings
+        What produced it.
+    """
+
+    averages: np.ndarray
+    raw_averages: np.ndarray
+    half_averages: np.ndarray
+    classes: np.ndarray
+    scores: np.ndarray
+    angles: np.ndarray
+    shifts: np.ndarray
+    sizes: np.ndarray
+    decoy_scores: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    changed: list[float] = field(default_factory=list)
+    settings: ClassifySettings = field(default_factory=ClassifySettings)
+
+
+def circular_mask(size: int, radius: float, soft: float = 2.0) -> torch.Tensor:
+    """A soft-edged disk: averages are masked with it (noise outside a particle is no signal).
+
+    Parameters
+    ----------
+    size : int
+        Box side B.
+    radius : float
+        Radius in pixels from the box centre (pixel ``B // 2``).
+    soft : float
+        Width in pixels of the cosine edge outside ``radius``.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(B, B)``: 1 inside, 0 beyond ``radius + soft``.
+    """
+    coords = torch.arange(size, dtype=torch.float32) - size // 2
+    yy, xx = torch.meshgrid(coords, coords, indexing="ij")
+    distance = torch.sqrt(xx**2 + yy**2)
+    edge = ((distance - radius) / soft).clamp(0, 1)
+    return 0.5 * (1 + torch.cos(torch.pi * edge))
+
+
+def centre_images(images: torch.Tensor, mask: torch.Tensor, dark: bool) -> torch.Tensor:
+    """Shift each image so the centre of mass of its dark (or bright) part inside ``mask``
+    lies on the box centre (so classes do not drift off centre over the iterations).
+
+    Parameters
+    ----------
+    images : torch.Tensor
+        ``(n, B, B)`` class averages.
+    mask : torch.Tensor
+        ``(B, B)`` weights of the pixels that count.
+    dark : bool
+        Follow the part darker than 0 (else the brighter part).
+
+    Returns
+    -------
+    torch.Tensor
+        ``(n, B, B)`` shifted images (Fourier shift, sub-pixel).
+    """
+    size = images.shape[-1]
+    signal = -images if dark else images
+    weight = signal.clamp_min(0) * mask
+    total = weight.sum(dim=(1, 2)).clamp_min(1e-12)
+    coords = torch.arange(size, dtype=images.dtype, device=images.device) - size // 2
+    cx = (weight.sum(dim=1) * coords).sum(dim=1) / total
+    cy = (weight.sum(dim=2) * coords).sum(dim=1) / total
+    return shift_images(images, torch.stack((cx, cy), dim=-1))
+
+
+def noise_decoys(images: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
+    """``n`` images of random phases and the median Fourier amplitude of ``images``.
+
+    The median over boxes follows the background, not the few strong objects (contamination,
+    carbon) whose power would make every decoy look like a blob.
+
+    Parameters
+    ----------
+    images : torch.Tensor
+        ``(N, B, B)`` particle boxes.
+    n : int
+        Decoys to make.
+    generator : torch.Generator
+        Source of the random phases (seeded: same decoys for the same seed).
+
+    Returns
+    -------
+    torch.Tensor
+        ``(n, B, B)``.
+    """
+    size = images.shape[-1]
+    amplitude = torch.fft.rfft2(images).abs().median(dim=0).values
+    noise = torch.randn((n, size, size), generator=generator).to(images.device)
+    phases = torch.angle(torch.fft.rfft2(noise))
+    return torch.fft.irfft2(torch.polar(amplitude.expand_as(phases), phases), s=(size, size))
+
+
+def classify_particles(
+    stack: np.ndarray,
+    settings: ClassifySettings,
+    progress: bool | None = None,
+    on_iteration: Callable[[int, float], None] | None = None,
+) -> ClassificationResult:
+    """Classify a stack of normalised particle boxes into ``settings.n_classes`` classes.
+
+    Parameters
+    ----------
+    stack : numpy.ndarray
+        ``(N, B, B)`` boxes, ``B == settings.working_box``, normalised (zero mean, unit SD
+        outside the mask), particle centres near the box centre.
+    settings : ClassifySettings
+        Classes, iterations, sampling, seed, device.
+    progress : bool, optional
+        Show a progress bar over iterations (default: only when stderr is a terminal).
+    on_iteration : callable, optional
+        Called as ``on_iteration(iteration, fraction_changed)`` after each iteration.
+
+    Returns
+    -------
+    ClassificationResult
+
+    Raises
+    ------
+    SettingsError
+        If the stack is not ``(N, B, B)`` with the settings' box, or holds fewer than
+        ``2 x n_classes`` particles.
+    """
+    from tqdm import tqdm
+
+    stack = np.asarray(stack, dtype=np.float32)
+    size = settings.working_box
+    if stack.ndim != 3 or stack.shape[1:] != (size, size):
+        raise SettingsError(f"particle stack of shape {stack.shape}; expected (N, {size}, {size})")
+    n, k = stack.shape[0], settings.n_classes
+    if n < 2 * k:
+        raise SettingsError(f"{n} particles are too few for {k} classes (at least {2 * k} needed)")
+    device = resolve_device(settings.device)
+    generator = torch.Generator().manual_seed(settings.seed)
+    particles = torch.from_numpy(stack).to(device)
+    mask = circular_mask(size, settings.mask_radius_px).to(device)
+    band = Band.disk(size, settings.band_radius, device=device)
+    angles = torch.arange(settings.n_rotations, dtype=torch.float32) * (
+        360.0 / settings.n_rotations
+    )
+    shifts = shift_grid(settings.max_shift * settings.diameter_px, settings.shift_step)
+    coefficients = torch.cat(
+        [
+            band.coefficients(particles[i : i + settings.batch_size])
+            for i in range(0, n, settings.batch_size)
+        ]
+    )
+    order = torch.randperm(n, generator=generator).to(device)
+    start = torch.arange(n, device=device) % k
+    classes = torch.empty(n, dtype=torch.long, device=device)
+    classes[order] = start
+    sums = torch.zeros(k, size, size, device=device).index_add_(0, classes, particles)
+    averages = sums / torch.bincount(classes, minlength=k).clamp_min(1)[:, None, None].float()
+
+    show = sys.stderr.isatty() if progress is None else progress
+    changed: list[float] = []
+    angle = torch.zeros(n, device=device)
+    shift = torch.zeros(n, 2, device=device)
+    score = torch.zeros(n, device=device)
+    halves = torch.zeros(2, k, size, size, device=device)
+    subset_size = k * settings.particles_per_class
+    for iteration in tqdm(range(settings.iterations), desc="2D classification", disable=not show):
+        last = iteration >= settings.iterations - settings.full_iterations
+        if last or subset_size >= n:
+            members = torch.arange(n, device=device)
+        else:  # an early iteration on a random subset (like CryoSPARC's batch per class)
+            members = torch.sort(torch.randperm(n, generator=generator)[:subset_size]).values
+            members = members.to(device)
+        references = centre_images(averages, mask, settings.dark_particles) * mask
+        aligner = Aligner(references, band, angles, shifts, settings.shift_step)
+        parts = [
+            aligner.align(coefficients[members[i : i + settings.batch_size]])[0]
+            for i in range(0, len(members), settings.batch_size)
+        ]
+        new_classes = torch.cat([p.reference for p in parts])
+        fraction = float((new_classes != classes[members]).float().mean()) if iteration else 1.0
+        classes[members] = new_classes
+        angle[members] = torch.cat([p.angle for p in parts])
+        shift[members] = torch.cat([p.shift for p in parts])
+        score[members] = torch.cat([p.score for p in parts])
+        classes[members] = _reseed_small_classes(
+            classes[members], k, settings.min_class_size, generator
+        )
+        halves = _aligned_sums(particles, members, classes, angle, shift, k, settings.batch_size)
+        sizes = torch.bincount(classes[members], minlength=k)
+        averages = halves.sum(dim=0) / sizes.clamp_min(1)[:, None, None].float()
+        changed.append(fraction)
+        if on_iteration is not None:
+            on_iteration(iteration, fraction)
+    decoys = noise_decoys(particles, settings.decoys, generator)
+    decoy_coefficients = band.coefficients(decoys)
+    decoy_scores = torch.cat(
+        [
+            aligner.align(decoy_coefficients[i : i + settings.batch_size])[0].score
+            for i in range(0, len(decoys), settings.batch_size)
+        ]
+    )
+    half_counts = torch.stack(
+        [torch.bincount(classes[parity::2], minlength=k) for parity in (0, 1)]
+    ).clamp_min(1)
+    half_averages = halves / half_counts[:, :, None, None].float()
+    sizes = torch.bincount(classes, minlength=k)
+    return ClassificationResult(
+        averages=(averages * mask).cpu().numpy(),
+        raw_averages=averages.cpu().numpy(),
+        half_averages=half_averages.cpu().numpy(),
+        classes=classes.cpu().numpy(),
+        scores=score.cpu().numpy(),
+        angles=angle.cpu().numpy(),
+        shifts=shift.cpu().numpy(),
+        sizes=sizes.cpu().numpy(),
+        decoy_scores=decoy_scores.cpu().numpy(),
+        changed=changed,
+        settings=settings,
+    )
+
+
+def _aligned_sums(
+    particles: torch.Tensor,
+    members: torch.Tensor,
+    classes: torch.Tensor,
+    angle: torch.Tensor,
+    shift: torch.Tensor,
+    k: int,
+    batch: int,
+) -> torch.Tensor:
+    """Sums ``(2, K, B, B)`` of the aligned ``members``, odd and even stack positions apart."""
+    size = particles.shape[-1]
+    halves = torch.zeros(2, k, size, size, device=particles.device)
+    for i in range(0, len(members), batch):
+        part = members[i : i + batch]
+        aligned = sample_images(particles[part], angle[part], shift[part])
+        halves.view(2 * k, size, size).index_add_(0, (part % 2) * k + classes[part], aligned)
+    return halves
+
+
+def _reseed_small_classes(
+    classes: torch.Tensor, k: int, min_size: int, generator: torch.Generator
+) -> torch.Tensor:
+    """Give each class with fewer than ``min_size`` members a random half of the largest."""
+    classes = classes.clone()
+    for _ in range(k):
+        counts = torch.bincount(classes, minlength=k)
+        small = torch.nonzero(counts < min_size).reshape(-1)
+        if len(small) == 0:
+            break
+        largest = int(counts.argmax())
+        if int(counts[largest]) < 2 * min_size:
+            break
+        members = torch.nonzero(classes == largest).reshape(-1)
+        chosen = members[torch.randperm(len(members), generator=generator)[: len(members) // 2]]
+        classes[chosen.to(classes.device)] = int(small[0])
+    return classes

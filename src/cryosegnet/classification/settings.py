@@ -1,0 +1,156 @@
+"""Settings of 2D classification and class selection: every default is defined here once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cryosegnet.errors import SettingsError
+
+
+@dataclass(frozen=True)
+class ClassifySettings:
+    """How picks are boxed, aligned and classified.
+
+    Attributes
+    ----------
+    n_classes : int
+        K, the number of classes.
+    iterations : int
+        Alignment/averaging rounds.
+    box_factor : float
+        Box side in particle diameters (cut from the micrograph before downsampling).
+    working_box : int
+        Side in pixels the boxes are downsampled to; classification runs at this size.
+    mask_factor : float
+        Diameter of the circular mask in particle diameters: the background outside it sets
+        each box's normalisation (zero mean, unit SD, as RELION), and class averages are
+        masked with it.
+    angle_step : float
+        In-plane rotation sampling in degrees (360 / angle_step rotated references per class).
+    max_shift : float
+        Largest shift searched, in particle diameters (each axis).
+    shift_step : float
+        Shift sampling in working pixels; the peak is refined to sub-pixel by a parabola.
+    band_limit : float
+        Highest spatial frequency used for alignment, in cycles per particle diameter
+        (``band_limit x box_factor`` Fourier pixels of the working box). Alignment at low
+        resolution is what noisy particles support, and it keeps the search cheap.
+    dark_particles : bool
+        Particles are darker than the ice (raw micrographs, no contrast inversion): the
+        centre of mass used to centre averages, and the quality's particle size, follow the
+        dark part of an average.
+    particles_per_class : int
+        Early iterations align a random subset of ``n_classes x particles_per_class``
+        particles (as CryoSPARC's batch size per class): averages need not many members to
+        improve, and the search is the cost. The last ``full_iterations`` use every particle.
+    full_iterations : int
+        Final iterations over the whole stack (the reported classes and poses are theirs).
+    decoys : int
+        Noise images with the particles' median power spectrum aligned after the last
+        iteration, so the correlation noise reaches is known (``decoy_scores`` of the
+        result).
+    min_class_size : int
+        A class with fewer members is re-seeded from half of the largest class.
+    batch_size : int
+        Particles aligned at once (memory: batch x shifts x K x rotations floats).
+    seed : int
+        Seed of the initial random subsets and of re-seeding: same seed, same result.
+    device : str
+        ``auto`` (CUDA when present, else CPU), ``cpu`` or ``cuda[:N]``.
+    """
+
+    n_classes: int = 20
+    iterations: int = 15
+    box_factor: float = 1.5
+    working_box: int = 48
+    mask_factor: float = 1.1
+    angle_step: float = 10.0
+    max_shift: float = 0.2
+    shift_step: float = 3.0
+    band_limit: float = 4.5
+    dark_particles: bool = True
+    particles_per_class: int = 100
+    full_iterations: int = 2
+    decoys: int = 2000
+    min_class_size: int = 2
+    batch_size: int = 256
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.n_classes >= 1, "the number of classes must be at least 1"),
+            (self.iterations >= 1, "iterations must be at least 1"),
+            (self.box_factor >= 1.0, "the box must be at least one particle diameter"),
+            (self.working_box >= 16 and self.working_box % 2 == 0, "working box: even, >= 16"),
+            (0 < self.mask_factor <= self.box_factor, "mask must fit in the box"),
+            (0 < self.angle_step <= 180, "angle step must be in (0, 180] degrees"),
+            (0 <= self.max_shift < 0.5, "max shift must be in [0, 0.5) particle diameters"),
+            (self.shift_step > 0, "shift step must be positive"),
+            (self.band_limit > 0, "band limit must be positive"),
+            (self.particles_per_class >= 1, "particles per class must be at least 1"),
+            (1 <= self.full_iterations <= self.iterations, "full iterations: 1..iterations"),
+            (self.decoys >= 1, "decoys must be at least 1"),
+            (self.min_class_size >= 1, "min class size must be at least 1"),
+            (self.batch_size >= 1, "batch size must be at least 1"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise SettingsError(message)
+
+    @property
+    def diameter_px(self) -> float:
+        """Particle diameter in working pixels."""
+        return self.working_box / self.box_factor
+
+    @property
+    def mask_radius_px(self) -> float:
+        """Mask radius in working pixels."""
+        return self.mask_factor * self.diameter_px / 2
+
+    @property
+    def n_rotations(self) -> int:
+        """Rotated references per class."""
+        return max(1, round(360.0 / self.angle_step))
+
+    @property
+    def band_radius(self) -> float:
+        """Alignment band limit in Fourier pixels of the working box."""
+        return min(self.working_box / 2 - 1, self.band_limit * self.box_factor)
+
+
+@dataclass(frozen=True)
+class SelectionSettings:
+    """What ``--auto`` keeps (the measures: :mod:`cryosegnet.classification.quality`).
+
+    A class is kept when all hold; of a kept class, the members above the decoys are kept.
+    Chosen on simulated micrographs with junk (``bench/classify.py`` reports other ones).
+
+    Attributes
+    ----------
+    decoy_quantile : float
+        A particle is above the decoys when its correlation beats this quantile of the noise
+        decoys' correlations.
+    min_above_decoys : float
+        At least this fraction of the class's members is above the decoys.
+    min_contrast : float
+        Particle-circle contrast of the average, in background-fluctuation units.
+    max_background_sd : float
+        Background fluctuation of the average in units of the noise left after averaging
+        (flat background: about 1; carbon edges, contamination, aggregates: more).
+    min_fraction : float
+        The class holds at least this fraction of an average class's members (1 / K of
+        all); a handful of boxes averages to noise or to one piece of junk.
+    """
+
+    decoy_quantile: float = 0.99
+    min_above_decoys: float = 0.5
+    min_contrast: float = 2.0
+    max_background_sd: float = 1.3
+    min_fraction: float = 0.25
+
+    def __post_init__(self) -> None:
+        if not 0 < self.decoy_quantile < 1:
+            raise SettingsError("decoy quantile must be in (0, 1)")
+        if not 0 <= self.min_above_decoys <= 1:
+            raise SettingsError("min fraction above decoys must be in [0, 1]")

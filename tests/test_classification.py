@@ -1,0 +1,326 @@
+"""2D classification of picks: alignment, determinism, bad input, outputs, RELION import."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from dataclasses import replace
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+import pandas as pd
+import pytest
+import starfile
+import torch
+from scipy import ndimage
+
+from cryosegnet.classification.align import Aligner, Band, sample_images, shift_grid
+from cryosegnet.classification.classify2d import classify_particles
+from cryosegnet.classification.extract import cut_boxes
+from cryosegnet.classification.pipeline import classify_picks, select_classes
+from cryosegnet.classification.quality import decoy_threshold
+from cryosegnet.classification.selection import parse_classes
+from cryosegnet.classification.settings import ClassifySettings
+from cryosegnet.cli.main import main
+from cryosegnet.errors import CryoSegNetError, SettingsError
+from cryosegnet.io.coordinates import (
+    make_picks,
+    read_coordinates,
+    write_coordinate_star,
+    write_index_star,
+)
+from cryosegnet.simulation import SimulationConfig, simulate_micrograph
+
+BOX = 48
+CENTRE = BOX // 2
+
+
+def _asymmetric_image() -> np.ndarray:
+    yy, xx = np.mgrid[0:BOX, 0:BOX] - CENTRE
+    image = np.exp(-((xx - 5) ** 2 / 30 + yy**2 / 8))
+    image += 0.7 * np.exp(-((xx + 3) ** 2 + (yy - 6) ** 2) / 6)
+    return -image.astype(np.float32)
+
+
+def _rotated_and_shifted(image: np.ndarray, psi: float, shift: np.ndarray) -> np.ndarray:
+    """``out(x) = image(R(-psi)(x - shift))`` about the box centre, by SciPy (independent of
+    the code under test)."""
+    a = np.deg2rad(-psi)
+    matrix_xy = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    matrix_rc = matrix_xy[::-1, ::-1]
+    centre = np.array([CENTRE, CENTRE], dtype=float)
+    offset = centre - matrix_rc @ (shift[::-1] + centre)
+    return ndimage.affine_transform(image, matrix_rc, offset=offset, order=3)
+
+
+def test_alignment_recovers_a_rotated_and_shifted_copy_within_1px_and_5_degrees():
+    reference = _asymmetric_image()
+    settings = ClassifySettings()
+    band = Band.disk(BOX, 9.0)
+    angles = torch.arange(settings.n_rotations, dtype=torch.float32) * settings.angle_step
+    aligner = Aligner(torch.from_numpy(reference)[None], band, angles, shift_grid(6.4, 2.0), 2.0)
+    rng = np.random.default_rng(0)
+    for _ in range(8):
+        psi, shift = rng.uniform(0, 360), rng.uniform(-4, 4, 2)
+        particle = _rotated_and_shifted(reference, psi, shift) + rng.normal(0, 0.05, (BOX, BOX))
+        found, _ = aligner.align(
+            band.coefficients(torch.tensor(particle[None], dtype=torch.float32))
+        )
+        angle_error = (float(found.angle[0]) - psi + 180) % 360 - 180
+        assert abs(angle_error) <= 5.0
+        assert np.hypot(*(found.shift[0].numpy() - shift)) <= 1.0
+
+
+def _synthetic_stack(n: int, noise: float, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Two clearly different shapes (a bar, a pair of blobs) at random poses, with noise."""
+    yy, xx = np.mgrid[0:BOX, 0:BOX] - CENTRE
+    bar = -np.exp(-(xx**2 / (2 * 11**2) + yy**2 / (2 * 3**2)))
+    pair = -(np.exp(-((xx - 7) ** 2 + yy**2) / 18) + np.exp(-((xx + 7) ** 2 + (yy - 5) ** 2) / 18))
+    shapes = torch.tensor(np.stack([bar, pair]), dtype=torch.float32)
+    rng = np.random.default_rng(seed)
+    truth = rng.integers(0, 2, n)
+    angles = torch.tensor(rng.uniform(0, 360, n), dtype=torch.float32)
+    images = sample_images(shapes[truth], angles, torch.tensor(rng.uniform(-2, 2, (n, 2))).float())
+    images = images.numpy() + rng.normal(0, noise, (n, BOX, BOX)).astype(np.float32)
+    return images.astype(np.float32), truth
+
+
+FAST = ClassifySettings(n_classes=2, iterations=4, full_iterations=1, decoys=300)
+
+
+def test_classification_separates_two_shapes():
+    stack, truth = _synthetic_stack(200, noise=0.5)
+    result = classify_particles(stack, FAST, progress=False)
+    table = pd.crosstab(truth, result.classes)
+    purity = table.max(axis=0).sum() / len(truth)
+    assert purity >= 0.9
+    assert result.averages.shape == (2, BOX, BOX)
+    assert sorted(result.sizes.tolist()) == sorted(np.bincount(result.classes, minlength=2))
+
+
+def test_same_seed_gives_identical_results():
+    stack, _ = _synthetic_stack(120, noise=1.0)
+    settings = replace(FAST, n_classes=3)
+    first = classify_particles(stack, settings, progress=False)
+    second = classify_particles(stack, settings, progress=False)
+    for name in ("averages", "classes", "scores", "angles", "shifts"):
+        assert np.array_equal(getattr(first, name), getattr(second, name)), name
+
+
+def test_one_class_works():
+    stack, _ = _synthetic_stack(30, noise=0.5)
+    result = classify_particles(stack, replace(FAST, n_classes=1), progress=False)
+    assert (result.classes == 0).all() and result.sizes.tolist() == [30]
+
+
+def test_too_few_particles_for_the_classes_is_refused():
+    stack, _ = _synthetic_stack(5, noise=0.5)
+    with pytest.raises(SettingsError, match="too few for 3 classes"):
+        classify_particles(stack, replace(FAST, n_classes=3), progress=False)
+
+
+def test_boxes_over_the_micrograph_edge_are_padded_with_the_background():
+    rng = np.random.default_rng(0)
+    image = rng.normal(5.0, 2.0, (200, 200)).astype(np.float32)
+    settings = ClassifySettings(working_box=32)
+    boxes, box_x, box_y, padded, scale = cut_boxes(
+        image, np.array([2.0, 100.0]), np.array([100.0, 100.0]), 20.0, settings
+    )
+    assert padded.tolist() == [True, False]
+    assert np.isfinite(boxes).all()
+    assert np.all(boxes[0][:, :10] == 0.0)  # the part left of the micrograph
+    assert abs(box_x[1] - 100) <= scale[0] / 2 and abs(box_y[1] - 100) <= scale[1] / 2
+    inside = boxes[1][np.hypot(*np.mgrid[-16:16, -16:16]) > settings.mask_radius_px]
+    assert abs(inside.mean()) < 1e-4 and abs(inside.std() - 1) < 1e-3
+
+
+def _disk_session(root: Path, offset=(3.0, -2.0), n_mics: int = 2, diameter: float = 20.0):
+    """Micrographs of dark disks on noise at known centres; picks off by ``offset``; written
+    in ``pick``'s layout (``picks/Movies/<stem>_autopick.star``, ``autopick.star``)."""
+    rng = np.random.default_rng(5)
+    movies, picks_dir = root / "Movies", root / "picks"
+    (picks_dir / "Movies").mkdir(parents=True)
+    movies.mkdir()
+    truth, entries = {}, []
+    yy, xx = np.mgrid[0:256, 0:256]
+    for m in range(n_mics):
+        centres = np.array([(x, y) for x in range(30, 230, 40) for y in range(30, 230, 40)], float)
+        centres += rng.uniform(-4, 4, centres.shape)
+        image = rng.normal(0, 1, (256, 256))
+        for cx, cy in centres:
+            image -= 1.5 * (np.hypot(xx - cx, yy - cy) < diameter / 2)
+        mic = movies / f"mic{m}.mrc"
+        with mrcfile.new(mic) as mrc:
+            mrc.set_data(image.astype(np.float32))
+        star = picks_dir / "Movies" / f"mic{m}_autopick.star"
+        picks = make_picks(centres[:, 0] + offset[0], centres[:, 1] + offset[1], 1.0)
+        write_coordinate_star(star, picks, manifest={"diameter_px": diameter})
+        entries.append((f"Movies/{mic.name}", str(star)))
+        truth[f"Movies/{mic.name}"] = centres
+    write_index_star(picks_dir / "autopick.star", entries)
+    return movies, picks_dir, truth
+
+
+SMALL = ClassifySettings(n_classes=2, iterations=3, full_iterations=1, working_box=32, decoys=200)
+
+
+def test_recentring_moves_picks_onto_the_particles_and_star_files_read_back(tmp_path):
+    movies, picks_dir, truth = _disk_session(tmp_path)
+    summary = classify_picks(picks_dir, [str(movies)], tmp_path / "classes", SMALL, recentre=True)
+    assert summary.n_particles == 50 and not summary.failures
+    out = tmp_path / "classes"
+    combined = starfile.read(out / "particles.star")
+    assert {
+        "rlnMicrographName",
+        "rlnCoordinateX",
+        "rlnCoordinateY",
+        "rlnClassNumber",
+        "rlnAnglePsi",
+    } <= set(combined.columns)
+    assert set(combined["rlnClassNumber"]) <= {1, 2}
+    before, after = [], []
+    for name, centres in truth.items():
+        stem = Path(name).stem
+        written = read_coordinates(out / "Movies" / f"{stem}_autopick.star")
+        assert len(written) == len(centres)
+        rows = combined[combined["rlnMicrographName"] == name]
+        for x, y in zip(rows["rlnCoordinateX"], rows["rlnCoordinateY"]):
+            after.append(np.hypot(centres[:, 0] - x, centres[:, 1] - y).min())
+        before += [np.hypot(3.0, -2.0)] * len(centres)
+    assert np.median(after) < 0.5 * np.median(before)
+    with mrcfile.open(out / "class_averages.mrcs") as mrc:
+        assert mrc.data.shape == (2, 32, 32)
+    table = pd.read_csv(out / "particles.csv")
+    assert {"class", "correlation", "psi", "shift_x", "shift_y"} <= set(table.columns)
+
+
+def test_select_writes_only_the_chosen_classes_and_records_the_choice(tmp_path):
+    movies, picks_dir, _ = _disk_session(tmp_path)
+    classify_picks(picks_dir, [str(movies)], tmp_path / "classes", SMALL)
+    table = pd.read_csv(tmp_path / "classes" / "particles.csv")
+    assert (
+        main(["select", str(tmp_path / "classes"), "--classes", "2", "-o", str(tmp_path / "s")])
+        == 0
+    )
+    kept = starfile.read(tmp_path / "s" / "particles.star")
+    assert len(kept) == int((table["class"] == 2).sum())
+    assert set(kept["rlnClassNumber"]) <= {2}
+    record = json.loads((tmp_path / "s" / "selection.json").read_text())
+    assert record["classes"] == [2] and record["mode"] == "manual"
+    assert (tmp_path / "s" / "Movies" / "mic0_autopick.star").is_file()
+    auto = select_classes(tmp_path / "classes", auto=True)
+    assert auto.output == tmp_path / "classes" / "selected"
+    quality = pd.read_csv(tmp_path / "classes" / "classes.csv")
+    assert auto.classes == sorted(quality.loc[quality["auto_selected"], "class"].tolist())
+
+
+def test_class_list_parsing_checks_numbers():
+    assert parse_classes("1,4, 2-3", 5) == [1, 2, 3, 4]
+    with pytest.raises(SettingsError, match="class 7 does not exist"):
+        parse_classes("1,7", 5)
+    with pytest.raises(SettingsError, match="not a class number"):
+        parse_classes("one", 5)
+
+
+def test_zero_picks_is_a_one_line_error_naming_the_picks(tmp_path, capsys):
+    movies, picks_dir, _ = _disk_session(tmp_path, n_mics=1)
+    star = picks_dir / "Movies" / "mic0_autopick.star"
+    write_coordinate_star(star, make_picks([], []), manifest={"diameter_px": 20.0})
+    code = main(["classify", str(picks_dir), str(movies), "-o", str(tmp_path / "c"), "-k", "2"])
+    err = capsys.readouterr().err.strip()
+    assert code == 1
+    assert len(err.splitlines()) == 1 and str(picks_dir) in err and "too few" in err
+
+
+def test_output_inside_the_picks_folder_is_refused(tmp_path):
+    movies, picks_dir, _ = _disk_session(tmp_path, n_mics=1)
+    with pytest.raises(CryoSegNetError, match="must not be"):
+        classify_picks(picks_dir, [str(movies)], picks_dir / "classes", SMALL)
+
+
+def test_simulated_micrograph_picks_classify_end_to_end(tmp_path):
+    """Real simulator output (not only disks) goes through extraction and classification."""
+    sim = simulate_micrograph(SimulationConfig(size=256, difficulty="easy", diameter_px=24), 3)
+    mic = tmp_path / "a.mrc"
+    with mrcfile.new(mic) as mrc:
+        mrc.set_data(sim.image.astype(np.float32))
+    picks = make_picks(sim.picks["x"], sim.picks["y"], 1.0, sim.picks["diameter"])
+    (tmp_path / "picks").mkdir()
+    write_coordinate_star(tmp_path / "picks" / "a_autopick.star", picks, {"diameter_px": 24.0})
+    summary = classify_picks(tmp_path / "picks", [str(mic)], tmp_path / "c", SMALL)
+    assert summary.n_particles == len(picks)
+
+
+RELION_PREPROCESS = shutil.which("relion_preprocess")
+
+
+@pytest.mark.skipif(RELION_PREPROCESS is None, reason="RELION is not installed")
+def test_relion_extracts_the_recentred_picks(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    movies, picks_dir, _ = _disk_session(Path("."))
+    job = Path("MotionCorr/job002/Movies")
+    job.mkdir(parents=True)
+    names = []
+    for mic in sorted(movies.glob("*.mrc")):
+        shutil.copy(mic, job / mic.name)
+        names.append(str(job / mic.name))
+    classify_picks(picks_dir, [str(movies)], Path("classes"), SMALL, recentre=True)
+    Path("mics.star").write_text(
+        "\n# version 30001\n\ndata_optics\n\nloop_\n_rlnOpticsGroupName #1\n_rlnOpticsGroup #2\n"
+        "_rlnMicrographOriginalPixelSize #3\n_rlnVoltage #4\n_rlnSphericalAberration #5\n"
+        "_rlnAmplitudeContrast #6\n_rlnMicrographPixelSize #7\n"
+        "opticsGroup1 1 2.0 300.0 2.7 0.1 2.0\n\n# version 30001\n\ndata_micrographs\n\n"
+        "loop_\n_rlnMicrographName #1\n_rlnOpticsGroup #2\n" + "".join(f"{n} 1\n" for n in names)
+    )
+    run = subprocess.run(
+        [
+            RELION_PREPROCESS,
+            "--i",
+            "mics.star",
+            "--coord_dir",
+            "classes/",
+            "--coord_suffix",
+            "_autopick.star",
+            "--part_star",
+            "parts.star",
+            "--part_dir",
+            "Extract/",
+            "--extract",
+            "--extract_size",
+            "32",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    particles = starfile.read("parts.star", always_dict=True)["particles"]
+    written = starfile.read("classes/particles.star")
+    inside = written["rlnCoordinateX"].between(16, 240) & written["rlnCoordinateY"].between(16, 240)
+    assert len(particles) >= int(inside.sum()) > 0
+
+
+def test_particles_beat_the_noise_decoys_and_empty_boxes_do_not():
+    particles, _ = _synthetic_stack(80, noise=1.0)
+    rng = np.random.default_rng(2)
+    empty = rng.normal(0, 1, (80, BOX, BOX)).astype(np.float32)
+    stack = np.concatenate([particles, empty])
+    result = classify_particles(stack, replace(FAST, n_classes=3), progress=False)
+    above = result.scores > decoy_threshold(result, 0.99)
+    assert above[:80].mean() >= 0.9
+    assert above[80:].mean() <= 0.1
+
+
+def test_classify_command_with_auto_writes_classes_and_selection(tmp_path, capsys):
+    movies, picks_dir, _ = _disk_session(tmp_path, n_mics=1)
+    out = tmp_path / "c"
+    args = ["classify", str(picks_dir), str(movies), "-o", str(out), "-k", "2"]
+    args += ["--iterations", "2", "--working-box", "32", "--auto", "--recentre"]
+    assert main(args) == 0
+    assert "classified 25 particles into 2 classes" in capsys.readouterr().out
+    for name in ("class_averages.mrcs", "class_averages.png", "classes.csv", "particles.csv"):
+        assert (out / name).is_file(), name
+    record = json.loads((out / "selected" / "selection.json").read_text())
+    assert record["mode"] == "auto" and record["recentre"] is True
