@@ -324,3 +324,19 @@ def test_classify_command_with_auto_writes_classes_and_selection(tmp_path, capsy
         assert (out / name).is_file(), name
     record = json.loads((out / "selected" / "selection.json").read_text())
     assert record["mode"] == "auto" and record["recentre"] is True
+
+
+def test_pick_classify_writes_the_classes_of_its_picks(tmp_path, tiny_model):
+    config = SimulationConfig(size=512, difficulty="easy", diameter_px=24, density="dense")
+    mics = tmp_path / "mics"
+    mics.mkdir()
+    for i in range(2):
+        with mrcfile.new(mics / f"m{i}.mrc") as mrc:
+            mrc.set_data(simulate_micrograph(config, 40 + i).image.astype(np.float32))
+    out, classes = tmp_path / "picks", tmp_path / "classes"
+    common = ["pick", str(mics), "-o", str(out), "--model", str(tiny_model), "--device", "cpu"]
+    code = main([*common, "--diameter", "24", "--threshold", "0", "--classify", str(classes)])
+    assert code == 0
+    assert (classes / "class_averages.mrcs").is_file()
+    assert (classes / "selected" / "particles.star").is_file()
+    assert main([*common, "--watch", str(mics), "--classify", str(classes)]) != 0

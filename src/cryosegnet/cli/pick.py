@@ -125,6 +125,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "image (no U-Net; needs --diameter; scores in noise standard deviations)",
     )
     p.add_argument(
+        "--classify",
+        metavar="CLASSES_DIR",
+        help="after picking, classify the picks in 2D into CLASSES_DIR and select the good "
+        "classes there, as 'cryosegnet classify OUTPUT -o CLASSES_DIR --auto' with its "
+        "defaults (not with --watch)",
+    )
+    p.add_argument(
         "--size-per-micrograph",
         action="store_true",
         default=DEFAULTS.size_estimate.per_micrograph,
@@ -291,6 +298,10 @@ def run(args: argparse.Namespace) -> int:
         for flag, (name, _, _) in SAM_FLAGS.items()
         if getattr(args, flag[2:].replace("-", "_")) is not None
     }
+    if args.classify and args.watch:
+        raise CryoSegNetError(
+            "--classify: a watch never ends; run cryosegnet classify on its output instead"
+        )
     if args.size_per_micrograph and diameter is not None:
         raise CryoSegNetError("--size-per-micrograph: the diameter is given, so no size is read")
     picker_kwargs = dict(
@@ -340,7 +351,7 @@ def run(args: argparse.Namespace) -> int:
     if args.scheduler or args.dask_workers or args.devices:  # Dask: picking/distributed.py
         from cryosegnet.picking.distributed import run_from_cli
 
-        return run_from_cli(
+        code = run_from_cli(
             args,
             micrographs,
             picker_kwargs,
@@ -351,6 +362,7 @@ def run(args: argparse.Namespace) -> int:
             pixel_sizes=pixel_sizes,
             names=names,
         )
+        return _classify_after(args, code)
     if args.watch:
         return _run_watch(
             args, picker, formats, diameter_angstrom=angstrom, pixel_sizes=pixel_sizes
@@ -371,7 +383,30 @@ def run(args: argparse.Namespace) -> int:
         names=names,
         should_stop=getattr(args, "should_stop", None),
     )
-    return finish_run(summary, problems)
+    return _classify_after(args, finish_run(summary, problems))
+
+
+def _classify_after(args: argparse.Namespace, code: int) -> int:
+    """``--classify``: classify the finished picks; the worse of the two exit codes."""
+    if not args.classify or code == 130:  # nothing asked, or interrupted: stop here
+        return code
+    from cryosegnet.classification.pipeline import classify_picks
+    from cryosegnet.classification.settings import ClassifySettings
+
+    summary = classify_picks(
+        args.output,
+        None,
+        args.classify,
+        ClassifySettings(device=args.device or "auto"),
+        auto=True,
+        progress=not args.no_progress and sys.stderr.isatty(),
+    )
+    for note in summary.notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(summary.text(), file=sys.stderr)
+    for name, problem in summary.failures.items():
+        print(f"FAILED {name}: {problem}", file=sys.stderr)
+    return max(code, 1 if summary.failures else 0)
 
 
 def _run_watch(
