@@ -42,3 +42,13 @@ class CoordinateFileError(CryoSegNetError):
 
 class SettingsError(CryoSegNetError, ValueError):
     """Options that cannot work together (an option that cannot apply is an error)."""
+
+
+def first_line(error: BaseException) -> str:
+    """The first non-blank line of ``str(error)`` ("" when it has none): what a one-line report
+    shows of an exception whose message may run over several lines (a traceback-like text
+    from a library)."""
+    for line in str(error).splitlines():
+        if line.strip():
+            return line.strip()
+    return ""

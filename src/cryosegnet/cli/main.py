@@ -9,7 +9,7 @@ import sys
 from typing import Any
 
 from cryosegnet import __version__
-from cryosegnet.errors import CryoSegNetError
+from cryosegnet.errors import CryoSegNetError, first_line
 
 # Subcommand modules; each defines add_parser(subparsers) and sets func on its parser.
 SUBCOMMAND_MODULES = (
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # anything unforeseen still gets one line, not a traceback
         if debug:
             raise
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        detail = first_line(exc)
         what = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
         print(f"error: {what} (re-run with --debug for the traceback)", file=sys.stderr)
         return 1

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import starfile
 
-from cryosegnet.errors import CoordinateFileError
+from cryosegnet.errors import CoordinateFileError, first_line
 from cryosegnet.io.atomic import atomic_write, write_texts_together
 from cryosegnet.io.micrographs import MICROGRAPH_SUFFIXES
 
@@ -459,7 +459,7 @@ def read_coordinates(path: str | os.PathLike, diameter: float | None = None) -> 
     except CoordinateFileError:
         raise
     except Exception as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        reason = first_line(exc) or type(exc).__name__
         raise CoordinateFileError(path, f"cannot parse ({reason})") from exc
     bad = ~(np.isfinite(picks["x"].to_numpy(float)) & np.isfinite(picks["y"].to_numpy(float)))
     if bad.any():

@@ -18,7 +18,7 @@ import mrcfile
 import numpy as np
 import tifffile
 
-from cryosegnet.errors import MicrographError
+from cryosegnet.errors import MicrographError, first_line
 
 MICROGRAPH_SUFFIXES = (".mrc", ".mrcs", ".map", ".tif", ".tiff", ".png", ".jpg", ".jpeg")
 MIN_SIDE = 64
@@ -323,5 +323,4 @@ def _is_link_loop(path: Path) -> bool:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    return first_line(exc) or type(exc).__name__

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from cryosegnet.errors import CryoSegNetError, MicrographError
+from cryosegnet.errors import CryoSegNetError, MicrographError, first_line
 from cryosegnet.io.atomic import TEMP_MARK, is_temp_file
 from cryosegnet.io.coordinates import (
     check_micrograph_name,
@@ -1187,7 +1187,7 @@ def record_failure(
         named = str(path) in str(exc) or getattr(exc, "path", None)
         reason = str(exc) if named else f"{path}: {exc}"
     else:
-        detail = str(exc).splitlines()[0] if str(exc) else ""
+        detail = first_line(exc)
         reason = f"{path}: {prefix}{type(exc).__name__}: {detail}".rstrip(": ")
     if prefix and isinstance(exc, CryoSegNetError):
         reason = f"{path}: {prefix}{exc}"

@@ -37,7 +37,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cryosegnet.errors import CryoSegNetError
+from cryosegnet.errors import CryoSegNetError, first_line
 from cryosegnet.picking.batch import (
     STOP_REQUESTS,
     BatchSizes,
@@ -231,7 +231,7 @@ def _reason(name: str, exc: BaseException, prefix: str = "") -> str:
     """The one-line failure reason pick_batch would print (a string: it crosses processes)."""
     if isinstance(exc, CryoSegNetError):
         return f"{name}: {prefix}{exc}" if prefix else str(exc)
-    detail = str(exc).splitlines()[0] if str(exc) else ""
+    detail = first_line(exc)
     return f"{name}: {prefix}{type(exc).__name__}: {detail}".rstrip(": ")
 
 

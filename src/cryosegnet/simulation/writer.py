@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 import starfile
 
+from cryosegnet.errors import first_line
 from cryosegnet.io.atomic import atomic_path, atomic_write
 from cryosegnet.simulation.micrograph import (
     SimulatedMicrograph,
@@ -125,7 +126,7 @@ def check_maps(config: SimulationConfig) -> None:
         try:
             load_density(path, voxel_size=config.map_voxel_size)
         except Exception as exc:
-            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            detail = first_line(exc) or type(exc).__name__
             if str(path) not in detail:
                 detail = f"{path}: {detail}"
             raise ValueError(f"--map {detail}") from exc
