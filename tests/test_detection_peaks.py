@@ -76,7 +76,8 @@ def test_a_half_zeroed_micrograph_gives_a_handful_of_blobs():
 
 def test_a_micrograph_with_a_zeroed_half_is_picked_with_a_few_candidates(tiny_model):
     """A flat half (a failed detector readout) once gave ~250 000 tied candidates and a
-    MemoryError in the suppression; now it holds a handful (the denoiser leaves ripples by its edge)."""
+    MemoryError in the suppression; now it holds a handful (the denoiser's ripples by its
+    edge)."""
     from cryosegnet import Picker
 
     rng = np.random.default_rng(4)

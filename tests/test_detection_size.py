@@ -127,3 +127,46 @@ def test_size_per_micrograph_sizes_each_on_its_own_and_refuses_a_given_diameter(
     manifests = [p.read_text() for p in out.rglob("*_autopick.star")]
     assert manifests and all('"diameter_source": "micrograph"' in t for t in manifests)
     assert main([*common, "--diameter", "60", "--size-per-micrograph"]) != 0
+
+
+def test_a_size_range_is_parsed_in_pixels_or_angstrom():
+    from cryosegnet.errors import CryoSegNetError
+    from cryosegnet.picking.units import Diameter, SizeRange, parse_size
+
+    assert parse_size("100-160A") == SizeRange(100.0, 160.0, "A")
+    assert parse_size("40 - 60px") == SizeRange(40.0, 60.0, "px")
+    assert parse_size("120A") == Diameter(120.0, "A")
+    assert SizeRange(100.0, 160.0, "A").in_pixels(2.0) == (50.0, 80.0)
+    with pytest.raises(CryoSegNetError, match="smaller to a larger"):
+        parse_size("160-100")
+    with pytest.raises(CryoSegNetError, match="give --angpix"):
+        SizeRange(100.0, 160.0, "A").in_pixels(None)
+
+
+def test_a_range_limits_the_search_and_its_middle_stands_in_for_no_clear_scale(tiny_model):
+    from cryosegnet import Picker
+    from cryosegnet.picking.units import SizeRange
+
+    image = _dark_disks((1024, 1024), 64, 40, seed=6, contrast=1.5)
+    inside = Picker(tiny_model, device="cpu", diameter_range=SizeRange(48, 90))
+    estimate = inside.estimate_size(image)
+    assert estimate.sure and estimate.scope == "micrograph"
+    assert estimate.diameter * 4 == pytest.approx(64, rel=0.25)  # working px are 1/4 here
+    # A range far from the particles: no interior peak there, so its middle is used.
+    away = Picker(tiny_model, device="cpu", diameter_range=SizeRange(200, 240))
+    fallback = away.estimate_size(image)
+    assert fallback.scope == "range" and fallback.diameter * 4 == pytest.approx(219, rel=0.01)
+    result = away.pick_result(image)
+    assert result.diameter_source == "range"
+
+
+def test_pick_takes_a_diameter_range_in_angstrom(tmp_path, model_512):
+    from cryosegnet.cli.main import main
+
+    mics = _write_batch(tmp_path / "mics", 2)
+    out = tmp_path / "out"
+    common = ["pick", str(mics), "-o", str(out), "--model", str(model_512), "--device", "cpu"]
+    assert main([*common, "--diameter", "100-160A", "--angpix", "2"]) == 0
+    manifest = next(out.rglob("*_autopick.star")).read_text()
+    assert '"diameter_range": "100-160' in manifest
+    assert main([*common, "--diameter", "1-3"]) != 0  # outside the physical range

@@ -30,7 +30,7 @@ from cryosegnet.picking.config import (
     check_range,
 )
 from cryosegnet.picking.picker import Picker
-from cryosegnet.picking.units import Diameter, PixelSizes, parse_diameter
+from cryosegnet.picking.units import Diameter, PixelSizes, SizeRange, parse_size
 from cryosegnet.picking.watch import (
     DEFAULT_SETTLE_SECONDS,
     DEFAULT_WATCH_INTERVAL,
@@ -97,7 +97,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         type=str,
         default=None,
         help="particle diameter in micrograph pixels (180), or in Ångström with a suffix (120A, "
-        "120Å: converted per micrograph with its pixel size) (default: the labels' diameter "
+        "120Å: converted per micrograph with its pixel size), or a range (100-160A, 40-60: the "
+        "size is read off the micrographs within it, its middle where they show none) "
+        "(default: the labels' diameter "
         "for a model fine-tuned on labelled micrographs, else read off the micrographs)",
     )
     p.add_argument(
@@ -304,6 +306,11 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.size_per_micrograph and diameter is not None:
         raise CryoSegNetError("--size-per-micrograph: the diameter is given, so no size is read")
+    if args.diameter_range is not None:
+        try:
+            PickerConfig(diameter_range=args.diameter_range)  # the physical ranges, up front
+        except ValueError as exc:
+            raise CryoSegNetError(f"--diameter {args.diameter_range}: {exc}") from None
     picker_kwargs = dict(
         model=args.model,
         device=args.device,
@@ -318,6 +325,7 @@ def run(args: argparse.Namespace) -> int:
             DEFAULTS.size_estimate, per_micrograph=args.size_per_micrograph
         ),
         mask_bad_regions=args.mask_bad_regions,
+        diameter_range=args.diameter_range,
         diameter_per_micrograph=diameter is not None and diameter.angstrom,
     )
     if args.sam_model_type is not None:
@@ -326,7 +334,12 @@ def run(args: argparse.Namespace) -> int:
         picker_kwargs["size_tolerance"] = args.size_tolerance
     picker = Picker(**picker_kwargs)
     size = _describe_given(diameter, pixel_sizes.uniform, args.size_per_micrograph)
-    if not args.diameter and picker.model_diameter:
+    if args.diameter_range is not None:
+        size = (
+            f"read off the micrographs within {args.diameter_range} (its middle where they "
+            "show no clear scale)"
+        )
+    if not args.diameter and args.diameter_range is None and picker.model_diameter:
         angstrom = picker.model_diameter_angstrom
         size = (
             f"{picker.model_diameter:.0f} micrograph px"
@@ -435,8 +448,13 @@ def _run_watch(
 
 def _given_diameter(args: argparse.Namespace) -> Diameter | None:
     """The diameter asked for (``--diameter`` with its unit, or ``--diameter-angstrom``);
-    leaves ``args.diameter`` in pixels, None for an Å diameter."""
-    given = parse_diameter(args.diameter) if args.diameter is not None else None
+    leaves ``args.diameter`` in pixels, None for an Å diameter or a range (then in
+    ``args.diameter_range``)."""
+    parsed = parse_size(args.diameter) if args.diameter is not None else None
+    args.diameter_range = parsed if isinstance(parsed, SizeRange) else None
+    given = parsed if isinstance(parsed, Diameter) else None
+    if args.diameter_range is not None and args.diameter_angstrom is not None:
+        raise CryoSegNetError("give --diameter or --diameter-angstrom, not both")
     if args.diameter_angstrom is not None:
         if given is not None:
             raise CryoSegNetError("give --diameter or --diameter-angstrom, not both")

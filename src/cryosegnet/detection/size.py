@@ -106,7 +106,11 @@ def dark_skew(image: np.ndarray, diameter: float) -> float:
     return float((squared * centred).mean() / var**1.5) if var > 0 else 0.0
 
 
-def estimate_size(image: np.ndarray, settings: SizeEstimateSettings | None = None) -> SizeEstimate:
+def estimate_size(
+    image: np.ndarray,
+    settings: SizeEstimateSettings | None = None,
+    bounds: tuple[float, float] | None = None,
+) -> SizeEstimate:
     """The particle diameter of a micrograph (working px), from its own pixels.
 
     Parameters
@@ -115,6 +119,9 @@ def estimate_size(image: np.ndarray, settings: SizeEstimateSettings | None = Non
         The micrograph at working resolution (raw or denoised; dark particles).
     settings : SizeEstimateSettings or None
         Search range and trust rule; defaults when None.
+    bounds : tuple of float or None
+        (smallest, largest) diameter to search, in the image's pixels (a size range the user
+        gave); None searches the whole range of ``settings``.
 
     Returns
     -------
@@ -139,25 +146,31 @@ def estimate_size(image: np.ndarray, settings: SizeEstimateSettings | None = Non
     if shrink > 1 and min(img.shape) // shrink >= 64:
         small = (img.shape[1] // shrink, img.shape[0] // shrink)
         shrunk = cv2.resize(img, small, interpolation=cv2.INTER_AREA)
-        return _scaled(estimate_size(shrunk, _shrunk(s, shrink)), img.shape[1] / small[0])
+        factor = img.shape[1] / small[0]
+        inner = None if bounds is None else (bounds[0] / factor, bounds[1] / factor)
+        return _scaled(estimate_size(shrunk, _shrunk(s, shrink), inner), factor)
     short = min(img.shape)
-    largest = short * s.max_fraction
-    if largest <= s.min_diameter:
+    smallest, largest = s.min_diameter, short * s.max_fraction
+    if bounds is not None:  # a range the user gave: searched a step beyond each end
+        step = 2.0 ** (1 / s.scales_per_octave)
+        smallest, largest = max(smallest, bounds[0] / step), min(largest, bounds[1] * step)
+    if largest <= smallest:
         return SizeEstimate(float("nan"), False, 0.0)
-    n = int(np.floor(np.log2(largest / s.min_diameter) * s.scales_per_octave)) + 1
-    diameters = s.min_diameter * 2.0 ** (np.arange(n) / s.scales_per_octave)
-    flat = flatten(img, s.flatten_fraction * largest, s.clip_sigma)
+    n = int(np.floor(np.log2(largest / smallest) * s.scales_per_octave)) + 1
+    diameters = smallest * 2.0 ** (np.arange(n) / s.scales_per_octave)
+    flat = flatten(img, s.flatten_fraction * short * s.max_fraction, s.clip_sigma)
     skews = np.array([dark_skew(flat, d) for d in diameters])
     best = int(np.argmax(skews))
     peak = float(skews[best])
     interior = 0 < best < n - 1
     drop = s.min_drop * peak
-    sure = bool(
-        interior
-        and peak >= s.min_skew
-        and skews[:best].min() <= peak - drop
-        and skews[best + 1 :].min() <= peak - drop
+    # Within a range the user gave, a peak inside it is the answer; over the whole search a
+    # broad hump could be the ice, so the curve must also fall clearly on both sides.
+    clear = interior and (
+        bounds is not None
+        or (skews[:best].min() <= peak - drop and skews[best + 1 :].min() <= peak - drop)
     )
+    sure = bool(interior and peak >= s.min_skew and clear)
     return SizeEstimate(
         float(diameters[best]),
         sure,

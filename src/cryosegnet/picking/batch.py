@@ -272,6 +272,9 @@ def picker_options(picker) -> dict:
         settings["mask_bad_regions"] = True
     if getattr(getattr(config, "size_estimate", None), "per_micrograph", False):
         settings["size_per_micrograph"] = True
+    size_range = getattr(config, "diameter_range", None)
+    if size_range is not None:
+        settings["diameter_range"] = str(size_range)
     options["settings"] = json.loads(json.dumps(settings, default=str))
     return options
 
@@ -667,7 +670,10 @@ def _pick_batch(
         sampled: dict[Path, tuple] = {}
         if sizes.angstrom is None:
             batch_size_px, sampled = batch_particle_size(
-                picker, paths_todo, lambda path: read_for_picking(picker, path, sizes)
+                picker,
+                paths_todo,
+                lambda path: read_for_picking(picker, path, sizes),
+                sizes.seen_pixel_size.get,
             )
         for chunk in _denoised_chunks(
             picker, paths_todo, batch_size, workers, summary, debug, sizes, (batch_size_px, sampled)
@@ -1126,7 +1132,8 @@ def _denoised_chunks(
             denoised, shape = picker.preprocess(image), image.shape
             size_of = getattr(picker, "size_of", None)  # stand-in pickers may not size
             use_own = sizes.angstrom is None and batch_size_px is None
-            estimate = size_of(image) if size_of is not None and use_own else None
+            pixel_size = sizes.seen_pixel_size.get(path)
+            estimate = size_of(image, pixel_size) if size_of is not None and use_own else None
         if batch_size_px is not None:
             working = picker.denoise_settings.working_size
             estimate = batch_size_px.estimate_for(shape, working)

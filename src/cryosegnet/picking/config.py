@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from cryosegnet.detection.size import SizeEstimateSettings
 from cryosegnet.errors import MicrographError, SettingsError
 from cryosegnet.masks.sam import SamSettings
+from cryosegnet.picking.units import SizeRange
 from cryosegnet.postprocessing.algorithm1 import PostprocessSettings
 from cryosegnet.preprocessing.denoise import working_shape
 
@@ -143,6 +144,9 @@ class PickerConfig:
         How the particle size is read off each micrograph when it is neither given nor learnt
         (:mod:`~cryosegnet.detection.size`): the scale of greatest dark skew, trusted only with
         a clear peak; else the U-Net map's estimate is used and the run says it is unsure.
+    diameter_range : SizeRange or None
+        A rough particle size (``--diameter 100-160A``): the size is read off the micrographs
+        within it, else its geometric middle is used. Not with ``diameter``.
     mask_bad_regions : bool
         Drop picks on contamination, carbon and thick ice and on the rim of such regions
         (:mod:`~cryosegnet.postprocessing.bad_regions`), a dark-blob picker's worst false
@@ -171,6 +175,7 @@ class PickerConfig:
     skip_empty: bool = False
     size_estimate: SizeEstimateSettings = field(default_factory=SizeEstimateSettings)
     mask_bad_regions: bool = True
+    diameter_range: SizeRange | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "stage", canonical_stage(self.stage))
@@ -179,6 +184,15 @@ class PickerConfig:
             if value is not None and not math.isfinite(float(value)):
                 raise ValueError(f"{name} must be a finite number, got {value}")
         check_range("diameter", self.diameter, MIN_DIAMETER_PX, None, "px")
+        if self.diameter is not None and self.diameter_range is not None:
+            raise SettingsError("give a diameter or a diameter range, not both")
+        if self.diameter_range is not None:
+            size_range = self.diameter_range
+            for end in (size_range.low, size_range.high):
+                if size_range.angstrom:
+                    check_range("diameter range", end, *DIAMETER_ANGSTROM_RANGE, "Å")
+                else:
+                    check_range("diameter range", end, MIN_DIAMETER_PX, None, "px")
         if not self.size_tolerance > 0:
             raise ValueError(f"size_tolerance must be positive, got {self.size_tolerance}")
         if not 0 <= self.border_fraction < 1:

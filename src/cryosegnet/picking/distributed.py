@@ -179,7 +179,8 @@ def _pick_one(
         picker = _worker_picker(picker_kwargs, devices, threads)
         image = read_for_picking(picker, local, sizes, name=name)
         size_of = getattr(picker, "size_of", None)  # each worker sizes its micrograph
-        estimate = size_of(image) if size_of and diameter_angstrom is None else None
+        pixel = sizes.seen_pixel_size.get(local)
+        estimate = size_of(image, pixel) if size_of and diameter_angstrom is None else None
         chunk = [(local, picker.preprocess(image), image.shape, estimate)]  # type: ignore[attr-defined]
         per_micrograph = diameter_angstrom is not None
         with _PER_MICROGRAPH_DIAMETER_LOCK if per_micrograph else contextlib.nullcontext():

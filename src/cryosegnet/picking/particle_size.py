@@ -46,7 +46,7 @@ class BatchParticleSize:
 
 
 def batch_particle_size(
-    picker, paths: list[Path], read
+    picker, paths: list[Path], read, pixel_size_of=None
 ) -> tuple[BatchParticleSize | None, dict[Path, tuple]]:
     """The batch's particle size, or None where each micrograph must be sized on its own.
 
@@ -60,6 +60,8 @@ def batch_particle_size(
     read : callable
         ``read(path) -> image``: the batch's own reader; a micrograph it cannot read is left
         out of the sample (the batch reports it when it comes to pick it).
+    pixel_size_of : callable or None
+        ``pixel_size_of(path) -> Å/px or None`` once ``read`` has read it, for a size range in Å.
 
     Returns
     -------
@@ -84,7 +86,8 @@ def batch_particle_size(
             image = read(path)
         except Exception:  # noqa: BLE001 - reported when the batch picks it
             continue
-        estimate = picker.size_of(image)
+        pixel_size = pixel_size_of(path) if pixel_size_of is not None else None
+        estimate = picker.size_of(image, pixel_size)
         if estimate is None:
             return None, prepared
         prepared[path] = (picker.preprocess(image), image.shape, estimate)

@@ -10,6 +10,7 @@ a batch pays their start-up cost once.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -253,6 +254,7 @@ class Picker:
         )
         has_size = (
             config.diameter
+            or config.diameter_range
             or diameter_per_micrograph
             or self.model_diameter
             or self.legacy_working_diameter
@@ -423,29 +425,48 @@ class Picker:
         scale = probability.shape[1] / original_shape[1]  # working px per micrograph px
         if self.postprocess_settings.diameter_override:
             return self.postprocess_settings.diameter_override * scale, "given", True
-        if self.model_diameter:
-            return self.model_diameter * scale, "model", True
-        if self.legacy_working_diameter:
-            return self.legacy_working_diameter, "model", True
+        if self.config.diameter_range is None:  # a range given overrides a learnt size
+            if self.model_diameter:
+                return self.model_diameter * scale, "model", True
+            if self.legacy_working_diameter:
+                return self.legacy_working_diameter, "model", True
         if self.stage not in STAGES or self.stage == "sam":  # they size their own masks
             return None, "stage", False
         if size is None and denoised is not None:
-            size = estimate_size(denoised, self.config.size_estimate)
+            size = self._estimate_in_range(denoised, scale, None)
         if size is not None and size.sure:
             return size.diameter, size.scope, True
         return estimate_diameter(probability), "map", False
 
-    def estimate_size(self, image: np.ndarray) -> SizeEstimate:
+    def estimate_size(self, image: np.ndarray, pixel_size: float | None = None) -> SizeEstimate:
         """The particle size read off a micrograph as read (working px; detection/size.py).
 
         The raw micrograph, shrunk to the working size, keeps the particles' own contrast;
         the denoised image's local contrast equalisation blurs the scale the estimate reads.
+        With a size range (``config.diameter_range``; ``pixel_size`` converts one in Å) only
+        the range is searched, and its geometric middle is taken where the micrograph shows
+        no clear scale in it.
         """
         from cryosegnet.preprocessing.denoise import resize, working_shape
 
         image = np.asarray(image, dtype=np.float32)
         small = resize(image, working_shape(image.shape, self.denoise_settings.working_size))
-        return estimate_size(small, self.config.size_estimate)
+        return self._estimate_in_range(small, small.shape[1] / image.shape[1], pixel_size)
+
+    def _estimate_in_range(
+        self, working: np.ndarray, scale: float, pixel_size: float | None
+    ) -> SizeEstimate:
+        """:func:`estimate_size` of a working-size image within the given range, if any
+        (``scale``: working px per micrograph px)."""
+        size_range = self.config.diameter_range
+        if size_range is None:
+            return estimate_size(working, self.config.size_estimate)
+        low, high = size_range.in_pixels(pixel_size)
+        bounds = (low * scale, high * scale)
+        estimate = estimate_size(working, self.config.size_estimate, bounds)
+        if estimate.sure:
+            return estimate
+        return SizeEstimate(math.sqrt(bounds[0] * bounds[1]), True, float("nan"), scope="range")
 
     def _empty_test(
         self, probability: np.ndarray, diameter: float | None, denoised: np.ndarray | None
@@ -493,21 +514,26 @@ class Picker:
     ) -> list[PickResult]:
         """Pick several micrographs -> one :class:`PickResult` each, in order; those with the
         same working shape share one U-Net batch."""
-        images = [_as_array(micrograph) for micrograph in micrographs]
+        read = [_as_micrograph(micrograph) for micrograph in micrographs]
+        images = [data for data, _ in read]
         for i, (micrograph, image) in enumerate(zip(micrographs, images, strict=True)):
             # The rule the command line applies: an image too small gives nonsense picks.
             check_pickable_size(_name_of(micrograph, i), image.shape, self)
         denoised = [self.preprocess(image) for image in images]
-        sizes = [self.size_of(image) for image in images]
+        sizes = [self.size_of(data, pixel_size) for data, pixel_size in read]
         return self.pick_denoised(denoised, [image.shape for image in images], sizes)
 
-    def size_of(self, image: np.ndarray) -> SizeEstimate | None:
-        """:meth:`estimate_size` where the picks need it (no size given or learnt), else None."""
-        if self.postprocess_settings.diameter_override or self.model_diameter:
+    def size_of(self, image: np.ndarray, pixel_size: float | None = None) -> SizeEstimate | None:
+        """:meth:`estimate_size` where the picks need it (no size given, nor learnt unless a
+        range is given), else None; ``pixel_size`` (Å/px) converts a range in Å."""
+        if self.postprocess_settings.diameter_override:
             return None
-        if self.legacy_working_diameter or self.stage not in STAGES or self.stage == "sam":
+        learnt = self.model_diameter or self.legacy_working_diameter
+        if (learnt and self.config.diameter_range is None) or self.stage not in STAGES:
             return None
-        return self.estimate_size(image)
+        if self.stage == "sam":
+            return None
+        return self.estimate_size(image, pixel_size)
 
     def pick_denoised(
         self,
@@ -607,9 +633,12 @@ def _name_of(micrograph: np.ndarray | Micrograph | str | os.PathLike, index: int
     return str(micrograph)
 
 
-def _as_array(micrograph: np.ndarray | Micrograph | str | os.PathLike) -> np.ndarray:
-    if isinstance(micrograph, Micrograph):
-        return micrograph.data
+def _as_micrograph(
+    micrograph: np.ndarray | Micrograph | str | os.PathLike,
+) -> tuple[np.ndarray, float | None]:
+    """(image, its pixel size in Å/px when known) of a micrograph given any way."""
     if isinstance(micrograph, np.ndarray):
-        return micrograph.astype(np.float32, copy=False)
-    return read_micrograph(micrograph).data
+        return micrograph.astype(np.float32, copy=False), None
+    if not isinstance(micrograph, Micrograph):
+        micrograph = read_micrograph(micrograph)
+    return micrograph.data, micrograph.pixel_size

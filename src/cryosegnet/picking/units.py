@@ -63,6 +63,69 @@ def parse_diameter(text: str | float) -> Diameter:
 
 
 @dataclass(frozen=True)
+class SizeRange:
+    """A particle size known only roughly: ``low`` to ``high`` in ``unit`` (``"px"``/``"A"``),
+    as RELION's LoG picker and CryoSPARC's blob picker take it. The picker reads the size off
+    the micrographs within the range, and takes its geometric middle where they show none."""
+
+    low: float
+    high: float
+    unit: str = "px"
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.low) and math.isfinite(self.high) and 0 < self.low < self.high):
+            raise CryoSegNetError(
+                f"--diameter {self}: give a range from a smaller to a larger positive size"
+            )
+
+    @property
+    def angstrom(self) -> bool:
+        return self.unit == "A"
+
+    @property
+    def middle(self) -> float:
+        """The geometric middle of the range, in its unit."""
+        return math.sqrt(self.low * self.high)
+
+    def in_pixels(self, pixel_size: float | None) -> tuple[float, float]:
+        """(low, high) in micrograph pixels; an Å range needs the micrograph's pixel size."""
+        if not self.angstrom:
+            return self.low, self.high
+        if not pixel_size:
+            raise CryoSegNetError(
+                f"--diameter {self}: a range in Å needs the pixel size, and none is known (no "
+                "pixel size in the header or an input STAR): give --angpix"
+            )
+        return self.low / pixel_size, self.high / pixel_size
+
+    def __str__(self) -> str:
+        return f"{self.low:g}-{self.high:g} {'Å' if self.angstrom else 'px'}"
+
+
+_RANGE = re.compile(r"^\s*(\d+\.?\d*|\.\d+)\s*-\s*(\d+\.?\d*|\.\d+)\s*([^\s0-9.]*)\s*$")
+
+
+def parse_size(text: str | float) -> Diameter | SizeRange:
+    """A diameter (:func:`parse_diameter`) or a range: ``"100-160A"``, ``"40-60"`` (px).
+
+    Raises
+    ------
+    CryoSegNetError
+        On anything else, or a range whose ends are not increasing positive sizes.
+    """
+    match = _RANGE.match(str(text)) if isinstance(text, str) else None
+    if match is None:
+        return parse_diameter(text)
+    unit = match.group(3).lower()
+    if unit not in ANGSTROM_UNITS + PIXEL_UNITS:
+        raise CryoSegNetError(
+            f"--diameter {text}: give a range in pixels (40-60) or Ångström (100-160A)"
+        )
+    unit = "A" if unit in ANGSTROM_UNITS else "px"
+    return SizeRange(float(match.group(1)), float(match.group(2)), unit)
+
+
+@dataclass(frozen=True)
 class PixelSizes:
     """Where a micrograph's pixel size (Å/px) comes from, in order of precedence.
 
