@@ -8,7 +8,6 @@ micrographs intact and nothing half-written; a re-run skips what is already done
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import errno
 import fcntl
 import hashlib
@@ -776,31 +775,17 @@ def check_picked_diameter(name, result) -> None:
 
 def pick_chunk(picker, chunk, sizes: BatchSizes) -> list:
     """Pick a chunk of (path, denoised micrograph, shape as read, its size estimate or None,
-    :meth:`Picker.size_of`); with an Å diameter, each group of micrographs
-    sharing a pixel diameter is picked with that diameter (``diameter_override``, original
-    micrograph pixels, set on ``picker`` for the call only: one call at a time per picker)."""
+    :meth:`Picker.size_of`); with an Å diameter, each micrograph is picked at its own pixel
+    diameter (:meth:`Picker.told_size`), handed to the picker with the call, not set on it."""
     denoised, shapes = [d for _, d, _, _ in chunk], [s for _, _, s, _ in chunk]
     estimates = [e for _, _, _, e in chunk]
-    if sizes.angstrom is None:
-        if any(e is not None for e in estimates):
-            return picker.pick_denoised(denoised, shapes, estimates)
-        return picker.pick_denoised(denoised, shapes)
-    results: list = [None] * len(chunk)
-    groups: dict[float, list[int]] = {}
-    for i, (path, _, _, _) in enumerate(chunk):
-        groups.setdefault(sizes.diameter_px[path], []).append(i)
-    settings = picker.postprocess_settings
-    try:
-        for diameter, indices in groups.items():
-            picker.postprocess_settings = dataclasses.replace(settings, diameter_override=diameter)
-            picked = picker.pick_denoised(
-                [denoised[i] for i in indices], [shapes[i] for i in indices]
-            )
-            for i, result in zip(indices, picked, strict=True):
-                results[i] = result
-    finally:
-        picker.postprocess_settings = settings
-    return results
+    if sizes.angstrom is not None:
+        estimates = [
+            picker.told_size(sizes.diameter_px[path], shape) for path, _, shape, _ in chunk
+        ]
+    if any(e is not None for e in estimates):
+        return picker.pick_denoised(denoised, shapes, estimates)
+    return picker.pick_denoised(denoised, shapes)
 
 
 def _complete_formats(outdir, path, previous, formats, box_size) -> None:

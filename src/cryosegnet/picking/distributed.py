@@ -66,9 +66,6 @@ log = logging.getLogger("cryosegnet")
 # One Picker per worker process and set of options: the models load once per worker.
 _PICKERS: dict[str, object] = {}
 _PICKERS_LOCK = threading.Lock()
-# An Å diameter is set on the picker for each call (batch.pick_chunk): one such call at a time
-# in a worker process whose threads share the picker.
-_PER_MICROGRAPH_DIAMETER_LOCK = threading.Lock()
 
 
 @dataclass
@@ -182,9 +179,7 @@ def _pick_one(
         pixel = sizes.seen_pixel_size.get(local)
         estimate = size_of(image, pixel) if size_of and diameter_angstrom is None else None
         chunk = [(local, picker.preprocess(image), image.shape, estimate)]  # type: ignore[attr-defined]
-        per_micrograph = diameter_angstrom is not None
-        with _PER_MICROGRAPH_DIAMETER_LOCK if per_micrograph else contextlib.nullcontext():
-            result = pick_chunk(picker, chunk, sizes)[0]
+        result = pick_chunk(picker, chunk, sizes)[0]  # the picker is shared, never changed
         check_picked_diameter(name, result)  # as pick_batch: tiny "particles" are noise
     except Exception as exc:
         return {

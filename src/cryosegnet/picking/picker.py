@@ -9,6 +9,7 @@ a batch pays their start-up cost once.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -85,8 +86,8 @@ class Picker:
     runtime : str or None
         CPU inference engine: ``auto``/``onnx``/``torch`` (``$CRYOSEGNET_RUNTIME``).
     diameter_per_micrograph : bool
-        The caller sets ``postprocess_settings.diameter_override`` for each micrograph (an Å
-        diameter converted with its pixel size, picking/batch.py).
+        The caller gives each micrograph its size with the call (:meth:`told_size`, e.g. an Å
+        diameter converted with its pixel size, picking/batch.py), so none is needed here.
     **settings
         Any :class:`PickerConfig` field, overriding ``config`` (``stage="peaks"``,
         ``threshold=0.2``, ``diameter=180``); ``sam_options`` (a dict of
@@ -373,7 +374,11 @@ class Picker:
             )
         else:
             masks = self.mask_generator.generate(probability, diameter)
-        result = postprocess(masks, probability.shape, original_shape, self.postprocess_settings)
+        settings = self.postprocess_settings
+        if size is not None and size.scope == "given":  # a copy for this call: no mutation
+            scale = probability.shape[1] / original_shape[1]
+            settings = dataclasses.replace(settings, diameter_override=size.diameter / scale)
+        result = postprocess(masks, probability.shape, original_shape, settings)
         picks = drop_border_picks(result.picks, original_shape, self.border_fraction)
         counts = {
             "candidates": result.n_candidates,
@@ -425,6 +430,8 @@ class Picker:
         scale = probability.shape[1] / original_shape[1]  # working px per micrograph px
         if self.postprocess_settings.diameter_override:
             return self.postprocess_settings.diameter_override * scale, "given", True
+        if size is not None and size.scope == "given":  # given for this call (told_size)
+            return size.diameter, "given", True
         if self.config.diameter_range is None:  # a range given overrides a learnt size
             if self.model_diameter:
                 return self.model_diameter * scale, "model", True
@@ -522,6 +529,16 @@ class Picker:
         denoised = [self.preprocess(image) for image in images]
         sizes = [self.size_of(data, pixel_size) for data, pixel_size in read]
         return self.pick_denoised(denoised, [image.shape for image in images], sizes)
+
+    def told_size(self, diameter: float, shape: tuple[int, int]) -> SizeEstimate:
+        """A size given for one micrograph of ``shape`` (``diameter`` in its pixels, e.g. an Å
+        diameter converted with its own pixel size), to pass to :meth:`pick_denoised`: the
+        picker itself is not changed, so one picker serves every micrograph at once."""
+        from cryosegnet.preprocessing.denoise import working_shape
+
+        # The scale instances() uses: the working image's width over the micrograph's.
+        scale = working_shape(shape, self.denoise_settings.working_size)[1] / shape[1]
+        return SizeEstimate(float(diameter) * scale, True, float("nan"), scope="given")
 
     def size_of(self, image: np.ndarray, pixel_size: float | None = None) -> SizeEstimate | None:
         """:meth:`estimate_size` where the picks need it (no size given, nor learnt unless a
