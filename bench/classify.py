@@ -482,8 +482,8 @@ def markdown(results: dict) -> str:
             "picks at the default threshold, classified with the defaults, `--auto`, "
             "`--recentre`; radius d/2 = 34 px, d/4 = 17 px.",
             "",
-            "| pick run | picks scored | n | best F1 d/2 | AUPRC d/2 | best F1 d/4 | centre error px | "
-            "blind grid F1 d/2 |",
+            "| pick run | picks scored | n | best F1 d/2 | AUPRC d/2 | best F1 d/4 | "
+            "centre error px | blind grid F1 d/2 |",
             "|---|---|---|---|---|---|---|---|",
         ]
         for name, run in apo["sets"].items():
