@@ -4,7 +4,9 @@
 
 The real EPU micrograph (``../shared/data/real/unlabeled-raw/epu2.9_example.mrc``) goes through
 the shipped model's pipeline stage by stage: read (MRC to float32), denoise, U-Net (ONNX
-Runtime), instance stage, and the whole ``Picker.pick`` from the file (read included). The
+Runtime), the particle size read off the micrograph (a batch does this on 8 of its micrographs,
+``--size-per-micrograph`` on each), instance stage (with the bad-region mask), and the whole
+``Picker.pick`` from the file (read and size estimate included). The
 instance stage is timed for the hybrid stage (the default without SAM) and the peak finder
 (the previous default) on the same map, interleaved repeat by repeat so both see the same
 machine load; medians of ``--repeats``. The goal it is measured against: <= 1.2 s end to end.
@@ -45,6 +47,7 @@ def main() -> None:
     reference = pickers["hybrid"]
     denoised = reference.preprocess(image)
     probability = reference.probability_maps([denoised])[0]  # also loads the ONNX session
+    size = reference.estimate_size(image)
     for picker in pickers.values():
         picker.pick(EPU_FILE)  # warm start: sessions, caches
     times: dict[str, list[float]] = {}
@@ -53,10 +56,11 @@ def main() -> None:
             "read": lambda: read_micrograph(EPU_FILE),
             "denoise": lambda: reference.preprocess(image),
             "U-Net": lambda: reference.probability_maps([denoised]),
+            "particle size read off the micrograph": lambda: reference.estimate_size(image),
         }
         for stage, picker in pickers.items():
             steps[f"instance stage: {stage}"] = lambda p=picker: p.instances(
-                probability, image.shape, denoised
+                probability, image.shape, denoised, size
             )
             steps[f"end to end (Picker.pick from the file): {stage}"] = lambda p=picker: p.pick(
                 EPU_FILE
