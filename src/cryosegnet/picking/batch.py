@@ -156,7 +156,8 @@ class BatchSummary:
                 lines.append(
                     f"particle size unsure on {unsure} of {len(self.diameter_sources)} "
                     "micrograph(s): no clear particle scale in their pixels, so the U-Net "
-                    "map's estimate was used there; give --diameter if you know the size"
+                    "map's estimate was used there; give --diameter, or a rough range such as "
+                    "--diameter 100-160A"
                 )
         if n_new and self.seconds:
             lines.append(f"time: {self.seconds:.1f} s ({n_new / self.seconds:.2f} micrographs/s)")

@@ -99,7 +99,7 @@ def batch_particle_size(
         if sampled:
             log.info(
                 "particle size: sure on %d of %d sampled micrographs only, so each micrograph "
-                "is sized on its own (give --diameter if you know it)",
+                "is sized on its own (give --diameter, or a rough range such as 100-160A)",
                 len(sure),
                 sampled,
             )
