@@ -23,10 +23,12 @@ SUBPACKAGES = (
     "cryosegnet.postprocessing",
     "cryosegnet.simulation",
     "cryosegnet.evaluation",
+    "cryosegnet.detection",
     "cryosegnet.masks",
     "cryosegnet.model",
     "cryosegnet.training",
     "cryosegnet.picking",
+    "cryosegnet.classification",
     "cryosegnet.inspection",
     "cryosegnet.cli",
 )
@@ -48,6 +50,14 @@ FORBIDDEN = {
     "cryosegnet.geometry": ("torch", "cryosegnet.io", *_HIGHER),
     "cryosegnet.io": ("torch", *_HIGHER),
     "cryosegnet.evaluation": ("cryosegnet.training", "cryosegnet.picking", "cryosegnet.cli"),
+    # Peaks, suppression and the size estimate serve every stage: nothing above them.
+    "cryosegnet.detection": (
+        "cryosegnet.picking",
+        "cryosegnet.training",
+        "cryosegnet.inspection",
+        "cryosegnet.classification",
+        "cryosegnet.cli",
+    ),
 }
 
 _PROBE = """
