@@ -11,6 +11,7 @@ from pathlib import Path
 
 from cryosegnet.errors import CryoSegNetError
 from cryosegnet.io.micrographs import find_micrographs
+from cryosegnet.masks.registry import STAGE_REGISTRY
 from cryosegnet.masks.sam import SamSettings
 from cryosegnet.picking.batch import (
     COMBINED_STAR,
@@ -120,11 +121,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--stage",
         choices=STAGES + tuple(STAGE_ALIASES),
         default=DEFAULTS.stage,
-        help="instance-mask stage: SAM when a checkpoint is found (auto), else 'hybrid': dark "
-        "blobs of the denoised image scored with the U-Net map (needs no download; scores in "
-        "noise standard deviations); 'peaks' is the peak finder on the U-Net map ('builtin' "
-        "is its former name); 'log' is the training-free dark-blob detector on the denoised "
-        "image (no U-Net; needs --diameter; scores in noise standard deviations)",
+        help="instance-mask stage: 'auto' is SAM when a checkpoint is found, else 'hybrid' "
+        "(the peak finder for a model fine-tuned on labels); "
+        + "; ".join(spec.help for spec in STAGE_REGISTRY.values()),
     )
     p.add_argument(
         "--classify",

@@ -15,32 +15,20 @@ from dataclasses import asdict, dataclass, field, fields, replace
 
 from cryosegnet.detection.size import SizeEstimateSettings
 from cryosegnet.errors import MicrographError, SettingsError
+from cryosegnet.masks.registry import STAGE_REGISTRY
 from cryosegnet.masks.sam import SamSettings
 from cryosegnet.picking.units import SizeRange
 from cryosegnet.postprocessing.algorithm1 import PostprocessSettings
 from cryosegnet.preprocessing.denoise import working_shape
 
-# Instance stages. "auto": SAM when a checkpoint is found, else the hybrid stage (the peak
-# finder for a model fine-tuned on labelled micrographs); "sam": SAM's automatic masks (the
-# paper's stage); "hybrid": dark blobs of the denoised image scored with the U-Net map
-# (masks/hybrid.py, needs no download); "peaks": peaks of the U-Net map (masks/peaks.py);
-# "log": the training-free dark-blob detector on the denoised image (no U-Net).
-STAGES = ("auto", "sam", "hybrid", "peaks", "log")
+# Instance stages (masks/registry.py). "auto": SAM when a checkpoint is found, else the hybrid
+# stage (the peak finder for a model fine-tuned on labelled micrographs).
+STAGES = ("auto", *STAGE_REGISTRY)
 # Names accepted for one release after a rename: the peak finder was called "builtin".
 STAGE_ALIASES = {"builtin": "peaks"}
 
-# Default score thresholds, by stage. SAM: the paper's predicted-IoU filter (Algorithm 1,
-# step 1). Peaks: the band-passed U-Net map (masks/peaks.py, score "contrast"), chosen on 24
-# held-out simulated micrographs (bench/tune_threshold.py). LoG: noise standard deviations
-# (bench/tune_log_threshold.py: best F1 at 1.39, flat over 1.0-1.5). Hybrid: noise standard
-# deviations plus the weighted U-Net contrast, best F1 at 1.52 on the apoferritin train split
-# (bench/hybrid_stage.py).
-DEFAULT_THRESHOLDS = {
-    "sam": PostprocessSettings.score_threshold,
-    "hybrid": 1.5,
-    "peaks": 0.05,
-    "log": 1.5,
-}
+# Default score thresholds, by stage (each stage's own scale; masks/registry.py says why).
+DEFAULT_THRESHOLDS = {name: spec.default_threshold for name, spec in STAGE_REGISTRY.items()}
 
 # Settings that only the SAM stage uses: given with another stage they would do nothing.
 SAM_ONLY = ("size_tolerance", "sam_model_type", "sam")

@@ -287,22 +287,17 @@ class Picker:
         alone does not rank real particles well, and the peak finder for a model fine-tuned on
         labelled micrographs (``fine_tuned``: its checkpoint records the labelled size), whose
         map has learnt the user's particles."""
-        from cryosegnet.masks.peaks import PeakMaskGenerator
+        from cryosegnet.masks.registry import STAGE_REGISTRY
         from cryosegnet.masks.sam import SamMaskGenerator, find_sam_checkpoint
 
         stage = config.stage
-        if stage == "log":
-            from cryosegnet.masks.log_blobs import LogBlobGenerator
-
-            return LogBlobGenerator(), "log"
-        if stage == "peaks":
-            return PeakMaskGenerator(), "peaks"
-        checkpoint = None
-        if stage in ("auto", "sam"):
-            checkpoint = find_sam_checkpoint(config.sam_model_type, sam_checkpoint)
-            if checkpoint is None and (stage == "sam" or sam_checkpoint):
-                where = sam_checkpoint or f"the SAM cache for {config.sam_model_type}"
-                raise CheckpointError(where, "SAM checkpoint not found (see README: SAM weights)")
+        spec = STAGE_REGISTRY.get(stage)
+        if spec is not None and spec.factory is not None:  # a stage built from its defaults
+            return spec.factory(), stage
+        checkpoint = find_sam_checkpoint(config.sam_model_type, sam_checkpoint)
+        if checkpoint is None and (stage == "sam" or sam_checkpoint):
+            where = sam_checkpoint or f"the SAM cache for {config.sam_model_type}"
+            raise CheckpointError(where, "SAM checkpoint not found (see README: SAM weights)")
         if checkpoint is not None:
             generator = SamMaskGenerator(
                 checkpoint,
@@ -311,11 +306,8 @@ class Picker:
                 settings=config.sam,
             )
             return generator, "sam"
-        if stage == "auto" and fine_tuned:
-            return PeakMaskGenerator(), "peaks"
-        from cryosegnet.masks.hybrid import HybridBlobGenerator
-
-        return HybridBlobGenerator(), "hybrid"
+        fallback = "peaks" if fine_tuned else "hybrid"  # "auto" without a SAM checkpoint
+        return STAGE_REGISTRY[fallback].factory(), fallback  # type: ignore[misc]
 
     # ------------------------------------------------------------------ pipeline steps
 
@@ -437,7 +429,7 @@ class Picker:
                 return self.model_diameter * scale, "model", True
             if self.legacy_working_diameter:
                 return self.legacy_working_diameter, "model", True
-        if self.stage not in STAGES or self.stage == "sam":  # they size their own masks
+        if self._sizes_itself():  # a stage object of the benches, or SAM: masks carry sizes
             return None, "stage", False
         if size is None and denoised is not None:
             size = self._estimate_in_range(denoised, scale, None)
@@ -546,11 +538,16 @@ class Picker:
         if self.postprocess_settings.diameter_override:
             return None
         learnt = self.model_diameter or self.legacy_working_diameter
-        if (learnt and self.config.diameter_range is None) or self.stage not in STAGES:
-            return None
-        if self.stage == "sam":
+        if (learnt and self.config.diameter_range is None) or self._sizes_itself():
             return None
         return self.estimate_size(image, pixel_size)
+
+    def _sizes_itself(self) -> bool:
+        """The stage's masks carry their own sizes (SAM, or a stage object of the benches)."""
+        from cryosegnet.masks.registry import STAGE_REGISTRY
+
+        spec = STAGE_REGISTRY.get(self.stage)
+        return spec is None or spec.sizes_itself
 
     def pick_denoised(
         self,
