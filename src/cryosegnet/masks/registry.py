@@ -9,7 +9,7 @@ SAM is listed for its threshold and help; it is built from a checkpoint by the p
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
 from dataclasses import dataclass
 
 from cryosegnet.masks.base import InstanceMaskGenerator
@@ -22,8 +22,9 @@ class StageSpec:
 
     Attributes
     ----------
-    factory : callable or None
-        Builds the stage with its defaults (None: built elsewhere, from a checkpoint).
+    factory : str or None
+        ``"module:Class"`` of the stage, built with its defaults and imported only when used
+        (None: built elsewhere, from a checkpoint).
     default_threshold : float
         Minimum figure of merit of a pick, on the stage's own score scale.
     sizes_itself : bool
@@ -33,28 +34,17 @@ class StageSpec:
         One clause for ``--stage``'s help.
     """
 
-    factory: Callable[[], InstanceMaskGenerator] | None
+    factory: str | None
     default_threshold: float
     sizes_itself: bool
     help: str
 
-
-def _hybrid() -> InstanceMaskGenerator:
-    from cryosegnet.masks.hybrid import HybridBlobGenerator
-
-    return HybridBlobGenerator()
-
-
-def _peaks() -> InstanceMaskGenerator:
-    from cryosegnet.masks.peaks import PeakMaskGenerator
-
-    return PeakMaskGenerator()
-
-
-def _log() -> InstanceMaskGenerator:
-    from cryosegnet.masks.log_blobs import LogBlobGenerator
-
-    return LogBlobGenerator()
+    def build(self) -> InstanceMaskGenerator:
+        """The stage with its defaults."""
+        if self.factory is None:
+            raise ValueError("this stage is built from a checkpoint, not from its defaults")
+        module, name = self.factory.split(":")
+        return getattr(importlib.import_module(module), name)()
 
 
 # Default thresholds. SAM: the paper's predicted-IoU filter (Algorithm 1, step 1). Hybrid:
@@ -70,20 +60,20 @@ STAGE_REGISTRY: dict[str, StageSpec] = {
         "'sam': Segment Anything's automatic masks on the U-Net map (needs a SAM checkpoint)",
     ),
     "hybrid": StageSpec(
-        _hybrid,
+        "cryosegnet.masks.hybrid:HybridBlobGenerator",
         1.5,
         False,
         "'hybrid': dark blobs of the denoised image scored with the U-Net map (needs no "
         "download; scores in noise standard deviations)",
     ),
     "peaks": StageSpec(
-        _peaks,
+        "cryosegnet.masks.peaks:PeakMaskGenerator",
         0.05,
         False,
         "'peaks': the peak finder on the U-Net map ('builtin' is its former name)",
     ),
     "log": StageSpec(
-        _log,
+        "cryosegnet.masks.log_blobs:LogBlobGenerator",
         1.5,
         False,
         "'log': the training-free dark-blob detector on the denoised image (no U-Net; needs "

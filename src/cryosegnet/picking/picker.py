@@ -293,7 +293,7 @@ class Picker:
         stage = config.stage
         spec = STAGE_REGISTRY.get(stage)
         if spec is not None and spec.factory is not None:  # a stage built from its defaults
-            return spec.factory(), stage
+            return spec.build(), stage
         checkpoint = find_sam_checkpoint(config.sam_model_type, sam_checkpoint)
         if checkpoint is None and (stage == "sam" or sam_checkpoint):
             where = sam_checkpoint or f"the SAM cache for {config.sam_model_type}"
@@ -307,7 +307,7 @@ class Picker:
             )
             return generator, "sam"
         fallback = "peaks" if fine_tuned else "hybrid"  # "auto" without a SAM checkpoint
-        return STAGE_REGISTRY[fallback].factory(), fallback  # type: ignore[misc]
+        return STAGE_REGISTRY[fallback].build(), fallback
 
     # ------------------------------------------------------------------ pipeline steps
 
