@@ -14,7 +14,7 @@ import pytest
 from test_classification import SMALL, _disk_session
 from test_report import CHROMIUM, _chromium
 
-from cryosegnet.classification.pipeline import classify_picks
+from cryosegnet.classification.pipeline import classify_picks, select_classes
 from cryosegnet.cli.main import main
 from cryosegnet.errors import CryoSegNetError
 from cryosegnet.inspection.picksets import PickFile, find_pick_files, read_picks
@@ -60,6 +60,13 @@ def test_classification_folder_gives_each_pick_its_class(classified):
         by_place = {(round(x, 2), round(y, 2)): c for x, y, c in truth[["x", "y", "class"]].values}
         expected = [by_place[(round(x, 2), round(y, 2))] for x, y in picks[["x", "y"]].values]
         np.testing.assert_array_equal(found, expected)
+        above = {
+            (round(x, 2), round(y, 2)): a for x, y, a in truth[["x", "y", "above_decoys"]].values
+        }
+        np.testing.assert_array_equal(
+            shown.above_decoys_of(pick_file, picks),
+            [above[(round(x, 2), round(y, 2))] for x, y in picks[["x", "y"]].values],
+        )
         # a pick that is not in the classification has no class
         moved = picks.assign(x=picks["x"] + 5.0)
         assert (shown.classes_of(pick_file, moved) == UNCLASSIFIED).all()
@@ -157,6 +164,21 @@ def test_class_selection_in_headless_chromium(classified, monkeypatch):
     command, kept, _ = _page_state(_chromium(url + "#threshold=0&classes=", "--dump-dom").stdout)
     assert command == "(select at least one class)" and kept == 0
 
+    # only the members above the noise decoys, as `select --above-decoys` keeps them (some
+    # members are marked below the decoys here: on these clean disks all beat them)
+    shutil.copytree("classes", "edited")
+    edited = pd.read_csv("edited/particles.csv")
+    edited.loc[::3, "above_decoys"] = False
+    edited.to_csv("edited/particles.csv", index=False)
+    write_report("picks", "e.html", settings=ReportSettings(thumbnail_size=64), classes="edited")
+    dom = _chromium((classified / "e.html").as_uri() + "#classes=1,2&above-decoys=1", "--dump-dom")
+    command, kept, _ = _page_state(dom.stdout)
+    assert command == "cryosegnet select edited --classes 1,2 --above-decoys -o edited/selected"
+    written = select_classes("edited", [1, 2], output="sel", above_decoys_only=True)
+    assert kept == written.n_kept == int(edited["above_decoys"].sum()) < 50
+    dom = _chromium((classified / "e.html").as_uri() + "#classes=2", "--dump-dom")
+    assert _page_state(dom.stdout)[1] == select_classes("edited", [2], output="sel2").n_kept
+
     # a click on class 1 adds it to the selection
     probe = """<script>window.addEventListener("load", function () {
       document.querySelector('#class-grid .cls[data-class="1"]').click();
@@ -167,3 +189,25 @@ def test_class_selection_in_headless_chromium(classified, monkeypatch):
     assert command == "cryosegnet select classes --classes 1,2 -o classes/selected"
     assert kept == 50
     assert len(re.findall(r'class="cls selected"', dom)) == 2
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary (apt-get install chromium)")
+def test_selected_classes_are_highlighted_on_the_micrographs(classified, monkeypatch):
+    monkeypatch.chdir(classified)
+    write_report("picks", "r.html", settings=ReportSettings(thumbnail_size=256), classes="classes")
+    red_pixels = {}
+    for chosen in ("", "1", "1,2"):
+        shot = classified / f"shot{chosen}.png"
+        run = _chromium(
+            f"{(classified / 'r.html').as_uri()}#classes={chosen}",
+            f"--screenshot={shot}",
+            "--window-size=1000,900",
+            "--hide-scrollbars",
+        )
+        assert run.returncode == 0 and shot.is_file(), run.stderr[-2000:]
+        picture = cv2.imread(str(shot))[400:]  # the micrographs, below the histogram and classes
+        red = (picture[:, :, 2] > 200) & (picture[:, :, 1] < 110) & (picture[:, :, 0] < 110)
+        red_pixels[chosen] = int(red.sum())
+    # no class selected: every pick dimmed; each selected class adds its picks in red
+    assert picture.std() > 20, "no thumbnails in view"
+    assert red_pixels[""] < 50 < red_pixels["1"] < red_pixels["1,2"], red_pixels

@@ -134,6 +134,7 @@ class _Item:
     jpeg: str | None = None
     problem: str | None = None
     classes: np.ndarray | None = None
+    above_decoys: np.ndarray | None = None
 
 
 def write_report(
@@ -215,6 +216,7 @@ def _attach_classes(
     shown = read_report_classes(folder, settings.class_tile_size)
     for item in items:
         item.classes = shown.classes_of(item.pick_file, item.picks)
+        item.above_decoys = shown.above_decoys_of(item.pick_file, item.picks)
     if _n_classified(items) == 0 and len(shown.particles) and any(len(i.picks) for i in items):
         raise CryoSegNetError(
             f"{folder}: none of its particles is a pick in {picks_dir} "
@@ -305,6 +307,7 @@ def _item_data(item: _Item, settings: ReportSettings) -> dict:
         "s": [None if not math.isfinite(v) else float(v) for v in scores],
         "image": item.jpeg is not None,
         "c": None if item.classes is None else [int(c) for c in item.classes],
+        "a": None if item.above_decoys is None else [int(a) for a in item.above_decoys],
     }
 
 
@@ -339,7 +342,9 @@ def _class_panel(classes: ReportClasses) -> str:
         '<b id="class-selected">0</b> selected classes '
         '<button type="button" id="classes-auto">auto</button> '
         '<button type="button" id="classes-all">all</button> '
-        '<button type="button" id="classes-none">none</button>'
+        '<button type="button" id="classes-none">none</button> '
+        '<label title="keep only members whose correlation beats the noise decoys, '
+        'as --auto does"><input type="checkbox" id="above-decoys"> above the decoys only</label>'
         '<div class="cmd"><code id="select-command"></code>'
         '<button id="copy-select" type="button">copy</button><span id="copied-select"></span>'
         "</div></div>"

@@ -63,7 +63,8 @@ class ReportClasses:
     tiles : tuple of ClassTile
         Every class, by number.
     particles : pandas.DataFrame
-        ``micrograph``, ``source``, ``x``, ``y``, ``class`` of every classified particle.
+        ``micrograph``, ``source``, ``x``, ``y``, ``class``, ``above_decoys`` of every
+        classified particle.
     """
 
     folder: Path
@@ -85,7 +86,30 @@ class ReportClasses:
         numpy.ndarray
             ``int`` class number per pick, in the picks' order.
         """
-        found = np.full(len(picks), UNCLASSIFIED, dtype=int)
+        return self._lookup(pick_file, picks, "class", UNCLASSIFIED).astype(int)
+
+    def above_decoys_of(self, pick_file: PickFile, picks: pd.DataFrame) -> np.ndarray:
+        """Whether each pick of one micrograph beat the noise decoys (False where unclassified).
+
+        Parameters
+        ----------
+        pick_file : PickFile
+            The micrograph's coordinate file in the report's picks folder.
+        picks : pandas.DataFrame
+            Its picks (``x``, ``y``).
+
+        Returns
+        -------
+        numpy.ndarray
+            ``bool`` per pick: what ``cryosegnet select --above-decoys`` keeps of its class.
+        """
+        return self._lookup(pick_file, picks, "above_decoys", False).astype(bool)
+
+    def _lookup(
+        self, pick_file: PickFile, picks: pd.DataFrame, column: str, missing: object
+    ) -> np.ndarray:
+        """``column`` of the particle at each pick (same file, else same micrograph)."""
+        found = np.full(len(picks), missing, dtype=object)
         table = self.particles
         rows = table[table["source"] == str(pick_file.relative)]
         if rows.empty:
@@ -96,7 +120,7 @@ class ReportClasses:
         points = np.nan_to_num(picks[["x", "y"]].to_numpy(float), nan=-1e9)
         distance, index = tree.query(points, distance_upper_bound=MATCH_TOLERANCE_PX)
         hit = np.isfinite(distance)
-        found[hit] = rows["class"].to_numpy(int)[index[hit]]
+        found[hit] = rows[column].to_numpy()[index[hit]]
         return found
 
 
@@ -149,7 +173,7 @@ def read_report_classes(folder: str | os.PathLike, tile_px: int = 96) -> ReportC
     return ReportClasses(
         folder=folder,
         tiles=tiles,
-        particles=particles[["micrograph", "source", "x", "y", "class"]].copy(),
+        particles=particles[["micrograph", "source", "x", "y", "class", "above_decoys"]].copy(),
     )
 
 

@@ -6,7 +6,8 @@ picks arrive as JSON in ``<script id="report-data">``. Hooks for tests and autom
 ``#threshold=X`` in the URL sets the slider on load; ``<html data-ready="1">`` once the page
 has drawn; ``<html data-errors="N">`` if a script error happened; the kept count is in
 ``#kept-count``. With a classification (``@@CLASSES@@`` filled): ``#classes=1,4`` (combined as
-``#threshold=X&classes=1,4``) selects those classes on load, the picks in selected classes are
+``#threshold=X&classes=1,4``) selects those classes on load (``&above-decoys=1``: only
+their members above the noise decoys), the picks in selected classes are
 counted in ``#class-kept`` and the ``cryosegnet select`` command is in ``#select-command``.
 """
 
@@ -128,6 +129,8 @@ main.only-flagged .card:not(.flagged) { display:none; }
   var classTiles = Array.prototype.slice.call(document.querySelectorAll("#class-grid .cls"));
   var selectedFlag = new Uint8Array(1);
   var classVersion = 0;
+  var aboveBox = document.getElementById("above-decoys");
+  function inSelection(m, k) { return selectedFlag[m.c[k]] === 1 && (!aboveBox.checked || m.a[k] === 1); }
   var pending = false, resortPending = true;
 
   // The threshold is always a round decimal, the same number the command line shows, so the
@@ -177,7 +180,7 @@ main.only-flagged .card:not(.flagged) { display:none; }
       ctx.lineWidth = pass === 1 ? Math.max(1.2, m.tw / 180) : 1;
       ctx.beginPath();
       for (var k = 0; k < m.x.length; k++) {
-        var keep = m.sv[k] >= threshold && (!CL || selectedFlag[m.c[k]] === 1);
+        var keep = m.sv[k] >= threshold && (!CL || inSelection(m, k));
         if (keep !== (pass === 1)) continue;
         ctx.moveTo(m.x[k] + r, m.y[k]);
         ctx.arc(m.x[k], m.y[k], r, 0, 2 * Math.PI);
@@ -211,7 +214,7 @@ main.only-flagged .card:not(.flagged) { display:none; }
     var kept = 0, total = 0;
     mics.forEach(function (m) {
       var n = 0, c = m.c;
-      for (var k = 0; k < c.length; k++) if (c[k] > 0) { total++; if (selectedFlag[c[k]] === 1) n++; }
+      for (var k = 0; k < c.length; k++) if (c[k] > 0) { total++; if (inSelection(m, k)) n++; }
       m.classCount = n; kept += n;
     });
     return {kept: kept, total: total};
@@ -219,13 +222,14 @@ main.only-flagged .card:not(.flagged) { display:none; }
 
   function selectCommandText() {
     if (!selected.size) return "(select at least one class)";
-    return "cryosegnet select " + CL.folder + " --classes " + selectedList().join(",") + " -o " + CL.output;
+    return "cryosegnet select " + CL.folder + " --classes " + selectedList().join(",") +
+      (aboveBox.checked ? " --above-decoys" : "") + " -o " + CL.output;
   }
 
   function writeHash() {
     if (!(window.history && history.replaceState)) return;
     var hash = "#threshold=" + fmt(threshold);
-    if (CL) hash += "&classes=" + selectedList().join(",");
+    if (CL) hash += "&classes=" + selectedList().join(",") + (aboveBox.checked ? "&above-decoys=1" : "");
     history.replaceState(null, "", hash);
   }
 
@@ -337,6 +341,8 @@ main.only-flagged .card:not(.flagged) { display:none; }
     return match ? Number(match[1]) : null;
   }
 
+  function aboveFromHash() { return /(?:^|[#&])above-decoys=1/.test(window.location.hash); }
+
   function classesFromHash() {
     var match = /(?:^|[#&])classes=([0-9,]*)/.exec(window.location.hash);
     if (!match) return null;
@@ -349,6 +355,7 @@ main.only-flagged .card:not(.flagged) { display:none; }
   window.addEventListener("hashchange", function () {
     var t = fromHash(); if (t !== null) setThreshold(t, true, true);
     var c = classesFromHash(); if (c !== null) setClasses(c, true);
+    if (CL) { aboveBox.checked = aboveFromHash(); setClasses(selectedList(), true); }
   });
   classTiles.forEach(function (tile) {
     tile.addEventListener("click", function () {
@@ -360,6 +367,7 @@ main.only-flagged .card:not(.flagged) { display:none; }
     document.getElementById("classes-auto").addEventListener("click", function () { setClasses(CL.auto); });
     document.getElementById("classes-all").addEventListener("click", function () { setClasses(CL.numbers); });
     document.getElementById("classes-none").addEventListener("click", function () { setClasses([]); });
+    aboveBox.addEventListener("change", function () { setClasses(selectedList()); });
     document.getElementById("copy-select").addEventListener("click", function () {
       copyText(selectCommandText(), document.getElementById("copied-select"));
     });
@@ -402,10 +410,18 @@ main.only-flagged .card:not(.flagged) { display:none; }
   }
 
   var initialClasses = classesFromHash();
+  if (CL) aboveBox.checked = aboveFromHash();
   setClasses(initialClasses !== null ? initialClasses : selectedList(), true);
   var initial = fromHash();
   setThreshold(initial !== null ? initial : threshold, true, true);
   update();
+  // The observer reports the cards in view only after a frame has been drawn; draw those
+  // cards' overlays now, so the first picture of the page (or a screenshot) has them.
+  var reach = window.innerHeight + 300;
+  cards.forEach(function (card, i) {
+    var rect = card.getBoundingClientRect();
+    if (rect.bottom > -300 && rect.top < reach) { visible.add(i); drawOverlay(i); }
+  });
   document.documentElement.setAttribute("data-ready", "1");
 })();
 </script>
