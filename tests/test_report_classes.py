@@ -70,6 +70,13 @@ def test_classification_folder_gives_each_pick_its_class(classified):
         # a pick that is not in the classification has no class
         moved = picks.assign(x=picks["x"] + 5.0)
         assert (shown.classes_of(pick_file, moved) == UNCLASSIFIED).all()
+        # re-centred picks (classify --recentre, select) are found at their re-centred place
+        recentred = picks.assign(
+            x=picks["x"].map(dict(zip(truth["x"], truth["recentred_x"]))),
+            y=picks["y"].map(dict(zip(truth["y"], truth["recentred_y"]))),
+        )
+        assert (recentred["x"] - picks["x"]).abs().max() > 1.0
+        np.testing.assert_array_equal(shown.classes_of(pick_file, recentred), expected)
         # a copy of the picks elsewhere is found by its micrograph's name
         elsewhere = PickFile(Path("x.star"), Path("other/x.star"), pick_file.micrograph, "x")
         np.testing.assert_array_equal(shown.classes_of(elsewhere, picks), expected)

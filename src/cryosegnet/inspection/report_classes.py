@@ -2,7 +2,9 @@
 
 ``cryosegnet classify`` writes one row per particle in ``particles.csv`` with the pick's
 micrograph, its coordinate file and the pick's own ``x``/``y``; the report finds each of its
-picks there (same coordinate file, else same micrograph, within half a pixel), so the page can
+picks there (same coordinate file, else same micrograph, within half a pixel of the pick or of
+its re-centred position, so the re-centred picks of ``classify --recentre`` and ``select`` are
+found too), so the page can
 highlight the picks of the classes one selects and count them as ``cryosegnet select`` would.
 The class averages become small inline PNGs (no files next to the page).
 """
@@ -63,8 +65,8 @@ class ReportClasses:
     tiles : tuple of ClassTile
         Every class, by number.
     particles : pandas.DataFrame
-        ``micrograph``, ``source``, ``x``, ``y``, ``class``, ``above_decoys`` of every
-        classified particle.
+        ``micrograph``, ``source``, ``x``, ``y``, ``recentred_x``, ``recentred_y``, ``class``,
+        ``above_decoys`` of every classified particle.
     """
 
     folder: Path
@@ -116,11 +118,18 @@ class ReportClasses:
             rows = table[table["micrograph"] == pick_file.micrograph]
         if rows.empty or not len(picks):
             return found
-        tree = cKDTree(rows[["x", "y"]].to_numpy(float))
         points = np.nan_to_num(picks[["x", "y"]].to_numpy(float), nan=-1e9)
-        distance, index = tree.query(points, distance_upper_bound=MATCH_TOLERANCE_PX)
-        hit = np.isfinite(distance)
-        found[hit] = rows[column].to_numpy()[index[hit]]
+        values = rows[column].to_numpy()
+        matched = np.zeros(len(picks), dtype=bool)
+        for place in (["x", "y"], ["recentred_x", "recentred_y"]):
+            todo = np.flatnonzero(~matched)
+            if not todo.size:
+                break
+            tree = cKDTree(rows[place].to_numpy(float))
+            distance, index = tree.query(points[todo], distance_upper_bound=MATCH_TOLERANCE_PX)
+            hit = np.isfinite(distance)
+            found[todo[hit]] = values[index[hit]]
+            matched[todo[hit]] = True
         return found
 
 
@@ -173,7 +182,18 @@ def read_report_classes(folder: str | os.PathLike, tile_px: int = 96) -> ReportC
     return ReportClasses(
         folder=folder,
         tiles=tiles,
-        particles=particles[["micrograph", "source", "x", "y", "class", "above_decoys"]].copy(),
+        particles=particles[
+            [
+                "micrograph",
+                "source",
+                "x",
+                "y",
+                "recentred_x",
+                "recentred_y",
+                "class",
+                "above_decoys",
+            ]
+        ].copy(),
     )
 
 
