@@ -345,6 +345,8 @@ def _class_panel(classes: ReportClasses) -> str:
         '<button type="button" id="classes-none">none</button> '
         '<label title="keep only members whose correlation beats the noise decoys, '
         'as --auto does"><input type="checkbox" id="above-decoys"> above the decoys only</label>'
+        '<span class="sub">click a class to select or drop it; red: picks above the '
+        "threshold in a selected class</span>"
         '<div class="cmd"><code id="select-command"></code>'
         '<button id="copy-select" type="button">copy</button><span id="copied-select"></span>'
         "</div></div>"

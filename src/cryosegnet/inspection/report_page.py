@@ -68,6 +68,7 @@ main.only-flagged .card:not(.flagged) { display:none; }
 .cls.selected { border-color:#3ddc84; }
 .cls.selected img { opacity:1; }
 .cls-label { font-size:12px; color:var(--dim); }
+.class-head .sub { color:var(--dim); font-size:12px; }
 .cls.selected .cls-label { color:var(--text); }
 .cls .auto { color:var(--warn); margin-left:4px; }
 </style>
