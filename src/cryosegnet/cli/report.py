@@ -17,7 +17,12 @@ flagged by pick count and mean score (empty, few, many, low score), and the
 
 MICROGRAPHS (files, folders, globs) are paired with the picks by file stem; without them the
 micrograph paths in PICKS_DIR/autopick.star are used where they exist. Open the page with
-#threshold=X after its name to start the slider at X."""
+#threshold=X after its name to start the slider at X.
+
+With --classes CLASSES (a `cryosegnet classify` folder of these picks) the page also shows the
+class averages: click classes to select them (the auto-selected ones to start with; or open
+the page with #classes=1,4,7), and their picks are highlighted on the micrographs, counted,
+and the `cryosegnet select CLASSES --classes ...` command for the selection is shown."""
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -66,6 +71,17 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="OUT in the displayed threshold command (default: PICKS_DIR_thresholded)",
     )
     parser.add_argument(
+        "--classes",
+        metavar="CLASSES",
+        help="a `classify` folder of these picks: show its class grid and `select` command",
+    )
+    parser.add_argument(
+        "--select-output",
+        default=defaults.selection_output_hint,
+        metavar="OUT",
+        help="OUT in the displayed select command (default: CLASSES/selected; needs --classes)",
+    )
+    parser.add_argument(
         "-j",
         "--workers",
         type=int,
@@ -79,18 +95,27 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run_report(args: argparse.Namespace) -> int:
     """Write the report; errors reach the main CLI as one line."""
+    from cryosegnet.errors import SettingsError
     from cryosegnet.inspection.report import write_report
 
+    if args.select_output is not None and args.classes is None:
+        raise SettingsError("--select-output needs --classes (the classification to select from)")
     settings = ReportSettings(
         thumbnail_size=args.thumbnail_size,
         diameter=args.diameter,
         threshold=args.threshold,
         output_hint=args.threshold_output,
+        selection_output_hint=args.select_output,
         workers=args.workers,
     )
     command = "cryosegnet " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["report"] else None
     summary = write_report(
-        args.picks_dir, args.output, args.micrographs or None, settings, command=command
+        args.picks_dir,
+        args.output,
+        args.micrographs or None,
+        settings,
+        command=command,
+        classes=args.classes,
     )
     print(summary.text())
     return 0

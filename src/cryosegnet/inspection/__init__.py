@@ -6,5 +6,6 @@
 * :mod:`~cryosegnet.inspection.show` is ``cryosegnet show`` (one micrograph, one PNG),
 * :mod:`~cryosegnet.inspection.threshold` is ``cryosegnet threshold`` (re-threshold a folder),
 * :mod:`~cryosegnet.inspection.report` is ``cryosegnet report`` (one self-contained HTML page;
-  its HTML/CSS/JavaScript template is :mod:`~cryosegnet.inspection.report_page`).
+  its HTML/CSS/JavaScript template is :mod:`~cryosegnet.inspection.report_page`; the class
+  grid of ``report --classes`` is read by :mod:`~cryosegnet.inspection.report_classes`).
 """

@@ -3,7 +3,10 @@
 The page needs no server and no network (it opens from a cluster's file share): thumbnails are
 inline base64 JPEGs, the picks are embedded as JSON and drawn by inline JavaScript on a canvas
 over each thumbnail, so a threshold slider can redraw them, update every micrograph's count
-and flags, and show the ``cryosegnet threshold`` command that writes the cut.
+and flags, and show the ``cryosegnet threshold`` command that writes the cut. Given a
+``cryosegnet classify`` folder, the page also shows its class averages: clicking classes
+selects them, highlights their picks, updates the counts and shows the ``cryosegnet select``
+command that writes the picks of those classes (:mod:`~cryosegnet.inspection.report_classes`).
 
 For thousands of micrographs the page stays light: thumbnails are small (256 px by default)
 and ``loading="lazy"``, cards off screen are not laid out (``content-visibility``), and
@@ -22,6 +25,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -34,6 +38,9 @@ from cryosegnet.inspection.picksets import PickFile, find_pick_files, read_picks
 from cryosegnet.inspection.report_page import PAGE
 from cryosegnet.io.atomic import atomic_write
 from cryosegnet.io.micrographs import find_micrographs, micrograph_stem, read_micrograph
+
+if TYPE_CHECKING:  # the classification reader loads torch: only when classes are shown
+    from cryosegnet.inspection.report_classes import ReportClasses
 
 
 @dataclass(frozen=True)
@@ -62,6 +69,11 @@ class ReportSettings:
         score range below it.
     output_hint : str or None
         ``OUT`` in the displayed ``cryosegnet threshold`` command (None: ``PICKS_DIR_thresholded``).
+    class_tile_size : int
+        Side of each class average's picture in the class grid, in pixels.
+    selection_output_hint : str or None
+        ``OUT`` in the displayed ``cryosegnet select`` command (None: ``CLASSES/selected``,
+        where ``select`` writes by default).
     workers : int
         Threads reading micrographs and making thumbnails.
     """
@@ -74,6 +86,8 @@ class ReportSettings:
     high_count_factor: float = 2.5
     low_score_mads: float = 3.0
     output_hint: str | None = None
+    class_tile_size: int = 96
+    selection_output_hint: str | None = None
     workers: int = 4
 
 
@@ -88,12 +102,19 @@ class ReportSummary:
     without_image: list[str] = field(default_factory=list)
     unreadable: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    n_classes: int | None = None
+    n_classified: int | None = None
 
     def text(self) -> str:
         lines = [
             f"{self.n_micrographs} micrographs, {self.n_picks} picks, "
             f"{self.n_thumbnails} thumbnails -> {self.output} ({self.seconds:.1f} s)"
         ]
+        if self.n_classes is not None:
+            lines.append(
+                f"{self.n_classes} classes; {self.n_classified} of {self.n_picks} picks "
+                "found in the classification"
+            )
         if self.without_image:
             lines.append(
                 f"no micrograph file for {len(self.without_image)} (picks drawn on a "
@@ -112,6 +133,8 @@ class _Item:
     shape: tuple[int, int] | None = None
     jpeg: str | None = None
     problem: str | None = None
+    classes: np.ndarray | None = None
+    above_decoys: np.ndarray | None = None
 
 
 def write_report(
@@ -120,6 +143,7 @@ def write_report(
     micrographs: list[str] | None = None,
     settings: ReportSettings | None = None,
     command: str | None = None,
+    classes: str | os.PathLike | None = None,
 ) -> ReportSummary:
     """Write one self-contained HTML report of the picks in ``picks_dir``.
 
@@ -137,6 +161,9 @@ def write_report(
         Thumbnails, flags and slider start (defaults: :class:`ReportSettings`).
     command : str, optional
         The command line that made the report, shown on the page.
+    classes : str or os.PathLike, optional
+        A ``cryosegnet classify`` folder of these picks: the page shows its class grid, and
+        selecting classes highlights their picks and shows the ``cryosegnet select`` command.
 
     Returns
     -------
@@ -145,16 +172,20 @@ def write_report(
     Raises
     ------
     CryoSegNetError
-        If ``picks_dir`` holds no per-micrograph STAR file or a picks file cannot be read.
+        If ``picks_dir`` holds no per-micrograph STAR file or a picks file cannot be read, or
+        ``classes`` is not a classification folder or none of its particles is a pick here.
     """
     start = time.monotonic()
     settings = settings or ReportSettings()
     pick_files = find_pick_files(picks_dir)
     images = _pair_images(pick_files, micrographs)
     items = [_Item(pf, read_picks(pf), images.get(pf.relative)) for pf in pick_files]
+    shown_classes = None
+    if classes is not None:
+        shown_classes = _attach_classes(items, classes, settings, str(picks_dir))
     with ThreadPoolExecutor(max_workers=max(1, settings.workers)) as pool:
         list(pool.map(lambda item: _thumbnail(item, settings), items))
-    page = render_page(items, str(picks_dir), settings, command)
+    page = render_page(items, str(picks_dir), settings, command, shown_classes)
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(output, encoding="utf-8") as handle:
@@ -167,7 +198,31 @@ def write_report(
         without_image=[i.pick_file.micrograph for i in items if i.image_path is None],
         unreadable={i.pick_file.micrograph: i.problem for i in items if i.problem},
         seconds=time.monotonic() - start,
+        n_classes=None if shown_classes is None else len(shown_classes.tiles),
+        n_classified=None if shown_classes is None else _n_classified(items),
     )
+
+
+def _n_classified(items: list[_Item]) -> int:
+    return int(sum(int((i.classes > 0).sum()) for i in items if i.classes is not None))
+
+
+def _attach_classes(
+    items: list[_Item], folder: str | os.PathLike, settings: ReportSettings, picks_dir: str
+) -> ReportClasses:
+    """Read the classification and give every item its picks' classes."""
+    from cryosegnet.inspection.report_classes import read_report_classes
+
+    shown = read_report_classes(folder, settings.class_tile_size)
+    for item in items:
+        item.classes = shown.classes_of(item.pick_file, item.picks)
+        item.above_decoys = shown.above_decoys_of(item.pick_file, item.picks)
+    if _n_classified(items) == 0 and len(shown.particles) and any(len(i.picks) for i in items):
+        raise CryoSegNetError(
+            f"{folder}: none of its particles is a pick in {picks_dir} "
+            "(classified from another picks folder?)"
+        )
+    return shown
 
 
 def _pair_images(pick_files: list[PickFile], micrographs: list[str] | None) -> dict[Path, Path]:
@@ -251,11 +306,60 @@ def _item_data(item: _Item, settings: ReportSettings) -> dict:
         "y": [float(v) for v in y],
         "s": [None if not math.isfinite(v) else float(v) for v in scores],
         "image": item.jpeg is not None,
+        "c": None if item.classes is None else [int(c) for c in item.classes],
+        "a": None if item.above_decoys is None else [int(a) for a in item.above_decoys],
     }
 
 
+def _classes_data(classes: ReportClasses, settings: ReportSettings) -> dict:
+    folder = str(classes.folder)
+    out = settings.selection_output_hint or folder.rstrip("/") + "/selected"
+    return {
+        "folder": shlex.quote(folder),
+        "output": shlex.quote(out),
+        "numbers": [t.number for t in classes.tiles],
+        "sizes": [t.size for t in classes.tiles],
+        "auto": [t.number for t in classes.tiles if t.auto_selected],
+    }
+
+
+def _class_panel(classes: ReportClasses) -> str:
+    """The class grid and its controls (the page's script fills in counts and command)."""
+    tiles = []
+    for t in classes.tiles:
+        auto = " (auto-selected)" if t.auto_selected else ""
+        mark = '<span class="auto" title="auto-selected">★</span>' if t.auto_selected else ""
+        tiles.append(
+            f'<button type="button" class="cls" data-class="{t.number}" aria-pressed="false" '
+            f'title="class {t.number}: {t.size} particles{auto}">'
+            f'<img alt="class {t.number}" src="data:image/png;base64,{t.png}">'
+            f'<span class="cls-label">#{t.number} · {t.size}{mark}</span></button>'
+        )
+    return (
+        '<section id="class-panel"><div class="class-head">'
+        f"<b>2D classes</b> in <code>{html.escape(str(classes.folder))}</code> · "
+        '<b id="class-kept">0</b> of <b id="class-total">0</b> classified picks in '
+        '<b id="class-selected">0</b> selected classes '
+        '<button type="button" id="classes-auto">auto</button> '
+        '<button type="button" id="classes-all">all</button> '
+        '<button type="button" id="classes-none">none</button> '
+        '<label title="keep only members whose correlation beats the noise decoys, '
+        'as --auto does"><input type="checkbox" id="above-decoys"> above the decoys only</label>'
+        '<span class="sub">click a class to select or drop it; red: picks above the '
+        "threshold in a selected class</span>"
+        '<div class="cmd"><code id="select-command"></code>'
+        '<button id="copy-select" type="button">copy</button><span id="copied-select"></span>'
+        "</div></div>"
+        f'<div id="class-grid">{"".join(tiles)}</div></section>'
+    )
+
+
 def render_page(
-    items: list[_Item], picks_dir: str, settings: ReportSettings, command: str | None = None
+    items: list[_Item],
+    picks_dir: str,
+    settings: ReportSettings,
+    command: str | None = None,
+    classes: ReportClasses | None = None,
 ) -> str:
     """The HTML text of the report (see :func:`write_report`)."""
     data = [_item_data(item, settings) for item in items]
@@ -276,8 +380,11 @@ def render_page(
         "high_count_factor": settings.high_count_factor,
         "low_score_mads": settings.low_score_mads,
         "micrographs": data,
+        "classes": None if classes is None else _classes_data(classes, settings),
     }
-    cards = "\n".join(_card(i, d, item) for i, (d, item) in enumerate(zip(data, items)))
+    cards = "\n".join(
+        _card(i, d, item, classes is not None) for i, (d, item) in enumerate(zip(data, items))
+    )
     made = html.escape(command or f"cryosegnet report {picks_dir}")
     return (
         PAGE.replace("@@TITLE@@", html.escape(f"cryosegnet picks: {picks_dir}"))
@@ -290,12 +397,13 @@ def render_page(
                 f"{time.strftime('%Y-%m-%d %H:%M')}"
             ),
         )
+        .replace("@@CLASSES@@", "" if classes is None else _class_panel(classes))
         .replace("@@CARDS@@", cards)
         .replace("@@DATA@@", json.dumps(payload, separators=(",", ":")).replace("</", "<\\/"))
     )
 
 
-def _card(index: int, data: dict, item: _Item) -> str:
+def _card(index: int, data: dict, item: _Item, with_classes: bool = False) -> str:
     name = html.escape(data["name"])
     tw, th = data["tw"], data["th"]
     if item.jpeg:
@@ -312,5 +420,6 @@ def _card(index: int, data: dict, item: _Item) -> str:
         f'<canvas width="{tw}" height="{th}"></canvas></div>'
         f'<div class="meta"><div class="name" title="{name}">{name}</div>'
         f'<div><b class="count">{len(item.picks)}</b> picks · mean <span class="mean">–</span>'
-        f' <span class="flags"></span></div></div></div>'
+        + (' · <b class="cls-count">–</b> in classes' if with_classes else "")
+        + ' <span class="flags"></span></div></div></div>'
     )

@@ -5,7 +5,10 @@ Placeholders ``@@NAME@@`` are filled by :func:`cryosegnet.inspection.report.rend
 picks arrive as JSON in ``<script id="report-data">``. Hooks for tests and automation:
 ``#threshold=X`` in the URL sets the slider on load; ``<html data-ready="1">`` once the page
 has drawn; ``<html data-errors="N">`` if a script error happened; the kept count is in
-``#kept-count``.
+``#kept-count``. With a classification (``@@CLASSES@@`` filled): ``#classes=1,4`` (combined as
+``#threshold=X&classes=1,4``) selects those classes on load (``&above-decoys=1``: only
+their members above the noise decoys), the picks in selected classes are
+counted in ``#class-kept`` and the ``cryosegnet select`` command is in ``#select-command``.
 """
 
 PAGE = r"""<!DOCTYPE html>
@@ -57,6 +60,17 @@ main.only-flagged .card:not(.flagged) { display:none; }
 .flags span { border-radius:3px; padding:0 4px; margin-left:2px; color:#000; font-weight:600; }
 .flags .bad { background:var(--bad); }
 .flags .warn { background:var(--warn); }
+#class-panel { padding:10px 16px 0; }
+.class-head { display:flex; flex-wrap:wrap; gap:6px 10px; align-items:center; }
+#class-grid { display:flex; flex-wrap:wrap; gap:8px; padding:8px 0; }
+.cls { display:flex; flex-direction:column; align-items:center; gap:2px; padding:3px; border:3px solid #333; background:var(--panel); cursor:pointer; }
+.cls img { display:block; width:96px; height:96px; opacity:0.4; image-rendering:auto; }
+.cls.selected { border-color:#3ddc84; }
+.cls.selected img { opacity:1; }
+.cls-label { font-size:12px; color:var(--dim); }
+.class-head .sub { color:var(--dim); font-size:12px; }
+.cls.selected .cls-label { color:var(--text); }
+.cls .auto { color:var(--warn); margin-left:4px; }
 </style>
 </head>
 <body>
@@ -82,6 +96,7 @@ main.only-flagged .card:not(.flagged) { display:none; }
   </div>
   <div class="sub" style="width:100%">made by <code>@@COMMAND@@</code></div>
 </header>
+@@CLASSES@@
 <main id="cards">
 @@CARDS@@
 </main>
@@ -109,6 +124,14 @@ main.only-flagged .card:not(.flagged) { display:none; }
   });
   var threshold = roundDown(clamp(DATA.threshold));
   var visible = new Set();
+  // Classes: the class of every pick (0: not in the classification) and which are selected.
+  var CL = DATA.classes;
+  var selected = new Set(CL ? CL.auto : []);
+  var classTiles = Array.prototype.slice.call(document.querySelectorAll("#class-grid .cls"));
+  var selectedFlag = new Uint8Array(1);
+  var classVersion = 0;
+  var aboveBox = document.getElementById("above-decoys");
+  function inSelection(m, k) { return selectedFlag[m.c[k]] === 1 && (!aboveBox.checked || m.a[k] === 1); }
   var pending = false, resortPending = true;
 
   // The threshold is always a round decimal, the same number the command line shows, so the
@@ -148,7 +171,8 @@ main.only-flagged .card:not(.flagged) { display:none; }
 
   function drawOverlay(i) {
     var m = mics[i];
-    if (m.drawnAt === threshold) return;
+    var stamp = threshold + "|" + classVersion;
+    if (m.drawnAt === stamp) return;
     var canvas = cards[i].querySelector("canvas");
     var ctx = canvas.getContext("2d");
     ctx.clearRect(0, 0, canvas.width, canvas.height);
@@ -157,7 +181,7 @@ main.only-flagged .card:not(.flagged) { display:none; }
       ctx.lineWidth = pass === 1 ? Math.max(1.2, m.tw / 180) : 1;
       ctx.beginPath();
       for (var k = 0; k < m.x.length; k++) {
-        var keep = m.sv[k] >= threshold;
+        var keep = m.sv[k] >= threshold && (!CL || inSelection(m, k));
         if (keep !== (pass === 1)) continue;
         ctx.moveTo(m.x[k] + r, m.y[k]);
         ctx.arc(m.x[k], m.y[k], r, 0, 2 * Math.PI);
@@ -165,7 +189,49 @@ main.only-flagged .card:not(.flagged) { display:none; }
       ctx.strokeStyle = pass === 1 ? "rgba(255,77,61,0.95)" : "rgba(77,163,255,0.35)";
       ctx.stroke();
     }
-    m.drawnAt = threshold;
+    m.drawnAt = stamp;
+  }
+
+  function selectedList() {
+    return Array.from(selected).sort(function (a, b) { return a - b; });
+  }
+
+  function setClasses(list, fromHash) {
+    if (!CL) return;
+    selected = new Set(list.filter(function (n) { return CL.numbers.indexOf(n) >= 0; }));
+    selectedFlag = new Uint8Array(Math.max.apply(null, CL.numbers.concat([0])) + 1);
+    selected.forEach(function (n) { selectedFlag[n] = 1; });
+    classTiles.forEach(function (tile) {
+      var on = selected.has(Number(tile.getAttribute("data-class")));
+      tile.classList.toggle("selected", on);
+      tile.setAttribute("aria-pressed", on ? "true" : "false");
+    });
+    classVersion++;
+    if (!fromHash) writeHash();
+    schedule();
+  }
+
+  function classStats() {
+    var kept = 0, total = 0;
+    mics.forEach(function (m) {
+      var n = 0, c = m.c;
+      for (var k = 0; k < c.length; k++) if (c[k] > 0) { total++; if (inSelection(m, k)) n++; }
+      m.classCount = n; kept += n;
+    });
+    return {kept: kept, total: total};
+  }
+
+  function selectCommandText() {
+    if (!selected.size) return "(select at least one class)";
+    return "cryosegnet select " + CL.folder + " --classes " + selectedList().join(",") +
+      (aboveBox.checked ? " --above-decoys" : "") + " -o " + CL.output;
+  }
+
+  function writeHash() {
+    if (!(window.history && history.replaceState)) return;
+    var hash = "#threshold=" + fmt(threshold);
+    if (CL) hash += "&classes=" + selectedList().join(",") + (aboveBox.checked ? "&above-decoys=1" : "");
+    history.replaceState(null, "", hash);
   }
 
   var hist = document.getElementById("histogram");
@@ -208,10 +274,18 @@ main.only-flagged .card:not(.flagged) { display:none; }
     document.getElementById("mic-count").textContent = String(mics.length);
     document.getElementById("flag-count").textContent = String(s.flagged);
     document.getElementById("command").textContent = commandText();
+    if (CL) {
+      var c = classStats();
+      document.getElementById("class-kept").textContent = String(c.kept);
+      document.getElementById("class-total").textContent = String(c.total);
+      document.getElementById("class-selected").textContent = String(selected.size);
+      document.getElementById("select-command").textContent = selectCommandText();
+    }
     mics.forEach(function (m, i) {
       var card = cards[i];
       card.querySelector(".count").textContent = String(m.count);
       card.querySelector(".mean").textContent = m.count ? m.mean.toFixed(3) : "–";
+      if (CL) card.querySelector(".cls-count").textContent = String(m.classCount);
       var html = m.flags.map(function (f) { return '<span class="' + f[0] + '">' + f[1] + "</span>"; }).join("");
       var flagsEl = card.querySelector(".flags");
       if (flagsEl.innerHTML !== html) flagsEl.innerHTML = html;
@@ -233,9 +307,7 @@ main.only-flagged .card:not(.flagged) { display:none; }
     if (resort) resortPending = true;
     threshold = roundDown(clamp(t));
     slider.value = threshold; box.value = fmt(threshold);
-    if (!fromHash && window.history && history.replaceState) {
-      history.replaceState(null, "", "#threshold=" + fmt(threshold));
-    }
+    if (!fromHash) writeHash();
     schedule();
   }
 
@@ -270,10 +342,37 @@ main.only-flagged .card:not(.flagged) { display:none; }
     return match ? Number(match[1]) : null;
   }
 
+  function aboveFromHash() { return /(?:^|[#&])above-decoys=1/.test(window.location.hash); }
+
+  function classesFromHash() {
+    var match = /(?:^|[#&])classes=([0-9,]*)/.exec(window.location.hash);
+    if (!match) return null;
+    return match[1].split(",").filter(function (v) { return v !== ""; }).map(Number);
+  }
+
   slider.addEventListener("input", function () { setThreshold(slider.value); });
   slider.addEventListener("change", function () { setThreshold(slider.value, false, true); });
   box.addEventListener("change", function () { setThreshold(box.value, false, true); });
-  window.addEventListener("hashchange", function () { var t = fromHash(); if (t !== null) setThreshold(t, true, true); });
+  window.addEventListener("hashchange", function () {
+    var t = fromHash(); if (t !== null) setThreshold(t, true, true);
+    var c = classesFromHash(); if (c !== null) setClasses(c, true);
+    if (CL) { aboveBox.checked = aboveFromHash(); setClasses(selectedList(), true); }
+  });
+  classTiles.forEach(function (tile) {
+    tile.addEventListener("click", function () {
+      var n = Number(tile.getAttribute("data-class")), list = selectedList();
+      setClasses(selected.has(n) ? list.filter(function (v) { return v !== n; }) : list.concat([n]));
+    });
+  });
+  if (CL) {
+    document.getElementById("classes-auto").addEventListener("click", function () { setClasses(CL.auto); });
+    document.getElementById("classes-all").addEventListener("click", function () { setClasses(CL.numbers); });
+    document.getElementById("classes-none").addEventListener("click", function () { setClasses([]); });
+    aboveBox.addEventListener("change", function () { setClasses(selectedList()); });
+    document.getElementById("copy-select").addEventListener("click", function () {
+      copyText(selectCommandText(), document.getElementById("copied-select"));
+    });
+  }
   document.getElementById("sort").addEventListener("change", sortCards);
   document.getElementById("show-dropped").addEventListener("change", function () {
     mics.forEach(function (m) { m.drawnAt = null; });
@@ -283,7 +382,9 @@ main.only-flagged .card:not(.flagged) { display:none; }
     container.classList.toggle("only-flagged", e.target.checked);
   });
   document.getElementById("copy").addEventListener("click", function () {
-    var text = commandText(), note = document.getElementById("copied");
+    copyText(commandText(), document.getElementById("copied"));
+  });
+  function copyText(text, note) {
     function done(ok) { note.textContent = ok ? " copied" : " select and copy by hand"; }
     function fallback() {
       var area = document.createElement("textarea");
@@ -295,7 +396,7 @@ main.only-flagged .card:not(.flagged) { display:none; }
     if (navigator.clipboard && navigator.clipboard.writeText) {
       navigator.clipboard.writeText(text).then(function () { done(true); }, fallback);
     } else { fallback(); }
-  });
+  }
 
   if ("IntersectionObserver" in window) {
     var observer = new IntersectionObserver(function (entries) {
@@ -309,9 +410,19 @@ main.only-flagged .card:not(.flagged) { display:none; }
     cards.forEach(function (card, i) { visible.add(i); });
   }
 
+  var initialClasses = classesFromHash();
+  if (CL) aboveBox.checked = aboveFromHash();
+  setClasses(initialClasses !== null ? initialClasses : selectedList(), true);
   var initial = fromHash();
   setThreshold(initial !== null ? initial : threshold, true, true);
   update();
+  // The observer reports the cards in view only after a frame has been drawn; draw those
+  // cards' overlays now, so the first picture of the page (or a screenshot) has them.
+  var reach = window.innerHeight + 300;
+  cards.forEach(function (card, i) {
+    var rect = card.getBoundingClientRect();
+    if (rect.bottom > -300 && rect.top < reach) { visible.add(i); drawOverlay(i); }
+  });
   document.documentElement.setAttribute("data-ready", "1");
 })();
 </script>
