@@ -170,3 +170,23 @@ def test_pick_takes_a_diameter_range_in_angstrom(tmp_path, model_512):
     manifest = next(out.rglob("*_autopick.star")).read_text()
     assert '"diameter_range": "100-160' in manifest
     assert main([*common, "--diameter", "1-3"]) != 0  # outside the physical range
+
+
+def test_each_micrograph_line_says_when_its_size_was_unsure(tmp_path, tiny_model, caplog):
+    import logging
+
+    import mrcfile
+
+    from cryosegnet import Picker
+    from cryosegnet.picking.batch import pick_batch
+
+    (tmp_path / "mics").mkdir()
+    path = tmp_path / "mics" / "noise.mrc"
+    with mrcfile.new(path) as mrc:
+        mrc.set_data(np.random.default_rng(8).normal(size=(512, 512)).astype(np.float32))
+    picker = Picker(tiny_model, device="cpu", stage="hybrid")
+    with caplog.at_level(logging.INFO, logger="cryosegnet"):
+        summary = pick_batch(picker, [path], tmp_path / "out", progress=False)
+    assert summary.diameter_sources == ["map"]
+    assert "(unsure: the U-Net map's estimate)" in caplog.text
+    assert "particle size unsure on 1 of 1" in summary.text()

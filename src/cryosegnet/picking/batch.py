@@ -724,6 +724,8 @@ def _pick_batch(
                     if result.diameter and np.isfinite(result.diameter):
                         pixel_size = sizes.seen_pixel_size.get(path)
                         size = f", diameter {describe_size(result.diameter, pixel_size)}"
+                        if getattr(result, "diameter_source", None) == "map":
+                            size += " (unsure: the U-Net map's estimate)"
                     log.info(
                         "[%d/%d] %s: %d particles%s",
                         n_finished,
