@@ -190,3 +190,23 @@ def test_each_micrograph_line_says_when_its_size_was_unsure(tmp_path, tiny_model
     assert summary.diameter_sources == ["map"]
     assert "(unsure: the U-Net map's estimate)" in caplog.text
     assert "particle size unsure on 1 of 1" in summary.text()
+
+
+def test_a_range_with_no_clear_scale_is_picked_at_its_middle_and_said_so(tmp_path, tiny_model):
+    import mrcfile
+
+    from cryosegnet import Picker
+    from cryosegnet.picking.batch import pick_batch
+    from cryosegnet.picking.units import SizeRange
+
+    (tmp_path / "mics").mkdir()
+    paths = []
+    for i in range(2):
+        paths.append(tmp_path / "mics" / f"noise{i}.mrc")
+        with mrcfile.new(paths[-1]) as mrc:
+            mrc.set_data(np.random.default_rng(20 + i).normal(size=(512, 512)).astype(np.float32))
+    picker = Picker(tiny_model, device="cpu", diameter_range=SizeRange(30, 50))
+    summary = pick_batch(picker, paths, tmp_path / "out", progress=False)
+    assert summary.diameter_sources == ["range", "range"]
+    assert summary.diameters[0] == pytest.approx(np.sqrt(30 * 50), rel=0.05)
+    assert "the range's middle was used" in summary.text()

@@ -151,6 +151,12 @@ class BatchSummary:
             if high > low:
                 line += f" (10-90 %: {low:.0f}-{high:.0f} px)"
             lines.append(line)
+            in_range = self.diameter_sources.count("range")
+            if in_range:
+                lines.append(
+                    f"no clear particle scale within the range on {in_range} of "
+                    f"{len(self.diameter_sources)} micrograph(s): the range's middle was used"
+                )
             unsure = self.diameter_sources.count("map")
             if unsure:
                 lines.append(

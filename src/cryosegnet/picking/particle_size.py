@@ -92,11 +92,20 @@ def batch_particle_size(
             return None, prepared
         prepared[path] = (picker.preprocess(image), image.shape, estimate)
         sampled += 1
-        if estimate.sure:
+        if estimate.sure and estimate.scope != "range":  # read off it, not a range's middle
             scale = working_scale(image.shape, picker.denoise_settings.working_size)
             sure.append(estimate.diameter / scale)
     if not sampled or len(sure) < settings.min_sure_fraction * sampled:
-        if sampled:
+        if sampled and config.diameter_range is not None:
+            log.info(
+                "particle size: a clear scale within %s on %d of %d sampled micrographs only, "
+                "so each micrograph is sized on its own, at the range's middle where it shows "
+                "none",
+                config.diameter_range,
+                len(sure),
+                sampled,
+            )
+        elif sampled:
             log.info(
                 "particle size: sure on %d of %d sampled micrographs only, so each micrograph "
                 "is sized on its own (give --diameter, or a rough range such as 100-160A)",
