@@ -51,7 +51,7 @@ def centring_figures(
     picks_by_mic: dict[str, pd.DataFrame],
     labels_by_mic: dict[str, pd.DataFrame],
     radii: dict[str, float],
-    threshold: float | None,
+    match_distances: list[np.ndarray],
     best_threshold: float | None,
     shapes: dict[str, tuple[int, int]] | None = None,
 ) -> dict:
@@ -63,8 +63,10 @@ def centring_figures(
         Picks (x, y, score) and labels (x, y) by micrograph.
     radii : dict of float
         Each micrograph's match radius (half a diameter); the quarter-diameter figures use half.
-    threshold : float or None
-        The evaluated threshold (None: every pick) for the centre error.
+    match_distances : list of ndarray
+        Distances from each matched pick (half-diameter radius, picks at the evaluated
+        threshold) to its label, as :func:`~cryosegnet.evaluation.metrics.evaluate_picks`
+        matched them: the centre error is their median.
     best_threshold : float or None
         The pooled best-F1 threshold: the grid has as many points as picks at or above it.
     shapes : dict or None
@@ -77,7 +79,7 @@ def centring_figures(
         ``grid_best_f1`` and ``grid_best_f1_quarter`` (the grid's F1: its points have no score).
     """
     shapes = shapes or {}
-    quarter_scores, quarter_hits, errors = [], [], []
+    quarter_scores, quarter_hits = [], []
     grid_hits_half = grid_hits_quarter = grid_points_total = n_labels = 0
     for name, radius in radii.items():
         labels = labels_by_mic[name][["x", "y"]].to_numpy(float)
@@ -92,9 +94,6 @@ def centring_figures(
         quarter = match_picks(xy, score, labels, radius / 2)
         quarter_scores.append(quarter.scores)
         quarter_hits.append(quarter.is_tp)
-        kept = score >= threshold if threshold is not None else np.ones(len(xy), bool)
-        half = match_picks(xy[kept], score[kept], labels, radius)
-        errors.append(half.distance[half.is_tp])
         n_grid = int((score >= best_threshold).sum()) if best_threshold is not None else 0
         known = shapes.get(name)
         if known is None:
@@ -108,7 +107,7 @@ def centring_figures(
         grid_hits_quarter += int(match_picks(grid, ones, labels, radius / 2).is_tp.sum())
         grid_points_total += len(grid)
     best_quarter, auprc_quarter = _pr(quarter_scores, quarter_hits, n_labels)
-    all_errors = np.concatenate(errors) if errors else np.zeros(0)
+    all_errors = np.concatenate(match_distances) if match_distances else np.zeros(0)
 
     def f1(hits: int) -> float:
         total = grid_points_total + n_labels

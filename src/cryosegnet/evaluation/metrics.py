@@ -273,6 +273,7 @@ def evaluate_picks(
 
     rows: list[MicrographMetrics] = []
     radii: dict[str, float] = {}
+    match_distances: list[np.ndarray] = []  # of the matched picks kept, for the centre error
     scores_all, tp_all, n_labels_all = [], [], 0
     tp_sum = picks_sum = 0
     for name in names:
@@ -304,6 +305,7 @@ def evaluate_picks(
         kept_picks = picks if threshold is None else picks[scores >= threshold]
         dice = pixel_dice(kept_picks, labels, label_d, label_d, shapes.get(name))
         distances = result.distance[kept & result.is_tp]
+        match_distances.append(distances)
         rows.append(
             MicrographMetrics(
                 micrograph=name,
@@ -353,7 +355,7 @@ def evaluate_picks(
         "dice_mean": float(np.nanmean(dice_values)) if len(dice_values) else float("nan"),
         "f1_mean_over_micrographs": float(np.mean([m.f1 for m in rows])) if rows else float("nan"),
         **curve_extent(pooled_curve),
-        **centring_figures(picks_by_mic, labels_by_mic, radii, threshold, best_t, shapes),
+        **centring_figures(picks_by_mic, labels_by_mic, radii, match_distances, best_t, shapes),
     }
     settings = {
         "radius": radius,
