@@ -38,7 +38,7 @@ import mrcfile
 import numpy as np
 import pandas as pd
 import torch
-from benchlib import RESULTS, SHARED, apoferritin_labels, command_line, fmt
+from benchlib import RESULTS, SHARED, UNLABELLED, apoferritin_labels, command_line, fmt
 
 from cryosegnet.evaluation.matching import match_picks
 from cryosegnet.io.micrographs import read_micrograph
@@ -50,13 +50,6 @@ SEED = 7100  # simulated fields with contamination and carbon
 CLEAN_SEED = 7200  # simulated fields without
 UCSF = SHARED / "data" / "real" / "ucsf-contamination"
 DIFFICULTIES = ("easy", "medium", "hard")
-REAL = SHARED / "data" / "real"
-UNLABELLED = {
-    "EPU": REAL / "unlabeled-raw" / "epu2.9_example.mrc",
-    "FEI": REAL / "unlabeled-raw" / "fei-extended.mrc",
-    "T20S": REAL / "unlabeled-misc" / "empiar10025-t20s_14sep05c_00024sq_00003hl_00002es_c.png",
-    "80S ribosome": REAL / "unlabeled-misc" / "empiar10028-ribosome80S_061.png",
-}
 
 
 def near(picks: pd.DataFrame, region: np.ndarray) -> tuple[int, int]:

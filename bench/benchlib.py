@@ -24,6 +24,15 @@ SHARED = REPO.parent / "shared"
 RESULTS = REPO / "bench" / "results"
 APOFERRITIN = SHARED / "data" / "real" / "empiar10146-apoferritin"
 EPU_FILE = SHARED / "data" / "real" / "unlabeled-raw" / "epu2.9_example.mrc"
+REAL = SHARED / "data" / "real"
+# Real micrographs with visible particles and no labels: the benches check on them that a
+# setting leaves real particles alone.
+UNLABELLED = {
+    "EPU": REAL / "unlabeled-raw" / "epu2.9_example.mrc",
+    "FEI": REAL / "unlabeled-raw" / "fei-extended.mrc",
+    "T20S": REAL / "unlabeled-misc" / "empiar10025-t20s_14sep05c_00024sq_00003hl_00002es_c.png",
+    "80S ribosome": REAL / "unlabeled-misc" / "empiar10028-ribosome80S_061.png",
+}
 # $TOPAZ, else a topaz-venv beside the repository (where the benchmark machine has it).
 TOPAZ = Path(os.environ.get("TOPAZ", REPO.parent / "topaz-venv" / "bin" / "topaz"))
 

@@ -26,21 +26,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from benchlib import RESULTS, SHARED, apoferritin_labels, command_line, fmt
+from benchlib import REAL, RESULTS, UNLABELLED, apoferritin_labels, command_line, fmt
 
 from cryosegnet.picking.picker import Picker
 from cryosegnet.postprocessing.empty_micrographs import EmptySettings
 from cryosegnet.simulation import SimulationConfig, micrograph_seed, simulate_micrograph
 
 SEED = 9000
-REAL = SHARED / "data" / "real"
-UNLABELLED = {
-    "EPU": REAL / "unlabeled-raw" / "epu2.9_example.mrc",
-    "FEI": REAL / "unlabeled-raw" / "fei-extended.mrc",
-    "T20S": REAL / "unlabeled-misc" / "empiar10025-t20s_14sep05c_00024sq_00003hl_00002es_c.png",
-    "80S ribosome": REAL / "unlabeled-misc" / "empiar10028-ribosome80S_061.png",
-    "UCSF": REAL / "ucsf-contamination" / "micrograph.mrc",
-}
+UNLABELLED = {**UNLABELLED, "UCSF": REAL / "ucsf-contamination" / "micrograph.mrc"}
 
 
 def simulated_groups(picker: Picker, n: int, size: int) -> list[dict]:
