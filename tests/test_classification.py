@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import pandas as pd
 import pytest
 import starfile
 import torch
+from relion_helpers import RELION_PREPROCESS, relion_extract, write_micrographs_star
 from scipy import ndimage
 
 from cryosegnet.classification.align import Aligner, Band, sample_images, shift_grid
@@ -253,9 +253,6 @@ def test_simulated_micrograph_picks_classify_end_to_end(tmp_path):
     assert summary.n_particles == len(picks)
 
 
-RELION_PREPROCESS = shutil.which("relion_preprocess")
-
-
 @pytest.mark.skipif(RELION_PREPROCESS is None, reason="RELION is not installed")
 def test_relion_extracts_the_recentred_picks(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -267,36 +264,8 @@ def test_relion_extracts_the_recentred_picks(tmp_path, monkeypatch):
         shutil.copy(mic, job / mic.name)
         names.append(str(job / mic.name))
     classify_picks(picks_dir, [str(movies)], Path("classes"), SMALL, recentre=True)
-    Path("mics.star").write_text(
-        "\n# version 30001\n\ndata_optics\n\nloop_\n_rlnOpticsGroupName #1\n_rlnOpticsGroup #2\n"
-        "_rlnMicrographOriginalPixelSize #3\n_rlnVoltage #4\n_rlnSphericalAberration #5\n"
-        "_rlnAmplitudeContrast #6\n_rlnMicrographPixelSize #7\n"
-        "opticsGroup1 1 2.0 300.0 2.7 0.1 2.0\n\n# version 30001\n\ndata_micrographs\n\n"
-        "loop_\n_rlnMicrographName #1\n_rlnOpticsGroup #2\n" + "".join(f"{n} 1\n" for n in names)
-    )
-    run = subprocess.run(
-        [
-            RELION_PREPROCESS,
-            "--i",
-            "mics.star",
-            "--coord_dir",
-            "classes/",
-            "--coord_suffix",
-            "_autopick.star",
-            "--part_star",
-            "parts.star",
-            "--part_dir",
-            "Extract/",
-            "--extract",
-            "--extract_size",
-            "32",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
-    particles = starfile.read("parts.star", always_dict=True)["particles"]
+    write_micrographs_star(Path("mics.star"), names, 2.0)
+    particles = relion_extract("mics.star", "classes/")
     written = starfile.read("classes/particles.star")
     inside = written["rlnCoordinateX"].between(16, 240) & written["rlnCoordinateY"].between(16, 240)
     assert len(particles) >= int(inside.sum()) > 0

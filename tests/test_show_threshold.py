@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 from pathlib import Path
 
 import cv2
@@ -11,6 +10,7 @@ import numpy as np
 import pytest
 import starfile
 from inspection_helpers import simulated_session
+from relion_helpers import RELION_PREPROCESS, relion_extract, write_micrographs_star
 
 from cryosegnet.cli.main import main
 from cryosegnet.errors import CoordinateFileError, CryoSegNetError
@@ -149,9 +149,6 @@ def test_threshold_refuses_own_folder(tmp_path):
         threshold_picks(tmp_path / "Movies" / "truth", tmp_path / "o", 0.5)
 
 
-RELION_PREPROCESS = shutil.which("relion_preprocess")
-
-
 @pytest.mark.skipif(
     RELION_PREPROCESS is None, reason="RELION is not installed (apt-get install relion)"
 )
@@ -174,36 +171,7 @@ def test_real_relion_extracts_exactly_the_thresholded_picks(tmp_path, monkeypatc
         star = Path("picks/Movies") / f"{mic.stem}_autopick.star"
         star.parent.mkdir(parents=True, exist_ok=True)
         write_coordinate_star(star, picks)
-    Path("mics.star").write_text(
-        "\n# version 30001\n\ndata_optics\n\nloop_\n_rlnOpticsGroupName #1\n_rlnOpticsGroup #2\n"
-        "_rlnMicrographOriginalPixelSize #3\n_rlnVoltage #4\n_rlnSphericalAberration #5\n"
-        "_rlnAmplitudeContrast #6\n_rlnMicrographPixelSize #7\n"
-        "opticsGroup1 1 16.0 300.0 2.7 0.1 16.0\n\n# version 30001\n\ndata_micrographs\n\n"
-        "loop_\n_rlnMicrographName #1\n_rlnOpticsGroup #2\n"
-        + "".join(f"{name} 1\n" for name in names)
-    )
+    write_micrographs_star(Path("mics.star"), names, 16.0)
     assert main(["threshold", "picks", "--min-score", "0.5", "-o", "cut"]) == 0
-    run = subprocess.run(
-        [
-            RELION_PREPROCESS,
-            "--i",
-            "mics.star",
-            "--coord_dir",
-            "cut/",
-            "--coord_suffix",
-            "_autopick.star",
-            "--part_star",
-            "parts.star",
-            "--part_dir",
-            "Extract/",
-            "--extract",
-            "--extract_size",
-            "32",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
-    particles = starfile.read("parts.star", always_dict=True)["particles"]
+    particles = relion_extract("mics.star", "cut/")
     assert len(particles) == n_kept > 0
