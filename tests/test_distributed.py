@@ -320,6 +320,9 @@ def test_sigterm_stops_like_an_interrupt_and_keeps_the_finished_work(
         deadline = time.monotonic() + 120
         while len(list(out.rglob("*_autopick.star"))) < 2 and time.monotonic() < deadline:
             time.sleep(0.1)
+        # A worker writes its files before the client hears of the result: give the client a
+        # moment to record the second one (the rest are slow, so none finishes meanwhile).
+        time.sleep(2.0)
         os.kill(os.getpid(), signal.SIGTERM)
 
     killer = threading.Thread(target=terminate_after_two_results, daemon=True)
