@@ -213,8 +213,9 @@ def markdown(results: dict) -> str:
         "ms per micrograph over the sets (1024-px working image, all the picks a micrograph "
         "keeps before the threshold is applied downstream).",
         "",
-        f"Command: `{results['command']}`",
     ]
+    commands = dict.fromkeys(f["command"] for f in results["sets"].values())
+    lines += [f"Command: `{command}`" for command in commands]
     return "\n".join(lines) + "\n"
 
 
@@ -232,14 +233,14 @@ def main() -> int:
     results.setdefault("sets", {})
     if "sim" in parts:
         for name, items in simulated_items(args.quick).items():
-            results["sets"][name] = score_set(items)
+            results["sets"][name] = {**score_set(items), "command": command_line(args)}
             print(name, json.dumps(results["sets"][name], indent=1), flush=True)
     for split in ("train", "test"):
         if split in parts:
             name = f"apoferritin {split}"
-            results["sets"][name] = score_set(apoferritin_items(split, args.quick))
+            figures = score_set(apoferritin_items(split, args.quick))
+            results["sets"][name] = {**figures, "command": command_line(args)}
             print(name, json.dumps(results["sets"][name], indent=1), flush=True)
-    results["command"] = command_line(args)
     if args.quick:
         print(markdown(results))
         return 0

@@ -114,7 +114,7 @@ def disk_contrast(
     """
     s = settings or CentringSettings()
     factor = max(1.0, float(diameter) / s.pixels_per_diameter)
-    img = np.nan_to_num(np.asarray(image, dtype=np.float32))
+    img: np.ndarray = np.nan_to_num(np.asarray(image, dtype=np.float32))
     if factor > 1.0:
         size = (max(1, round(img.shape[1] / factor)), max(1, round(img.shape[0] / factor)))
         img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
