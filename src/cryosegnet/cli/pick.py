@@ -39,6 +39,7 @@ from cryosegnet.picking.watch import (
     check_watch_options,
 )
 from cryosegnet.postprocessing.bad_regions import BadRegionSettings
+from cryosegnet.postprocessing.centring import CentringSettings
 from cryosegnet.postprocessing.empty_micrographs import EmptySettings
 
 log = logging.getLogger("cryosegnet")
@@ -157,6 +158,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         f"default they are dropped, with a margin of {BadRegionSettings().margin:g} particle "
         "diameter round dark regions far larger than a particle and blobs far darker than "
         "the particles picked)",
+    )
+    p.add_argument(
+        "--centre-picks",
+        action="store_true",
+        default=DEFAULTS.centre_picks,
+        help="move each pick, by at most "
+        f"{CentringSettings().search_fraction:g} particle diameter, to where a disk of "
+        f"{2 * CentringSettings().disk_fraction:g} diameters is darkest against its "
+        "surround: the centre of a hollow particle (apoferritin) rather than a dark spot on its "
+        "shell; give the particle's outer size with --diameter (filled particles' picks are "
+        "already centred and may drift)",
     )
     sam = p.add_argument_group(
         "SAM stage", "options of the SAM stage only: an error with any other stage"
@@ -324,6 +336,7 @@ def run(args: argparse.Namespace) -> int:
             DEFAULTS.size_estimate, per_micrograph=args.size_per_micrograph
         ),
         mask_bad_regions=args.mask_bad_regions,
+        centre_picks=args.centre_picks,
         diameter_range=args.diameter_range,
         diameter_per_micrograph=diameter is not None and diameter.angstrom,
     )

@@ -276,6 +276,9 @@ def picker_options(picker) -> dict:
         # On by default, so results made without the mask (before it, or with
         # --keep-bad-regions) are picked again rather than taken as done.
         settings["mask_bad_regions"] = True
+    if getattr(config, "centre_picks", False):
+        # Only when on: results written before the option existed keep matching.
+        settings["centre_picks"] = True
     if getattr(getattr(config, "size_estimate", None), "per_micrograph", False):
         settings["size_per_micrograph"] = True
     size_range = getattr(config, "diameter_range", None)

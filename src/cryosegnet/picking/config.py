@@ -139,6 +139,12 @@ class PickerConfig:
         Drop picks on contamination, carbon and thick ice and on the rim of such regions
         (:mod:`~cryosegnet.postprocessing.bad_regions`), a dark-blob picker's worst false
         positives. On by default; ``cryosegnet pick --keep-bad-regions`` keeps them.
+    centre_picks : bool
+        Move each pick to the centre of the particle it sits on, where a disk of the particle's
+        size is darkest against its surround (:mod:`~cryosegnet.postprocessing.centring`): a
+        dark-blob pick on a hollow particle lies on its shell. Off by default (it needs the
+        particle's outer size, and it moves filled particles' centred picks when the size is
+        larger than their dark core); ``cryosegnet pick --centre-picks`` turns it on.
 
     Raises
     ------
@@ -163,6 +169,7 @@ class PickerConfig:
     skip_empty: bool = False
     size_estimate: SizeEstimateSettings = field(default_factory=SizeEstimateSettings)
     mask_bad_regions: bool = True
+    centre_picks: bool = False
     diameter_range: SizeRange | None = None
 
     def __post_init__(self) -> None:

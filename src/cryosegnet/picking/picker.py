@@ -356,6 +356,7 @@ class Picker:
         :meth:`estimate_size` on the micrograph as read, else made from ``denoised``)."""
         from cryosegnet.postprocessing.algorithm1 import postprocess
         from cryosegnet.postprocessing.bad_regions import drop_bad_region_picks
+        from cryosegnet.postprocessing.centring import centre_picks
 
         diameter, source, sure = self._working_diameter(probability, original_shape, denoised, size)
         if getattr(self.mask_generator, "needs_image", False):
@@ -371,13 +372,18 @@ class Picker:
             scale = probability.shape[1] / original_shape[1]
             settings = dataclasses.replace(settings, diameter_override=size.diameter / scale)
         result = postprocess(masks, probability.shape, original_shape, settings)
-        picks = drop_border_picks(result.picks, original_shape, self.border_fraction)
+        picks = result.picks
         counts = {
             "candidates": result.n_candidates,
             "after_score": result.n_after_score,
             "after_size": result.n_after_size,
-            "after_border": len(picks),
         }
+        if self.config.centre_picks and denoised is not None:
+            # Before the border and bad-region steps: they judge where the picks end up.
+            picks = centre_picks(picks, denoised, result.diameter, original_shape)
+            counts["after_centring"] = len(picks)
+        picks = drop_border_picks(picks, original_shape, self.border_fraction)
+        counts["after_border"] = len(picks)
         bad_regions = None
         if self.config.mask_bad_regions and denoised is not None:
             picks, bad_regions = drop_bad_region_picks(
