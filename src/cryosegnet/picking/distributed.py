@@ -38,26 +38,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryosegnet.errors import CryoSegNetError, first_line
-from cryosegnet.picking.batch import (
-    STOP_REQUESTS,
-    BatchSizes,
-    BatchSummary,
-    check_picked_diameter,
-    finish_run,
-    make_output_folder,
-    pick_chunk,
+from cryosegnet.io.layout import make_output_folder, relative_folder
+from cryosegnet.picking.batch import BatchSizes, check_picked_diameter, pick_chunk, read_for_picking
+from cryosegnet.picking.results import (
     picker_options,
     plan_batch,
-    read_for_picking,
     rebuild_index,
-    record_empty,
-    record_failure,
-    relative_folder,
     result_manifest,
     run_options,
-    sigterm_stops_the_run,
     start_run,
     write_outputs,
+)
+from cryosegnet.picking.summary import (
+    STOP_REQUESTS,
+    BatchSummary,
+    finish_run,
+    record_empty,
+    record_failure,
+    sigterm_stops_the_run,
 )
 from cryosegnet.picking.units import PixelSizes
 

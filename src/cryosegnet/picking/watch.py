@@ -22,19 +22,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryosegnet.errors import CryoSegNetError
+from cryosegnet.io.layout import coordinate_path
 from cryosegnet.io.micrographs import MICROGRAPH_SUFFIXES
 from cryosegnet.io.paths import what_is_at
-from cryosegnet.picking.batch import (
-    BatchSizes,
-    BatchSummary,
-    coordinate_path,
-    failure_lines,
-    pick_batch,
+from cryosegnet.picking.batch import BatchSizes, pick_batch
+from cryosegnet.picking.results import (
     picker_options,
     previous_result,
     result_mismatch,
     source_record,
 )
+from cryosegnet.picking.summary import BatchSummary, failure_lines
 from cryosegnet.picking.units import PixelSizes
 
 log = logging.getLogger("cryosegnet")
