@@ -28,18 +28,18 @@ points (the usual set-up of a cluster; see docs/cluster.md).
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from cryosegnet.errors import CryoSegNetError, first_line
 from cryosegnet.io.layout import make_output_folder, relative_folder
 from cryosegnet.picking.batch import BatchSizes, check_picked_diameter, pick_chunk, read_for_picking
+from cryosegnet.picking.job import Dask, PickerSpec, PickJob
 from cryosegnet.picking.results import (
     picker_options,
     plan_batch,
@@ -52,12 +52,12 @@ from cryosegnet.picking.results import (
 from cryosegnet.picking.summary import (
     STOP_REQUESTS,
     BatchSummary,
-    finish_run,
     record_empty,
     record_failure,
     sigterm_stops_the_run,
 )
 from cryosegnet.picking.units import PixelSizes
+from cryosegnet.picking.watch import WatchSummary
 
 log = logging.getLogger("cryosegnet")
 
@@ -86,33 +86,29 @@ class ClusterSummary(BatchSummary):
 
 
 def _worker_picker(
-    picker_kwargs: dict, devices: Sequence[str] | None, threads: int | None, worker_name=None
+    spec: PickerSpec, devices: Sequence[str] | None, threads: int | None, worker_name=None
 ):
-    """The Picker of this worker process for these options (built on first use)."""
-    from cryosegnet.picking.picker import Picker
-
-    kwargs = dict(picker_kwargs)
-    if devices:
-        kwargs["device"] = _device_of_this_worker(devices, worker_name)
-    key = json.dumps(kwargs, sort_keys=True, default=str)
+    """The Picker of this worker process for ``spec`` (built on first use, never changed)."""
+    device = _device_of_this_worker(devices, worker_name) if devices else None
+    key = spec.key(device)
     with _PICKERS_LOCK:
         picker = _PICKERS.get(key)
         if picker is None:
             if threads:
                 _set_compute_threads(threads)
-            picker = Picker(**kwargs)
+            picker = spec.build(device)
             _PICKERS[key] = picker
     return picker
 
 
 def _preload(
-    picker_kwargs: dict, devices: Sequence[str] | None, threads: int | None, dask_worker=None
+    spec: PickerSpec, devices: Sequence[str] | None, threads: int | None, dask_worker=None
 ) -> None:
     """Build this worker's picker and run its U-Net once (loads the CPU runtime's session)."""
     import numpy as np
 
     name = getattr(dask_worker, "name", None)
-    picker = _worker_picker(picker_kwargs, devices, threads, worker_name=name)
+    picker = _worker_picker(spec, devices, threads, worker_name=name)
     if getattr(picker.mask_generator, "needs_unet", True):  # type: ignore[attr-defined]
         picker.probability_maps([np.zeros((64, 64), np.uint8)])  # type: ignore[attr-defined]
 
@@ -147,7 +143,7 @@ def _pick_one(
     folder: str,
     source: dict,
     options: dict,
-    picker_kwargs: dict,
+    spec: PickerSpec,
     formats: tuple[str, ...],
     box_size: float | None,
     devices: Sequence[str] | None = None,
@@ -171,7 +167,7 @@ def _pick_one(
     local = Path(path)
     sizes = BatchSizes(diameter_angstrom, PixelSizes(given=pixel_size), {})
     try:
-        picker = _worker_picker(picker_kwargs, devices, threads)
+        picker = _worker_picker(spec, devices, threads)
         image = read_for_picking(picker, local, sizes, name=name)
         size_of = getattr(picker, "size_of", None)  # each worker sizes its micrograph
         pixel = sizes.seen_pixel_size.get(local)
@@ -309,7 +305,7 @@ def _client(scheduler: str | None, n_workers: int | None, threads: int, debug: b
 def pick_distributed(
     micrographs: Sequence[str | os.PathLike],
     outdir: str | os.PathLike,
-    picker_kwargs: dict | None = None,
+    picker: PickerSpec | Mapping | None = None,
     *,
     scheduler: str | None = None,
     n_workers: int | None = None,
@@ -329,31 +325,30 @@ def pick_distributed(
 ) -> ClusterSummary:
     """Pick ``micrographs`` on a Dask cluster into ``outdir``; the same files as pick_batch.
 
-    ``picker_kwargs`` are :class:`~cryosegnet.picking.picker.Picker` arguments (model, stage,
-    threshold, diameter, ...), with which every worker builds its own picker once.
+    ``picker`` is what every worker builds its own picker from, once: a
+    :class:`~cryosegnet.picking.job.PickerSpec`, or :class:`~cryosegnet.picking.picker.Picker`
+    keyword arguments (model, stage, threshold, diameter, ...).
     ``scheduler``: the address of a running cluster (``tcp://host:8786``); else ``n_workers``
     worker processes are started on this machine (one thread each; ``devices``, e.g.
     ``["cuda:0", "cuda:1"]``, gives worker i device i modulo their number). An existing
     ``client`` may be passed instead of both. ``threads_per_worker``: torch/OpenCV threads in
     each worker (None: leave their defaults). ``progress`` logs one line per finished
     micrograph with the cluster's micrographs/s. ``options``: what the results' manifests
-    record, ``picker_options(picker)`` of a picker built with ``picker_kwargs`` (default: one
+    record, ``picker_options(picker)`` of a picker built from ``picker`` (default: one
     is built here, on the CPU). ``diameter_angstrom``, ``pixel_sizes`` and ``names`` are
     pick_batch's: an Å diameter converted per micrograph with its pixel size (``--angpix``, an
     input STAR's, else its header's, read on the worker), and the names (a RELION STAR's) the
     index lists and the output layout follows.
     """
-    picker_kwargs = dict(picker_kwargs or {})
-    if diameter_angstrom is not None:  # the workers set each micrograph's px diameter
-        picker_kwargs.setdefault("diameter_per_micrograph", True)
+    spec = picker if isinstance(picker, PickerSpec) else PickerSpec.from_kwargs(picker or {})
+    if diameter_angstrom is not None:  # the workers give each micrograph its px diameter
+        spec = replace(spec, diameter_per_micrograph=True)
     out = make_output_folder(outdir)  # as given: the index names files as pick_batch does
     # The client's picker gives the options recorded in every result (and checks them before
     # any worker starts); it is not used to pick.
     if options is None:
-        from cryosegnet.picking.picker import Picker
-
-        options = picker_options(Picker(**{**picker_kwargs, "device": "cpu"}))
-    given = picker_kwargs.get("diameter") or diameter_angstrom is not None
+        options = picker_options(spec.build("cpu"))
+    given = spec.config.diameter or diameter_angstrom is not None
     summary = ClusterSummary(outdir=str(outdir), diameter_source="given" if given else "estimated")
     sizes = BatchSizes(diameter_angstrom, pixel_sizes or PixelSizes(), dict(names or {}))
     run_lock = start_run(out, run_options(options, sizes, formats, box_size))
@@ -383,7 +378,7 @@ def pick_distributed(
                             todo,
                             out,
                             options,
-                            picker_kwargs,
+                            spec,
                             formats,
                             box_size,
                             devices,
@@ -421,7 +416,7 @@ def _run(
     todo,
     out,
     options,
-    picker_kwargs,
+    spec,
     formats,
     box_size,
     devices,
@@ -439,7 +434,7 @@ def _run(
         # Load the models on every worker now, so that the first micrographs' times (and the
         # micrographs/s) are picking only; workers that join later load on their first task.
         try:
-            client.run(_preload, picker_kwargs, list(devices) if devices else None, threads)
+            client.run(_preload, spec, list(devices) if devices else None, threads)
         except Exception as exc:  # a worker that cannot build the picker reports it per task
             log.debug("preloading the picker on the workers failed: %s", exc)
     by_name = {source["name"]: path for path, source in todo}
@@ -454,7 +449,7 @@ def _run(
                 folder,
                 source,
                 sizes.options(path, options),
-                picker_kwargs,
+                spec,
                 tuple(formats),
                 box_size,
                 list(devices) if devices else None,
@@ -532,84 +527,81 @@ def parse_devices(text: str | None) -> list[str] | None:
     return devices
 
 
-def run_from_cli(
-    args,
-    micrographs,
-    picker_kwargs: dict,
-    picker,
-    formats,
-    problems=(),
-    *,
-    diameter_angstrom: float | None = None,
-    pixel_sizes: PixelSizes | None = None,
-    names: Mapping[Path, str] | None = None,
-) -> int:
-    """``cryosegnet pick`` with ``--scheduler`` / ``--dask-workers`` / ``--devices``: pick,
-    print the summary, return the exit code (as the in-process run does). The Å diameter,
-    pixel sizes and names (of RELION STAR inputs) are those the in-process run is given."""
-    devices = parse_devices(getattr(args, "devices", None))
-    n_workers = getattr(args, "dask_workers", None) or (len(devices) if devices else None)
-    if args.scheduler and getattr(args, "dask_workers", None):
+def run_on_cluster(job: PickJob, picker) -> ClusterSummary | WatchSummary:
+    """Carry out ``job`` (its executor a :class:`~cryosegnet.picking.job.Dask`) on a Dask
+    cluster: the micrographs listed, or those of a watched folder as they appear.
+
+    ``picker`` is ``job.picker`` built here: it checked the settings and names the options
+    every result records; the workers build their own from ``job.picker``.
+
+    Raises
+    ------
+    CryoSegNetError
+        Both a scheduler and a worker count, or local GPUs this machine does not have.
+    """
+    cluster = job.executor
+    assert isinstance(cluster, Dask)
+    devices = list(cluster.devices) if cluster.devices else None
+    n_workers = cluster.n_workers or (len(devices) if devices else None)
+    if cluster.scheduler and cluster.n_workers:
         raise CryoSegNetError(
             "--scheduler and --dask-workers: give one (a cluster exists, or one is started here)"
         )
-    if not args.scheduler and n_workers and not devices:  # CPU workers on this machine
+    if not cluster.scheduler and n_workers and not devices:  # CPU workers on this machine
         n_workers = local_worker_count(int(n_workers))
-    if devices and not args.scheduler:  # local workers: their GPUs are this machine's
+    if devices and not cluster.scheduler:  # local workers: their GPUs are this machine's
         _check_local_devices(devices)
-    where = args.scheduler or f"a local cluster of {n_workers} worker process(es)"
+    where = cluster.scheduler or f"a local cluster of {n_workers} worker process(es)"
     log.info("picking on Dask: %s%s", where, f", devices {','.join(devices)}" if devices else "")
     common = dict(
         devices=devices,
-        formats=formats,
-        overwrite=args.overwrite,
-        box_size=args.box_size,
-        progress=not args.no_progress,
-        debug=args.debug,
+        formats=job.outputs.formats,
+        overwrite=job.outputs.overwrite,
+        box_size=job.outputs.box_size,
+        progress=job.progress,
+        debug=job.debug,
         options=picker_options(picker),
-        diameter_angstrom=diameter_angstrom,
-        pixel_sizes=pixel_sizes,
+        diameter_angstrom=job.sizes.diameter_angstrom,
+        pixel_sizes=job.sizes.pixel_sizes,
     )
-    if getattr(args, "watch", None):
-        return _watch_on_cluster(args, picker, picker_kwargs, n_workers, common)
-    summary = pick_distributed(
-        micrographs,
-        args.output,
-        dict(picker_kwargs),
-        scheduler=args.scheduler,
+    if job.watch is not None:
+        return _watch_on_cluster(job, picker, n_workers, common)
+    return pick_distributed(
+        job.inputs,
+        job.output,
+        job.picker,
+        scheduler=cluster.scheduler,
         n_workers=n_workers,
-        names=names,
+        names=job.sizes.names,
         **common,  # type: ignore[arg-type]
     )
-    return finish_run(summary, problems)
 
 
-def _watch_on_cluster(args, picker, picker_kwargs: dict, n_workers, common: dict) -> int:
+def _watch_on_cluster(job: PickJob, picker, n_workers, common: dict) -> WatchSummary:
     """``--watch DIR`` on Dask: one cluster (and one loaded picker per worker) for the whole
     watch; each scan's ready micrographs go to it together, and this process keeps the index."""
     from cryosegnet.picking.watch import watch_folder
 
-    with _client(args.scheduler, n_workers, 1, args.debug) as client:
+    watch, cluster = job.watch, job.executor
+    assert watch is not None and isinstance(cluster, Dask)
+    with _client(cluster.scheduler, n_workers, 1, job.debug) as client:
 
         def pick_on_cluster(chunk: list[Path]) -> ClusterSummary:
-            return pick_distributed(
-                chunk, args.output, dict(picker_kwargs), client=client, **common
-            )
+            return pick_distributed(chunk, job.output, job.picker, client=client, **common)
 
-        summary = watch_folder(
+        return watch_folder(
             picker,
-            args.watch,
-            args.output,
-            settle=args.settle,
-            interval=args.watch_interval,
-            timeout=args.watch_timeout,
+            watch.folder,
+            job.output,
+            settle=watch.settle,
+            interval=watch.interval,
+            timeout=watch.timeout,
             batch_size=UNLIMITED_CHUNK,
             pick=pick_on_cluster,
-            overwrite=args.overwrite,
-            diameter_angstrom=common["diameter_angstrom"],
-            pixel_sizes=common["pixel_sizes"],
+            overwrite=job.outputs.overwrite,
+            diameter_angstrom=job.sizes.diameter_angstrom,
+            pixel_sizes=job.sizes.pixel_sizes,
         )
-    return finish_run(summary)
 
 
 # A watch on Dask sends every micrograph ready at one scan as one chunk: the cluster spreads it.
