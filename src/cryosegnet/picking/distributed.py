@@ -351,52 +351,28 @@ def pick_distributed(
     given = spec.config.diameter or diameter_angstrom is not None
     summary = ClusterSummary(outdir=str(outdir), diameter_source="given" if given else "estimated")
     sizes = BatchSizes(diameter_angstrom, pixel_sizes or PixelSizes(), dict(names or {}))
+    run = _ClusterRun(
+        out,
+        options,
+        spec,
+        tuple(formats),
+        box_size,
+        list(devices) if devices else None,
+        threads_per_worker,
+        progress,
+        debug,
+        _task or _pick_one,
+        sizes,
+    )
     run_lock = start_run(out, run_options(options, sizes, formats, box_size))
     try:
         with sigterm_stops_the_run():  # a queue system's SIGTERM stops it like Ctrl-C
             try:
-                todo = _plan(
-                    summary,
-                    [Path(m) for m in micrographs],
-                    out,
-                    options,
-                    formats,
-                    box_size,
-                    overwrite,
-                    debug,
-                    sizes,
-                )
-                if todo:
-                    clustered = (
-                        contextlib.nullcontext(client)
-                        if client is not None
-                        else _client(scheduler, n_workers, threads_per_worker or 1, debug)
-                    )
-                    with clustered as active:
-                        _run(
-                            active,
-                            todo,
-                            out,
-                            options,
-                            spec,
-                            formats,
-                            box_size,
-                            devices,
-                            threads_per_worker,
-                            progress,
-                            debug,
-                            summary,
-                            _task or _pick_one,
-                            sizes,
-                        )
+                cluster = (client, scheduler, n_workers)
+                _plan_and_run(run, [Path(m) for m in micrographs], overwrite, summary, cluster)
             except STOP_REQUESTS:
                 summary.interrupted = True
-            try:  # what finished is listed, after a stop too
-                summary.index_entries = rebuild_index(out)
-            except STOP_REQUESTS:
-                summary.interrupted = True
-            except Exception as exc:
-                summary.index_failure = f"{outdir}: cannot write the index STAR files ({exc})"
+            _index(summary, out, outdir)  # what finished is listed, after a stop too
     finally:
         if run_lock is not None:
             with contextlib.suppress(OSError):
@@ -404,106 +380,145 @@ def pick_distributed(
     return summary
 
 
-def _plan(summary, micrographs, out, options, formats, box_size, overwrite, debug, sizes):
-    """What to pick: (path, source) per micrograph; finished ones are skipped as in pick_batch."""
-    return plan_batch(
-        micrographs, out, formats, overwrite, box_size, debug, options, summary, sizes
-    )
-
-
-def _run(
-    client,
-    todo,
-    out,
-    options,
-    spec,
-    formats,
-    box_size,
-    devices,
-    threads,
-    progress,
-    debug,
-    summary,
-    task,
-    sizes: BatchSizes,
+def _plan_and_run(
+    run: _ClusterRun, micrographs: list[Path], overwrite: bool, summary, cluster: tuple
 ) -> None:
-    from distributed import as_completed
+    """Skip what is done, then pick the rest on ``cluster``: (an existing client or None, a
+    scheduler's address or None, the number of local workers to start)."""
+    todo = plan_batch(
+        micrographs,
+        run.out,
+        run.formats,
+        overwrite,
+        run.box_size,
+        run.debug,
+        run.options,
+        summary,
+        run.sizes,
+    )
+    if not todo:
+        return
+    client, scheduler, n_workers = cluster
+    clustered = (
+        contextlib.nullcontext(client)
+        if client is not None
+        else _client(scheduler, n_workers, run.threads or 1, run.debug)
+    )
+    with clustered as active:
+        _run(active, run, todo, summary)
 
+
+def _index(summary, out: Path, shown: str | os.PathLike) -> None:
+    """Rebuild the index files into ``summary`` (``shown``: the folder as the user gave it)."""
+    try:
+        summary.index_entries = rebuild_index(out)
+    except STOP_REQUESTS:
+        summary.interrupted = True
+    except Exception as exc:
+        summary.index_failure = f"{shown}: cannot write the index STAR files ({exc})"
+
+
+@dataclass(frozen=True)
+class _ClusterRun:
+    """What every task of one :func:`pick_distributed` call picks with and writes to."""
+
+    out: Path
+    options: dict
+    spec: PickerSpec
+    formats: tuple[str, ...]
+    box_size: float | None
+    devices: list[str] | None
+    threads: int | None
+    progress: bool
+    debug: bool
+    task: Callable[..., dict]
+    sizes: BatchSizes
+
+
+def _run(client, run: _ClusterRun, todo: list[tuple[Path, dict]], summary) -> None:
+    """Send every micrograph of ``todo`` to the cluster and record each result as it comes."""
     summary.n_workers = len(client.scheduler_info().get("workers", {}))
-    if task is _pick_one:
+    if run.task is _pick_one:
         # Load the models on every worker now, so that the first micrographs' times (and the
         # micrographs/s) are picking only; workers that join later load on their first task.
         try:
-            client.run(_preload, spec, list(devices) if devices else None, threads)
+            client.run(_preload, run.spec, run.devices, run.threads)
         except Exception as exc:  # a worker that cannot build the picker reports it per task
             log.debug("preloading the picker on the workers failed: %s", exc)
-    by_name = {source["name"]: path for path, source in todo}
-    futures = []
-    for path, source in todo:
-        layout = sizes.layout(path)  # as pick_batch lays out and records each micrograph
-        folder = os.path.abspath(out / relative_folder(layout))  # workers: absolute paths
-        futures.append(
-            client.submit(
-                task,
-                os.path.abspath(path),
-                folder,
-                source,
-                sizes.options(path, options),
-                spec,
-                tuple(formats),
-                box_size,
-                list(devices) if devices else None,
-                threads,
-                diameter_angstrom=sizes.angstrom,
-                pixel_size=sizes.pixel_sizes.explicit(path),
-                file_name=layout.name,
-                key=f"cryosegnet-pick-{source['path']}-{time.time_ns()}",
-                pure=False,
-            )
-        )
+    futures = [_submit(client, run, path, source) for path, source in todo]
     start = time.perf_counter()
-    n_done = 0
     try:
-        for future in as_completed(futures):
-            n_done += 1
-            try:
-                record = future.result()
-            except Exception as exc:  # the task itself was lost too often (KilledWorker)
-                name = _future_name(future, futures, todo)
-                record_failure(summary, by_name.get(name, Path(name)), exc, debug)
-                continue
-            path = by_name[record["name"]]
-            worker = record.get("worker", "?")
-            summary.per_worker[worker] = summary.per_worker.get(worker, 0) + 1
-            summary.worker_seconds[worker] = summary.worker_seconds.get(worker, 0.0) + float(
-                record.get("seconds", 0.0)
-            )
-            if not record["ok"]:
-                record_failure(summary, path, CryoSegNetError(record["error"]), debug)
-                continue
-            summary.done[str(path)] = record["picks"]
-            if record.get("empty"):
-                record_empty(summary, path, float(record["evidence"]))
-            if record["diameter"]:
-                summary.diameters.append(float(record["diameter"]))
-                summary.pixel_sizes.append(record.get("pixel_size"))
-            if progress:
-                elapsed = time.perf_counter() - start
-                log.info(
-                    "[%d/%d] %s: %d particles (%s); cluster: %.2f micrographs/s",
-                    n_done,
-                    len(todo),
-                    path,
-                    len(record["picks"]),
-                    worker,
-                    n_done / elapsed if elapsed > 0 else 0.0,
-                )
+        _collect(futures, run, todo, summary, start)
     except STOP_REQUESTS:
         summary.interrupted = True
         with contextlib.suppress(Exception):
             client.cancel(futures)
     finally:
         summary.seconds = time.perf_counter() - start
+
+
+def _submit(client, run: _ClusterRun, path: Path, source: dict):
+    """One micrograph's task, laid out and recorded as pick_batch would."""
+    layout = run.sizes.layout(path)
+    folder = os.path.abspath(run.out / relative_folder(layout))  # workers: absolute paths
+    return client.submit(
+        run.task,
+        os.path.abspath(path),
+        folder,
+        source,
+        run.sizes.options(path, run.options),
+        run.spec,
+        run.formats,
+        run.box_size,
+        run.devices,
+        run.threads,
+        diameter_angstrom=run.sizes.angstrom,
+        pixel_size=run.sizes.pixel_sizes.explicit(path),
+        file_name=layout.name,
+        key=f"cryosegnet-pick-{source['path']}-{time.time_ns()}",
+        pure=False,
+    )
+
+
+def _collect(futures, run: _ClusterRun, todo, summary, start: float) -> None:
+    """Record each task's result in ``summary`` as it finishes (one log line each with
+    ``progress``)."""
+    from distributed import as_completed
+
+    by_name = {source["name"]: path for path, source in todo}
+    for n_done, future in enumerate(as_completed(futures), start=1):
+        try:
+            record = future.result()
+        except Exception as exc:  # the task itself was lost too often (KilledWorker)
+            name = _future_name(future, futures, todo)
+            record_failure(summary, by_name.get(name, Path(name)), exc, run.debug)
+            continue
+        path = by_name[record["name"]]
+        worker = record.get("worker", "?")
+        summary.per_worker[worker] = summary.per_worker.get(worker, 0) + 1
+        summary.worker_seconds[worker] = summary.worker_seconds.get(worker, 0.0) + float(
+            record.get("seconds", 0.0)
+        )
+        if not record["ok"]:
+            record_failure(summary, path, CryoSegNetError(record["error"]), run.debug)
+            continue
+        summary.done[str(path)] = record["picks"]
+        if record.get("empty"):
+            record_empty(summary, path, float(record["evidence"]))
+        if record["diameter"]:
+            summary.diameters.append(float(record["diameter"]))
+            summary.pixel_sizes.append(record.get("pixel_size"))
+        if run.progress:
+            elapsed = time.perf_counter() - start
+            log.info(
+                "[%d/%d] %s: %d particles (%s); cluster: %.2f micrographs/s",
+                n_done,
+                len(todo),
+                path,
+                len(record["picks"]),
+                worker,
+                n_done / elapsed if elapsed > 0 else 0.0,
+            )
 
 
 def _future_name(future, futures, todo) -> str:
