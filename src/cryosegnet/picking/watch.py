@@ -254,7 +254,7 @@ def _watch(
                     summary.interrupted = True
                     return summary
             if todo:
-                last_activity = start
+                last_activity = clock()
             if clock() - last_activity >= timeout:
                 log.info("watch: nothing new in %s for %g s, stopping", folder, timeout)
                 return summary
