@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -65,13 +64,13 @@ def held_out_fields(n: int, empty: int, crystalline: int, seed: int, size: int) 
 
 
 def score_variant(picker: Picker, fields: list[dict], maps: list, given: bool) -> dict:
-    """Pooled figures of the picker's current stage over ``fields``, all picks kept."""
+    """Pooled figures of the picker's stage over ``fields``, all picks kept; ``given``: each
+    field's true diameter goes with the call (:meth:`Picker.told_size`)."""
     picks: dict[str, pd.DataFrame] = {}
     for field, probability in zip(fields, maps, strict=True):
-        picker.postprocess_settings = replace(
-            picker.postprocess_settings, diameter_override=field["diameter"] if given else None
-        )
-        picks[field["name"]] = picker.instances(probability, field["image"].shape).picks
+        shape = field["image"].shape
+        size = picker.told_size(field["diameter"], shape) if given else None
+        picks[field["name"]] = picker.instances(probability, shape, size=size).picks
     # One-to-one matching per micrograph within half its own particle diameter (sizes differ
     # between fields), then one PR curve over the pooled picks.
     scores, hits, n_labels = [], [], 0
@@ -169,13 +168,19 @@ def main() -> None:
         )
         maps = [picker.probability_maps([picker.preprocess(f["image"])])[0] for f in fields]
         for score in PEAK_SCORES:
-            picker.mask_generator = PeakMaskGenerator(score=score)
+            variant = Picker.from_parts(
+                picker.unet,
+                picker.denoise_settings,
+                PeakMaskGenerator(score=score),
+                picker.config,
+                checkpoint=picker.checkpoint,
+            )
             for given in (False, True):
                 row = {
                     "model": model,
                     "score": score,
                     "diameter": "told" if given else "estimated",
-                    **score_variant(picker, fields, maps, given),
+                    **score_variant(variant, fields, maps, given),
                 }
                 rows.append(row)
                 print(json.dumps(row), flush=True)

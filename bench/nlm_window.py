@@ -51,11 +51,19 @@ def main() -> None:
         sets[split] = ({p.stem: read_micrograph(p).data for p in paths}, labels)
     rows = []
     for template, search in WINDOWS:
-        picker = Picker(device="cpu", stage="peaks", threshold=-1.0, runtime="onnx")
-        picker.denoise_settings = dataclasses.replace(
-            picker.denoise_settings, nlm_template=template, nlm_search=search
+        base = Picker(device="cpu", stage="peaks", threshold=-1.0, runtime="onnx")
+        settings = dataclasses.replace(
+            base.denoise_settings, nlm_template=template, nlm_search=search
         )
-        settings = picker.denoise_settings
+        picker = Picker.from_parts(
+            base.unet,
+            settings,
+            "peaks",
+            base.config,
+            checkpoint=base.checkpoint,
+            model_path=base.model_path,
+            runtime="onnx",
+        )
         row = {
             "nlm_template": template,
             "nlm_search": search,

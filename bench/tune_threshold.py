@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import replace
 
 import numpy as np
 
@@ -27,6 +26,13 @@ from cryosegnet.picking.picker import Picker
 from cryosegnet.simulation import SimulationConfig, micrograph_seed, simulate_micrograph
 
 SCORE_THRESHOLDS = (0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3)
+
+
+class WatershedInPeaksPipeline(WatershedMaskGenerator):
+    """The watershed baseline run where the peak finder runs: given the U-Net map's size
+    estimate, as this study compared them (a stage object of another name sizes itself)."""
+
+    name = "peaks"
 
 
 def main() -> None:
@@ -59,18 +65,18 @@ def main() -> None:
         ("peaks, true diameter", PeakMaskGenerator(), True),
     ]
     variants += [
-        (f"watershed, mask threshold {t}", WatershedMaskGenerator(threshold=float(t)), False)
+        (f"watershed, mask threshold {t}", WatershedInPeaksPipeline(threshold=float(t)), False)
         for t in args.mask_thresholds.split(",")
     ]
     sweep = []
     for name, generator, given in variants:
-        picker.mask_generator = generator
+        variant = Picker.from_parts(
+            picker.unet, picker.denoise_settings, generator, picker.config, device="cpu"
+        )
         picks, ratios = {}, []
         for i, (shape, probability) in enumerate(zip(shapes, maps)):
-            picker.postprocess_settings = replace(
-                picker.postprocess_settings, diameter_override=true_diameters[i] if given else None
-            )
-            result = picker.instances(probability, shape)
+            size = variant.told_size(true_diameters[i], shape) if given else None
+            result = variant.instances(probability, shape, size=size)
             picks[f"mic{i}"] = result.picks
             if result.diameter and np.isfinite(result.diameter):
                 ratios.append(result.diameter / true_diameters[i])

@@ -22,6 +22,7 @@ from cryosegnet.io import atomic
 from cryosegnet.io.atomic import atomic_path, atomic_write
 from cryosegnet.io.coordinates import make_picks, read_coordinates, read_star_blocks
 from cryosegnet.picking import batch as batch_module
+from cryosegnet.picking import results as results_module
 from cryosegnet.picking.batch import COMBINED_STAR, INDEX_STAR, output_path, pick_batch
 from cryosegnet.picking.picker import PickResult
 
@@ -170,7 +171,7 @@ def test_unexpected_write_error_is_also_one_failure(tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise ValueError("cannot format value")
 
-    monkeypatch.setattr(batch_module, "write_cryoppp_csv", broken)
+    monkeypatch.setattr(results_module, "write_cryoppp_csv", broken)
     summary = _run(StubPicker(), mics, tmp_path / "out", formats=("star", "csv"))
     assert set(summary.failures) == {str(m) for m in mics}
     assert "cannot format value" in summary.failures[str(mics[0])]
@@ -364,7 +365,7 @@ def test_interrupt_while_writing_the_index_files(tmp_path, monkeypatch):
     def killed(*args, **kwargs):
         os.kill(os.getpid(), signal.SIGTERM)  # our handler must still be installed here
 
-    monkeypatch.setattr(batch_module, "write_star_texts", killed)
+    monkeypatch.setattr(results_module, "write_star_texts", killed)
     summary = _run(StubPicker(), mics, out)
     assert summary.interrupted and len(summary.done) == 2
     assert signal.getsignal(signal.SIGTERM) == previous

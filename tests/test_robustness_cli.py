@@ -183,12 +183,12 @@ def test_debug_shows_the_traceback(tmp_path):
 
 def test_unexpected_error_is_one_line_without_debug(tmp_path, capsys, tiny_model, monkeypatch):
     """Even an error nobody foresaw (here: a bug in the picker) prints one line, exit 1."""
-    import cryosegnet.cli.pick as pick_cli
+    from cryosegnet.picking.job import PickerSpec
 
     def broken(*args, **kwargs):
         raise RuntimeError("something nobody foresaw\nsecond line")
 
-    monkeypatch.setattr(pick_cli, "Picker", broken)
+    monkeypatch.setattr(PickerSpec, "build", broken)
     mic = _write_mrc(tmp_path / "mic.mrc", _simulated((128, 144), 0))
     code, text = _cli(capsys, str(mic), "-o", str(tmp_path / "out"), "--model", str(tiny_model))
     assert code == 1

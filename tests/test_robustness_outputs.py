@@ -35,6 +35,7 @@ from cryosegnet.io.coordinates import (
 )
 from cryosegnet.io.micrographs import find_micrographs, read_micrograph
 from cryosegnet.picking import batch as batch_module
+from cryosegnet.picking import results as results_module
 from cryosegnet.picking.batch import (
     COMBINED_STAR,
     INDEX_STAR,
@@ -206,7 +207,7 @@ def test_index_lists_every_result_in_the_folder(tmp_path, monkeypatch):
 def test_concurrent_runs_into_one_folder_keep_every_entry(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     mics = [_mrc(Path(f"c/m{i:02d}.mrc"), (-1) ** i) for i in range(8)]
-    real = batch_module.write_star_texts
+    real = results_module.write_star_texts
     inside = threading.Event()
 
     def slow_index(*args, **kwargs):  # hold the lock long enough for the other run to queue
@@ -214,7 +215,7 @@ def test_concurrent_runs_into_one_folder_keep_every_entry(tmp_path, monkeypatch)
         threading.Event().wait(0.2)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(batch_module, "write_star_texts", slow_index)
+    monkeypatch.setattr(results_module, "write_star_texts", slow_index)
     errors = []
 
     def run(part):

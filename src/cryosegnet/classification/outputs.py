@@ -20,7 +20,7 @@ import pandas as pd
 from cryosegnet.errors import CryoSegNetError
 from cryosegnet.io.atomic import atomic_path, atomic_write
 from cryosegnet.io.coordinates import MANIFEST_PREFIX, write_index_star, write_star
-from cryosegnet.picking.batch import COMBINED_STAR, INDEX_STAR
+from cryosegnet.io.layout import COMBINED_STAR, INDEX_STAR
 
 AVERAGES_MRCS = "class_averages.mrcs"
 AVERAGES_PNG = "class_averages.png"

@@ -9,9 +9,18 @@ from __future__ import annotations
 
 import argparse
 import textwrap
+from pathlib import Path
 
-from cryosegnet.cli.train import data_arguments, option_defaults, recipe_arguments, run_training
+from cryosegnet.cli.train import (
+    data_arguments,
+    data_sources,
+    option_defaults,
+    recipe_arguments,
+    run_training,
+    train_config,
+)
 from cryosegnet.training.finetune import finetune_config
+from cryosegnet.training.job import FinetuneJob
 from cryosegnet.training.trainer import MIN_STEPS_PER_EPOCH
 
 _DEFAULTS = finetune_config()
@@ -49,4 +58,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run_finetune(args: argparse.Namespace) -> int:
-    return run_training(args, "finetune")
+    return run_training(args, "finetune", finetune_job)
+
+
+def finetune_job(args: argparse.Namespace) -> FinetuneJob:
+    """The :class:`FinetuneJob` the options ask for."""
+    return FinetuneJob(
+        output=Path(args.output),
+        data=data_sources(args),
+        config=train_config(args),
+        model=args.model,
+        resume=args.resume,
+    )

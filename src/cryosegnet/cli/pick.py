@@ -7,19 +7,14 @@ import contextlib
 import dataclasses
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from cryosegnet.errors import CryoSegNetError
+from cryosegnet.io.layout import COMBINED_STAR, INDEX_STAR, OUTPUT_FORMATS
 from cryosegnet.io.micrographs import find_micrographs
 from cryosegnet.masks.registry import STAGE_REGISTRY
 from cryosegnet.masks.sam import SamSettings
-from cryosegnet.picking.batch import (
-    COMBINED_STAR,
-    INDEX_STAR,
-    OUTPUT_FORMATS,
-    finish_run,
-    pick_batch,
-)
 from cryosegnet.picking.config import (
     DEFAULT_THRESHOLDS,
     DIAMETER_ANGSTROM_RANGE,
@@ -30,7 +25,18 @@ from cryosegnet.picking.config import (
     PickerConfig,
     check_range,
 )
-from cryosegnet.picking.picker import Picker
+from cryosegnet.picking.job import (
+    Dask,
+    InProcess,
+    OutputOptions,
+    PickerSpec,
+    PickJob,
+    SizeOptions,
+    WatchFolder,
+    run_pick,
+)
+from cryosegnet.picking.picker import Picker, _config_with
+from cryosegnet.picking.summary import finish_run
 from cryosegnet.picking.units import Diameter, PixelSizes, SizeRange, parse_size
 from cryosegnet.picking.watch import (
     DEFAULT_SETTLE_SECONDS,
@@ -280,13 +286,35 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    diameter = _given_diameter(args)  # args.diameter in px (None for an Å diameter)
+def run(args: argparse.Namespace, should_stop: Callable[[], bool] | None = None) -> int:
+    """Pick as the options say; ``should_stop`` is asked between micrographs (a RELION
+    External job's abort request)."""
+    job, problems = job_from_args(args)
+    picker = job.picker.build()
+    log.info(
+        "cryosegnet pick: %s, model %s, instance stage: %s, device %s, threshold %.3g, diameter %s",
+        f"watching {job.watch.folder}" if job.watch else f"{len(job.inputs)} micrograph(s)",
+        picker.model_path.name if picker.model_path else "in-memory model",
+        picker.mask_generator.describe(),
+        picker.device,
+        picker.threshold,
+        _describe_size(args, job, picker),
+    )
+    summary = run_pick(job, should_stop, picker=picker)
+    return _classify_after(args, finish_run(summary, problems))
+
+
+def job_from_args(args: argparse.Namespace) -> tuple[PickJob, list[str]]:
+    """The :class:`PickJob` the options ask for, and the inputs refused before picking
+    ("path: why", reported among the failures), every option checked first."""
+    diameter, size_range = _given_diameter(args)
+    px = diameter.value if diameter is not None and not diameter.angstrom else None
+    angstrom = diameter.value if diameter is not None and diameter.angstrom else None
     formats = tuple(f.strip().lower() for f in args.format.split(",") if f.strip())
     unknown = sorted(set(formats) - set(OUTPUT_FORMATS))
     if unknown:
         raise CryoSegNetError(f"--format: unknown output format(s) {', '.join(unknown)}")
-    _check_numbers(args)
+    _check_numbers(args, px, angstrom)
     _check_device(args.device)
     if not str(args.output).strip():
         raise CryoSegNetError("-o/--output: empty folder name")
@@ -301,35 +329,49 @@ def run(args: argparse.Namespace) -> int:
     others = [i for i in args.inputs if not _is_star(i)]
     micrographs = [] if args.watch or not others else find_micrographs(others, problems)
     names, star_pixel_sizes = _read_relion_inputs(stars, micrographs)
-    pixel_sizes = PixelSizes(given=args.angpix, by_micrograph=star_pixel_sizes)
     for problem in problems:
         print(f"ERROR {problem}", file=sys.stderr)
     if not micrographs and not args.watch:
         raise CryoSegNetError(f"{' '.join(args.inputs)}: no micrographs found")
-    sam_options = {
-        name: getattr(args, flag[2:].replace("-", "_"))
-        for flag, (name, _, _) in SAM_FLAGS.items()
-        if getattr(args, flag[2:].replace("-", "_")) is not None
-    }
     if args.classify and args.watch:
         raise CryoSegNetError(
             "--classify: a watch never ends; run cryosegnet classify on its output instead"
         )
     if args.size_per_micrograph and diameter is not None:
         raise CryoSegNetError("--size-per-micrograph: the diameter is given, so no size is read")
-    if args.diameter_range is not None:
+    if size_range is not None:
         try:
-            PickerConfig(diameter_range=args.diameter_range)  # the physical ranges, up front
+            PickerConfig(diameter_range=size_range)  # the physical ranges, up front
         except ValueError as exc:
-            raise CryoSegNetError(f"--diameter {args.diameter_range}: {exc}") from None
-    picker_kwargs = dict(
-        model=args.model,
-        device=args.device,
+            raise CryoSegNetError(f"--diameter {size_range}: {exc}") from None
+    job = PickJob(
+        inputs=tuple(micrographs),
+        output=Path(args.output),
+        picker=_picker_spec(args, px, size_range, per_micrograph=angstrom is not None),
+        outputs=OutputOptions(formats, args.box_size, args.overwrite),
+        sizes=SizeOptions(angstrom, PixelSizes(args.angpix, star_pixel_sizes), names),
+        executor=_executor(args),
+        watch=_watch(args),
+        progress=not args.no_progress,
+        debug=args.debug,
+    )
+    return job, problems
+
+
+def _picker_spec(
+    args: argparse.Namespace, px: float | None, size_range, per_micrograph: bool
+) -> PickerSpec:
+    """The picker the options ask for (``px``: a diameter given in pixels)."""
+    sam_options = {
+        name: getattr(args, flag[2:].replace("-", "_"))
+        for flag, (name, _, _) in SAM_FLAGS.items()
+        if getattr(args, flag[2:].replace("-", "_")) is not None
+    }
+    settings = dict(
         stage=args.stage,
-        sam_checkpoint=args.sam_checkpoint,
         sam_options=sam_options,
         threshold=args.threshold,
-        diameter=args.diameter,
+        diameter=px,
         denoise_order=args.denoise_order,
         skip_empty=args.skip_empty,
         size_estimate=dataclasses.replace(
@@ -337,78 +379,64 @@ def run(args: argparse.Namespace) -> int:
         ),
         mask_bad_regions=args.mask_bad_regions,
         centre_picks=args.centre_picks,
-        diameter_range=args.diameter_range,
-        diameter_per_micrograph=diameter is not None and diameter.angstrom,
+        diameter_range=size_range,
     )
     if args.sam_model_type is not None:
-        picker_kwargs["sam_model_type"] = args.sam_model_type
+        settings["sam_model_type"] = args.sam_model_type
     if args.size_tolerance is not None:
-        picker_kwargs["size_tolerance"] = args.size_tolerance
-    picker = Picker(**picker_kwargs)
-    size = _describe_given(diameter, pixel_sizes.uniform, args.size_per_micrograph)
-    if args.diameter_range is not None:
+        settings["size_tolerance"] = args.size_tolerance
+    return PickerSpec(
+        config=_config_with(None, settings),
+        model=args.model,
+        device=args.device,
+        sam_checkpoint=args.sam_checkpoint,
+        diameter_per_micrograph=per_micrograph,
+    )
+
+
+def _executor(args: argparse.Namespace) -> InProcess | Dask:
+    """In this process, or on Dask with --scheduler / --dask-workers / --devices."""
+    if args.scheduler or args.dask_workers or args.devices:
+        from cryosegnet.picking.distributed import parse_devices
+
+        devices = parse_devices(args.devices)
+        return Dask(args.scheduler, args.dask_workers, tuple(devices) if devices else None)
+    return InProcess(batch_size=max(1, args.batch_size), workers=max(1, args.workers))
+
+
+def _watch(args: argparse.Namespace) -> WatchFolder | None:
+    """--watch DIR with its timings, or None."""
+    if not args.watch:
+        return None
+    return WatchFolder(Path(args.watch), args.settle, args.watch_interval, args.watch_timeout)
+
+
+def _describe_size(args: argparse.Namespace, job: PickJob, picker: Picker) -> str:
+    """The start line's diameter: given, a range, the model's labels, or read off."""
+    config = job.picker.config
+    angstrom = job.sizes.diameter_angstrom
+    given = Diameter(angstrom, "A") if angstrom is not None else None
+    if config.diameter is not None:
+        given = Diameter(config.diameter, "px")
+    size = _describe_given(given, job.sizes.pixel_sizes.uniform, args.size_per_micrograph)
+    if config.diameter_range is not None:
         size = (
-            f"read off the micrographs within {args.diameter_range} (its middle where they "
+            f"read off the micrographs within {config.diameter_range} (its middle where they "
             "show no clear scale)"
         )
-    if not args.diameter and args.diameter_range is None and picker.model_diameter:
-        angstrom = picker.model_diameter_angstrom
+    if not config.diameter and config.diameter_range is None and picker.model_diameter:
+        model_angstrom = picker.model_diameter_angstrom
         size = (
             f"{picker.model_diameter:.0f} micrograph px"
-            f"{f' ({angstrom:.0f} Å)' if angstrom else ''}, from the model's training "
-            "labels, converted per micrograph (--diameter overrides)"
+            f"{f' ({model_angstrom:.0f} Å)' if model_angstrom else ''}, from the model's "
+            "training labels, converted per micrograph (--diameter overrides)"
         )
-    elif not args.diameter and picker.legacy_working_diameter:
+    elif not config.diameter and picker.legacy_working_diameter:
         size = (
             f"{picker.legacy_working_diameter:.0f} working px, from the model's training "
             "labels (an older checkpoint; --diameter overrides)"
         )
-    log.info(
-        "cryosegnet pick: %s, model %s, instance stage: %s, device %s, threshold %.3g, diameter %s",
-        f"watching {args.watch}" if args.watch else f"{len(micrographs)} micrograph(s)",
-        picker.model_path.name if picker.model_path else "in-memory model",
-        picker.mask_generator.describe(),
-        picker.device,
-        picker.threshold,
-        size,
-    )
-    angstrom = diameter.value if diameter is not None and diameter.angstrom else None
-    if args.scheduler or args.dask_workers or args.devices:  # Dask: picking/distributed.py
-        from cryosegnet.picking.distributed import run_from_cli
-
-        code = run_from_cli(
-            args,
-            micrographs,
-            picker_kwargs,
-            picker,
-            formats,
-            problems,
-            diameter_angstrom=angstrom,
-            pixel_sizes=pixel_sizes,
-            names=names,
-        )
-        return _classify_after(args, code)
-    if args.watch:
-        return _run_watch(
-            args, picker, formats, diameter_angstrom=angstrom, pixel_sizes=pixel_sizes
-        )
-    summary = pick_batch(
-        picker,
-        micrographs,
-        args.output,
-        formats=formats,
-        overwrite=args.overwrite,
-        batch_size=max(1, args.batch_size),
-        box_size=args.box_size,
-        workers=max(1, args.workers),
-        progress=not args.no_progress and sys.stderr.isatty(),
-        debug=args.debug,
-        diameter_angstrom=angstrom,
-        pixel_sizes=pixel_sizes,
-        names=names,
-        should_stop=getattr(args, "should_stop", None),
-    )
-    return _classify_after(args, finish_run(summary, problems))
+    return size
 
 
 def _classify_after(args: argparse.Namespace, code: int) -> int:
@@ -434,46 +462,19 @@ def _classify_after(args: argparse.Namespace, code: int) -> int:
     return max(code, 1 if summary.failures else 0)
 
 
-def _run_watch(
-    args: argparse.Namespace, picker: Picker, formats: tuple[str, ...], **batch_options
-) -> int:
-    """``--watch DIR``: pick micrographs as they are written (picking/watch.py)."""
-    from cryosegnet.picking.watch import watch_folder
-
-    summary = watch_folder(
-        picker,
-        args.watch,
-        args.output,
-        settle=args.settle,
-        interval=args.watch_interval,
-        timeout=args.watch_timeout,
-        batch_size=max(1, args.batch_size),
-        formats=formats,
-        overwrite=args.overwrite,
-        box_size=args.box_size,
-        workers=max(1, args.workers),
-        debug=args.debug,
-        **batch_options,
-    )
-    return finish_run(summary)
-
-
-def _given_diameter(args: argparse.Namespace) -> Diameter | None:
-    """The diameter asked for (``--diameter`` with its unit, or ``--diameter-angstrom``);
-    leaves ``args.diameter`` in pixels, None for an Å diameter or a range (then in
-    ``args.diameter_range``)."""
+def _given_diameter(args: argparse.Namespace) -> tuple[Diameter | None, SizeRange | None]:
+    """The diameter asked for (``--diameter`` with its unit, or ``--diameter-angstrom``), or
+    the size range (``--diameter 100-160A``)."""
     parsed = parse_size(args.diameter) if args.diameter is not None else None
-    args.diameter_range = parsed if isinstance(parsed, SizeRange) else None
+    size_range = parsed if isinstance(parsed, SizeRange) else None
     given = parsed if isinstance(parsed, Diameter) else None
-    if args.diameter_range is not None and args.diameter_angstrom is not None:
+    if size_range is not None and args.diameter_angstrom is not None:
         raise CryoSegNetError("give --diameter or --diameter-angstrom, not both")
     if args.diameter_angstrom is not None:
         if given is not None:
             raise CryoSegNetError("give --diameter or --diameter-angstrom, not both")
         given = Diameter(float(args.diameter_angstrom), "A")
-    args.diameter = given.value if given is not None and not given.angstrom else None
-    args.diameter_angstrom = given.value if given is not None and given.angstrom else None
-    return given
+    return given, size_range
 
 
 def _describe_given(
@@ -531,8 +532,9 @@ def _read_relion_inputs(stars: list[str], micrographs: list) -> tuple[dict, dict
     return names, pixel_sizes
 
 
-def _check_numbers(args: argparse.Namespace) -> None:
-    """Refuse NaN/inf and out-of-range numbers before anything is loaded or written."""
+def _check_numbers(args: argparse.Namespace, px: float | None, angstrom: float | None) -> None:
+    """Refuse NaN/inf and out-of-range numbers before anything is loaded or written
+    (``px``, ``angstrom``: the diameter given, in its unit)."""
     import math
 
     def finite(name: str, value, positive: bool = False, low=None, high=None) -> None:
@@ -548,12 +550,12 @@ def _check_numbers(args: argparse.Namespace) -> None:
             raise CryoSegNetError(f"{name}: must be at most {high:g} px (got {value:g})")
 
     finite("--threshold", args.threshold)
-    finite("--diameter", args.diameter, positive=True, high=MAX_DIAMETER)
-    finite("--diameter (Å)", args.diameter_angstrom, positive=True)
+    finite("--diameter", px, positive=True, high=MAX_DIAMETER)
+    finite("--diameter (Å)", angstrom, positive=True)
     finite("--angpix", args.angpix, positive=True)
     try:  # physical ranges (picking/config.py); the upper px limit is checked per micrograph
-        check_range("--diameter", args.diameter, MIN_DIAMETER_PX, None, "px")
-        check_range("--diameter", args.diameter_angstrom, *DIAMETER_ANGSTROM_RANGE, "Å")
+        check_range("--diameter", px, MIN_DIAMETER_PX, None, "px")
+        check_range("--diameter", angstrom, *DIAMETER_ANGSTROM_RANGE, "Å")
         check_range("--angpix", args.angpix, *PIXEL_SIZE_RANGE, "Å/px")
     except ValueError as exc:
         raise CryoSegNetError(str(exc)) from None

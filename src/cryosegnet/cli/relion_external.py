@@ -54,8 +54,7 @@ def _pick(argv: list[str], should_stop: Callable[[], bool]) -> int:
     parser = argparse.ArgumentParser(prog="cryosegnet-relion-external")
     pick.add_parser(parser.add_subparsers())
     args = parser.parse_args(["pick", *argv])
-    args.should_stop = should_stop
-    return int(pick.run(args) or 0)
+    return int(pick.run(args, should_stop) or 0)
 
 
 def main() -> int:

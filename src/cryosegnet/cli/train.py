@@ -1,9 +1,10 @@
 """``cryosegnet train``: fit the U-Net on labelled or simulated data.
 
 Also holds what ``cryosegnet finetune`` (cli/finetune.py) shares with it: the data and recipe
-options and :func:`run_training`. Assembling the data is the library's
-(:func:`cryosegnet.training.data.assemble_training_data`); this module turns options into its
-arguments, builds the :class:`TrainConfig` and the run's record, and prints the outcome.
+options and :func:`run_training`. Each command builds its job value
+(:class:`~cryosegnet.training.job.TrainJob`, :class:`~cryosegnet.training.job.FinetuneJob`)
+from its options; the library prepares and fits it (:mod:`cryosegnet.training.job`); this
+module adds the run's record and prints the outcome.
 """
 
 from __future__ import annotations
@@ -12,10 +13,15 @@ import argparse
 import json
 import shlex
 import sys
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from cryosegnet.errors import CryoSegNetError
+from cryosegnet.training.job import DataSources, FinetuneJob, PreparedRun, TrainJob, prepare
 from cryosegnet.training.trainer import TrainConfig
+
+Job = TrainJob | FinetuneJob
 
 TRAIN_DESCRIPTION = """\
 Train the attention U-Net on labelled micrographs (coordinate files matched to micrographs by
@@ -213,21 +219,94 @@ def option_defaults(parser: argparse.ArgumentParser) -> dict:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    return run_training(args, "train")
+    return run_training(args, "train", train_job)
 
 
-def run_training(args: argparse.Namespace, kind: str) -> int:
-    """``kind`` is "train" or "finetune"; errors are one line on stderr and exit status 1."""
+def run_training(
+    args: argparse.Namespace,
+    name: str,
+    build: Callable[[argparse.Namespace], TrainJob | FinetuneJob],
+) -> int:
+    """Build the job (``build``) and run it; errors are one line on stderr and exit status 1
+    (``name``: the command the messages name)."""
     try:
-        return _run(args, kind)
+        return _run(args, build)
     except (CryoSegNetError, ValueError, FileNotFoundError) as exc:
-        print(f"cryosegnet {kind}: error: {exc}", file=sys.stderr)
+        print(f"cryosegnet {name}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(
-            f"cryosegnet {kind}: interrupted; resume with --resume RUN_DIR/last.pt", file=sys.stderr
+            f"cryosegnet {name}: interrupted; resume with --resume RUN_DIR/last.pt", file=sys.stderr
         )
         return 130
+
+
+def train_job(args: argparse.Namespace) -> TrainJob:
+    """The :class:`TrainJob` the options ask for."""
+    from cryosegnet.preprocessing.denoise import DenoiseSettings
+
+    init = getattr(args, "init", None)
+    return TrainJob(
+        output=Path(args.output),
+        data=data_sources(args),
+        config=train_config(args),
+        denoise=None
+        if init
+        else DenoiseSettings(working_size=args.working_size, order=args.denoise_order),
+        init=init,
+        resume=args.resume,
+    )
+
+
+def data_sources(args: argparse.Namespace) -> DataSources:
+    """The data options (``finetune`` has no simulated data)."""
+    simulated = getattr(args, "simulated", 0) or 0
+    sources = DataSources(
+        images=_listed(args.images),
+        labels=_listed(args.labels),
+        val_images=_listed(args.val_images),
+        val_labels=_listed(args.val_labels),
+        diameter=args.diameter,
+        simulated=simulated,
+        sim_size=getattr(args, "sim_size", None),
+        sim_val=getattr(args, "sim_val", None),
+        cache=Path(args.cache) if args.cache else None,
+    )
+    if not simulated:
+        return sources
+    difficulties = tuple(d.strip() for d in args.sim_difficulty.split(",") if d.strip())
+    return replace(
+        sources, sim_difficulties=difficulties, sim_options=_sim_options(args.sim_option)
+    )
+
+
+def _listed(items: list[str] | None) -> tuple[str, ...] | None:
+    return tuple(items) if items else None
+
+
+def train_config(args: argparse.Namespace) -> TrainConfig:
+    """The recipe options; progress bars only on a terminal (in a batch system's log each
+    redraw is a line of garbage; the per-epoch lines are printed either way)."""
+    from cryosegnet.training.augment import AugmentSettings
+
+    return TrainConfig(
+        arch=getattr(args, "arch", "small"),
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        schedule=args.schedule,
+        crop=args.crop,
+        steps_per_epoch=args.steps_per_epoch,
+        val_fraction=args.val_fraction,
+        seed=args.seed,
+        device=args.device,
+        amp=not args.no_amp,
+        workers=args.workers,
+        target_fraction=args.target_fraction,
+        freeze_encoder=getattr(args, "freeze_encoder", False),
+        augment=AugmentSettings(enabled=not args.no_augment),
+        progress=not args.no_progress and sys.stderr.isatty(),
+    )
 
 
 _NOT_RECORDED = {"func", "_defaults", "resume", "output", "no_progress", "device", "workers"}
@@ -237,18 +316,21 @@ def _recorded_cli(args: argparse.Namespace) -> dict:
     return {k: v for k, v in vars(args).items() if k not in _NOT_RECORDED}
 
 
-def _apply_resume(args: argparse.Namespace) -> None:
-    """Fill options not given again from the run being resumed."""
+def _resumed(args: argparse.Namespace) -> argparse.Namespace:
+    """The options with those not given again filled from the run being resumed (a copy)."""
     from cryosegnet.model.checkpoint import read_checkpoint
 
     payload = read_checkpoint(args.resume)
     recorded = payload.get("metadata", {}).get("cli", {})
     defaults = getattr(args, "_defaults", {})
-    for key, value in recorded.items():
-        if key in defaults and getattr(args, key, None) == defaults[key]:
-            setattr(args, key, value)
+    filled = {
+        key: value
+        for key, value in recorded.items()
+        if key in defaults and getattr(args, key, None) == defaults[key]
+    }
     if not args.output:
-        args.output = str(Path(args.resume).parent)
+        filled["output"] = str(Path(args.resume).parent)
+    return argparse.Namespace(**{**vars(args), **filled})
 
 
 def _note(message: str) -> None:
@@ -269,141 +351,26 @@ def _sim_options(items: list[str]) -> dict:
     return options
 
 
-def _run(args: argparse.Namespace, kind: str) -> int:
+def _run(args: argparse.Namespace, build: Callable[[argparse.Namespace], Job]) -> int:
     from tqdm import tqdm
 
     from cryosegnet import __version__
-    from cryosegnet.preprocessing.denoise import DenoiseSettings
-    from cryosegnet.training.augment import AugmentSettings
-    from cryosegnet.training.data import assemble_training_data, simulation_configs
-    from cryosegnet.training.finetune import finetune, load_starting_model
-    from cryosegnet.training.trainer import train
 
     if args.resume:
-        _apply_resume(args)
+        args = _resumed(args)
     if not args.output:
         raise ValueError("give -o RUN_DIR")
-    if kind == "finetune" and not (args.images or args.labels):
-        # (train's message names --simulated, which finetune does not take)
-        raise ValueError(
-            "no training data: fine-tuning needs labelled micrographs, give --images and --labels"
-        )
-    out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
-    cache = Path(args.cache) if args.cache else out / "cache"
-    # Bars only on a terminal: in a batch system's log each redraw is a line of garbage (the
-    # per-epoch lines are printed either way).
-    progress = not args.no_progress and sys.stderr.isatty()
-
-    start_model = None
-    if kind == "finetune":
-        start_model, settings, _, model_path = load_starting_model(args.model)
-    elif getattr(args, "init", None):
-        start_model, settings, _, _ = load_starting_model(args.init)
-    else:
-        settings = DenoiseSettings(working_size=args.working_size, order=args.denoise_order)
-
-    simulated_n = getattr(args, "simulated", 0) or 0
-    sim_configs = []
-    if simulated_n:
-        sim_configs = simulation_configs(
-            [d.strip() for d in args.sim_difficulty.split(",") if d.strip()],
-            args.sim_size or settings.working_size,
-            _sim_options(args.sim_option),
-        )
-    assembled = assemble_training_data(
-        settings,
-        images=args.images,
-        labels=args.labels,
-        diameter=args.diameter,
-        val_images=args.val_images,
-        val_labels=args.val_labels,
-        val_fraction=args.val_fraction,
-        seed=args.seed,
-        simulated=simulated_n,
-        sim_configs=sim_configs,
-        sim_val=getattr(args, "sim_val", None),
-        cache=cache,
-        progress=progress,
-        workers=args.workers,
-        note=_note,
-    )
-    train_samples, val_samples = assembled.train, assembled.validation
-    labelled = [s for s in train_samples + val_samples if s.source == "labelled"]
-
-    arch = getattr(args, "arch", "small")
-    if start_model is not None:  # record what is trained: the starting model's architecture
-        from cryosegnet.model.unet import architecture_name
-
-        arch = architecture_name(start_model.config)
-    config = TrainConfig(
-        arch=arch,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        schedule=args.schedule,
-        crop=args.crop,
-        steps_per_epoch=args.steps_per_epoch,
-        val_fraction=args.val_fraction,
-        seed=args.seed,
-        device=args.device,
-        amp=not args.no_amp,
-        workers=args.workers,
-        target_fraction=args.target_fraction,
-        freeze_encoder=getattr(args, "freeze_encoder", False),
-        augment=AugmentSettings(enabled=not args.no_augment),
-        progress=progress,
-    )
+    job = build(args)
+    prepared = prepare(job, _note)
     metadata = {
-        "kind": kind,
+        "kind": job.kind,
         "cryosegnet_version": __version__,
         "command": "cryosegnet " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
         "cli": _recorded_cli(args),
-        "data": assembled.record,
+        "data": prepared.record,
     }
-    print(
-        f"{kind}: {len(train_samples)} training micrographs "
-        f"({sum(len(s.x) for s in train_samples)} particles), {len(val_samples)} validation; "
-        f"working size {settings.working_size}; output {out}"
-    )
-    if labelled:
-        from cryosegnet.training.trainer import data_summary
-
-        record = data_summary(labelled)
-        if record["diameter_px_median"]:
-            angstrom = record["diameter_angstrom_median"]
-            print(
-                f"labelled particle diameter (median): {record['diameter_px_median']:.0f} "
-                f"micrograph px{f' ({angstrom:.0f} Å)' if angstrom else ''}; a model trained "
-                "on labelled micrographs only picks at this size"
-            )
-
-    def log_fn(message: str) -> None:
-        tqdm.write(message)
-
-    if kind == "finetune":
-        result = finetune(
-            train_samples,
-            val_samples,
-            out,
-            model_path,
-            config,
-            metadata,
-            resume=args.resume,
-            log_fn=log_fn,
-        )
-    else:
-        result = train(
-            config,
-            train_samples,
-            val_samples,
-            out,
-            settings,
-            model=start_model,
-            metadata=metadata,
-            resume=args.resume,
-            log_fn=log_fn,
-        )
+    _print_data(job, prepared)
+    result = job.fit(prepared, metadata, tqdm.write)
     best = result.best
     if best:
         line = f"best epoch {best.get('epoch')}"
@@ -415,3 +382,26 @@ def _run(args: argparse.Namespace, kind: str) -> int:
         print(line)
     print(f"wrote {result.best_path} and {result.last_path}")
     return 0
+
+
+def _print_data(job: Job, prepared: PreparedRun) -> None:
+    """What the run trains on, and the labelled particles' size (the size a model trained on
+    labelled micrographs only picks at)."""
+    train_samples, val_samples = prepared.train, prepared.validation
+    print(
+        f"{job.kind}: {len(train_samples)} training micrographs "
+        f"({sum(len(s.x) for s in train_samples)} particles), {len(val_samples)} validation; "
+        f"working size {prepared.settings.working_size}; output {job.output}"
+    )
+    labelled = [s for s in train_samples + val_samples if s.source == "labelled"]
+    if labelled:
+        from cryosegnet.training.trainer import data_summary
+
+        record = data_summary(labelled)
+        if record["diameter_px_median"]:
+            angstrom = record["diameter_angstrom_median"]
+            print(
+                f"labelled particle diameter (median): {record['diameter_px_median']:.0f} "
+                f"micrograph px{f' ({angstrom:.0f} Å)' if angstrom else ''}; a model trained "
+                "on labelled micrographs only picks at this size"
+            )

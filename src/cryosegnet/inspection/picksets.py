@@ -18,7 +18,7 @@ import starfile
 
 from cryosegnet.errors import CoordinateFileError
 from cryosegnet.io.coordinates import COORDINATE_SUFFIXES, read_coordinates
-from cryosegnet.picking.batch import INDEX_STAR
+from cryosegnet.io.layout import INDEX_STAR
 
 #: What pickers append to the micrograph stem in a per-micrograph file name (RELION: autopick).
 STEM_SUFFIXES = ("_autopick", "")

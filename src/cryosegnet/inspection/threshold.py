@@ -23,7 +23,7 @@ from cryosegnet.io.coordinates import (
     write_coordinate_star,
     write_star_texts,
 )
-from cryosegnet.picking.batch import COMBINED_STAR, INDEX_STAR
+from cryosegnet.io.layout import COMBINED_STAR, INDEX_STAR
 
 
 @dataclass

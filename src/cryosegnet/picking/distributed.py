@@ -28,38 +28,36 @@ points (the usual set-up of a cluster; see docs/cluster.md).
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from cryosegnet.errors import CryoSegNetError, first_line
-from cryosegnet.picking.batch import (
-    STOP_REQUESTS,
-    BatchSizes,
-    BatchSummary,
-    check_picked_diameter,
-    finish_run,
-    make_output_folder,
-    pick_chunk,
+from cryosegnet.io.layout import make_output_folder, relative_folder
+from cryosegnet.picking.batch import BatchSizes, check_picked_diameter, pick_chunk, read_for_picking
+from cryosegnet.picking.job import Dask, PickerSpec, PickJob
+from cryosegnet.picking.results import (
     picker_options,
     plan_batch,
-    read_for_picking,
     rebuild_index,
-    record_empty,
-    record_failure,
-    relative_folder,
     result_manifest,
     run_options,
-    sigterm_stops_the_run,
     start_run,
     write_outputs,
 )
+from cryosegnet.picking.summary import (
+    STOP_REQUESTS,
+    BatchSummary,
+    record_empty,
+    record_failure,
+    sigterm_stops_the_run,
+)
 from cryosegnet.picking.units import PixelSizes
+from cryosegnet.picking.watch import WatchSummary
 
 log = logging.getLogger("cryosegnet")
 
@@ -88,33 +86,29 @@ class ClusterSummary(BatchSummary):
 
 
 def _worker_picker(
-    picker_kwargs: dict, devices: Sequence[str] | None, threads: int | None, worker_name=None
+    spec: PickerSpec, devices: Sequence[str] | None, threads: int | None, worker_name=None
 ):
-    """The Picker of this worker process for these options (built on first use)."""
-    from cryosegnet.picking.picker import Picker
-
-    kwargs = dict(picker_kwargs)
-    if devices:
-        kwargs["device"] = _device_of_this_worker(devices, worker_name)
-    key = json.dumps(kwargs, sort_keys=True, default=str)
+    """The Picker of this worker process for ``spec`` (built on first use, never changed)."""
+    device = _device_of_this_worker(devices, worker_name) if devices else None
+    key = spec.key(device)
     with _PICKERS_LOCK:
         picker = _PICKERS.get(key)
         if picker is None:
             if threads:
                 _set_compute_threads(threads)
-            picker = Picker(**kwargs)
+            picker = spec.build(device)
             _PICKERS[key] = picker
     return picker
 
 
 def _preload(
-    picker_kwargs: dict, devices: Sequence[str] | None, threads: int | None, dask_worker=None
+    spec: PickerSpec, devices: Sequence[str] | None, threads: int | None, dask_worker=None
 ) -> None:
     """Build this worker's picker and run its U-Net once (loads the CPU runtime's session)."""
     import numpy as np
 
     name = getattr(dask_worker, "name", None)
-    picker = _worker_picker(picker_kwargs, devices, threads, worker_name=name)
+    picker = _worker_picker(spec, devices, threads, worker_name=name)
     if getattr(picker.mask_generator, "needs_unet", True):  # type: ignore[attr-defined]
         picker.probability_maps([np.zeros((64, 64), np.uint8)])  # type: ignore[attr-defined]
 
@@ -149,7 +143,7 @@ def _pick_one(
     folder: str,
     source: dict,
     options: dict,
-    picker_kwargs: dict,
+    spec: PickerSpec,
     formats: tuple[str, ...],
     box_size: float | None,
     devices: Sequence[str] | None = None,
@@ -173,7 +167,7 @@ def _pick_one(
     local = Path(path)
     sizes = BatchSizes(diameter_angstrom, PixelSizes(given=pixel_size), {})
     try:
-        picker = _worker_picker(picker_kwargs, devices, threads)
+        picker = _worker_picker(spec, devices, threads)
         image = read_for_picking(picker, local, sizes, name=name)
         size_of = getattr(picker, "size_of", None)  # each worker sizes its micrograph
         pixel = sizes.seen_pixel_size.get(local)
@@ -311,7 +305,7 @@ def _client(scheduler: str | None, n_workers: int | None, threads: int, debug: b
 def pick_distributed(
     micrographs: Sequence[str | os.PathLike],
     outdir: str | os.PathLike,
-    picker_kwargs: dict | None = None,
+    picker: PickerSpec | Mapping | None = None,
     *,
     scheduler: str | None = None,
     n_workers: int | None = None,
@@ -331,79 +325,54 @@ def pick_distributed(
 ) -> ClusterSummary:
     """Pick ``micrographs`` on a Dask cluster into ``outdir``; the same files as pick_batch.
 
-    ``picker_kwargs`` are :class:`~cryosegnet.picking.picker.Picker` arguments (model, stage,
-    threshold, diameter, ...), with which every worker builds its own picker once.
+    ``picker`` is what every worker builds its own picker from, once: a
+    :class:`~cryosegnet.picking.job.PickerSpec`, or :class:`~cryosegnet.picking.picker.Picker`
+    keyword arguments (model, stage, threshold, diameter, ...).
     ``scheduler``: the address of a running cluster (``tcp://host:8786``); else ``n_workers``
     worker processes are started on this machine (one thread each; ``devices``, e.g.
     ``["cuda:0", "cuda:1"]``, gives worker i device i modulo their number). An existing
     ``client`` may be passed instead of both. ``threads_per_worker``: torch/OpenCV threads in
     each worker (None: leave their defaults). ``progress`` logs one line per finished
     micrograph with the cluster's micrographs/s. ``options``: what the results' manifests
-    record, ``picker_options(picker)`` of a picker built with ``picker_kwargs`` (default: one
+    record, ``picker_options(picker)`` of a picker built from ``picker`` (default: one
     is built here, on the CPU). ``diameter_angstrom``, ``pixel_sizes`` and ``names`` are
     pick_batch's: an Å diameter converted per micrograph with its pixel size (``--angpix``, an
     input STAR's, else its header's, read on the worker), and the names (a RELION STAR's) the
     index lists and the output layout follows.
     """
-    picker_kwargs = dict(picker_kwargs or {})
-    if diameter_angstrom is not None:  # the workers set each micrograph's px diameter
-        picker_kwargs.setdefault("diameter_per_micrograph", True)
+    spec = picker if isinstance(picker, PickerSpec) else PickerSpec.from_kwargs(picker or {})
+    if diameter_angstrom is not None:  # the workers give each micrograph its px diameter
+        spec = replace(spec, diameter_per_micrograph=True)
     out = make_output_folder(outdir)  # as given: the index names files as pick_batch does
     # The client's picker gives the options recorded in every result (and checks them before
     # any worker starts); it is not used to pick.
     if options is None:
-        from cryosegnet.picking.picker import Picker
-
-        options = picker_options(Picker(**{**picker_kwargs, "device": "cpu"}))
-    given = picker_kwargs.get("diameter") or diameter_angstrom is not None
+        options = picker_options(spec.build("cpu"))
+    given = spec.config.diameter or diameter_angstrom is not None
     summary = ClusterSummary(outdir=str(outdir), diameter_source="given" if given else "estimated")
     sizes = BatchSizes(diameter_angstrom, pixel_sizes or PixelSizes(), dict(names or {}))
+    run = _ClusterRun(
+        out,
+        options,
+        spec,
+        tuple(formats),
+        box_size,
+        list(devices) if devices else None,
+        threads_per_worker,
+        progress,
+        debug,
+        _task or _pick_one,
+        sizes,
+    )
     run_lock = start_run(out, run_options(options, sizes, formats, box_size))
     try:
         with sigterm_stops_the_run():  # a queue system's SIGTERM stops it like Ctrl-C
             try:
-                todo = _plan(
-                    summary,
-                    [Path(m) for m in micrographs],
-                    out,
-                    options,
-                    formats,
-                    box_size,
-                    overwrite,
-                    debug,
-                    sizes,
-                )
-                if todo:
-                    clustered = (
-                        contextlib.nullcontext(client)
-                        if client is not None
-                        else _client(scheduler, n_workers, threads_per_worker or 1, debug)
-                    )
-                    with clustered as active:
-                        _run(
-                            active,
-                            todo,
-                            out,
-                            options,
-                            picker_kwargs,
-                            formats,
-                            box_size,
-                            devices,
-                            threads_per_worker,
-                            progress,
-                            debug,
-                            summary,
-                            _task or _pick_one,
-                            sizes,
-                        )
+                cluster = (client, scheduler, n_workers)
+                _plan_and_run(run, [Path(m) for m in micrographs], overwrite, summary, cluster)
             except STOP_REQUESTS:
                 summary.interrupted = True
-            try:  # what finished is listed, after a stop too
-                summary.index_entries = rebuild_index(out)
-            except STOP_REQUESTS:
-                summary.interrupted = True
-            except Exception as exc:
-                summary.index_failure = f"{outdir}: cannot write the index STAR files ({exc})"
+            _index(summary, out, outdir)  # what finished is listed, after a stop too
     finally:
         if run_lock is not None:
             with contextlib.suppress(OSError):
@@ -411,106 +380,145 @@ def pick_distributed(
     return summary
 
 
-def _plan(summary, micrographs, out, options, formats, box_size, overwrite, debug, sizes):
-    """What to pick: (path, source) per micrograph; finished ones are skipped as in pick_batch."""
-    return plan_batch(
-        micrographs, out, formats, overwrite, box_size, debug, options, summary, sizes
-    )
-
-
-def _run(
-    client,
-    todo,
-    out,
-    options,
-    picker_kwargs,
-    formats,
-    box_size,
-    devices,
-    threads,
-    progress,
-    debug,
-    summary,
-    task,
-    sizes: BatchSizes,
+def _plan_and_run(
+    run: _ClusterRun, micrographs: list[Path], overwrite: bool, summary, cluster: tuple
 ) -> None:
-    from distributed import as_completed
+    """Skip what is done, then pick the rest on ``cluster``: (an existing client or None, a
+    scheduler's address or None, the number of local workers to start)."""
+    todo = plan_batch(
+        micrographs,
+        run.out,
+        run.formats,
+        overwrite,
+        run.box_size,
+        run.debug,
+        run.options,
+        summary,
+        run.sizes,
+    )
+    if not todo:
+        return
+    client, scheduler, n_workers = cluster
+    clustered = (
+        contextlib.nullcontext(client)
+        if client is not None
+        else _client(scheduler, n_workers, run.threads or 1, run.debug)
+    )
+    with clustered as active:
+        _run(active, run, todo, summary)
 
+
+def _index(summary, out: Path, shown: str | os.PathLike) -> None:
+    """Rebuild the index files into ``summary`` (``shown``: the folder as the user gave it)."""
+    try:
+        summary.index_entries = rebuild_index(out)
+    except STOP_REQUESTS:
+        summary.interrupted = True
+    except Exception as exc:
+        summary.index_failure = f"{shown}: cannot write the index STAR files ({exc})"
+
+
+@dataclass(frozen=True)
+class _ClusterRun:
+    """What every task of one :func:`pick_distributed` call picks with and writes to."""
+
+    out: Path
+    options: dict
+    spec: PickerSpec
+    formats: tuple[str, ...]
+    box_size: float | None
+    devices: list[str] | None
+    threads: int | None
+    progress: bool
+    debug: bool
+    task: Callable[..., dict]
+    sizes: BatchSizes
+
+
+def _run(client, run: _ClusterRun, todo: list[tuple[Path, dict]], summary) -> None:
+    """Send every micrograph of ``todo`` to the cluster and record each result as it comes."""
     summary.n_workers = len(client.scheduler_info().get("workers", {}))
-    if task is _pick_one:
+    if run.task is _pick_one:
         # Load the models on every worker now, so that the first micrographs' times (and the
         # micrographs/s) are picking only; workers that join later load on their first task.
         try:
-            client.run(_preload, picker_kwargs, list(devices) if devices else None, threads)
+            client.run(_preload, run.spec, run.devices, run.threads)
         except Exception as exc:  # a worker that cannot build the picker reports it per task
             log.debug("preloading the picker on the workers failed: %s", exc)
-    by_name = {source["name"]: path for path, source in todo}
-    futures = []
-    for path, source in todo:
-        layout = sizes.layout(path)  # as pick_batch lays out and records each micrograph
-        folder = os.path.abspath(out / relative_folder(layout))  # workers: absolute paths
-        futures.append(
-            client.submit(
-                task,
-                os.path.abspath(path),
-                folder,
-                source,
-                sizes.options(path, options),
-                picker_kwargs,
-                tuple(formats),
-                box_size,
-                list(devices) if devices else None,
-                threads,
-                diameter_angstrom=sizes.angstrom,
-                pixel_size=sizes.pixel_sizes.explicit(path),
-                file_name=layout.name,
-                key=f"cryosegnet-pick-{source['path']}-{time.time_ns()}",
-                pure=False,
-            )
-        )
+    futures = [_submit(client, run, path, source) for path, source in todo]
     start = time.perf_counter()
-    n_done = 0
     try:
-        for future in as_completed(futures):
-            n_done += 1
-            try:
-                record = future.result()
-            except Exception as exc:  # the task itself was lost too often (KilledWorker)
-                name = _future_name(future, futures, todo)
-                record_failure(summary, by_name.get(name, Path(name)), exc, debug)
-                continue
-            path = by_name[record["name"]]
-            worker = record.get("worker", "?")
-            summary.per_worker[worker] = summary.per_worker.get(worker, 0) + 1
-            summary.worker_seconds[worker] = summary.worker_seconds.get(worker, 0.0) + float(
-                record.get("seconds", 0.0)
-            )
-            if not record["ok"]:
-                record_failure(summary, path, CryoSegNetError(record["error"]), debug)
-                continue
-            summary.done[str(path)] = record["picks"]
-            if record.get("empty"):
-                record_empty(summary, path, float(record["evidence"]))
-            if record["diameter"]:
-                summary.diameters.append(float(record["diameter"]))
-                summary.pixel_sizes.append(record.get("pixel_size"))
-            if progress:
-                elapsed = time.perf_counter() - start
-                log.info(
-                    "[%d/%d] %s: %d particles (%s); cluster: %.2f micrographs/s",
-                    n_done,
-                    len(todo),
-                    path,
-                    len(record["picks"]),
-                    worker,
-                    n_done / elapsed if elapsed > 0 else 0.0,
-                )
+        _collect(futures, run, todo, summary, start)
     except STOP_REQUESTS:
         summary.interrupted = True
         with contextlib.suppress(Exception):
             client.cancel(futures)
     finally:
         summary.seconds = time.perf_counter() - start
+
+
+def _submit(client, run: _ClusterRun, path: Path, source: dict):
+    """One micrograph's task, laid out and recorded as pick_batch would."""
+    layout = run.sizes.layout(path)
+    folder = os.path.abspath(run.out / relative_folder(layout))  # workers: absolute paths
+    return client.submit(
+        run.task,
+        os.path.abspath(path),
+        folder,
+        source,
+        run.sizes.options(path, run.options),
+        run.spec,
+        run.formats,
+        run.box_size,
+        run.devices,
+        run.threads,
+        diameter_angstrom=run.sizes.angstrom,
+        pixel_size=run.sizes.pixel_sizes.explicit(path),
+        file_name=layout.name,
+        key=f"cryosegnet-pick-{source['path']}-{time.time_ns()}",
+        pure=False,
+    )
+
+
+def _collect(futures, run: _ClusterRun, todo, summary, start: float) -> None:
+    """Record each task's result in ``summary`` as it finishes (one log line each with
+    ``progress``)."""
+    from distributed import as_completed
+
+    by_name = {source["name"]: path for path, source in todo}
+    for n_done, future in enumerate(as_completed(futures), start=1):
+        try:
+            record = future.result()
+        except Exception as exc:  # the task itself was lost too often (KilledWorker)
+            name = _future_name(future, futures, todo)
+            record_failure(summary, by_name.get(name, Path(name)), exc, run.debug)
+            continue
+        path = by_name[record["name"]]
+        worker = record.get("worker", "?")
+        summary.per_worker[worker] = summary.per_worker.get(worker, 0) + 1
+        summary.worker_seconds[worker] = summary.worker_seconds.get(worker, 0.0) + float(
+            record.get("seconds", 0.0)
+        )
+        if not record["ok"]:
+            record_failure(summary, path, CryoSegNetError(record["error"]), run.debug)
+            continue
+        summary.done[str(path)] = record["picks"]
+        if record.get("empty"):
+            record_empty(summary, path, float(record["evidence"]))
+        if record["diameter"]:
+            summary.diameters.append(float(record["diameter"]))
+            summary.pixel_sizes.append(record.get("pixel_size"))
+        if run.progress:
+            elapsed = time.perf_counter() - start
+            log.info(
+                "[%d/%d] %s: %d particles (%s); cluster: %.2f micrographs/s",
+                n_done,
+                len(todo),
+                path,
+                len(record["picks"]),
+                worker,
+                n_done / elapsed if elapsed > 0 else 0.0,
+            )
 
 
 def _future_name(future, futures, todo) -> str:
@@ -534,84 +542,81 @@ def parse_devices(text: str | None) -> list[str] | None:
     return devices
 
 
-def run_from_cli(
-    args,
-    micrographs,
-    picker_kwargs: dict,
-    picker,
-    formats,
-    problems=(),
-    *,
-    diameter_angstrom: float | None = None,
-    pixel_sizes: PixelSizes | None = None,
-    names: Mapping[Path, str] | None = None,
-) -> int:
-    """``cryosegnet pick`` with ``--scheduler`` / ``--dask-workers`` / ``--devices``: pick,
-    print the summary, return the exit code (as the in-process run does). The Å diameter,
-    pixel sizes and names (of RELION STAR inputs) are those the in-process run is given."""
-    devices = parse_devices(getattr(args, "devices", None))
-    n_workers = getattr(args, "dask_workers", None) or (len(devices) if devices else None)
-    if args.scheduler and getattr(args, "dask_workers", None):
+def run_on_cluster(job: PickJob, picker) -> ClusterSummary | WatchSummary:
+    """Carry out ``job`` (its executor a :class:`~cryosegnet.picking.job.Dask`) on a Dask
+    cluster: the micrographs listed, or those of a watched folder as they appear.
+
+    ``picker`` is ``job.picker`` built here: it checked the settings and names the options
+    every result records; the workers build their own from ``job.picker``.
+
+    Raises
+    ------
+    CryoSegNetError
+        Both a scheduler and a worker count, or local GPUs this machine does not have.
+    """
+    cluster = job.executor
+    assert isinstance(cluster, Dask)
+    devices = list(cluster.devices) if cluster.devices else None
+    n_workers = cluster.n_workers or (len(devices) if devices else None)
+    if cluster.scheduler and cluster.n_workers:
         raise CryoSegNetError(
             "--scheduler and --dask-workers: give one (a cluster exists, or one is started here)"
         )
-    if not args.scheduler and n_workers and not devices:  # CPU workers on this machine
+    if not cluster.scheduler and n_workers and not devices:  # CPU workers on this machine
         n_workers = local_worker_count(int(n_workers))
-    if devices and not args.scheduler:  # local workers: their GPUs are this machine's
+    if devices and not cluster.scheduler:  # local workers: their GPUs are this machine's
         _check_local_devices(devices)
-    where = args.scheduler or f"a local cluster of {n_workers} worker process(es)"
+    where = cluster.scheduler or f"a local cluster of {n_workers} worker process(es)"
     log.info("picking on Dask: %s%s", where, f", devices {','.join(devices)}" if devices else "")
     common = dict(
         devices=devices,
-        formats=formats,
-        overwrite=args.overwrite,
-        box_size=args.box_size,
-        progress=not args.no_progress,
-        debug=args.debug,
+        formats=job.outputs.formats,
+        overwrite=job.outputs.overwrite,
+        box_size=job.outputs.box_size,
+        progress=job.progress,
+        debug=job.debug,
         options=picker_options(picker),
-        diameter_angstrom=diameter_angstrom,
-        pixel_sizes=pixel_sizes,
+        diameter_angstrom=job.sizes.diameter_angstrom,
+        pixel_sizes=job.sizes.pixel_sizes,
     )
-    if getattr(args, "watch", None):
-        return _watch_on_cluster(args, picker, picker_kwargs, n_workers, common)
-    summary = pick_distributed(
-        micrographs,
-        args.output,
-        dict(picker_kwargs),
-        scheduler=args.scheduler,
+    if job.watch is not None:
+        return _watch_on_cluster(job, picker, n_workers, common)
+    return pick_distributed(
+        job.inputs,
+        job.output,
+        job.picker,
+        scheduler=cluster.scheduler,
         n_workers=n_workers,
-        names=names,
+        names=job.sizes.names,
         **common,  # type: ignore[arg-type]
     )
-    return finish_run(summary, problems)
 
 
-def _watch_on_cluster(args, picker, picker_kwargs: dict, n_workers, common: dict) -> int:
+def _watch_on_cluster(job: PickJob, picker, n_workers, common: dict) -> WatchSummary:
     """``--watch DIR`` on Dask: one cluster (and one loaded picker per worker) for the whole
     watch; each scan's ready micrographs go to it together, and this process keeps the index."""
     from cryosegnet.picking.watch import watch_folder
 
-    with _client(args.scheduler, n_workers, 1, args.debug) as client:
+    watch, cluster = job.watch, job.executor
+    assert watch is not None and isinstance(cluster, Dask)
+    with _client(cluster.scheduler, n_workers, 1, job.debug) as client:
 
         def pick_on_cluster(chunk: list[Path]) -> ClusterSummary:
-            return pick_distributed(
-                chunk, args.output, dict(picker_kwargs), client=client, **common
-            )
+            return pick_distributed(chunk, job.output, job.picker, client=client, **common)
 
-        summary = watch_folder(
+        return watch_folder(
             picker,
-            args.watch,
-            args.output,
-            settle=args.settle,
-            interval=args.watch_interval,
-            timeout=args.watch_timeout,
+            watch.folder,
+            job.output,
+            settle=watch.settle,
+            interval=watch.interval,
+            timeout=watch.timeout,
             batch_size=UNLIMITED_CHUNK,
             pick=pick_on_cluster,
-            overwrite=args.overwrite,
-            diameter_angstrom=common["diameter_angstrom"],
-            pixel_sizes=common["pixel_sizes"],
+            overwrite=job.outputs.overwrite,
+            diameter_angstrom=job.sizes.diameter_angstrom,
+            pixel_sizes=job.sizes.pixel_sizes,
         )
-    return finish_run(summary)
 
 
 # A watch on Dask sends every micrograph ready at one scan as one chunk: the cluster spreads it.

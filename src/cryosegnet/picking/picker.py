@@ -33,6 +33,7 @@ from cryosegnet.picking.config import (
     check_pickable_size,
     inapplicable,
 )
+from cryosegnet.postprocessing.algorithm1 import PostprocessSettings
 from cryosegnet.preprocessing.denoise import DenoiseSettings, denoise
 
 log = logging.getLogger("cryosegnet")
@@ -155,6 +156,9 @@ class Picker:
         config: PickerConfig | None = None,
         device: str | None = "cpu",
         checkpoint: dict | None = None,
+        *,
+        model_path: str | os.PathLike | None = None,
+        runtime: str = "torch",
     ) -> Picker:
         """A picker from a network and a stage already in memory (tests, benches, notebooks).
 
@@ -174,6 +178,11 @@ class Picker:
             Where the U-Net runs.
         checkpoint : dict or None
             The checkpoint record (its ``metadata`` gives a fine-tuned model's particle size).
+        model_path : path or None
+            The checkpoint file ``unet`` was loaded from: the ONNX Runtime path exports it
+            from there (``runtime``); None runs the network with PyTorch.
+        runtime : str
+            CPU inference engine with ``model_path``: ``torch``, ``onnx`` or ``auto``.
 
         Returns
         -------
@@ -195,8 +204,8 @@ class Picker:
             config,
             device_,
             checkpoint=checkpoint or {},
-            model_path=None,
-            runtime="torch",
+            model_path=Path(model_path) if model_path else None,
+            runtime=runtime if model_path else "torch",
         )
         return picker
 
@@ -213,8 +222,6 @@ class Picker:
         runtime: str | None,
         diameter_per_micrograph: bool = False,
     ) -> None:
-        from cryosegnet.postprocessing.algorithm1 import PostprocessSettings
-
         self.device = device
         self.unet, self.checkpoint, self.model_path = unet, checkpoint, model_path
         # CPU inference engine (model/onnx_runtime.py): auto/onnx/torch, made on first use.
@@ -245,14 +252,9 @@ class Picker:
             )
         if not known and config.threshold is None:
             raise ValueError(f"stage {self.stage!r} has no default threshold: give one")
+        # Every setting is held once, here; threshold, border_fraction and
+        # postprocess_settings read it (a built picker is never changed).
         self.config = config.with_changes(stage=self.stage) if known else config
-        self.threshold = config.threshold_for(self.stage)
-        self.border_fraction = float(config.border_fraction)
-        self.postprocess_settings = PostprocessSettings(
-            score_threshold=self.threshold,
-            diameter_override=config.diameter,
-            tolerance_factor=config.size_tolerance,
-        )
         has_size = (
             config.diameter
             or config.diameter_range
@@ -273,6 +275,26 @@ class Picker:
                 "the LoG stage cannot estimate the particle size: give --diameter "
                 "(micrograph pixels, or Å as 120A), or a model fine-tuned on labelled micrographs"
             )
+
+    @property
+    def threshold(self) -> float:
+        """The figure of merit a pick must reach: the config's, else the stage's default."""
+        return self.config.threshold_for(self.stage)
+
+    @property
+    def border_fraction(self) -> float:
+        """Picks closer than this fraction of their diameter to the edge are dropped."""
+        return float(self.config.border_fraction)
+
+    @property
+    def postprocess_settings(self) -> PostprocessSettings:
+        """Algorithm 1's settings, from the config (a diameter for one call goes with the
+        call: :meth:`told_size`)."""
+        return PostprocessSettings(
+            score_threshold=self.threshold,
+            diameter_override=self.config.diameter,
+            tolerance_factor=self.config.size_tolerance,
+        )
 
     @staticmethod
     def _build_mask_stage(

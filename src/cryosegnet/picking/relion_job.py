@@ -16,6 +16,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
+from cryosegnet.io.layout import INDEX_STAR, OUTPUT_SUFFIX
 from cryosegnet.io.relion import (
     DEFAULT_RELION_VERSION,
     ExternalJobArgs,
@@ -27,7 +28,6 @@ from cryosegnet.io.relion import (
     parse_external_job_args,
     write_coordinates_node,
 )
-from cryosegnet.picking.batch import INDEX_STAR, OUTPUT_SUFFIX
 
 log = logging.getLogger("cryosegnet")
 

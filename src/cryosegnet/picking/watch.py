@@ -13,27 +13,30 @@ with no new or changing file, on Ctrl-C or on SIGTERM.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryosegnet.errors import CryoSegNetError
+from cryosegnet.io.layout import coordinate_path
 from cryosegnet.io.micrographs import MICROGRAPH_SUFFIXES
 from cryosegnet.io.paths import what_is_at
-from cryosegnet.picking.batch import (
-    BatchSizes,
-    BatchSummary,
-    coordinate_path,
-    failure_lines,
-    pick_batch,
+from cryosegnet.picking.batch import BatchSizes, pick_batch
+from cryosegnet.picking.results import (
     picker_options,
     previous_result,
     result_mismatch,
     source_record,
+)
+from cryosegnet.picking.summary import (
+    STOP_REQUESTS,
+    BatchSummary,
+    failure_lines,
+    sigterm_stops_the_run,
 )
 from cryosegnet.picking.units import PixelSizes
 
@@ -88,14 +91,6 @@ class WatchSummary:
         if self.interrupted:
             lines.append("INTERRUPTED: run the same command again to carry on")
         return "\n".join(lines)
-
-
-class _Stop(BaseException):
-    """SIGTERM while the watch waits between scans."""
-
-
-def _on_sigterm(signum, frame):  # noqa: ARG001
-    raise _Stop()
 
 
 def _signature(path: Path) -> tuple[int, int] | None:
@@ -167,52 +162,74 @@ def watch_folder(
     check_watch_options(folder, settle, interval, timeout)
     folder = Path(folder)
     outdir = Path(outdir)
-    options = picker_options(picker)
-    overwrite = bool(batch_options.get("overwrite", False))
     batch_options.setdefault("progress", False)
-    # What pick_batch records per micrograph (an Å diameter adds its pixel size's source).
-    sizes = BatchSizes(
-        batch_options.get("diameter_angstrom"), batch_options.get("pixel_sizes") or PixelSizes(), {}
-    )
     summary = WatchSummary(outdir=str(outdir))
     start = clock()
-    last_activity = start
-    # path -> (size, mtime_ns, when first seen with it); path -> signature handled.
-    pending: dict[Path, tuple[tuple[int, int], float]] = {}
-    handled: dict[Path, tuple[int, int]] = {}
-    in_main = _in_main_thread()
-    previous_handler = signal.getsignal(signal.SIGTERM) if in_main else None
     log.info(
         "watching %s (a file is picked once unchanged for %g s; stops after %g s idle)",
         folder,
         settle,
         timeout,
     )
+    with sigterm_stops_the_run(), _timed(summary, clock, start):
+        return _watch(  # until idle, or stopped (Ctrl-C, SIGTERM)
+            picker,
+            folder,
+            outdir,
+            settle,
+            interval,
+            timeout,
+            batch_size,
+            clock,
+            sleep,
+            pick,
+            batch_options,
+            summary,
+            start,
+        )
+
+
+@contextlib.contextmanager
+def _timed(summary: WatchSummary, clock: Callable[[], float], start: float) -> Iterator[None]:
+    """Record the watch's length in ``summary``, however it ends."""
     try:
-        if in_main:
-            signal.signal(signal.SIGTERM, _on_sigterm)
+        yield
+    finally:
+        summary.seconds = clock() - start
+
+
+def _watch(
+    picker,
+    folder,
+    outdir,
+    settle,
+    interval,
+    timeout,
+    batch_size,
+    clock,
+    sleep,
+    pick,
+    batch_options,
+    summary,
+    start,
+) -> WatchSummary:
+    """:func:`watch_folder`'s loop: scan, pick what settled, stop when idle or asked to."""
+    options = picker_options(picker)
+    overwrite = bool(batch_options.get("overwrite", False))
+    # What pick_batch records per micrograph (an Å diameter adds its pixel size's source).
+    sizes = BatchSizes(
+        batch_options.get("diameter_angstrom"), batch_options.get("pixel_sizes") or PixelSizes(), {}
+    )
+    last_activity = start
+    # path -> (size, mtime_ns, when first seen with it); path -> signature handled.
+    pending: dict[Path, tuple[tuple[int, int], float]] = {}
+    handled: dict[Path, tuple[int, int]] = {}
+    try:
         while True:
             now = clock()
-            ready: list[Path] = []
-            for path in scan(folder):
-                signature = _signature(path)
-                if signature is None or handled.get(path) == signature:
-                    continue
-                seen = pending.get(path)
-                if seen is None or seen[0] != signature:
-                    pending[path] = (signature, now)
-                    last_activity = now
-                    continue
-                unchanged_for = now - seen[1]
-                age = time.time() - signature[1] / 1e9
-                # (A modification time in the future, a skewed file server's clock: the
-                # observed stability alone decides.)
-                if unchanged_for >= settle and (age >= settle or age < 0):
-                    ready.append(path)
-                else:
-                    last_activity = now  # a file still settling keeps the watch alive
-            for path in ready:
-                handled[path] = pending.pop(path)[0]
+            ready, settling = _settled_files(folder, pending, handled, now, settle)
+            if settling:
+                last_activity = now  # a new file, or one still settling, keeps the watch alive
             # Files already picked (a restart): one call skips them all (writing any format
             # they lack) and rebuilds the index once; then the new ones, batch by batch.
             done = [
@@ -242,13 +259,42 @@ def watch_folder(
                 log.info("watch: nothing new in %s for %g s, stopping", folder, timeout)
                 return summary
             sleep(interval)
-    except (KeyboardInterrupt, _Stop):
+    except STOP_REQUESTS:
         summary.interrupted = True
         return summary
-    finally:
-        if in_main:
-            signal.signal(signal.SIGTERM, previous_handler)
-        summary.seconds = clock() - start
+
+
+def _settled_files(
+    folder: Path,
+    pending: dict[Path, tuple[tuple[int, int], float]],
+    handled: dict[Path, tuple[int, int]],
+    now: float,
+    settle: float,
+) -> tuple[list[Path], bool]:
+    """One scan: the files now ready to pick (unchanged for ``settle`` s; moved from
+    ``pending`` to ``handled``), and whether any file is new or still settling."""
+    ready: list[Path] = []
+    settling = False
+    for path in scan(folder):
+        signature = _signature(path)
+        if signature is None or handled.get(path) == signature:
+            continue
+        seen = pending.get(path)
+        if seen is None or seen[0] != signature:
+            pending[path] = (signature, now)
+            settling = True
+            continue
+        unchanged_for = now - seen[1]
+        age = time.time() - signature[1] / 1e9
+        # (A modification time in the future, a skewed file server's clock: the observed
+        # stability alone decides.)
+        if unchanged_for >= settle and (age >= settle or age < 0):
+            ready.append(path)
+        else:
+            settling = True
+    for path in ready:
+        handled[path] = pending.pop(path)[0]
+    return ready, settling
 
 
 def _already_done(outdir: Path, path: Path, options: dict) -> bool:
@@ -264,9 +310,3 @@ def _already_done(outdir: Path, path: Path, options: dict) -> bool:
         return result_mismatch(previous, source_record(path), options) is None
     except OSError:
         return False
-
-
-def _in_main_thread() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
