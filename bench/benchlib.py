@@ -339,3 +339,62 @@ def apoferritin_labels(split: str, diameter: float = 68.0) -> tuple[list[Path], 
                 {"x": table["X-Coordinate"], "y": table["Y-Coordinate"], "diameter": diameter}
             )
     return paths, labels
+
+
+def apoferritin_split(name: str) -> list[str]:
+    """The stems of the apoferritin micrographs of split ``name`` (``train``/``test``)."""
+    import pandas as pd
+
+    table = pd.read_csv(APOFERRITIN / "splits.csv")
+    return [m[: -len(".png")] for m in table.loc[table["split"] == name, "micrograph"]]
+
+
+def apoferritin_maps(picker, split: str = "train", diameter: float = 68.0) -> tuple[list, dict]:
+    """(stem, denoised, U-Net map, micrograph shape) of each apoferritin micrograph of
+    ``split`` through ``picker``, and their labels (``apoferritin_labels``)."""
+    from cryosegnet.io.micrographs import read_micrograph
+
+    paths, labels = apoferritin_labels(split, diameter)
+    inputs = []
+    for path in paths:
+        image = read_micrograph(path).data
+        denoised = picker.preprocess(image)
+        inputs.append((path.stem, denoised, picker.probability_maps([denoised])[0], image.shape))
+    return inputs, labels
+
+
+def finetune_command(out: Path, epochs: int | None = None, fraction: float = 1.0) -> list[str]:
+    """The ``cryosegnet finetune`` arguments of the few-label track (the 12 apoferritin
+    ``train`` micrographs): its recipe, or with ``epochs`` None only the data and output
+    (finetune's own defaults)."""
+    train = apoferritin_split("train")
+    data = [
+        "finetune",
+        "--images",
+        *[str(APOFERRITIN / "micrographs" / f"{s}.png") for s in train],
+        "--labels",
+        *[str(APOFERRITIN / "labels" / f"{s}.csv") for s in train],
+        "-o",
+        str(out),
+    ]
+    if epochs is None:
+        return data + ["--no-progress"]
+    return data + [
+        "--epochs",
+        str(epochs),
+        "--steps-per-epoch",
+        "25",
+        "--batch-size",
+        "4",
+        "--crop",
+        "256",
+        "--lr",
+        "5e-4",
+        "--schedule",
+        "cosine",
+        "--seed",
+        "1",
+        "--no-progress",
+        "--target-fraction",
+        f"{fraction:g}",
+    ]

@@ -29,15 +29,18 @@ from pathlib import Path
 
 import pandas as pd
 from benchlib import APOFERRITIN as DATA
-from benchlib import REPO, RESULTS, TOPAZ, mrc_copies, run_timed
+from benchlib import (
+    REPO,
+    RESULTS,
+    TOPAZ,
+    apoferritin_split,
+    finetune_command,
+    mrc_copies,
+    run_timed,
+)
 
 DIAMETER = 68.0
 TOPAZ_DOWNSAMPLE = 2
-
-
-def split(name: str) -> list[str]:
-    table = pd.read_csv(DATA / "splits.csv")
-    return [m[: -len(".png")] for m in table.loc[table["split"] == name, "micrograph"]]
 
 
 def run(command: list[str], log: Path) -> float:
@@ -53,7 +56,10 @@ def score(picks: dict[str, pd.DataFrame], threshold: float | None) -> dict:
     from cryosegnet.evaluation import evaluate_picks
     from cryosegnet.io.coordinates import read_coordinates
 
-    labels = {stem: read_coordinates(DATA / "labels" / f"{stem}.csv") for stem in split("test")}
+    labels = {
+        stem: read_coordinates(DATA / "labels" / f"{stem}.csv")
+        for stem in apoferritin_split("test")
+    }
     pooled = evaluate_picks(picks, labels, radius=DIAMETER / 2, threshold=threshold).pooled
     keys = (
         "best_f1",
@@ -66,42 +72,6 @@ def score(picks: dict[str, pd.DataFrame], threshold: float | None) -> dict:
         "n_labels",
     )
     return {k: pooled[k] for k in keys}
-
-
-def finetune_command(out: Path, epochs: int | None = None, fraction: float = 1.0) -> list[str]:
-    """The ``cryosegnet finetune`` arguments of this bench (12 ``train`` micrographs): its
-    recipe, or with ``epochs`` None only the data and output (finetune's own defaults)."""
-    train = split("train")
-    data = [
-        "finetune",
-        "--images",
-        *[str(DATA / "micrographs" / f"{s}.png") for s in train],
-        "--labels",
-        *[str(DATA / "labels" / f"{s}.csv") for s in train],
-        "-o",
-        str(out),
-    ]
-    if epochs is None:
-        return data + ["--no-progress"]
-    return data + [
-        "--epochs",
-        str(epochs),
-        "--steps-per-epoch",
-        "25",
-        "--batch-size",
-        "4",
-        "--crop",
-        "256",
-        "--lr",
-        "5e-4",
-        "--schedule",
-        "cosine",
-        "--seed",
-        "1",
-        "--no-progress",
-        "--target-fraction",
-        f"{fraction:g}",
-    ]
 
 
 def cryosegnet_track(work: Path, args: argparse.Namespace) -> dict:
@@ -130,7 +100,7 @@ def cryosegnet_track(work: Path, args: argparse.Namespace) -> dict:
     if not (args.reuse and (run_dir / "best.pt").is_file()):
         seconds = run(cli + finetune, work / f"cryosegnet_finetune{suffix}.log")
     picks_dir = work / f"cryosegnet_picks{suffix}"
-    test = split("test")
+    test = apoferritin_split("test")
     pick = [
         "pick",
         *[str(DATA / "micrographs" / f"{s}.png") for s in test],
@@ -172,7 +142,7 @@ def as_mrc(stems: list[str], out: Path) -> list[Path]:
 def topaz_track(work: Path, args: argparse.Namespace) -> dict:
     from cryosegnet.io.coordinates import read_coordinates
 
-    train, test = split("train"), split("test")
+    train, test = apoferritin_split("train"), apoferritin_split("test")
     mrc = as_mrc(train + test, work / "mrc")
     pre = work / "topaz_preprocessed"
     s = TOPAZ_DOWNSAMPLE

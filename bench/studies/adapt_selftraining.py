@@ -1,6 +1,6 @@
 """Does self-training on unlabelled real micrographs help? (``cryosegnet.training.adapt``)
 
-    python bench/adapt_selftraining.py --split train --json bench/results/adapt_selftraining.json
+    python bench/studies/adapt_selftraining.py --split train --json bench/results/adapt_selftraining.json
 
 Adapts the shipped model to the apoferritin micrographs of ``--split`` without reading a label
 (the confident picks are pseudo-particles, the unsure ones are ignored, the rest background),
@@ -11,9 +11,13 @@ for scoring only). The design was looked at on the ``train`` split only.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/: benchlib
+
 import argparse
 import json
-from pathlib import Path
 
 from benchlib import REPO, apoferritin_labels, command_line
 

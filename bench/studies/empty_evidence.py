@@ -1,7 +1,7 @@
 """The evidence of ``pick --skip-empty`` on the data its cut was chosen on (no evaluation set).
 
-    python bench/empty_evidence.py                # about 5 minutes on 2 cores
-    python bench/empty_evidence.py --table-only   # rewrite the .md from the JSON
+    python bench/studies/empty_evidence.py                # about 5 minutes on 2 cores
+    python bench/studies/empty_evidence.py --table-only   # rewrite the .md from the JSON
 
 The empty-micrograph test (``cryosegnet.postprocessing.empty_micrographs``) keeps no pick on a
 micrograph whose particle evidence (dark LoG blobs against the same micrograph's bright ones, in
@@ -20,9 +20,13 @@ read here; their figures are in ``compare_peers`` (BENCHMARKS.md, "Empty microgr
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/: benchlib
+
 import argparse
 import json
-from pathlib import Path
 
 import numpy as np
 import torch

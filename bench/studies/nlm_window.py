@@ -1,6 +1,6 @@
 """FastNLMeans window sizes: the denoiser's largest cost, and whether picking needs the large ones.
 
-    OMP_NUM_THREADS=1 python bench/nlm_window.py --json bench/results/nlm_window.json
+    OMP_NUM_THREADS=1 python bench/studies/nlm_window.py --json bench/results/nlm_window.json
 
 For each (template, search) window pair: the denoising time and the end-to-end picking time of
 the real 4096² EPU micrograph (1 thread, ONNX Runtime U-Net, median of ``--repeats``), and the
@@ -10,11 +10,15 @@ shipped model's pooled best F1, AUPRC and F1 at the default threshold on the apo
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/: benchlib
+
 import argparse
 import dataclasses
 import json
 import time
-from pathlib import Path
 
 import cv2
 import numpy as np

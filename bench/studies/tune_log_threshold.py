@@ -1,6 +1,6 @@
 """Choose the LoG stage's default threshold on held-out simulated micrographs.
 
-    python bench/tune_log_threshold.py -n 24 --json bench/results/tune_log_threshold.json
+    python bench/studies/tune_log_threshold.py -n 24 --json bench/results/tune_log_threshold.json
 
 Simulated micrographs with seeds no training uses (8000+), easy/medium/hard in turn, plus
 empty fields (no particles) so the threshold is also judged on what it lets through on bare
@@ -71,7 +71,7 @@ def main() -> None:
         with open(args.json, "w") as handle:
             json.dump(
                 {
-                    "command": f"python bench/tune_log_threshold.py -n {args.n} --empty "
+                    "command": f"python bench/studies/tune_log_threshold.py -n {args.n} --empty "
                     f"{args.empty} --seed {args.seed} --size {args.size}",
                     "summary": summary,
                     "sweep": rows,

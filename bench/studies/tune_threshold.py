@@ -1,6 +1,6 @@
 """Choose the built-in stages' default thresholds on held-out simulated micrographs.
 
-    python bench/tune_threshold.py -n 24 --json bench/results/tune_threshold.json
+    python bench/studies/tune_threshold.py -n 24 --json bench/results/tune_threshold.json
 
 Simulates micrographs with seeds the training never uses (8000+), runs the U-Net once per
 micrograph, then scores every built-in variant on the same maps: the peak finder with the
@@ -92,7 +92,7 @@ def main() -> None:
         with open(args.json, "w") as handle:
             json.dump(
                 {
-                    "command": "python bench/tune_threshold.py "
+                    "command": "python bench/studies/tune_threshold.py "
                     + " ".join(
                         f"--{k.replace('_', '-')} {v}"
                         for k, v in vars(args).items()
