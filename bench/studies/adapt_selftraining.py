@@ -1,6 +1,11 @@
 """Does self-training on unlabelled real micrographs help? (``cryosegnet.training.adapt``)
 
-    python bench/studies/adapt_selftraining.py --split train --json bench/results/adapt_selftraining.json
+Study, negative, 2026-12-02: self-training does not help with the diameter estimated (best F1
+0.528 -> 0.535, AUPRC 0.439 -> 0.415) and hurts when told the diameter; it stays a library
+function (``cryosegnet.training.adapt``), not a command.
+
+    python bench/studies/adapt_selftraining.py --split train \
+        --json bench/results/adapt_selftraining.json
 
 Adapts the shipped model to the apoferritin micrographs of ``--split`` without reading a label
 (the confident picks are pseudo-particles, the unsure ones are ignored, the rest background),

@@ -1,5 +1,9 @@
 """Where the time of one 4096² micrograph goes, per stage, before and after the CPU speed-ups.
 
+Study, decided 2026-12-01: the U-Net runs on ONNX Runtime and the peak stage's filters on
+OpenCV (``preprocessing/filters.py``): the same picks, 3.1 -> 1.7 s end to end per 4096²
+micrograph on one thread. ``bench/default_speed.py`` now times the default picker.
+
 Run:  python bench/studies/bench_stages.py [--threads 1,2] [--repeats 3] [--batch 4] [--model CKPT]
 
 Micrographs: one simulated 4096² MRC (``cryosegnet simulate --size 4096 --seed 9100``, made

@@ -1,5 +1,10 @@
 """Does the pick score mean the same thing on every micrograph? Held-out simulations say.
 
+Study, decided 2026-12-01: the peak stage keeps scoring by contrast (the band-passed map);
+scoring by the network's own probability is an option (``score="probability"``), not the
+default, since with the shipped model it ranks slightly worse and says "empty" no better. A
+model retrained with empty fields (also measured here) was not shipped.
+
     python bench/studies/calibrate_score.py -n 18 --empty 6 --crystalline 3 \
         --json bench/results/calibrate_score.json
 

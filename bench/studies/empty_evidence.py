@@ -1,5 +1,9 @@
 """The evidence of ``pick --skip-empty`` on the data its cut was chosen on (no evaluation set).
 
+Study, decided 2026-12-02: the cut of ``pick --skip-empty`` (``EmptySettings``: 3 standard
+errors, the largest evidence over 4 LoG scales x 3 levels), and that the test is an option,
+not the default: weak, crowded real particles fall below it too.
+
     python bench/studies/empty_evidence.py                # about 5 minutes on 2 cores
     python bench/studies/empty_evidence.py --table-only   # rewrite the .md from the JSON
 

@@ -1,6 +1,6 @@
 """Choose the hybrid stage's settings on the apoferritin train split and held-out simulations.
 
-Study, decided: ``unet_weight`` 5 and a LoG scale of 0.7 x the particle diameter
+Study, decided 2026-12-02: ``unet_weight`` 5 and a LoG scale of 0.7 x the particle diameter
 (``HybridSettings.log_scale``). Its stored results also chose a 1.2 x factor for sizes
 estimated from the U-Net map; that factor fitted one protein only and is gone: every size
 now takes one code path (bench/size_estimate.py). The sweep below is over the settings that

@@ -1,5 +1,10 @@
 """Label-free levers for the shipped model on real micrographs (apoferritin train split).
 
+Study, negative, 2026-12-02: none of the levers was shipped. Test-time augmentation changes
+nothing, re-centring on a larger LoG moves best F1 by about +0.01 and lowers AUPRC, and
+self-training on the stage's own picks lifts the adapted map's peaks but lowers AUPRC and
+leaves the hybrid stage where it was.
+
     python bench/studies/label_free_levers.py --json bench/results/label_free_levers.json
     python bench/studies/label_free_levers.py --table-only
 

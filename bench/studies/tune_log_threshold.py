@@ -1,5 +1,8 @@
 """Choose the LoG stage's default threshold on held-out simulated micrographs.
 
+Study, decided 2026-12-01: the LoG stage's default threshold (best F1 at 1.39 noise standard
+deviations, flat over 1.0-1.5; ``STAGE_REGISTRY`` in ``cryosegnet.masks.registry``).
+
     python bench/studies/tune_log_threshold.py -n 24 --json bench/results/tune_log_threshold.json
 
 Simulated micrographs with seeds no training uses (8000+), easy/medium/hard in turn, plus

@@ -1,6 +1,7 @@
 """Gallery: simulated easy / medium / hard micrographs next to real ones, same display scale.
 
-Run:  python bench/tools/make_gallery.py [--out docs/img/simulation_gallery.png] [--shared ../shared]
+Run:  python bench/tools/make_gallery.py [--out docs/img/simulation_gallery.png]
+                                         [--shared ../shared]
       python bench/tools/make_gallery.py --stats      # the realism table of docs/simulation.md
 
 Every image is brought to the picker's working scale (the U-Net sees micrographs resized to

@@ -287,7 +287,7 @@ def main() -> int:
     markdown = table(record)
     if args.check:
         if (RESULTS / "real_goals.md").read_text() != markdown:
-            print("bench/results/real_goals.md is out of date: run python bench/tools/real_goals.py")
+            print("bench/results/real_goals.md is out of date: run bench/tools/real_goals.py")
             return 1
         return 0
     JSON.write_text(json.dumps(record, indent=1))
