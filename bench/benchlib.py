@@ -33,8 +33,42 @@ UNLABELLED = {
     "T20S": REAL / "unlabeled-misc" / "empiar10025-t20s_14sep05c_00024sq_00003hl_00002es_c.png",
     "80S ribosome": REAL / "unlabeled-misc" / "empiar10028-ribosome80S_061.png",
 }
+# Where a --quick run writes its results unless --json says otherwise: never over the committed
+# figures of bench/results/.
+QUICK_RESULTS = REPO / "runs" / "quick"
 # $TOPAZ, else a topaz-venv beside the repository (where the benchmark machine has it).
 TOPAZ = Path(os.environ.get("TOPAZ", REPO.parent / "topaz-venv" / "bin" / "topaz"))
+
+
+def add_bench_options(parser, name: str, quick: str) -> None:
+    """The options every live bench takes, so each runs the same way.
+
+    ``--quick``: a small run of a few minutes (what ``quick`` says) that checks the bench
+    still works end to end; its figures go to ``runs/quick/NAME.json`` (git-ignored), never over
+    the committed ones. ``--json``: where the results go (default ``bench/results/NAME.json``),
+    their table beside them as ``.md``.
+    """
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"a few minutes' check run ({quick}); results to runs/quick/ unless --json",
+    )
+    parser.add_argument(
+        "--json",
+        default=None,
+        help=f"results JSON, its table beside it as .md (default bench/results/{name}.json)",
+    )
+
+
+def results_json(args, name: str) -> Path:
+    """The results path of a live bench run: ``--json``, else by ``--quick`` (see
+    ``add_bench_options``); its folder exists."""
+    if args.json:
+        path = Path(args.json)
+    else:
+        path = (QUICK_RESULTS if args.quick else RESULTS) / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def wait_with_deadline(

@@ -2,6 +2,7 @@
 
     python bench/few_label.py [--epochs 40] [--topaz-epochs 10] [--reuse]
     python bench/few_label.py --table-only
+    python bench/few_label.py --quick       # 1 epoch each: checks the bench runs (minutes)
 
 cryosegnet: ``cryosegnet finetune`` on the 12 ``train`` micrographs (the command's own
 validation hold-out comes from those 12; the test micrographs are never seen), then
@@ -30,12 +31,14 @@ from pathlib import Path
 import pandas as pd
 from benchlib import APOFERRITIN as DATA
 from benchlib import (
+    QUICK_RESULTS,
     REPO,
-    RESULTS,
     TOPAZ,
+    add_bench_options,
     apoferritin_split,
     finetune_command,
     mrc_copies,
+    results_json,
     run_timed,
 )
 
@@ -267,8 +270,9 @@ def table(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_bench_options(parser, "few_label", "1 epoch for each tool, Topaz 10 updates")
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--topaz-epochs", type=int, default=10)
     parser.add_argument("--topaz-epoch-size", type=int, default=200)
@@ -292,11 +296,14 @@ def main() -> None:
     parser.add_argument("--note", default="", help="recorded with the cryosegnet row")
     parser.add_argument("--work", type=Path, default=REPO / "runs" / "few_label")
     parser.add_argument("--table-only", action="store_true")
-    args = parser.parse_args()
-    out_json = RESULTS / "few_label.json"
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.epochs, args.topaz_epochs, args.topaz_epoch_size = 1, 1, 10
+        args.work = QUICK_RESULTS / "few_label"
+    out_json = results_json(args, "few_label")
     if args.table_only:
-        (RESULTS / "few_label.md").write_text(table(json.loads(out_json.read_text())))
-        return
+        out_json.with_suffix(".md").write_text(table(json.loads(out_json.read_text())))
+        return 0
     if not DATA.is_dir():
         sys.exit(f"{DATA}: not found (needs ../shared)")
     args.work.mkdir(parents=True, exist_ok=True)
@@ -314,9 +321,10 @@ def main() -> None:
         "rows": list(rows.values()),
     }
     out_json.write_text(json.dumps(results, indent=2, default=float))
-    (RESULTS / "few_label.md").write_text(table(results))
+    out_json.with_suffix(".md").write_text(table(results))
     print(table(results))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
