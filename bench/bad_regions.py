@@ -30,15 +30,23 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
-from pathlib import Path
 
 import cv2
 import mrcfile
 import numpy as np
 import pandas as pd
 import torch
-from benchlib import RESULTS, SHARED, UNLABELLED, apoferritin_labels, command_line, fmt
+from benchlib import (
+    SHARED,
+    UNLABELLED,
+    add_bench_options,
+    apoferritin_labels,
+    command_line,
+    fmt,
+    results_json,
+)
 
 from cryosegnet.evaluation.matching import match_picks
 from cryosegnet.io.micrographs import read_micrograph
@@ -207,16 +215,15 @@ def mask_seconds(repeats: int = 5) -> float:
     return float(np.median(times))
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--json", default=str(RESULTS / "bad_regions.json"))
-    parser.add_argument("--quick", action="store_true", help="2 fields per preset, 4 apoferritin")
+    add_bench_options(parser, "bad_regions", "2 fields per preset, 4 apoferritin")
     parser.add_argument("--table-only", action="store_true", help="rewrite the .md from the JSON")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    json_path = results_json(args, "bad_regions")
     if args.table_only:
-        record = json.loads(Path(args.json).read_text())
-        Path(args.json.replace(".json", ".md")).write_text(markdown(record))
-        return
+        json_path.with_suffix(".md").write_text(markdown(json.loads(json_path.read_text())))
+        return 0
     torch.set_num_threads(2)
     pair = Pair()
     rows = [r for r in [ucsf_row(pair)] if r]
@@ -231,9 +238,10 @@ def main() -> None:
         "mask_seconds_1024px": round(mask_seconds(), 4),
         "groups": rows,
     }
-    Path(args.json).write_text(json.dumps(record, indent=1))
-    Path(args.json.replace(".json", ".md")).write_text(markdown(record))
+    json_path.write_text(json.dumps(record, indent=1))
+    json_path.with_suffix(".md").write_text(markdown(record))
     print(markdown(record))
+    return 0
 
 
 def counts(row: dict) -> str:
@@ -279,4 +287,4 @@ def markdown(record: dict) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

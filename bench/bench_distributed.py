@@ -1,6 +1,7 @@
 """Throughput of ``pick_distributed`` on this machine against the in-process ``pick_batch``.
 
 Run:  python bench/bench_distributed.py [--n 8] [--workers 2] [--repeats 2] [--model CKPT]
+      python bench/bench_distributed.py --quick     # 2 micrographs, one repeat: runs/quick/
 
 Micrographs: ``--n`` copies of one simulated 4096² MRC (``cryosegnet simulate --size 4096
 --seed 9100``, in ``--work``, default ``runs/bench_distributed/``; copies because simulating
@@ -41,7 +42,7 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import benchlib  # noqa: E402
-from benchlib import REPO, RESULTS, median  # noqa: E402
+from benchlib import REPO, median  # noqa: E402
 
 
 def _peak_rss_mb() -> float:
@@ -112,14 +113,18 @@ def _separate_processes(work: Path, workers: int):
     return address, processes
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    benchlib.add_bench_options(parser, "bench_distributed", "2 micrographs, one repeat")
     parser.add_argument("--n", type=int, default=8, help="micrographs (copies)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--model", default=None)
     parser.add_argument("--work", default=str(REPO / "runs" / "bench_distributed"))
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.n, args.repeats = 2, 1
+    json_path = benchlib.results_json(args, "bench_distributed")
 
     import cv2
     import torch
@@ -239,8 +244,7 @@ def main() -> int:
         "speedup_local_cluster": rate_cluster / rate_in,
         "speedup_local_cluster_vs_one_core": rate_cluster / rate_core,
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "bench_distributed.json").write_text(json.dumps(result, indent=1))
+    json_path.write_text(json.dumps(result, indent=1))
     rss_cluster = max(max(r["worker_peak_rss_mb"]) for r in runs["local cluster"])
     lines = [
         f"| run ({args.n} × 4096² MRC) | micrographs/s (median) | × in-process | wall incl. "
@@ -262,7 +266,7 @@ def main() -> int:
         "jobs ran beside). Micrographs/s over the picking time (first task to last result).",
     ]
     text = "\n".join(lines) + "\n"
-    (RESULTS / "bench_distributed.md").write_text(text)
+    json_path.with_suffix(".md").write_text(text)
     print(text)
     return 0
 

@@ -1,6 +1,9 @@
 """Peak memory (RSS) of ``cryosegnet pick`` on big micrographs, CPU only.
 
 Run:  python bench/bench_memory.py [--model CKPT] [--paper-order] [--keep DIR]
+      python bench/bench_memory.py --quick     # the 4096² case only: runs/quick/
+
+Writes ``bench/results/bench_memory.json`` (``--quick``: ``runs/quick/``) and prints the table.
 
 Issue 6 asks that picking a 4096² float32 micrograph on CPU peaks at <= 3 GB RSS and that a
 super-resolution K3 micrograph (11520 x 8184) works without running out of memory. Each case
@@ -17,6 +20,7 @@ memory depends on the architecture and the working size, not on the weight value
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import platform
@@ -26,7 +30,7 @@ from pathlib import Path
 
 import mrcfile
 import numpy as np
-from benchlib import run_timed
+from benchlib import add_bench_options, command_line, results_json, run_timed
 
 CASES = {
     "4096x4096 float32": (4096, 4096),
@@ -84,6 +88,7 @@ def run_child(command: list[str]) -> tuple[int, float, float, str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_bench_options(parser, "bench_memory", "the 4096² case only, no K3 micrograph")
     parser.add_argument("--model", help="U-Net checkpoint (default: shipped, else random default)")
     parser.add_argument(
         "--paper-order",
@@ -92,8 +97,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--keep", help="write micrographs and outputs here, not in a temp dir")
     args = parser.parse_args(argv)
+    json_path = results_json(args, "bench_memory")
+    cases = {k: v for k, v in CASES.items() if not (args.quick and "K3" in k)}
 
-    print("command: python " + " ".join(["bench/bench_memory.py", *sys.argv[1:]]))
+    print(f"command: {command_line()}")
     print(
         f"python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs, "
         f"device cpu"
@@ -107,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
             [sys.executable, "-c", "import torch, cryosegnet.cli.main, cryosegnet.picking.picker"]
         )
         print(f"{'start-up (imports only)':48s} peak RSS {base_gb:5.2f} GB  {wall:6.1f} s")
-        runs = [(name, shape, None) for name, shape in CASES.items()]
+        measured = [{"case": "start-up (imports only)", "peak_rss_gb": base_gb, "wall_s": wall}]
+        runs = [(name, shape, None) for name, shape in cases.items()]
         if args.paper_order:
             runs.append(("4096x4096 float32, --denoise-order paper", (4096, 4096), "paper"))
         worst = 0.0
@@ -137,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
             code, peak_gb, wall, tail = run_child(command)
             verdict = "ok" if code == 0 else f"FAILED (exit {code})"
             print(f"{name:48s} peak RSS {peak_gb:5.2f} GB  {wall:6.1f} s  {verdict}")
+            measured.append({"case": name, "peak_rss_gb": peak_gb, "wall_s": wall, "exit": code})
             if code != 0:
                 print(tail)
                 failed = True
@@ -144,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
                 worst = max(worst, peak_gb)
         verdict = "met" if worst <= LIMIT_GB else "MISSED"
         print(f"target: 4096² float32 <= {LIMIT_GB:.0f} GB: {verdict}")
+    record = {"command": command_line(), "limit_gb": LIMIT_GB, "met": verdict == "met"}
+    json_path.write_text(json.dumps(record | {"cases": measured}, indent=1) + "\n")
     return 1 if failed or worst > LIMIT_GB else 0
 
 

@@ -33,8 +33,42 @@ UNLABELLED = {
     "T20S": REAL / "unlabeled-misc" / "empiar10025-t20s_14sep05c_00024sq_00003hl_00002es_c.png",
     "80S ribosome": REAL / "unlabeled-misc" / "empiar10028-ribosome80S_061.png",
 }
+# Where a --quick run writes its results unless --json says otherwise: never over the committed
+# figures of bench/results/.
+QUICK_RESULTS = REPO / "runs" / "quick"
 # $TOPAZ, else a topaz-venv beside the repository (where the benchmark machine has it).
 TOPAZ = Path(os.environ.get("TOPAZ", REPO.parent / "topaz-venv" / "bin" / "topaz"))
+
+
+def add_bench_options(parser, name: str, quick: str) -> None:
+    """The options every live bench takes, so each runs the same way.
+
+    ``--quick``: a small run of a few minutes (what ``quick`` says) that checks the bench
+    still works end to end; its figures go to ``runs/quick/NAME.json`` (git-ignored), never over
+    the committed ones. ``--json``: where the results go (default ``bench/results/NAME.json``),
+    their table beside them as ``.md``.
+    """
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"a few minutes' check run ({quick}); results to runs/quick/ unless --json",
+    )
+    parser.add_argument(
+        "--json",
+        default=None,
+        help=f"results JSON, its table beside it as .md (default bench/results/{name}.json)",
+    )
+
+
+def results_json(args, name: str) -> Path:
+    """The results path of a live bench run: ``--json``, else by ``--quick`` (see
+    ``add_bench_options``); its folder exists."""
+    if args.json:
+        path = Path(args.json)
+    else:
+        path = (QUICK_RESULTS if args.quick else RESULTS) / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def wait_with_deadline(
@@ -339,3 +373,62 @@ def apoferritin_labels(split: str, diameter: float = 68.0) -> tuple[list[Path], 
                 {"x": table["X-Coordinate"], "y": table["Y-Coordinate"], "diameter": diameter}
             )
     return paths, labels
+
+
+def apoferritin_split(name: str) -> list[str]:
+    """The stems of the apoferritin micrographs of split ``name`` (``train``/``test``)."""
+    import pandas as pd
+
+    table = pd.read_csv(APOFERRITIN / "splits.csv")
+    return [m[: -len(".png")] for m in table.loc[table["split"] == name, "micrograph"]]
+
+
+def apoferritin_maps(picker, split: str = "train", diameter: float = 68.0) -> tuple[list, dict]:
+    """(stem, denoised, U-Net map, micrograph shape) of each apoferritin micrograph of
+    ``split`` through ``picker``, and their labels (``apoferritin_labels``)."""
+    from cryosegnet.io.micrographs import read_micrograph
+
+    paths, labels = apoferritin_labels(split, diameter)
+    inputs = []
+    for path in paths:
+        image = read_micrograph(path).data
+        denoised = picker.preprocess(image)
+        inputs.append((path.stem, denoised, picker.probability_maps([denoised])[0], image.shape))
+    return inputs, labels
+
+
+def finetune_command(out: Path, epochs: int | None = None, fraction: float = 1.0) -> list[str]:
+    """The ``cryosegnet finetune`` arguments of the few-label track (the 12 apoferritin
+    ``train`` micrographs): its recipe, or with ``epochs`` None only the data and output
+    (finetune's own defaults)."""
+    train = apoferritin_split("train")
+    data = [
+        "finetune",
+        "--images",
+        *[str(APOFERRITIN / "micrographs" / f"{s}.png") for s in train],
+        "--labels",
+        *[str(APOFERRITIN / "labels" / f"{s}.csv") for s in train],
+        "-o",
+        str(out),
+    ]
+    if epochs is None:
+        return data + ["--no-progress"]
+    return data + [
+        "--epochs",
+        str(epochs),
+        "--steps-per-epoch",
+        "25",
+        "--batch-size",
+        "4",
+        "--crop",
+        "256",
+        "--lr",
+        "5e-4",
+        "--schedule",
+        "cosine",
+        "--seed",
+        "1",
+        "--no-progress",
+        "--target-fraction",
+        f"{fraction:g}",
+    ]

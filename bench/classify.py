@@ -28,7 +28,14 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from benchlib import RESULTS, SHARED, command_line, cryosegnet_command, run_timed
+from benchlib import (
+    SHARED,
+    add_bench_options,
+    command_line,
+    cryosegnet_command,
+    results_json,
+    run_timed,
+)
 
 WORK = Path("/tmp/cryosegnet-bench-classify")
 
@@ -499,9 +506,9 @@ def markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="8 micrographs instead of 24")
+    add_bench_options(parser, "classify", "8 micrographs instead of 24")
     parser.add_argument(
         "--parts",
         default="accuracy,speed",
@@ -513,10 +520,10 @@ def main() -> int:
     )
     parser.add_argument("--speed-child", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--table-only", action="store_true", help="rewrite classify.md only")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    path = results_json(args, "classify")
     if args.table_only:
-        results_path = RESULTS / "classify.json"
-        results_path.with_suffix(".md").write_text(markdown(json.loads(results_path.read_text())))
+        path.with_suffix(".md").write_text(markdown(json.loads(path.read_text())))
         return 0
     if args.speed_child:
         n, k, out = args.speed_child
@@ -527,7 +534,6 @@ def main() -> int:
     if unknown:
         parser.error(f"unknown part(s): {', '.join(unknown)}")
     WORK.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / "classify.json"
     results: dict = json.loads(path.read_text()) if path.is_file() else {}
     if "accuracy" in parts:
         n_micrographs = 8 if args.quick else 24
@@ -550,7 +556,6 @@ def main() -> int:
         results["relion_comparison"] = relion(20, seed=args.seed)
         results["relion_comparison"]["command"] = command_line(args)
         print(json.dumps(results["relion_comparison"], indent=1))
-    RESULTS.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=2) + "\n")
     path.with_suffix(".md").write_text(markdown(results))
     print(f"wrote {path}")

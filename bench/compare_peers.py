@@ -1,7 +1,7 @@
 """cryosegnet vs RELION 3.1 LoG, side by side on the same micrographs in the same run.
 
 Run:   python bench/compare_peers.py                 # full run (test split + quality set)
-       python bench/compare_peers.py --split train --limit 2 --no-quality --json /tmp/x.json
+       python bench/compare_peers.py --quick         # 2 train micrographs, no quality set
        python bench/compare_peers.py --table-only    # regenerate the markdown from the JSON
 
 Pickers (one after the other, each in its own subprocess, 1 thread each):
@@ -60,15 +60,16 @@ import pandas as pd
 from benchlib import (
     APOFERRITIN,
     REPO,
-    RESULTS,
     SHARED,
     THREAD_VARIABLES,
+    add_bench_options,
     cryosegnet_command,
     display,
     fmt,
     log_tail,
     mrc_copies,
     rel,
+    results_json,
     run_timed,
     stem_of,
 )
@@ -709,10 +710,10 @@ def markdown(record: dict) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_bench_options(parser, "compare_peers", "2 train micrographs, no quality set")
     parser.add_argument("--work", default=str(REPO / "runs" / "compare_peers"))
-    parser.add_argument("--json", default=str(RESULTS / "compare_peers.json"))
     parser.add_argument("--markdown", default=None, help="default: the JSON path with .md")
     parser.add_argument("--split", default="test", choices=("train", "test"))
     parser.add_argument("--limit", type=int, default=None, help="first N micrographs only")
@@ -736,8 +737,10 @@ def main() -> None:
         "adds no picks on the train split)",
     )
     parser.add_argument("--table-only", action="store_true")
-    args = parser.parse_args()
-    json_path = Path(args.json)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.split, args.limit, args.quality = "train", 2, False
+    json_path = results_json(args, "compare_peers")
     md_path = Path(args.markdown) if args.markdown else json_path.with_suffix(".md")
     if args.table_only:
         record = json.loads(json_path.read_text())
@@ -752,7 +755,8 @@ def main() -> None:
     text = markdown(record)
     md_path.write_text(text)
     print(text)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

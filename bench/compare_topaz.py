@@ -2,6 +2,7 @@
 
 Run:  python bench/compare_topaz.py [--model PATH] [--sam-checkpoint PATH]
                                     [--sets real,synthetic,epu]
+      python bench/compare_topaz.py --quick     # the real set only, no extra Topaz rows
 
 For each set the two pickers run back to back (so they share the machine's load), each in its
 own subprocess, and both are scored by ``cryosegnet evaluate``:
@@ -61,9 +62,11 @@ from benchlib import (
     EPU_FILE,
     REPO,
     TOPAZ,
+    add_bench_options,
     cryosegnet_command,
     fmt,
     log_tail,
+    results_json,
     run_timed,
     stem_of,
     write_mrc,
@@ -836,13 +839,10 @@ def main(argv: list[str] | None = None) -> int:
         default=REPO / "runs" / "compare_topaz",
         help="generated data: micrographs, picks, logs, reports (gitignored)",
     )
-    parser.add_argument(
-        "--results",
-        type=Path,
-        default=REPO / "bench" / "results",
-        help="folder for compare_topaz.md and compare_topaz.json",
-    )
+    add_bench_options(parser, "compare_topaz", "the real set only, no extra Topaz rows")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.sets, args.topaz_alt_radius = "real", []
 
     from cryosegnet.model.checkpoint import default_model_path
     from cryosegnet.picking.picker import DEFAULT_PEAK_THRESHOLD, DEFAULT_SAM_THRESHOLD
@@ -991,10 +991,10 @@ def main(argv: list[str] | None = None) -> int:
         record["datasets"].append(ds_record)
 
     record["load_end"] = " ".join(f"{x:.1f}" for x in os.getloadavg())
-    args.results.mkdir(parents=True, exist_ok=True)
-    record["json"] = str(args.results / "compare_topaz.json")
+    json_path = results_json(args, "compare_topaz")
+    record["json"] = str(json_path)
     markdown = _portable(write_markdown(record))
-    (args.results / "compare_topaz.md").write_text(markdown)
+    json_path.with_suffix(".md").write_text(markdown)
     Path(record["json"]).write_text(
         _portable(json.dumps(json_safe(record), indent=2, default=json_default)) + "\n"
     )

@@ -1,6 +1,7 @@
 """Per-stage time of the default picker on one real 4096² micrograph, one CPU thread.
 
-    OMP_NUM_THREADS=1 python bench/default_speed.py --json bench/results/default_speed.json
+    OMP_NUM_THREADS=1 python bench/default_speed.py            # bench/results/default_speed.json
+    OMP_NUM_THREADS=1 python bench/default_speed.py --quick    # one repeat, runs/quick/
 
 The real EPU micrograph (``../shared/data/real/unlabeled-raw/epu2.9_example.mrc``) goes through
 the shipped model's pipeline stage by stage: read (MRC to float32), denoise, U-Net (ONNX
@@ -17,12 +18,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
-from pathlib import Path
 
 import cv2
 import numpy as np
-from benchlib import EPU_FILE, RESULTS, command_line
+from benchlib import EPU_FILE, add_bench_options, command_line, results_json
 
 from cryosegnet.io.micrographs import read_micrograph
 from cryosegnet.picking.picker import Picker
@@ -36,11 +37,13 @@ def seconds(function) -> float:
     return time.perf_counter() - start
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_bench_options(parser, "default_speed", "one repeat")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--json", default=str(RESULTS / "default_speed.json"))
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    repeats = 1 if args.quick else args.repeats
+    json_path = results_json(args, "default_speed")
     cv2.setNumThreads(1)
     pickers = {stage: Picker(device="cpu", stage=stage, runtime="onnx") for stage in STAGES}
     image = read_micrograph(EPU_FILE).data
@@ -51,7 +54,7 @@ def main() -> None:
     for picker in pickers.values():
         picker.pick(EPU_FILE)  # warm start: sessions, caches
     times: dict[str, list[float]] = {}
-    for _ in range(args.repeats):
+    for _ in range(repeats):
         steps = {
             "read": lambda: read_micrograph(EPU_FILE),
             "denoise": lambda: reference.preprocess(image),
@@ -74,14 +77,15 @@ def main() -> None:
         "shape": list(image.shape),
         "threads": 1,
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-        "repeats": args.repeats,
+        "repeats": repeats,
         "load_average": list(os.getloadavg()),
         "seconds": medians,
         "picks": {stage: len(p.pick(EPU_FILE)) for stage, p in pickers.items()},
     }
-    Path(args.json).write_text(json.dumps(record, indent=2))
-    Path(args.json).with_suffix(".md").write_text(markdown(record))
+    json_path.write_text(json.dumps(record, indent=2))
+    json_path.with_suffix(".md").write_text(markdown(record))
     print(markdown(record))
+    return 0
 
 
 def markdown(record: dict) -> str:
@@ -101,4 +105,4 @@ def markdown(record: dict) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -2,6 +2,7 @@
 
     python bench/few_label.py [--epochs 40] [--topaz-epochs 10] [--reuse]
     python bench/few_label.py --table-only
+    python bench/few_label.py --quick       # 1 epoch each: checks the bench runs (minutes)
 
 cryosegnet: ``cryosegnet finetune`` on the 12 ``train`` micrographs (the command's own
 validation hold-out comes from those 12; the test micrographs are never seen), then
@@ -29,15 +30,20 @@ from pathlib import Path
 
 import pandas as pd
 from benchlib import APOFERRITIN as DATA
-from benchlib import REPO, RESULTS, TOPAZ, mrc_copies, run_timed
+from benchlib import (
+    QUICK_RESULTS,
+    REPO,
+    TOPAZ,
+    add_bench_options,
+    apoferritin_split,
+    finetune_command,
+    mrc_copies,
+    results_json,
+    run_timed,
+)
 
 DIAMETER = 68.0
 TOPAZ_DOWNSAMPLE = 2
-
-
-def split(name: str) -> list[str]:
-    table = pd.read_csv(DATA / "splits.csv")
-    return [m[: -len(".png")] for m in table.loc[table["split"] == name, "micrograph"]]
 
 
 def run(command: list[str], log: Path) -> float:
@@ -53,7 +59,10 @@ def score(picks: dict[str, pd.DataFrame], threshold: float | None) -> dict:
     from cryosegnet.evaluation import evaluate_picks
     from cryosegnet.io.coordinates import read_coordinates
 
-    labels = {stem: read_coordinates(DATA / "labels" / f"{stem}.csv") for stem in split("test")}
+    labels = {
+        stem: read_coordinates(DATA / "labels" / f"{stem}.csv")
+        for stem in apoferritin_split("test")
+    }
     pooled = evaluate_picks(picks, labels, radius=DIAMETER / 2, threshold=threshold).pooled
     keys = (
         "best_f1",
@@ -66,42 +75,6 @@ def score(picks: dict[str, pd.DataFrame], threshold: float | None) -> dict:
         "n_labels",
     )
     return {k: pooled[k] for k in keys}
-
-
-def finetune_command(out: Path, epochs: int | None = None, fraction: float = 1.0) -> list[str]:
-    """The ``cryosegnet finetune`` arguments of this bench (12 ``train`` micrographs): its
-    recipe, or with ``epochs`` None only the data and output (finetune's own defaults)."""
-    train = split("train")
-    data = [
-        "finetune",
-        "--images",
-        *[str(DATA / "micrographs" / f"{s}.png") for s in train],
-        "--labels",
-        *[str(DATA / "labels" / f"{s}.csv") for s in train],
-        "-o",
-        str(out),
-    ]
-    if epochs is None:
-        return data + ["--no-progress"]
-    return data + [
-        "--epochs",
-        str(epochs),
-        "--steps-per-epoch",
-        "25",
-        "--batch-size",
-        "4",
-        "--crop",
-        "256",
-        "--lr",
-        "5e-4",
-        "--schedule",
-        "cosine",
-        "--seed",
-        "1",
-        "--no-progress",
-        "--target-fraction",
-        f"{fraction:g}",
-    ]
 
 
 def cryosegnet_track(work: Path, args: argparse.Namespace) -> dict:
@@ -130,7 +103,7 @@ def cryosegnet_track(work: Path, args: argparse.Namespace) -> dict:
     if not (args.reuse and (run_dir / "best.pt").is_file()):
         seconds = run(cli + finetune, work / f"cryosegnet_finetune{suffix}.log")
     picks_dir = work / f"cryosegnet_picks{suffix}"
-    test = split("test")
+    test = apoferritin_split("test")
     pick = [
         "pick",
         *[str(DATA / "micrographs" / f"{s}.png") for s in test],
@@ -172,7 +145,7 @@ def as_mrc(stems: list[str], out: Path) -> list[Path]:
 def topaz_track(work: Path, args: argparse.Namespace) -> dict:
     from cryosegnet.io.coordinates import read_coordinates
 
-    train, test = split("train"), split("test")
+    train, test = apoferritin_split("train"), apoferritin_split("test")
     mrc = as_mrc(train + test, work / "mrc")
     pre = work / "topaz_preprocessed"
     s = TOPAZ_DOWNSAMPLE
@@ -297,8 +270,9 @@ def table(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_bench_options(parser, "few_label", "1 epoch for each tool, Topaz 10 updates")
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--topaz-epochs", type=int, default=10)
     parser.add_argument("--topaz-epoch-size", type=int, default=200)
@@ -322,11 +296,14 @@ def main() -> None:
     parser.add_argument("--note", default="", help="recorded with the cryosegnet row")
     parser.add_argument("--work", type=Path, default=REPO / "runs" / "few_label")
     parser.add_argument("--table-only", action="store_true")
-    args = parser.parse_args()
-    out_json = RESULTS / "few_label.json"
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.epochs, args.topaz_epochs, args.topaz_epoch_size = 1, 1, 10
+        args.work = QUICK_RESULTS / "few_label"
+    out_json = results_json(args, "few_label")
     if args.table_only:
-        (RESULTS / "few_label.md").write_text(table(json.loads(out_json.read_text())))
-        return
+        out_json.with_suffix(".md").write_text(table(json.loads(out_json.read_text())))
+        return 0
     if not DATA.is_dir():
         sys.exit(f"{DATA}: not found (needs ../shared)")
     args.work.mkdir(parents=True, exist_ok=True)
@@ -344,9 +321,10 @@ def main() -> None:
         "rows": list(rows.values()),
     }
     out_json.write_text(json.dumps(results, indent=2, default=float))
-    (RESULTS / "few_label.md").write_text(table(results))
+    out_json.with_suffix(".md").write_text(table(results))
     print(table(results))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

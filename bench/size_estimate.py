@@ -18,10 +18,16 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
-from benchlib import RESULTS, SHARED, apoferritin_labels, command_line, fmt
+from benchlib import (
+    SHARED,
+    add_bench_options,
+    apoferritin_labels,
+    command_line,
+    fmt,
+    results_json,
+)
 
 from cryosegnet import Picker
 from cryosegnet.evaluation import evaluate_picks
@@ -72,11 +78,11 @@ def score(picker: Picker, prepared: list, labels: dict, diameter: float | None) 
     return {k: round(float(pooled[k]), 4) for k in ("best_f1", "auprc", "f1")}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--json", default=str(RESULTS / "size_estimate.json"))
-    args = parser.parse_args()
+    add_bench_options(parser, "size_estimate", "2 apoferritin micrographs, 6 simulated fields")
+    args = parser.parse_args(argv)
+    json_path = results_json(args, "size_estimate")
     picker = Picker(device="cpu")
     rows = []
     for name, truth, images, labels in labelled_sets(args.quick):
@@ -132,9 +138,10 @@ def main() -> None:
         "rows": rows,
         "unlabelled": unlabelled,
     }
-    Path(args.json).write_text(json.dumps(record, indent=1) + "\n")
-    Path(args.json).with_suffix(".md").write_text(markdown(record))
+    json_path.write_text(json.dumps(record, indent=1) + "\n")
+    json_path.with_suffix(".md").write_text(markdown(record))
     print(markdown(record))
+    return 0
 
 
 def markdown(record: dict) -> str:

@@ -11,7 +11,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_benchmarks_md_is_generated_from_the_results():
     result = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "make_benchmarks.py"), "--check"],
+        [sys.executable, str(REPO / "bench" / "tools" / "make_benchmarks.py"), "--check"],
         capture_output=True,
         text=True,
     )
@@ -23,7 +23,7 @@ def test_real_goals_summary_is_generated_from_the_results():
     """The goals-and-levers summary is rebuilt from the other benches' JSON, so a bench re-run
     without regenerating it is caught here."""
     result = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "real_goals.py"), "--check"],
+        [sys.executable, str(REPO / "bench" / "tools" / "real_goals.py"), "--check"],
         capture_output=True,
         text=True,
         cwd=REPO / "bench",

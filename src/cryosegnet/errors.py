@@ -45,9 +45,11 @@ class SettingsError(CryoSegNetError, ValueError):
 
 
 def first_line(error: BaseException) -> str:
-    """The first non-blank line of ``str(error)`` ("" when it has none): what a one-line report
-    shows of an exception whose message may run over several lines (a traceback-like text
-    from a library)."""
+    """The first non-blank line of ``str(error)`` ("" when it has none).
+
+    What a one-line report shows of an exception whose message may run over several lines (a
+    traceback-like text from a library).
+    """
     for line in str(error).splitlines():
         if line.strip():
             return line.strip()

@@ -100,8 +100,10 @@ def circular_mask(size: int, radius: float, soft: float = 2.0) -> torch.Tensor:
 
 
 def centre_images(images: torch.Tensor, mask: torch.Tensor, dark: bool) -> torch.Tensor:
-    """Shift each image so the centre of mass of its dark (or bright) part inside ``mask``
-    lies on the box centre (so classes do not drift off centre over the iterations).
+    """Shift each image so that its dark (or bright) part is centred in the box.
+
+    The centre of mass of that part inside ``mask`` goes to the box centre, so classes do not
+    drift off centre over the iterations.
 
     Parameters
     ----------

@@ -69,6 +69,7 @@ class ClassifySummary:
     notes: list[str] = field(default_factory=list)
 
     def text(self) -> str:
+        """What the run did, in the lines ``cryosegnet classify`` prints."""
         line = (
             f"classified {self.n_particles} particles into {len(self.sizes)} classes in "
             f"{self.seconds:.0f} s; class sizes {min(self.sizes)}-{max(self.sizes)}"
@@ -221,6 +222,7 @@ class SelectSummary:
     n_total: int
 
     def text(self) -> str:
+        """What the selection kept, in the line ``cryosegnet select`` prints."""
         return (
             f"kept classes {_listed(self.classes)} ({self.mode}): {self.n_kept} of "
             f"{self.n_total} particles -> {self.output}"

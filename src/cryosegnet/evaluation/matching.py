@@ -31,10 +31,12 @@ class MatchResult:
 
     @property
     def is_tp(self) -> np.ndarray:
+        """Whether each pick (descending score) matched a label."""
         return self.label_index >= 0
 
     @property
     def n_picks(self) -> int:
+        """The number of picks."""
         return len(self.order)
 
 

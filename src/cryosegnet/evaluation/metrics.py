@@ -19,8 +19,11 @@ from cryosegnet.geometry import disk_mask
 
 
 def precision_recall_f1(tp: int, n_picks: int, n_labels: int) -> tuple[float, float, float]:
-    """Conventions for empty sets: no picks and no labels is perfect; no picks is precision 1
-    only when there was nothing to find; no labels makes recall vacuously 1."""
+    """Precision, recall and F1 of ``tp`` true picks among ``n_picks``, for ``n_labels``.
+
+    Conventions for empty sets: no picks and no labels is perfect; no picks is precision 1
+    only when there was nothing to find; no labels makes recall vacuously 1.
+    """
     precision = tp / n_picks if n_picks else (1.0 if n_labels == 0 else 0.0)
     recall = tp / n_labels if n_labels else 1.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
@@ -38,6 +41,7 @@ class PRCurve:
 
     @property
     def f1(self) -> np.ndarray:
+        """F1 at each threshold (0 where precision and recall are both 0)."""
         p, r = self.precision, self.recall
         with np.errstate(invalid="ignore", divide="ignore"):
             f1 = np.where(p + r > 0, 2 * p * r / (p + r), 0.0)
@@ -157,6 +161,7 @@ class EvaluationResult:
         return pd.DataFrame(rows, columns=columns)
 
     def to_dict(self) -> dict:
+        """The result as JSON-ready data (the thinned PR curve included), for the report."""
         return {
             "pooled": self.pooled,
             "per_micrograph": [asdict(m) for m in self.per_micrograph],
@@ -168,8 +173,11 @@ class EvaluationResult:
         }
 
     def curve_points(self, max_points: int = 2000) -> dict:
-        """The pooled PR curve for JSON, thinned to ``max_points`` (keeping the ends and the
-        best-F1 point) so a dataset of 10^5 picks does not produce a 30 MB report."""
+        """The pooled PR curve for JSON, thinned to ``max_points``.
+
+        The ends and the best-F1 point are kept, so a dataset of 10^5 picks does not produce a
+        30 MB report.
+        """
         curve = self.curve
         index = np.arange(len(curve.thresholds))
         if len(index) > max_points:

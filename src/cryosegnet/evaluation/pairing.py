@@ -246,9 +246,12 @@ def _same_centres(a: pd.DataFrame, b: pd.DataFrame, tolerance: float = 0.01) -> 
 def _with_diameters(
     best: _Candidate, others: list[_Candidate], borrowed: list[Path]
 ) -> pd.DataFrame:
-    """The preferred table; when it carries no particle diameter (a STAR of centres) and another
-    file for the same micrograph has the same particles with diameters (the CryoPPP CSV beside
-    it), those diameters are taken over."""
+    """The preferred table, with diameters taken over from another file when it has none.
+
+    When the preferred table carries no particle diameter (a STAR of centres) and another file
+    for the same micrograph has the same particles with diameters (the CryoPPP CSV beside it),
+    those diameters are taken over.
+    """
     table = best.table
     if len(table) == 0 or np.isfinite(table["diameter"].to_numpy(float)).any():
         return table
@@ -307,9 +310,10 @@ def drop_duplicate_rows(tables: dict[str, pd.DataFrame]) -> tuple[int, list[str]
 
 
 def pick_threshold(sources: list) -> float | None:
-    """The score threshold cryosegnet picked ``sources`` (files or folders) with, when every
-    per-micrograph STAR among them records it in its manifest (the highest, if they differ);
-    None when unknown (picks of another tool, or no such file).
+    """The score threshold cryosegnet picked ``sources`` (files or folders) with, if known.
+
+    Known when every per-micrograph STAR among them records it in its manifest (the highest,
+    if they differ); None otherwise (picks of another tool, or no such file).
 
     The PR curve of picks thresholded when they were made stops at that threshold; with a
     threshold of 0 (every candidate kept) it stops because the picker found nothing more.

@@ -109,8 +109,10 @@ def combined_star_text(picks_by_micrograph: dict[str, pd.DataFrame]) -> str:
 
 
 def write_star_texts(texts: dict) -> None:
-    """Write STAR texts (path -> text) so that every file is replaced, or none (a full disk
-    leaves them all as they were): files that must agree never disagree."""
+    """Write STAR texts (path -> text) so that every file is replaced, or none.
+
+    A full disk leaves them all as they were: files that must agree never disagree.
+    """
     write_texts_together(texts)
 
 
@@ -208,8 +210,11 @@ def _format_value(value) -> str:
 
 
 def star_text(blocks: dict[str, pd.DataFrame], comments: list[str] | tuple = ()) -> str:
-    """STAR text for loop tables, marked as written by cryosegnet and closed by an end line per
-    block, so a copy cut short anywhere is recognisable as incomplete."""
+    """STAR text for loop tables, marked as written by cryosegnet.
+
+    Each block is closed by an end line, so a copy cut short anywhere is recognisable as
+    incomplete.
+    """
     from cryosegnet import __version__
 
     lines = [f"{STAR_MARK} {__version__}"] + [f"# {c}" for c in comments] + [""]
@@ -264,8 +269,11 @@ def _star_tokens(line: str) -> list[tuple[str, bool]]:
 
 
 def parse_star(text: str) -> dict[str, pd.DataFrame | dict]:
-    """Parse STAR text into {block name: loop table or {key: value}}; strict: a loop whose
-    values do not fill whole rows (a file cut short) raises ``ValueError``."""
+    """Parse STAR text into {block name: loop table or {key: value}}.
+
+    Strict: a loop whose values do not fill whole rows (a file cut short) raises
+    ``ValueError``.
+    """
     tokens: list[tuple[str, bool]] = []
     lines = text.splitlines()
     i = 0
@@ -370,8 +378,11 @@ def star_header(path: str | os.PathLike) -> tuple[bool, dict | None]:
 
 
 def read_own_star(path: str | os.PathLike) -> dict[str, pd.DataFrame | dict]:
-    """Read a STAR written by cryosegnet, strictly: every block must end with its end line and
-    hold the rows that line announces. Raises ``CoordinateFileError`` otherwise."""
+    """Read a STAR written by cryosegnet, strictly.
+
+    Every block must end with its end line and hold the rows that line announces. Raises
+    ``CoordinateFileError`` otherwise.
+    """
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -484,8 +495,11 @@ _FAST_STAR_BYTES = 1 << 20
 
 
 def read_star_blocks(path: str | os.PathLike) -> dict:
-    """Every block of a STAR file: by the STAR grammar (quoted names), else as starfile reads
-    it (lenient with files other tools write loosely)."""
+    """Every block of a STAR file.
+
+    Read by the STAR grammar (quoted names), else as starfile reads it (lenient with files
+    other tools write loosely).
+    """
     text = Path(path).read_text(encoding="utf-8", errors="replace")
     if len(text) > _FAST_STAR_BYTES and "'" not in text and '"' not in text:
         # Nothing quoted: starfile's pandas reader gives the same tables, much faster.
@@ -523,16 +537,22 @@ def _read_star(path: Path) -> pd.DataFrame:
 
 
 def _micrograph_name(name: str) -> str:
-    """Micrograph name from a path or bare name: folders and an image extension go, other dots
-    stay (Topaz writes ``May08_03.13.02.bin`` without extension; ``Path.stem`` would cut it)."""
+    """Micrograph name from a path or bare name.
+
+    Folders and an image extension go, other dots stay (Topaz writes ``May08_03.13.02.bin``
+    without extension; ``Path.stem`` would cut it).
+    """
     base = Path(str(name).strip()).name
     suffix = Path(base).suffix.lower()
     return base[: -len(suffix)] if suffix in MICROGRAPH_SUFFIXES else base
 
 
 def _read_cbox(path: Path) -> pd.DataFrame:
-    """crYOLO ``.cbox``: a STAR ``data_cryolo`` table since crYOLO 1.8, whitespace columns
-    ``x y w h confidence`` (corner coordinates, like EMAN box) before that."""
+    """Read a crYOLO ``.cbox`` file.
+
+    A STAR ``data_cryolo`` table since crYOLO 1.8, whitespace columns
+    ``x y w h confidence`` (corner coordinates, like EMAN box) before that.
+    """
     head = path.read_text(errors="replace")[:4096]
     if "_CoordinateX" not in head and "data_" not in head:
         return _read_box(path)

@@ -42,8 +42,10 @@ def json_safe(value):
 
 
 def json_default(value):
-    """``default=`` hook for :func:`json.dump`: numpy values as Python ones, anything else as
-    its ``str`` (paths, for instance), so a record is never lost to an unexpected type.
+    """The ``default=`` hook for :func:`json.dump`: numpy values as Python ones.
+
+    Anything else becomes its ``str`` (paths, for instance), so a record is never lost to an
+    unexpected type.
 
     Examples
     --------

@@ -37,10 +37,12 @@ class Micrograph:
 
     @property
     def shape(self) -> tuple[int, int]:
+        """(height, width) in pixels."""
         return self.data.shape  # type: ignore[return-value]
 
     @property
     def stem(self) -> str:
+        """The micrograph's name without folders and image extension."""
         return micrograph_stem(self.path)
 
 

@@ -37,7 +37,7 @@ class HybridSettings:
     """Parameters of the hybrid stage (fractions of the particle diameter; score weight)."""
 
     # LoG diameter / particle diameter: a particle's dark core is smaller than its box
-    # (chosen on the apoferritin train split and simulated fields, bench/hybrid_stage.py).
+    # (chosen on the apoferritin train split and simulated fields, bench/studies/hybrid_stage.py).
     log_scale: float = 0.7
     unet_weight: float = 5.0  # score = LoG noise units + weight x U-Net band-passed map
     suppression_fraction: float = PeakSettings.suppression_fraction

@@ -8,11 +8,11 @@ band-passes the map at the particle scale (smoothed over a particle's core, minu
 background), takes local maxima and suppresses any maximum within half a diameter of a
 stronger one. Each peak's score is its band-passed value (``score="contrast"``, the default):
 how far the particle's core stands above its surroundings. That ranks picks far better than
-the mean over a thresholded region and needs no mask threshold (bench/tune_threshold.py).
+the mean over a thresholded region and needs no mask threshold (bench/studies/tune_threshold.py).
 ``score="probability"`` scores by the network's own probability averaged over the core
 instead, the figure a model that knows what an empty field looks like could calibrate; with
 the shipped model it ranks slightly worse and says "empty" no better
-(bench/calibrate_score.py, BENCHMARKS.md), so it is an option, not the default.
+(bench/studies/calibrate_score.py, BENCHMARKS.md), so it is an option, not the default.
 
 The diameter comes from the user (``--diameter``) or from the map itself by scale selection
 (:func:`estimate_diameter`); every peak then gets a box of that size, so Algorithm 1's modal

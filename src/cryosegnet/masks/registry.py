@@ -49,9 +49,10 @@ class StageSpec:
 
 # Default thresholds. SAM: the paper's predicted-IoU filter (Algorithm 1, step 1). Hybrid:
 # noise standard deviations plus the weighted U-Net contrast, best F1 at 1.52 on the
-# apoferritin train split (bench/hybrid_stage.py). Peaks: the band-passed U-Net map, chosen on
-# 24 held-out simulated micrographs (bench/tune_threshold.py). LoG: noise standard deviations
-# (bench/tune_log_threshold.py: best F1 at 1.39, flat over 1.0-1.5).
+# apoferritin train split (bench/studies/hybrid_stage.py). Peaks: the band-passed U-Net map,
+# chosen on 24 held-out simulated micrographs (bench/studies/tune_threshold.py). LoG: noise
+# standard deviations (bench/studies/tune_log_threshold.py: best F1 at 1.39, flat over
+# 1.0-1.5).
 STAGE_REGISTRY: dict[str, StageSpec] = {
     "sam": StageSpec(
         None,

@@ -26,7 +26,7 @@ class DenoiseSettings:
     nlm_h: float = 10.0
     # FastNLMeans windows: the authors' 7 / 21 px, at the working size of the "fast" order,
     # cost 0.6 s of a 4k micrograph's 1.6 s; 5 / 11 give the same picking figures on the real
-    # apoferritin splits in 0.45 s less (bench/nlm_window.py, BENCHMARKS.md).
+    # apoferritin splits in 0.45 s less (bench/studies/nlm_window.py, BENCHMARKS.md).
     nlm_template: int = 5
     nlm_search: int = 11
     wiener_kernel: int = 9

@@ -196,6 +196,7 @@ class SimulationConfig:
 
     @property
     def shape(self) -> tuple[int, int]:
+        """(height, width) in pixels."""
         if isinstance(self.size, int | np.integer):
             return int(self.size), int(self.size)
         h, w = self.size
@@ -203,6 +204,7 @@ class SimulationConfig:
 
     @property
     def effective_pixel_size(self) -> float:
+        """Å per pixel: ``pixel_size``, else what makes the field 4096 Å across."""
         return float(self.pixel_size) if self.pixel_size else 4096.0 / max(self.shape)
 
     def preset(self, key: str):
@@ -575,9 +577,12 @@ def _particle_table(
     crystalline: bool,
     banks: list,
 ) -> tuple[pd.DataFrame, str | float, float, int]:
-    """Where the particles are: aggregates first, then singles in the hole (and sparsely on
-    carbon), then deliberate overlaps. Returns (x, y, species, group, diameter table, density,
-    coverage, number of aggregates)."""
+    """Where the particles are.
+
+    Aggregates first, then singles in the hole (and sparsely on carbon), then deliberate
+    overlaps. Returns (x, y, species, group, diameter table, density, coverage, number of
+    aggregates).
+    """
     h, w = shape
     preset = PRESETS[config.difficulty]
     radius = np.array([b.diameter_px / 2 for b in banks])
@@ -672,8 +677,10 @@ def _particle_table(
 def _label_reasons(
     config: SimulationConfig, table: pd.DataFrame, shape: tuple[int, int], ctx: Context
 ) -> pd.DataFrame:
-    """Why an expert would skip each particle (first reason wins): adds ``pickable``,
-    ``reason`` and ``on_carbon``. Draws nothing."""
+    """Why an expert would skip each particle (first reason wins).
+
+    Adds ``pickable``, ``reason`` and ``on_carbon``. Draws nothing.
+    """
     h, w = shape
     carbon_mask, cont_mask = ctx.carbon, ctx.contamination
     reasons = np.full(len(table), "ok", dtype=object)
@@ -723,8 +730,11 @@ def _potentials(
     use_carbon: bool,
     imaging: _Imaging,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Projected potential of the particles (with their footprint) and of the context, and the
-    transfer function (CTF x detector MTF): (particles, footprint, context phase, transfer)."""
+    """Projected potential of the particles and the context, and the transfer function.
+
+    Returns (particles, footprint, context phase, transfer): the particles' potential with
+    their footprint, the context's phase, and the CTF x detector MTF.
+    """
     preset = PRESETS[config.difficulty]
     xs, ys, ds = table["x"].to_numpy(), table["y"].to_numpy(), table["diameter"].to_numpy()
     part = np.zeros(shape, dtype=np.float32)
@@ -771,8 +781,10 @@ def _expose(
     ctx: Context,
     imaging: _Imaging,
 ) -> tuple[np.ndarray, dict, float]:
-    """Image formation at the target SNR, then shot noise: (image, noise-free components, the
-    SNR achieved)."""
+    """Image formation at the target SNR, then shot noise.
+
+    Returns (image, noise-free components, the SNR achieved).
+    """
     dose_px = imaging.dose_px
     fft_kw = dict(workers=1)
     u = scipy.fft.irfft2(scipy.fft.rfft2(part, **fft_kw) * transfer, s=shape, **fft_kw)

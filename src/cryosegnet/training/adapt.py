@@ -10,9 +10,9 @@ fine-tune briefly on these pseudo-labels; ``rounds`` > 1 repeats with the adapte
 label is read, so it may run on the very micrographs it will pick, as a user would.
 
 Measured with the shipped model on the apoferritin ``train`` split
-(bench/adapt_selftraining.py, BENCHMARKS.md) it does not help: the model's most confident picks
-there are only about half right, and training on them teaches the errors. It is kept as a
-library function, not a command, until a better pseudo-labeller makes it pay.
+(bench/studies/adapt_selftraining.py, BENCHMARKS.md) it does not help: the model's most
+confident picks there are only about half right, and training on them teaches the errors. It
+is kept as a library function, not a command, until a better pseudo-labeller makes it pay.
 """
 
 from __future__ import annotations

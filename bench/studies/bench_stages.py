@@ -1,6 +1,10 @@
 """Where the time of one 4096² micrograph goes, per stage, before and after the CPU speed-ups.
 
-Run:  python bench/bench_stages.py [--threads 1,2] [--repeats 3] [--batch 4] [--model CKPT]
+Study, decided 2026-12-01: the U-Net runs on ONNX Runtime and the peak stage's filters on
+OpenCV (``preprocessing/filters.py``): the same picks, 3.1 -> 1.7 s end to end per 4096²
+micrograph on one thread. ``bench/default_speed.py`` now times the default picker.
+
+Run:  python bench/studies/bench_stages.py [--threads 1,2] [--repeats 3] [--batch 4] [--model CKPT]
 
 Micrographs: one simulated 4096² MRC (``cryosegnet simulate --size 4096 --seed 9100``, made
 in ``--work``, default ``runs/bench_stages/``) and the real EPU 4096² MRC
@@ -30,16 +34,19 @@ the table from the JSON.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/: benchlib
+
 import argparse
 import json
 import os
 import platform
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
-from pathlib import Path
 
 import benchlib
 from benchlib import REPO, RESULTS, median, rel, thread_env

@@ -1,6 +1,9 @@
 """Choose the LoG stage's default threshold on held-out simulated micrographs.
 
-    python bench/tune_log_threshold.py -n 24 --json bench/results/tune_log_threshold.json
+Study, decided 2026-12-01: the LoG stage's default threshold (best F1 at 1.39 noise standard
+deviations, flat over 1.0-1.5; ``STAGE_REGISTRY`` in ``cryosegnet.masks.registry``).
+
+    python bench/studies/tune_log_threshold.py -n 24 --json bench/results/tune_log_threshold.json
 
 Simulated micrographs with seeds no training uses (8000+), easy/medium/hard in turn, plus
 empty fields (no particles) so the threshold is also judged on what it lets through on bare
@@ -71,7 +74,7 @@ def main() -> None:
         with open(args.json, "w") as handle:
             json.dump(
                 {
-                    "command": f"python bench/tune_log_threshold.py -n {args.n} --empty "
+                    "command": f"python bench/studies/tune_log_threshold.py -n {args.n} --empty "
                     f"{args.empty} --seed {args.seed} --size {args.size}",
                     "summary": summary,
                     "sweep": rows,

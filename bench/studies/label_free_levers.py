@@ -1,7 +1,12 @@
 """Label-free levers for the shipped model on real micrographs (apoferritin train split).
 
-    python bench/label_free_levers.py --json bench/results/label_free_levers.json
-    python bench/label_free_levers.py --table-only
+Study, negative, 2026-12-02: none of the levers was shipped. Test-time augmentation changes
+nothing, re-centring on a larger LoG moves best F1 by about +0.01 and lowers AUPRC, and
+self-training on the stage's own picks lifts the adapted map's peaks but lowers AUPRC and
+leaves the hybrid stage where it was.
+
+    python bench/studies/label_free_levers.py --json bench/results/label_free_levers.json
+    python bench/studies/label_free_levers.py --table-only
 
 Each row is one way to pick the 12 apoferritin ``train`` micrographs without reading a label
 (the labels only score the picks: radius 34 px, pooled, every candidate kept), beside the
@@ -22,16 +27,19 @@ thread per process and takes about 15 minutes.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/: benchlib
+
 import argparse
 import json
 import tempfile
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from benchlib import RESULTS, command_line, fmt
-from hybrid_stage import apoferritin_inputs
+from benchlib import RESULTS, apoferritin_maps, command_line, fmt
 
 from cryosegnet.evaluation import evaluate_picks
 from cryosegnet.masks.hybrid import HybridBlobGenerator
@@ -188,7 +196,7 @@ def main() -> None:
         return
     torch.set_num_threads(1)
     base = Picker(device="cpu", stage="peaks")
-    inputs, labels = apoferritin_inputs(base)
+    inputs, labels = apoferritin_maps(base)
     hybrid, peaks = HybridBlobGenerator(), PeakMaskGenerator()
     h_thr, p_thr = DEFAULT_THRESHOLDS["hybrid"], DEFAULT_THRESHOLDS["peaks"]
     rows = []

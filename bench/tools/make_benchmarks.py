@@ -1,7 +1,7 @@
 """Splice the generated result tables into BENCHMARKS.md.
 
-    python bench/make_benchmarks.py          # rewrite the generated blocks
-    python bench/make_benchmarks.py --check  # exit 1 if BENCHMARKS.md is out of date
+    python bench/tools/make_benchmarks.py          # rewrite the generated blocks
+    python bench/tools/make_benchmarks.py --check  # exit 1 if BENCHMARKS.md is out of date
 
 Every figure table in BENCHMARKS.md that comes from a benchmark run sits between
 ``<!-- generated from bench/results/NAME.md -->`` and ``<!-- end generated -->``; the text
@@ -16,7 +16,7 @@ import re
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 BLOCK = re.compile(
     r"(<!-- generated from (bench/results/[\w.-]+\.md) -->\n)(.*?)(<!-- end generated -->)",
     re.DOTALL,
@@ -46,7 +46,7 @@ def main() -> int:
     new = render(text)
     if args.check:
         if new != text:
-            print(f"{args.file.name} is out of date: run python bench/make_benchmarks.py")
+            print(f"{args.file.name} is out of date: run python bench/tools/make_benchmarks.py")
             return 1
         return 0
     args.file.write_text(new)

@@ -1,7 +1,8 @@
 """Gallery: simulated easy / medium / hard micrographs next to real ones, same display scale.
 
-Run:  python bench/make_gallery.py [--out docs/img/simulation_gallery.png] [--shared ../shared]
-      python bench/make_gallery.py --stats      # the realism table of docs/simulation.md
+Run:  python bench/tools/make_gallery.py [--out docs/img/simulation_gallery.png]
+                                         [--shared ../shared]
+      python bench/tools/make_gallery.py --stats      # the realism table of docs/simulation.md
 
 Every image is brought to the picker's working scale (the U-Net sees micrographs resized to
 1024 px on the long side, as in the paper) and shown three ways with the same normalisation
@@ -110,7 +111,7 @@ def print_stats(shared: Path, n: int = 8) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    here = Path(__file__).resolve().parents[1]
+    here = Path(__file__).resolve().parents[2]
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(here / "docs/img/simulation_gallery.png"))
     parser.add_argument("--shared", default=str(here.parent / "shared"))

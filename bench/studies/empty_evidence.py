@@ -1,7 +1,11 @@
 """The evidence of ``pick --skip-empty`` on the data its cut was chosen on (no evaluation set).
 
-    python bench/empty_evidence.py                # about 5 minutes on 2 cores
-    python bench/empty_evidence.py --table-only   # rewrite the .md from the JSON
+Study, decided 2026-12-02: the cut of ``pick --skip-empty`` (``EmptySettings``: 3 standard
+errors, the largest evidence over 4 LoG scales x 3 levels), and that the test is an option,
+not the default: weak, crowded real particles fall below it too.
+
+    python bench/studies/empty_evidence.py                # about 5 minutes on 2 cores
+    python bench/studies/empty_evidence.py --table-only   # rewrite the .md from the JSON
 
 The empty-micrograph test (``cryosegnet.postprocessing.empty_micrographs``) keeps no pick on a
 micrograph whose particle evidence (dark LoG blobs against the same micrograph's bright ones, in
@@ -20,9 +24,13 @@ read here; their figures are in ``compare_peers`` (BENCHMARKS.md, "Empty microgr
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/: benchlib
+
 import argparse
 import json
-from pathlib import Path
 
 import numpy as np
 import torch

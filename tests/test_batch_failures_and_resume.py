@@ -1,7 +1,7 @@
 """Batch robustness: bad micrographs, failing writes and interruptions lose no work.
 
 These drive :func:`pick_batch` with a stub picker (no U-Net), so they test the orchestration
-alone and run in milliseconds; the real pipeline is exercised in test_robustness_cli.py.
+alone and run in milliseconds; the real pipeline is exercised in test_cli_pick_bad_input.py.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Picture of what the picker did on one micrograph: denoised image with picks, and the U-Net map.
 
-    python bench/show_picks.py ../shared/data/real/unlabeled-raw/epu2.9_example.mrc \
+    python bench/tools/show_picks.py ../shared/data/real/unlabeled-raw/epu2.9_example.mrc \
         -o docs/img/epu_picks.jpg
 
 A thin wrapper over ``cryosegnet show MICROGRAPH --map --stage peaks`` (the library function

@@ -1,12 +1,12 @@
 """Choose the hybrid stage's settings on the apoferritin train split and held-out simulations.
 
-Study, decided: ``unet_weight`` 5 and a LoG scale of 0.7 x the particle diameter
+Study, decided 2026-12-02: ``unet_weight`` 5 and a LoG scale of 0.7 x the particle diameter
 (``HybridSettings.log_scale``). Its stored results also chose a 1.2 x factor for sizes
 estimated from the U-Net map; that factor fitted one protein only and is gone: every size
 now takes one code path (bench/size_estimate.py). The sweep below is over the settings that
 remain.
 
-    python bench/hybrid_stage.py --json bench/results/hybrid_stage.json
+    python bench/studies/hybrid_stage.py --json bench/results/hybrid_stage.json
 
 The hybrid stage (``cryosegnet.masks.hybrid``) takes dark blobs of the denoised image as
 candidates and scores them by their LoG response plus ``unet_weight`` x the U-Net's
@@ -26,16 +26,20 @@ F1 at the stage's default threshold (``DEFAULT_THRESHOLDS``).
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/: benchlib
+
 import argparse
 import json
 from dataclasses import replace
 
 import numpy as np
 import pandas as pd
-from benchlib import RESULTS, apoferritin_labels, command_line, fmt
+from benchlib import RESULTS, apoferritin_maps, command_line, fmt
 
 from cryosegnet.evaluation import evaluate_picks
-from cryosegnet.io.micrographs import read_micrograph
 from cryosegnet.masks.hybrid import HybridBlobGenerator, HybridSettings
 from cryosegnet.masks.peaks import PeakMaskGenerator
 from cryosegnet.picking.config import DEFAULT_THRESHOLDS, PickerConfig
@@ -59,17 +63,6 @@ def variants() -> list[tuple[str, object, str]]:
 
 def _name(settings: HybridSettings) -> str:
     return f"hybrid weight {settings.unet_weight:g}, LoG scale {settings.log_scale:g}"
-
-
-def apoferritin_inputs(picker: Picker) -> tuple[list[tuple], dict]:
-    """(name, denoised, U-Net map, micrograph shape) of the train split, and its labels."""
-    paths, labels = apoferritin_labels("train", DIAMETER)
-    inputs = []
-    for path in paths:
-        image = read_micrograph(path).data
-        denoised = picker.preprocess(image)
-        inputs.append((path.stem, denoised, picker.probability_maps([denoised])[0], image.shape))
-    return inputs, labels
 
 
 def simulated_inputs(picker: Picker, n: int, empty: int) -> tuple[list[tuple], dict, list]:
@@ -111,7 +104,7 @@ def main() -> None:
             handle.write(markdown(record))
         return
     base = Picker(device="cpu", stage="peaks")
-    apo, apo_labels = apoferritin_inputs(base)
+    apo, apo_labels = apoferritin_maps(base)
     sims, sim_labels, empties = simulated_inputs(base, args.n, args.empty)
     rows = []
     for name, stage, key in variants():

@@ -1,6 +1,11 @@
 """Does self-training on unlabelled real micrographs help? (``cryosegnet.training.adapt``)
 
-    python bench/adapt_selftraining.py --split train --json bench/results/adapt_selftraining.json
+Study, negative, 2026-12-02: self-training does not help with the diameter estimated (best F1
+0.528 -> 0.535, AUPRC 0.439 -> 0.415) and hurts when told the diameter; it stays a library
+function (``cryosegnet.training.adapt``), not a command.
+
+    python bench/studies/adapt_selftraining.py --split train \
+        --json bench/results/adapt_selftraining.json
 
 Adapts the shipped model to the apoferritin micrographs of ``--split`` without reading a label
 (the confident picks are pseudo-particles, the unsure ones are ignored, the rest background),
@@ -11,9 +16,13 @@ for scoring only). The design was looked at on the ``train`` split only.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/: benchlib
+
 import argparse
 import json
-from pathlib import Path
 
 from benchlib import REPO, apoferritin_labels, command_line
 
