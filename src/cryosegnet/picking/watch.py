@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cryosegnet.errors import CryoSegNetError
 from cryosegnet.io.layout import coordinate_path
@@ -171,22 +172,29 @@ def watch_folder(
         settle,
         timeout,
     )
+    loop = _WatchLoop(
+        picker, folder, outdir, settle, interval, timeout, batch_size, clock, sleep, pick,
+        batch_options,
+    )  # fmt: skip
     with sigterm_stops_the_run(), _timed(summary, clock, start):
-        return _watch(  # until idle, or stopped (Ctrl-C, SIGTERM)
-            picker,
-            folder,
-            outdir,
-            settle,
-            interval,
-            timeout,
-            batch_size,
-            clock,
-            sleep,
-            pick,
-            batch_options,
-            summary,
-            start,
-        )
+        return _watch(loop, summary, start)  # until idle, or stopped (Ctrl-C, SIGTERM)
+
+
+@dataclass(frozen=True)
+class _WatchLoop:
+    """What :func:`watch_folder` was asked, handed to its loop as one value."""
+
+    picker: Any  # a Picker, or a stand-in with its interface (tests, the Dask path)
+    folder: Path
+    outdir: Path
+    settle: float
+    interval: float
+    timeout: float
+    batch_size: int
+    clock: Callable[[], float]
+    sleep: Callable[[float], None]
+    pick: Callable[[list[Path]], BatchSummary] | None
+    batch_options: dict
 
 
 @contextlib.contextmanager
@@ -198,22 +206,10 @@ def _timed(summary: WatchSummary, clock: Callable[[], float], start: float) -> I
         summary.seconds = clock() - start
 
 
-def _watch(
-    picker,
-    folder,
-    outdir,
-    settle,
-    interval,
-    timeout,
-    batch_size,
-    clock,
-    sleep,
-    pick,
-    batch_options,
-    summary,
-    start,
-) -> WatchSummary:
+def _watch(loop: _WatchLoop, summary: WatchSummary, start: float) -> WatchSummary:
     """:func:`watch_folder`'s loop: scan, pick what settled, stop when idle or asked to."""
+    picker, folder, outdir, clock = loop.picker, loop.folder, loop.outdir, loop.clock
+    pick, batch_options = loop.pick, loop.batch_options
     options = picker_options(picker)
     overwrite = bool(batch_options.get("overwrite", False))
     # What pick_batch records per micrograph (an Å diameter adds its pixel size's source).
@@ -227,7 +223,7 @@ def _watch(
     try:
         while True:
             now = clock()
-            ready, settling = _settled_files(folder, pending, handled, now, settle)
+            ready, settling = _settled_files(folder, pending, handled, now, loop.settle)
             if settling:
                 last_activity = now  # a new file, or one still settling, keeps the watch alive
             # Files already picked (a restart): one call skips them all (writing any format
@@ -239,7 +235,7 @@ def _watch(
             ]
             todo = [p for p in ready if p not in done]
             chunks = [done] if done else []
-            step = max(1, batch_size)
+            step = max(1, loop.batch_size)
             chunks += [todo[i : i + step] for i in range(0, len(todo), step)]
             for chunk in chunks:
                 batch = (
@@ -255,10 +251,10 @@ def _watch(
                     return summary
             if todo:
                 last_activity = clock()
-            if clock() - last_activity >= timeout:
-                log.info("watch: nothing new in %s for %g s, stopping", folder, timeout)
+            if clock() - last_activity >= loop.timeout:
+                log.info("watch: nothing new in %s for %g s, stopping", folder, loop.timeout)
                 return summary
-            sleep(interval)
+            loop.sleep(loop.interval)
     except STOP_REQUESTS:
         summary.interrupted = True
         return summary
