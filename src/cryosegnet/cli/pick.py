@@ -9,6 +9,7 @@ import logging
 import sys
 from pathlib import Path
 
+from cryosegnet.cli import refine_options
 from cryosegnet.errors import CryoSegNetError
 from cryosegnet.io.micrographs import find_micrographs
 from cryosegnet.masks.registry import STAGE_REGISTRY
@@ -132,6 +133,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "classes there, as 'cryosegnet classify OUTPUT -o CLASSES_DIR --auto' with its "
         "defaults (not with --watch)",
     )
+    refine_options.add_arguments(p)
     p.add_argument(
         "--size-per-micrograph",
         action="store_true",
@@ -303,6 +305,7 @@ def run(args: argparse.Namespace) -> int:
         raise CryoSegNetError(
             "--classify: a watch never ends; run cryosegnet classify on its output instead"
         )
+    refine_options.check_arguments(args)
     if args.size_per_micrograph and diameter is not None:
         raise CryoSegNetError("--size-per-micrograph: the diameter is given, so no size is read")
     if args.diameter_range is not None:
@@ -374,7 +377,14 @@ def run(args: argparse.Namespace) -> int:
             pixel_sizes=pixel_sizes,
             names=names,
         )
-        return _classify_after(args, code)
+        code = _classify_after(args, code)
+        return refine_options.refine_after(
+            args,
+            code,
+            micrographs,
+            picker_kwargs,
+            _repick_options(args, angstrom, pixel_sizes, names),
+        )
     if args.watch:
         return _run_watch(
             args, picker, formats, diameter_angstrom=angstrom, pixel_sizes=pixel_sizes
@@ -395,7 +405,22 @@ def run(args: argparse.Namespace) -> int:
         names=names,
         should_stop=getattr(args, "should_stop", None),
     )
-    return _classify_after(args, finish_run(summary, problems))
+    code = _classify_after(args, finish_run(summary, problems))
+    return refine_options.refine_after(
+        args, code, micrographs, picker_kwargs, _repick_options(args, angstrom, pixel_sizes, names)
+    )
+
+
+def _repick_options(args: argparse.Namespace, angstrom, pixel_sizes, names) -> dict:
+    """``pick_batch`` options of ``--refine``'s re-picks: this run's, in this process."""
+    return dict(
+        batch_size=max(1, args.batch_size),
+        workers=max(1, args.workers),
+        debug=args.debug,
+        diameter_angstrom=angstrom,
+        pixel_sizes=pixel_sizes,
+        names=names,
+    )
 
 
 def _classify_after(args: argparse.Namespace, code: int) -> int:
