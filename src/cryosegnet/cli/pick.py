@@ -280,6 +280,7 @@ def run(args: argparse.Namespace) -> int:
     _check_device(args.device)
     if not str(args.output).strip():
         raise CryoSegNetError("-o/--output: empty folder name")
+    refine_options.check_arguments(args)
     if args.watch and args.inputs:
         raise CryoSegNetError("--watch DIR takes the place of INPUTS: give one or the other")
     if not args.watch and not args.inputs:
@@ -305,7 +306,6 @@ def run(args: argparse.Namespace) -> int:
         raise CryoSegNetError(
             "--classify: a watch never ends; run cryosegnet classify on its output instead"
         )
-    refine_options.check_arguments(args)
     if args.size_per_micrograph and diameter is not None:
         raise CryoSegNetError("--size-per-micrograph: the diameter is given, so no size is read")
     if args.diameter_range is not None:
