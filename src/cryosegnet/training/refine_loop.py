@@ -43,7 +43,7 @@ import pandas as pd
 from cryosegnet.classification.settings import ClassifySettings, SelectionSettings
 from cryosegnet.errors import CryoSegNetError, SettingsError
 from cryosegnet.training.dataset import TrainingSample
-from cryosegnet.training.finetune import FINETUNE_DEFAULTS
+from cryosegnet.training.finetune import finetune_config
 
 log = logging.getLogger("cryosegnet")
 
@@ -52,6 +52,9 @@ MODEL_NAME = "model.pt"
 PICKS_FOLDER = "picks"
 RECORD_NAME = "refine.json"
 BAD_LIST = "bad_micrographs.txt"
+
+# The fine-tuning recipe's defaults (learning rate, crops, target disks) are the loop's too.
+_FINETUNE = finetune_config()
 
 
 @dataclass(frozen=True)
@@ -91,7 +94,8 @@ class RefineSettings:
         Keep the picks of flagged micrographs in the output (they still give no positive).
     epochs, steps_per_epoch, lr, crop, batch_size, target_fraction : int or float
         The fine-tuning of each round (:func:`cryosegnet.training.finetune.finetune_config`):
-        short, since the previous round's model is the start.
+        short (100 steps: a few minutes of the 2-core CPU), since the previous round's model
+        is the start.
     seed : int
         Seed of the crops (round r uses ``seed + r``) and of the classification.
     """
@@ -107,12 +111,12 @@ class RefineSettings:
     bad_fraction: float = 0.9
     min_triage_picks: int = 5
     keep_bad: bool = False
-    epochs: int = 8
+    epochs: int = 4
     steps_per_epoch: int = 25
-    lr: float = float(FINETUNE_DEFAULTS["lr"])
-    crop: int = int(FINETUNE_DEFAULTS["crop"])
-    batch_size: int = int(FINETUNE_DEFAULTS["batch_size"])
-    target_fraction: float = float(FINETUNE_DEFAULTS["target_fraction"])
+    lr: float = _FINETUNE.lr
+    crop: int = _FINETUNE.crop
+    batch_size: int = _FINETUNE.batch_size
+    target_fraction: float = _FINETUNE.target_fraction
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -511,7 +515,7 @@ def refine_picks(
     from cryosegnet.classification.pipeline import classify_picks
     from cryosegnet.model.checkpoint import export_model
     from cryosegnet.picking.batch import pick_batch
-    from cryosegnet.training.finetune import finetune, finetune_config
+    from cryosegnet.training.finetune import finetune
 
     settings = settings or RefineSettings()
     say = log_fn or log.info
