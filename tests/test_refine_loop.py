@@ -183,8 +183,8 @@ def test_targets_mark_kept_picks_rejected_picks_and_far_ice_and_ignore_the_rest(
 def test_refine_settings_are_checked():
     with pytest.raises(SettingsError, match="rounds"):
         RefineSettings(rounds=0)
-    with pytest.raises(SettingsError, match="bad fraction"):
-        RefineSettings(bad_fraction=0.0)
+    with pytest.raises(SettingsError, match="bad share"):
+        RefineSettings(bad_share=0.0)
 
 
 def test_refine_options_that_cannot_apply_are_errors(tmp_path, capsys):

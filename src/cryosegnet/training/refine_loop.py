@@ -6,8 +6,9 @@ Topaz on them, pick again). Here it runs without a label:
 
 1. classify the current picks in 2D (:func:`cryosegnet.classification.pipeline.classify_picks`)
    and keep the members of the classes ``--auto`` passes that beat the noise decoys;
-2. triage: a micrograph whose picks almost all fall outside the kept set is flagged empty or
-   bad; it gives no positive, and no pick in the output unless ``keep_bad``;
+2. triage: a micrograph whose picks almost all fall outside the kept set (compared with the
+   batch's other micrographs) is flagged empty or bad; it gives no positive, and no pick in
+   the output unless ``keep_bad``;
 3. make one training sample per micrograph: the kept picks, moved by their class alignment
    shift onto the particle's centre, are the positives; the picks of rejected classes and the
    ice farther than ``background_margin`` diameters from any kept pick are the negatives;
@@ -85,9 +86,11 @@ class RefineSettings:
         Distance from a kept pick's centre, in particle diameters, within which the ice is
         ignored rather than called background: a touching neighbour the picker missed sits
         there.
-    bad_fraction : float
-        A micrograph with at least ``min_triage_picks`` picks of which at least this share is
-        not kept is flagged empty or bad.
+    bad_share : float
+        A micrograph with at least ``min_triage_picks`` picks is flagged empty or bad when the
+        share of its picks that is kept is under ``bad_share`` x the batch's median share. The
+        share is relative: at the default threshold most picks of a good micrograph can be junk
+        (on simulations with junk, 85 %), while those of an empty one are all junk.
     min_triage_picks : int
         Fewer picks than this say too little to judge a micrograph (it is not flagged).
     keep_bad : bool
@@ -108,7 +111,7 @@ class RefineSettings:
     rejected_negatives: bool = True
     background_negatives: bool = True
     background_margin: float = 1.0
-    bad_fraction: float = 0.9
+    bad_share: float = 0.2
     min_triage_picks: int = 5
     keep_bad: bool = False
     epochs: int = 4
@@ -124,7 +127,7 @@ class RefineSettings:
             (self.rounds >= 1, "refine: rounds must be at least 1"),
             (0.0 <= self.min_change < 1.0, "refine: min change must be in [0, 1)"),
             (self.background_margin >= 0.5, "refine: background margin: at least 0.5 diameter"),
-            (0.0 < self.bad_fraction <= 1.0, "refine: bad fraction must be in (0, 1]"),
+            (0.0 < self.bad_share <= 1.0, "refine: bad share must be in (0, 1]"),
             (self.min_triage_picks >= 1, "refine: min triage picks must be at least 1"),
             (self.epochs >= 1 and self.steps_per_epoch >= 1, "refine: epochs, steps >= 1"),
             (self.lr > 0 and self.batch_size >= 1, "refine: lr > 0 and batch size >= 1"),
@@ -194,11 +197,13 @@ def judge_classification(folder: str | os.PathLike, settings: RefineSettings) ->
         unsure=in_kept & ~above,
         rejected=~in_kept,
     )
-    bad = []
-    for stem, rows in particles.groupby("stem", sort=True):
-        if len(rows) >= settings.min_triage_picks:
-            if (~rows["kept"]).mean() >= settings.bad_fraction:
-                bad.append(str(stem))
+    shares = {
+        str(stem): float(rows["kept"].mean())
+        for stem, rows in particles.groupby("stem", sort=True)
+        if len(rows) >= settings.min_triage_picks
+    }
+    typical = float(np.median(list(shares.values()))) if shares else 0.0
+    bad = [stem for stem, share in shares.items() if share < settings.bad_share * typical]
     return RoundJudgement(particles, kept_classes, bad, float(record["diameter_px"]))
 
 
