@@ -13,7 +13,7 @@ nothing is chosen on them). Where no class passes the selection the loop refuses
 recorded.
 The wall time and peak RSS of each loop are recorded (cost).
 
-    python bench/refine.py [--quick] [--parts sims,apoferritin]
+    python bench/refine.py [--quick] [--parts sims,apoferritin] [--reuse]
 
 Figures go to bench/results/refine.json and refine.md.
 """
@@ -78,8 +78,18 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_loop(name: str, micrographs: list[Path], labels: dict, settings) -> dict:
-    """Pick with the shipped model, refine, and score every round."""
+def run_loop(name: str, micrographs: list[Path], labels: dict, settings, reuse: bool) -> dict:
+    """Pick with the shipped model, refine, and score every round (``reuse``: the figures of
+    an earlier run of the same set, from its ``result.json``)."""
+    saved = WORK / name / "result.json"
+    if reuse and saved.is_file():
+        return json.loads(saved.read_text())
+    out = _run_loop(name, micrographs, labels, settings)
+    saved.write_text(json.dumps(out, indent=1, default=str) + "\n")
+    return out
+
+
+def _run_loop(name: str, micrographs: list[Path], labels: dict, settings) -> dict:
     from cryosegnet.errors import CryoSegNetError
     from cryosegnet.picking.batch import pick_batch
     from cryosegnet.picking.config import DEFAULT_THRESHOLDS
@@ -136,21 +146,21 @@ def run_loop(name: str, micrographs: list[Path], labels: dict, settings) -> dict
     return out
 
 
-def sims(n: int, seed: int, settings) -> dict:
+def sims(n: int, seed: int, settings, reuse: bool) -> dict:
     from classify import simulate
 
     sim = WORK / f"sim{seed}_{n}"
     if not (sim / "micrographs.csv").is_file():
         simulate(sim, n, seed)
     micrographs = sorted(sim.glob("*.mrc"))
-    return run_loop(f"sims_seed{seed}_{n}", micrographs, _labels_of_sims(sim), settings)
+    return run_loop(f"sims_seed{seed}_{n}", micrographs, _labels_of_sims(sim), settings, reuse)
 
 
-def apoferritin(split: str, settings) -> dict:
+def apoferritin(split: str, settings, reuse: bool) -> dict:
     from benchlib import apoferritin_labels
 
     paths, labels = apoferritin_labels(split)
-    return run_loop(f"apoferritin_{split}", paths, labels, settings)
+    return run_loop(f"apoferritin_{split}", paths, labels, settings, reuse)
 
 
 def fmt3(value) -> str:
@@ -203,6 +213,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer simulated micrographs")
     parser.add_argument("--parts", default="sims,apoferritin")
     parser.add_argument("--seed", type=int, default=23)
+    parser.add_argument(
+        "--reuse", action="store_true", help="take the figures of sets already run from WORK"
+    )
     args = parser.parse_args()
     from dataclasses import asdict
 
@@ -215,10 +228,13 @@ def main() -> None:
     results.update(command=command_line(args), settings=asdict(settings))
     if "sims" in parts:
         n = 8 if args.quick else 16
-        results["runs"]["simulated, junk and empty fields"] = sims(n, args.seed, settings)
+        name = "simulated, junk and empty fields"
+        results["runs"][name] = sims(n, args.seed, settings, args.reuse)
     if "apoferritin" in parts:
         for split in ("train", "test"):
-            results["runs"][f"apoferritin {split}"] = apoferritin(split, settings)
+            results["runs"][f"apoferritin {split}"] = apoferritin(split, settings, args.reuse)
+    if path.is_file():  # another part may have finished meanwhile: keep its runs
+        results["runs"] = {**json.loads(path.read_text())["runs"], **results["runs"]}
     path.write_text(json.dumps(results, indent=1, default=str) + "\n")
     (RESULTS / "refine.md").write_text(markdown(results))
     print(markdown(results))

@@ -197,3 +197,15 @@ def test_refine_options_that_cannot_apply_are_errors(tmp_path, capsys):
     assert main([*base, "--refine", str(tmp_path / "out" / "refine")]) != 0
     assert "beside the output folder" in capsys.readouterr().err
     assert main([*base[:2], "--watch", str(mics), "-o", "o", "--refine", "r"]) != 0
+
+
+def test_pick_refine_hands_its_picks_to_the_loop_and_reuses_its_options(tmp_path, monkeypatch):
+    from cryosegnet.cli import refine_options
+
+    monkeypatch.setattr(refine_options, "DEFAULTS", FAST)
+    mics, options = _session(tmp_path)
+    args = ["pick", str(mics[0].parent), "-o", str(tmp_path / "picks"), "--device", "cpu"]
+    args += ["--model", str(options["model"]), "--stage", "log", "--diameter", str(DIAMETER)]
+    assert main([*args, "--refine", str(tmp_path / "refine"), "--refine-rounds", "1"]) == 0
+    assert (tmp_path / "refine" / MODEL_NAME).is_file()
+    assert (tmp_path / "refine" / "round1" / "picks" / "autopick.star").is_file()

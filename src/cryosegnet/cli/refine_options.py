@@ -114,7 +114,6 @@ def refine_after(
     """
     if not args.refine or code == 130:
         return code
-    from cryosegnet.classification.settings import ClassifySettings
     from cryosegnet.picking.picker import Picker
     from cryosegnet.training.refine_loop import refine_picks
 
@@ -122,7 +121,7 @@ def refine_after(
         DEFAULTS,
         rounds=args.refine_rounds if args.refine_rounds is not None else DEFAULTS.rounds,
         keep_bad=args.keep_bad,
-        classify=ClassifySettings(device=args.device or "auto"),
+        classify=dataclasses.replace(DEFAULTS.classify, device=args.device or "auto"),
     )
 
     def make_picker(model: Path | None) -> Picker:
