@@ -45,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="N",
         help=f"--refine: at most N fine-tunings (default: {DEFAULTS.rounds}); it stops earlier "
-        f"when the kept picks change by less than {DEFAULTS.min_change:.0%} between rounds",
+        f"when the kept picks change by less than {DEFAULTS.min_change * 100:g} %% between rounds",
     )
     group.add_argument(
         "--keep-bad",
