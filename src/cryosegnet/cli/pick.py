@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from cryosegnet.cli import refine_options
 from cryosegnet.errors import CryoSegNetError
 from cryosegnet.io.layout import COMBINED_STAR, INDEX_STAR, OUTPUT_FORMATS
 from cryosegnet.io.micrographs import find_micrographs
@@ -139,6 +140,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "classes there, as 'cryosegnet classify OUTPUT -o CLASSES_DIR --auto' with its "
         "defaults (not with --watch)",
     )
+    refine_options.add_arguments(p)
     p.add_argument(
         "--size-per-micrograph",
         action="store_true",
@@ -301,7 +303,8 @@ def run(args: argparse.Namespace, should_stop: Callable[[], bool] | None = None)
         _describe_size(args, job, picker),
     )
     summary = run_pick(job, should_stop, picker=picker)
-    return _classify_after(args, finish_run(summary, problems))
+    code = _classify_after(args, finish_run(summary, problems))
+    return refine_options.refine_after(args, code, job)
 
 
 def job_from_args(args: argparse.Namespace) -> tuple[PickJob, list[str]]:
@@ -318,6 +321,7 @@ def job_from_args(args: argparse.Namespace) -> tuple[PickJob, list[str]]:
     _check_device(args.device)
     if not str(args.output).strip():
         raise CryoSegNetError("-o/--output: empty folder name")
+    refine_options.check_arguments(args)
     if args.watch and args.inputs:
         raise CryoSegNetError("--watch DIR takes the place of INPUTS: give one or the other")
     if not args.watch and not args.inputs:

@@ -53,6 +53,11 @@ class TrainingSample:
     unsure_x: np.ndarray = field(default_factory=lambda: np.zeros(0))
     unsure_y: np.ndarray = field(default_factory=lambda: np.zeros(0))
     unsure_diameter: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    # Pixels known to be background (working resolution, bool), or None: every pixel that is
+    # no particle is background (labels). Given, the other non-particle pixels are ignored by
+    # the loss: a label-free run knows its rejected picks and the ice far from its kept picks
+    # are background, not that every pixel it did not keep is (training/refine_loop.py).
+    known_background: np.ndarray | None = field(default=None, repr=False)
     # Target disks are this fraction of each particle's diameter (TrainConfig.target_fraction).
     target_fraction: float = 1.0
     _target: np.ndarray | None = field(default=None, repr=False)
@@ -60,7 +65,8 @@ class TrainingSample:
     @property
     def target(self) -> np.ndarray:
         """Disk mask (uint8) of the particles, the paper's segmentation target: 1 particle,
-        0 background, :data:`IGNORE` where the loss must not look (unsure disks, whole size).
+        0 background, :data:`IGNORE` where the loss must not look (unsure disks, whole size;
+        outside ``known_background`` when it is given).
         With ``target_fraction`` < 1 the disks are the particles' centres only."""
         if self._target is None:
             diameter = self.diameter * self.target_fraction
@@ -70,6 +76,8 @@ class TrainingSample:
                     self.image.shape, self.unsure_x, self.unsure_y, self.unsure_diameter
                 )
                 target[unsure & (target == 0)] = IGNORE
+            if self.known_background is not None:
+                target[(target == 0) & ~self.known_background] = IGNORE
             self._target = target
         return self._target
 

@@ -1,0 +1,773 @@
+"""The label-free refinement loop: pick -> 2D classes -> keep the good ones -> fine-tune -> re-pick.
+
+The shipped U-Net learnt from simulations; the user's own micrographs are the real training set.
+Practitioners run this loop by hand (blob picks, 2D classes, select the good classes, train
+Topaz on them, pick again). Here it runs without a label:
+
+1. classify the current picks in 2D (:func:`cryosegnet.classification.pipeline.classify_picks`)
+   and keep the members of the classes ``--auto`` passes that beat the noise decoys;
+2. triage: a micrograph whose picks almost all fall outside the kept set (compared with the
+   batch's other micrographs) is flagged empty or bad; it gives no positive, and no pick in
+   the output unless ``keep_bad``;
+3. make one training sample per micrograph: the kept picks, moved by their class alignment
+   shift onto the particle's centre, are the positives; the picks of rejected classes and the
+   ice farther than ``background_margin`` diameters from any kept pick are the negatives;
+   everything else (kept-class picks under the decoys, the surroundings of kept picks, where a
+   missed neighbour may sit) is ignored by the loss;
+4. fine-tune the U-Net on them with the fine-tuning recipe (:mod:`.finetune`);
+5. pick again with the new model and go back to 1.
+
+It stops after ``rounds`` fine-tunings, or earlier when the kept set changes by less than
+``min_change`` from one round to the next (the classes agree with the model: another round
+would teach it what it already picks). When no class passes the selection in the first round
+there is nothing to learn from: the loop says so and stops, writing no model. The last round's
+model is exported beside the final picks as a self-describing checkpoint
+(:func:`cryosegnet.model.checkpoint.export_model`) that ``cryosegnet pick --model`` reuses on
+the next data collection of the same sample.
+
+Self-training on the picker's own confident picks failed (:mod:`.adapt`: they were only about
+half right); the 2D classes are the stricter judge that this loop relies on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cryosegnet.classification.settings import ClassifySettings, SelectionSettings
+from cryosegnet.errors import CryoSegNetError, SettingsError
+from cryosegnet.training.dataset import TrainingSample
+from cryosegnet.training.finetune import finetune_config
+
+log = logging.getLogger("cryosegnet")
+
+#: Files and folders of a refinement folder.
+MODEL_NAME = "model.pt"
+PICKS_FOLDER = "picks"
+RECORD_NAME = "refine.json"
+BAD_LIST = "bad_micrographs.txt"
+
+# The fine-tuning recipe's defaults (learning rate, crops, target disks) are the loop's too.
+_FINETUNE = finetune_config()
+
+
+@dataclass(frozen=True)
+class RefineSettings:
+    """How the loop selects, what it trains on and when it stops; every default is here once.
+
+    Attributes
+    ----------
+    rounds : int
+        Most fine-tunings (each followed by a re-pick and a classification of its picks).
+    min_change : float
+        Stop early when the kept set changed by less than this fraction from one round to the
+        next (1 - the share of kept picks of either round with a kept pick of the other within
+        a quarter diameter).
+    classify : ClassifySettings
+        The 2D classification of every round.
+    selection : SelectionSettings
+        What a class needs to be kept (``--auto``'s thresholds).
+    recentre : bool
+        Move positives by their class alignment shift (the particle's centre as the class
+        average places it) instead of training on the picks where they were.
+    rejected_negatives : bool
+        Picks in rejected classes are background in the targets.
+    background_negatives : bool
+        Ice farther than ``background_margin`` diameters from every kept pick is background.
+        Without it (and without ``rejected_negatives``) only the positives teach.
+    background_margin : float
+        Distance from a kept pick's centre, in particle diameters, within which the ice is
+        ignored rather than called background: a touching neighbour the picker missed sits
+        there.
+    bad_share : float
+        A micrograph with at least ``min_triage_picks`` picks is flagged empty or bad when the
+        share of its picks that is kept is under ``bad_share`` x the batch's median share. The
+        share is relative: at the default threshold most picks of a good micrograph can be junk
+        (on simulations with junk, 85 %), while those of an empty one are all junk.
+    min_triage_picks : int
+        Fewer picks than this say too little to judge a micrograph (it is not flagged).
+    keep_bad : bool
+        Keep the picks of flagged micrographs in the output (they still give no positive).
+    epochs, steps_per_epoch, lr, crop, batch_size, target_fraction : int or float
+        The fine-tuning of each round (:func:`cryosegnet.training.finetune.finetune_config`):
+        short (100 steps: a few minutes of the 2-core CPU), since the previous round's model
+        is the start.
+    seed : int
+        Seed of the crops (round r uses ``seed + r``) and of the classification.
+    """
+
+    rounds: int = 2
+    min_change: float = 0.1
+    classify: ClassifySettings = ClassifySettings()
+    selection: SelectionSettings = SelectionSettings()
+    recentre: bool = True
+    rejected_negatives: bool = True
+    background_negatives: bool = True
+    background_margin: float = 1.0
+    bad_share: float = 0.2
+    min_triage_picks: int = 5
+    keep_bad: bool = False
+    epochs: int = 4
+    steps_per_epoch: int = 25
+    lr: float = _FINETUNE.lr
+    crop: int = _FINETUNE.crop
+    batch_size: int = _FINETUNE.batch_size
+    target_fraction: float = _FINETUNE.target_fraction
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.rounds >= 1, "refine: rounds must be at least 1"),
+            (0.0 <= self.min_change < 1.0, "refine: min change must be in [0, 1)"),
+            (self.background_margin >= 0.5, "refine: background margin: at least 0.5 diameter"),
+            (0.0 < self.bad_share <= 1.0, "refine: bad share must be in (0, 1]"),
+            (self.min_triage_picks >= 1, "refine: min triage picks must be at least 1"),
+            (self.epochs >= 1 and self.steps_per_epoch >= 1, "refine: epochs, steps >= 1"),
+            (self.lr > 0 and self.batch_size >= 1, "refine: lr > 0 and batch size >= 1"),
+            (self.crop >= 32, "refine: crop must be at least 32 px"),
+            (0.0 < self.target_fraction <= 1.0, "refine: target fraction must be in (0, 1]"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise SettingsError(message)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RoundJudgement:
+    """What one classification said about one round's picks.
+
+    Attributes
+    ----------
+    particles : pandas.DataFrame
+        The classification's ``particles.csv`` plus ``stem`` (micrograph file stem), ``kept``
+        (a member of a kept class above the decoys), ``unsure`` (of a kept class, under the
+        decoys) and ``rejected`` (of a rejected class).
+    kept_classes : list of int
+        Classes the selection passed.
+    bad : list of str
+        Stems of the micrographs flagged empty or bad.
+    diameter_px : float
+        Particle diameter the boxes were cut for (micrograph pixels).
+    """
+
+    particles: pd.DataFrame
+    kept_classes: list[int]
+    bad: list[str]
+    diameter_px: float
+
+    @property
+    def n_kept(self) -> int:
+        return int(self.particles["kept"].sum())
+
+
+def judge_classification(folder: str | os.PathLike, settings: RefineSettings) -> RoundJudgement:
+    """Read a classification folder: which picks are kept, unsure, rejected; which micrographs
+    are bad.
+
+    Parameters
+    ----------
+    folder : str or os.PathLike
+        Written by :func:`cryosegnet.classification.pipeline.classify_picks` with ``auto``.
+    settings : RefineSettings
+        The triage thresholds.
+
+    Returns
+    -------
+    RoundJudgement
+    """
+    from cryosegnet.classification.outputs import read_classification
+
+    record, quality, particles = read_classification(folder)
+    kept_classes = sorted(int(c) for c in record.get("auto_selected") or [])
+    in_kept = particles["class"].isin(kept_classes).to_numpy()
+    above = particles["above_decoys"].astype(bool).to_numpy()
+    particles = particles.assign(
+        stem=[Path(str(name)).stem for name in particles["micrograph"]],
+        kept=in_kept & above,
+        unsure=in_kept & ~above,
+        rejected=~in_kept,
+    )
+    shares = {
+        str(stem): float(rows["kept"].mean())
+        for stem, rows in particles.groupby("stem", sort=True)
+        if len(rows) >= settings.min_triage_picks
+    }
+    typical = float(np.median(list(shares.values()))) if shares else 0.0
+    bad = [stem for stem, share in shares.items() if share < settings.bad_share * typical]
+    return RoundJudgement(particles, kept_classes, bad, float(record["diameter_px"]))
+
+
+def kept_change(before: RoundJudgement, after: RoundJudgement) -> float:
+    """How much the kept set moved between two rounds, in [0, 1].
+
+    A kept pick is matched when the other round kept a pick within a quarter diameter of it on
+    the same micrograph; the change is the share of kept picks of both rounds left unmatched.
+
+    Parameters
+    ----------
+    before, after : RoundJudgement
+        Two rounds' judgements.
+
+    Returns
+    -------
+    float
+        0: the same particles kept; 1: nothing in common.
+    """
+    from scipy.spatial import cKDTree
+
+    radius = after.diameter_px / 4
+    a = before.particles[before.particles["kept"]]
+    b = after.particles[after.particles["kept"]]
+    total = len(a) + len(b)
+    if total == 0:
+        return 0.0
+    matched = 0
+    groups_b = dict(tuple(b.groupby("stem")))
+    for stem, rows_a in a.groupby("stem"):
+        rows_b = groups_b.get(stem)
+        if rows_b is None or not len(rows_b):
+            continue
+        xy_a = _centres(rows_a, True)
+        xy_b = _centres(rows_b, True)
+        near_a, _ = cKDTree(xy_b).query(xy_a)
+        near_b, _ = cKDTree(xy_a).query(xy_b)
+        matched += int((near_a <= radius).sum()) + int((near_b <= radius).sum())
+    return 1.0 - matched / total
+
+
+def _centres(rows: pd.DataFrame, recentre: bool) -> np.ndarray:
+    columns = ["recentred_x", "recentred_y"] if recentre else ["x", "y"]
+    return rows[columns].to_numpy(float)
+
+
+def training_sample(
+    name: str,
+    denoised: np.ndarray,
+    scale: tuple[float, float],
+    rows: pd.DataFrame,
+    diameter_px: float,
+    bad: bool,
+    settings: RefineSettings,
+    pixel_size: float | None = None,
+) -> TrainingSample:
+    """One micrograph's pseudo-labelled sample (see the module docstring).
+
+    Parameters
+    ----------
+    name : str
+        The micrograph's name.
+    denoised : numpy.ndarray
+        The micrograph denoised for the model (working resolution, uint8).
+    scale : tuple of float
+        ``(sx, sy)``: working pixels per micrograph pixel along x and y.
+    rows : pandas.DataFrame
+        The micrograph's particles of :attr:`RoundJudgement.particles`.
+    diameter_px : float
+        Particle diameter in micrograph pixels.
+    bad : bool
+        The micrograph was flagged: no positive; every pixel is background when
+        ``background_negatives``.
+    settings : RefineSettings
+        What counts as positive and negative.
+    pixel_size : float, optional
+        Å per micrograph pixel (recorded with the model).
+
+    Returns
+    -------
+    TrainingSample
+    """
+    from cryosegnet.geometry import disk_mask
+
+    sx, sy = scale
+    working_d = diameter_px * (sx + sy) / 2
+    shape = denoised.shape
+
+    def working(selected: pd.DataFrame, recentre: bool) -> tuple[np.ndarray, np.ndarray]:
+        xy = _centres(selected, recentre)
+        return xy[:, 0] * sx, xy[:, 1] * sy
+
+    kept = rows[rows["kept"].to_numpy(bool)] if not bad else rows.iloc[:0]
+    kx, ky = working(kept, settings.recentre)
+    unsure = rows[rows["unsure"].to_numpy(bool) | (bad & rows["kept"].to_numpy(bool))]
+    if bad and settings.background_negatives:
+        unsure = unsure.iloc[:0]  # a flagged micrograph is background throughout
+    ux, uy = working(unsure, False)
+    known = np.zeros(shape, dtype=bool)
+    if settings.background_negatives:
+        if bad:
+            known[:] = True
+        else:
+            near = disk_mask(shape, kx, ky, 2 * settings.background_margin * working_d)
+            known |= ~near
+    if settings.rejected_negatives:
+        rejected = rows[rows["rejected"].to_numpy(bool)]
+        rx, ry = working(rejected, False)
+        known |= disk_mask(shape, rx, ry, working_d)
+    return TrainingSample(
+        name=name,
+        image=denoised,
+        x=kx,
+        y=ky,
+        diameter=np.full(len(kx), working_d),
+        source="pseudo",
+        scale=(sx + sy) / 2,
+        pixel_size=pixel_size,
+        unsure_x=ux,
+        unsure_y=uy,
+        unsure_diameter=np.full(len(ux), working_d),
+        known_background=known,
+    )
+
+
+@dataclass
+class RefineRound:
+    """One round's record (round 0 judges the picks the loop started from).
+
+    Attributes
+    ----------
+    round : int
+        0 for the starting picks, r for the picks of the model of the r-th fine-tuning.
+    picks : str
+        The picks folder judged.
+    classes : str
+        Its classification folder.
+    n_picks, n_kept : int
+        Picks classified, and kept.
+    kept_classes : list of int
+        Classes the selection passed.
+    bad : list of str
+        Micrographs flagged empty or bad.
+    change : float or None
+        :func:`kept_change` from the previous round (None in round 0).
+    model : str or None
+        The checkpoint that made these picks (None: the starting picks).
+    seconds : dict of str to float
+        Wall time of classification, fine-tuning and picking.
+    """
+
+    round: int
+    picks: str
+    classes: str
+    n_picks: int
+    n_kept: int
+    kept_classes: list[int]
+    bad: list[str]
+    change: float | None = None
+    model: str | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class RefineSummary:
+    """What :func:`refine_picks` did.
+
+    Attributes
+    ----------
+    output : pathlib.Path
+        The refinement folder.
+    rounds : list of RefineRound
+        Every round judged, round 0 first.
+    stop_reason : str
+        Why the loop stopped.
+    model : pathlib.Path or None
+        The refined checkpoint (None when no round trained).
+    picks : pathlib.Path or None
+        The final picks folder.
+    bad : list of str
+        Micrographs flagged in the final round.
+    n_picks : int
+        Picks written to the final folder.
+    failures : dict of str to str
+        Micrographs a re-pick could not use.
+    seconds : float
+        Wall time of the whole loop.
+    """
+
+    output: Path
+    rounds: list[RefineRound]
+    stop_reason: str
+    model: Path | None
+    picks: Path | None
+    bad: list[str]
+    n_picks: int
+    failures: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def text(self) -> str:
+        lines = []
+        for r in self.rounds:
+            change = "" if r.change is None else f", kept set changed {r.change:.0%}"
+            lines.append(
+                f"refine round {r.round}: {r.n_kept} of {r.n_picks} picks kept in classes "
+                f"{','.join(map(str, r.kept_classes)) or '(none)'}{change}"
+            )
+        lines.append(f"stopped: {self.stop_reason}")
+        if self.bad:
+            lines.append(
+                f"flagged empty or bad (picks almost all in rejected classes): {len(self.bad)} "
+                f"micrograph(s): {', '.join(self.bad)}"
+            )
+        if self.picks is not None:
+            lines.append(f"refined picks: {self.n_picks} in {self.picks}")
+        if self.model is not None:
+            lines.append(f"refined model (reuse with pick --model): {self.model}")
+        lines.append(f"refine time: {self.seconds:.0f} s")
+        return "\n".join(lines)
+
+
+class _DenoisedCache:
+    """Each micrograph denoised once for the whole loop (the model's denoising never changes:
+    fine-tuning keeps the starting checkpoint's)."""
+
+    def __init__(self, picker) -> None:
+        self.picker = picker
+        self.images: dict[str, tuple[np.ndarray, tuple[float, float], float | None]] = {}
+
+    def get(self, path: Path) -> tuple[np.ndarray, tuple[float, float], float | None]:
+        from cryosegnet.io.micrographs import read_micrograph
+
+        key = str(path)
+        if key not in self.images:
+            micrograph = read_micrograph(path)
+            denoised = self.picker.preprocess(micrograph.data)
+            scale = (
+                denoised.shape[1] / micrograph.data.shape[1],
+                denoised.shape[0] / micrograph.data.shape[0],
+            )
+            self.images[key] = (denoised, scale, micrograph.pixel_size)
+        return self.images[key]
+
+
+def _by_stem(micrographs: Sequence[Path]) -> dict[str, Path]:
+    stems: dict[str, Path] = {}
+    for path in micrographs:
+        stem = Path(path).stem
+        if stem in stems and stems[stem] != Path(path):
+            raise CryoSegNetError(
+                f"{path}: the refinement pairs micrographs with their picks by file name, and "
+                f"{stems[stem]} has the same one; rename one of them"
+            )
+        stems[stem] = Path(path)
+    return stems
+
+
+def refine_picks(
+    micrographs: Sequence[str | os.PathLike],
+    picks_dir: str | os.PathLike,
+    output: str | os.PathLike,
+    make_picker: Callable[[Path | None], object],
+    start_model: str | os.PathLike | None = None,
+    settings: RefineSettings | None = None,
+    pick_options: Mapping | None = None,
+    device: str = "auto",
+    progress: bool = False,
+    log_fn: Callable[[str], None] | None = None,
+) -> RefineSummary:
+    """Run the label-free loop on picks already made (see the module docstring).
+
+    Parameters
+    ----------
+    micrographs : sequence of path
+        The micrographs that were picked (paired with the picks by file stem).
+    picks_dir : str or os.PathLike
+        The starting picks, a ``cryosegnet pick`` output folder.
+    output : str or os.PathLike
+        Refinement folder to write: ``round<r>/classes`` (each round's classification),
+        ``round<r>/train`` (its fine-tuning run), ``round<r>/picks`` (its model's picks), and
+        at the top ``model.pt``, ``picks/`` (the final picks in ``pick``'s layout, flagged
+        micrographs empty unless ``keep_bad``), ``bad_micrographs.txt`` and ``refine.json``.
+        Must not be inside ``picks_dir`` (nor it inside ``output``).
+    make_picker : callable
+        ``make_picker(checkpoint)``: the picker to re-pick with, from a checkpoint path (None:
+        the starting model); it must pick as the starting picks were made but for the model.
+    start_model : str or os.PathLike, optional
+        Checkpoint the starting picks were made with (default: the shipped model).
+    settings : RefineSettings, optional
+        The loop's settings (default: :class:`RefineSettings()`).
+    pick_options : mapping, optional
+        Keyword arguments of :func:`cryosegnet.picking.batch.pick_batch` for the re-picks
+        (``diameter_angstrom``, ``pixel_sizes``, ``names``, ``batch_size``...).
+    device : str
+        Where fine-tuning runs (``auto``, ``cpu``, ``cuda[:N]``).
+    progress : bool
+        Progress bars (a bar per round, and those of picking, classification and training).
+    log_fn : callable, optional
+        Receives one line per step (default: the ``cryosegnet`` logger).
+
+    Returns
+    -------
+    RefineSummary
+
+    Raises
+    ------
+    CryoSegNetError
+        When no class passes the selection on the starting picks (nothing to train on), the
+        picks are too few to classify, or the folders overlap.
+    """
+    from tqdm import tqdm
+
+    from cryosegnet.classification.outputs import write_pick_folder
+    from cryosegnet.classification.pipeline import classify_picks
+    from cryosegnet.model.checkpoint import export_model
+    from cryosegnet.picking.batch import pick_batch
+    from cryosegnet.training.finetune import finetune
+
+    settings = settings or RefineSettings()
+    say = log_fn or log.info
+    started = time.monotonic()
+    source, out = Path(picks_dir), Path(output)
+    if (
+        out.resolve() == source.resolve()
+        or source.resolve() in out.resolve().parents
+        or out.resolve() in source.resolve().parents
+    ):
+        raise CryoSegNetError(
+            f"{out}: the refinement folder must not be the picks folder {source}, inside it "
+            "or around it"
+        )
+    paths = [Path(p) for p in micrographs]
+    stems = _by_stem(paths)
+    out.mkdir(parents=True, exist_ok=True)
+    cache: _DenoisedCache | None = None
+    failures: dict[str, str] = {}
+    classify_settings = settings.classify
+
+    def classify(round_: int, picks: Path) -> tuple[RoundJudgement, Path, float]:
+        folder = out / f"round{round_}" / "classes"
+        begun = time.monotonic()
+        classify_picks(
+            picks,
+            [str(p) for p in paths],
+            folder,
+            classify_settings,
+            recentre=settings.recentre,
+            auto=True,
+            selection=settings.selection,
+            progress=progress,
+        )
+        return judge_classification(folder, settings), folder, time.monotonic() - begun
+
+    judgement, classes, seconds = classify(0, source)
+    rounds = [
+        RefineRound(
+            0,
+            str(source),
+            str(classes),
+            len(judgement.particles),
+            judgement.n_kept,
+            judgement.kept_classes,
+            judgement.bad,
+            model=str(start_model) if start_model else None,
+            seconds={"classify": round(seconds, 1)},
+        )
+    ]
+    say(_round_line(rounds[0], settings.rounds))
+    if not judgement.kept_classes or judgement.n_kept == 0:
+        _write_record(out, settings, rounds, "no class kept", None, None)
+        raise CryoSegNetError(
+            f"{classes}: no class of the {len(judgement.particles)} starting picks passes the "
+            "automatic selection, so there is nothing to train on and no model was written; "
+            "look at class_averages.png there (off-centre or wrong-size picks make blurred "
+            "averages: try --diameter), or select classes by hand with cryosegnet select"
+        )
+    current_model: Path | None = Path(start_model) if start_model else None
+    final, final_picks = judgement, source
+    stop_reason = f"{settings.rounds} round(s) done"
+    for round_ in range(1, settings.rounds + 1):
+        bar = tqdm(total=3, desc=f"refine round {round_}/{settings.rounds}", disable=not progress)
+        times: dict[str, float] = {}
+        begun = time.monotonic()
+        picker = make_picker(current_model)
+        if cache is None:
+            cache = _DenoisedCache(picker)
+        samples = []
+        groups = dict(tuple(final.particles.groupby("stem")))
+        for stem, path in stems.items():
+            rows = groups.get(stem)
+            if rows is None:
+                continue
+            denoised, scale, pixel_size = cache.get(path)
+            samples.append(
+                training_sample(
+                    stem,
+                    denoised,
+                    scale,
+                    rows,
+                    final.diameter_px,
+                    stem in final.bad,
+                    settings,
+                    pixel_size,
+                )
+            )
+        bar.set_postfix_str("fine-tuning")
+        config = finetune_config(
+            epochs=settings.epochs,
+            steps_per_epoch=settings.steps_per_epoch,
+            lr=settings.lr,
+            crop=settings.crop,
+            batch_size=settings.batch_size,
+            target_fraction=settings.target_fraction,
+            val_fraction=0.0,
+            seed=settings.seed + round_,
+            device=device,
+            progress=progress,
+        )
+        run = out / f"round{round_}" / "train"
+        counts = {
+            "positives": int(sum(len(s.x) for s in samples)),
+            "micrographs": len(samples),
+            "flagged": len(final.bad),
+        }
+        say(
+            f"refine round {round_}: fine-tuning on {counts['positives']} kept picks of "
+            f"{counts['micrographs']} micrograph(s)"
+        )
+        result = finetune(
+            samples,
+            [],
+            run,
+            checkpoint=current_model,
+            config=config,
+            metadata={"refine": {"round": round_, **counts, "settings": settings.to_dict()}},
+            log_fn=lambda line: log.debug(line),
+        )
+        times["finetune"] = round(time.monotonic() - begun, 1)
+        bar.update()
+        bar.set_postfix_str("picking")
+        current_model = result.last_path
+        begun = time.monotonic()
+        picks = out / f"round{round_}" / "picks"
+        summary = pick_batch(
+            make_picker(current_model),  # type: ignore[arg-type]
+            paths,
+            picks,
+            progress=progress,
+            **dict(pick_options or {}),
+        )
+        failures.update(summary.failures)
+        times["pick"] = round(time.monotonic() - begun, 1)
+        bar.update()
+        bar.set_postfix_str("classifying")
+        try:
+            judgement, classes, seconds = classify(round_, picks)
+        except CryoSegNetError as exc:
+            bar.close()
+            stop_reason = f"round {round_}'s picks could not be classified ({exc})"
+            break
+        times["classify"] = round(seconds, 1)
+        bar.update()
+        bar.close()
+        change = kept_change(final, judgement)
+        rounds.append(
+            RefineRound(
+                round_,
+                str(picks),
+                str(classes),
+                len(judgement.particles),
+                judgement.n_kept,
+                judgement.kept_classes,
+                judgement.bad,
+                change=change,
+                model=str(current_model),
+                seconds=times,
+            )
+        )
+        say(_round_line(rounds[-1], settings.rounds))
+        if judgement.n_kept == 0:
+            stop_reason = f"no class of round {round_}'s picks passes the selection"
+            break
+        final, final_picks = judgement, picks
+        if change < settings.min_change:
+            stop_reason = (
+                f"the kept set changed {change:.0%} (< {settings.min_change:.0%}) in round {round_}"
+            )
+            break
+    model_path: Path | None = None
+    final_round = next(r for r in rounds if r.picks == str(final_picks))
+    if final_round.round > 0 and final_round.model:
+        model_path = out / MODEL_NAME
+        export_model(
+            final_round.model,
+            model_path,
+            note=f"refined without labels on {len(paths)} micrograph(s), "
+            f"{final_round.round} round(s) of pick, 2D classes and fine-tuning",
+        )
+    particles = final.particles
+    if not settings.keep_bad:
+        particles = particles[~particles["stem"].isin(final.bad)]
+    record, _, _ = _read_record(Path(final_round.classes))
+    final_folder = out / PICKS_FOLDER
+    final_folder.mkdir(parents=True, exist_ok=True)
+    manifest = {
+        "refined": True,
+        "model": str(model_path) if model_path else None,
+        "bad_micrographs": final.bad,
+        "kept_bad": settings.keep_bad,
+    }
+    micrograph_list = [tuple(m) for m in record["micrographs"]]
+    write_pick_folder(final_folder, particles, micrograph_list, False, manifest)  # type: ignore[arg-type]
+    from cryosegnet.io.atomic import atomic_write
+
+    with atomic_write(out / BAD_LIST) as handle:
+        handle.write("".join(f"{stem}\n" for stem in final.bad))
+    _write_record(out, settings, rounds, stop_reason, model_path, final_folder, final.bad)
+    return RefineSummary(
+        output=out,
+        rounds=rounds,
+        stop_reason=stop_reason,
+        model=model_path,
+        picks=final_folder,
+        bad=final.bad,
+        n_picks=len(particles),
+        failures=failures,
+        seconds=time.monotonic() - started,
+    )
+
+
+def _read_record(folder: Path) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
+    from cryosegnet.classification.outputs import read_classification
+
+    return read_classification(folder)
+
+
+def _round_line(r: RefineRound, rounds: int) -> str:
+    change = "" if r.change is None else f"; kept set changed {r.change:.0%}"
+    flagged = f"; {len(r.bad)} micrograph(s) flagged empty or bad" if r.bad else ""
+    return (
+        f"refine round {r.round}/{rounds}: {r.n_kept} of {r.n_picks} picks kept in "
+        f"{len(r.kept_classes)} class(es){change}{flagged}"
+    )
+
+
+def _write_record(
+    out: Path,
+    settings: RefineSettings,
+    rounds: list[RefineRound],
+    stop_reason: str,
+    model: Path | None,
+    picks: Path | None,
+    bad: list[str] | None = None,
+) -> None:
+    from cryosegnet.classification.outputs import write_json
+
+    write_json(
+        out / RECORD_NAME,
+        {
+            "settings": settings.to_dict(),
+            "rounds": [asdict(r) for r in rounds],
+            "stop_reason": stop_reason,
+            "model": str(model) if model else None,
+            "picks": str(picks) if picks else None,
+            "bad_micrographs": bad or [],
+        },
+    )

@@ -1,0 +1,211 @@
+"""The label-free refinement loop (pick --refine): a round end to end, the stop rule, the refusal
+when no class is kept, micrograph triage and the pseudo-labels' targets."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+import pandas as pd
+import pytest
+import starfile
+import torch
+
+from cryosegnet.classification.settings import ClassifySettings, SelectionSettings
+from cryosegnet.cli.main import main
+from cryosegnet.errors import CryoSegNetError, SettingsError
+from cryosegnet.model.checkpoint import load_model, save_checkpoint
+from cryosegnet.model.unet import AttentionUNet, UNetConfig
+from cryosegnet.picking.batch import pick_batch
+from cryosegnet.picking.picker import Picker
+from cryosegnet.preprocessing.denoise import DenoiseSettings
+from cryosegnet.simulation import SimulationConfig, simulate_micrograph
+from cryosegnet.training.dataset import IGNORE
+from cryosegnet.training.refine_loop import (
+    BAD_LIST,
+    MODEL_NAME,
+    RECORD_NAME,
+    RefineSettings,
+    RoundJudgement,
+    kept_change,
+    refine_picks,
+    training_sample,
+)
+
+DIAMETER = 24.0
+# Small and quick: a few classes of small boxes, one short fine-tuning per round.
+FAST = RefineSettings(
+    rounds=2,
+    epochs=1,
+    steps_per_epoch=2,
+    crop=64,
+    batch_size=2,
+    classify=ClassifySettings(
+        n_classes=3, iterations=3, full_iterations=1, working_box=32, decoys=200, device="cpu"
+    ),
+)
+
+
+def _session(root: Path) -> tuple[list[Path], dict]:
+    """Two easy simulated micrographs and one of pure noise (an empty hole); a tiny U-Net."""
+    mics = root / "mics"
+    mics.mkdir(parents=True)
+    config = SimulationConfig(size=256, difficulty="easy", diameter_px=DIAMETER, density="dense")
+    for i in range(2):
+        with mrcfile.new(mics / f"m{i}.mrc") as mrc:
+            mrc.set_data(simulate_micrograph(config, 40 + i).image.astype(np.float32))
+    with mrcfile.new(mics / "empty.mrc") as mrc:
+        noise = np.random.default_rng(0).normal(0, 1, (256, 256))
+        mrc.set_data(noise.astype(np.float32))
+    torch.manual_seed(0)
+    model = root / "tiny.pt"
+    net = AttentionUNet(UNetConfig(base_width=4, depth=5))
+    save_checkpoint(model, net, DenoiseSettings(working_size=256), metadata={"purpose": "test"})
+    # The LoG stage picks the dark blobs whatever the network says: the re-picks repeat the
+    # starting picks, so the kept set cannot change and the stop rule must end the loop.
+    options = {"model": model, "device": "cpu", "stage": "log", "diameter": DIAMETER}
+    return sorted(mics.glob("*.mrc")), options
+
+
+def _picker_factory(options: dict):
+    return lambda model: Picker(**{**options, "model": model or options["model"]})
+
+
+@pytest.fixture(scope="module")
+def refined(tmp_path_factory):
+    root = tmp_path_factory.mktemp("refine")
+    mics, options = _session(root)
+    pick_batch(Picker(**options), mics, root / "picks", progress=False)
+    summary = refine_picks(
+        mics,
+        root / "picks",
+        root / "refine",
+        _picker_factory(options),
+        start_model=options["model"],
+        settings=FAST,
+        device="cpu",
+        log_fn=lambda line: None,
+    )
+    return root, summary, options
+
+
+def test_a_round_runs_end_to_end_and_writes_a_model_pick_loads(refined):
+    root, summary, options = refined
+    assert summary.model == root / "refine" / MODEL_NAME
+    unet, _, payload = load_model(summary.model)
+    assert payload["metadata"]["refine"]["round"] == 1
+    assert payload["metadata"]["refine"]["positives"] > 0
+    picker = Picker(**{**options, "model": summary.model})
+    assert picker.model_diameter == pytest.approx(DIAMETER, rel=0.05)  # the size it learnt
+    assert (root / "refine" / "round1" / "classes" / "classes.csv").is_file()
+    assert (root / "refine" / RECORD_NAME).is_file()
+
+
+def test_the_loop_stops_when_the_kept_set_stops_changing(refined):
+    _, summary, _ = refined
+    assert [r.round for r in summary.rounds] == [0, 1]  # 2 rounds allowed, 1 needed
+    assert summary.rounds[1].change == pytest.approx(0.0)
+    assert "changed 0%" in summary.stop_reason
+
+
+def test_an_empty_micrograph_is_flagged_and_gets_no_picks(refined):
+    root, summary, _ = refined
+    assert "empty" in summary.bad
+    assert "empty" in (root / "refine" / BAD_LIST).read_text().split()
+    final = starfile.read(root / "refine" / "picks" / "particles.star")
+    names = {Path(str(n)).stem for n in final["rlnMicrographName"]}
+    assert "empty" not in names and names  # the others keep their picks
+    assert summary.n_picks == len(final)
+
+
+def test_no_kept_class_is_refused_and_no_model_is_written(tmp_path):
+    mics, options = _session(tmp_path)
+    pick_batch(Picker(**options), mics, tmp_path / "picks", progress=False)
+    strict = replace(FAST, selection=SelectionSettings(min_contrast=1e9))
+    with pytest.raises(CryoSegNetError, match="nothing to train on"):
+        refine_picks(
+            mics,
+            tmp_path / "picks",
+            tmp_path / "refine",
+            _picker_factory(options),
+            settings=strict,
+            device="cpu",
+            log_fn=lambda line: None,
+        )
+    assert not (tmp_path / "refine" / MODEL_NAME).exists()
+    assert not (tmp_path / "refine" / "round1").exists()  # no training was started
+
+
+def _judgement(xy: list[tuple[float, float]], kept: list[bool]) -> RoundJudgement:
+    x, y = np.array(xy, float).T
+    particles = pd.DataFrame(
+        {
+            "stem": "m",
+            "x": x,
+            "y": y,
+            "recentred_x": x,
+            "recentred_y": y,
+            "kept": kept,
+            "unsure": False,
+            "rejected": [not k for k in kept],
+        }
+    )
+    return RoundJudgement(particles, [1], [], diameter_px=40.0)
+
+
+def test_kept_change_counts_kept_picks_without_a_partner_within_a_quarter_diameter():
+    a = _judgement([(50, 50), (150, 50), (250, 50)], [True, True, False])
+    same = _judgement([(52, 51), (149, 50)], [True, True])
+    moved = _judgement([(52, 51), (150, 80)], [True, True])  # the second 30 px away: > d/4
+    assert kept_change(a, same) == pytest.approx(0.0)
+    assert kept_change(a, moved) == pytest.approx(0.5)
+    assert kept_change(a, _judgement([(300, 300)], [False])) == pytest.approx(1.0)
+
+
+def test_targets_mark_kept_picks_rejected_picks_and_far_ice_and_ignore_the_rest():
+    rows = _judgement([(50, 50), (150, 150)], [True, False]).particles
+    image = np.zeros((200, 200), np.uint8)
+    sample = training_sample("m", image, (1.0, 1.0), rows, 40.0, False, FAST)
+    target = sample.target
+    assert target[50, 50] == 1  # a kept pick's centre
+    assert target[50, 50 + 25] == IGNORE  # beside it, within the margin: a neighbour may sit
+    assert target[150, 150] == 0  # a rejected pick
+    assert target[10, 190] == 0  # ice far from every kept pick
+    flagged = training_sample("m", image, (1.0, 1.0), rows, 40.0, True, FAST).target
+    assert (flagged == 0).all()  # a flagged micrograph is background throughout
+    only_rejected = replace(FAST, background_negatives=False)
+    target = training_sample("m", image, (1.0, 1.0), rows, 40.0, False, only_rejected).target
+    assert target[150, 150] == 0 and target[10, 190] == IGNORE
+
+
+def test_refine_settings_are_checked():
+    with pytest.raises(SettingsError, match="rounds"):
+        RefineSettings(rounds=0)
+    with pytest.raises(SettingsError, match="bad share"):
+        RefineSettings(bad_share=0.0)
+
+
+def test_refine_options_that_cannot_apply_are_errors(tmp_path, capsys):
+    mics = tmp_path / "mics"
+    mics.mkdir()
+    base = ["pick", str(mics), "-o", str(tmp_path / "out"), "--device", "cpu"]
+    assert main([*base, "--refine-rounds", "3"]) != 0
+    assert "only with --refine" in capsys.readouterr().err
+    assert main([*base, "--keep-bad"]) != 0
+    assert main([*base, "--refine", str(tmp_path / "out" / "refine")]) != 0
+    assert "beside the output folder" in capsys.readouterr().err
+    assert main([*base[:2], "--watch", str(mics), "-o", "o", "--refine", "r"]) != 0
+
+
+def test_pick_refine_hands_its_picks_to_the_loop_and_reuses_its_options(tmp_path, monkeypatch):
+    from cryosegnet.cli import refine_options
+
+    monkeypatch.setattr(refine_options, "DEFAULTS", FAST)
+    mics, options = _session(tmp_path)
+    args = ["pick", str(mics[0].parent), "-o", str(tmp_path / "picks"), "--device", "cpu"]
+    args += ["--model", str(options["model"]), "--stage", "log", "--diameter", str(DIAMETER)]
+    assert main([*args, "--refine", str(tmp_path / "refine"), "--refine-rounds", "1"]) == 0
+    assert (tmp_path / "refine" / MODEL_NAME).is_file()
+    assert (tmp_path / "refine" / "round1" / "picks" / "autopick.star").is_file()
