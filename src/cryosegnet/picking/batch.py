@@ -120,8 +120,10 @@ def pick_batch(
 
 @dataclass(frozen=True)
 class _BatchRun:
-    """What one in-process batch picks with and where it writes (:func:`pick_batch`'s
-    arguments), fixed for the whole batch."""
+    """What one in-process batch picks with and where it writes.
+
+    :func:`pick_batch`'s arguments, fixed for the whole batch.
+    """
 
     picker: Picker
     outdir: Path
@@ -162,8 +164,11 @@ class BatchSizes:
         return Path(name) if name is not None else path
 
     def options(self, path: Path, options: dict) -> dict:
-        """The pick options recorded for ``path``: an Å diameter with where its pixel size
-        comes from (an unchanged file has an unchanged header)."""
+        """The pick options recorded for ``path``.
+
+        An Å diameter with where its pixel size comes from (an unchanged file has an
+        unchanged header).
+        """
         if self.angstrom is None:
             return options
         source = self.pixel_sizes.explicit(path) or "header"
@@ -178,8 +183,10 @@ def _pick_planned(
     sizes: BatchSizes,
     should_stop: Callable[[], bool] | None,
 ) -> BatchSummary:
-    """Pick what :func:`plan_batch` left to do, then rebuild the index files; Ctrl-C and
-    SIGTERM stop it with what is finished kept and listed."""
+    """Pick what :func:`plan_batch` left to do, then rebuild the index files.
+
+    Ctrl-C and SIGTERM stop it with what is finished kept and listed.
+    """
     start = time.perf_counter()
     bar = tqdm(
         total=len(todo), unit="mic", disable=not run.progress, desc="picking", dynamic_ncols=True
@@ -251,8 +258,10 @@ def _pick_todo(run, todo, options, summary, sizes, should_stop, bar) -> None:
 
 
 def _keep_result(run, path: Path, result, manifest: dict, summary, sizes) -> bool:
-    """Write one micrograph's files and record it in ``summary``; False (a failure recorded)
-    when its picks are refused or cannot be written."""
+    """Write one micrograph's files and record it in ``summary``.
+
+    False (a failure recorded) when its picks are refused or cannot be written.
+    """
     try:
         check_picked_diameter(path, result)
     except MicrographError as exc:
@@ -293,8 +302,10 @@ def _log_micrograph(path: Path, result, sizes, position: int, total: int) -> Non
 
 
 def check_picked_diameter(name, result) -> None:
-    """Refuse picks whose particle diameter (estimated from the map, in micrograph pixels) is
-    below :data:`~cryosegnet.picking.config.MIN_DIAMETER_PX`: such "particles" are noise a few
+    """Refuse picks whose particle diameter is too small to be a particle.
+
+    The diameter (estimated from the map, in micrograph pixels) must be at least
+    :data:`~cryosegnet.picking.config.MIN_DIAMETER_PX`: smaller "particles" are noise a few
     pixels wide (a micrograph too small for the model's working size, or without particles),
     hundreds of them per micrograph.
 
@@ -316,9 +327,12 @@ def check_picked_diameter(name, result) -> None:
 
 
 def pick_chunk(picker, chunk, sizes: BatchSizes) -> list:
-    """Pick a chunk of (path, denoised micrograph, shape as read, its size estimate or None,
-    :meth:`Picker.size_of`); with an Å diameter, each micrograph is picked at its own pixel
-    diameter (:meth:`Picker.told_size`), handed to the picker with the call, not set on it."""
+    """Pick a chunk of micrographs already read and denoised.
+
+    Each entry is (path, denoised micrograph, shape as read, its size estimate or None,
+    :meth:`Picker.size_of`). With an Å diameter, each micrograph is picked at its own pixel
+    diameter (:meth:`Picker.told_size`), handed to the picker with the call, not set on it.
+    """
     denoised, shapes = [d for _, d, _, _ in chunk], [s for _, _, s, _ in chunk]
     estimates = [e for _, _, _, e in chunk]
     if sizes.angstrom is not None:
@@ -333,8 +347,10 @@ def pick_chunk(picker, chunk, sizes: BatchSizes) -> list:
 def read_for_picking(
     picker, path: Path, sizes: BatchSizes, name: str | os.PathLike | None = None
 ) -> np.ndarray:
-    """Read ``path`` for ``picker``, refusing what cannot be picked, and record its pixel size
-    and (with an Å diameter) its diameter in px in ``sizes``; the image (float32) is returned.
+    """Read ``path`` for ``picker``, refusing what cannot be picked.
+
+    Its pixel size and (with an Å diameter) its diameter in px are recorded in ``sizes``; the
+    image (float32) is returned.
 
     The in-process batch and the Dask workers both read with this. ``name``: what errors name
     (default: ``path``).
@@ -387,9 +403,11 @@ def _denoised_chunks(
     sizes: BatchSizes | None = None,
     particle_size: tuple[BatchParticleSize | None, dict] | None = None,
 ) -> Iterator[list[tuple]]:
-    """Read and denoise ahead of the U-Net (threads: OpenCV and NumPy release the GIL); the
-    particle size is the batch's (``particle_size``: it and the micrographs its estimate
-    already read and denoised), else read off each micrograph here, while it is in memory."""
+    """Read and denoise ahead of the U-Net (threads: OpenCV and NumPy release the GIL).
+
+    The particle size is the batch's (``particle_size``: it and the micrographs its estimate
+    already read and denoised), else read off each micrograph here, while it is in memory.
+    """
     batch_size_px, sampled = particle_size or (None, {})
 
     sizes = sizes or BatchSizes(None, PixelSizes(), {})

@@ -69,7 +69,9 @@ class PickerSpec:
 
     @classmethod
     def from_kwargs(cls, kwargs: Mapping) -> PickerSpec:
-        """The spec of ``Picker(**kwargs)``: ``model``, ``device``, ``sam_checkpoint``,
+        """The spec of ``Picker(**kwargs)``.
+
+        ``model``, ``device``, ``sam_checkpoint``,
         ``diameter_per_micrograph``, ``runtime``, ``config``, and any
         :class:`~cryosegnet.picking.config.PickerConfig` field or ``sam_options`` (a dict of
         SAM settings) on top of ``config``.
@@ -103,8 +105,10 @@ class PickerSpec:
         )
 
     def key(self, device: str | None = None) -> str:
-        """A text that is equal for equal specs (and ``device``): the key a worker keeps its
-        built picker under."""
+        """The key a worker keeps its built picker under.
+
+        A text that is equal for equal specs (and ``device``).
+        """
         values = asdict(self)
         if device is not None:
             values["device"] = device
@@ -162,8 +166,11 @@ class SizeOptions:
 
 @dataclass(frozen=True)
 class InProcess:
-    """Pick in this process: ``batch_size`` micrographs per U-Net batch, ``workers`` threads
-    reading and denoising ahead."""
+    """Pick in this process.
+
+    ``batch_size`` micrographs per U-Net batch, ``workers`` threads reading and denoising
+    ahead.
+    """
 
     batch_size: int = 1
     workers: int = 1
@@ -171,8 +178,11 @@ class InProcess:
 
 @dataclass(frozen=True)
 class Dask:
-    """Pick on a Dask cluster: a running one at ``scheduler``, else ``n_workers`` local worker
-    processes; ``devices`` gives worker i device i (modulo their number)."""
+    """Pick on a Dask cluster.
+
+    A running one at ``scheduler``, else ``n_workers`` local worker processes; ``devices``
+    gives worker i device i (modulo their number).
+    """
 
     scheduler: str | None = None
     n_workers: int | None = None
@@ -181,9 +191,11 @@ class Dask:
 
 @dataclass(frozen=True)
 class WatchFolder:
-    """Micrographs from a folder as they are written (``cryosegnet pick --watch``): each is
-    picked once unchanged for ``settle`` s; the folder is scanned every ``interval`` s until
-    ``timeout`` s pass with nothing new."""
+    """Micrographs from a folder as they are written (``cryosegnet pick --watch``).
+
+    Each is picked once unchanged for ``settle`` s; the folder is scanned every ``interval`` s until
+    ``timeout`` s pass with nothing new.
+    """
 
     folder: Path
     settle: float = DEFAULT_SETTLE_SECONDS

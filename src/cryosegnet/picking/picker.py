@@ -289,7 +289,8 @@ class Picker:
     @property
     def postprocess_settings(self) -> PostprocessSettings:
         """Algorithm 1's settings, from the config (a diameter for one call goes with the
-        call: :meth:`told_size`)."""
+        call: :meth:`told_size`).
+        """
         return PostprocessSettings(
             score_threshold=self.threshold,
             diameter_override=self.config.diameter,
@@ -308,7 +309,8 @@ class Picker:
         ``auto`` without a SAM checkpoint is the hybrid stage for a general model, whose map
         alone does not rank real particles well, and the peak finder for a model fine-tuned on
         labelled micrographs (``fine_tuned``: its checkpoint records the labelled size), whose
-        map has learnt the user's particles."""
+        map has learnt the user's particles.
+        """
         from cryosegnet.masks.registry import STAGE_REGISTRY
         from cryosegnet.masks.sam import SamMaskGenerator, find_sam_checkpoint
 
@@ -375,7 +377,8 @@ class Picker:
         """Instance masks and Algorithm 1 for one probability map (``denoised``: the image it
         was computed from, which the hybrid stage reads too; the LoG stage's "map" is the
         denoised image itself; ``size``: the micrograph's own size estimate, from
-        :meth:`estimate_size` on the micrograph as read, else made from ``denoised``)."""
+        :meth:`estimate_size` on the micrograph as read, else made from ``denoised``).
+        """
         from cryosegnet.postprocessing.algorithm1 import postprocess
         from cryosegnet.postprocessing.bad_regions import drop_bad_region_picks
         from cryosegnet.postprocessing.centring import centre_picks
@@ -484,7 +487,8 @@ class Picker:
         self, working: np.ndarray, scale: float, pixel_size: float | None
     ) -> SizeEstimate:
         """:func:`estimate_size` of a working-size image within the given range, if any
-        (``scale``: working px per micrograph px)."""
+        (``scale``: working px per micrograph px).
+        """
         size_range = self.config.diameter_range
         if size_range is None:
             return estimate_size(working, self.config.size_estimate)
@@ -540,7 +544,8 @@ class Picker:
         self, micrographs: list[np.ndarray | Micrograph | str | os.PathLike]
     ) -> list[PickResult]:
         """Pick several micrographs -> one :class:`PickResult` each, in order; those with the
-        same working shape share one U-Net batch."""
+        same working shape share one U-Net batch.
+        """
         read = [_as_micrograph(micrograph) for micrograph in micrographs]
         images = [data for data, _ in read]
         for i, (micrograph, image) in enumerate(zip(micrographs, images, strict=True)):
@@ -553,7 +558,8 @@ class Picker:
     def told_size(self, diameter: float, shape: tuple[int, int]) -> SizeEstimate:
         """A size given for one micrograph of ``shape`` (``diameter`` in its pixels, e.g. an Å
         diameter converted with its own pixel size), to pass to :meth:`pick_denoised`: the
-        picker itself is not changed, so one picker serves every micrograph at once."""
+        picker itself is not changed, so one picker serves every micrograph at once.
+        """
         from cryosegnet.preprocessing.denoise import working_shape
 
         # The scale instances() uses: the working image's width over the micrograph's.
@@ -562,7 +568,8 @@ class Picker:
 
     def size_of(self, image: np.ndarray, pixel_size: float | None = None) -> SizeEstimate | None:
         """:meth:`estimate_size` where the picks need it (no size given, nor learnt unless a
-        range is given), else None; ``pixel_size`` (Å/px) converts a range in Å."""
+        range is given), else None; ``pixel_size`` (Å/px) converts a range in Å.
+        """
         if self.postprocess_settings.diameter_override:
             return None
         learnt = self.model_diameter or self.legacy_working_diameter
@@ -585,7 +592,8 @@ class Picker:
     ) -> list[PickResult]:
         """Pick images already denoised by :meth:`preprocess` (``original_shapes``: each
         micrograph's shape as read; ``sizes``: their :meth:`size_of`, else estimated from
-        the denoised images) -> one :class:`PickResult` each."""
+        the denoised images) -> one :class:`PickResult` each.
+        """
         results: list[PickResult | None] = [None] * len(denoised)
         by_shape: dict[tuple[int, int], list[int]] = {}
         for index, image in enumerate(denoised):
@@ -619,7 +627,8 @@ LEGACY_DIAMETER_KEY = "diameter_working_px_median"
 
 def _config_with(config: PickerConfig | None, settings: dict) -> PickerConfig:
     """``config`` (default: all defaults) with keyword overrides; ``sam_options`` is a dict of
-    SAM settings. ``TypeError`` names an unknown keyword."""
+    SAM settings. ``TypeError`` names an unknown keyword.
+    """
     import dataclasses
 
     config = config or PickerConfig()

@@ -62,8 +62,10 @@ PICK_OPTIONS = ("threshold", "diameter", "model_sha256", "stage", "settings")
 
 
 def source_record(micrograph: Path, name: str | None = None) -> dict:
-    """What identifies the micrograph a result was picked from; ``name``: the name the index
-    files give it (default: the path as given)."""
+    """What identifies the micrograph a result was picked from.
+
+    ``name``: the name the index files give it (default: the path as given).
+    """
     stat = micrograph.stat()
     return {
         "name": str(micrograph) if name is None else name,
@@ -323,9 +325,11 @@ def plan_batch(
 
 
 def complete_formats(outdir, path, previous, formats, box_size) -> None:
-    """Write the requested formats an existing result lacks (or whose box size differs, or
-    that its manifest does not list as written with its picks) from its picks, without picking
-    again."""
+    """Write the requested formats an existing result lacks, from its picks.
+
+    Also those whose box size differs, or that its manifest does not list as written with its
+    picks; nothing is picked again.
+    """
     picks, manifest = previous
     listed = set(manifest.get("formats", []))
     # A format the manifest does not list may be a file left from earlier picks: rewrite it.
@@ -353,8 +357,10 @@ def complete_formats(outdir, path, previous, formats, box_size) -> None:
 
 
 def other_micrograph(previous, source: dict) -> str | None:
-    """The name of the micrograph an existing result was picked from, when that is another
-    file than ``source`` (None when it is the same file, or there is no valid result)."""
+    """The micrograph an existing result was picked from, when another file than ``source``.
+
+    None when it is the same file, or there is no valid result.
+    """
     if previous is None:
         return None
     old = previous[1].get("source", {})
@@ -529,8 +535,11 @@ def start_run(outdir: Path, options: Mapping | None = None):
 
 
 def run_options(options: Mapping, sizes: BatchSizes, formats, box_size) -> dict:
-    """What two runs into one folder must agree on: the pick options (:data:`PICK_OPTIONS`),
-    an Å diameter, the output formats and the box size."""
+    """What two runs into one folder must agree on.
+
+    The pick options (:data:`PICK_OPTIONS`), an Å diameter, the output formats and the box
+    size.
+    """
     return {
         **{k: options.get(k) for k in PICK_OPTIONS},
         "diameter_angstrom": sizes.angstrom,

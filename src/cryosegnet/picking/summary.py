@@ -28,8 +28,10 @@ log = logging.getLogger("cryosegnet")
 
 
 def failure_lines(failures: dict, index_failure: str | None) -> list[str]:
-    """The end-of-run lines for failed micrographs (one per reason) and a failed index write,
-    shared by every command's summary so a batch log always reads the same."""
+    """The end-of-run lines for failed micrographs (one per reason) and a failed index write.
+
+    Shared by every command's summary, so a batch log always reads the same.
+    """
     lines = []
     if failures:
         lines.append(f"FAILED: {len(failures)} micrograph(s)")
@@ -80,9 +82,11 @@ class BatchSummary:
 
     @property
     def n_particles(self) -> int:
+        """Picks written by this run, over every micrograph it picked."""
         return int(sum(len(p) for p in self.done.values()))
 
     def text(self) -> str:
+        """The end-of-run summary: counts, sizes, failures and where the files went."""
         n_new = len(self.done) - len(self.skipped)
         lines = [
             f"micrographs picked: {n_new}  (skipped, already done: {len(self.skipped)})",
@@ -141,9 +145,11 @@ class BatchSummary:
 
 
 def diameter_source(picker) -> str:
-    """Where ``picker``'s particle diameter comes from, as :class:`BatchSummary` reports it:
+    """Where ``picker``'s particle diameter comes from, as :class:`BatchSummary` reports it.
+
     ``given`` (a diameter override), ``model`` (a fine-tuned model's labels) or
-    ``estimated``."""
+    ``estimated``.
+    """
     if getattr(getattr(picker, "postprocess_settings", None), "diameter_override", None):
         return "given"
     if getattr(picker, "model_diameter", None):
@@ -225,9 +231,12 @@ STOP_REQUESTS = (KeyboardInterrupt, _Terminate)
 
 @contextlib.contextmanager
 def sigterm_stops_the_run() -> Iterator[None]:
-    """While inside, SIGTERM raises a stop request (see :data:`STOP_REQUESTS`) in the main
+    """Make SIGTERM stop a run as Ctrl-C does.
+
+    While inside, SIGTERM raises a stop request (see :data:`STOP_REQUESTS`) in the main
     thread, as Ctrl-C does, so a run can keep its finished work and write its index; the
-    previous handler is restored on leaving. Outside the main thread it does nothing."""
+    previous handler is restored on leaving. Outside the main thread it does nothing.
+    """
     if not in_main_thread():
         yield
         return

@@ -88,8 +88,11 @@ def load_labelled_pairs(
 
 
 def simulation_configs(difficulties: Sequence[str], size: int, options: dict | None = None) -> list:
-    """One :class:`~cryosegnet.simulation.SimulationConfig` per difficulty, with ``options``
-    (any SimulationConfig field; lists become tuples). ``ValueError`` for an unknown field."""
+    """One :class:`~cryosegnet.simulation.SimulationConfig` per difficulty, with ``options``.
+
+    ``options``: any SimulationConfig field (lists become tuples). ``ValueError`` for an unknown
+    field.
+    """
     from cryosegnet.simulation import SimulationConfig
 
     fields: dict[str, Any] = {

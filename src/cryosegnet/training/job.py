@@ -1,5 +1,6 @@
-"""One training run as one value: :class:`TrainJob` (``cryosegnet train``) and
-:class:`FinetuneJob` (``cryosegnet finetune``).
+"""One training run as one value.
+
+:class:`TrainJob` is ``cryosegnet train`` and :class:`FinetuneJob` ``cryosegnet finetune``.
 
 The two differ in where they start (a fresh network, or ``--init``; a trained model) and in
 how they fit (:func:`~cryosegnet.training.trainer.train`,
@@ -24,8 +25,9 @@ from cryosegnet.training.trainer import TrainConfig, TrainResult
 
 @dataclass(frozen=True)
 class DataSources:
-    """What a run trains and validates on (see
-    :func:`~cryosegnet.training.data.assemble_training_data`).
+    """What a run trains and validates on.
+
+    See :func:`~cryosegnet.training.data.assemble_training_data`.
 
     Parameters
     ----------
@@ -192,8 +194,9 @@ class FinetuneJob:
 
 
 def prepare(job: TrainJob | FinetuneJob, note: Callable[[str], None]) -> PreparedRun:
-    """Load the job's starting model, gather and denoise its data (``note``: what to tell the
-    user on the way), and make its output folder.
+    """Load the job's starting model, gather and denoise its data, make its output folder.
+
+    ``note``: what to tell the user on the way.
 
     Raises
     ------

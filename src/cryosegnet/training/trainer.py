@@ -77,12 +77,14 @@ class TrainConfig:
             )
 
     def to_dict(self) -> dict:
+        """The settings as plain JSON values (stored in every checkpoint)."""
         values = asdict(self)
         values["augment"] = self.augment.to_dict()
         return values
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
+        """The settings :meth:`to_dict` wrote; keys of other versions are ignored."""
         known = {k: v for k, v in values.items() if k in cls.__dataclass_fields__}
         if isinstance(known.get("augment"), dict):
             aug: dict[str, Any] = {
@@ -127,6 +129,7 @@ class CropDataset(Dataset):
         self.weights = areas / areas.sum()
 
     def set_epoch(self, epoch: int) -> None:
+        """Seed the crops of ``epoch``, so each epoch draws other crops, reproducibly."""
         self.epoch = epoch
 
     def __len__(self) -> int:
@@ -143,8 +146,11 @@ MIN_STEPS_PER_EPOCH = 25
 
 
 def with_target_fraction(samples: list[TrainingSample], fraction: float) -> list[TrainingSample]:
-    """``samples`` whose targets are disks of ``fraction`` x the diameter (copies where the
-    fraction differs, so the caller's samples and their cached targets are left alone)."""
+    """``samples`` whose targets are disks of ``fraction`` x the diameter.
+
+    Copies where the fraction differs, so the caller's samples and their cached targets are
+    left alone.
+    """
     return [
         s if s.target_fraction == fraction else replace(s, target_fraction=fraction, _target=None)
         for s in samples
@@ -174,9 +180,12 @@ def _set_train_mode(model: AttentionUNet, frozen_encoder: bool) -> None:
 
 
 def data_summary(samples: list[TrainingSample]) -> dict:
-    """What a checkpoint records about its data. The particle diameter is in pixels of the
-    micrographs as read (not working pixels, which depend on each micrograph's size), and in Å
-    when every micrograph's header gave a pixel size."""
+    """What a checkpoint records about its data.
+
+    The particle diameter is in pixels of the micrographs as read (not working pixels, which
+    depend on each micrograph's size), and in Å when every micrograph's header gave a pixel
+    size.
+    """
     d = np.concatenate([s.diameter / s.scale for s in samples]) if samples else np.zeros(0)
     d = d[np.isfinite(d)]
     sizes = [s.pixel_size for s in samples if s.pixel_size is not None and s.pixel_size > 0]
@@ -263,10 +272,12 @@ class Trainer:
 
     @property
     def last_path(self) -> Path:
+        """The checkpoint of the latest epoch (``--resume`` takes it)."""
         return self.out_dir / "last.pt"
 
     @property
     def best_path(self) -> Path:
+        """The checkpoint of the epoch with the best validation F1."""
         return self.out_dir / "best.pt"
 
     def _metadata(self, metrics: dict, epoch: int) -> dict:
@@ -330,6 +341,7 @@ class Trainer:
         )
 
     def train_epoch(self, epoch: int) -> float:
+        """Train one epoch; its mean loss."""
         from tqdm import tqdm
 
         self.dataset.set_epoch(epoch)
@@ -362,8 +374,10 @@ class Trainer:
         return float(np.mean(losses))
 
     def _is_better(self, metrics: dict) -> bool:
-        """Validation best F1 decides; validation loss breaks ties; without validation, the
-        training loss decides."""
+        """Validation best F1 decides.
+
+        Validation loss breaks ties; without validation, the training loss decides.
+        """
         if not self.best:
             return True
         if "val_best_f1" in metrics:
