@@ -46,9 +46,31 @@ def match_picks(
     label_xy: np.ndarray,
     radius: float,
 ) -> MatchResult:
-    """Match picks (N, 2) with ``scores`` (N,) to labels (M, 2) within ``radius`` pixels.
+    """Match picks to labels one to one, most confident pick first.
 
     Ties in score keep the input order (stable sort), so the result is deterministic.
+
+    Parameters
+    ----------
+    pick_xy : numpy.ndarray
+        Pick centres, shape (N, 2), pixels.
+    scores : numpy.ndarray
+        One score per pick, shape (N,); NaN ranks last.
+    label_xy : numpy.ndarray
+        Labelled centres, shape (M, 2), pixels.
+    radius : float
+        A pick matches an unclaimed label within this many pixels.
+
+    Returns
+    -------
+    MatchResult
+        The picks in descending-score order with the label each claimed (-1: none) and its
+        distance.
+
+    Raises
+    ------
+    ValueError
+        When the scores do not match the picks, or ``radius`` is not positive.
     """
     pick_xy = np.asarray(pick_xy, dtype=np.float64).reshape(-1, 2)
     label_xy = np.asarray(label_xy, dtype=np.float64).reshape(-1, 2)

@@ -249,6 +249,31 @@ def evaluate_picks(
     ``picks_threshold``: the threshold the picks were made with, when known (see
     :func:`curve_warnings`).
 
+    Parameters
+    ----------
+    picks_by_mic : dict of str to pandas.DataFrame
+        Picks (``x``, ``y``, ``score``) per micrograph name.
+    labels_by_mic : dict of str to pandas.DataFrame
+        Labelled particles (``x``, ``y``, optionally ``diameter``) per micrograph name.
+    radius : float, optional
+        Match distance in pixels (see above).
+    threshold : float, optional
+        Score cut for the counts (see above).
+    diameter : float, optional
+        Particle diameter in pixels, for the default radius.
+    shapes : dict of str to tuple of int, optional
+        Micrograph shapes, for the pixel Dice.
+    missing_picks : {"empty", "skip"}, optional
+        How a labelled micrograph without picks counts (see above).
+    picks_threshold : float, optional
+        The threshold the picks were made with (see above).
+
+    Returns
+    -------
+    EvaluationResult
+        Per-micrograph and pooled counts, precision, recall, F1, best F1, AUPRC and the PR
+        curve.
+
     Examples
     --------
     Two labelled particles, one found (within half a diameter) and one false pick:

@@ -448,7 +448,23 @@ def write_topaz_tsv(path: str | os.PathLike, picks_by_micrograph: dict[str, pd.D
 def read_coordinates(path: str | os.PathLike, diameter: float | None = None) -> pd.DataFrame:
     """Read any supported coordinate file into a picks table.
 
-    ``diameter`` fills in the particle diameter for formats that do not carry one.
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A RELION or CryoSPARC STAR file, CryoPPP CSV, EMAN ``.box``, Topaz tsv or crYOLO
+        ``.cbox`` file (told apart by content and suffix).
+    diameter : float, optional
+        The particle diameter in pixels, for formats that do not carry one.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``x``, ``y`` (pixels, particle centres), ``score`` and ``diameter``.
+
+    Raises
+    ------
+    CoordinateFileError
+        With a one-line reason naming the file when it cannot be read as coordinates.
     """
     path = Path(path)
     if not path.is_file():

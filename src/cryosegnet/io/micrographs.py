@@ -206,7 +206,24 @@ def _read_raster(path: Path) -> np.ndarray:
 
 
 def read_micrograph(path: str | os.PathLike) -> Micrograph:
-    """Read one micrograph; raise :class:`MicrographError` with a one-line reason on failure."""
+    """Read one micrograph (MRC, TIFF, PNG or JPEG) as float32.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file; its format is read from its first bytes, not its name.
+
+    Returns
+    -------
+    Micrograph
+        The image (float32, one 2D section) and its pixel size in Å when the header has one.
+
+    Raises
+    ------
+    MicrographError
+        With a one-line reason naming the file: missing, unreadable, truncated, a stack or a
+        volume, too large, or not an image.
+    """
     path = Path(path)
     try:
         mode = os.stat(path).st_mode

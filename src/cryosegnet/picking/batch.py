@@ -96,6 +96,44 @@ def pick_batch(
     ``_rlnMicrographName`` of a micrographs STAR; default: the path as given).
     ``should_stop`` is asked between micrographs; when it returns True the batch stops as on
     Ctrl-C (``interrupted``), keeping what is finished.
+
+    Parameters
+    ----------
+    picker : Picker
+        What picks; it is not changed.
+    micrographs : list of Path
+        The micrographs, in order.
+    outdir : str or os.PathLike
+        The output folder (``cryosegnet pick -o``).
+    formats : tuple of str, optional
+        Output formats among ``star``, ``csv`` and ``box`` (STAR always).
+    overwrite : bool, optional
+        Pick again micrographs that already have a valid result.
+    batch_size : int, optional
+        Micrographs per U-Net batch.
+    box_size : float, optional
+        Box size of ``.box`` files (default: the diameter).
+    workers : int, optional
+        Threads reading and denoising ahead of the U-Net.
+    progress : bool, optional
+        A progress bar (on a terminal) or a line per micrograph.
+    debug : bool, optional
+        Log full tracebacks of failed micrographs.
+    options : dict, optional
+        The pick options recorded in each result's manifest (default: the picker's).
+    diameter_angstrom : float, optional
+        The particle diameter in Å (see above).
+    pixel_sizes : PixelSizes, optional
+        Pixel sizes given for the micrographs (``--angpix``, an input STAR).
+    names : mapping of Path to str, optional
+        The names the index files list (see above).
+    should_stop : callable, optional
+        Asked between micrographs (see above).
+
+    Returns
+    -------
+    BatchSummary
+        What was picked, skipped and failed, with the run's sizes and times.
     """
     outdir = make_output_folder(outdir)
     for name in (INDEX_STAR, COMBINED_STAR):

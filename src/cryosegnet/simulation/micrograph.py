@@ -444,6 +444,19 @@ def simulate_micrograph(
     (:func:`_particle_table`, :func:`_label_reasons`), the projected potentials through the CTF
     (:func:`_potentials`) and the exposure at the target SNR (:func:`_expose`).
 
+    Parameters
+    ----------
+    config : SimulationConfig
+        What to simulate: size, difficulty, particles, imaging and context.
+    rng : numpy.random.Generator or int, optional
+        The randomness (a seed makes the micrograph reproducible).
+
+    Returns
+    -------
+    SimulatedMicrograph
+        The image with its particle table (the labels), disk and footprint masks, carbon and
+        contamination masks and pixel size.
+
     Examples
     --------
     >>> from cryosegnet.simulation import SimulationConfig, simulate_micrograph

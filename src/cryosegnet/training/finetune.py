@@ -75,6 +75,30 @@ def finetune(
 
     The samples must have been denoised with the checkpoint's settings (see
     :func:`load_starting_model`); the architecture is the checkpoint's.
+
+    Parameters
+    ----------
+    train_samples : list of TrainingSample
+        The user's labelled micrographs, denoised with the checkpoint's settings.
+    val_samples : list of TrainingSample
+        Micrographs for the per-epoch validation.
+    out_dir : str or os.PathLike
+        Where ``best.pt``, ``last.pt`` and ``history.json`` go.
+    checkpoint : str or os.PathLike, optional
+        The model to continue from (default: the shipped one).
+    config : TrainConfig, optional
+        The recipe (default: :func:`finetune_config`, the fine-tuning defaults).
+    metadata : dict, optional
+        Stored in the checkpoints.
+    resume : str or os.PathLike, optional
+        A ``last.pt`` of an interrupted fine-tuning to continue.
+    log_fn : callable, optional
+        Gets one line per epoch.
+
+    Returns
+    -------
+    TrainResult
+        The checkpoints written, the history and the best epoch.
     """
     model, denoise, payload, path = load_starting_model(checkpoint)
     config = config or finetune_config()

@@ -473,6 +473,33 @@ def train(
     resume: str | os.PathLike | None = None,
     log_fn: Callable[[str], None] | None = None,
 ) -> TrainResult:
-    """Train (or resume) a U-Net; see :class:`Trainer`."""
+    """Train (or resume) a U-Net; see :class:`Trainer`.
+
+    Parameters
+    ----------
+    config : TrainConfig
+        The recipe: epochs, steps, batch, crop, learning rate and schedule, augmentation.
+    train_samples : list of TrainingSample
+        Denoised micrographs with their target masks.
+    val_samples : list of TrainingSample
+        Micrographs for the per-epoch validation that picks ``best.pt``.
+    out_dir : str or os.PathLike
+        Where ``best.pt``, ``last.pt`` and ``history.json`` go.
+    denoise : DenoiseSettings
+        The denoising the samples were made with (stored in the checkpoints).
+    model : AttentionUNet, optional
+        The network to start from (default: a fresh one of ``config.arch``).
+    metadata : dict, optional
+        Stored in the checkpoints (the command, the data).
+    resume : str or os.PathLike, optional
+        A ``last.pt`` to continue from, optimizer and schedule included.
+    log_fn : callable, optional
+        Gets one line per epoch (default: the log).
+
+    Returns
+    -------
+    TrainResult
+        The checkpoints written, the history and the best epoch.
+    """
     trainer = Trainer(config, train_samples, val_samples, out_dir, denoise, model, metadata, log_fn)
     return trainer.fit(resume)
