@@ -28,9 +28,11 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from benchlib import RESULTS, SHARED, command_line, cryosegnet_command, run_timed
+from benchlib import REPO, RESULTS, SHARED, command_line, cryosegnet_command, run_timed
 
 WORK = Path("/tmp/cryosegnet-bench-classify")
+#: The side-by-side class averages (ours, RELION's), relative to the repository.
+DOCS_IMAGE = "docs/img/classes_vs_relion.png"
 
 
 TRPV1 = SHARED / "data" / "maps" / "trpv1_volume.mrc"
@@ -446,6 +448,55 @@ def _relion_class_sizes(out: Path, np) -> list[int]:
     return np.bincount(table["rlnClassNumber"].to_numpy(int)).tolist()[1:]
 
 
+def side_by_side(folder: Path, out: Path) -> Path | None:
+    """Ours and RELION's class averages of the same picks, each sorted by class size (the
+    RELION run's last finished iteration), as one PNG for the docs."""
+    import matplotlib
+    import mrcfile
+    import numpy as np
+    import pandas as pd
+    import starfile
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    relion_runs = sorted((folder / "out").glob("run_it*_classes.mrcs"))
+    ours_path = folder / "ours" / "class_averages.mrcs"
+    if not relion_runs or not ours_path.is_file():
+        return None
+    last = relion_runs[-1]
+    with mrcfile.open(ours_path, permissive=True) as handle:
+        ours = np.asarray(handle.data, dtype=float)
+    with mrcfile.open(last, permissive=True) as handle:
+        theirs = np.asarray(handle.data, dtype=float)
+    ours_sizes = pd.read_csv(folder / "ours" / "classes.csv")["size"].to_numpy()
+    model = starfile.read(str(last).replace("_classes.mrcs", "_model.star"), always_dict=True)
+    theirs_sizes = model["model_classes"]["rlnClassDistribution"].to_numpy() * len(
+        pd.read_csv(folder / "ours" / "particles.csv")
+    )
+    iteration = int(last.name.split("_it")[1][:3])
+    rows = [
+        ("cryosegnet classify (15 iterations)", ours, ours_sizes),
+        (f"RELION 3.1 relion_refine (iteration {iteration})", theirs, theirs_sizes),
+    ]
+    k = max(len(ours), len(theirs))
+    figure, axes = plt.subplots(2, k, figsize=(0.9 * k, 2.4), dpi=110)
+    for row, (title, images, sizes) in enumerate(rows):
+        order = np.argsort(-sizes)
+        for column in range(k):
+            ax = axes[row, column]
+            ax.set_axis_off()
+            if column < len(images):
+                ax.imshow(images[order[column]], cmap="gray")
+                ax.set_title(f"{sizes[order[column]]:.0f}", fontsize=6)
+        axes[row, 0].text(0, -0.35, title, transform=axes[row, 0].transAxes, fontsize=8)
+    figure.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out)
+    plt.close(figure)
+    return out
+
+
 PARTS = ("accuracy", "speed", "relion", "apoferritin")
 
 
@@ -526,6 +577,9 @@ def markdown(results: dict) -> str:
             f"{junk['median_centre_error_after_px']:.1f} |",
             "",
         ]
+        if junk.get("unlabelled_kept_on"):
+            named = ", ".join(f"{v} {k}" for k, v in junk["unlabelled_kept_on"].items())
+            lines += [f"Kept picks that find no labelled particle sit on: {named}.", ""]
     speed_run = results.get("speed_10k_50_classes")
     if speed_run:
         lines += [
@@ -538,10 +592,24 @@ def markdown(results: dict) -> str:
     relion_run = results.get("relion_comparison")
     if relion_run:
         refine = relion_run["relion_refine"]
+        done = refine.get("iterations_done")
+        if refine["returncode"] == 0:
+            outcome = f"RELION {refine['wall_s']:.0f} s"
+        else:
+            times = ", ".join(f"{t:.0f}" for t in refine.get("iteration_s", []))
+            outcome = (
+                f"RELION stopped (exit {refine['returncode']}) after {done} of "
+                f"{RELION_ITERATIONS} iterations, {refine['wall_s']:.0f} s wall and "
+                f"{refine['cpu_s']:.0f} s CPU; its iterations took {times} s; EXTRAPOLATED at "
+                f"the pace of the last ones, the {RELION_ITERATIONS} would take about "
+                f"{refine['extrapolated_s']:.0f} s (not measured)"
+            )
         lines += [
-            f"RELION 3.1 `relion_refine` on the same {relion_run['particles']} picks, 20 classes: "
-            f"ours {relion_run['ours_wall_s']:.0f} s for {relion_run['ours_iterations']} "
-            f"iterations; RELION {refine.get('returncode_meaning', refine['returncode'])}.",
+            f"RELION 3.1 `relion_refine` on the same {relion_run['particles']} picks, 20 classes, "
+            f"`--j 2`, boxes downscaled to 48 px at extraction, `--dont_check_norm`, both "
+            f"under `nice` on a shared, loaded 2-core machine: ours "
+            f"{relion_run['ours_wall_s']:.0f} s for {relion_run['ours_iterations']} "
+            f"iterations; {outcome}.",
             "",
         ]
     apo = results.get("apoferritin_test")
@@ -581,11 +649,16 @@ def main() -> int:
         "--seed", type=int, default=23, help="simulation seed (not the one settings were chosen on)"
     )
     parser.add_argument("--speed-child", nargs=3, help=argparse.SUPPRESS)
-    parser.add_argument("--table-only", action="store_true", help="rewrite classify.md only")
+    parser.add_argument(
+        "--table-only",
+        action="store_true",
+        help="rewrite classify.md and the side-by-side image from the last runs only",
+    )
     args = parser.parse_args()
     if args.table_only:
         results_path = RESULTS / "classify.json"
         results_path.with_suffix(".md").write_text(markdown(json.loads(results_path.read_text())))
+        side_by_side(WORK / f"seed{args.seed}" / "relion", REPO / DOCS_IMAGE)
         return 0
     if args.speed_child:
         n, k, out = args.speed_child
@@ -618,6 +691,8 @@ def main() -> int:
     if "relion" in parts:
         results["relion_comparison"] = relion(20, seed=args.seed)
         results["relion_comparison"]["command"] = command_line(args)
+        image = side_by_side(WORK / f"seed{args.seed}" / "relion", REPO / DOCS_IMAGE)
+        results["relion_comparison"]["image"] = DOCS_IMAGE if image else None
         print(json.dumps(results["relion_comparison"], indent=1))
     RESULTS.mkdir(parents=True, exist_ok=True)
     # Read the file only now: a long part (RELION) may run beside shorter ones.
