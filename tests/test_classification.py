@@ -21,8 +21,8 @@ from cryosegnet.classification.classify2d import classify_particles
 from cryosegnet.classification.extract import cut_boxes
 from cryosegnet.classification.pipeline import classify_picks, select_classes
 from cryosegnet.classification.quality import decoy_threshold
-from cryosegnet.classification.selection import parse_classes
-from cryosegnet.classification.settings import ClassifySettings
+from cryosegnet.classification.selection import keep_particles, parse_classes
+from cryosegnet.classification.settings import ClassifySettings, SelectionSettings
 from cryosegnet.cli.main import main
 from cryosegnet.errors import CryoSegNetError, SettingsError
 from cryosegnet.io.coordinates import (
@@ -280,6 +280,52 @@ def test_particles_beat_the_noise_decoys_and_empty_boxes_do_not():
     above = result.scores > decoy_threshold(result, 0.99)
     assert above[:80].mean() >= 0.9
     assert above[80:].mean() <= 0.1
+
+
+def test_a_particle_with_a_neighbour_leaves_a_smoother_residual_than_a_lone_one():
+    lone, _ = _synthetic_stack(60, noise=1.0)
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[0:BOX, 0:BOX] - CENTRE
+    neighbour = -1.5 * np.exp(-((xx - 13) ** 2 + (yy - 9) ** 2) / (2 * 4**2))
+    crowded = lone[:20] + neighbour.astype(np.float32)
+    crowded += rng.normal(0, 0.1, crowded.shape).astype(np.float32)
+    result = classify_particles(np.concatenate([lone, crowded]), FAST, progress=False)
+    residual = result.residual_lowpass
+    assert residual.shape == (80,)
+    assert np.median(residual[60:]) > np.percentile(residual[:60], 90)
+
+
+def _selection_table() -> pd.DataFrame:
+    """Six particles of class 1 (one picked twice, one an outlier residual) and one of class 2."""
+    return pd.DataFrame(
+        {
+            "micrograph": ["a.mrc"] * 6 + ["b.mrc"],
+            "class": [1, 1, 1, 1, 1, 1, 2],
+            "correlation": [0.8, 0.6, 0.7, 0.7, 0.7, 0.7, 0.9],
+            "above_decoys": [True, True, True, True, True, False, True],
+            "recentred_x": [100.0, 104.0, 300.0, 500.0, 700.0, 900.0, 100.0],
+            "recentred_y": [100.0, 101.0, 300.0, 500.0, 700.0, 900.0, 100.0],
+            "residual_lowpass": [0.07, 0.07, 0.071, 0.069, 0.3, 0.07, 0.07],
+        }
+    )
+
+
+def test_auto_keeps_one_of_two_picks_of_a_particle_and_drops_residual_outliers():
+    table = _selection_table()
+    keep = keep_particles(table, [1], SelectionSettings(), diameter_px=40.0)
+    # the second pick (within half a diameter, lower correlation), the outlier residual,
+    # the member below the decoys and the class not chosen are all left out
+    assert keep.tolist() == [True, False, True, True, False, False, False]
+    lenient = SelectionSettings(max_residual_z=float("inf"), duplicate_distance=0.0)
+    assert keep_particles(table, [1], lenient, diameter_px=40.0).tolist() == [
+        True, True, True, True, True, False, False,
+    ]  # fmt: skip
+
+
+def test_selection_without_a_residual_column_still_works():
+    table = _selection_table().drop(columns="residual_lowpass")
+    keep = keep_particles(table, [1, 2], SelectionSettings(), diameter_px=40.0)
+    assert keep.tolist() == [True, False, True, True, True, False, True]
 
 
 def test_classify_command_with_auto_writes_classes_and_selection(tmp_path, capsys):

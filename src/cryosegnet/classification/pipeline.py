@@ -26,7 +26,7 @@ from cryosegnet.classification.outputs import (
     write_pick_folder,
 )
 from cryosegnet.classification.quality import class_quality, decoy_threshold
-from cryosegnet.classification.selection import auto_select
+from cryosegnet.classification.selection import auto_select, keep_particles
 from cryosegnet.classification.settings import ClassifySettings, SelectionSettings
 from cryosegnet.errors import CryoSegNetError, SettingsError
 from cryosegnet.io.atomic import atomic_write
@@ -155,6 +155,8 @@ def classify_picks(
     quality["auto_selected"] = quality["class"].isin(chosen)
     particles = particle_table(stack.table, result)
     particles["above_decoys"] = above
+    particles["residual_lowpass"] = result.residual_lowpass
+    particles["auto_kept"] = keep_particles(particles, chosen, selection, stack.diameter_px)
 
     target.mkdir(parents=True, exist_ok=True)
     pixel = stack.diameter_px * settings.box_factor / settings.working_box
@@ -284,6 +286,9 @@ def select_classes(
         shares = particles.groupby("class")["above_decoys"].mean()
         quality["above_decoys"] = shares.reindex(quality["class"]).fillna(0.0).to_numpy()
         chosen = auto_select(quality, selection)
+        particles["auto_kept"] = keep_particles(
+            particles, chosen, selection, float(record["diameter_px"])
+        )
     else:
         assert classes is not None
         n_classes = len(quality)
@@ -294,9 +299,12 @@ def select_classes(
     recentre = bool(record.get("recentre", False)) if recentre is None else recentre
     target = Path(output) if output is not None else folder / SELECTED_FOLDER
     target.mkdir(parents=True, exist_ok=True)
-    keep = particles["class"].isin(chosen)
-    if auto or above_decoys_only:
-        keep &= particles["above_decoys"].astype(bool)
+    if auto:
+        keep = particles["auto_kept"].astype(bool)
+    else:
+        keep = particles["class"].isin(chosen)
+        if above_decoys_only:
+            keep &= particles["above_decoys"].astype(bool)
     kept = particles[keep]
     micrographs = [tuple(m) for m in record["micrographs"]]
     manifest = {"classification": str(folder), "classes": chosen, "recentred": recentre}
@@ -311,6 +319,7 @@ def select_classes(
             "selection_settings": asdict(selection) if auto and selection else None,
             "recentre": recentre,
             "above_decoys_only": bool(auto or above_decoys_only),
+            "residual_and_duplicate_tests": auto,
             "n_kept": int(len(kept)),
             "n_total": int(len(particles)),
         },

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
+from scipy.spatial import cKDTree
 
 from cryosegnet.classification.settings import SelectionSettings
 from cryosegnet.errors import SettingsError
@@ -33,6 +35,66 @@ def auto_select(quality: pd.DataFrame, settings: SelectionSettings) -> list[int]
         & (quality["size"] >= settings.min_fraction * average_size)
     )
     return sorted(int(c) for c in quality.loc[keep, "class"])
+
+
+def keep_particles(
+    particles: pd.DataFrame,
+    classes: list[int],
+    settings: SelectionSettings,
+    diameter_px: float,
+) -> np.ndarray:
+    """Which members of ``classes`` ``--auto`` keeps (:class:`SelectionSettings`).
+
+    A member is kept when it is above the decoys, its residual is no outlier among the
+    members above the decoys, and no kept particle with a higher correlation has its
+    re-centred centre within ``duplicate_distance`` diameters (on the same micrograph).
+
+    Parameters
+    ----------
+    particles : pandas.DataFrame
+        ``particles.csv``: ``micrograph``, ``class``, ``correlation``, ``above_decoys``,
+        ``recentred_x``, ``recentred_y`` and (tables written before the residual test lack
+        it, and skip the test) ``residual_lowpass``.
+    classes : list of int
+        Classes kept (1-based).
+    settings : SelectionSettings
+        Thresholds.
+    diameter_px : float
+        Particle diameter in micrograph pixels.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(len(particles),)`` bool.
+    """
+    keep = np.array(particles["class"].isin(classes) & particles["above_decoys"].astype(bool))
+    if "residual_lowpass" in particles and keep.any() and np.isfinite(settings.max_residual_z):
+        residual = particles["residual_lowpass"].to_numpy(float)
+        median = np.median(residual[keep])
+        spread = 1.4826 * np.median(np.abs(residual[keep] - median))
+        keep &= residual <= median + settings.max_residual_z * spread
+    if settings.duplicate_distance > 0 and keep.any():
+        keep &= ~_duplicates(particles, keep, settings.duplicate_distance * diameter_px)
+    return keep
+
+
+def _duplicates(particles: pd.DataFrame, candidates: np.ndarray, distance: float) -> np.ndarray:
+    """Candidates within ``distance`` (re-centred) of a better-correlating kept candidate."""
+    duplicate = np.zeros(len(particles), dtype=bool)
+    chosen = particles[candidates]
+    for _, rows in chosen.groupby("micrograph", sort=False):
+        rows = rows.sort_values("correlation", ascending=False, kind="stable")
+        centres = rows[["recentred_x", "recentred_y"]].to_numpy(float)
+        tree = cKDTree(centres)
+        dropped = np.zeros(len(rows), dtype=bool)
+        for i in range(len(rows)):
+            if dropped[i]:
+                continue
+            for j in tree.query_ball_point(centres[i], distance):
+                if j > i:
+                    dropped[j] = True
+        duplicate[particles.index.get_indexer(rows.index[dropped])] = True
+    return duplicate
 
 
 def parse_classes(text: str, n_classes: int) -> list[int]:

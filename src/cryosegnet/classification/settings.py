@@ -123,7 +123,9 @@ class ClassifySettings:
 class SelectionSettings:
     """What ``--auto`` keeps (the measures: :mod:`cryosegnet.classification.quality`).
 
-    A class is kept when all hold; of a kept class, the members above the decoys are kept.
+    A class is kept when all hold. Of a kept class, a member is kept when it is above the
+    decoys, its residual against the class average is no outlier, and no better-correlating
+    kept particle sits at the same re-centred place (:func:`.selection.keep_particles`).
     Chosen on simulated micrographs with junk (``bench/classify.py`` reports other ones).
 
     Attributes
@@ -141,16 +143,32 @@ class SelectionSettings:
     min_fraction : float
         The class holds at least this fraction of an average class's members (1 / K of
         all); a handful of boxes averages to noise or to one piece of junk.
+    max_residual_z : float
+        A member is dropped when its residual's low-frequency share
+        (:func:`.classify2d.residual_lowpass_fraction`) lies more than this many robust SDs
+        (1.4826 x the median absolute deviation) above the median of the kept classes'
+        members above the decoys: particles in aggregates, touching neighbours, or on an
+        edge. ``inf`` turns the test off.
+    duplicate_distance : float
+        Two kept particles whose re-centred centres are closer than this many particle
+        diameters are one particle picked twice: the better-correlating one is kept (RELION's
+        "remove duplicates"). 0 turns it off.
     """
 
-    decoy_quantile: float = 0.99
-    min_above_decoys: float = 0.5
+    decoy_quantile: float = 0.999
+    min_above_decoys: float = 0.4
     min_contrast: float = 2.0
     max_background_sd: float = 1.3
     min_fraction: float = 0.25
+    max_residual_z: float = 2.0
+    duplicate_distance: float = 0.5
 
     def __post_init__(self) -> None:
         if not 0 < self.decoy_quantile < 1:
             raise SettingsError("decoy quantile must be in (0, 1)")
         if not 0 <= self.min_above_decoys <= 1:
             raise SettingsError("min fraction above decoys must be in [0, 1]")
+        if not self.max_residual_z > 0:
+            raise SettingsError("max residual z must be positive (inf: no residual test)")
+        if not 0 <= self.duplicate_distance < 2:
+            raise SettingsError("duplicate distance must be in [0, 2) particle diameters")

@@ -10,7 +10,10 @@ Write the picks of the chosen classes of a `cryosegnet classify` folder in `pick
 recording the choice. --classes lists class numbers (1-based, as in class_averages.png and
 RELION; ranges allowed: 1-3,7); --auto keeps the classes whose quality measures pass the
 thresholds recorded with the classification (classes.csv, column auto_selected), and of them
-the members whose correlation beats what noise decoys reach (particles.csv, above_decoys)."""
+the members whose correlation beats what noise decoys reach (particles.csv, above_decoys),
+whose residual against the class average is no outlier (residual_lowpass: neighbours,
+aggregates, edges) and that are not a second pick of a particle already kept (re-centred
+centres within half a diameter); particles.csv, auto_kept."""
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
