@@ -16,7 +16,11 @@ from cryosegnet.model.unet import AttentionUNet, UNetConfig
 from cryosegnet.picking.batch import picker_options
 from cryosegnet.picking.picker import Picker, drop_border_picks
 from cryosegnet.postprocessing.algorithm1 import postprocess
-from cryosegnet.postprocessing.centring import CentringSettings, centre_picks
+from cryosegnet.postprocessing.centring import (
+    CentringSettings,
+    centre_picks,
+    radial_asymmetry,
+)
 from cryosegnet.preprocessing.denoise import DenoiseSettings
 from cryosegnet.simulation import SimulationConfig, simulate_micrograph
 
@@ -83,6 +87,41 @@ def test_a_centred_pick_on_a_filled_particle_stays_put():
     assert len(moved) == 4
     # the disk (1.1 diameters) holds the particle anywhere within 0.05 diameter of its centre
     assert errors(moved, centres).max() <= 0.06 * DIAMETER
+
+
+def small_cores_with_neighbours(seed: int = 0) -> tuple[np.ndarray, list[tuple]]:
+    """Filled particles whose dark core spans 0.55 of ``DIAMETER`` (as the simulator's
+    globular particles do against their stated size), each with a neighbour 0.9 of a diameter
+    to its left, inside the surround the disk contrast compares with."""
+    rng = np.random.default_rng(seed)
+    image = 200.0 + 4.0 * rng.standard_normal((SIZE, SIZE))
+    yy, xx = np.mgrid[0:SIZE, 0:SIZE]
+    centres = [(90.0, 64.0), (200.0, 70.0), (95.0, 185.0), (205.0, 180.0)]
+    for cx, cy in centres:
+        for x in (cx, cx - 0.9 * DIAMETER):
+            image[np.hypot(xx - x, yy - cy) <= 0.55 * DIAMETER / 2] -= 60.0
+    return image.astype(np.float32), centres
+
+
+def test_a_centred_pick_on_a_core_smaller_than_the_disk_stays_put():
+    image, centres = small_cores_with_neighbours()
+    # Unchecked, the disk contrast is flat over the small core and the neighbour in the
+    # surround pushes its maximum away: the pick drifts off the centre.
+    unchecked = CentringSettings(symmetric_moves_only=False)
+    drifted = centre_picks(picks_at(centres), image, DIAMETER, image.shape, unchecked)
+    assert errors(drifted, centres).min() > 0.1 * DIAMETER
+    # Seen from the drifted place the core is lopsided, so the move is refused.
+    kept = centre_picks(picks_at(centres), image, DIAMETER, image.shape)
+    assert errors(kept, centres).max() <= 1.0
+
+
+def test_radial_asymmetry_is_least_at_a_particles_centre():
+    image, centres = particle_field(inner_fraction=0.7)
+    cx, cy = centres[0]
+    offsets = np.array([0.0, 0.1, 0.2, 0.3]) * DIAMETER
+    asymmetry = radial_asymmetry(image, cx + offsets, np.full(4, cy), 0.55 * DIAMETER)
+    assert asymmetry.shape == (4,)
+    assert np.all(np.diff(asymmetry) > 0)
 
 
 def test_picks_move_in_the_micrographs_pixels_when_the_working_image_is_smaller():

@@ -175,8 +175,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         f"{CentringSettings().search_fraction:g} particle diameter, to where a disk of "
         f"{2 * CentringSettings().disk_fraction:g} diameters is darkest against its "
         "surround: the centre of a hollow particle (apoferritin) rather than a dark spot on its "
-        "shell; give the particle's outer size with --diameter (filled particles' picks are "
-        "already centred and may drift)",
+        "shell; a move is kept only where the particle does not look less rotationally "
+        "symmetric, so picks already centred on filled particles stay; give the particle's "
+        "outer size with --diameter",
     )
     sam = p.add_argument_group(
         "SAM stage", "options of the SAM stage only: an error with any other stage"
