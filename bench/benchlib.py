@@ -432,3 +432,25 @@ def finetune_command(out: Path, epochs: int | None = None, fraction: float = 1.0
         "--target-fraction",
         f"{fraction:g}",
     ]
+
+
+def score_prepared(picker, prepared: list, labels: dict, diameter: float | None) -> dict:
+    """Best F1 / AUPRC of ``picker`` on prepared micrographs, told ``diameter`` or not.
+
+    ``prepared``: (name, denoised, U-Net map, shape, size estimate) per micrograph, so the
+    same maps are scored under every size (bench/size_estimate.py and its studies).
+    """
+    from cryosegnet import Picker, evaluate_picks
+
+    told = None
+    if diameter is not None:
+        config = picker.config.with_changes(diameter=diameter)
+        told = Picker.from_parts(picker.unet, picker.denoise_settings, picker.stage, config)
+    picks = {}
+    for name, denoised, probability, shape, estimate in prepared:
+        if told is None:
+            picks[name] = picker.instances(probability, shape, denoised, estimate).picks
+        else:
+            picks[name] = told.instances(probability, shape, denoised).picks
+    pooled = evaluate_picks(picks, labels, threshold=picker.threshold).pooled
+    return {k: round(float(pooled[k]), 4) for k in ("best_f1", "auprc", "f1")}

@@ -27,10 +27,10 @@ from benchlib import (
     command_line,
     fmt,
     results_json,
+    score_prepared,
 )
 
 from cryosegnet import Picker
-from cryosegnet.evaluation import evaluate_picks
 from cryosegnet.io.micrographs import read_micrograph
 from cryosegnet.masks.peaks import estimate_diameter
 from cryosegnet.picking.units import SizeRange
@@ -60,22 +60,6 @@ def labelled_sets(quick: bool) -> list[tuple[str, float, list[tuple[str, np.ndar
             table = sim.picks[["x", "y"]].assign(diameter=float(diameter))
             sets.append((name, float(diameter), [(name, sim.image)], {name: table}))
     return sets
-
-
-def score(picker: Picker, prepared: list, labels: dict, diameter: float | None) -> dict:
-    """Best F1 / AUPRC of ``picker`` on the prepared micrographs, told ``diameter`` or not."""
-    told = None
-    if diameter is not None:
-        config = picker.config.with_changes(diameter=diameter)
-        told = Picker.from_parts(picker.unet, picker.denoise_settings, picker.stage, config)
-    picks = {}
-    for name, denoised, probability, shape, estimate in prepared:
-        if told is None:
-            picks[name] = picker.instances(probability, shape, denoised, estimate).picks
-        else:
-            picks[name] = told.instances(probability, shape, denoised).picks
-    pooled = evaluate_picks(picks, labels, threshold=picker.threshold).pooled
-    return {k: round(float(pooled[k]), 4) for k in ("best_f1", "auprc", "f1")}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,9 +97,9 @@ def main(argv: list[str] | None = None) -> int:
             "set": name,
             "labelled_px": truth,
             "estimates": estimates,
-            "estimated": score(picker, prepared, labels, None),
-            "range": score(ranged, in_range, labels, None),
-            "told": score(picker, prepared, labels, truth),
+            "estimated": score_prepared(picker, prepared, labels, None),
+            "range": score_prepared(ranged, in_range, labels, None),
+            "told": score_prepared(picker, prepared, labels, truth),
         }
         print(json.dumps({k: row[k] for k in ("set", "estimated", "range", "told")}), flush=True)
         rows.append(row)

@@ -1,6 +1,10 @@
 """Particle-size estimators that read a particle's outer extent, against the shipped one.
 
-    python bench/size_candidates.py     # writes bench/results/size_candidates.{json,md}
+    python bench/studies/size_candidates.py     # writes bench/results/size_candidates.{json,md}
+
+Decided (2026-12-04), a negative result: none of the four replaces the shipped estimate or
+its fallback; each is right on cases where another is wrong (BENCHMARKS.md, "The particle
+size, read off the micrographs").
 
 The shipped estimate (detection/size.py: the LoG scale of greatest dark skew) reads a filled
 particle's dark core, about 0.6 x the labelled diameter of the simulator's large particles,
@@ -35,15 +39,26 @@ apoferritin micrograph.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/: benchlib
+
 import argparse
 import json
-import sys
 import time
-from pathlib import Path
 
 import cv2
 import numpy as np
-from benchlib import RESULTS, SHARED, UNLABELLED, apoferritin_labels, command_line, fmt
+from benchlib import (
+    RESULTS,
+    SHARED,
+    UNLABELLED,
+    apoferritin_labels,
+    command_line,
+    fmt,
+    score_prepared,
+)
 from scipy.spatial import cKDTree
 
 from cryosegnet.detection.size import SizeEstimateSettings, estimate_size, flatten
@@ -294,8 +309,6 @@ def scored() -> list[dict]:
     """The default picker on apoferritin ``train`` told 68 px and the pooled estimate."""
     if not (SHARED / "data").is_dir():
         return []
-    from size_estimate import score
-
     from cryosegnet import Picker
 
     picker = Picker(device="cpu")
@@ -312,7 +325,8 @@ def scored() -> list[dict]:
     best, _ = clearness(np.sum(curves, axis=0))
     pooled_px = round(float(ds[best]) / scale, 1)
     return [
-        {"told_px": told, **score(picker, prepared, labels, told)} for told in (68.0, pooled_px)
+        {"told_px": told, **score_prepared(picker, prepared, labels, told)}
+        for told in (68.0, pooled_px)
     ]
 
 
