@@ -288,8 +288,9 @@ class Picker:
 
     @property
     def postprocess_settings(self) -> PostprocessSettings:
-        """Algorithm 1's settings, from the config (a diameter for one call goes with the
-        call: :meth:`told_size`).
+        """Algorithm 1's settings, from the config.
+
+        A diameter for one call goes with the call (:meth:`told_size`).
         """
         return PostprocessSettings(
             score_threshold=self.threshold,
@@ -374,10 +375,12 @@ class Picker:
         denoised: np.ndarray | None = None,
         size: SizeEstimate | None = None,
     ) -> PickResult:
-        """Instance masks and Algorithm 1 for one probability map (``denoised``: the image it
-        was computed from, which the hybrid stage reads too; the LoG stage's "map" is the
-        denoised image itself; ``size``: the micrograph's own size estimate, from
-        :meth:`estimate_size` on the micrograph as read, else made from ``denoised``).
+        """Instance masks and Algorithm 1 for one probability map.
+
+        ``denoised``: the image it was computed from, which the hybrid stage reads too (the
+        LoG stage's "map" is the denoised image itself). ``size``: the micrograph's own size
+        estimate, from :meth:`estimate_size` on the micrograph as read, else made from
+        ``denoised``.
         """
         from cryosegnet.postprocessing.algorithm1 import postprocess
         from cryosegnet.postprocessing.bad_regions import drop_bad_region_picks
@@ -486,8 +489,9 @@ class Picker:
     def _estimate_in_range(
         self, working: np.ndarray, scale: float, pixel_size: float | None
     ) -> SizeEstimate:
-        """:func:`estimate_size` of a working-size image within the given range, if any
-        (``scale``: working px per micrograph px).
+        """:func:`estimate_size` of a working-size image within the given range, if any.
+
+        ``scale``: working px per micrograph px.
         """
         size_range = self.config.diameter_range
         if size_range is None:
@@ -543,8 +547,9 @@ class Picker:
     def pick_results(
         self, micrographs: list[np.ndarray | Micrograph | str | os.PathLike]
     ) -> list[PickResult]:
-        """Pick several micrographs -> one :class:`PickResult` each, in order; those with the
-        same working shape share one U-Net batch.
+        """Pick several micrographs -> one :class:`PickResult` each, in order.
+
+        Those with the same working shape share one U-Net batch.
         """
         read = [_as_micrograph(micrograph) for micrograph in micrographs]
         images = [data for data, _ in read]
@@ -556,9 +561,10 @@ class Picker:
         return self.pick_denoised(denoised, [image.shape for image in images], sizes)
 
     def told_size(self, diameter: float, shape: tuple[int, int]) -> SizeEstimate:
-        """A size given for one micrograph of ``shape`` (``diameter`` in its pixels, e.g. an Å
-        diameter converted with its own pixel size), to pass to :meth:`pick_denoised`: the
-        picker itself is not changed, so one picker serves every micrograph at once.
+        """A size given for one micrograph of ``shape``, to pass to :meth:`pick_denoised`.
+
+        ``diameter`` is in its pixels (e.g. an Å diameter converted with its own pixel size);
+        the picker itself is not changed, so one picker serves every micrograph at once.
         """
         from cryosegnet.preprocessing.denoise import working_shape
 
@@ -567,8 +573,10 @@ class Picker:
         return SizeEstimate(float(diameter) * scale, True, float("nan"), scope="given")
 
     def size_of(self, image: np.ndarray, pixel_size: float | None = None) -> SizeEstimate | None:
-        """:meth:`estimate_size` where the picks need it (no size given, nor learnt unless a
-        range is given), else None; ``pixel_size`` (Å/px) converts a range in Å.
+        """:meth:`estimate_size` where the picks need it, else None.
+
+        Needed when no size is given, nor learnt unless a range is given; ``pixel_size``
+        (Å/px) converts a range in Å.
         """
         if self.postprocess_settings.diameter_override:
             return None
@@ -590,9 +598,10 @@ class Picker:
         original_shapes: list[tuple[int, int]],
         sizes: list[SizeEstimate | None] | None = None,
     ) -> list[PickResult]:
-        """Pick images already denoised by :meth:`preprocess` (``original_shapes``: each
-        micrograph's shape as read; ``sizes``: their :meth:`size_of`, else estimated from
-        the denoised images) -> one :class:`PickResult` each.
+        """Pick images already denoised by :meth:`preprocess` -> one :class:`PickResult` each.
+
+        ``original_shapes``: each micrograph's shape as read; ``sizes``: their
+        :meth:`size_of`, else estimated from the denoised images.
         """
         results: list[PickResult | None] = [None] * len(denoised)
         by_shape: dict[tuple[int, int], list[int]] = {}
@@ -626,8 +635,9 @@ LEGACY_DIAMETER_KEY = "diameter_working_px_median"
 
 
 def _config_with(config: PickerConfig | None, settings: dict) -> PickerConfig:
-    """``config`` (default: all defaults) with keyword overrides; ``sam_options`` is a dict of
-    SAM settings. ``TypeError`` names an unknown keyword.
+    """``config`` (default: all defaults) with keyword overrides.
+
+    ``sam_options`` is a dict of SAM settings. ``TypeError`` names an unknown keyword.
     """
     import dataclasses
 
