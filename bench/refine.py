@@ -284,9 +284,19 @@ def cost(settings, reuse: bool, copies: int) -> dict:
             micrographs.append(target)
     one = replace(settings, rounds=1)
     run = run_loop(f"cost_4k_{len(micrographs)}", "rounds1", micrographs, None, one, {}, reuse)
-    per = (run["pick_s"] + run["loop_s"]) / len(micrographs)
-    run["extrapolated_20_s"] = 20 * per
+    if "per_round" in run:
+        run["extrapolated_20_s"] = extrapolate(run, 20, settings.rounds)
     return run
+
+
+def extrapolate(run: dict, n: int, rounds: int) -> float:
+    """Seconds of picking plus a ``rounds``-round loop on ``n`` micrographs, from one measured
+    round: picking and classification scale with the micrographs (their picks), fine-tuning
+    (a fixed number of steps) does not. An extrapolation, not a measurement."""
+    scale = n / run["micrographs"]
+    first, one = run["per_round"][0]["seconds"], run["per_round"][1]["seconds"]
+    per_round = one["finetune"] + scale * (one["pick"] + one["classify"] + one["samples"])
+    return scale * (run["pick_s"] + first["classify"]) + rounds * per_round
 
 
 def fmt3(value) -> str:
@@ -348,8 +358,9 @@ def _run_lines(name: str, run: dict) -> list[str]:
     )
     if "extrapolated_20_s" in run:
         lines.append(
-            f"Extrapolated (linearly, not measured) to 20 such micrographs: "
-            f"{run['extrapolated_20_s'] / 60:.0f} min."
+            "Extrapolated, not measured, to 20 such micrographs and the default rounds "
+            "(picking and classification scaled by the number of micrographs, fine-tuning "
+            f"fixed): {run['extrapolated_20_s'] / 60:.0f} min."
         )
     lines.append("")
     return lines

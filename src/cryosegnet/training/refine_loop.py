@@ -384,7 +384,8 @@ class RefineRound:
     model : str or None
         The checkpoint that made these picks (None: the starting picks).
     seconds : dict of str to float
-        Wall time of classification, fine-tuning and picking.
+        Wall time of the pseudo-labelled samples (denoising each micrograph once, in round 1),
+        fine-tuning, picking and classification.
     """
 
     round: int
@@ -646,6 +647,8 @@ def refine_picks(
                     pixel_size,
                 )
             )
+        times["samples"] = round(time.monotonic() - begun, 1)
+        begun = time.monotonic()
         bar.set_postfix_str("fine-tuning")
         config = finetune_config(
             epochs=settings.epochs,
