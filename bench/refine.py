@@ -112,7 +112,10 @@ def run_loop(
     into ``variant``'s folder and score every round (``reuse``: an earlier run's figures)."""
     saved = WORK / name / variant / "result.json"
     if reuse and saved.is_file():
-        return json.loads(saved.read_text())
+        out = json.loads(saved.read_text())
+        if "judge_on_decoys" not in out:  # a run made before that figure was recorded
+            out["judge_on_decoys"] = _judge_on_decoys(WORK / name / variant / "refine", decoys)
+        return out
     out = _run_loop(name, variant, micrographs, labels, settings, picker_options, decoys)
     saved.parent.mkdir(parents=True, exist_ok=True)
     saved.write_text(json.dumps(out, indent=1, default=str) + "\n")
@@ -159,7 +162,9 @@ def _run_loop(name, variant, micrographs, labels, settings, picker_options, deco
     except CryoSegNetError as exc:
         out.update(refused=str(exc), loop_s=time.perf_counter() - start)
         out["peak_rss_mb"] = _peak_rss_mb()
+        out["judge_on_decoys"] = _judge_on_decoys(refine, decoys)
         return out
+    out["judge_on_decoys"] = _judge_on_decoys(refine, decoys)
     out["loop_s"] = time.perf_counter() - start
     out["peak_rss_mb"] = _peak_rss_mb()
     out["stop_reason"] = summary.stop_reason
@@ -187,6 +192,23 @@ def _run_loop(name, variant, micrographs, labels, settings, picker_options, deco
         out["empty_fields"] = empty
         out["full_fields_flagged"] = sorted(set(summary.bad) - set(empty))
     return out
+
+
+def _judge_on_decoys(refine: Path, decoys) -> dict | None:
+    """Can the 2D classes tell the phase-randomised copies from the real micrographs? The share
+    of round 0's picks above the classification's noise decoys, on either."""
+    import pandas as pd
+
+    table = refine / "round0" / "classes" / "particles.csv"
+    if not decoys or not table.is_file():
+        return None
+    particles = pd.read_csv(table)
+    on_decoy = particles["micrograph"].map(lambda m: Path(str(m)).stem in set(decoys))
+    above = particles["above_decoys"].astype(bool)
+    return {
+        "above_share_real": float(above[~on_decoy].mean()),
+        "above_share_phase_randomised": float(above[on_decoy].mean()),
+    }
 
 
 def _changed(settings) -> dict:
@@ -322,7 +344,16 @@ def _run_lines(name: str, run: dict) -> list[str]:
     decoys = f" + {run['decoys']} phase-randomised copies" if run.get("decoys") else ""
     lines = [f"**{name}** ({run['micrographs'] - run.get('decoys', 0)} micrographs{decoys})", ""]
     if "refused" in run:
-        lines += [f"The loop refused: {run['refused']}", ""]
+        refused = run["refused"].replace(f"{REPO}/", "")  # no machine path in the tables
+        lines += [f"The loop refused: {refused}", ""]
+    judge = run.get("judge_on_decoys")
+    if judge:
+        lines += [
+            f"Share of round 0's picks above the classification's noise decoys: "
+            f"{judge['above_share_real']:.1%} on the real micrographs, "
+            f"{judge['above_share_phase_randomised']:.1%} on the phase-randomised copies.",
+            "",
+        ]
     if run["rounds"]:
         lines += HEADER
         rows = [(f"round {k}", f) for k, f in run["rounds"].items()]
