@@ -1,6 +1,7 @@
 """The label-free refinement loop (``cryosegnet pick --refine``): before vs after, per round.
 
     python bench/refine.py [--quick] [--parts sims,negatives,apoferritin,test,cost] [--reuse]
+    python bench/refine.py --table-only ...   # the tables of the runs already made, none run
 
 Parts (each run's figures are kept in ``runs/refine/<set>/<variant>/result.json``, so parts run
 separately add up in one results file):
@@ -40,6 +41,8 @@ from pathlib import Path
 from benchlib import REPO, UNLABELLED, add_bench_options, command_line, results_json
 
 WORK = REPO / "runs" / "refine"
+# --table-only: figures of the runs already made only (a one-item list, set once by main).
+TABLE_ONLY = [False]
 N_DECOYS = 4
 DECOY_SEED = 7100
 # Picker options of the apoferritin variants (the CLI's --diameter 68 --centre-picks).
@@ -111,7 +114,9 @@ def run_loop(
     """Pick with the shipped model (once per set and picker options), refine with ``settings``
     into ``variant``'s folder and score every round (``reuse``: an earlier run's figures)."""
     saved = WORK / name / variant / "result.json"
-    if reuse and saved.is_file():
+    if TABLE_ONLY[0] and not saved.is_file():
+        return {"not_run": True}
+    if (reuse or TABLE_ONLY[0]) and saved.is_file():
         out = json.loads(saved.read_text())
         if "judge_on_decoys" not in out:  # a run made before that figure was recorded
             out["judge_on_decoys"] = _judge_on_decoys(WORK / name / variant / "refine", decoys)
@@ -404,13 +409,16 @@ def markdown(results: dict) -> str:
             lines += ["**negatives ablation** (one round, the round-0 picks of the rounds run)", ""]
             lines += HEADER
             for variant, one in run.items():
-                if "1" in one["rounds"]:
+                if one.get("not_run"):
+                    lines.append(f"| {variant}: not run | | | | | | | |")
+                elif "1" in one["rounds"]:
                     lines.append(_row(variant + ", round 1", one["rounds"]["1"]))
                 else:
                     lines.append(f"| {variant}: {one.get('refused', 'no round 1')} |")
             lines.append("")
             continue
-        lines += _run_lines(name, run)
+        if not run.get("not_run"):
+            lines += _run_lines(name, run)
     return "\n".join(lines)
 
 
@@ -431,7 +439,13 @@ def main() -> None:
     parser.add_argument(
         "--reuse", action="store_true", help="take the figures of runs already made from WORK"
     )
+    parser.add_argument(
+        "--table-only",
+        action="store_true",
+        help="run nothing: the tables of the runs already made (of --parts) from WORK",
+    )
     args = parser.parse_args()
+    TABLE_ONLY[0] = args.table_only
     from cryosegnet.training.refine_loop import RefineSettings
 
     settings = RefineSettings()
@@ -462,7 +476,8 @@ def main() -> None:
         "command": command_line(args),
         "quick": args.quick,
         "settings": asdict(settings),
-        "runs": {**old.get("runs", {}), **runs},  # parts run separately add up
+        # parts run separately add up
+        "runs": {**old.get("runs", {}), **{k: v for k, v in runs.items() if not v.get("not_run")}},
     }
     path.write_text(json.dumps(results, indent=1, default=str) + "\n")
     path.with_suffix(".md").write_text(markdown(results))
