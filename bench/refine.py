@@ -115,7 +115,7 @@ def run_loop(
     into ``variant``'s folder and score every round (``reuse``: an earlier run's figures)."""
     saved = WORK / name / variant / "result.json"
     if TABLE_ONLY[0] and not saved.is_file():
-        return {"not_run": True}
+        return _interrupted(name, variant, micrographs, labels, picker_options, decoys)
     if (reuse or TABLE_ONLY[0]) and saved.is_file():
         out = json.loads(saved.read_text())
         if "judge_on_decoys" not in out:  # a run made before that figure was recorded
@@ -124,6 +124,50 @@ def run_loop(
     out = _run_loop(name, variant, micrographs, labels, settings, picker_options, decoys)
     saved.parent.mkdir(parents=True, exist_ok=True)
     saved.write_text(json.dumps(out, indent=1, default=str) + "\n")
+    return out
+
+
+def _interrupted(name, variant, micrographs, labels, picker_options, decoys) -> dict:
+    """The figures of a run stopped before its end (``--table-only``): every round whose
+    classification was written, scored; the refinement's own record is not there."""
+    from cryosegnet.classification.outputs import read_classification
+    from cryosegnet.picking.picker import Picker
+
+    folder = WORK / name
+    refine = folder / variant / "refine"
+    if labels is None or not (refine / "round0" / "classes" / "particles.csv").is_file():
+        return {"not_run": True}
+    picker = Picker(device="cpu", **picker_options)
+    out: dict = {
+        "micrographs": len(micrographs),
+        "decoys": len(decoys),
+        "picker_options": picker_options,
+        "interrupted": True,
+        "rounds": {"0": score_folder(folder / "picks", labels, picker.threshold, decoys)},
+        "per_round": [],
+        "judge_on_decoys": _judge_on_decoys(refine, decoys),
+    }
+    for r in range(1, 10):
+        classes = refine / f"round{r}" / "classes"
+        if not (classes / "particles.csv").is_file():
+            break
+        model = refine / f"round{r}" / "train" / "last.pt"
+        threshold = Picker(model=model, device="cpu", **picker_options).threshold
+        picks = refine / f"round{r}" / "picks"
+        out["rounds"][str(r)] = score_folder(picks, labels, threshold, decoys)
+    for r in range(0, 10):
+        classes = refine / f"round{r}" / "classes"
+        if not (classes / "particles.csv").is_file():
+            break
+        record, _, particles = read_classification(classes)
+        out["per_round"].append(
+            {
+                "round": r,
+                "n_picks": len(particles),
+                "n_classes": record["settings"]["n_classes"],
+                "kept_classes": record.get("auto_selected") or [],
+            }
+        )
     return out
 
 
@@ -368,7 +412,17 @@ def _run_lines(name: str, run: dict) -> list[str]:
             )
         lines += [_row(label, f) for label, f in rows]
         lines.append("")
-    for r in run.get("per_round", []):
+    if run.get("interrupted"):
+        lines.append(
+            "Stopped by hand before its end (the shared CPU's time ran out); every round whose "
+            "picks were classified is scored; classes per round:"
+        )
+        for r in run["per_round"]:
+            lines.append(
+                f"- round {r['round']}: {r['n_picks']} picks in {r['n_classes']} classes, "
+                f"{len(r['kept_classes'])} kept"
+            )
+    for r in [] if run.get("interrupted") else run.get("per_round", []):
         change = "" if r["change"] is None else f", kept set changed {r['change']:.0%}"
         lines.append(
             f"- round {r['round']}: {r['n_kept']} of {r['n_picks']} picks kept in "
@@ -388,10 +442,11 @@ def _run_lines(name: str, run: dict) -> list[str]:
             )
             + "."
         )
-    lines.append(
-        f"Cost: picking {run['pick_s']:.0f} s, loop {run['loop_s']:.0f} s, peak RSS "
-        f"{run['peak_rss_mb']:.0f} MB (the bench process) on the shared 2-core CPU."
-    )
+    if "loop_s" in run:
+        lines.append(
+            f"Cost: picking {run['pick_s']:.0f} s, loop {run['loop_s']:.0f} s, peak RSS "
+            f"{run['peak_rss_mb']:.0f} MB (the bench process) on the shared 2-core CPU."
+        )
     if "extrapolated_20_s" in run:
         lines.append(
             "Extrapolated, not measured, to 20 such micrographs and the default rounds "
@@ -414,7 +469,8 @@ def markdown(results: dict) -> str:
                 elif "1" in one["rounds"]:
                     lines.append(_row(variant + ", round 1", one["rounds"]["1"]))
                 else:
-                    lines.append(f"| {variant}: {one.get('refused', 'no round 1')} |")
+                    reason = one.get("refused") or "round 1 not finished"
+                    lines.append(f"| {variant}: {reason} | | | | | | | |")
             lines.append("")
             continue
         if not run.get("not_run"):
