@@ -209,7 +209,8 @@ def _run_loop(name, variant, micrographs, labels, settings, picker_options, deco
             log_fn=lambda line: print(line, flush=True),
         )
     except CryoSegNetError as exc:
-        out.update(refused=str(exc), loop_s=time.perf_counter() - start)
+        refused = str(exc).replace(f"{REPO}/", "")  # no machine path in the record
+        out.update(refused=refused, loop_s=time.perf_counter() - start)
         out["peak_rss_mb"] = _peak_rss_mb()
         out["judge_on_decoys"] = _judge_on_decoys(refine, decoys)
         return out
@@ -283,6 +284,7 @@ def sims(quick: bool, seed: int, n_sims: int | None, settings, reuse: bool) -> d
     return run_loop(name, "rounds3", micrographs, labels, rounds, {}, reuse)
 
 
+SIMS_RUN = "simulated, junk and empty fields: 3 rounds, no early stop"
 NEGATIVES = {
     "no rejected-class negatives": {"rejected_negatives": False},
     "no far-ice negatives": {"background_negatives": False},
@@ -463,6 +465,9 @@ def markdown(results: dict) -> str:
         if name == "negatives ablation":
             lines += ["**negatives ablation** (one round, the round-0 picks of the rounds run)", ""]
             lines += HEADER
+            rounds_run = results["runs"].get(SIMS_RUN, {}).get("rounds", {})
+            if "1" in rounds_run:
+                lines.append(_row("both (round 1 of the rounds run)", rounds_run["1"]))
             for variant, one in run.items():
                 if one.get("not_run"):
                     lines.append(f"| {variant}: not run | | | | | | | |")
@@ -509,9 +514,7 @@ def main() -> None:
     path = results_json(args, "refine")
     runs: dict = {}
     if "sims" in parts:
-        runs["simulated, junk and empty fields: 3 rounds, no early stop"] = sims(
-            args.quick, args.seed, args.n_sims, settings, args.reuse
-        )
+        runs[SIMS_RUN] = sims(args.quick, args.seed, args.n_sims, settings, args.reuse)
     if "negatives" in parts:
         runs["negatives ablation"] = negatives(
             args.quick, args.seed, args.n_sims, settings, args.reuse
