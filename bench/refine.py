@@ -1,21 +1,31 @@
 """The label-free refinement loop (``cryosegnet pick --refine``): before vs after, per round.
 
-(a) Simulated micrographs of one protein with junk (contamination, aggregates, carbon, empty
-fields: the set of ``bench/classify.py``) are picked with the shipped model, then refined with
-the default :class:`~cryosegnet.training.refine_loop.RefineSettings`. Every round's picks
-(round 0: the picker without the loop; round r: after r fine-tunings) are scored against the
-simulator's truth: best F1 and AUPRC at half and a quarter of the diameter, F1 at the default
-threshold, and the picks on empty fields; the final triaged picks too. That is the rounds
-ablation. Settings are chosen here, never on the apoferritin ``test`` split.
-(b) ``--parts apoferritin``: the same on the real apoferritin ``train`` split, then ``test``
-(the loop uses no label, so it may run on the test micrographs themselves, as a user would;
-nothing is chosen on them). Where no class passes the selection the loop refuses, and that is
-recorded.
-The wall time and peak RSS of each loop are recorded (cost).
+    python bench/refine.py [--quick] [--parts sims,negatives,apoferritin,test,cost] [--reuse]
+    python bench/refine.py --table-only ...   # the tables of the runs already made, none run
 
-    python bench/refine.py [--quick] [--parts sims,apoferritin] [--reuse]
+Parts (each run's figures are kept in ``runs/refine/<set>/<variant>/result.json``, so parts run
+separately add up in one results file):
 
-Figures go to bench/results/refine.json and refine.md.
+* ``sims``: simulated micrographs of one protein with junk (contamination, aggregates, carbon,
+  empty fields: the set of ``bench/classify.py``), picked with the shipped model, then refined
+  for 3 rounds with no early stop. Every round's picks (round 0: the picker without the loop;
+  round r: after r fine-tunings) are scored against the simulator's truth: best F1 and AUPRC
+  at half and a quarter of the diameter, F1 at the default threshold, and picks on empty fields
+  against full ones. That is the rounds ablation; the kept-set change of each round says where
+  the default stop rule would have ended.
+* ``negatives``: the same set and round-0 picks, one round, without the rejected-class
+  negatives, without the far-ice negatives, and without both (the negatives ablation; with both
+  is round 1 of ``sims``).
+* ``apoferritin``: the real apoferritin ``train`` split with phase-randomised copies of 4 of
+  its micrographs mixed into the batch (empty fields at real noise; figures of F1 and AUPRC
+  are over the real micrographs only), default picker and ``--diameter 68 --centre-picks``.
+  Settings are chosen here and on simulations, never on the ``test`` split.
+* ``test``: the ``test`` split once, with the settings chosen on ``train`` (``--test-options``);
+  the loop uses no label, so it runs on the test micrographs themselves, as a user would.
+* ``cost``: the whole loop on real 4k micrographs (the EPU and FEI files, each twice under
+  another name), wall time and peak RSS; 20 micrographs are extrapolated from it.
+
+Figures go to bench/results/refine.json and refine.md (``--quick``: runs/quick/).
 """
 
 from __future__ import annotations
@@ -23,12 +33,23 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import shutil
 import time
+from dataclasses import asdict, replace
 from pathlib import Path
 
-from benchlib import RESULTS, command_line
+from benchlib import REPO, UNLABELLED, add_bench_options, command_line, results_json
 
-WORK = Path("/tmp/cryosegnet-bench-refine")
+WORK = REPO / "runs" / "refine"
+# --table-only: figures of the runs already made only (a one-item list, set once by main).
+TABLE_ONLY = [False]
+N_DECOYS = 4
+DECOY_SEED = 7100
+# Picker options of the apoferritin variants (the CLI's --diameter 68 --centre-picks).
+PICKER_OPTIONS = {
+    "diameter 68, centre-picks": {"diameter": 68.0, "centre_picks": True},
+    "default": {},
+}
 
 
 def _labels_of_sims(sim: Path) -> dict:
@@ -45,21 +66,23 @@ def _labels_of_sims(sim: Path) -> dict:
     return labels
 
 
-def score_folder(picks: Path, labels: dict, threshold: float | None) -> dict:
-    """Pooled figures of a picks folder against labels by stem (d/2 and d/4)."""
+def score_folder(picks: Path, labels: dict, threshold: float | None, decoys=()) -> dict:
+    """Pooled figures of a picks folder against labels by stem (d/2 and d/4).
+
+    ``decoys``: stems of phase-randomised copies, left out of F1 and AUPRC (they are the real
+    micrographs' measure) and counted as empty fields.
+    """
     import numpy as np
     import pandas as pd
 
+    from cryosegnet.evaluation import evaluate_picks
     from cryosegnet.inspection.picksets import find_pick_files, read_picks
 
-    tables = {}
-    for pick_file in find_pick_files(picks):
-        table = read_picks(pick_file.path)
-        tables[pick_file.stem] = table
-    tables = {stem: tables.get(stem, pd.DataFrame(columns=["x", "y", "score"])) for stem in labels}
-    from cryosegnet.evaluation import evaluate_picks
-
-    result = evaluate_picks(tables, labels, threshold=threshold)
+    found = {f.stem: read_picks(f.path) for f in find_pick_files(picks)}
+    empty_table = pd.DataFrame(columns=["x", "y", "score"])
+    tables = {stem: found.get(stem, empty_table) for stem in labels}
+    scored = {stem: t for stem, t in tables.items() if stem not in decoys}
+    result = evaluate_picks(scored, {s: labels[s] for s in scored}, threshold=threshold)
     pooled = result.pooled
     keys = ("best_f1", "auprc", "best_f1_quarter", "auprc_quarter", "f1", "n_picks")
     figures = {k: float(pooled[k]) if k in pooled else float("nan") for k in keys}
@@ -78,67 +101,142 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_loop(name: str, micrographs: list[Path], labels: dict, settings, reuse: bool) -> dict:
-    """Pick with the shipped model, refine, and score every round (``reuse``: the figures of
-    an earlier run of the same set, from its ``result.json``)."""
-    saved = WORK / name / "result.json"
-    if reuse and saved.is_file():
-        return json.loads(saved.read_text())
-    out = _run_loop(name, micrographs, labels, settings)
+def run_loop(
+    name: str,
+    variant: str,
+    micrographs: list[Path],
+    labels: dict | None,
+    settings,
+    picker_options: dict,
+    reuse: bool,
+    decoys=(),
+) -> dict:
+    """Pick with the shipped model (once per set and picker options), refine with ``settings``
+    into ``variant``'s folder and score every round (``reuse``: an earlier run's figures)."""
+    saved = WORK / name / variant / "result.json"
+    if TABLE_ONLY[0] and not saved.is_file():
+        return _interrupted(name, variant, micrographs, labels, picker_options, decoys)
+    if (reuse or TABLE_ONLY[0]) and saved.is_file():
+        out = json.loads(saved.read_text())
+        if "judge_on_decoys" not in out:  # a run made before that figure was recorded
+            out["judge_on_decoys"] = _judge_on_decoys(WORK / name / variant / "refine", decoys)
+        return out
+    out = _run_loop(name, variant, micrographs, labels, settings, picker_options, decoys)
+    saved.parent.mkdir(parents=True, exist_ok=True)
     saved.write_text(json.dumps(out, indent=1, default=str) + "\n")
     return out
 
 
-def _run_loop(name: str, micrographs: list[Path], labels: dict, settings) -> dict:
+def _interrupted(name, variant, micrographs, labels, picker_options, decoys) -> dict:
+    """The figures of a run stopped before its end (``--table-only``): every round whose
+    classification was written, scored; the refinement's own record is not there."""
+    from cryosegnet.classification.outputs import read_classification
+    from cryosegnet.picking.picker import Picker
+
+    folder = WORK / name
+    refine = folder / variant / "refine"
+    if labels is None or not (refine / "round0" / "classes" / "particles.csv").is_file():
+        return {"not_run": True}
+    picker = Picker(device="cpu", **picker_options)
+    out: dict = {
+        "micrographs": len(micrographs),
+        "decoys": len(decoys),
+        "picker_options": picker_options,
+        "interrupted": True,
+        "rounds": {"0": score_folder(folder / "picks", labels, picker.threshold, decoys)},
+        "per_round": [],
+        "judge_on_decoys": _judge_on_decoys(refine, decoys),
+    }
+    for r in range(1, 10):
+        classes = refine / f"round{r}" / "classes"
+        if not (classes / "particles.csv").is_file():
+            break
+        model = refine / f"round{r}" / "train" / "last.pt"
+        threshold = Picker(model=model, device="cpu", **picker_options).threshold
+        picks = refine / f"round{r}" / "picks"
+        out["rounds"][str(r)] = score_folder(picks, labels, threshold, decoys)
+    for r in range(0, 10):
+        classes = refine / f"round{r}" / "classes"
+        if not (classes / "particles.csv").is_file():
+            break
+        record, _, particles = read_classification(classes)
+        out["per_round"].append(
+            {
+                "round": r,
+                "n_picks": len(particles),
+                "n_classes": record["settings"]["n_classes"],
+                "kept_classes": record.get("auto_selected") or [],
+            }
+        )
+    return out
+
+
+def _run_loop(name, variant, micrographs, labels, settings, picker_options, decoys) -> dict:
     from cryosegnet.errors import CryoSegNetError
     from cryosegnet.picking.batch import pick_batch
-    from cryosegnet.picking.config import DEFAULT_THRESHOLDS
     from cryosegnet.picking.picker import Picker
     from cryosegnet.training.refine_loop import refine_picks
 
     folder = WORK / name
-    picks, refine = folder / "picks", folder / "refine"
+    picks, refine = folder / "picks", folder / variant / "refine"
+    picker = Picker(device="cpu", **picker_options)
     start = time.perf_counter()
-    picker = Picker(device="cpu")
-    pick_batch(picker, micrographs, picks, progress=False, overwrite=True)
+    if not (picks / "autopick.star").is_file():
+        pick_batch(picker, micrographs, picks, progress=False, overwrite=True)
     pick_s = time.perf_counter() - start
+    if refine.exists():
+        shutil.rmtree(refine)
     out: dict = {
         "micrographs": len(micrographs),
+        "decoys": len(decoys),
+        "picker_options": picker_options,
+        "settings_changed": _changed(settings),
         "pick_s": pick_s,
-        "stage_before": picker.stage,
-        "rounds": {"0": score_folder(picks, labels, picker.threshold)},
+        "rounds": {},
     }
-    print(name, "round 0", json.dumps(out["rounds"]["0"]), flush=True)
+    if labels is not None:
+        out["rounds"]["0"] = score_folder(picks, labels, picker.threshold, decoys)
+        print(name, variant, "round 0", json.dumps(out["rounds"]["0"]), flush=True)
     start = time.perf_counter()
     try:
         summary = refine_picks(
             micrographs,
             picks,
             refine,
-            lambda model: Picker(model=model, device="cpu"),
+            lambda model: Picker(model=model, device="cpu", **picker_options),
             settings=settings,
             device="cpu",
             log_fn=lambda line: print(line, flush=True),
         )
     except CryoSegNetError as exc:
-        out["refused"] = str(exc)
-        out["loop_s"] = time.perf_counter() - start
+        refused = str(exc).replace(f"{REPO}/", "")  # no machine path in the record
+        out.update(refused=refused, loop_s=time.perf_counter() - start)
         out["peak_rss_mb"] = _peak_rss_mb()
+        out["judge_on_decoys"] = _judge_on_decoys(refine, decoys)
         return out
+    out["judge_on_decoys"] = _judge_on_decoys(refine, decoys)
     out["loop_s"] = time.perf_counter() - start
     out["peak_rss_mb"] = _peak_rss_mb()
     out["stop_reason"] = summary.stop_reason
+    out["final_round"] = summary.final_round
+    out["model_written"] = summary.model is not None
     out["flagged"] = summary.bad
     out["per_round"] = [
         {k: v for k, v in vars(r).items() if k not in ("picks", "classes", "model")}
         for r in summary.rounds
     ]
-    peaks = DEFAULT_THRESHOLDS["peaks"]
+    if labels is None:
+        return out
+    thresholds = {0: picker.threshold}
     for r in summary.rounds[1:]:
-        out["rounds"][str(r.round)] = score_folder(Path(r.picks), labels, peaks)
-        print(name, "round", r.round, json.dumps(out["rounds"][str(r.round)]), flush=True)
+        # a fine-tuned model's picker may take another stage: its own default threshold
+        thresholds[r.round] = Picker(model=r.model, device="cpu", **picker_options).threshold
+        threshold = thresholds[r.round]
+        out["rounds"][str(r.round)] = score_folder(Path(r.picks), labels, threshold, decoys)
+        print(name, variant, "round", r.round, json.dumps(out["rounds"][str(r.round)]), flush=True)
     if summary.picks is not None:
-        out["final_triaged"] = score_folder(summary.picks, labels, peaks)
+        threshold = thresholds[summary.final_round]
+        out["final_triaged"] = score_folder(summary.picks, labels, threshold, decoys)
         empty = [stem for stem, t in labels.items() if len(t) == 0]
         out["empty_fields_flagged"] = sorted(set(empty) & set(summary.bad))
         out["empty_fields"] = empty
@@ -146,97 +244,310 @@ def _run_loop(name: str, micrographs: list[Path], labels: dict, settings) -> dic
     return out
 
 
-def sims(n: int, seed: int, settings, reuse: bool) -> dict:
+def _judge_on_decoys(refine: Path, decoys) -> dict | None:
+    """Can the 2D classes tell the phase-randomised copies from the real micrographs? The share
+    of round 0's picks above the classification's noise decoys, on either."""
+    import pandas as pd
+
+    table = refine / "round0" / "classes" / "particles.csv"
+    if not decoys or not table.is_file():
+        return None
+    particles = pd.read_csv(table)
+    on_decoy = particles["micrograph"].map(lambda m: Path(str(m)).stem in set(decoys))
+    above = particles["above_decoys"].astype(bool)
+    return {
+        "above_share_real": float(above[~on_decoy].mean()),
+        "above_share_phase_randomised": float(above[on_decoy].mean()),
+    }
+
+
+def _changed(settings) -> dict:
+    from cryosegnet.training.refine_loop import RefineSettings
+
+    default = asdict(RefineSettings())
+    return {k: v for k, v in asdict(settings).items() if default[k] != v}
+
+
+def _sim_set(quick: bool, seed: int, n_sims: int | None) -> tuple[str, list[Path], dict]:
     from classify import simulate
 
+    n = n_sims or (8 if quick else 16)
     sim = WORK / f"sim{seed}_{n}"
     if not (sim / "micrographs.csv").is_file():
         simulate(sim, n, seed)
-    micrographs = sorted(sim.glob("*.mrc"))
-    return run_loop(f"sims_seed{seed}_{n}", micrographs, _labels_of_sims(sim), settings, reuse)
+    return f"sims_seed{seed}_{n}", sorted(sim.glob("*.mrc")), _labels_of_sims(sim)
 
 
-def apoferritin(split: str, settings, reuse: bool) -> dict:
+def sims(quick: bool, seed: int, n_sims: int | None, settings, reuse: bool) -> dict:
+    name, micrographs, labels = _sim_set(quick, seed, n_sims)
+    rounds = replace(settings, rounds=3, min_change=0.0)
+    return run_loop(name, "rounds3", micrographs, labels, rounds, {}, reuse)
+
+
+SIMS_RUN = "simulated, junk and empty fields: 3 rounds, no early stop"
+NEGATIVES_RUN = "negatives ablation"
+NEGATIVES = {
+    "no rejected-class negatives": {"rejected_negatives": False},
+    "no far-ice negatives": {"background_negatives": False},
+    "no negatives": {"rejected_negatives": False, "background_negatives": False},
+}
+
+
+def negatives(quick: bool, seed: int, n_sims: int | None, settings, reuse: bool) -> dict:
+    name, micrographs, labels = _sim_set(quick, seed, n_sims)
+    runs = {}
+    for variant, change in NEGATIVES.items():
+        one = replace(settings, rounds=1, **change)
+        slug = variant.replace(" ", "_")
+        runs[variant] = run_loop(name, slug, micrographs, labels, one, {}, reuse)
+    return runs
+
+
+def _with_decoys(paths: list[Path], labels: dict, n: int) -> tuple[list[Path], dict, list[str]]:
+    """``paths`` plus phase-randomised copies of the first ``n`` (empty labels)."""
+    import sys
+
+    import mrcfile
+    import pandas as pd
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "studies"))
+    from finetune import phase_randomised
+
+    from cryosegnet.io.micrographs import read_micrograph
+
+    folder = WORK / "apoferritin_decoys"
+    folder.mkdir(parents=True, exist_ok=True)
+    decoys = []
+    for k, path in enumerate(paths[:n]):
+        target = folder / f"{path.stem}_phase_randomised.mrc"
+        if not target.is_file():
+            micrograph = read_micrograph(path)
+            with mrcfile.new(target, overwrite=True) as mrc:
+                mrc.set_data(phase_randomised(micrograph.data, DECOY_SEED + k))
+                if micrograph.pixel_size:
+                    mrc.voxel_size = micrograph.pixel_size
+        decoys.append(target)
+    empty = pd.DataFrame(columns=["x", "y", "diameter"])
+    labels = {**labels, **{p.stem: empty for p in decoys}}
+    return [*paths, *decoys], labels, [p.stem for p in decoys]
+
+
+def apoferritin(split: str, options_name: str, settings, reuse: bool, quick: bool) -> dict:
     from benchlib import apoferritin_labels
 
     paths, labels = apoferritin_labels(split)
-    return run_loop(f"apoferritin_{split}", paths, labels, settings, reuse)
+    if quick:
+        paths = paths[:4]
+        labels = {p.stem: labels[p.stem] for p in paths}
+    paths, labels, decoys = _with_decoys(paths, labels, min(N_DECOYS, len(paths)))
+    name = f"apoferritin_{split}{'_quick' if quick else ''}_{options_name.replace(' ', '')}"
+    options = PICKER_OPTIONS[options_name]
+    return run_loop(name, "default", paths, labels, settings, options, reuse, decoys)
+
+
+def cost(settings, reuse: bool, copies: int) -> dict:
+    """The loop on ``copies`` copies each of the real 4k EPU and FEI micrographs."""
+    folder = WORK / "cost_micrographs"
+    folder.mkdir(parents=True, exist_ok=True)
+    micrographs = []
+    for label in ("EPU", "FEI"):
+        for k in range(copies):
+            target = folder / f"{label.lower()}_{k}.mrc"
+            if not target.is_file():
+                shutil.copyfile(UNLABELLED[label], target)
+            micrographs.append(target)
+    one = replace(settings, rounds=1)
+    run = run_loop(f"cost_4k_{len(micrographs)}", "rounds1", micrographs, None, one, {}, reuse)
+    if "per_round" in run:
+        run["extrapolated_20_s"] = extrapolate(run, 20, settings.rounds)
+    return run
+
+
+def extrapolate(run: dict, n: int, rounds: int) -> float:
+    """Seconds of picking plus a ``rounds``-round loop on ``n`` micrographs, from one measured
+    round: picking and classification scale with the micrographs (their picks), fine-tuning
+    (a fixed number of steps) does not. An extrapolation, not a measurement."""
+    scale = n / run["micrographs"]
+    first, one = run["per_round"][0]["seconds"], run["per_round"][1]["seconds"]
+    per_round = one["finetune"] + scale * (one["pick"] + one["classify"] + one["samples"])
+    return scale * (run["pick_s"] + first["classify"]) + rounds * per_round
 
 
 def fmt3(value) -> str:
     return "-" if value is None or value != value else f"{value:.3f}"
 
 
-def markdown(results: dict) -> str:
-    lines = ["Generated by `python bench/refine.py` from `refine.json`.", ""]
-    for name, run in results["runs"].items():
-        lines += [f"**{name}** ({run['micrographs']} micrographs)", ""]
-        if "refused" in run:
-            lines += [f"The loop refused: {run['refused']}", ""]
+HEADER = [
+    "| run | picks | best F1 d/2 | AUPRC d/2 | best F1 d/4 | AUPRC d/4 | F1 at the default "
+    "threshold | picks per empty field / per full one |",
+    "|---|---|---|---|---|---|---|---|",
+]
+
+
+def _row(label: str, f: dict) -> str:
+    return (
+        f"| {label} | {f['n_picks_all']} | {fmt3(f['best_f1'])} | {fmt3(f['auprc'])} | "
+        f"{fmt3(f['best_f1_quarter'])} | {fmt3(f['auprc_quarter'])} | {fmt3(f['f1'])} | "
+        f"{fmt3(f.get('picks_per_empty_vs_full'))} |"
+    )
+
+
+def _run_lines(name: str, run: dict) -> list[str]:
+    decoys = f" + {run['decoys']} phase-randomised copies" if run.get("decoys") else ""
+    lines = [f"**{name}** ({run['micrographs'] - run.get('decoys', 0)} micrographs{decoys})", ""]
+    if "refused" in run:
+        refused = run["refused"].replace(f"{REPO}/", "")  # no machine path in the tables
+        lines += [f"The loop refused: {refused}", ""]
+    judge = run.get("judge_on_decoys")
+    if judge:
         lines += [
-            "| round | picks | best F1 d/2 | AUPRC d/2 | best F1 d/4 | AUPRC d/4 | F1 at the "
-            "default threshold | picks per empty field / per full one |",
-            "|---|---|---|---|---|---|---|---|",
+            f"Share of round 0's picks above the classification's noise decoys: "
+            f"{judge['above_share_real']:.1%} on the real micrographs, "
+            f"{judge['above_share_phase_randomised']:.1%} on the phase-randomised copies.",
+            "",
         ]
-        rows = list(run["rounds"].items())
+    if run["rounds"]:
+        lines += HEADER
+        rows = [(f"round {k}", f) for k, f in run["rounds"].items()]
         if "final_triaged" in run:
-            rows.append(("final, triaged", run["final_triaged"]))
-        for label, f in rows:
-            lines.append(
-                f"| {label} | {f['n_picks_all']} | {fmt3(f['best_f1'])} | {fmt3(f['auprc'])} | "
-                f"{fmt3(f['best_f1_quarter'])} | {fmt3(f['auprc_quarter'])} | {fmt3(f['f1'])} | "
-                f"{fmt3(f.get('picks_per_empty_vs_full'))} |"
+            rows.append(
+                (f"output (round {run.get('final_round', '?')}, triaged)", run["final_triaged"])
             )
+        lines += [_row(label, f) for label, f in rows]
         lines.append("")
-        if "stop_reason" in run:
-            flagged = run.get("flagged", [])
+    if run.get("interrupted"):
+        lines.append(
+            "Stopped by hand before its end (the shared CPU's time ran out); every round whose "
+            "picks were classified is scored; classes per round:"
+        )
+        for r in run["per_round"]:
             lines.append(
-                f"Stopped: {run['stop_reason']}. Flagged: {len(flagged)} micrograph(s)"
-                + (
-                    f" ({len(run['empty_fields_flagged'])} of {len(run['empty_fields'])} empty "
-                    f"fields, {len(run['full_fields_flagged'])} with particles)"
-                    if "empty_fields" in run
-                    else ""
-                )
-                + "."
+                f"- round {r['round']}: {r['n_picks']} picks in {r['n_classes']} classes, "
+                f"{len(r['kept_classes'])} kept"
             )
+    for r in [] if run.get("interrupted") else run.get("per_round", []):
+        change = "" if r["change"] is None else f", kept set changed {r['change']:.0%}"
+        lines.append(
+            f"- round {r['round']}: {r['n_kept']} of {r['n_picks']} picks kept in "
+            f"{len(r['kept_classes'])} class(es){change}; {len(r['bad'])} flagged; "
+            f"times {r['seconds']}"
+        )
+    if "stop_reason" in run:
+        flagged = run.get("flagged", [])
+        lines.append(
+            f"\nStopped: {run['stop_reason']}. Model written: {run['model_written']}. Flagged: "
+            f"{len(flagged)} micrograph(s)"
+            + (
+                f" ({len(run['empty_fields_flagged'])} of {len(run['empty_fields'])} empty "
+                f"fields, {len(run['full_fields_flagged'])} with particles)"
+                if "empty_fields" in run
+                else ""
+            )
+            + "."
+        )
+    if "loop_s" in run:
         lines.append(
             f"Cost: picking {run['pick_s']:.0f} s, loop {run['loop_s']:.0f} s, peak RSS "
             f"{run['peak_rss_mb']:.0f} MB (the bench process) on the shared 2-core CPU."
         )
-        lines.append("")
+    if "extrapolated_20_s" in run:
+        lines.append(
+            "Extrapolated, not measured, to 20 such micrographs and the default rounds "
+            "(picking and classification scaled by the number of micrographs, fine-tuning "
+            f"fixed): {run['extrapolated_20_s'] / 60:.0f} min."
+        )
+    lines.append("")
+    return lines
+
+
+def _n_of(negatives_runs: dict) -> int | None:
+    """The number of micrographs of the negatives ablation's set (of its first run made)."""
+    made = [r for r in negatives_runs.values() if "micrographs" in r]
+    return made[0]["micrographs"] if made else None
+
+
+def markdown(results: dict) -> str:
+    lines = [f"Generated by `{results['command']}` from `refine.json`.", ""]
+    for name, run in results["runs"].items():
+        if name.startswith(NEGATIVES_RUN):
+            lines += ["**negatives ablation** (one round, the round-0 picks of the rounds run)", ""]
+            lines += HEADER
+            same_set = [r for k, r in results["runs"].items() if k.startswith(SIMS_RUN)]
+            same_set = [r for r in same_set if r["micrographs"] == _n_of(run)]
+            rounds_run = same_set[0].get("rounds", {}) if same_set else {}
+            if "1" in rounds_run:
+                lines.append(_row("both (round 1 of the rounds run)", rounds_run["1"]))
+            for variant, one in run.items():
+                if one.get("not_run"):
+                    lines.append(f"| {variant}: not run | | | | | | | |")
+                elif "1" in one["rounds"]:
+                    lines.append(_row(variant + ", round 1", one["rounds"]["1"]))
+                else:
+                    reason = one.get("refused") or "round 1 not finished"
+                    lines.append(f"| {variant}: {reason} | | | | | | | |")
+            lines.append("")
+            continue
+        if not run.get("not_run"):
+            lines += _run_lines(name, run)
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer simulated micrographs")
-    parser.add_argument("--parts", default="sims,apoferritin")
+    add_bench_options(parser, "refine", "8 simulated micrographs, 4 apoferritin, 1 copy each 4k")
+    parser.add_argument("--parts", default="sims,negatives,apoferritin,cost")
     parser.add_argument("--seed", type=int, default=23)
     parser.add_argument(
-        "--reuse", action="store_true", help="take the figures of sets already run from WORK"
+        "--n-sims", type=int, default=None, help="simulated micrographs (default 16, quick 8)"
+    )
+    parser.add_argument(
+        "--test-options",
+        default="diameter 68, centre-picks",
+        choices=sorted(PICKER_OPTIONS),
+        help="picker options of the test part (chosen on train)",
+    )
+    parser.add_argument(
+        "--reuse", action="store_true", help="take the figures of runs already made from WORK"
+    )
+    parser.add_argument(
+        "--table-only",
+        action="store_true",
+        help="run nothing: the tables of the runs already made (of --parts) from WORK",
     )
     args = parser.parse_args()
-    from dataclasses import asdict
-
+    TABLE_ONLY[0] = args.table_only
     from cryosegnet.training.refine_loop import RefineSettings
 
     settings = RefineSettings()
     parts = args.parts.split(",")
-    path = RESULTS / "refine.json"
-    results = json.loads(path.read_text()) if path.is_file() else {"runs": {}}
-    results.update(command=command_line(args), settings=asdict(settings))
+    path = results_json(args, "refine")
+    runs: dict = {}
     if "sims" in parts:
-        n = 8 if args.quick else 16
-        name = "simulated, junk and empty fields"
-        results["runs"][name] = sims(n, args.seed, settings, args.reuse)
+        run = sims(args.quick, args.seed, args.n_sims, settings, args.reuse)
+        runs[f"{SIMS_RUN}, {run.get('micrographs', '?')} micrographs"] = run
+    if "negatives" in parts:
+        runs[NEGATIVES_RUN] = negatives(args.quick, args.seed, args.n_sims, settings, args.reuse)
     if "apoferritin" in parts:
-        for split in ("train", "test"):
-            results["runs"][f"apoferritin {split}"] = apoferritin(split, settings, args.reuse)
-    if path.is_file():  # another part may have finished meanwhile: keep its runs
-        results["runs"] = {**json.loads(path.read_text())["runs"], **results["runs"]}
+        for options in PICKER_OPTIONS:
+            runs[f"apoferritin train, {options}"] = apoferritin(
+                "train", options, settings, args.reuse, args.quick
+            )
+    if "test" in parts:
+        runs[f"apoferritin test, {args.test_options}"] = apoferritin(
+            "test", args.test_options, settings, args.reuse, args.quick
+        )
+    if "cost" in parts:
+        runs["cost, real 4k micrographs"] = cost(settings, args.reuse, 1 if args.quick else 2)
+    old = json.loads(path.read_text()) if path.is_file() else {}
+    results = {
+        "command": command_line(args),
+        "quick": args.quick,
+        "settings": asdict(settings),
+        # parts run separately add up
+        "runs": {**old.get("runs", {}), **{k: v for k, v in runs.items() if not v.get("not_run")}},
+    }
     path.write_text(json.dumps(results, indent=1, default=str) + "\n")
-    (RESULTS / "refine.md").write_text(markdown(results))
+    path.with_suffix(".md").write_text(markdown(results))
     print(markdown(results))
 
 

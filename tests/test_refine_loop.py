@@ -13,6 +13,7 @@ import pytest
 import starfile
 import torch
 
+from cryosegnet.classification.outputs import read_classification
 from cryosegnet.classification.settings import ClassifySettings, SelectionSettings
 from cryosegnet.cli.main import main
 from cryosegnet.errors import CryoSegNetError, SettingsError
@@ -29,6 +30,7 @@ from cryosegnet.training.refine_loop import (
     RECORD_NAME,
     RefineSettings,
     RoundJudgement,
+    count_picks,
     kept_change,
     refine_picks,
     training_sample,
@@ -38,6 +40,8 @@ DIAMETER = 24.0
 # Small and quick: a few classes of small boxes, one short fine-tuning per round.
 FAST = RefineSettings(
     rounds=2,
+    min_classes=2,
+    picks_per_class=20,
     epochs=1,
     steps_per_epoch=2,
     crop=64,
@@ -209,3 +213,69 @@ def test_pick_refine_hands_its_picks_to_the_loop_and_reuses_its_options(tmp_path
     assert main([*args, "--refine", str(tmp_path / "refine"), "--refine-rounds", "1"]) == 0
     assert (tmp_path / "refine" / MODEL_NAME).is_file()
     assert (tmp_path / "refine" / "round1" / "picks" / "autopick.star").is_file()
+
+
+def test_the_number_of_classes_follows_the_number_of_picks():
+    settings = RefineSettings(picks_per_class=150, min_classes=4)  # at most 20 classes
+    assert settings.classes_for(3000) == 20
+    assert settings.classes_for(1500) == 10
+    assert settings.classes_for(277) == 4  # a fine-tuned model's few picks: few classes
+    assert settings.classes_for(0) == 4
+    with pytest.raises(SettingsError, match="min classes"):
+        RefineSettings(min_classes=21)
+
+
+def test_each_round_is_classified_into_classes_scaled_to_its_picks(refined):
+    import json
+
+    root, summary, _ = refined
+    for r in summary.rounds:
+        record = json.loads((Path(r.classes) / "classification.json").read_text())
+        expected = FAST.classes_for(count_picks(r.picks))
+        assert record["settings"]["n_classes"] == expected
+    assert summary.final_round == 1
+
+
+def test_a_later_round_that_keeps_no_class_ends_with_the_previous_rounds_model_and_picks(
+    tmp_path, monkeypatch
+):
+    import json
+
+    from cryosegnet.training import refine_loop
+
+    mics, options = _session(tmp_path)
+    pick_batch(Picker(**options), mics, tmp_path / "picks", progress=False)
+    judge = refine_loop.judge_classification
+
+    def round_two_keeps_nothing(folder, settings):
+        judged = judge(folder, settings)
+        if Path(folder).parent.name != "round2":
+            return judged
+        particles = judged.particles.assign(kept=False, unsure=False, rejected=True)
+        return RoundJudgement(particles, [], judged.bad, judged.diameter_px)
+
+    monkeypatch.setattr(refine_loop, "judge_classification", round_two_keeps_nothing)
+    settings = replace(FAST, rounds=3, min_change=0.0)  # no early stop: round 2 must run
+    summary = refine_picks(
+        mics,
+        tmp_path / "picks",
+        tmp_path / "refine",
+        _picker_factory(options),
+        start_model=options["model"],
+        settings=settings,
+        device="cpu",
+        log_fn=lambda line: None,
+    )
+    assert [r.round for r in summary.rounds] == [0, 1, 2]
+    assert summary.final_round == 1 and "round 1's" in summary.stop_reason
+    _, _, payload = load_model(summary.model)
+    assert payload["metadata"]["refine"]["round"] == 1  # round 1's model, not round 2's
+    record = json.loads((tmp_path / "refine" / RECORD_NAME).read_text())
+    assert record["final_round"] == 1
+    assert summary.bad == summary.rounds[1].bad  # round 1's triage too
+    final = starfile.read(tmp_path / "refine" / "picks" / "particles.star")
+    stems = [Path(str(n)).stem for n in final["rlnMicrographName"]]
+    _, _, round1 = read_classification(summary.rounds[1].classes)
+    round1_stems = [Path(str(n)).stem for n in round1["micrograph"]]
+    expected = sum(1 for stem in round1_stems if stem not in summary.bad)
+    assert len(stems) == summary.n_picks == expected

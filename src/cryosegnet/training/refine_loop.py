@@ -35,7 +35,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -65,13 +65,23 @@ class RefineSettings:
     Attributes
     ----------
     rounds : int
-        Most fine-tunings (each followed by a re-pick and a classification of its picks).
+        Most fine-tunings (each followed by a re-pick and a classification of its picks). Two
+        by default: on 16 simulated micrographs with junk the second round added to the
+        first's gain and a third added nothing (on 8, the second lost part of it).
     min_change : float
         Stop early when the kept set changed by less than this fraction from one round to the
         next (1 - the share of kept picks of either round with a kept pick of the other within
         a quarter diameter).
     classify : ClassifySettings
-        The 2D classification of every round.
+        The 2D classification of every round; its ``n_classes`` is the most classes a round
+        gets (see ``picks_per_class``).
+    picks_per_class : int
+        Each round classifies its picks into about one class per this many picks, between
+        ``min_classes`` and ``classify.n_classes``: a fine-tuned model picks far fewer, cleaner
+        picks than the starting one, and spread over the starting number of classes they make
+        averages too noisy for any class to pass the selection.
+    min_classes : int
+        Fewest classes a round gets (junk needs classes of its own).
     selection : SelectionSettings
         What a class needs to be kept (``--auto``'s thresholds).
     recentre : bool
@@ -106,6 +116,8 @@ class RefineSettings:
     rounds: int = 2
     min_change: float = 0.1
     classify: ClassifySettings = ClassifySettings()
+    picks_per_class: int = 150
+    min_classes: int = 4
     selection: SelectionSettings = SelectionSettings()
     recentre: bool = True
     rejected_negatives: bool = True
@@ -125,6 +137,11 @@ class RefineSettings:
     def __post_init__(self) -> None:
         checks = [
             (self.rounds >= 1, "refine: rounds must be at least 1"),
+            (self.picks_per_class >= 2, "refine: picks per class must be at least 2"),
+            (
+                1 <= self.min_classes <= self.classify.n_classes,
+                "refine: min classes must be between 1 and the classification's classes",
+            ),
             (0.0 <= self.min_change < 1.0, "refine: min change must be in [0, 1)"),
             (self.background_margin >= 0.5, "refine: background margin: at least 0.5 diameter"),
             (0.0 < self.bad_share <= 1.0, "refine: bad share must be in (0, 1]"),
@@ -140,6 +157,23 @@ class RefineSettings:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def classes_for(self, n_picks: int) -> int:
+        """How many classes a round of ``n_picks`` picks is classified into.
+
+        Parameters
+        ----------
+        n_picks : int
+            The round's picks.
+
+        Returns
+        -------
+        int
+            ``n_picks / picks_per_class`` rounded, clamped to ``[min_classes,
+            classify.n_classes]``.
+        """
+        wanted = int(round(n_picks / self.picks_per_class))
+        return max(self.min_classes, min(self.classify.n_classes, wanted))
 
 
 @dataclass(frozen=True)
@@ -352,7 +386,8 @@ class RefineRound:
     model : str or None
         The checkpoint that made these picks (None: the starting picks).
     seconds : dict of str to float
-        Wall time of classification, fine-tuning and picking.
+        Wall time of the pseudo-labelled samples (denoising each micrograph once, in round 1),
+        fine-tuning, picking and classification.
     """
 
     round: int
@@ -391,6 +426,9 @@ class RefineSummary:
         Micrographs a re-pick could not use.
     seconds : float
         Wall time of the whole loop.
+    final_round : int
+        The round whose picks (and model) are the output: the last one whose classification
+        kept a class.
     """
 
     output: Path
@@ -402,6 +440,7 @@ class RefineSummary:
     n_picks: int
     failures: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    final_round: int = 0
 
     def text(self) -> str:
         lines = []
@@ -412,6 +451,7 @@ class RefineSummary:
                 f"{','.join(map(str, r.kept_classes)) or '(none)'}{change}"
             )
         lines.append(f"stopped: {self.stop_reason}")
+        lines.append(f"output: round {self.final_round}'s picks")
         if self.bad:
             lines.append(
                 f"flagged empty or bad (picks almost all in rejected classes): {len(self.bad)} "
@@ -540,16 +580,16 @@ def refine_picks(
     out.mkdir(parents=True, exist_ok=True)
     cache: _DenoisedCache | None = None
     failures: dict[str, str] = {}
-    classify_settings = settings.classify
 
     def classify(round_: int, picks: Path) -> tuple[RoundJudgement, Path, float]:
         folder = out / f"round{round_}" / "classes"
         begun = time.monotonic()
+        n_classes = settings.classes_for(count_picks(picks))
         classify_picks(
             picks,
             [str(p) for p in paths],
             folder,
-            classify_settings,
+            replace(settings.classify, n_classes=n_classes),
             recentre=settings.recentre,
             auto=True,
             selection=settings.selection,
@@ -609,6 +649,8 @@ def refine_picks(
                     pixel_size,
                 )
             )
+        times["samples"] = round(time.monotonic() - begun, 1)
+        begun = time.monotonic()
         bar.set_postfix_str("fine-tuning")
         config = finetune_config(
             epochs=settings.epochs,
@@ -662,7 +704,10 @@ def refine_picks(
             judgement, classes, seconds = classify(round_, picks)
         except CryoSegNetError as exc:
             bar.close()
-            stop_reason = f"round {round_}'s picks could not be classified ({exc})"
+            stop_reason = (
+                f"round {round_}'s picks could not be classified ({exc}); the output is "
+                f"round {round_ - 1}'s"
+            )
             break
         times["classify"] = round(seconds, 1)
         bar.update()
@@ -684,7 +729,10 @@ def refine_picks(
         )
         say(_round_line(rounds[-1], settings.rounds))
         if judgement.n_kept == 0:
-            stop_reason = f"no class of round {round_}'s picks passes the selection"
+            stop_reason = (
+                f"no class of round {round_}'s picks passes the selection; the output is "
+                f"round {round_ - 1}'s"
+            )
             break
         final, final_picks = judgement, picks
         if change < settings.min_change:
@@ -720,7 +768,9 @@ def refine_picks(
 
     with atomic_write(out / BAD_LIST) as handle:
         handle.write("".join(f"{stem}\n" for stem in final.bad))
-    _write_record(out, settings, rounds, stop_reason, model_path, final_folder, final.bad)
+    _write_record(
+        out, settings, rounds, stop_reason, model_path, final_folder, final.bad, final_round.round
+    )
     return RefineSummary(
         output=out,
         rounds=rounds,
@@ -731,7 +781,25 @@ def refine_picks(
         n_picks=len(particles),
         failures=failures,
         seconds=time.monotonic() - started,
+        final_round=final_round.round,
     )
+
+
+def count_picks(picks_dir: str | os.PathLike) -> int:
+    """The number of picks in a ``cryosegnet pick`` output folder (every micrograph's file).
+
+    Parameters
+    ----------
+    picks_dir : str or os.PathLike
+        The picks folder.
+
+    Returns
+    -------
+    int
+    """
+    from cryosegnet.inspection.picksets import find_pick_files, read_picks
+
+    return sum(len(read_picks(f)) for f in find_pick_files(picks_dir))
 
 
 def _read_record(folder: Path) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
@@ -757,6 +825,7 @@ def _write_record(
     model: Path | None,
     picks: Path | None,
     bad: list[str] | None = None,
+    final_round: int | None = None,
 ) -> None:
     from cryosegnet.classification.outputs import write_json
 
@@ -769,5 +838,6 @@ def _write_record(
             "model": str(model) if model else None,
             "picks": str(picks) if picks else None,
             "bad_micrographs": bad or [],
+            "final_round": final_round,
         },
     )
