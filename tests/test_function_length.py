@@ -27,6 +27,8 @@ LONG_ON_PURPOSE = {
     "cli/evaluate.py:_run": "not split yet: the evaluate command's option checks, pairing and "
     "output, one after another",
     "simulation/densities.py:_shape_points": "one branch per procedural particle shape",
+    "training/refine_loop.py:refine_picks": "not split yet: the label-free loop's rounds "
+    "(samples, fine-tuning, re-pick, classes, stop rule) and its final outputs, in order",
 }
 
 
