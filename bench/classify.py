@@ -8,7 +8,7 @@ the picks, and the median centre error of the true picks before and after re-cen
 child process (wall time and its own peak RSS).
 (d) With ``--parts apoferritin_train`` / ``apoferritin``: centred picks (``pick --diameter 68
 --centre-picks``) of the real apoferritin ``train`` split (where settings were chosen) / ``test``
-split (measured once) classified with the defaults, ``--auto`` and ``--recentre``, and scored
+split (measured once) classified with ``--low-snr``, ``--auto`` and ``--recentre``, and scored
 against the labels: every pick ranked by the picker, by the classification's evidence, and
 with the kept ones first; the kept picks, and re-centred (best F1 and AUPRC at d/2 and d/4,
 median centre error). The train part also gives each class average's ring contrast and
@@ -598,7 +598,7 @@ def apoferritin_train() -> dict:
     folder = WORK / "apoferritin_train"
     particles, classes, labels, seconds = _classified_run("train", folder, ["--low-snr"])
     truth = _labelled(particles, labels)
-    with mrcfile.open(folder / "classes" / "averages.mrcs", permissive=True) as mrc:
+    with mrcfile.open(folder / "classes" / "class_averages.mrcs", permissive=True) as mrc:
         averages = np.asarray(mrc.data, dtype=np.float64)
     record = json.loads((folder / "classes" / "classification.json").read_text())
     settings = record["settings"]
@@ -616,7 +616,9 @@ def apoferritin_train() -> dict:
         }
     )
     REPO.joinpath(APOFERRITIN_IMAGE).parent.mkdir(parents=True, exist_ok=True)
-    REPO.joinpath(APOFERRITIN_IMAGE).write_bytes((folder / "classes" / "averages.png").read_bytes())
+    REPO.joinpath(APOFERRITIN_IMAGE).write_bytes(
+        (folder / "classes" / "class_averages.png").read_bytes()
+    )
     return {
         "split": "train",
         "picks": int(len(particles)),
@@ -653,7 +655,7 @@ def _labelled(particles, labels: dict):
 
 def apoferritin() -> dict:
     """Classify the centred picks of the apoferritin ``test`` split (measured once, nothing
-    chosen on it) with the defaults, ``--auto`` and ``--recentre``, and score the ranking."""
+    chosen on it) with ``--low-snr``, ``--auto`` and ``--recentre``; score the ranking."""
     import numpy as np
 
     folder = WORK / "apoferritin_test"
@@ -763,7 +765,8 @@ def markdown(results: dict) -> str:
     if train or apo:
         lines += [
             "Apoferritin: picks made with `pick --diameter 68 --centre-picks`, classified with "
-            "the defaults, `--auto`, `--recentre`; radius d/2 = 34 px, d/4 = 17 px. Ranked "
+            "`--low-snr --auto --recentre` (defaults otherwise: 20 classes); radius d/2 = "
+            "34 px, d/4 = 17 px. Ranked "
             "by the picker's score, by the classification's pose-marginalised evidence, or "
             "with the picks `--auto` keeps first (then the picker's score).",
             "",
