@@ -805,6 +805,14 @@ def markdown(results: dict) -> str:
         for run in apo["sets"].values():
             lines += ranked("test", run)
         lines.append("")
+        for run in apo["sets"].values():
+            if "labelled_fraction_all" in run:
+                lines += [
+                    f"Test: {run['picks']} picks, {run['labelled_fraction_all']:.0%} within d/2 "
+                    f"of a label; `--auto` keeps {run['kept']}, "
+                    f"{fmt3(run['labelled_fraction_kept'])} of them within d/2.",
+                    "",
+                ]
     return "\n".join(lines)
 
 
