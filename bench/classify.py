@@ -6,11 +6,13 @@ against the simulator's truth: precision of the kept picks, recall of the true p
 the picks, and the median centre error of the true picks before and after re-centring.
 (b) Speed: a synthetic stack of 10 000 particles in 50 classes at the default settings, in a
 child process (wall time and its own peak RSS).
-(d) With ``--parts apoferritin``: the default picker's picks on the real apoferritin ``test``
-split (7 micrographs; measured once, nothing is chosen on it) classified with the defaults,
-``--auto`` and ``--recentre``, and scored against the labels: every pick, the kept picks, the
-kept picks re-centred, and every pick re-ranked with the kept ones first (best F1 and AUPRC at
-d/2 and d/4, median centre error).
+(d) With ``--parts apoferritin_train`` / ``apoferritin``: centred picks (``pick --diameter 68
+--centre-picks``) of the real apoferritin ``train`` split (where settings were chosen) / ``test``
+split (measured once) classified with ``--low-snr``, ``--auto`` and ``--recentre``, and scored
+against the labels: every pick ranked by the picker, by the classification's evidence, and
+with the kept ones first; the kept picks, and re-centred (best F1 and AUPRC at d/2 and d/4,
+median centre error). The train part also gives each class average's ring contrast and
+writes docs/img/apoferritin_classes.png.
 (c) With ``--parts ...,relion``: RELION 3.1's ``relion_refine`` 2D classification of 2 000 of
 the same simulated picks, timed against ours on them.
 
@@ -505,13 +507,18 @@ def side_by_side(folder: Path, out: Path) -> Path | None:
     return out
 
 
-PARTS = ("accuracy", "speed", "relion", "apoferritin")
+PARTS = ("accuracy", "speed", "relion", "apoferritin_train", "apoferritin")
+#: The apoferritin class averages (train split), relative to the repository.
+APOFERRITIN_IMAGE = "docs/img/apoferritin_classes.png"
+#: Picks of a hollow particle need the labelled size and centring (BENCHMARKS "Centred picks").
+APOFERRITIN_PICK = ["--diameter", "68", "--centre-picks"]
 
 
 def _apoferritin_scores(
-    particles, labels: dict, kept_only: bool, recentred: bool, rerank: bool
+    particles, labels: dict, kept_only: bool, recentred: bool, rerank: bool, column="score"
 ) -> dict:
-    """Pooled figures of the classified picks against the labels (``rerank``: kept first)."""
+    """Pooled figures of the classified picks against the labels (``rerank``: kept first;
+    ``column``: the ranking score, the picker's by default)."""
     import pandas as pd
 
     from cryosegnet.evaluation import evaluate_picks
@@ -523,43 +530,154 @@ def _apoferritin_scores(
         if kept_only:
             rows = rows[rows["kept"]]
         x, y = ("recentred_x", "recentred_y") if recentred else ("x", "y")
-        score = rows["score"].to_numpy(float) + (1e3 * rows["kept"].to_numpy() if rerank else 0)
+        score = rows[column].to_numpy(float) + (1e3 * rows["kept"].to_numpy() if rerank else 0)
         tables[stem] = pd.DataFrame({"x": rows[x], "y": rows[y], "score": score, "diameter": 68.0})
     pooled = evaluate_picks(tables, labels).pooled
     keys = ("best_f1", "auprc", "best_f1_quarter", "auprc_quarter", "median_centre_error")
     return {k: float(pooled[k]) for k in (*keys, "grid_best_f1", "n_picks")}
 
 
-def apoferritin() -> dict:
-    """Classify the default picks of the apoferritin ``test`` split and score the selection."""
+def _ring_contrast(average, diameter_px: float) -> float:
+    """Centre minus darkest shell level of a class average (dark particles, working px):
+    positive for a ring with a lighter centre (a hollow particle), negative for a dark blob.
+    The same measure as bench/centring.py's, in the normalised particles' units."""
     import numpy as np
+
+    size = average.shape[-1]
+    coords = np.arange(size) - size // 2
+    radius = np.hypot(*np.meshgrid(coords, coords, indexing="ij"))
+    centre = average[radius <= 0.1 * diameter_px].mean()
+    shell = min(
+        average[(radius > r) & (radius <= r + 0.05 * diameter_px)].mean()
+        for r in np.arange(0.2, 0.5, 0.05) * diameter_px
+    )
+    return float(centre - shell)
+
+
+def _classified_run(split: str, folder: Path, extra: list[str]) -> tuple:
+    """Pick ``split`` with :data:`APOFERRITIN_PICK`, classify with the defaults, ``--auto``
+    ``--recentre`` and ``extra``: (particles table with ``kept``, classes table, labels, wall s)."""
     import pandas as pd
     from benchlib import apoferritin_labels
 
-    paths, labels = apoferritin_labels("test")
-    out: dict = {}
-    for name, extra in (("default", []), ("diameter 68", ["--diameter", "68"])):
-        folder = WORK / "apoferritin" / name.replace(" ", "_")
-        picks, classes = folder / "picks", folder / "classes"
-        pick = [*cryosegnet_command(), "pick", *map(str, paths), "-o", str(picks), *extra]
-        run_timed(pick, folder / "pick.log", timeout=3600)
-        classify = [*cryosegnet_command(), "classify", str(picks), *map(str, paths)]
-        classify += ["-o", str(classes), "--auto", "--recentre"]
-        timed = run_timed(classify, folder / "classify.log", timeout=3600)
-        particles = pd.read_csv(classes / "particles.csv")
-        particles["kept"] = particles["auto_kept"].astype(bool)
+    paths, labels = apoferritin_labels(split)
+    picks, classes = folder / "picks", folder / "classes"
+    pick = [*cryosegnet_command(), "pick", *map(str, paths), "-o", str(picks), *APOFERRITIN_PICK]
+    if not run_timed(pick, folder / "pick.log", timeout=3600).ok:
+        raise SystemExit(f"pick failed, see {folder / 'pick.log'}")
+    classify = [*cryosegnet_command(), "classify", str(picks), *map(str, paths)]
+    classify += ["-o", str(classes), "--auto", "--recentre", *extra]
+    timed = run_timed(classify, folder / "classify.log", timeout=3600)
+    if not timed.ok:
+        raise SystemExit(f"classify failed, see {folder / 'classify.log'}")
+    particles = pd.read_csv(classes / "particles.csv")
+    particles["kept"] = particles["auto_kept"].astype(bool)
+    return particles, pd.read_csv(classes / "classes.csv"), labels, timed.wall_s
 
-        out[name] = {
-            "picks": int(len(particles)),
-            "kept": int(particles["kept"].sum()),
-            "classify_seconds": timed.wall_s,
-            "all picks": _apoferritin_scores(particles, labels, False, False, False),
-            "kept picks": _apoferritin_scores(particles, labels, True, False, False),
-            "kept picks, re-centred": _apoferritin_scores(particles, labels, True, True, False),
-            "all picks, kept first": _apoferritin_scores(particles, labels, False, False, True),
+
+def _ranked_rows(particles, labels: dict) -> dict:
+    """Every pick ranked by the picker, by the classification's evidence, and kept first."""
+    return {
+        "all picks": _apoferritin_scores(particles, labels, False, False, False),
+        "all picks, by evidence": _apoferritin_scores(
+            particles, labels, False, False, False, "evidence"
+        ),
+        "all picks, kept first": _apoferritin_scores(particles, labels, False, False, True),
+        "kept picks": _apoferritin_scores(particles, labels, True, False, False),
+        "kept picks, re-centred": _apoferritin_scores(particles, labels, True, True, False),
+    }
+
+
+def apoferritin_train() -> dict:
+    """Classify the centred picks of the apoferritin ``train`` split (where the classification
+    settings were chosen): class averages, ring contrast, what ``--auto`` keeps, re-ranking."""
+    import mrcfile
+    import numpy as np
+    import pandas as pd
+
+    folder = WORK / "apoferritin_train"
+    particles, classes, labels, seconds = _classified_run("train", folder, ["--low-snr"])
+    truth = _labelled(particles, labels)
+    with mrcfile.open(folder / "classes" / "class_averages.mrcs", permissive=True) as mrc:
+        averages = np.asarray(mrc.data, dtype=np.float64)
+    record = json.loads((folder / "classes" / "classification.json").read_text())
+    settings = record["settings"]
+    diameter_px = settings["working_box"] / settings["box_factor"]
+    rings = [_ring_contrast(a, diameter_px) for a in averages]
+    per_class = pd.DataFrame(
+        {
+            "class": classes["class"],
+            "size": classes["size"],
+            "ring_contrast": np.round(rings, 3),
+            "auto_selected": classes["auto_selected"].astype(bool),
+            "labelled_fraction": [
+                round(float(truth[particles["class"] == c].mean()), 3) for c in classes["class"]
+            ],
         }
-        print(json.dumps(out[name], indent=1), flush=True)
-    return {"sets": out, "n_micrographs": len(paths), "split": "test", "np": np.__version__}
+    )
+    REPO.joinpath(APOFERRITIN_IMAGE).parent.mkdir(parents=True, exist_ok=True)
+    REPO.joinpath(APOFERRITIN_IMAGE).write_bytes(
+        (folder / "classes" / "class_averages.png").read_bytes()
+    )
+    return {
+        "split": "train",
+        "picks": int(len(particles)),
+        "kept": int(particles["kept"].sum()),
+        "labelled_fraction_all": round(float(truth.mean()), 3),
+        "labelled_fraction_kept": round(float(truth[particles["kept"]].mean()), 3)
+        if particles["kept"].any()
+        else None,
+        "classes_with_a_ring": int((np.array(rings) > 0).sum()),
+        "classes": per_class.to_dict(orient="list"),
+        "classify_seconds": seconds,
+        "settings": settings,
+        "image": APOFERRITIN_IMAGE,
+        **_ranked_rows(particles, labels),
+    }
+
+
+def _labelled(particles, labels: dict):
+    """Whether each pick lies within half a diameter (34 px) of a labelled particle."""
+    import numpy as np
+    from scipy.spatial import cKDTree
+
+    truth = np.zeros(len(particles), dtype=bool)
+    for micrograph, rows in particles.groupby("micrograph"):
+        table = labels.get(Path(str(micrograph)).stem)
+        if table is None or not len(table):
+            continue
+        distance, _ = cKDTree(table[["x", "y"]].to_numpy(float)).query(
+            rows[["x", "y"]].to_numpy(float)
+        )
+        truth[particles.index.get_indexer(rows.index)] = distance <= 34.0
+    return truth
+
+
+def apoferritin() -> dict:
+    """Classify the centred picks of the apoferritin ``test`` split (measured once, nothing
+    chosen on it) with ``--low-snr``, ``--auto`` and ``--recentre``; score the ranking."""
+    import numpy as np
+
+    folder = WORK / "apoferritin_test"
+    particles, _, labels, seconds = _classified_run("test", folder, ["--low-snr"])
+    truth = _labelled(particles, labels)
+    run = {
+        "picks": int(len(particles)),
+        "kept": int(particles["kept"].sum()),
+        "labelled_fraction_all": round(float(truth.mean()), 3),
+        "labelled_fraction_kept": round(float(truth[particles["kept"]].mean()), 3)
+        if particles["kept"].any()
+        else None,
+        "classify_seconds": seconds,
+        **_ranked_rows(particles, labels),
+    }
+    print(json.dumps(run, indent=1), flush=True)
+    return {
+        "sets": {"centred, diameter 68": run},
+        "n_micrographs": len(labels),
+        "split": "test",
+        "np": np.__version__,
+    }
 
 
 def fmt3(value) -> str:
@@ -620,27 +738,81 @@ def markdown(results: dict) -> str:
             f"iterations; {outcome}.",
             "",
         ]
+    rows = (
+        "all picks",
+        "all picks, by evidence",
+        "all picks, kept first",
+        "kept picks",
+        "kept picks, re-centred",
+    )
+    header = [
+        "| split | picks scored | n | best F1 d/2 | AUPRC d/2 | best F1 d/4 | AUPRC d/4 | "
+        "centre error px |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+
+    def ranked(split: str, run: dict) -> list[str]:
+        return [
+            f"| {split} | {row} | {int(run[row]['n_picks'])} | {fmt3(run[row]['best_f1'])} | "
+            f"{fmt3(run[row]['auprc'])} | {fmt3(run[row]['best_f1_quarter'])} | "
+            f"{fmt3(run[row]['auprc_quarter'])} | {fmt3(run[row]['median_centre_error'])} |"
+            for row in rows
+            if row in run
+        ]
+
+    train = results.get("apoferritin_train")
     apo = results.get("apoferritin_test")
+    if train or apo:
+        lines += [
+            "Apoferritin: picks made with `pick --diameter 68 --centre-picks`, classified with "
+            "`--low-snr --auto --recentre` (defaults otherwise: 20 classes); radius d/2 = "
+            "34 px, d/4 = 17 px. Ranked "
+            "by the picker's score, by the classification's pose-marginalised evidence, or "
+            "with the picks `--auto` keeps first (then the picker's score).",
+            "",
+        ]
+    if train:
+        classes = train["classes"]
+        lines += [
+            f"Train split (settings chosen here): {train['picks']} picks, "
+            f"{train['labelled_fraction_all']:.0%} within d/2 of a label; `--auto` keeps "
+            f"{train['kept']}, {fmt3(train['labelled_fraction_kept'])} of them within d/2; "
+            f"{train['classes_with_a_ring']} of {len(classes['class'])} class averages show "
+            f"a ring (centre lighter than the shell): `{train['image']}`.",
+            "",
+            "| class | size | ring contrast | within d/2 of a label | kept by --auto |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {c} | {n} | {r:.3f} | {f:.3f} | {'yes' if a else 'no'} |"
+            for c, n, r, f, a in zip(
+                classes["class"],
+                classes["size"],
+                classes["ring_contrast"],
+                classes["labelled_fraction"],
+                classes["auto_selected"],
+                strict=True,
+            )
+        ]
+        lines += ["", *header, *ranked("train", train), ""]
     if apo:
         lines += [
-            f"Apoferritin `test` split ({apo['n_micrographs']} micrographs, measured once): the "
-            "picks at the default threshold, classified with the defaults, `--auto`, "
-            "`--recentre`; radius d/2 = 34 px, d/4 = 17 px.",
+            f"Test split ({apo['n_micrographs']} micrographs, measured once, nothing chosen on "
+            "it):",
             "",
-            "| pick run | picks scored | n | best F1 d/2 | AUPRC d/2 | best F1 d/4 | "
-            "centre error px | blind grid F1 d/2 |",
-            "|---|---|---|---|---|---|---|---|",
+            *header,
         ]
-        for name, run in apo["sets"].items():
-            for row in ("all picks", "kept picks", "kept picks, re-centred"):
-                figures = run[row]
-                lines.append(
-                    f"| {name} | {row} | {int(figures['n_picks'])} | "
-                    f"{fmt3(figures['best_f1'])} | {fmt3(figures['auprc'])} | "
-                    f"{fmt3(figures['best_f1_quarter'])} | "
-                    f"{fmt3(figures['median_centre_error'])} | {fmt3(figures['grid_best_f1'])} |"
-                )
+        for run in apo["sets"].values():
+            lines += ranked("test", run)
         lines.append("")
+        for run in apo["sets"].values():
+            if "labelled_fraction_all" in run:
+                lines += [
+                    f"Test: {run['picks']} picks, {run['labelled_fraction_all']:.0%} within d/2 "
+                    f"of a label; `--auto` keeps {run['kept']}, "
+                    f"{fmt3(run['labelled_fraction_kept'])} of them within d/2.",
+                    "",
+                ]
     return "\n".join(lines)
 
 
@@ -692,6 +864,10 @@ def main(argv: list[str] | None = None) -> int:
         results["speed_10k_50_classes"] = speed(10_000, 50)
         results["speed_10k_50_classes"]["command"] = command_line(args)
         print(json.dumps(results["speed_10k_50_classes"], indent=1))
+    if "apoferritin_train" in parts:
+        results["apoferritin_train"] = apoferritin_train()
+        results["apoferritin_train"]["command"] = command_line(args)
+        print(json.dumps(results["apoferritin_train"], indent=1), flush=True)
     if "apoferritin" in parts:
         results["apoferritin_test"] = apoferritin()
         results["apoferritin_test"]["command"] = command_line(args)

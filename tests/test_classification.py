@@ -20,7 +20,7 @@ from cryosegnet.classification.align import Aligner, Band, sample_images, shift_
 from cryosegnet.classification.classify2d import classify_particles
 from cryosegnet.classification.extract import cut_boxes
 from cryosegnet.classification.pipeline import classify_picks, select_classes
-from cryosegnet.classification.quality import decoy_threshold
+from cryosegnet.classification.quality import decoy_threshold, judged_scores
 from cryosegnet.classification.selection import keep_particles, parse_classes
 from cryosegnet.classification.settings import ClassifySettings, SelectionSettings
 from cryosegnet.cli.main import main
@@ -277,7 +277,8 @@ def test_particles_beat_the_noise_decoys_and_empty_boxes_do_not():
     empty = rng.normal(0, 1, (80, BOX, BOX)).astype(np.float32)
     stack = np.concatenate([particles, empty])
     result = classify_particles(stack, replace(FAST, n_classes=3), progress=False)
-    above = result.scores > decoy_threshold(result, 0.99)
+    judged, _ = judged_scores(result)
+    above = judged > decoy_threshold(result, 0.99)
     assert above[:80].mean() >= 0.9
     assert above[80:].mean() <= 0.1
 
@@ -355,3 +356,57 @@ def test_pick_classify_writes_the_classes_of_its_picks(tmp_path, tiny_model):
     assert (classes / "class_averages.mrcs").is_file()
     assert (classes / "selected" / "particles.star").is_file()
     assert main([*common, "--watch", str(mics), "--classify", str(classes)]) != 0
+
+
+def _faint_rings(n: int, seed: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """Hollow rings (as apoferritin) 10x fainter than the noise, a little off centre."""
+    yy, xx = np.mgrid[0:BOX, 0:BOX] - CENTRE
+    ring = -np.exp(-((np.hypot(xx, yy) - 12) ** 2) / 8).astype(np.float32)
+    rng = np.random.default_rng(seed)
+    shifts = torch.tensor(rng.uniform(-1.5, 1.5, (n, 2))).float()
+    images = sample_images(torch.tensor(ring)[None].expand(n, BOX, BOX), torch.zeros(n), shifts)
+    noisy = 0.15 * images.numpy() + rng.normal(0, 1, (n, BOX, BOX)).astype(np.float32)
+    return noisy.astype(np.float32), ring
+
+
+def _ring_correlation(average: np.ndarray, ring: np.ndarray) -> float:
+    inside = np.hypot(*(np.mgrid[0:BOX, 0:BOX] - CENTRE)) <= 18
+    return float(np.corrcoef(average[inside], ring[inside])[0, 1])
+
+
+def test_faint_rings_average_to_rings_not_to_aligned_noise():
+    stack, ring = _faint_rings(300)
+    settings = replace(FAST, n_classes=2)
+    marginal = classify_particles(stack, replace(settings, low_snr=True), progress=False)
+    maximal = classify_particles(stack, settings, progress=False)
+    new = min(_ring_correlation(a, ring) for a in marginal.raw_averages)
+    old = max(_ring_correlation(a, ring) for a in maximal.raw_averages)
+    assert new >= 0.8 > old
+    assert marginal.low_snr and not maximal.low_snr
+    assert np.median(marginal.certainty) < 0.5  # the noise leaves the rotation undecided
+
+
+def test_clear_asymmetric_particles_keep_a_certain_pose_at_low_snr_settings():
+    rng = np.random.default_rng(5)
+    shape = torch.from_numpy(_asymmetric_image())[None].expand(120, BOX, BOX)
+    angles = torch.tensor(rng.uniform(0, 360, 120)).float()
+    stack = sample_images(shape, angles, torch.tensor(rng.uniform(-2, 2, (120, 2))).float())
+    # Normalised as extracted boxes are: unit noise SD.
+    stack = stack.numpy() / 0.2 + rng.normal(0, 1, stack.shape).astype(np.float32)
+    settings = replace(FAST, n_classes=1, low_snr=True)
+    result = classify_particles(stack, settings, progress=False)
+    assert result.low_snr and np.median(result.certainty) > 0.9
+    assert len(result.evidence) == len(stack) and len(result.decoy_evidence) == FAST.decoys
+    hard = classify_particles(stack, replace(settings, low_snr=False), progress=False)
+    assert not hard.low_snr and (hard.certainty == 1).all()
+
+
+def test_faint_rings_beat_noise_by_evidence():
+    stack, _ = _faint_rings(200)
+    rng = np.random.default_rng(4)
+    empty = rng.normal(0, 1, (200, BOX, BOX)).astype(np.float32)
+    result = classify_particles(
+        np.concatenate([stack, empty]), replace(FAST, n_classes=2, low_snr=True), progress=False
+    )
+    evidence = result.evidence
+    assert np.median(evidence[:200]) > np.quantile(evidence[200:], 0.9)

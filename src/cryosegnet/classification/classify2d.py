@@ -60,6 +60,18 @@ class ClassificationResult:
         Fraction of particles that changed class at each iteration (convergence record).
     settings : ClassifySettings
         What produced it.
+    certainty : numpy.ndarray
+        ``(N,)`` posterior probability of each particle's rotation (``Alignment.certainty``)
+        in low-SNR mode, where an uncertain particle adds its rotational average to its class
+        in that proportion; all 1 otherwise.
+    evidence : numpy.ndarray
+        ``(N,)`` each particle's pose-marginalised log-likelihood ratio against noise
+        (``Alignment.evidence``).
+    decoy_evidence : numpy.ndarray
+        The same of the noise decoys.
+    low_snr : bool
+        It ran in low-SNR mode (``ClassifySettings.low_snr``): poses weighed by their
+        posterior, and the decoy test on the evidence (:func:`.quality.judged_scores`).
     residual_lowpass : numpy.ndarray
         ``(N,)`` how much of what is left of each aligned particle after subtracting its
         scaled class average is low-frequency structure (:func:`residual_lowpass_fraction`):
@@ -78,6 +90,10 @@ class ClassificationResult:
     changed: list[float] = field(default_factory=list)
     settings: ClassifySettings = field(default_factory=ClassifySettings)
     residual_lowpass: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    certainty: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    evidence: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    decoy_evidence: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    low_snr: bool = False
 
 
 #: Gaussian low-pass (sigma, working pixels) of the residual test: structure about a tenth of
@@ -137,6 +153,75 @@ def centre_images(images: torch.Tensor, mask: torch.Tensor, dark: bool) -> torch
     cx = (weight.sum(dim=1) * coords).sum(dim=1) / total
     cy = (weight.sum(dim=2) * coords).sum(dim=1) / total
     return shift_images(images, torch.stack((cx, cy), dim=-1))
+
+
+def rotational_average(images: torch.Tensor) -> torch.Tensor:
+    """Each image replaced by its average over all in-plane rotations about the box centre.
+
+    A random subset's average of few very noisy particles is mostly noise; aligned to, that
+    noise is what the particles' noise reinforces ("Einstein from noise"). Its rotational
+    average keeps the particles' common radial profile (a disk, a ring) with the noise
+    averaged along each circle, so classes start from the particle and not from noise.
+
+    Parameters
+    ----------
+    images : torch.Tensor
+        ``(k, B, B)`` images.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(k, B, B)``, each a function of the distance from pixel ``B // 2`` only (linear
+        between whole-pixel radii).
+    """
+    k, size = images.shape[0], images.shape[-1]
+    coords = torch.arange(size, dtype=images.dtype, device=images.device) - size // 2
+    yy, xx = torch.meshgrid(coords, coords, indexing="ij")
+    radius = torch.sqrt(xx**2 + yy**2).reshape(-1)
+    low = radius.floor().long()
+    frac = radius - low
+    n_bins = int(low.max()) + 2
+    flat = images.reshape(k, -1)
+    weight = torch.zeros(n_bins, dtype=images.dtype, device=images.device)
+    weight.index_add_(0, low, 1 - frac).index_add_(0, low + 1, frac)
+    total = torch.zeros(k, n_bins, dtype=images.dtype, device=images.device)
+    total.index_add_(1, low, flat * (1 - frac)).index_add_(1, low + 1, flat * frac)
+    profile = total / weight.clamp_min(1e-12)
+    smooth = profile[:, low] * (1 - frac) + profile[:, low + 1] * frac
+    return smooth.reshape(k, size, size)
+
+
+def band_radius(settings: ClassifySettings, iteration: int) -> float:
+    """Alignment band limit (Fourier pixels) at ``iteration`` (0-based).
+
+    With ``band_start`` below ``band_limit`` the band grows linearly from ``band_start`` at
+    the first iteration to ``band_limit`` at the first full iteration, as RELION lets its
+    resolution grow: noisy early averages are trusted only at low resolution.
+
+    Parameters
+    ----------
+    settings : ClassifySettings
+        ``band_start``, ``band_limit``, ``iterations``, ``full_iterations``.
+    iteration : int
+        0-based iteration.
+
+    Returns
+    -------
+    float
+    """
+    last_growing = settings.iterations - settings.full_iterations
+    start = min(settings.band_start, settings.band_limit)
+    if last_growing <= 0 or iteration >= last_growing:
+        limit = settings.band_limit
+    else:
+        limit = start + (settings.band_limit - start) * iteration / last_growing
+    return min(settings.working_box / 2 - 1, limit * settings.box_factor)
+
+
+def _coefficients(particles: torch.Tensor, band: Band, batch: int) -> torch.Tensor:
+    return torch.cat(
+        [band.coefficients(particles[i : i + batch]) for i in range(0, len(particles), batch)]
+    )
 
 
 def noise_decoys(images: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
@@ -209,30 +294,29 @@ def classify_particles(
     generator = torch.Generator().manual_seed(settings.seed)
     particles = torch.from_numpy(stack).to(device)
     mask = circular_mask(size, settings.mask_radius_px).to(device)
-    band = Band.disk(size, settings.band_radius, device=device)
     angles = torch.arange(settings.n_rotations, dtype=torch.float32) * (
         360.0 / settings.n_rotations
     )
     shifts = shift_grid(settings.max_shift * settings.diameter_px, settings.shift_step)
-    coefficients = torch.cat(
-        [
-            band.coefficients(particles[i : i + settings.batch_size])
-            for i in range(0, n, settings.batch_size)
-        ]
-    )
     order = torch.randperm(n, generator=generator).to(device)
     start = torch.arange(n, device=device) % k
     classes = torch.empty(n, dtype=torch.long, device=device)
     classes[order] = start
     sums = torch.zeros(k, size, size, device=device).index_add_(0, classes, particles)
     averages = sums / torch.bincount(classes, minlength=k).clamp_min(1)[:, None, None].float()
+    if settings.rotational_start:
+        averages = rotational_average(averages)
 
     show = sys.stderr.isatty() if progress is None else progress
     changed: list[float] = []
     angle = torch.zeros(n, device=device)
     shift = torch.zeros(n, 2, device=device)
     score = torch.zeros(n, device=device)
+    certainty = torch.ones(n, device=device)
+    evidence = torch.zeros(n, device=device)
+    marginal = False
     halves = torch.zeros(2, k, size, size, device=device)
+    band_now = -1.0
     subset_size = k * settings.particles_per_class
     for iteration in tqdm(range(settings.iterations), desc="2D classification", disable=not show):
         last = iteration >= settings.iterations - settings.full_iterations
@@ -242,7 +326,14 @@ def classify_particles(
             members = torch.sort(torch.randperm(n, generator=generator)[:subset_size]).values
             members = members.to(device)
         references = centre_images(averages, mask, settings.dark_particles) * mask
-        aligner = Aligner(references, band, angles, shifts, settings.shift_step)
+        radius = band_radius(settings, iteration)
+        if radius != band_now:  # the band grows in early iterations (``band_start``)
+            band, band_now = Band.disk(size, radius, device=device), radius
+            coefficients = _coefficients(particles, band, settings.batch_size)
+        # The noise's power per band coefficient: the median particle's (at low SNR the
+        # particles are nearly all noise; the background's own spectrum is not white).
+        noise_power = float(band.power(coefficients).median() / band.weight.sum())
+        aligner = Aligner(references, band, angles, shifts, settings.shift_step, noise_power)
         parts = [
             aligner.align(coefficients[members[i : i + settings.batch_size]])[0]
             for i in range(0, len(members), settings.batch_size)
@@ -251,12 +342,19 @@ def classify_particles(
         fraction = float((new_classes != classes[members]).float().mean()) if iteration else 1.0
         classes[members] = new_classes
         angle[members] = torch.cat([p.angle for p in parts])
-        shift[members] = torch.cat([p.shift for p in parts])
         score[members] = torch.cat([p.score for p in parts])
+        sure = torch.cat([p.certainty for p in parts])  # type: ignore[misc]
+        evidence[members] = torch.cat([p.evidence for p in parts])  # type: ignore[misc]
+        marginal = settings.low_snr
+        shrink = torch.cat([p.shift_shrink for p in parts])  # type: ignore[misc]
+        shift[members] = torch.cat([p.shift for p in parts]) + (shrink if marginal else 0)
+        certainty[members] = sure if marginal else torch.ones_like(sure)
         classes[members] = _reseed_small_classes(
             classes[members], k, settings.min_class_size, generator
         )
-        halves = _aligned_sums(particles, members, classes, angle, shift, k, settings.batch_size)
+        halves = _aligned_sums(
+            particles, members, classes, angle, shift, k, settings.batch_size, certainty
+        )
         sizes = torch.bincount(classes[members], minlength=k)
         averages = halves.sum(dim=0) / sizes.clamp_min(1)[:, None, None].float()
         changed.append(fraction)
@@ -264,12 +362,12 @@ def classify_particles(
             on_iteration(iteration, fraction)
     decoys = noise_decoys(particles, settings.decoys, generator)
     decoy_coefficients = band.coefficients(decoys)
-    decoy_scores = torch.cat(
-        [
-            aligner.align(decoy_coefficients[i : i + settings.batch_size])[0].score
-            for i in range(0, len(decoys), settings.batch_size)
-        ]
-    )
+    decoy_parts = [
+        aligner.align(decoy_coefficients[i : i + settings.batch_size])[0]
+        for i in range(0, len(decoys), settings.batch_size)
+    ]
+    decoy_scores = torch.cat([p.score for p in decoy_parts])
+    decoy_evidence = torch.cat([p.evidence for p in decoy_parts])  # type: ignore[misc]
     residual = residual_lowpass_fraction(
         particles, classes, angle, shift, averages, mask, settings.batch_size
     )
@@ -291,6 +389,10 @@ def classify_particles(
         changed=changed,
         settings=settings,
         residual_lowpass=residual.cpu().numpy(),
+        certainty=certainty.cpu().numpy(),
+        evidence=evidence.cpu().numpy(),
+        decoy_evidence=decoy_evidence.cpu().numpy(),
+        low_snr=marginal,
     )
 
 
@@ -362,13 +464,22 @@ def _aligned_sums(
     shift: torch.Tensor,
     k: int,
     batch: int,
+    certainty: torch.Tensor,
 ) -> torch.Tensor:
-    """Sums ``(2, K, B, B)`` of the aligned ``members``, odd and even stack positions apart."""
+    """Sums ``(2, K, B, B)`` of the aligned ``members``, odd and even stack positions apart.
+
+    A member adds ``c x`` itself aligned plus ``(1 - c) x`` its rotational average, ``c`` its
+    rotation ``certainty``: the expectation over its rotation posterior when that is peaked
+    or flat (a sharp peak within a step of the best rotation, the rest spread evenly).
+    """
     size = particles.shape[-1]
     halves = torch.zeros(2, k, size, size, device=particles.device)
     for i in range(0, len(members), batch):
         part = members[i : i + batch]
         aligned = sample_images(particles[part], angle[part], shift[part])
+        weight = certainty[part][:, None, None]
+        if bool((weight < 1).any()):
+            aligned = weight * aligned + (1 - weight) * rotational_average(aligned)
         halves.view(2 * k, size, size).index_add_(0, (part % 2) * k + classes[part], aligned)
     return halves
 

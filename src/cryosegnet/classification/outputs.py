@@ -122,11 +122,14 @@ def particle_table(stack_table: pd.DataFrame, result) -> pd.DataFrame:
     -------
     pandas.DataFrame
         ``stack_table`` plus ``class``, ``correlation``, ``psi``, ``shift_x``, ``shift_y``,
-        ``recentred_x``, ``recentred_y``.
+        ``recentred_x``, ``recentred_y``, ``evidence`` and ``certainty``
+        (:class:`.classify2d.ClassificationResult`).
     """
     table = stack_table.copy()
     table["class"] = result.classes.astype(int) + 1
     table["correlation"] = result.scores.astype(float)
+    table["evidence"] = result.evidence.astype(float)
+    table["certainty"] = result.certainty.astype(float)
     table["psi"] = result.angles.astype(float)
     table["shift_x"] = result.shifts[:, 0] * table["scale_x"].to_numpy(float)
     table["shift_y"] = result.shifts[:, 1] * table["scale_y"].to_numpy(float)

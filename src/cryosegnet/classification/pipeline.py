@@ -25,7 +25,7 @@ from cryosegnet.classification.outputs import (
     write_json,
     write_pick_folder,
 )
-from cryosegnet.classification.quality import class_quality, decoy_threshold
+from cryosegnet.classification.quality import class_quality, decoy_threshold, judged_scores
 from cryosegnet.classification.selection import auto_select, keep_particles
 from cryosegnet.classification.settings import ClassifySettings, SelectionSettings
 from cryosegnet.errors import CryoSegNetError, SettingsError
@@ -149,7 +149,8 @@ def classify_picks(
     result = classify_particles(stack.images, settings, progress=progress)
     seconds = time.monotonic() - start
     threshold = decoy_threshold(result, selection.decoy_quantile)
-    above = result.scores > threshold
+    judged, decoys = judged_scores(result)
+    above = judged > threshold
     quality = class_quality(result, above)
     chosen = auto_select(quality, selection)
     quality["auto_selected"] = quality["class"].isin(chosen)
@@ -177,7 +178,9 @@ def classify_picks(
         "selection_settings": asdict(selection),
         "auto_selected": chosen,
         "decoy_threshold": threshold,
-        "decoy_scores": [round(float(v), 5) for v in result.decoy_scores],
+        "decoy_scores": [round(float(v), 5) for v in decoys],
+        "low_snr": result.low_snr,
+        "decoy_score_column": "evidence" if result.low_snr else "correlation",
         "changed_per_iteration": result.changed,
         "seconds": seconds,
         "failures": stack.failures,
@@ -282,7 +285,8 @@ def select_classes(
             selection = SelectionSettings(**recorded)
         # The per-particle decoy test and each class's share above it, at these settings.
         threshold = float(np.quantile(record["decoy_scores"], selection.decoy_quantile))
-        particles["above_decoys"] = particles["correlation"] > threshold
+        column = record.get("decoy_score_column", "correlation")
+        particles["above_decoys"] = particles[column] > threshold
         shares = particles.groupby("class")["above_decoys"].mean()
         quality["above_decoys"] = shares.reindex(quality["class"]).fillna(0.0).to_numpy()
         chosen = auto_select(quality, selection)

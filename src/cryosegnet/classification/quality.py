@@ -1,6 +1,7 @@
 """How much each class looks like a particle: measures per class, and a decoy test per particle.
 
-Per particle, ``above_decoys``: its correlation with its class average beats the
+Per particle, ``above_decoys``: its score (:func:`judged_scores`: the pose-marginalised
+evidence at low SNR, else its correlation) with its class average beats the
 ``decoy_quantile`` quantile of the correlations that noise decoys reach
 (:attr:`ClassificationResult.decoy_scores`: images with the particles' median power spectrum
 and random phases, aligned to the same averages over every class, rotation and shift). Picks
@@ -47,8 +48,33 @@ from scipy import ndimage
 from cryosegnet.classification.classify2d import ClassificationResult
 
 
+def judged_scores(result: ClassificationResult) -> tuple[np.ndarray, np.ndarray]:
+    """What the decoy test compares, of the particles and of the decoys.
+
+    Their pose-marginalised evidence when the classification ran in low-SNR mode
+    (:attr:`.classify2d.ClassificationResult.low_snr`), else their best correlations.
+
+    The best correlation over every class, rotation and shift is a maximum over many poses:
+    at low SNR noise reaches as high as particles do. The evidence averages over the poses,
+    so the freedom to fit noise does not raise it.
+
+    Parameters
+    ----------
+    result : ClassificationResult
+        A classification.
+
+    Returns
+    -------
+    particles, decoys : numpy.ndarray
+        ``(N,)`` and ``(decoys,)``.
+    """
+    if result.low_snr and len(result.evidence) and len(result.decoy_evidence):
+        return result.evidence, result.decoy_evidence
+    return result.scores, result.decoy_scores
+
+
 def decoy_threshold(result: ClassificationResult, quantile: float) -> float:
-    """The correlation that only ``1 - quantile`` of the noise decoys reach.
+    """The score (:func:`judged_scores`) that only ``1 - quantile`` of the noise decoys reach.
 
     Parameters
     ----------
@@ -61,7 +87,7 @@ def decoy_threshold(result: ClassificationResult, quantile: float) -> float:
     -------
     float
     """
-    return float(np.quantile(result.decoy_scores, quantile))
+    return float(np.quantile(judged_scores(result)[1], quantile))
 
 
 def _disk(size: int, radius: float) -> np.ndarray:

@@ -35,6 +35,21 @@ class ClassifySettings:
         Highest spatial frequency used for alignment, in cycles per particle diameter
         (``band_limit x box_factor`` Fourier pixels of the working box). Alignment at low
         resolution is what noisy particles support, and it keeps the search cheap.
+    band_start : float
+        Band limit of the first iteration (cycles per particle diameter); it grows linearly
+        to ``band_limit`` at the first full iteration. ``band_limit`` or more: fixed band.
+    rotational_start : bool
+        Start from the rotational averages of the random subsets' averages
+        (:func:`.classify2d.rotational_average`) instead of the averages themselves.
+    low_snr : bool
+        Low-SNR mode, for particles too weak to show a pose each (apoferritin): each pose is
+        weighed by its posterior under white noise of the particles' in-band power
+        (:class:`.align.Alignment`): a particle adds its rotational average to its class in
+        the share its rotation is uncertain, an uncertain shift shrinks to the posterior
+        mean, and the decoy test compares pose-marginalised evidence instead of best
+        correlations. Without it, noise is aligned into structure at such SNR ("Einstein
+        from noise"); with it, clear particles of a symmetric protein are blurred, so it is
+        not the default.
     dark_particles : bool
         Particles are darker than the ice (raw micrographs, no contrast inversion): the
         centre of mass used to centre averages, and the quality's particle size, follow the
@@ -68,6 +83,9 @@ class ClassifySettings:
     max_shift: float = 0.2
     shift_step: float = 3.0
     band_limit: float = 4.5
+    band_start: float = 4.5
+    rotational_start: bool = False
+    low_snr: bool = False
     dark_particles: bool = True
     particles_per_class: int = 100
     full_iterations: int = 2
@@ -88,6 +106,7 @@ class ClassifySettings:
             (0 <= self.max_shift < 0.5, "max shift must be in [0, 0.5) particle diameters"),
             (self.shift_step > 0, "shift step must be positive"),
             (self.band_limit > 0, "band limit must be positive"),
+            (self.band_start > 0, "starting band limit must be positive"),
             (self.particles_per_class >= 1, "particles per class must be at least 1"),
             (1 <= self.full_iterations <= self.iterations, "full iterations: 1..iterations"),
             (self.decoys >= 1, "decoys must be at least 1"),

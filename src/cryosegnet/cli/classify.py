@@ -86,6 +86,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         action="store_true",
         help="particles are brighter than the ice (contrast-inverted micrographs)",
     )
+    parser.add_argument(
+        "--low-snr",
+        action="store_true",
+        default=_DEFAULTS["low_snr"],
+        help="very weak particles (apoferritin-like): weigh each pose by its posterior, so "
+        "noise is not aligned into structure, and judge particles by their pose-marginalised "
+        "evidence",
+    )
     parser.add_argument("--seed", type=int, default=_DEFAULTS["seed"], help="random seed")
     parser.add_argument("--device", default=_DEFAULTS["device"], help="auto, cpu or cuda[:N]")
     parser.add_argument(
@@ -117,6 +125,7 @@ def run_classify(args: argparse.Namespace) -> int:
         angle_step=args.angle_step,
         max_shift=args.max_shift,
         dark_particles=not args.bright_particles,
+        low_snr=args.low_snr,
         full_iterations=min(_DEFAULTS["full_iterations"], args.iterations),
         seed=args.seed,
         device=args.device,
