@@ -189,9 +189,7 @@ def classify_picks(
     manifest = {"classification": str(target), "recentred": recentre}
     write_pick_folder(target, particles, stack.micrographs, recentre, manifest)
     write_json(target / RECORD_JSON, record)
-    n_selected = 0
-    if auto:
-        n_selected = select_classes(target, auto=True).n_kept
+    n_selected = select_classes(target, auto=True).n_kept if auto else 0
     return ClassifySummary(
         output=target,
         n_particles=n,
