@@ -64,6 +64,8 @@ def log(message: str, out: Path) -> None:
 
 
 def cli(*arguments: str) -> list[str]:
+    # Always ``python -m`` (not benchlib.cryosegnet_command): the GPU machine runs the source
+    # tree from PYTHONPATH, with no installed ``cryosegnet`` executable.
     return [sys.executable, "-m", "cryosegnet.cli.main", *arguments]
 
 

@@ -627,9 +627,8 @@ def refine_picks(
         bar = tqdm(total=3, desc=f"refine round {round_}/{settings.rounds}", disable=not progress)
         times: dict[str, float] = {}
         begun = time.monotonic()
-        picker = make_picker(current_model)
-        if cache is None:
-            cache = _DenoisedCache(picker)
+        if cache is None:  # the denoising never changes: one picker's is every round's
+            cache = _DenoisedCache(make_picker(current_model))
         samples = []
         groups = dict(tuple(final.particles.groupby("stem")))
         for stem, path in stems.items():
