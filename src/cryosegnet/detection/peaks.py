@@ -69,14 +69,14 @@ def local_maxima(
 
 
 def suppress_close_peaks(
-    x: np.ndarray, y: np.ndarray, scores: np.ndarray, radius: float
+    x: np.ndarray, y: np.ndarray, scores: np.ndarray, radius: float | np.ndarray
 ) -> np.ndarray:
     """Boolean mask keeping each peak unless a higher-scoring kept peak is within ``radius``.
 
     Greedy non-maximum suppression in score order (ties: the earlier peak wins), the rule every
-    built-in stage uses. Kept peaks are filed in a grid of ``radius``-sized cells, so each
-    candidate is checked against the few kept peaks of its 3 x 3 cells: time and memory grow
-    linearly with the number of candidates, however they cluster.
+    built-in stage uses. Kept peaks are filed in a grid of cells as wide as the largest radius,
+    so each candidate is checked against the few kept peaks of its 3 x 3 cells: time and memory
+    grow linearly with the number of candidates, however they cluster.
 
     Parameters
     ----------
@@ -84,8 +84,11 @@ def suppress_close_peaks(
         Peak positions.
     scores : ndarray
         Higher is better.
-    radius : float
-        Peaks at this distance or closer to a kept, higher-scoring peak are dropped.
+    radius : float or ndarray
+        Peaks at this distance or closer to a kept, higher-scoring peak are dropped. One radius
+        per peak (blobs of several sizes): two peaks are too close within the larger of their
+        two radii, so a small blob inside a large particle's radius goes, and so does a large
+        one centred inside a small one's.
 
     Returns
     -------
@@ -96,24 +99,26 @@ def suppress_close_peaks(
     keep = np.zeros(n, bool)
     if n == 0:
         return keep
-    if not (np.isfinite(radius) and radius > 0):
+    radii = np.broadcast_to(np.asarray(radius, dtype=float), (n,))
+    cell = float(radii.max())
+    if not (np.isfinite(cell) and cell > 0):
         keep[:] = True
         return keep
     xs = np.asarray(x, dtype=float)
     ys = np.asarray(y, dtype=float)
     order = np.argsort(-np.asarray(scores, dtype=float), kind="stable")
-    cell_x = np.floor(xs / radius).astype(np.int64)
-    cell_y = np.floor(ys / radius).astype(np.int64)
+    cell_x = np.floor(xs / cell).astype(np.int64)
+    cell_y = np.floor(ys / cell).astype(np.int64)
     grid: dict[tuple[int, int], list[int]] = {}
-    limit = radius * radius
     for i in order.tolist():
         cx, cy = int(cell_x[i]), int(cell_y[i])
-        xi, yi = xs[i], ys[i]
+        xi, yi, ri = xs[i], ys[i], radii[i]
         close = False
         for gx in (cx - 1, cx, cx + 1):
             for gy in (cy - 1, cy, cy + 1):
                 for j in grid.get((gx, gy), ()):
-                    if (xs[j] - xi) ** 2 + (ys[j] - yi) ** 2 <= limit:
+                    limit = max(ri, radii[j])
+                    if (xs[j] - xi) ** 2 + (ys[j] - yi) ** 2 <= limit * limit:
                         close = True
                         break
                 if close:

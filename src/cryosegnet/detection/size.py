@@ -77,6 +77,9 @@ class SizeEstimate:
     diameters: tuple[float, ...] = ()
     skews: tuple[float, ...] = ()
     scope: str = "micrograph"  # "batch": the median of several micrographs' estimates
+    # The size range the user gave, in working px (searched here, and by the blob stages blob
+    # by blob); None without one.
+    bounds: tuple[float, float] | None = None
 
 
 def flatten(image: np.ndarray, sigma: float, clip_sigma: float) -> np.ndarray:

@@ -44,7 +44,10 @@ class InstanceMaskGenerator(Protocol):
         Two optional class attributes tell the picker what else a stage reads:
         ``needs_unet = False`` (the LoG stage) is handed the denoised image instead of the map
         and the U-Net does not run; ``needs_image = True`` (the hybrid stage) is handed the
-        denoised image too, as ``generate(probability, diameter, image=denoised)``.
+        denoised image too, as ``generate(probability, diameter, image=denoised)``;
+        ``sizes_per_blob = True`` (the blob stages) takes a size range as well,
+        ``generate(..., size_range=(low, high))`` in working px, and sizes each blob within it
+        (``diameter`` is then the micrograph's typical size, for what works at one scale).
         """
         ...
 
@@ -54,19 +57,22 @@ class InstanceMaskGenerator(Protocol):
 
 
 def particle_boxes(
-    x: np.ndarray, y: np.ndarray, scores: np.ndarray, diameter: float
+    x: np.ndarray, y: np.ndarray, scores: np.ndarray, diameter: float | np.ndarray
 ) -> list[InstanceMask]:
     """One ``diameter``-px box per centre (working px): the instances of the stages that find
-    particle centres rather than outlines (peaks, LoG, hybrid)."""
-    d = float(diameter)
-    half = (d - 1) / 2
-    area = int(round(np.pi * d * d / 4))
-    return [
-        InstanceMask(
-            bbox=(float(cx) - half, float(cy) - half, d, d),
-            score=float(score),
-            area=area,
-            centroid=(float(cx), float(cy)),
+    particle centres rather than outlines (peaks, LoG, hybrid). ``diameter``: one for all, or
+    one per centre (blobs sized one by one within a range)."""
+    sizes = np.broadcast_to(np.asarray(diameter, dtype=float), (len(scores),))
+    masks = []
+    for cx, cy, score, size in zip(x, y, scores, sizes):
+        d = float(size)
+        half = (d - 1) / 2
+        masks.append(
+            InstanceMask(
+                bbox=(float(cx) - half, float(cy) - half, d, d),
+                score=float(score),
+                area=int(round(np.pi * d * d / 4)),
+                centroid=(float(cx), float(cy)),
+            )
         )
-        for cx, cy, score in zip(x, y, scores)
-    ]
+    return masks

@@ -18,16 +18,21 @@ LoG scale is ``log_scale`` x the particle diameter, whichever way the diameter w
 (``--diameter``, a fine-tuned model, or the picker's estimate from the micrograph): one code
 path, so an estimate that equals the true size picks exactly as the told size does. The picks
 carry the particle diameter, not the LoG scale.
+
+Given a size range (``--diameter 100-160A``), the blobs are found over the LoG scale space
+spanning it (:func:`~cryosegnet.masks.log_blobs.dark_blobs_over_scales`) and each pick carries
+the particle diameter of its own best scale; the U-Net term is read at the micrograph's typical
+size. One scale is the special case of that search, so a told size runs the same code.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from cryosegnet.masks.base import InstanceMask, particle_boxes
-from cryosegnet.masks.log_blobs import dark_blobs
+from cryosegnet.masks.log_blobs import ScaleSpace, dark_blobs_over_scales
 from cryosegnet.masks.peaks import PeakSettings, estimate_diameter
 from cryosegnet.preprocessing.filters import gaussian_filter, on_shrunk_copy
 
@@ -41,6 +46,7 @@ class HybridSettings:
     log_scale: float = 0.7
     unet_weight: float = 5.0  # score = LoG noise units + weight x U-Net band-passed map
     suppression_fraction: float = PeakSettings.suppression_fraction
+    scale_space: ScaleSpace = field(default_factory=ScaleSpace)  # a size range, blob by blob
 
     def __post_init__(self) -> None:
         for name in ("log_scale", "suppression_fraction"):
@@ -64,6 +70,7 @@ class HybridBlobGenerator:
     name = "hybrid"
     needs_unet = True
     needs_image = True  # the picker passes the denoised image beside the U-Net map
+    sizes_per_blob = True  # a size range is searched blob by blob
 
     def __init__(self, settings: HybridSettings | None = None) -> None:
         self.settings = settings or HybridSettings()
@@ -79,6 +86,7 @@ class HybridBlobGenerator:
         diameter: float | None = None,
         *,
         image: np.ndarray | None = None,
+        size_range: tuple[float, float] | None = None,
     ) -> list[InstanceMask]:
         """Candidates for one micrograph, in working pixels.
 
@@ -89,9 +97,14 @@ class HybridBlobGenerator:
         diameter : float or None
             Particle diameter in working px (the picker gives it, told or estimated); None
             falls back to the map's estimate
-            (:func:`~cryosegnet.masks.peaks.estimate_diameter`).
+            (:func:`~cryosegnet.masks.peaks.estimate_diameter`). With ``size_range``, the
+            micrograph's typical size, at which the U-Net term is read.
         image : ndarray
             The denoised micrograph the map was computed from (same shape; dark particles).
+        size_range : tuple of float or None
+            (smallest, largest) particle diameter in working px: each blob is sized within
+            it (:class:`~cryosegnet.masks.log_blobs.ScaleSpace`); None: every blob has
+            ``diameter``.
 
         Returns
         -------
@@ -119,13 +132,19 @@ class HybridBlobGenerator:
         if not (np.isfinite(d) and d > 0):
             return []
         self.last_diameter = d
-        log_diameter = s.log_diameter(d)
-        x, y, darkness = dark_blobs(img, log_diameter, d * s.suppression_fraction)
+        sizes = np.array([d]) if size_range is None else s.scale_space.diameters(*size_range)
+        x, y, darkness, log_sizes = dark_blobs_over_scales(
+            img,
+            [s.log_diameter(size) for size in sizes],
+            sizes * s.suppression_fraction,
+            reference=s.log_diameter(d),
+        )
         band = self._band(prob, d)
         rows = np.clip(y, 0, prob.shape[0] - 1)
         cols = np.clip(x, 0, prob.shape[1] - 1)
         scores = darkness + s.unet_weight * band[rows, cols]
-        return particle_boxes(x, y, scores, d)
+        blob_sizes = d if size_range is None else log_sizes / s.log_scale
+        return particle_boxes(x, y, scores, blob_sizes)
 
     @staticmethod
     def _band(probability: np.ndarray, diameter: float) -> np.ndarray:

@@ -21,7 +21,7 @@ everywhere.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -31,12 +31,42 @@ from cryosegnet.preprocessing.filters import gaussian_laplace, on_shrunk_copy
 
 
 @dataclass(frozen=True)
+class ScaleSpace:
+    """How a size range is searched blob by blob (``--diameter 100-160A``).
+
+    The scale-normalised LoG is computed at ``scales_per_octave`` diameters per doubling,
+    spaced evenly in log size from the range's low end to its high end, as RELION's LoG picker
+    (``--LoG_diam_min``/``--LoG_diam_max``) and ``skimage.feature.blob_log`` search theirs.
+    Each blob takes the scale it responds to most, refined between the two scales beside it.
+    """
+
+    scales_per_octave: int = 4
+
+    def __post_init__(self) -> None:
+        if not self.scales_per_octave >= 1:
+            raise ValueError(f"scales_per_octave must be at least 1, got {self.scales_per_octave}")
+
+    def diameters(self, low: float, high: float) -> np.ndarray:
+        """The diameters searched from ``low`` to ``high`` (both included; one if equal)."""
+        if not (np.isfinite(low) and np.isfinite(high) and 0 < low <= high):
+            raise ValueError(f"a size range needs 0 < low <= high, got {low:g}-{high:g}")
+        if high == low:
+            return np.array([float(low)])
+        count = max(2, int(np.ceil(np.log2(high / low) * self.scales_per_octave)) + 1)
+        return np.geomspace(low, high, count)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
 class LogSettings:
     """Parameters of the LoG stage (fractions of the particle diameter)."""
 
     # The LoG diameter as a fraction of the particle diameter: 1 matches the whole particle.
     scale_fraction: float = 1.0
     suppression_fraction: float = 0.5  # no two picks closer than fraction * diameter
+    scale_space: ScaleSpace = field(default_factory=ScaleSpace)  # a size range
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -81,9 +111,90 @@ def dark_blobs(
 
     Local maxima of the LoG response in noise units (:func:`robust_spread` of the response
     around its median), no two closer than ``min_distance`` (the stronger is kept); only blobs
-    darker than the typical pixel (score > 0) are candidates.
+    darker than the typical pixel (score > 0) are candidates. The one-scale case of
+    :func:`dark_blobs_over_scales`.
     """
-    return blob_peaks(noise_units(log_response(image, log_diameter)), min_distance)
+    cols, rows, values, _ = dark_blobs_over_scales(image, [log_diameter], [min_distance])
+    return cols, rows, values
+
+
+def dark_blobs_over_scales(
+    image: np.ndarray, log_diameters, min_distances, reference: float | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Dark blobs of ``image`` over several LoG scales -> (x, y, score, LoG diameter).
+
+    Each pixel keeps its strongest scale-normalised response over the scales and the scale
+    that gave it, as RELION's LoG picker does; blobs are the local maxima of that best response
+    (the window of the smallest scale), no two closer than the larger of their scales'
+    ``min_distances`` (the stronger is kept). A blob's LoG diameter is refined between the
+    scales beside its best one by a parabola in log size, and stays within the scales searched.
+    With one scale this is :func:`dark_blobs`.
+
+    Every scale is measured in the noise units of one scale, the one nearest ``reference``
+    (each scale's median removed): the scale-normalised response then picks each blob's own
+    scale, where the noise units of each scale would favour the finest (a denoised image has
+    little fine-scale spread, so its fine scales' units are small).
+
+    Parameters
+    ----------
+    image : ndarray
+        2-D image, dark particles.
+    log_diameters : sequence of float
+        The LoG diameters searched, increasing (px).
+    min_distances : sequence of float
+        The suppression distance at each of them (px).
+    reference : float or None
+        The LoG diameter whose noise units the scores are in (the micrograph's typical size);
+        None: the geometric middle of the scales.
+
+    Returns
+    -------
+    x, y, score, log_diameter : ndarray
+        One entry per blob.
+    """
+    diameters = np.asarray(log_diameters, dtype=float).reshape(-1)
+    distances = np.asarray(min_distances, dtype=float).reshape(-1)
+    if diameters.size == 0 or diameters.size != distances.size:
+        raise ValueError("give one suppression distance for each LoG diameter")
+    if diameters.size == 1:
+        score = noise_units(log_response(image, float(diameters[0])))
+        cols, rows, values = blob_peaks(score, float(distances[0]))
+        return cols, rows, values, np.full(len(values), diameters[0])
+    responses = [log_response(image, float(d)) for d in diameters]
+    if reference is None:
+        reference = float(np.sqrt(diameters[0] * diameters[-1]))
+    nearest = int(np.argmin(np.abs(np.log(diameters / reference))))
+    spread = robust_spread(responses[nearest])
+    stack = np.stack([(r - float(np.median(r))) / spread for r in responses])
+    del responses
+    best = stack.argmax(axis=0)
+    strongest = np.take_along_axis(stack, best[None], axis=0)[0]
+    window = float(distances.min())
+    cols, rows, values = local_maxima(strongest, max(3, int(window) | 1), 0.0)
+    scale = best[rows, cols]
+    keep = suppress_close_peaks(cols, rows, values, distances[scale])
+    cols, rows, values, scale = cols[keep], rows[keep], values[keep], scale[keep]
+    return cols, rows, values, _refined_diameters(stack, diameters, scale, rows, cols)
+
+
+def _refined_diameters(
+    stack: np.ndarray, diameters: np.ndarray, scale: np.ndarray, rows: np.ndarray, cols: np.ndarray
+) -> np.ndarray:
+    """Each blob's diameter between the scales searched: the vertex of the parabola through its
+    best scale's response and its two neighbours' (log size), kept within half a step of the
+    best scale; a blob at either end of the range keeps that end."""
+    inner = (scale > 0) & (scale < len(diameters) - 1)
+    index = np.clip(scale, 1, len(diameters) - 2)
+    below = stack[index - 1, rows, cols]
+    centre = stack[index, rows, cols]
+    above = stack[index + 1, rows, cols]
+    curvature = below - 2 * centre + above
+    with np.errstate(divide="ignore", invalid="ignore"):
+        shift = np.where(curvature < 0, 0.5 * (below - above) / curvature, 0.0)
+    shift = np.where(inner, np.clip(np.nan_to_num(shift), -0.5, 0.5), 0.0)
+    log_sizes = np.log(diameters)
+    step = np.diff(log_sizes).mean() if len(diameters) > 1 else 0.0
+    return np.exp(log_sizes[scale] + shift * step)
 
 
 class LogBlobGenerator:
@@ -91,24 +202,37 @@ class LogBlobGenerator:
 
     name = "log"
     needs_unet = False  # the picker hands it the denoised image, not the U-Net map
+    sizes_per_blob = True  # a size range is searched blob by blob
 
     def __init__(
         self,
         *,
         scale_fraction: float = LogSettings.scale_fraction,
         suppression_fraction: float = LogSettings.suppression_fraction,
+        scale_space: ScaleSpace | None = None,
     ) -> None:
         if not scale_fraction > 0:
             raise ValueError(f"scale_fraction must be positive, got {scale_fraction}")
-        self.settings = LogSettings(scale_fraction, suppression_fraction)
+        self.settings = LogSettings(
+            scale_fraction, suppression_fraction, scale_space or ScaleSpace()
+        )
         self.last_diameter: float | None = None
 
     def describe(self) -> str:
         """One line for the log: which stage ran, with what."""
         return "training-free LoG blob detector on the denoised image (no U-Net)"
 
-    def generate(self, image: np.ndarray, diameter: float | None = None) -> list[InstanceMask]:
+    def generate(
+        self,
+        image: np.ndarray,
+        diameter: float | None = None,
+        *,
+        size_range: tuple[float, float] | None = None,
+    ) -> list[InstanceMask]:
         """Candidates in ``image`` (denoised uint8 or float, dark particles), working px.
+
+        ``size_range``: (smallest, largest) particle diameter in working px, each blob sized
+        within it (:class:`ScaleSpace`); ``diameter`` is then the micrograph's typical size.
 
         Raises
         ------
@@ -124,7 +248,10 @@ class LogBlobGenerator:
             raise ValueError(f"image must be 2-D, got shape {img.shape}")
         d = float(diameter)
         self.last_diameter = d
-        cols, rows, values = dark_blobs(
-            img, d * self.settings.scale_fraction, d * self.settings.suppression_fraction
+        s = self.settings
+        sizes = np.array([d]) if size_range is None else s.scale_space.diameters(*size_range)
+        cols, rows, values, log_sizes = dark_blobs_over_scales(
+            img, sizes * s.scale_fraction, sizes * s.suppression_fraction, d * s.scale_fraction
         )
-        return particle_boxes(cols, rows, values, d)
+        blob_sizes = d if size_range is None else log_sizes / s.scale_fraction
+        return particle_boxes(cols, rows, values, blob_sizes)

@@ -54,7 +54,8 @@ def batch_particle_size(
     ----------
     picker : Picker
         Decides whether a size is needed at all (:meth:`Picker.size_of` gives None when it is
-        given or learnt) and how many micrographs to sample (``config.size_estimate``).
+        given or learnt; :meth:`Picker.sizes_per_blob` when a range is searched blob by blob)
+        and how many micrographs to sample (``config.size_estimate``).
     paths : list of Path
         The batch's micrographs; up to ``batch_sample`` of them, evenly spread, are read.
     read : callable
@@ -66,7 +67,8 @@ def batch_particle_size(
     Returns
     -------
     BatchParticleSize or None
-        None with ``per_micrograph``, when no size is needed, or when fewer than
+        None with ``per_micrograph``, when no size is needed or each blob is sized within a
+        range, or when fewer than
         ``min_sure_fraction`` of the sample have a sure estimate.
     dict
         The sampled micrographs already read and denoised: path -> (denoised image, shape as
@@ -75,6 +77,8 @@ def batch_particle_size(
     config = getattr(picker, "config", None)  # stand-in pickers (tests) have none
     prepared: dict[Path, tuple] = {}
     if config is None or config.size_estimate.per_micrograph or not paths:
+        return None, prepared
+    if picker.sizes_per_blob():  # each blob is sized within the range on its own micrograph
         return None, prepared
     settings = config.size_estimate
     count = min(len(paths), settings.batch_sample)

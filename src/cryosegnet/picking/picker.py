@@ -387,17 +387,18 @@ class Picker:
         from cryosegnet.postprocessing.centring import centre_picks
 
         diameter, source, sure = self._working_diameter(probability, original_shape, denoised, size)
+        scale = probability.shape[1] / original_shape[1]  # working px per micrograph px
+        size_range = self._blob_range(size, scale)
+        extra: dict = {} if size_range is None else {"size_range": size_range}
         if getattr(self.mask_generator, "needs_image", False):
             if denoised is None:
                 raise ValueError(f"the {self.stage} stage needs the denoised image: pass denoised")
-            masks = self.mask_generator.generate(  # type: ignore[call-arg]
-                probability, diameter, image=denoised
-            )
-        else:
-            masks = self.mask_generator.generate(probability, diameter)
+            extra["image"] = denoised
+        masks = self.mask_generator.generate(probability, diameter, **extra)
         settings = self.postprocess_settings
+        if size_range is not None:  # each pick keeps the size of its own blob
+            settings = dataclasses.replace(settings, sizes_from_masks=True)
         if size is not None and size.scope == "given":  # a copy for this call: no mutation
-            scale = probability.shape[1] / original_shape[1]
             settings = dataclasses.replace(settings, diameter_override=size.diameter / scale)
         result = postprocess(masks, probability.shape, original_shape, settings)
         picks = result.picks
@@ -500,8 +501,30 @@ class Picker:
         bounds = (low * scale, high * scale)
         estimate = estimate_size(working, self.config.size_estimate, bounds)
         if estimate.sure:
-            return estimate
-        return SizeEstimate(math.sqrt(bounds[0] * bounds[1]), True, float("nan"), scope="range")
+            return dataclasses.replace(estimate, bounds=bounds)
+        middle = math.sqrt(bounds[0] * bounds[1])
+        return SizeEstimate(middle, True, float("nan"), scope="range", bounds=bounds)
+
+    def sizes_per_blob(self) -> bool:
+        """A size range is searched blob by blob: one is given and the stage can (the blob
+        stages, ``sizes_per_blob``); other stages pick at one size read off within it."""
+        has_range = self.config.diameter_range is not None
+        return has_range and bool(getattr(self.mask_generator, "sizes_per_blob", False))
+
+    def _blob_range(
+        self, size: SizeEstimate | None, scale: float
+    ) -> tuple[float, float] | None:
+        """The size range in working px for a stage that sizes each blob, else None.
+
+        The micrograph's size estimate carries it (an Å range converted with the micrograph's
+        pixel size, :meth:`size_of`); without one, a range in pixels needs no pixel size.
+        """
+        if not self.sizes_per_blob():
+            return None
+        if size is not None and size.bounds is not None:
+            return size.bounds
+        low, high = self.config.diameter_range.in_pixels(None)  # type: ignore[union-attr]
+        return low * scale, high * scale
 
     def _empty_test(
         self, probability: np.ndarray, diameter: float | None, denoised: np.ndarray | None

@@ -38,6 +38,12 @@ Steps, and where this implementation deliberately departs from the text as print
 
 ``diameter_override`` (the user's ``--diameter``, original pixels) replaces the estimate: the
 size window is then centred on it (``m_w = m_h = override`` converted to working pixels).
+
+``sizes_from_masks`` is for stages that size each candidate themselves within a range the user
+gave (the blob stages with ``--diameter 100-160A``): a pick keeps its own mask's diameter,
+steps 5.-6. are skipped (the range already bounds the sizes, and a window round the mode would
+drop the very particles of other sizes), step 8 merges picks within ``duplicate_fraction`` x
+the larger of the two diameters, and the micrograph's diameter is the median pick's.
 """
 
 from __future__ import annotations
@@ -72,6 +78,7 @@ class PostprocessSettings:
     diameter_override: float | None = None  # original px; replaces the estimate
     duplicate_fraction: float = 0.5  # merge picks closer than this * diameter; 0 disables
     use_centroid: bool = True  # mask centroid (sub-pixel) instead of box centre when known
+    sizes_from_masks: bool = False  # each pick keeps its own mask's size (a size range)
 
 
 @dataclass
@@ -121,15 +128,28 @@ def working_to_original(coord: np.ndarray, working_len: int, original_len: int) 
     return (np.asarray(coord, dtype=np.float64) + 0.5) / scale - 0.5
 
 
-def remove_duplicates(x: np.ndarray, y: np.ndarray, score: np.ndarray, radius: float) -> np.ndarray:
+def remove_duplicates(
+    x: np.ndarray, y: np.ndarray, score: np.ndarray, radius: float | np.ndarray
+) -> np.ndarray:
     """Indices to keep after greedy suppression of picks within ``radius`` (higher score wins).
 
     Candidates are visited in decreasing score (stable for ties, so earlier masks win), each
-    kept pick suppresses every not-yet-visited neighbour within ``radius``.
+    kept pick suppresses every not-yet-visited neighbour within ``radius``. With one radius
+    per pick, two picks are duplicates within the larger of their two radii.
     """
     n = len(x)
-    if n == 0 or radius <= 0:
+    if n == 0:
         return np.arange(n)
+    if np.ndim(radius) == 0:
+        if radius <= 0:
+            return np.arange(n)
+        radii = None
+        reach = float(radius)
+    else:
+        radii = np.nan_to_num(np.asarray(radius, dtype=np.float64), nan=0.0)
+        reach = float(radii.max())
+        if reach <= 0:
+            return np.arange(n)
     order = np.argsort(-np.asarray(score, dtype=np.float64), kind="stable")
     tree = cKDTree(np.column_stack([x, y]))
     suppressed = np.zeros(n, dtype=bool)
@@ -138,8 +158,9 @@ def remove_duplicates(x: np.ndarray, y: np.ndarray, score: np.ndarray, radius: f
         if suppressed[i]:
             continue
         keep.append(int(i))
-        for j in tree.query_ball_point((x[i], y[i]), r=radius):
-            suppressed[j] = True
+        for j in tree.query_ball_point((x[i], y[i]), r=reach):
+            if radii is None or np.hypot(x[j] - x[i], y[j] - y[i]) <= max(radii[i], radii[j]):
+                suppressed[j] = True
     return np.array(sorted(keep), dtype=np.int64)
 
 
@@ -175,10 +196,15 @@ def postprocess(
     n_after_score = len(scores)
 
     override = settings.diameter_override
+    own_sizes = settings.sizes_from_masks
+    if override is not None and own_sizes:
+        raise ValueError("a diameter override and sizes from the masks exclude each other")
     if override is not None:
         if not override > 0:
             raise ValueError(f"diameter override must be positive, got {override}")
         mw, mh = override * sx, override * sy
+    elif n_after_score and own_sizes:  # sizes vary on purpose: their middle, not a mode
+        mw, mh = float(np.median(boxes[:, 2])), float(np.median(boxes[:, 3]))
     elif n_after_score:
         mw = robust_mode(boxes[:, 2], settings.min_boxes_for_mode)
         mh = robust_mode(boxes[:, 3], settings.min_boxes_for_mode)
@@ -189,7 +215,7 @@ def postprocess(
     box_diagonal = float(np.hypot(mw / sx, mh / sy))
     diameter = float(override) if override is not None else float((mw / sx + mh / sy) / 2.0)
 
-    if settings.size_filter and n_after_score:
+    if settings.size_filter and n_after_score and not own_sizes:
         th = settings.tolerance_factor * float(np.hypot(mw, mh))  # eq. 2, working px
         floor = settings.min_tolerance_px
         low, high = max(th / settings.lower_tolerance_divisor, floor), max(th, floor)
@@ -213,12 +239,21 @@ def postprocess(
     x = working_to_original(centres[:, 0], ww, ow)
     y = working_to_original(centres[:, 1], wh, oh)
 
-    radius = settings.duplicate_fraction * diameter
-    kept = remove_duplicates(x, y, scores, radius if np.isfinite(radius) else 0.0)
+    sizes: float | np.ndarray = diameter
+    if own_sizes:
+        sizes = (boxes[:, 2] / sx + boxes[:, 3] / sy) / 2.0
+        radius = settings.duplicate_fraction * sizes
+        kept = remove_duplicates(x, y, scores, radius)
+        sizes = sizes[kept]
+    else:
+        radius = settings.duplicate_fraction * diameter
+        kept = remove_duplicates(x, y, scores, radius if np.isfinite(radius) else 0.0)
     x, y, scores = x[kept], y[kept], scores[kept]
 
     order = np.argsort(-scores, kind="stable")
-    picks = make_picks(x[order], y[order], scores[order], diameter)
+    picks = make_picks(
+        x[order], y[order], scores[order], sizes[order] if own_sizes else diameter
+    )
     return PostprocessResult(
         picks,
         diameter,
