@@ -134,10 +134,7 @@ class HybridBlobGenerator:
         self.last_diameter = d
         sizes = np.array([d]) if size_range is None else s.scale_space.diameters(*size_range)
         x, y, darkness, log_sizes = dark_blobs_over_scales(
-            img,
-            [s.log_diameter(size) for size in sizes],
-            sizes * s.suppression_fraction,
-            reference=s.log_diameter(d),
+            img, [s.log_diameter(size) for size in sizes], sizes * s.suppression_fraction
         )
         band = self._band(prob, d)
         rows = np.clip(y, 0, prob.shape[0] - 1)

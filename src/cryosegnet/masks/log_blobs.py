@@ -119,21 +119,20 @@ def dark_blobs(
 
 
 def dark_blobs_over_scales(
-    image: np.ndarray, log_diameters, min_distances, reference: float | None = None
+    image: np.ndarray, log_diameters, min_distances
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Dark blobs of ``image`` over several LoG scales -> (x, y, score, LoG diameter).
 
-    Each pixel keeps its strongest scale-normalised response over the scales and the scale
-    that gave it, as RELION's LoG picker does; blobs are the local maxima of that best response
-    (the window of the smallest scale), no two closer than the larger of their scales'
-    ``min_distances`` (the stronger is kept). A blob's LoG diameter is refined between the
-    scales beside its best one by a parabola in log size, and stays within the scales searched.
-    With one scale this is :func:`dark_blobs`.
+    Each pixel keeps its strongest response over the scales, each in its own noise units
+    (:func:`noise_units`), and the scale that gave it, as RELION's LoG picker does; blobs are
+    the local maxima of that best response (the window of the smallest scale), no two closer
+    than the larger of their scales' ``min_distances`` (the stronger is kept). A blob's LoG
+    diameter is refined between the scales beside its best one by a parabola in log size, and
+    stays within the scales searched. With one scale this is :func:`dark_blobs`.
 
-    Every scale is measured in the noise units of one scale, the one nearest ``reference``
-    (each scale's median removed): the scale-normalised response then picks each blob's own
-    scale, where the noise units of each scale would favour the finest (a denoised image has
-    little fine-scale spread, so its fine scales' units are small).
+    Each scale in its own noise units: in one scale's units, the fine scales' noise outranked
+    the particles on simulated fields. Either way a single blob's best scale is noisy on weak
+    data (its response varies slowly with scale), so the size of one pick is a rough one.
 
     Parameters
     ----------
@@ -143,9 +142,6 @@ def dark_blobs_over_scales(
         The LoG diameters searched, increasing (px).
     min_distances : sequence of float
         The suppression distance at each of them (px).
-    reference : float or None
-        The LoG diameter whose noise units the scores are in (the micrograph's typical size);
-        None: the geometric middle of the scales.
 
     Returns
     -------
@@ -160,13 +156,7 @@ def dark_blobs_over_scales(
         score = noise_units(log_response(image, float(diameters[0])))
         cols, rows, values = blob_peaks(score, float(distances[0]))
         return cols, rows, values, np.full(len(values), diameters[0])
-    responses = [log_response(image, float(d)) for d in diameters]
-    if reference is None:
-        reference = float(np.sqrt(diameters[0] * diameters[-1]))
-    nearest = int(np.argmin(np.abs(np.log(diameters / reference))))
-    spread = robust_spread(responses[nearest])
-    stack = np.stack([(r - float(np.median(r))) / spread for r in responses])
-    del responses
+    stack = np.stack([noise_units(log_response(image, float(d))) for d in diameters])
     best = stack.argmax(axis=0)
     strongest = np.take_along_axis(stack, best[None], axis=0)[0]
     window = float(distances.min())
@@ -251,7 +241,7 @@ class LogBlobGenerator:
         s = self.settings
         sizes = np.array([d]) if size_range is None else s.scale_space.diameters(*size_range)
         cols, rows, values, log_sizes = dark_blobs_over_scales(
-            img, sizes * s.scale_fraction, sizes * s.suppression_fraction, d * s.scale_fraction
+            img, sizes * s.scale_fraction, sizes * s.suppression_fraction
         )
         blob_sizes = d if size_range is None else log_sizes / s.scale_fraction
         return particle_boxes(cols, rows, values, blob_sizes)
