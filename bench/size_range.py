@@ -1,6 +1,6 @@
-"""A size range searched blob by blob (``pick --diameter LO-HI``) against one size, told or estimated.
+"""A size range searched blob by blob (``pick --diameter LO-HI``) against one size.
 
-    python bench/size_range.py                     # sim, train and ucsf; about 25 minutes on 2 cores
+    python bench/size_range.py                     # sim, train and ucsf; ~12 minutes, 2 cores
     python bench/size_range.py --quick             # 2 micrographs a set, a few minutes
     python bench/size_range.py --parts test        # the apoferritin test split, once, at the end
     python bench/size_range.py --table-only        # rewrite the .md from the JSON

@@ -89,3 +89,28 @@ def test_the_denoised_image_is_required_and_must_match_the_map():
 def test_settings_out_of_range_are_refused(field, value):
     with pytest.raises(ValueError, match=field):
         HybridSettings(**{field: value})
+
+
+def test_a_size_range_gives_each_blob_its_own_size():
+    """A disk is the dark core of a particle 1 / log_scale times wider (HybridSettings)."""
+    from blob_helpers import dark_disks
+
+    small, large = [(60, 60), (200, 60)], [(300, 220), (180, 180)]
+    image = dark_disks((400, 400), small, 6, 1.0, 0.15, seed=3)
+    image += dark_disks((400, 400), large, 14, 1.0, 0.0, seed=3)
+    flat = np.zeros(image.shape, np.float32)
+    generator = HybridBlobGenerator()
+    scale = generator.settings.log_scale
+    masks = generator.generate(flat, 25.0, image=image, size_range=(12.0, 52.0))
+    assert generator.last_diameter == 25.0  # the typical size, for the U-Net term
+    found = {}
+    for (cx, cy), core in [(c, 12.0) for c in small] + [(c, 28.0) for c in large]:
+        best = max(
+            (m for m in masks if np.hypot(m.centroid[0] - cx, m.centroid[1] - cy) <= 3),
+            key=lambda m: m.score,
+        )
+        # A single blob's scale is rough (in noise units, white noise favours larger scales).
+        assert best.bbox[2] == pytest.approx(core / scale, rel=0.4)
+        found.setdefault(core, []).append(best.bbox[2])
+    assert max(found[12.0]) < min(found[28.0])
+    assert all(12.0 <= m.bbox[2] <= 52.0 for m in masks)

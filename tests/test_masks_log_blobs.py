@@ -63,3 +63,39 @@ def test_suppression_keeps_the_stronger_of_two_close_peaks():
     y = np.array([10.0, 10.0, 50.0])
     keep = suppress_close_peaks(x, y, np.array([0.5, 0.9, 0.1]), radius=8)
     assert keep.tolist() == [False, True, True]
+
+
+def _two_sizes(seed=0):
+    """Dark disks 16 and 40 px wide, four of each, in light noise: (image, centres, sizes)."""
+    small = [(60, 60), (200, 60), (60, 200), (130, 300)]
+    large = [(300, 80), (300, 220), (180, 180), (320, 340)]
+    image = dark_disks((400, 400), small, 8, 1.0, 0.15, seed=seed)
+    image += dark_disks((400, 400), large, 20, 1.0, 0.0, seed=seed)
+    return image, small + large, [16.0] * 4 + [40.0] * 4
+
+
+def test_a_size_range_sizes_each_blob_within_it():
+    image, centres, sizes = _two_sizes()
+    masks = LogBlobGenerator().generate(image, diameter=25, size_range=(12, 52))
+    for (cx, cy), size in zip(centres, sizes):
+        near = [m for m in masks if np.hypot(m.centroid[0] - cx, m.centroid[1] - cy) <= 3]
+        assert near, f"no pick on the {size:g}-px disk at {cx}, {cy}"
+        best = max(near, key=lambda m: m.score)
+        assert best.bbox[2] == pytest.approx(size, rel=0.25)  # a blob's scale is rough
+    widths = [m.bbox[2] for m in masks]
+    assert min(widths) >= 12 - 1e-9 and max(widths) <= 52 + 1e-9
+
+
+def test_one_size_told_and_a_range_of_that_one_size_pick_alike():
+    image, _, _ = _two_sizes(seed=1)
+    told = LogBlobGenerator().generate(image, diameter=24)
+    ranged = LogBlobGenerator().generate(image, diameter=24, size_range=(24, 24))
+    assert [(m.centroid, m.score, m.bbox) for m in told] == [
+        (m.centroid, m.score, m.bbox) for m in ranged
+    ]
+
+
+def test_a_small_blob_inside_a_large_ones_radius_is_suppressed():
+    x, y = np.array([0.0, 10.0, 30.0]), np.zeros(3)
+    keep = suppress_close_peaks(x, y, np.array([1.0, 0.5, 0.4]), radius=np.array([20.0, 4.0, 4.0]))
+    assert keep.tolist() == [True, False, True]

@@ -215,3 +215,71 @@ def test_report_stays_usable_for_2000_micrographs(tmp_path):
     assert int(re.search(r'id="kept-count">(\d+)<', dom).group(1)) == n_kept
     update_ms = float(re.search(r'data-update-ms="([\d.]+)"', dom).group(1))
     assert update_ms < 2000, f"a slider move took {update_ms:.0f} ms"
+
+
+def _contaminated_session(root):
+    """Two contaminated simulated micrographs with picks whose manifests say the picker
+    masked bad regions on the first and not on the second (``--keep-bad-regions``)."""
+    from cryosegnet.io.coordinates import read_coordinates, write_coordinate_star, write_index_star
+    from cryosegnet.simulation import SimulationConfig, write_dataset
+
+    config = SimulationConfig(size=384, difficulty="easy", contamination=4, diameter_px=20.0)
+    write_dataset(root / "Movies", config, n=2, seed=5)
+    entries = []
+    for i, mic in enumerate(sorted((root / "Movies").glob("*.mrc"))):
+        picks = read_coordinates(mic.with_suffix(".csv"))  # a STAR keeps no diameter
+        picks["score"] = np.linspace(0, 1, len(picks))
+        star = root / "picks" / "Movies" / f"{mic.stem}_autopick.star"
+        star.parent.mkdir(parents=True, exist_ok=True)
+        manifest = {"diameter_px": 20.0, "options": {"settings": {"mask_bad_regions": i == 0}}}
+        write_coordinate_star(star, picks, manifest=manifest)
+        entries.append((f"Movies/{mic.name}", str(star)))
+    write_index_star(root / "picks" / "autopick.star", entries)
+
+
+def test_report_tints_the_bad_regions_only_where_the_picker_masked_them(tmp_path, monkeypatch):
+    import base64
+
+    import cv2
+
+    from cryosegnet.inspection.display import BAD_REGION_COLOUR_BGR
+
+    _contaminated_session(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    plain = write_report("picks", "plain.html", settings=ReportSettings(thumbnail_size=96))
+    assert (
+        plain.n_bad_regions is None and 'class="bad"' not in (tmp_path / "plain.html").read_text()
+    )
+    settings = ReportSettings(thumbnail_size=96, bad_regions=True)
+    summary = write_report("picks", "report.html", settings=settings)
+    assert summary.n_bad_regions == 1 and "bad regions tinted on 1 of 2" in summary.text()
+    page = (tmp_path / "report.html").read_text()
+    tints = re.findall(r'<img class="bad"[^>]*src="data:image/png;base64,([^"]+)"', page)
+    assert len(tints) == 1 and 'id="show-bad"' in page
+    tint = cv2.imdecode(np.frombuffer(base64.b64decode(tints[0]), np.uint8), cv2.IMREAD_UNCHANGED)
+    assert tint.shape == (96, 96, 4)
+    tinted = tint[:, :, 3] > 0
+    assert 0 < tinted.mean() < 0.9  # the contamination, not the whole field
+    assert (tint[tinted][:, :3] == BAD_REGION_COLOUR_BGR).all()
+
+
+def test_report_cli_takes_bad_regions(tmp_path, monkeypatch, capsys):
+    _contaminated_session(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", "picks", "-o", "r.html", "--bad-regions", "--thumbnail-size", "64"]) == 0
+    assert "bad regions tinted on 1 of 2" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary (apt-get install chromium)")
+def test_report_bad_region_switch_in_headless_chromium(tmp_path, monkeypatch):
+    _contaminated_session(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "report.html"
+    write_report("picks", out, settings=ReportSettings(thumbnail_size=96, bad_regions=True))
+    for hash_, hidden in (("", False), ("#threshold=0.5&bad=0", True)):
+        run = _chromium(out.as_uri() + hash_, "--dump-dom")
+        assert run.returncode == 0, run.stderr[-2000:]
+        dom = run.stdout
+        assert 'data-ready="1"' in dom and not re.search(r"<html[^>]*data-errors", dom)
+        main_tag = re.search(r'<main id="cards"[^>]*>', dom).group(0)
+        assert ("hide-bad" in main_tag) is hidden

@@ -22,7 +22,11 @@ micrograph paths in PICKS_DIR/autopick.star are used where they exist. Open the 
 With --classes CLASSES (a `cryosegnet classify` folder of these picks) the page also shows the
 class averages: click classes to select them (the auto-selected ones to start with; or open
 the page with #classes=1,4,7), and their picks are highlighted on the micrographs, counted,
-and the `cryosegnet select CLASSES --classes ...` command for the selection is shown."""
+and the `cryosegnet select CLASSES --classes ...` command for the selection is shown.
+
+With --bad-regions each thumbnail is tinted where the picker masked contamination, carbon and
+thick ice (made again from the micrograph as the picker made it); a switch on the page shows
+or hides the tint."""
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -82,6 +86,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="OUT in the displayed select command (default: CLASSES/selected; needs --classes)",
     )
     parser.add_argument(
+        "--bad-regions",
+        action="store_true",
+        default=defaults.bad_regions,
+        help="tint the bad regions the picker masked (contamination, carbon), shown or hidden "
+        "on the page; made again from each micrograph (it is denoised: slower)",
+    )
+    parser.add_argument(
         "-j",
         "--workers",
         type=int,
@@ -107,6 +118,7 @@ def run_report(args: argparse.Namespace) -> int:
         output_hint=args.threshold_output,
         selection_output_hint=args.select_output,
         workers=args.workers,
+        bad_regions=args.bad_regions,
     )
     command = "cryosegnet " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["report"] else None
     summary = write_report(

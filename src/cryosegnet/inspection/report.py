@@ -8,6 +8,14 @@ and flags, and show the ``cryosegnet threshold`` command that writes the cut. Gi
 selects them, highlights their picks, updates the counts and shows the ``cryosegnet select``
 command that writes the picks of those classes (:mod:`~cryosegnet.inspection.report_classes`).
 
+With ``bad_regions`` (``cryosegnet report --bad-regions``) each thumbnail also carries the
+picker's bad-region mask (contamination, carbon, thick ice: where it dropped picks) as a tint
+the page shows or hides, as ``cryosegnet show`` draws it. ``pick`` does not keep the mask, so
+it is made again here the way the picker made it: from the micrograph denoised with the
+settings its picks' manifest records, at their diameter, judged against the picks kept (the
+picker judged against every candidate, so a blob at the edge of a decision can differ). A
+micrograph picked without the mask (``--keep-bad-regions``) gets none.
+
 For thousands of micrographs the page stays light: thumbnails are small (256 px by default)
 and ``loading="lazy"``, cards off screen are not laid out (``content-visibility``), and
 overlays are drawn only for cards in view (``IntersectionObserver``).
@@ -76,6 +84,9 @@ class ReportSettings:
         where ``select`` writes by default).
     workers : int
         Threads reading micrographs and making thumbnails.
+    bad_regions : bool
+        Tint each thumbnail's bad regions as the picker masked them (made again from the
+        micrograph: it denoises each one, about a second per 4k micrograph).
     """
 
     thumbnail_size: int = 256
@@ -89,6 +100,7 @@ class ReportSettings:
     class_tile_size: int = 96
     selection_output_hint: str | None = None
     workers: int = 4
+    bad_regions: bool = False
 
 
 @dataclass
@@ -104,12 +116,18 @@ class ReportSummary:
     seconds: float = 0.0
     n_classes: int | None = None
     n_classified: int | None = None
+    n_bad_regions: int | None = None  # thumbnails with a bad-region tint (when asked for)
 
     def text(self) -> str:
         lines = [
             f"{self.n_micrographs} micrographs, {self.n_picks} picks, "
             f"{self.n_thumbnails} thumbnails -> {self.output} ({self.seconds:.1f} s)"
         ]
+        if self.n_bad_regions is not None:
+            lines.append(
+                f"bad regions tinted on {self.n_bad_regions} of {self.n_thumbnails} thumbnails "
+                "(none where the picker made no mask)"
+            )
         if self.n_classes is not None:
             lines.append(
                 f"{self.n_classes} classes; {self.n_classified} of {self.n_picks} picks "
@@ -135,6 +153,7 @@ class _Item:
     problem: str | None = None
     classes: np.ndarray | None = None
     above_decoys: np.ndarray | None = None
+    bad_regions: str | None = None  # base64 PNG: the tint over the thumbnail
 
 
 def write_report(
@@ -200,6 +219,7 @@ def write_report(
         seconds=time.monotonic() - start,
         n_classes=None if shown_classes is None else len(shown_classes.tiles),
         n_classified=None if shown_classes is None else _n_classified(items),
+        n_bad_regions=sum(1 for i in items if i.bad_regions) if settings.bad_regions else None,
     )
 
 
@@ -271,6 +291,60 @@ def _thumbnail(item: _Item, settings: ReportSettings) -> None:
         return
     item.shape = (rows, cols)
     item.jpeg = base64.b64encode(encoded.tobytes()).decode("ascii")
+    if settings.bad_regions:
+        item.bad_regions = _bad_region_tint(item, data, picture.shape[:2])
+
+
+def picker_bad_regions(data: np.ndarray, pick_file: PickFile, picks: pd.DataFrame):
+    """The bad-region mask the picker made for these picks (at its reduced scale), or None.
+
+    Made again the picker's way (:func:`~cryosegnet.postprocessing.bad_regions.
+    drop_bad_region_picks`): ``data`` denoised with the settings the picks' manifest records,
+    at the micrograph's diameter it records (else the picks' median), the picks as the
+    particles' population.
+    None when the manifest says the picker ran without the mask, or no diameter is known.
+    """
+    from cryosegnet.io.coordinates import star_header
+    from cryosegnet.postprocessing.bad_regions import shrunk_bad_region_mask
+    from cryosegnet.preprocessing.denoise import DenoiseSettings, denoise
+
+    manifest = star_header(pick_file.path)[1] or {}
+    options = manifest.get("options") or {}
+    recorded = options.get("settings") or {}
+    if manifest and not recorded.get("mask_bad_regions"):
+        return None  # picked with --keep-bad-regions (or before the mask existed)
+    diameter = manifest.get("diameter_px") or options.get("diameter")  # the one it used
+    if not diameter and len(picks):
+        diameter = float(np.nanmedian(picks["diameter"].to_numpy(float)))
+    if not (diameter and math.isfinite(diameter) and diameter > 0):
+        return None
+    settings = DenoiseSettings.from_dict(recorded["denoise"]) if recorded.get("denoise") else None
+    denoised = denoise(data, settings)
+    scale = denoised.shape[1] / data.shape[1]
+    particles = (picks[["x", "y"]].to_numpy(float) + 0.5) * scale - 0.5
+    return shrunk_bad_region_mask(denoised, diameter * scale, None, particles)
+
+
+def _bad_region_tint(item: _Item, data: np.ndarray, shape: tuple[int, int]) -> str | None:
+    """The picker's bad regions of ``item`` as a see-through PNG of the thumbnail's ``shape``
+    (rows, cols), tinted as ``cryosegnet show`` tints them; None without a mask."""
+    from cryosegnet.inspection.display import BAD_REGION_COLOUR_BGR, BAD_REGION_OPACITY
+
+    try:
+        mask = picker_bad_regions(data, item.pick_file, item.picks)
+    except (ValueError, KeyError, TypeError) as exc:  # a manifest this version cannot read
+        item.problem = f"{item.pick_file.path}: no bad-region mask ({exc})"
+        return None
+    if mask is None:
+        return None
+    inside = cv2.resize(
+        mask.astype(np.uint8), (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST
+    ).astype(bool)
+    tint = np.zeros((*shape, 4), np.uint8)
+    tint[inside, :3] = BAD_REGION_COLOUR_BGR
+    tint[inside, 3] = round(255 * BAD_REGION_OPACITY)
+    ok, encoded = cv2.imencode(".png", tint)
+    return base64.b64encode(encoded.tobytes()).decode("ascii") if ok else None
 
 
 def _extent(item: _Item) -> tuple[int, int]:
@@ -398,8 +472,22 @@ def render_page(
             ),
         )
         .replace("@@CLASSES@@", "" if classes is None else _class_panel(classes))
+        .replace("@@BAD_REGIONS@@", _bad_region_toggle(items))
         .replace("@@CARDS@@", cards)
         .replace("@@DATA@@", json.dumps(payload, separators=(",", ":")).replace("</", "<\\/"))
+    )
+
+
+def _bad_region_toggle(items: list[_Item]) -> str:
+    """The page's switch for the bad-region tints (nothing when no thumbnail has one)."""
+    tinted = sum(1 for item in items if item.bad_regions)
+    if not tinted:
+        return ""
+    return (
+        '      <label style="display:inline-flex" title="where the picker masked contamination, '
+        'carbon and thick ice (no picks there)"><input id="show-bad" type="checkbox" checked> '
+        f'bad regions ({tinted})</label><span class="legend"><span><i style="border-color:'
+        '#00a0ff;background:#00a0ff80"></i>bad region</span></span>'
     )
 
 
@@ -411,6 +499,11 @@ def _card(index: int, data: dict, item: _Item, with_classes: bool = False) -> st
             f'<img loading="lazy" decoding="async" width="{tw}" height="{th}" alt="" '
             f'src="data:image/jpeg;base64,{item.jpeg}">'
         )
+        if item.bad_regions:
+            picture += (
+                f'<img class="bad" decoding="async" width="{tw}" height="{th}" alt="" '
+                f'src="data:image/png;base64,{item.bad_regions}">'
+            )
     else:
         why = html.escape(item.problem or "no micrograph file")
         picture = f'<div class="noimg" title="{why}">{why}</div>'

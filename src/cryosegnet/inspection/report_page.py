@@ -9,6 +9,8 @@ has drawn; ``<html data-errors="N">`` if a script error happened; the kept count
 ``#threshold=X&classes=1,4``) selects those classes on load (``&above-decoys=1``: only
 their members above the noise decoys), the picks in selected classes are
 counted in ``#class-kept`` and the ``cryosegnet select`` command is in ``#select-command``.
+With bad-region tints (``@@BAD_REGIONS@@`` filled), ``#show-bad`` shows or hides them
+(``#...&bad=0`` hides them on load); hidden, ``<main>`` has the class ``hide-bad``.
 """
 
 PAGE = r"""<!DOCTYPE html>
@@ -48,6 +50,7 @@ button:hover { background:#444; }
 .legend i { display:inline-block; width:10px; height:10px; border-radius:50%; border:2px solid; margin-right:4px; vertical-align:-1px; }
 main { padding:12px 16px; display:grid; gap:12px; grid-template-columns:repeat(auto-fill, minmax(220px, 1fr)); }
 main.only-flagged .card:not(.flagged) { display:none; }
+main.hide-bad .thumb img.bad { display:none; }
 .card { background:var(--panel); border-radius:6px; overflow:hidden; border:2px solid transparent;
         content-visibility:auto; contain-intrinsic-size:auto 300px; }
 .card.flag-bad { border-color:var(--bad); }
@@ -91,6 +94,7 @@ main.only-flagged .card:not(.flagged) { display:none; }
       </select>
       <label style="display:inline-flex"><input id="only-flagged" type="checkbox"> flagged only</label>
       <label style="display:inline-flex"><input id="show-dropped" type="checkbox" checked> show dropped</label>
+@@BAD_REGIONS@@
       <span class="legend"><span><i style="border-color:var(--keep)"></i>kept</span><span><i style="border-color:var(--drop)"></i>dropped</span></span>
     </div>
   </div>
@@ -381,6 +385,14 @@ main.only-flagged .card:not(.flagged) { display:none; }
   document.getElementById("only-flagged").addEventListener("change", function (e) {
     container.classList.toggle("only-flagged", e.target.checked);
   });
+  var badBox = document.getElementById("show-bad");  // only with bad-region tints
+  if (badBox) {
+    if (/(?:^|[#&])bad=0/.test(window.location.hash)) badBox.checked = false;
+    container.classList.toggle("hide-bad", !badBox.checked);
+    badBox.addEventListener("change", function () {
+      container.classList.toggle("hide-bad", !badBox.checked);
+    });
+  }
   document.getElementById("copy").addEventListener("click", function () {
     copyText(commandText(), document.getElementById("copied"));
   });

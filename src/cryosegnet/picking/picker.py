@@ -402,6 +402,9 @@ class Picker:
             settings = dataclasses.replace(settings, diameter_override=size.diameter / scale)
         result = postprocess(masks, probability.shape, original_shape, settings)
         picks = result.picks
+        # The micrograph's one size (centring, bad regions, the log): with a range, its typical
+        # size, read off it as a whole; a single blob's best scale is a rougher guess.
+        micrograph_diameter = result.diameter if size_range is None else diameter / scale
         counts = {
             "candidates": result.n_candidates,
             "after_score": result.n_after_score,
@@ -409,14 +412,14 @@ class Picker:
         }
         if self.config.centre_picks and denoised is not None:
             # Before the border and bad-region steps: they judge where the picks end up.
-            picks = centre_picks(picks, denoised, result.diameter, original_shape)
+            picks = centre_picks(picks, denoised, micrograph_diameter, original_shape)
             counts["after_centring"] = len(picks)
         picks = drop_border_picks(picks, original_shape, self.border_fraction)
         counts["after_border"] = len(picks)
         bad_regions = None
         if self.config.mask_bad_regions and denoised is not None:
             picks, bad_regions = drop_bad_region_picks(
-                picks, denoised, result.diameter, original_shape
+                picks, denoised, micrograph_diameter, original_shape
             )
             counts["after_bad_regions"] = len(picks)
         evidence, empty = None, False
@@ -427,7 +430,7 @@ class Picker:
             counts["after_empty"] = len(picks)
         return PickResult(
             picks=picks,
-            diameter=result.diameter,
+            diameter=micrograph_diameter,
             working_shape=tuple(probability.shape),
             original_shape=(int(original_shape[0]), int(original_shape[1])),
             stage=self.stage,
@@ -506,14 +509,15 @@ class Picker:
         return SizeEstimate(middle, True, float("nan"), scope="range", bounds=bounds)
 
     def sizes_per_blob(self) -> bool:
-        """A size range is searched blob by blob: one is given and the stage can (the blob
-        stages, ``sizes_per_blob``); other stages pick at one size read off within it."""
+        """Whether a size range is searched blob by blob.
+
+        It is when a range is given and the stage can (the blob stages, ``sizes_per_blob``);
+        other stages pick at one size read off within it.
+        """
         has_range = self.config.diameter_range is not None
         return has_range and bool(getattr(self.mask_generator, "sizes_per_blob", False))
 
-    def _blob_range(
-        self, size: SizeEstimate | None, scale: float
-    ) -> tuple[float, float] | None:
+    def _blob_range(self, size: SizeEstimate | None, scale: float) -> tuple[float, float] | None:
         """The size range in working px for a stage that sizes each blob, else None.
 
         The micrograph's size estimate carries it (an Å range converted with the micrograph's

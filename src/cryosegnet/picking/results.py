@@ -118,6 +118,13 @@ def picker_options(picker) -> dict:
     return options
 
 
+def _sizes_vary(picks: pd.DataFrame) -> bool:
+    """The picks carry diameters of their own (blobs sized within a range), not one for all."""
+    sizes = picks["diameter"].to_numpy(float) if "diameter" in picks else np.array([])
+    sizes = sizes[np.isfinite(sizes)]
+    return bool(sizes.size) and bool((sizes != sizes[0]).any())
+
+
 def _jsonable(value):
     if value is None:
         return None
@@ -214,7 +221,8 @@ def write_outputs(
         # Extra formats first: the STAR is the 'done' marker, so it is written last.
         if "csv" in formats:
             path = output_path(outdir, micrograph, "csv")
-            write_cryoppp_csv(path, picks, diameter=diameter)
+            # Picks sized one by one (a size range) keep their own diameters.
+            write_cryoppp_csv(path, picks, diameter=None if _sizes_vary(picks) else diameter)
             written.append(path)
         if "box" in formats:
             size = box_size or diameter or _median_diameter(picks) or 0.0

@@ -164,6 +164,28 @@ def remove_duplicates(
     return np.array(sorted(keep), dtype=np.int64)
 
 
+def _modal_size(
+    boxes: np.ndarray, settings: PostprocessSettings, sx: float, sy: float
+) -> tuple[float, float]:
+    """Steps 2.-3.: (m_w, m_h) in working px, from the boxes kept by score (the override when
+    given; their median when each mask keeps its own size; NaN without boxes)."""
+    override = settings.diameter_override
+    if override is not None and settings.sizes_from_masks:
+        raise ValueError("a diameter override and sizes from the masks exclude each other")
+    if override is not None:
+        if not override > 0:
+            raise ValueError(f"diameter override must be positive, got {override}")
+        return override * sx, override * sy
+    if not len(boxes):
+        return float("nan"), float("nan")
+    if settings.sizes_from_masks:  # sizes vary on purpose: their middle, not a mode
+        return float(np.median(boxes[:, 2])), float(np.median(boxes[:, 3]))
+    return (
+        robust_mode(boxes[:, 2], settings.min_boxes_for_mode),
+        robust_mode(boxes[:, 3], settings.min_boxes_for_mode),
+    )
+
+
 def postprocess(
     masks: list[InstanceMask],
     working_shape: tuple[int, int],
@@ -197,19 +219,7 @@ def postprocess(
 
     override = settings.diameter_override
     own_sizes = settings.sizes_from_masks
-    if override is not None and own_sizes:
-        raise ValueError("a diameter override and sizes from the masks exclude each other")
-    if override is not None:
-        if not override > 0:
-            raise ValueError(f"diameter override must be positive, got {override}")
-        mw, mh = override * sx, override * sy
-    elif n_after_score and own_sizes:  # sizes vary on purpose: their middle, not a mode
-        mw, mh = float(np.median(boxes[:, 2])), float(np.median(boxes[:, 3]))
-    elif n_after_score:
-        mw = robust_mode(boxes[:, 2], settings.min_boxes_for_mode)
-        mh = robust_mode(boxes[:, 3], settings.min_boxes_for_mode)
-    else:
-        mw = mh = float("nan")
+    mw, mh = _modal_size(boxes, settings, sx, sy)
 
     # eq. 1 (diagonal, original px) and the particle diameter we actually report
     box_diagonal = float(np.hypot(mw / sx, mh / sy))
@@ -239,21 +249,16 @@ def postprocess(
     x = working_to_original(centres[:, 0], ww, ow)
     y = working_to_original(centres[:, 1], wh, oh)
 
-    sizes: float | np.ndarray = diameter
+    own = (boxes[:, 2] / sx + boxes[:, 3] / sy) / 2.0  # each pick's own size (a size range)
     if own_sizes:
-        sizes = (boxes[:, 2] / sx + boxes[:, 3] / sy) / 2.0
-        radius = settings.duplicate_fraction * sizes
-        kept = remove_duplicates(x, y, scores, radius)
-        sizes = sizes[kept]
+        kept = remove_duplicates(x, y, scores, settings.duplicate_fraction * own)
     else:
         radius = settings.duplicate_fraction * diameter
         kept = remove_duplicates(x, y, scores, radius if np.isfinite(radius) else 0.0)
-    x, y, scores = x[kept], y[kept], scores[kept]
+    x, y, scores, own = x[kept], y[kept], scores[kept], own[kept]
 
     order = np.argsort(-scores, kind="stable")
-    picks = make_picks(
-        x[order], y[order], scores[order], sizes[order] if own_sizes else diameter
-    )
+    picks = make_picks(x[order], y[order], scores[order], own[order] if own_sizes else diameter)
     return PostprocessResult(
         picks,
         diameter,
