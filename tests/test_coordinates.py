@@ -7,8 +7,8 @@ import starfile
 from cryosegnet.io.atomic import atomic_write
 from cryosegnet.io.coordinates import (
     make_picks,
-    read_index_star,
     read_coordinates,
+    read_index_star,
     write_box,
     write_combined_star,
     write_coordinate_star,
