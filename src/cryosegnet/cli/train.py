@@ -17,11 +17,15 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+from cryosegnet.cli import options
 from cryosegnet.errors import CryoSegNetError
 from cryosegnet.training.job import DataSources, FinetuneJob, PreparedRun, TrainJob, prepare
 from cryosegnet.training.trainer import TrainConfig
 
 Job = TrainJob | FinetuneJob
+
+# The one line in `cryosegnet --help`.
+HELP = "train the U-Net on labelled and/or simulated micrographs"
 
 TRAIN_DESCRIPTION = """\
 Train the attention U-Net on labelled micrographs (coordinate files matched to micrographs by
@@ -33,12 +37,7 @@ files, or --diameter). Writes RUN_DIR/best.pt (best validation F1), RUN_DIR/last
 
 def add_parser(subparsers) -> None:
     """Register ``train``."""
-    train = subparsers.add_parser(
-        "train",
-        help="train the U-Net on labelled and/or simulated micrographs",
-        description=TRAIN_DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    train = options.add_command(subparsers, "train", HELP, TRAIN_DESCRIPTION)
     data_arguments(train)
     sim = train.add_argument_group("simulated data")
     sim.add_argument(
