@@ -43,7 +43,7 @@ SETTINGS_OPTIONS = (
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     d = DEFAULTS
-    parser = options.add_command(subparsers, "classify", HELP, DESCRIPTION)
+    parser = options.add_command(subparsers, "classify", HELP, DESCRIPTION, run_classify)
     options.add_picks_folder(parser, "picks", "PICKS", "picks folder written by `pick`")
     options.add_micrographs(
         parser,
@@ -108,7 +108,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "CLASSES/selected",
     )
     options.add_debug(parser)
-    parser.set_defaults(func=run_classify)
     return parser
 
 

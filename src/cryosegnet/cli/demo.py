@@ -19,7 +19,7 @@ and one picture under DIR. Prints what to open and the figures obtained."""
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     defaults = DemoSettings()
-    parser = options.add_command(subparsers, "demo", HELP, DESCRIPTION)
+    parser = options.add_command(subparsers, "demo", HELP, DESCRIPTION, run_demo)
     options.add_output(
         parser,
         "folder for everything the demo writes (default: %(default)s)",
@@ -27,16 +27,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         required=False,
         default="demo",
     )
-    parser.add_argument(
+    options.add_number(
+        parser,
         "-n",
         "--num",
-        type=int,
         default=defaults.n_micrographs,
         help="micrographs to simulate (default: %(default)s)",
     )
-    parser.add_argument(
+    options.add_number(
+        parser,
         "--size",
-        type=int,
         default=defaults.size,
         metavar="PX",
         help="side of each micrograph in pixels (default: %(default)s)",
@@ -48,7 +48,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="auto (CUDA when available), cpu, cuda ... (default: %(default)s)",
     )
     options.add_debug(parser)
-    parser.set_defaults(func=run_demo)
     return parser
 
 

@@ -26,7 +26,7 @@ Topaz) are split by their micrograph column."""
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    parser = options.add_command(subparsers, "evaluate", HELP, DESCRIPTION)
+    parser = options.add_command(subparsers, "evaluate", HELP, DESCRIPTION, run_evaluate)
     parser.add_argument(
         "picks",
         nargs="+",
@@ -84,7 +84,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "(default: count them as zero picks)",
     )
     parser.add_argument("--no-plot", action="store_true", help="do not draw pr_curve.png")
-    parser.set_defaults(func=run_evaluate)
     return parser
 
 

@@ -20,7 +20,7 @@ docs/model-card.md)."""
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    parser = options.add_command(subparsers, "export-model", HELP, DESCRIPTION)
+    parser = options.add_command(subparsers, "export-model", HELP, DESCRIPTION, run_export_model)
     parser.add_argument("checkpoint", metavar="CKPT", help="checkpoint written by train/finetune")
     options.add_output(parser, "file to write (replaced atomically if it exists)", "OUT")
     parser.add_argument(
@@ -33,7 +33,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         action="store_true",
         help="keep the per-epoch training history in the metadata",
     )
-    parser.set_defaults(func=run_export_model)
     return parser
 
 

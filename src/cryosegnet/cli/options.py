@@ -9,6 +9,7 @@ where a command says more than the usual line (what the option means there).
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 DEBUG_HELP = "tracebacks on error"
 DEVICE_HELP = "auto, cpu, cuda or cuda:N"
@@ -72,6 +73,8 @@ def add_number(
 ) -> None:
     """A number option that sets a settings field: its type is its default's (``int`` or
     ``float``), so the two are read from one place, the settings dataclass."""
+    if type(default) not in (int, float):
+        raise TypeError(f"{flags[-1]}: default {default!r} is not an int or a float")
     parser.add_argument(*flags, type=type(default), default=default, metavar=metavar, help=help)
 
 
@@ -109,13 +112,21 @@ def add_no_progress(
 
 
 def add_command(
-    subparsers: argparse._SubParsersAction, name: str, help: str, description: str
+    subparsers: argparse._SubParsersAction,
+    name: str,
+    help: str,
+    description: str,
+    func: Callable[[argparse.Namespace], int] | None = None,
 ) -> argparse.ArgumentParser:
     """A subcommand whose description is laid out by hand: its paragraphs and line breaks are
-    kept as written (argparse would re-wrap them into one block)."""
-    return subparsers.add_parser(
+    kept as written (argparse would re-wrap them into one block). ``func`` runs the command
+    (the main CLI calls ``args.func(args)``)."""
+    parser = subparsers.add_parser(
         name,
         help=help,
         description=description,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    if func is not None:
+        parser.set_defaults(func=func)
+    return parser

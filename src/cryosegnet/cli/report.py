@@ -31,15 +31,15 @@ and the `cryosegnet select CLASSES --classes ...` command for the selection is s
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     defaults = ReportSettings()
-    parser = options.add_command(subparsers, "report", HELP, DESCRIPTION)
+    parser = options.add_command(subparsers, "report", HELP, DESCRIPTION, run_report)
     options.add_picks_folder(parser)
     options.add_micrographs(
         parser, "micrograph files, folders or globs (default: from autopick.star)"
     )
     options.add_output(parser, "HTML file to write", "REPORT_HTML")
-    parser.add_argument(
+    options.add_number(
+        parser,
         "--thumbnail-size",
-        type=int,
         default=defaults.thumbnail_size,
         metavar="PX",
         help=f"long side of the thumbnails ({defaults.thumbnail_size})",
@@ -73,15 +73,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         metavar="OUT",
         help="OUT in the displayed select command (default: CLASSES/selected; needs --classes)",
     )
-    parser.add_argument(
+    options.add_number(
+        parser,
         "-j",
         "--workers",
-        type=int,
         default=defaults.workers,
         help=f"threads making thumbnails ({defaults.workers})",
     )
     options.add_debug(parser)
-    parser.set_defaults(func=run_report)
     return parser
 
 

@@ -22,7 +22,7 @@ centres within half a diameter); particles.csv, auto_kept."""
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    parser = options.add_command(subparsers, "select", HELP, DESCRIPTION)
+    parser = options.add_command(subparsers, "select", HELP, DESCRIPTION, run_select)
     parser.add_argument("classes_dir", metavar="CLASSES", help="folder written by `classify`")
     choice = parser.add_mutually_exclusive_group(required=True)
     choice.add_argument("--classes", metavar="LIST", help="class numbers to keep, e.g. 1,4,7")
@@ -41,7 +41,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "(--auto always does)",
     )
     options.add_debug(parser)
-    parser.set_defaults(func=run_select)
     return parser
 
 

@@ -22,7 +22,7 @@ and the bad regions it masks (contamination, carbon, thick ice) are tinted blue.
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     defaults = ShowSettings()
-    parser = options.add_command(subparsers, "show", HELP, DESCRIPTION)
+    parser = options.add_command(subparsers, "show", HELP, DESCRIPTION, run_show)
     parser.add_argument("micrograph", metavar="MICROGRAPH", help="MRC, TIFF, PNG or JPEG")
     parser.add_argument(
         "--picks", metavar="PICKS", help="coordinate file or picks folder (default: run the picker)"
@@ -42,9 +42,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "also the picker's particle diameter",
         default=defaults.diameter,
     )
-    parser.add_argument(
+    options.add_number(
+        parser,
         "--size",
-        type=int,
         default=defaults.height,
         metavar="PX",
         help=f"height of the picture in pixels ({defaults.height})",
@@ -68,7 +68,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         parser, defaults.device, help=f"device when the picker runs ({defaults.device})"
     )
     options.add_debug(parser)
-    parser.set_defaults(func=run_show)
     return parser
 
 

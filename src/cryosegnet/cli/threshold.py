@@ -17,7 +17,7 @@ folders), with fresh autopick.star and particles.star index files. Pick once wit
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    parser = options.add_command(subparsers, "threshold", HELP, DESCRIPTION)
+    parser = options.add_command(subparsers, "threshold", HELP, DESCRIPTION, run_threshold)
     options.add_picks_folder(parser)
     parser.add_argument(
         "--min-score",
@@ -28,7 +28,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     options.add_output(parser, "folder to write (not PICKS_DIR itself)", "OUT")
     options.add_debug(parser)
-    parser.set_defaults(func=run_threshold)
     return parser
 
 
