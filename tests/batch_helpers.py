@@ -13,10 +13,8 @@ from cryosegnet.io.coordinates import (
     make_picks,
     read_star_blocks,
 )
-from cryosegnet.picking.batch import (
-    INDEX_STAR,
-    pick_batch,
-)
+from cryosegnet.io.layout import INDEX_STAR
+from cryosegnet.picking.batch import pick_batch
 from cryosegnet.picking.picker import PickResult
 
 

@@ -21,9 +21,10 @@ from cryosegnet.errors import CryoSegNetError
 from cryosegnet.io import atomic
 from cryosegnet.io.atomic import atomic_path, atomic_write
 from cryosegnet.io.coordinates import make_picks, read_coordinates, read_star_blocks
+from cryosegnet.io.layout import COMBINED_STAR, INDEX_STAR, LOCK_FILE, RUN_LOCK_FILE, output_path
 from cryosegnet.picking import batch as batch_module
 from cryosegnet.picking import results as results_module
-from cryosegnet.picking.batch import COMBINED_STAR, INDEX_STAR, output_path, pick_batch
+from cryosegnet.picking.batch import pick_batch
 from cryosegnet.picking.picker import PickResult
 
 
@@ -68,7 +69,7 @@ def _micrographs(folder: Path, n: int, names: list[str] | None = None) -> list[P
     return paths
 
 
-LOCKS = (batch_module.LOCK_FILE, batch_module.RUN_LOCK_FILE)
+LOCKS = (LOCK_FILE, RUN_LOCK_FILE)
 
 
 def _hidden_or_temp(folder: Path) -> list[str]:

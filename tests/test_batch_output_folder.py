@@ -27,14 +27,15 @@ from cryosegnet.io.coordinates import (
     read_coordinates,
     read_star_blocks,
 )
-from cryosegnet.picking import batch as batch_module
-from cryosegnet.picking import results as results_module
-from cryosegnet.picking.batch import (
+from cryosegnet.io.layout import (
     COMBINED_STAR,
     INDEX_STAR,
+    LOCK_FILE,
+    RUN_LOCK_FILE,
     output_path,
     relative_folder,
 )
+from cryosegnet.picking import results as results_module
 
 
 def test_layout_mirrors_relative_folders_like_relion(tmp_path, monkeypatch):
@@ -218,7 +219,7 @@ def test_concurrent_processes_into_one_folder_keep_every_entry(tmp_path):
     assert len(particles) == n_picks > 0
     picked = [n for n in every if len(read_coordinates(tmp_path / output_path("out", n)))]
     assert sorted(set(particles["rlnMicrographName"])) == picked
-    locks = (batch_module.LOCK_FILE, batch_module.RUN_LOCK_FILE)
+    locks = (LOCK_FILE, RUN_LOCK_FILE)
     assert not [p for p in out.rglob(".*") if p.name not in locks]  # no temp file left
 
 

@@ -13,8 +13,8 @@ import torch
 from cryosegnet.cli.main import build_parser
 from cryosegnet.model.checkpoint import save_checkpoint
 from cryosegnet.model.unet import AttentionUNet, UNetConfig
-from cryosegnet.picking.batch import picker_options
 from cryosegnet.picking.picker import Picker, drop_border_picks
+from cryosegnet.picking.results import picker_options
 from cryosegnet.postprocessing.algorithm1 import postprocess
 from cryosegnet.postprocessing.centring import (
     CentringSettings,

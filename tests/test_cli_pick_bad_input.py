@@ -23,8 +23,7 @@ import torch
 from cryosegnet.cli.main import main
 from cryosegnet.errors import CheckpointError
 from cryosegnet.io.coordinates import read_coordinates
-from cryosegnet.picking import batch as batch_module
-from cryosegnet.picking.batch import COMBINED_STAR, INDEX_STAR, output_path
+from cryosegnet.io.layout import COMBINED_STAR, INDEX_STAR, LOCK_FILE, RUN_LOCK_FILE, output_path
 
 
 @pytest.fixture
@@ -86,7 +85,7 @@ def _assert_clean_error(text: str, *needles: str) -> str:
 
 
 def _hidden_or_temp(folder: Path) -> list[str]:
-    locks = (batch_module.LOCK_FILE, batch_module.RUN_LOCK_FILE)
+    locks = (LOCK_FILE, RUN_LOCK_FILE)
     return sorted(
         p.name
         for p in folder.rglob("*")

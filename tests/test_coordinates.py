@@ -8,6 +8,7 @@ from cryosegnet.io.atomic import atomic_write
 from cryosegnet.io.coordinates import (
     make_picks,
     read_coordinates,
+    read_index_star,
     write_box,
     write_combined_star,
     write_coordinate_star,
@@ -37,6 +38,12 @@ def test_index_star_is_a_relion_coordinate_list(tmp_path):
     table = blocks["coordinate_files"]
     assert list(table.columns) == ["rlnMicrographName", "rlnMicrographCoordinates"]
     assert table["rlnMicrographCoordinates"].tolist() == ["picks/a.star", "picks/b.star"]
+
+
+def test_index_star_reads_back_the_rows_written(tmp_path):
+    entries = [("Micrographs/a.mrc", "picks/a.star"), ("Micrographs/b b.mrc", "picks/b b.star")]
+    write_index_star(tmp_path / "autopick.star", entries)
+    assert read_index_star(tmp_path / "autopick.star") == entries
 
 
 def test_combined_star_names_micrographs(tmp_path):

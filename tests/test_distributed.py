@@ -15,7 +15,8 @@ import torch
 pytest.importorskip("distributed")
 
 from cryosegnet.io.coordinates import read_own_star, star_header  # noqa: E402
-from cryosegnet.picking.batch import COMBINED_STAR, INDEX_STAR, pick_batch  # noqa: E402
+from cryosegnet.io.layout import COMBINED_STAR, INDEX_STAR  # noqa: E402
+from cryosegnet.picking.batch import pick_batch  # noqa: E402
 from cryosegnet.picking.distributed import _pick_one, pick_distributed  # noqa: E402
 from cryosegnet.picking.picker import Picker  # noqa: E402
 
@@ -310,7 +311,7 @@ def test_sigterm_stops_like_an_interrupt_and_keeps_the_finished_work(
 
     import cloudpickle
 
-    from cryosegnet.picking.batch import finish_run
+    from cryosegnet.picking.summary import finish_run
 
     paths, kwargs = session
     out = tmp_path / "dask"

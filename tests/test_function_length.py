@@ -18,7 +18,6 @@ MAX_LINES = 80
 LONG_ON_PURPOSE = {
     "cli/pick.py:add_parser": "the pick command's options, declared one after another",
     "cli/simulate.py:add_parser": "the simulate command's options, declared one after another",
-    "cli/classify.py:add_parser": "the classify command's options, declared one after another",
     "evaluation/metrics.py:evaluate_picks": "not split yet: one pass over the micrographs "
     "that matches picks to labels and gathers every pooled and per-micrograph figure",
     "classification/classify2d.py:classify_particles": "not split yet: the iterations of 2D "

@@ -23,7 +23,7 @@ from cryosegnet.io.coordinates import (
     star_text,
     write_combined_star,
 )
-from cryosegnet.picking.batch import COMBINED_STAR
+from cryosegnet.io.layout import COMBINED_STAR
 
 _NAME = st.text(
     alphabet=st.characters(

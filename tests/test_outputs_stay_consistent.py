@@ -16,8 +16,9 @@ import pytest
 
 from cryosegnet.errors import CryoSegNetError
 from cryosegnet.io.coordinates import make_picks, read_coordinates, read_star_blocks
+from cryosegnet.io.layout import COMBINED_STAR, INDEX_STAR
 from cryosegnet.picking import batch as batch_module
-from cryosegnet.picking.batch import COMBINED_STAR, INDEX_STAR, pick_batch
+from cryosegnet.picking.batch import pick_batch
 from cryosegnet.picking.picker import PickResult
 
 
@@ -106,7 +107,8 @@ def test_a_result_of_another_micrograph_is_never_replaced(tmp_path, monkeypatch,
 _HOLD_THE_FOLDER = """
 import sys, time
 from pathlib import Path
-from cryosegnet.picking.batch import BatchSizes, picker_options, run_options, start_run
+from cryosegnet.picking.batch import BatchSizes
+from cryosegnet.picking.results import picker_options, run_options, start_run
 from cryosegnet.picking.units import PixelSizes
 
 class Picker:  # the options a StubPicker with this threshold records

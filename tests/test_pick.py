@@ -10,7 +10,7 @@ import torch
 
 from cryosegnet.cli.main import main
 from cryosegnet.io.coordinates import read_coordinates
-from cryosegnet.picking.batch import output_path
+from cryosegnet.io.layout import output_path
 from cryosegnet.picking.config import PickerConfig
 from cryosegnet.picking.picker import Picker
 

@@ -16,9 +16,9 @@ from batch_helpers import small_mrc as _mrc
 from cryosegnet.cli.main import main
 from cryosegnet.errors import CryoSegNetError
 from cryosegnet.io.coordinates import read_coordinates
+from cryosegnet.io.layout import output_path
 from cryosegnet.io.micrographs import find_micrographs, read_micrograph
 from cryosegnet.picking import batch as batch_module
-from cryosegnet.picking.batch import output_path
 from cryosegnet.picking.config import MIN_PICK_SIDE
 
 

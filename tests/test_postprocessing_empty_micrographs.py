@@ -7,7 +7,7 @@ import pytest
 
 from cryosegnet.cli.main import main
 from cryosegnet.io.coordinates import read_coordinates
-from cryosegnet.picking.batch import coordinate_path
+from cryosegnet.io.layout import coordinate_path
 from cryosegnet.picking.picker import Picker
 from cryosegnet.postprocessing.empty_micrographs import (
     EmptySettings,

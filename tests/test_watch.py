@@ -14,9 +14,9 @@ import pytest
 
 from cryosegnet.cli.main import main
 from cryosegnet.io.coordinates import read_star_blocks
+from cryosegnet.io.layout import INDEX_STAR
 from cryosegnet.picking import batch as batch_module
 from cryosegnet.picking import watch as watch_module
-from cryosegnet.picking.batch import INDEX_STAR
 from cryosegnet.picking.picker import Picker
 from cryosegnet.picking.watch import watch_folder
 

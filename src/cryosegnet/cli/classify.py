@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import fields
 
 from cryosegnet.classification.settings import ClassifySettings
+from cryosegnet.cli import options
+
+# The one line in `cryosegnet --help`.
+HELP = "reference-free 2D classification of picks (class averages, per-particle classes)"
 
 DESCRIPTION = """\
 Cut a box around every pick (box_factor x the particle diameter, the diameter the picks
@@ -23,61 +26,57 @@ with their class numbers in `pick`'s layout (per-micrograph <stem>_autopick.star
 autopick.star, particles.star). --auto also writes the picks of the classes that pass the
 quality thresholds to CLASSES/selected; `cryosegnet select` chooses again later."""
 
-_DEFAULTS = {f.name: f.default for f in fields(ClassifySettings)}
+DEFAULTS = ClassifySettings()
+# Options named as the ClassifySettings fields they set, passed on as they are.
+SETTINGS_OPTIONS = (
+    "n_classes",
+    "iterations",
+    "box_factor",
+    "working_box",
+    "angle_step",
+    "max_shift",
+    "low_snr",
+    "seed",
+    "device",
+)
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "classify",
-        help="reference-free 2D classification of picks (class averages, per-particle classes)",
-        description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("picks", metavar="PICKS", help="picks folder written by `pick`")
-    parser.add_argument(
-        "micrographs",
-        nargs="*",
-        metavar="MICROGRAPHS",
-        help="micrograph files, folders or globs, paired with the picks by file name "
+    d = DEFAULTS
+    parser = options.add_command(subparsers, "classify", HELP, DESCRIPTION, run_classify)
+    options.add_picks_folder(parser, "picks", "PICKS", "picks folder written by `pick`")
+    options.add_micrographs(
+        parser,
+        "micrograph files, folders or globs, paired with the picks by file name "
         "(default: the names in PICKS/autopick.star)",
     )
-    parser.add_argument("-o", "--output", required=True, metavar="CLASSES", help="folder to write")
-    parser.add_argument(
-        "-k", "--n-classes", type=int, default=_DEFAULTS["n_classes"], help="number of classes"
+    options.add_output(parser, "folder to write", "CLASSES")
+    options.add_number(parser, "-k", "--n-classes", default=d.n_classes, help="number of classes")
+    options.add_number(parser, "--iterations", default=d.iterations, help="iterations")
+    options.add_diameter(
+        parser, "particle diameter in micrograph pixels (default: recorded with the picks)"
     )
-    parser.add_argument(
-        "--iterations", type=int, default=_DEFAULTS["iterations"], help="iterations"
+    options.add_number(
+        parser, "--box-factor", default=d.box_factor, help="box side in particle diameters"
     )
-    parser.add_argument(
-        "--diameter",
-        type=float,
-        metavar="PX",
-        help="particle diameter in micrograph pixels (default: recorded with the picks)",
-    )
-    parser.add_argument(
-        "--box-factor",
-        type=float,
-        default=_DEFAULTS["box_factor"],
-        help="box side in particle diameters",
-    )
-    parser.add_argument(
+    options.add_number(
+        parser,
         "--working-box",
-        type=int,
-        default=_DEFAULTS["working_box"],
+        default=d.working_box,
         metavar="PX",
         help="boxes are shrunk to this side",
     )
-    parser.add_argument(
+    options.add_number(
+        parser,
         "--angle-step",
-        type=float,
-        default=_DEFAULTS["angle_step"],
+        default=d.angle_step,
         metavar="DEG",
         help="in-plane rotation sampling",
     )
-    parser.add_argument(
+    options.add_number(
+        parser,
         "--max-shift",
-        type=float,
-        default=_DEFAULTS["max_shift"],
+        default=d.max_shift,
         metavar="F",
         help="largest shift searched, in particle diameters",
     )
@@ -89,13 +88,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument(
         "--low-snr",
         action="store_true",
-        default=_DEFAULTS["low_snr"],
+        default=d.low_snr,
         help="very weak particles (apoferritin-like): weigh each pose by its posterior, so "
         "noise is not aligned into structure, and judge particles by their pose-marginalised "
         "evidence",
     )
-    parser.add_argument("--seed", type=int, default=_DEFAULTS["seed"], help="random seed")
-    parser.add_argument("--device", default=_DEFAULTS["device"], help="auto, cpu or cuda[:N]")
+    options.add_seed(parser, d.seed)
+    options.add_device(parser, d.device, help="auto, cpu or cuda[:N]")
     parser.add_argument(
         "--recentre",
         action="store_true",
@@ -108,8 +107,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="also write the picks of the classes that pass the quality thresholds to "
         "CLASSES/selected",
     )
-    parser.add_argument("--debug", action="store_true", help="tracebacks on error")
-    parser.set_defaults(func=run_classify)
+    options.add_debug(parser)
     return parser
 
 
@@ -118,17 +116,9 @@ def run_classify(args: argparse.Namespace) -> int:
     from cryosegnet.classification.pipeline import classify_picks
 
     settings = ClassifySettings(
-        n_classes=args.n_classes,
-        iterations=args.iterations,
-        box_factor=args.box_factor,
-        working_box=args.working_box,
-        angle_step=args.angle_step,
-        max_shift=args.max_shift,
+        **{name: getattr(args, name) for name in SETTINGS_OPTIONS},
         dark_particles=not args.bright_particles,
-        low_snr=args.low_snr,
-        full_iterations=min(_DEFAULTS["full_iterations"], args.iterations),
-        seed=args.seed,
-        device=args.device,
+        full_iterations=min(DEFAULTS.full_iterations, args.iterations),
     )
     summary = classify_picks(
         args.picks,

@@ -5,7 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+from cryosegnet.cli import options
 from cryosegnet.demo import DEMO_MAX_SIZE, DemoSettings
+
+# The one line in `cryosegnet --help`.
+HELP = "simulate, pick, evaluate and report on a few micrographs (a first run)"
 
 DESCRIPTION = """\
 Simulate a few small micrographs with ground truth (fixed seed: the same figures every run),
@@ -15,43 +19,35 @@ and one picture under DIR. Prints what to open and the figures obtained."""
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     defaults = DemoSettings()
-    parser = subparsers.add_parser(
-        "demo",
-        help="simulate, pick, evaluate and report on a few micrographs (a first run)",
-        description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument(
-        "-o",
-        "--output",
+    parser = options.add_command(subparsers, "demo", HELP, DESCRIPTION, run_demo)
+    options.add_output(
+        parser,
+        "folder for everything the demo writes (default: %(default)s)",
+        "DIR",
+        required=False,
         default="demo",
-        metavar="DIR",
-        help="folder for everything the demo writes (default: %(default)s)",
     )
-    parser.add_argument(
+    options.add_number(
+        parser,
         "-n",
         "--num",
-        type=int,
         default=defaults.n_micrographs,
         help="micrographs to simulate (default: %(default)s)",
     )
-    parser.add_argument(
+    options.add_number(
+        parser,
         "--size",
-        type=int,
         default=defaults.size,
         metavar="PX",
         help="side of each micrograph in pixels (default: %(default)s)",
     )
-    parser.add_argument(
-        "--seed", type=int, default=defaults.seed, help="simulation seed (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--device",
-        default=defaults.device,
+    options.add_seed(parser, defaults.seed, help="simulation seed (default: %(default)s)")
+    options.add_device(
+        parser,
+        defaults.device,
         help="auto (CUDA when available), cpu, cuda ... (default: %(default)s)",
     )
-    parser.add_argument("--debug", action="store_true", help="tracebacks on error")
-    parser.set_defaults(func=run_demo)
+    options.add_debug(parser)
     return parser
 
 

@@ -7,7 +7,11 @@ import math
 import sys
 from pathlib import Path
 
+from cryosegnet.cli import options
 from cryosegnet.errors import CryoSegNetError
+
+# The one line in `cryosegnet --help`.
+HELP = "score picks against labelled particles (precision, recall, F1, AUPRC, Dice)"
 
 DESCRIPTION = """\
 Match picks to labelled particle centres one to one (greedy, most confident pick first, within
@@ -22,12 +26,7 @@ Topaz) are split by their micrograph column."""
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "evaluate",
-        help="score picks against labelled particles (precision, recall, F1, AUPRC, Dice)",
-        description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = options.add_command(subparsers, "evaluate", HELP, DESCRIPTION, run_evaluate)
     parser.add_argument(
         "picks",
         nargs="+",
@@ -39,11 +38,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         metavar="LABELS",
         help="coordinate file, folder or glob with the labelled (true) particles",
     )
-    parser.add_argument(
-        "-o",
-        "--output",
-        metavar="REPORT_DIR",
-        help="write metrics.json, per_micrograph.csv and pr_curve.png here",
+    options.add_output(
+        parser,
+        "write metrics.json, per_micrograph.csv and pr_curve.png here",
+        "REPORT_DIR",
+        required=False,
     )
     parser.add_argument(
         "--radius",
@@ -51,11 +50,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         metavar="PX",
         help="match distance in pixels (default: half the particle diameter)",
     )
-    parser.add_argument(
-        "--diameter",
-        type=float,
-        metavar="PX",
-        help="particle diameter in pixels, for labels that do not carry one; "
+    options.add_diameter(
+        parser,
+        "particle diameter in pixels, for labels that do not carry one; "
         "the match radius is then half of it",
     )
     parser.add_argument(
@@ -87,7 +84,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "(default: count them as zero picks)",
     )
     parser.add_argument("--no-plot", action="store_true", help="do not draw pr_curve.png")
-    parser.set_defaults(func=run_evaluate)
     return parser
 
 

@@ -5,7 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from cryosegnet.cli import options
 from cryosegnet.errors import CryoSegNetError
+
+# The one line in `cryosegnet --help`.
+HELP = "strip the training state from a checkpoint (for sharing or shipping)"
 
 DESCRIPTION = """\
 Copy a training checkpoint (e.g. RUN_DIR/last.pt or best.pt) to OUT with only what picking
@@ -16,20 +20,9 @@ docs/model-card.md)."""
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "export-model",
-        help="strip the training state from a checkpoint (for sharing or shipping)",
-        description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = options.add_command(subparsers, "export-model", HELP, DESCRIPTION, run_export_model)
     parser.add_argument("checkpoint", metavar="CKPT", help="checkpoint written by train/finetune")
-    parser.add_argument(
-        "-o",
-        "--output",
-        required=True,
-        metavar="OUT",
-        help="file to write (replaced atomically if it exists)",
-    )
+    options.add_output(parser, "file to write (replaced atomically if it exists)", "OUT")
     parser.add_argument(
         "--note",
         metavar="TEXT",
@@ -40,7 +33,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         action="store_true",
         help="keep the per-epoch training history in the metadata",
     )
-    parser.set_defaults(func=run_export_model)
     return parser
 
 

@@ -11,6 +11,7 @@ import argparse
 import textwrap
 from pathlib import Path
 
+from cryosegnet.cli import options
 from cryosegnet.cli.train import (
     data_arguments,
     data_sources,
@@ -24,6 +25,9 @@ from cryosegnet.training.job import FinetuneJob
 from cryosegnet.training.trainer import MIN_STEPS_PER_EPOCH
 
 _DEFAULTS = finetune_config()
+
+# The one line in `cryosegnet --help`.
+HELP = "fine-tune a trained U-Net on a few labelled micrographs"
 
 DESCRIPTION = textwrap.fill(
     "Fine-tune a trained U-Net (the shipped default unless --model is given) on a few "
@@ -39,12 +43,7 @@ DESCRIPTION = textwrap.fill(
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``finetune``."""
-    parser = subparsers.add_parser(
-        "finetune",
-        help="fine-tune a trained U-Net on a few labelled micrographs",
-        description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = options.add_command(subparsers, "finetune", HELP, DESCRIPTION)
     data_arguments(parser)
     parser.add_argument(
         "--model", metavar="CKPT", help="checkpoint to start from (default: the shipped model)"

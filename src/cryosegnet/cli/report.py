@@ -6,7 +6,11 @@ import argparse
 import shlex
 import sys
 
+from cryosegnet.cli import options
 from cryosegnet.inspection.report import ReportSettings
+
+# The one line in `cryosegnet --help`.
+HELP = "one HTML page with every micrograph's picks and a threshold slider"
 
 DESCRIPTION = """\
 Write one self-contained HTML page (no server, no network: open it from a file share) with a
@@ -31,35 +35,23 @@ or hides the tint."""
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     defaults = ReportSettings()
-    parser = subparsers.add_parser(
-        "report",
-        help="one HTML page with every micrograph's picks and a threshold slider",
-        description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = options.add_command(subparsers, "report", HELP, DESCRIPTION, run_report)
+    options.add_picks_folder(parser)
+    options.add_micrographs(
+        parser, "micrograph files, folders or globs (default: from autopick.star)"
     )
-    parser.add_argument("picks_dir", metavar="PICKS_DIR", help="folder written by `pick`")
-    parser.add_argument(
-        "micrographs",
-        nargs="*",
-        metavar="MICROGRAPHS",
-        help="micrograph files, folders or globs (default: from autopick.star)",
-    )
-    parser.add_argument(
-        "-o", "--output", required=True, metavar="REPORT_HTML", help="HTML file to write"
-    )
-    parser.add_argument(
+    options.add_output(parser, "HTML file to write", "REPORT_HTML")
+    options.add_number(
+        parser,
         "--thumbnail-size",
-        type=int,
         default=defaults.thumbnail_size,
         metavar="PX",
         help=f"long side of the thumbnails ({defaults.thumbnail_size})",
     )
-    parser.add_argument(
-        "--diameter",
-        type=float,
+    options.add_diameter(
+        parser,
+        "circle diameter in micrograph pixels (default: pick spacing)",
         default=defaults.diameter,
-        metavar="PX",
-        help="circle diameter in micrograph pixels (default: pick spacing)",
     )
     parser.add_argument(
         "--threshold",
@@ -92,15 +84,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="tint the bad regions the picker masked (contamination, carbon), shown or hidden "
         "on the page; made again from each micrograph (it is denoised: slower)",
     )
-    parser.add_argument(
+    options.add_number(
+        parser,
         "-j",
         "--workers",
-        type=int,
         default=defaults.workers,
         help=f"threads making thumbnails ({defaults.workers})",
     )
-    parser.add_argument("--debug", action="store_true", help="tracebacks on error")
-    parser.set_defaults(func=run_report)
+    options.add_debug(parser)
     return parser
 
 

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+from cryosegnet.cli import options
+
+# The one line in `cryosegnet --help`.
+HELP = "keep the picks of chosen 2D classes (--classes 1,4,7 or --auto)"
+
 DESCRIPTION = """\
 Write the picks of the chosen classes of a `cryosegnet classify` folder in `pick`'s layout
 (per-micrograph <stem>_autopick.star, autopick.star, particles.star) with selection.json
@@ -17,22 +22,12 @@ centres within half a diameter); particles.csv, auto_kept."""
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "select",
-        help="keep the picks of chosen 2D classes (--classes 1,4,7 or --auto)",
-        description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = options.add_command(subparsers, "select", HELP, DESCRIPTION, run_select)
     parser.add_argument("classes_dir", metavar="CLASSES", help="folder written by `classify`")
     choice = parser.add_mutually_exclusive_group(required=True)
     choice.add_argument("--classes", metavar="LIST", help="class numbers to keep, e.g. 1,4,7")
     choice.add_argument("--auto", action="store_true", help="keep the classes that pass")
-    parser.add_argument(
-        "-o",
-        "--output",
-        metavar="OUT",
-        help="folder to write (default: CLASSES/selected)",
-    )
+    options.add_output(parser, "folder to write (default: CLASSES/selected)", "OUT", required=False)
     parser.add_argument(
         "--recentre",
         action=argparse.BooleanOptionalAction,
@@ -45,8 +40,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="with --classes: keep only members whose correlation beats the noise decoys "
         "(--auto always does)",
     )
-    parser.add_argument("--debug", action="store_true", help="tracebacks on error")
-    parser.set_defaults(func=run_select)
+    options.add_debug(parser)
     return parser
 
 

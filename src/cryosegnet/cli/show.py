@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+from cryosegnet.cli import options
 from cryosegnet.inspection.show import ShowSettings, show_picks
-from cryosegnet.picking.config import STAGE_ALIASES, STAGES
+
+# The one line in `cryosegnet --help`.
+HELP = "picture of one micrograph with its picks drawn"
 
 DESCRIPTION = """\
 Draw a circle at every pick on one micrograph and write the picture (PNG or JPEG).
@@ -19,19 +22,12 @@ and the bad regions it masks (contamination, carbon, thick ice) are tinted blue.
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     defaults = ShowSettings()
-    parser = subparsers.add_parser(
-        "show",
-        help="picture of one micrograph with its picks drawn",
-        description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = options.add_command(subparsers, "show", HELP, DESCRIPTION, run_show)
     parser.add_argument("micrograph", metavar="MICROGRAPH", help="MRC, TIFF, PNG or JPEG")
     parser.add_argument(
         "--picks", metavar="PICKS", help="coordinate file or picks folder (default: run the picker)"
     )
-    parser.add_argument(
-        "-o", "--output", required=True, metavar="PICTURE", help="picture to write (.png or .jpg)"
-    )
+    options.add_output(parser, "picture to write (.png or .jpg)", "PICTURE")
     parser.add_argument(
         "--min-score",
         type=float,
@@ -39,18 +35,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         metavar="X",
         help="draw only picks with figure of merit >= X (default: all)",
     )
-    parser.add_argument(
-        "--diameter",
-        type=float,
-        default=defaults.diameter,
-        metavar="PX",
-        help="circle diameter in micrograph pixels for picks without one "
+    options.add_diameter(
+        parser,
+        "circle diameter in micrograph pixels for picks without one "
         "(default: their nearest-neighbour spacing); with no --picks, "
         "also the picker's particle diameter",
+        default=defaults.diameter,
     )
-    parser.add_argument(
+    options.add_number(
+        parser,
         "--size",
-        type=int,
         default=defaults.height,
         metavar="PX",
         help=f"height of the picture in pixels ({defaults.height})",
@@ -67,17 +61,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         metavar="CKPT",
         help="U-Net checkpoint when the picker runs (default: shipped model)",
     )
-    parser.add_argument(
-        "--stage",
-        default=defaults.stage,
-        choices=STAGES + tuple(STAGE_ALIASES),
-        help=f"instance stage when the picker runs ({defaults.stage})",
+    options.add_stage(
+        parser, defaults.stage, help=f"instance stage when the picker runs ({defaults.stage})"
     )
-    parser.add_argument(
-        "--device", default=defaults.device, help=f"device when the picker runs ({defaults.device})"
+    options.add_device(
+        parser, defaults.device, help=f"device when the picker runs ({defaults.device})"
     )
-    parser.add_argument("--debug", action="store_true", help="tracebacks on error")
-    parser.set_defaults(func=run_show)
+    options.add_debug(parser)
     return parser
 
 

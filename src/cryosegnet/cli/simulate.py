@@ -6,6 +6,7 @@ import argparse
 import shlex
 import sys
 
+from cryosegnet.cli import options
 from cryosegnet.picking.config import MIN_PICK_SIDE
 from cryosegnet.simulation.densities import PROCEDURAL_KINDS
 from cryosegnet.simulation.micrograph import DENSITY_LEVELS, PRESETS, SimulationConfig
@@ -134,8 +135,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--map-voxel-size", type=float, default=None, help="Å/voxel for maps whose header has none"
     )
-    p.add_argument(
-        "--species", type=int, default=_DEFAULTS.species, help="particle types per micrograph"
+    options.add_number(
+        p, "--species", default=_DEFAULTS.species, help="particle types per micrograph"
     )
     p.add_argument("--snr", type=float, nargs="+", help="particle SNR: value or range (preset)")
     p.add_argument("--defocus", type=float, nargs="+", help="defocus in µm: value or range")
@@ -146,18 +147,18 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         default=list(_DEFAULTS.voltage),
         help="kV, one picked at random per micrograph",
     )
-    p.add_argument("--cs", type=float, default=_DEFAULTS.cs, help="spherical aberration, mm")
+    options.add_number(p, "--cs", default=_DEFAULTS.cs, help="spherical aberration, mm")
     p.add_argument("--dose", type=float, nargs="+", default=None, help="e/Å²: value or range")
     p.add_argument("--no-mtf", action="store_true", help="skip the detector MTF")
-    p.add_argument(
+    options.add_number(
+        p,
         "--detector-pixel-size",
-        type=float,
         default=_DEFAULTS.detector_pixel_size,
         help="physical detector pixel in Å, sets the MTF's binning",
     )
-    p.add_argument(
+    options.add_number(
+        p,
         "--edge-min-visible",
-        type=float,
         default=_DEFAULTS.edge_min_visible,
         help="fraction of a particle's disk inside the image for it to be labelled; "
         "0.5: its centre inside, as CryoPPP labels",

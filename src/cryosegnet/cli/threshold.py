@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+from cryosegnet.cli import options
+
+# The one line in `cryosegnet --help`.
+HELP = "re-threshold a picks folder (keep figure of merit >= X)"
+
 DESCRIPTION = """\
 Keep the picks whose figure of merit (_rlnAutopickFigureOfMerit) is >= X and write them to OUT
 in the same layout as PICKS_DIR (one STAR per micrograph, flat or in RELION's mirrored
@@ -12,13 +17,8 @@ folders), with fresh autopick.star and particles.star index files. Pick once wit
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "threshold",
-        help="re-threshold a picks folder (keep figure of merit >= X)",
-        description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("picks_dir", metavar="PICKS_DIR", help="folder written by `pick`")
+    parser = options.add_command(subparsers, "threshold", HELP, DESCRIPTION, run_threshold)
+    options.add_picks_folder(parser)
     parser.add_argument(
         "--min-score",
         type=float,
@@ -26,15 +26,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         metavar="X",
         help="keep picks with figure of merit >= X",
     )
-    parser.add_argument(
-        "-o",
-        "--output",
-        required=True,
-        metavar="OUT",
-        help="folder to write (not PICKS_DIR itself)",
-    )
-    parser.add_argument("--debug", action="store_true", help="tracebacks on error")
-    parser.set_defaults(func=run_threshold)
+    options.add_output(parser, "folder to write (not PICKS_DIR itself)", "OUT")
+    options.add_debug(parser)
     return parser
 
 

@@ -17,11 +17,15 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+from cryosegnet.cli import options
 from cryosegnet.errors import CryoSegNetError
 from cryosegnet.training.job import DataSources, FinetuneJob, PreparedRun, TrainJob, prepare
 from cryosegnet.training.trainer import TrainConfig
 
 Job = TrainJob | FinetuneJob
+
+# The one line in `cryosegnet --help`.
+HELP = "train the U-Net on labelled and/or simulated micrographs"
 
 TRAIN_DESCRIPTION = """\
 Train the attention U-Net on labelled micrographs (coordinate files matched to micrographs by
@@ -33,12 +37,7 @@ files, or --diameter). Writes RUN_DIR/best.pt (best validation F1), RUN_DIR/last
 
 def add_parser(subparsers) -> None:
     """Register ``train``."""
-    train = subparsers.add_parser(
-        "train",
-        help="train the U-Net on labelled and/or simulated micrographs",
-        description=TRAIN_DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    train = options.add_command(subparsers, "train", HELP, TRAIN_DESCRIPTION)
     data_arguments(train)
     sim = train.add_argument_group("simulated data")
     sim.add_argument(
@@ -144,29 +143,27 @@ def recipe_arguments(parser: argparse.ArgumentParser, defaults: TrainConfig) -> 
     """Recipe options, shared by train and finetune; defaults come from ``defaults``."""
     d = defaults
     recipe = parser.add_argument_group("training")
-    recipe.add_argument("--epochs", type=int, default=d.epochs, help=f"default: {d.epochs}")
-    recipe.add_argument(
-        "--batch-size", type=int, default=d.batch_size, help=f"default: {d.batch_size}"
+    options.add_number(recipe, "--epochs", default=d.epochs, help=f"default: {d.epochs}")
+    options.add_number(
+        recipe, "--batch-size", default=d.batch_size, help=f"default: {d.batch_size}"
     )
-    recipe.add_argument(
-        "--lr", type=float, default=d.lr, help=f"Adam learning rate (default: {d.lr:g})"
-    )
+    options.add_number(recipe, "--lr", default=d.lr, help=f"Adam learning rate (default: {d.lr:g})")
     recipe.add_argument(
         "--schedule",
         choices=("constant", "cosine"),
         default=d.schedule,
         help=f"learning-rate schedule (default: {d.schedule}; the paper used constant)",
     )
-    recipe.add_argument(
+    options.add_number(
+        recipe,
         "--crop",
-        type=int,
         default=d.crop,
         metavar="PX",
         help=f"training crop size at working resolution (default: {d.crop})",
     )
-    recipe.add_argument(
+    options.add_number(
+        recipe,
         "--target-fraction",
-        type=float,
         default=d.target_fraction,
         metavar="F",
         help="target disks as a fraction of the particle diameter: 1 is the whole particle "
@@ -179,17 +176,17 @@ def recipe_arguments(parser: argparse.ArgumentParser, defaults: TrainConfig) -> 
         metavar="N",
         help="batches per epoch (default: about one pass over the pixels)",
     )
-    recipe.add_argument(
+    options.add_number(
+        recipe,
         "--val-fraction",
-        type=float,
         default=d.val_fraction,
         help=f"micrographs held out for validation (default: {d.val_fraction})",
     )
-    recipe.add_argument("--seed", type=int, default=d.seed, help=f"random seed (default: {d.seed})")
+    options.add_number(recipe, "--seed", default=d.seed, help=f"random seed (default: {d.seed})")
     recipe.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N")
-    recipe.add_argument(
+    options.add_number(
+        recipe,
         "--workers",
-        type=int,
         default=d.workers,
         help="processes for simulating/denoising and for loading crops "
         "(default: 0, all in the main process)",

@@ -18,7 +18,7 @@ import pandas as pd
 
 from cryosegnet.errors import CoordinateFileError
 from cryosegnet.io.atomic import is_temp_file
-from cryosegnet.io.coordinates import COORDINATE_SUFFIXES, read_coordinates, read_star_blocks
+from cryosegnet.io.coordinates import COORDINATE_SUFFIXES, read_coordinates, read_index_star
 from cryosegnet.io.micrographs import MICROGRAPH_SUFFIXES
 
 # Suffixes pickers append to the micrograph name in their output files.
@@ -131,20 +131,12 @@ def _is_index_star(path: Path) -> bool:
 
 def _index_entries(path: Path) -> list[tuple[str, Path | None]]:
     """(micrograph name, coordinate file or None if not found) for each row of an index STAR."""
-    blocks = read_star_blocks(path)
     entries = []
-    for block in blocks.values():
-        if not isinstance(block, pd.DataFrame) or "rlnMicrographCoordinates" not in block:
-            continue
-        for mic, coords in zip(
-            block["rlnMicrographName"].astype(str),
-            block["rlnMicrographCoordinates"].astype(str),
-            strict=True,
-        ):
-            # RELION paths are relative to the project folder (usually the working directory);
-            # also try the index's own folder, where a copied output folder keeps them.
-            options = [Path(coords), path.parent / coords, path.parent / Path(coords).name]
-            entries.append((mic, next((o for o in options if o.is_file()), None)))
+    for mic, coords in read_index_star(path):
+        # RELION paths are relative to the project folder (usually the working directory);
+        # also try the index's own folder, where a copied output folder keeps them.
+        options = [Path(coords), path.parent / coords, path.parent / Path(coords).name]
+        entries.append((mic, next((o for o in options if o.is_file()), None)))
     return entries
 
 

@@ -14,10 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-import starfile
 
 from cryosegnet.errors import CoordinateFileError
-from cryosegnet.io.coordinates import COORDINATE_SUFFIXES, read_coordinates
+from cryosegnet.io.coordinates import COORDINATE_SUFFIXES, read_coordinates, read_index_star
 from cryosegnet.io.layout import INDEX_STAR
 
 #: What pickers append to the micrograph stem in a per-micrograph file name (RELION: autopick).
@@ -86,23 +85,16 @@ def _index_names(picks_dir: Path) -> dict[Path, str]:
     if not index.is_file():
         return {}
     try:
-        blocks = starfile.read(index, always_dict=True)
+        entries = read_index_star(index)
     except Exception:  # an unreadable index is no reason to refuse the picks themselves
         return {}
     names: dict[Path, str] = {}
-    for block in blocks.values():
-        if not isinstance(block, pd.DataFrame) or "rlnMicrographCoordinates" not in block:
-            continue
-        for mic, coords in zip(
-            block["rlnMicrographName"].astype(str),
-            block["rlnMicrographCoordinates"].astype(str),
-            strict=True,
-        ):
-            parts = Path(coords).parts
-            options = [Path(coords)] + [picks_dir.joinpath(*parts[i:]) for i in range(len(parts))]
-            found = next((o for o in options if o.is_file()), None)
-            if found is not None:
-                names.setdefault(found.resolve(), mic)
+    for mic, coords in entries:
+        parts = Path(coords).parts
+        options = [Path(coords)] + [picks_dir.joinpath(*parts[i:]) for i in range(len(parts))]
+        found = next((o for o in options if o.is_file()), None)
+        if found is not None:
+            names.setdefault(found.resolve(), mic)
     return names
 
 

@@ -82,6 +82,38 @@ def index_star_text(entries: list[tuple[str, str]]) -> str:
     return star_text({"coordinate_files": table})
 
 
+def read_index_star(path: str | os.PathLike) -> list[tuple[str, str]]:
+    """The (micrograph name, coordinate file) rows of a RELION coordinate list.
+
+    The reverse of :func:`write_index_star`. The coordinate paths are returned as written
+    (relative to the RELION project folder, as RELION writes them): where to look for them
+    depends on the reader.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        An ``autopick.star``-style STAR file (``_rlnMicrographName``,
+        ``_rlnMicrographCoordinates``).
+
+    Returns
+    -------
+    list of (str, str)
+        One entry per row of every table that has a ``_rlnMicrographCoordinates`` column.
+    """
+    entries: list[tuple[str, str]] = []
+    for block in read_star_blocks(path).values():
+        if not isinstance(block, pd.DataFrame) or "rlnMicrographCoordinates" not in block:
+            continue
+        entries.extend(
+            zip(
+                block["rlnMicrographName"].astype(str),
+                block["rlnMicrographCoordinates"].astype(str),
+                strict=True,
+            )
+        )
+    return entries
+
+
 def write_combined_star(
     path: str | os.PathLike, picks_by_micrograph: dict[str, pd.DataFrame]
 ) -> None:

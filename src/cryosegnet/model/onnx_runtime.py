@@ -25,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from cryosegnet.io.atomic import atomic_path
@@ -69,16 +68,7 @@ class _UNetCore(nn.Module):
         self.unet = unet
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        unet = self.unet
-        skips = []
-        for encoder in unet.encoders:
-            x = encoder(x)
-            skips.append(x)
-            x = F.max_pool2d(x, 2)
-        x = unet.bottleneck(x)
-        for decoder, skip in zip(unet.decoders, reversed(skips)):
-            x = decoder(x, skip)
-        return unet.head(x)
+        return self.unet.core(x)
 
 
 def _checkpoint_key(checkpoint: Path) -> str:

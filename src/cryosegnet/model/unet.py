@@ -151,6 +151,11 @@ class AttentionUNet(nn.Module):
         if pad_h or pad_w:
             mode = "reflect" if min(height, width) > max(pad_h, pad_w) else "replicate"
             x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+        return self.core(x)[..., :height, :width]
+
+    def core(self, x: torch.Tensor) -> torch.Tensor:
+        """The network on an input whose sides are multiples of ``2**depth``: no padding, no
+        crop (what :meth:`forward` runs, and what the ONNX export holds)."""
         skips = []
         for encoder in self.encoders:
             x = encoder(x)
@@ -159,4 +164,4 @@ class AttentionUNet(nn.Module):
         x = self.bottleneck(x)
         for decoder, skip in zip(self.decoders, reversed(skips)):
             x = decoder(x, skip)
-        return self.head(x)[..., :height, :width]
+        return self.head(x)

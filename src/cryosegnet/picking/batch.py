@@ -20,18 +20,11 @@ import numpy as np
 from tqdm import tqdm
 
 from cryosegnet.errors import MicrographError
-from cryosegnet.io.layout import (  # noqa: F401 - the layout's names, importable from here too
+from cryosegnet.io.layout import (
     COMBINED_STAR,
     INDEX_STAR,
-    LOCK_FILE,
-    OUTPUT_FORMATS,
-    OUTPUT_SUFFIX,
-    RUN_LOCK_FILE,
-    coordinate_path,
     make_output_folder,
-    output_path,
     refuse_foreign,
-    relative_folder,
 )
 from cryosegnet.io.micrographs import read_micrograph
 from cryosegnet.picking.config import (  # the size rules, shared with the Python API
@@ -42,7 +35,7 @@ from cryosegnet.picking.config import (  # the size rules, shared with the Pytho
 )
 from cryosegnet.picking.particle_size import BatchParticleSize, batch_particle_size
 from cryosegnet.picking.picker import Picker
-from cryosegnet.picking.results import (  # noqa: F401 - picker_options: importable from here too
+from cryosegnet.picking.results import (
     picker_options,
     plan_batch,
     rebuild_index,
@@ -51,11 +44,10 @@ from cryosegnet.picking.results import (  # noqa: F401 - picker_options: importa
     start_run,
     write_outputs,
 )
-from cryosegnet.picking.summary import (  # noqa: F401 - finish_run: importable from here too
+from cryosegnet.picking.summary import (
     STOP_REQUESTS,
     BatchSummary,
     diameter_source,
-    finish_run,
     record_empty,
     record_failure,
     sigterm_stops_the_run,

@@ -10,7 +10,7 @@ shared file system, runs the whole pipeline with a :class:`~cryosegnet.picking.p
 it builds once and keeps (one per worker process and set of options, so the models load once)
 and writes that micrograph's files atomically, exactly as :func:`~cryosegnet.picking.batch.
 pick_batch` does. Only the client (this process) writes the index files (``autopick.star``,
-``particles.star``), by :func:`~cryosegnet.picking.batch.rebuild_index` once every task is
+``particles.star``), by :func:`~cryosegnet.picking.results.rebuild_index` once every task is
 done, so no two processes ever write them.
 
 A worker that dies (killed, out of memory, node lost) loses nothing: the scheduler re-runs its

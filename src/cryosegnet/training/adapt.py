@@ -179,7 +179,7 @@ def adapt(
         When no micrograph gives a single confident pick to learn from.
     """
     from cryosegnet.model.checkpoint import export_model
-    from cryosegnet.training.finetune import finetune, finetune_config
+    from cryosegnet.training.finetune import finetune, round_config
 
     settings = settings or AdaptSettings()
     say = log_fn or log.info
@@ -203,17 +203,7 @@ def adapt(
                 "micrographs, so there is nothing to learn from (lower --positive, or give "
                 "--diameter)"
             )
-        config = finetune_config(
-            epochs=settings.epochs,
-            steps_per_epoch=settings.steps_per_epoch,
-            lr=settings.lr,
-            batch_size=settings.batch_size,
-            crop=settings.crop,
-            val_fraction=0.0,
-            seed=seed + round_,
-            device=device,
-            progress=False,
-        )
+        config = round_config(settings, seed + round_, device, progress=False)
         run = out / f"round{round_}"
         finetune(
             samples,

@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 from pathlib import Path
+from typing import Protocol
 
 from cryosegnet.errors import CheckpointError
 from cryosegnet.model.checkpoint import default_model_path, load_model
@@ -46,6 +47,64 @@ FINETUNE_DEFAULTS = {
 def finetune_config(**overrides) -> TrainConfig:
     """A :class:`TrainConfig` with the fine-tuning defaults, then ``overrides``."""
     return TrainConfig(**{**FINETUNE_DEFAULTS, **overrides})
+
+
+class _RoundRecipe(Protocol):
+    """A self-training loop's fine-tuning recipe (read-only: its settings are frozen)."""
+
+    @property
+    def epochs(self) -> int: ...
+
+    @property
+    def steps_per_epoch(self) -> int: ...
+
+    @property
+    def lr(self) -> float: ...
+
+    @property
+    def batch_size(self) -> int: ...
+
+    @property
+    def crop(self) -> int: ...
+
+
+def round_config(
+    recipe: _RoundRecipe, seed: int, device: str, progress: bool, **overrides
+) -> TrainConfig:
+    """The :class:`TrainConfig` of one round of a self-training loop (adapt, refine).
+
+    ``recipe``'s epochs, steps, learning rate, batch and crop on the fine-tuning defaults, and
+    no validation hold-out: the loop has no labels to validate on.
+
+    Parameters
+    ----------
+    recipe : AdaptSettings or RefineSettings
+        The loop's settings.
+    seed : int
+        This round's random seed.
+    device : str
+        Where to train.
+    progress : bool
+        Progress bars.
+    **overrides
+        Further :class:`TrainConfig` fields.
+
+    Returns
+    -------
+    TrainConfig
+    """
+    return finetune_config(
+        epochs=recipe.epochs,
+        steps_per_epoch=recipe.steps_per_epoch,
+        lr=recipe.lr,
+        batch_size=recipe.batch_size,
+        crop=recipe.crop,
+        val_fraction=0.0,
+        seed=seed,
+        device=device,
+        progress=progress,
+        **overrides,
+    )
 
 
 def load_starting_model(

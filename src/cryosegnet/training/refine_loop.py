@@ -44,7 +44,7 @@ import pandas as pd
 from cryosegnet.classification.settings import ClassifySettings, SelectionSettings
 from cryosegnet.errors import CryoSegNetError, SettingsError
 from cryosegnet.training.dataset import TrainingSample
-from cryosegnet.training.finetune import finetune_config
+from cryosegnet.training.finetune import finetune_config, round_config
 
 log = logging.getLogger("cryosegnet")
 
@@ -651,17 +651,12 @@ def refine_picks(
         times["samples"] = round(time.monotonic() - begun, 1)
         begun = time.monotonic()
         bar.set_postfix_str("fine-tuning")
-        config = finetune_config(
-            epochs=settings.epochs,
-            steps_per_epoch=settings.steps_per_epoch,
-            lr=settings.lr,
-            crop=settings.crop,
-            batch_size=settings.batch_size,
+        config = round_config(
+            settings,
+            settings.seed + round_,
+            device,
+            progress,
             target_fraction=settings.target_fraction,
-            val_fraction=0.0,
-            seed=settings.seed + round_,
-            device=device,
-            progress=progress,
         )
         run = out / f"round{round_}" / "train"
         counts = {
