@@ -7,7 +7,7 @@ import pytest
 from blob_helpers import CENTRES, dark_disks
 
 from cryosegnet.masks.hybrid import HybridBlobGenerator, HybridSettings
-from cryosegnet.masks.log_blobs import LogBlobGenerator
+from cryosegnet.masks.log_blobs import LogBlobGenerator, LogSettings
 from cryosegnet.masks.peaks import estimate_diameter
 
 
@@ -41,7 +41,7 @@ def test_the_unet_evidence_adds_its_weighted_contrast_to_the_darkness():
     centres = [(80, 120), (220, 120)]
     image = dark_disks(shape, centres, 12, 1.5, 0.3, seed=1)
     probability = disk_map(shape, centres[:1], 12)  # the network sees only the first
-    plain = LogBlobGenerator(scale_fraction=HybridSettings().log_scale)
+    plain = LogBlobGenerator(LogSettings(scale_fraction=HybridSettings().log_scale))
     darkness = plain.generate(image, 24.0)
     hybrid = HybridBlobGenerator().generate(probability, 24.0, image=image)
     seen, unseen = nearest(hybrid, *centres[0]), nearest(hybrid, *centres[1])

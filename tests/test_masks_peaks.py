@@ -7,7 +7,12 @@ import pytest
 from map_helpers import disks
 
 from cryosegnet.masks.base import InstanceMask
-from cryosegnet.masks.peaks import PeakMaskGenerator, estimate_diameter, find_peaks
+from cryosegnet.masks.peaks import (
+    PeakMaskGenerator,
+    PeakSettings,
+    estimate_diameter,
+    find_peaks,
+)
 
 
 def grid_centres(size, spacing, jitter, rng):
@@ -86,9 +91,9 @@ def test_given_diameter_overrides_the_estimate():
     probability = disks((128, 128), [(40.0, 40.0), (90.0, 90.0)], 8, 0.9)
     masks = PeakMaskGenerator().generate(probability, diameter=24.0)
     assert [m.bbox[2] for m in masks] == [24.0, 24.0]
-    assert PeakMaskGenerator(diameter=30).generate(probability)[0].bbox[2] == 30.0
+    assert PeakMaskGenerator(PeakSettings(diameter=30)).generate(probability)[0].bbox[2] == 30.0
     with pytest.raises(ValueError):
-        PeakMaskGenerator(diameter=-1)
+        PeakSettings(diameter=-1)
     assert PeakMaskGenerator().generate(np.zeros((128, 128), np.float32)) == []
 
 
@@ -105,4 +110,4 @@ def test_probability_score_is_the_maps_value_and_contrast_its_rise_above_the_sur
     with pytest.raises(ValueError, match="peak score"):
         find_peaks(flat, 16, score="sharpness")
     with pytest.raises(ValueError, match="peak score"):
-        PeakMaskGenerator(score="sharpness")
+        PeakSettings(score="sharpness")

@@ -7,7 +7,7 @@ import pytest
 from map_helpers import disks
 
 from cryosegnet.masks.base import InstanceMask
-from cryosegnet.masks.watershed import WatershedMaskGenerator
+from cryosegnet.masks.watershed import WatershedMaskGenerator, WatershedSettings
 
 
 def test_two_touching_disks_are_split_near_their_centres():
@@ -69,4 +69,4 @@ def test_crowded_map_counts_right():
 
 def test_rejects_bad_threshold():
     with pytest.raises(ValueError):
-        WatershedMaskGenerator(threshold=1.5)
+        WatershedSettings(threshold=1.5)

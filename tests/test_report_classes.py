@@ -54,7 +54,7 @@ def test_classification_folder_gives_each_pick_its_class(classified):
     particles = pd.read_csv(classified / "classes" / "particles.csv")
     for pick_file in find_pick_files(classified / "picks"):
         picks = read_picks(pick_file)
-        found = shown.classes_of(pick_file, picks)
+        found, found_above = shown.classes_of(pick_file, picks)
         truth = particles[particles["source"] == str(pick_file.relative)]
         assert len(found) == len(picks) == len(truth)
         by_place = {(round(x, 2), round(y, 2)): c for x, y, c in truth[["x", "y", "class"]].values}
@@ -64,22 +64,23 @@ def test_classification_folder_gives_each_pick_its_class(classified):
             (round(x, 2), round(y, 2)): a for x, y, a in truth[["x", "y", "above_decoys"]].values
         }
         np.testing.assert_array_equal(
-            shown.above_decoys_of(pick_file, picks),
+            found_above,
             [above[(round(x, 2), round(y, 2))] for x, y in picks[["x", "y"]].values],
         )
-        # a pick that is not in the classification has no class
+        # a pick that is not in the classification has no class (nor beats the decoys)
         moved = picks.assign(x=picks["x"] + 5.0)
-        assert (shown.classes_of(pick_file, moved) == UNCLASSIFIED).all()
+        moved_classes, moved_above = shown.classes_of(pick_file, moved)
+        assert (moved_classes == UNCLASSIFIED).all() and not moved_above.any()
         # re-centred picks (classify --recentre, select) are found at their re-centred place
         recentred = picks.assign(
             x=picks["x"].map(dict(zip(truth["x"], truth["recentred_x"]))),
             y=picks["y"].map(dict(zip(truth["y"], truth["recentred_y"]))),
         )
         assert (recentred["x"] - picks["x"]).abs().max() > 1.0
-        np.testing.assert_array_equal(shown.classes_of(pick_file, recentred), expected)
+        np.testing.assert_array_equal(shown.classes_of(pick_file, recentred)[0], expected)
         # a copy of the picks elsewhere is found by its micrograph's name
         elsewhere = PickFile(Path("x.star"), Path("other/x.star"), pick_file.micrograph, "x")
-        np.testing.assert_array_equal(shown.classes_of(elsewhere, picks), expected)
+        np.testing.assert_array_equal(shown.classes_of(elsewhere, picks)[0], expected)
 
 
 def test_report_with_classes_shows_the_class_grid_and_select_command(classified, monkeypatch):

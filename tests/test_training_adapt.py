@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from cryosegnet.errors import SettingsError
-from cryosegnet.masks.peaks import PeakMaskGenerator
+from cryosegnet.masks.peaks import PeakMaskGenerator, PeakSettings
 from cryosegnet.model.checkpoint import load_model
 from cryosegnet.picking.config import PickerConfig
 from cryosegnet.picking.picker import Picker
@@ -64,7 +64,7 @@ def test_pseudo_labels_split_picks_by_the_networks_probability(tiny_model, blob_
     scaled = (blob_image - blob_image.min()) / np.ptp(blob_image)
     Image.fromarray((scaled * 255).astype(np.uint8)).save(path)
     _, denoise, checkpoint = load_model(tiny_model, torch.device("cpu"))
-    by_probability = PeakMaskGenerator(score="probability")
+    by_probability = PeakMaskGenerator(PeakSettings(score="probability"))
     picker = Picker.from_parts(
         DarkIsParticle(),
         denoise,

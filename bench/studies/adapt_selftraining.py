@@ -28,7 +28,7 @@ from benchlib import REPO, apoferritin_labels, command_line
 
 from cryosegnet.evaluation import evaluate_picks
 from cryosegnet.io.micrographs import read_micrograph
-from cryosegnet.masks.peaks import PEAK_SCORES, PeakMaskGenerator
+from cryosegnet.masks.peaks import PEAK_SCORES, PeakMaskGenerator, PeakSettings
 from cryosegnet.model.checkpoint import default_model_path
 from cryosegnet.picking.config import PickerConfig
 from cryosegnet.picking.picker import Picker
@@ -49,7 +49,7 @@ def score(model: Path, paths: list[Path], labels: dict, diameter: float | None) 
         scorer = Picker.from_parts(
             picker.unet,
             picker.denoise_settings,
-            PeakMaskGenerator(score=kind),
+            PeakMaskGenerator(PeakSettings(score=kind)),
             PickerConfig(threshold=-1.0, diameter=diameter),
             checkpoint=picker.checkpoint,
         )

@@ -38,7 +38,7 @@ from benchlib import command_line
 
 from cryosegnet.evaluation.matching import match_picks
 from cryosegnet.evaluation.metrics import pr_curve
-from cryosegnet.masks.peaks import PEAK_SCORES, PeakMaskGenerator
+from cryosegnet.masks.peaks import PEAK_SCORES, PeakMaskGenerator, PeakSettings
 from cryosegnet.picking.picker import Picker
 from cryosegnet.simulation import SimulationConfig, micrograph_seed, simulate_micrograph
 
@@ -181,7 +181,7 @@ def main() -> None:
             variant = Picker.from_parts(
                 picker.unet,
                 picker.denoise_settings,
-                PeakMaskGenerator(score=score),
+                PeakMaskGenerator(PeakSettings(score=score)),
                 picker.config,
                 checkpoint=picker.checkpoint,
             )

@@ -27,7 +27,7 @@ import numpy as np
 
 from cryosegnet.evaluation import evaluate_picks
 from cryosegnet.masks.peaks import PeakMaskGenerator
-from cryosegnet.masks.watershed import WatershedMaskGenerator
+from cryosegnet.masks.watershed import WatershedMaskGenerator, WatershedSettings
 from cryosegnet.picking.picker import Picker
 from cryosegnet.simulation import SimulationConfig, micrograph_seed, simulate_micrograph
 
@@ -71,7 +71,11 @@ def main() -> None:
         ("peaks, true diameter", PeakMaskGenerator(), True),
     ]
     variants += [
-        (f"watershed, mask threshold {t}", WatershedInPeaksPipeline(threshold=float(t)), False)
+        (
+            f"watershed, mask threshold {t}",
+            WatershedInPeaksPipeline(WatershedSettings(threshold=float(t))),
+            False,
+        )
         for t in args.mask_thresholds.split(",")
     ]
     sweep = []

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from cryosegnet.cli import refine_options
+from cryosegnet.cli import options, refine_options
 from cryosegnet.errors import CryoSegNetError
 from cryosegnet.io.layout import COMBINED_STAR, INDEX_STAR, OUTPUT_FORMATS
 from cryosegnet.io.micrographs import find_micrographs
@@ -21,8 +21,6 @@ from cryosegnet.picking.config import (
     DIAMETER_ANGSTROM_RANGE,
     MIN_DIAMETER_PX,
     PIXEL_SIZE_RANGE,
-    STAGE_ALIASES,
-    STAGES,
     PickerConfig,
     check_range,
 )
@@ -86,7 +84,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "STAR files (micrographs_ctf.star, corrected_micrographs.star: names relative to the "
         "RELION project folder, pixel size from the optics groups); none with --watch",
     )
-    p.add_argument("-o", "--output", required=True, help="output folder")
+    options.add_output(p, "output folder")
     p.add_argument(
         "-m", "--model", help="U-Net checkpoint (default: the model shipped with cryosegnet)"
     )
@@ -125,11 +123,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="pixel size in Å/px of every micrograph (default: from the input STAR's optics "
         "group, else the MRC header); needed for an Å diameter when neither has it",
     )
-    p.add_argument(
-        "--stage",
-        choices=STAGES + tuple(STAGE_ALIASES),
-        default=DEFAULTS.stage,
-        help="instance-mask stage: 'auto' is SAM when a checkpoint is found, else 'hybrid' "
+    options.add_stage(
+        p,
+        DEFAULTS.stage,
+        "instance-mask stage: 'auto' is SAM when a checkpoint is found, else 'hybrid' "
         "(the peak finder for a model fine-tuned on labels); "
         + "; ".join(spec.help for spec in STAGE_REGISTRY.values()),
     )
@@ -223,9 +220,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--box-size", type=float, default=None, help="box size for .box output (default: diameter)"
     )
-    p.add_argument(
-        "--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1 ..."
-    )
+    options.add_device(p, PickerSpec().device, "auto (CUDA when available), cpu, cuda, cuda:1 ...")
     p.add_argument("-b", "--batch-size", type=int, default=1, help="micrographs per U-Net batch")
     p.add_argument(
         "-j",
@@ -284,8 +279,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="S",
         help="--watch: stop after S seconds with no new micrograph (default: %(default)s)",
     )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--debug", action="store_true", help="full tracebacks on errors")
+    options.add_no_progress(p)
+    options.add_debug(p, "full tracebacks on errors")
     p.set_defaults(func=run)
 
 

@@ -70,9 +70,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "CSV, RELION STAR, disk mask PNG and an all-particles table with a pickable flag.",
     )
     p.add_argument("-n", "--num", type=int, default=10, help="number of micrographs (10)")
-    p.add_argument("-o", "--output", required=True, help="output folder")
+    options.add_output(p, "output folder")
     p.add_argument("--size", type=_size, default=_DEFAULTS.size, help="image size N or HxW")
-    p.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    options.add_seed(p, 0, "random seed (0)")
     p.add_argument(
         "--start",
         type=int,

@@ -131,11 +131,11 @@ def data_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument(
         "--val-labels", nargs="+", metavar="COORDS", help="coordinates for --val-images"
     )
-    parser.add_argument(
-        "-o",
-        "--output",
-        metavar="RUN_DIR",
-        help="folder for checkpoints and history (default with --resume: its folder)",
+    options.add_output(
+        parser,
+        "folder for checkpoints and history (default with --resume: its folder)",
+        "RUN_DIR",
+        required=False,
     )
 
 
@@ -182,8 +182,8 @@ def recipe_arguments(parser: argparse.ArgumentParser, defaults: TrainConfig) -> 
         default=d.val_fraction,
         help=f"micrographs held out for validation (default: {d.val_fraction})",
     )
-    options.add_number(recipe, "--seed", default=d.seed, help=f"random seed (default: {d.seed})")
-    recipe.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N")
+    options.add_seed(recipe, d.seed, f"random seed (default: {d.seed})")
+    options.add_device(recipe, d.device)
     options.add_number(
         recipe,
         "--workers",
@@ -202,9 +202,7 @@ def recipe_arguments(parser: argparse.ArgumentParser, defaults: TrainConfig) -> 
         help="continue a run from its last.pt (data and recipe as recorded, "
         "unless given again; raise --epochs to train longer)",
     )
-    recipe.add_argument(
-        "--no-progress", action="store_true", help="no progress bars (none unless on a terminal)"
-    )
+    options.add_no_progress(recipe, "no progress bars (none unless on a terminal)")
 
 
 def option_defaults(parser: argparse.ArgumentParser) -> dict:

@@ -235,8 +235,7 @@ def _attach_classes(
 
     shown = read_report_classes(folder, settings.class_tile_size)
     for item in items:
-        item.classes = shown.classes_of(item.pick_file, item.picks)
-        item.above_decoys = shown.above_decoys_of(item.pick_file, item.picks)
+        item.classes, item.above_decoys = shown.classes_of(item.pick_file, item.picks)
     if _n_classified(items) == 0 and len(shown.particles) and any(len(i.picks) for i in items):
         raise CryoSegNetError(
             f"{folder}: none of its particles is a pick in {picks_dir} "

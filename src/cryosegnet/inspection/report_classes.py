@@ -73,8 +73,8 @@ class ReportClasses:
     tiles: tuple[ClassTile, ...]
     particles: pd.DataFrame
 
-    def classes_of(self, pick_file: PickFile, picks: pd.DataFrame) -> np.ndarray:
-        """The class of each pick of one micrograph (:data:`UNCLASSIFIED` where none).
+    def classes_of(self, pick_file: PickFile, picks: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """The class of each pick of one micrograph, and whether it beat the noise decoys.
 
         Parameters
         ----------
@@ -85,52 +85,43 @@ class ReportClasses:
 
         Returns
         -------
-        numpy.ndarray
-            ``int`` class number per pick, in the picks' order.
+        classes : numpy.ndarray
+            ``int`` class number per pick, in the picks' order (:data:`UNCLASSIFIED` where
+            none).
+        above_decoys : numpy.ndarray
+            ``bool`` per pick: what ``cryosegnet select --above-decoys`` keeps of its class
+            (False where unclassified).
         """
-        return self._lookup(pick_file, picks, "class", UNCLASSIFIED).astype(int)
+        rows, index = self._particle_rows(pick_file, picks)
+        found = index >= 0
+        classes = np.full(len(picks), UNCLASSIFIED, dtype=int)
+        above_decoys = np.zeros(len(picks), dtype=bool)
+        classes[found] = rows["class"].to_numpy(int)[index[found]]
+        above_decoys[found] = rows["above_decoys"].to_numpy(bool)[index[found]]
+        return classes, above_decoys
 
-    def above_decoys_of(self, pick_file: PickFile, picks: pd.DataFrame) -> np.ndarray:
-        """Whether each pick of one micrograph beat the noise decoys (False where unclassified).
-
-        Parameters
-        ----------
-        pick_file : PickFile
-            The micrograph's coordinate file in the report's picks folder.
-        picks : pandas.DataFrame
-            Its picks (``x``, ``y``).
-
-        Returns
-        -------
-        numpy.ndarray
-            ``bool`` per pick: what ``cryosegnet select --above-decoys`` keeps of its class.
-        """
-        return self._lookup(pick_file, picks, "above_decoys", False).astype(bool)
-
-    def _lookup(
-        self, pick_file: PickFile, picks: pd.DataFrame, column: str, missing: object
-    ) -> np.ndarray:
-        """``column`` of the particle at each pick (same file, else same micrograph)."""
-        found = np.full(len(picks), missing, dtype=object)
+    def _particle_rows(
+        self, pick_file: PickFile, picks: pd.DataFrame
+    ) -> tuple[pd.DataFrame, np.ndarray]:
+        """The micrograph's particles (same file, else same micrograph) and, for each pick,
+        the row of its particle there (-1: none), at the pick or at its re-centred place."""
         table = self.particles
         rows = table[table["source"] == str(pick_file.relative)]
         if rows.empty:
             rows = table[table["micrograph"] == pick_file.micrograph]
+        index = np.full(len(picks), -1)
         if rows.empty or not len(picks):
-            return found
+            return rows, index
         points = np.nan_to_num(picks[["x", "y"]].to_numpy(float), nan=-1e9)
-        values = rows[column].to_numpy()
-        matched = np.zeros(len(picks), dtype=bool)
         for place in (["x", "y"], ["recentred_x", "recentred_y"]):
-            todo = np.flatnonzero(~matched)
+            todo = np.flatnonzero(index < 0)
             if not todo.size:
                 break
             tree = cKDTree(rows[place].to_numpy(float))
-            distance, index = tree.query(points[todo], distance_upper_bound=MATCH_TOLERANCE_PX)
+            distance, nearest = tree.query(points[todo], distance_upper_bound=MATCH_TOLERANCE_PX)
             hit = np.isfinite(distance)
-            found[todo[hit]] = values[index[hit]]
-            matched[todo[hit]] = True
-        return found
+            index[todo[hit]] = nearest[hit]
+        return rows, index
 
 
 def read_report_classes(folder: str | os.PathLike, tile_px: int = 96) -> ReportClasses:

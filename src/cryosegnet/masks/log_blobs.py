@@ -68,6 +68,10 @@ class LogSettings:
     suppression_fraction: float = 0.5  # no two picks closer than fraction * diameter
     scale_space: ScaleSpace = field(default_factory=ScaleSpace)  # a size range
 
+    def __post_init__(self) -> None:
+        if not self.scale_fraction > 0:
+            raise ValueError(f"scale_fraction must be positive, got {self.scale_fraction}")
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -188,24 +192,15 @@ def _refined_diameters(
 
 
 class LogBlobGenerator:
-    """Dark blobs of the denoised micrograph at the particle scale, scored in noise units."""
+    """Dark blobs of the denoised micrograph at the particle scale, scored in noise units, as
+    ``settings`` say (default: :class:`LogSettings`'s)."""
 
     name = "log"
     needs_unet = False  # the picker hands it the denoised image, not the U-Net map
     sizes_per_blob = True  # a size range is searched blob by blob
 
-    def __init__(
-        self,
-        *,
-        scale_fraction: float = LogSettings.scale_fraction,
-        suppression_fraction: float = LogSettings.suppression_fraction,
-        scale_space: ScaleSpace | None = None,
-    ) -> None:
-        if not scale_fraction > 0:
-            raise ValueError(f"scale_fraction must be positive, got {scale_fraction}")
-        self.settings = LogSettings(
-            scale_fraction, suppression_fraction, scale_space or ScaleSpace()
-        )
+    def __init__(self, settings: LogSettings | None = None) -> None:
+        self.settings = settings or LogSettings()
         self.last_diameter: float | None = None
 
     def describe(self) -> str:

@@ -61,6 +61,8 @@ class PeakSettings:
     score: str = "contrast"  # contrast: band-passed value; probability: core map value
 
     def __post_init__(self) -> None:
+        if self.diameter is not None and not self.diameter > 0:
+            raise ValueError(f"diameter must be positive, got {self.diameter}")
         if self.score not in PEAK_SCORES:
             raise ValueError(
                 f"peak score must be one of {', '.join(PEAK_SCORES)}, not {self.score!r}"
@@ -190,30 +192,13 @@ def find_peaks(
 
 
 class PeakMaskGenerator:
-    """Turn a U-Net probability map into one box-shaped instance per map peak."""
+    """Turn a U-Net probability map into one box-shaped instance per map peak, as
+    ``settings`` say (default: :class:`PeakSettings`'s)."""
 
     name = "peaks"
 
-    def __init__(
-        self,
-        diameter: float | None = None,
-        *,
-        smooth_fraction: float = 1 / 6,
-        background_fraction: float = 0.5,
-        suppression_fraction: float = 0.5,
-        min_score: float = 0.0,
-        score: str = "contrast",
-    ) -> None:
-        if diameter is not None and not diameter > 0:
-            raise ValueError(f"diameter must be positive, got {diameter}")
-        self.settings = PeakSettings(
-            diameter=diameter,
-            smooth_fraction=smooth_fraction,
-            background_fraction=background_fraction,
-            suppression_fraction=suppression_fraction,
-            min_score=min_score,
-            score=score,
-        )
+    def __init__(self, settings: PeakSettings | None = None) -> None:
+        self.settings = settings or PeakSettings()
         self.last_diameter: float | None = None  # diameter used on the last map (working px)
 
     def describe(self) -> str:

@@ -32,6 +32,10 @@ class WatershedSettings:
     min_area: int | None = None  # smaller regions are dropped; None -> 15% of a particle's area
     min_radius: float = 1.5  # components thinner than this are ignored when estimating the radius
 
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.threshold < 1.0:
+            raise ValueError(f"watershed threshold must be in [0, 1), got {self.threshold}")
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -43,30 +47,13 @@ class WatershedMaskGenerator:
     confident particle scores near 1, a patchy or marginal blob (ice, carbon edge, noise) near
     the threshold. The mean (not the max) is used so single hot pixels cannot make clutter look
     confident; since regions lie above ``threshold``, scores are in [threshold, 1] in practice.
+    ``settings``: the stage's parameters (default: :class:`WatershedSettings`'s).
     """
 
     name = "watershed"
 
-    def __init__(
-        self,
-        threshold: float = 0.5,
-        min_distance: int | None = None,
-        *,
-        min_distance_fraction: float = 0.7,
-        smooth_sigma: float = 1.0,
-        min_area: int | None = None,
-        min_radius: float = 1.5,
-    ) -> None:
-        if not 0.0 <= threshold < 1.0:
-            raise ValueError(f"watershed threshold must be in [0, 1), got {threshold}")
-        self.settings = WatershedSettings(
-            threshold=threshold,
-            min_distance=min_distance,
-            min_distance_fraction=min_distance_fraction,
-            smooth_sigma=smooth_sigma,
-            min_area=min_area,
-            min_radius=min_radius,
-        )
+    def __init__(self, settings: WatershedSettings | None = None) -> None:
+        self.settings = settings or WatershedSettings()
         self.last_radius: float | None = None  # estimated particle radius of the last map (px)
 
     def describe(self) -> str:

@@ -117,7 +117,7 @@ def pseudo_labelled_samples(
 def _probability_picker(model: str | os.PathLike | None, device: str, diameter: float | None):
     """The peak stage scoring by the network's probability (the pseudo-labels' thresholds are
     probabilities), keeping every candidate."""
-    from cryosegnet.masks.peaks import PeakMaskGenerator
+    from cryosegnet.masks.peaks import PeakMaskGenerator, PeakSettings
     from cryosegnet.model.checkpoint import default_model_path, load_model
     from cryosegnet.model.device import resolve_device
     from cryosegnet.picking.config import PickerConfig
@@ -128,7 +128,7 @@ def _probability_picker(model: str | os.PathLike | None, device: str, diameter: 
     return Picker.from_parts(
         unet,
         denoise,
-        PeakMaskGenerator(score="probability"),
+        PeakMaskGenerator(PeakSettings(score="probability")),
         PickerConfig(threshold=-1.0, diameter=diameter),
         device=str(device_),
         checkpoint=checkpoint,
