@@ -41,6 +41,15 @@ class ClassifySettings:
     rotational_start : bool
         Start from the rotational averages of the random subsets' averages
         (:func:`.classify2d.rotational_average`) instead of the averages themselves.
+    soft_temperature : float
+        0: hard assignment (each particle adds itself to its best class only). Above 0: in
+        the subset iterations each particle is shared among its ``soft_classes`` most likely
+        classes in proportion to ``exp(log-likelihood / T)`` (white noise of the particles'
+        in-band power, each class at its best pose: an EM step, as RELION's), with ``T``
+        falling linearly from this value at the first iteration towards 0 at the first full
+        iteration; the full iterations assign hard.
+    soft_classes : int
+        Classes a particle is shared among under soft assignment.
     low_snr : bool
         Low-SNR mode, for particles too weak to show a pose each (apoferritin): each pose is
         weighed by its posterior under white noise of the particles' in-band power
@@ -85,6 +94,8 @@ class ClassifySettings:
     band_limit: float = 4.5
     band_start: float = 4.5
     rotational_start: bool = False
+    soft_temperature: float = 0.0
+    soft_classes: int = 3
     low_snr: bool = False
     dark_particles: bool = True
     particles_per_class: int = 100
@@ -107,6 +118,8 @@ class ClassifySettings:
             (self.shift_step > 0, "shift step must be positive"),
             (self.band_limit > 0, "band limit must be positive"),
             (self.band_start > 0, "starting band limit must be positive"),
+            (self.soft_temperature >= 0, "soft assignment temperature must be >= 0"),
+            (self.soft_classes >= 1, "soft assignment needs at least 1 class per particle"),
             (self.particles_per_class >= 1, "particles per class must be at least 1"),
             (1 <= self.full_iterations <= self.iterations, "full iterations: 1..iterations"),
             (self.decoys >= 1, "decoys must be at least 1"),
