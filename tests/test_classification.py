@@ -24,7 +24,11 @@ from cryosegnet.classification.classify2d import (
 )
 from cryosegnet.classification.extract import cut_boxes
 from cryosegnet.classification.pipeline import classify_picks, select_classes
-from cryosegnet.classification.quality import decoy_threshold, judged_scores
+from cryosegnet.classification.quality import (
+    decoy_threshold,
+    evidence_threshold,
+    judged_scores,
+)
 from cryosegnet.classification.selection import keep_particles, parse_classes
 from cryosegnet.classification.settings import ClassifySettings, SelectionSettings
 from cryosegnet.cli.main import main
@@ -324,6 +328,8 @@ def test_particles_beat_the_noise_decoys_and_empty_boxes_do_not():
     above = judged > decoy_threshold(result, 0.99)
     assert above[:80].mean() >= 0.9
     assert above[80:].mean() <= 0.1
+    # the particles beat the decoys' evidence too (what --auto's evidence test asks)
+    assert (result.evidence > evidence_threshold(result, 0.99))[:80].mean() >= 0.9
 
 
 def test_a_particle_with_a_neighbour_leaves_a_smoother_residual_than_a_lone_one():
@@ -366,6 +372,14 @@ def test_auto_keeps_one_of_two_picks_of_a_particle_and_drops_residual_outliers()
     ]  # fmt: skip
 
 
+def test_auto_drops_a_member_whose_evidence_does_not_beat_the_decoys():
+    table = _selection_table().assign(evidence_above_decoys=[True, True, False] + [True] * 4)
+    keep = keep_particles(table, [1], SelectionSettings(), diameter_px=40.0)
+    assert keep.tolist() == [True, False, False, True, False, False, False]
+    without = SelectionSettings(evidence_test=False)
+    assert keep_particles(table, [1], without, diameter_px=40.0)[2]
+
+
 def test_selection_without_a_residual_column_still_works():
     table = _selection_table().drop(columns="residual_lowpass")
     keep = keep_particles(table, [1, 2], SelectionSettings(), diameter_px=40.0)
@@ -383,6 +397,9 @@ def test_classify_command_with_auto_writes_classes_and_selection(tmp_path, capsy
         assert (out / name).is_file(), name
     record = json.loads((out / "selected" / "selection.json").read_text())
     assert record["mode"] == "auto" and record["recentre"] is True
+    classification = json.loads((out / "classification.json").read_text())
+    assert len(classification["decoy_evidence"]) == len(classification["decoy_scores"])
+    assert "evidence_above_decoys" in pd.read_csv(out / "particles.csv")
 
 
 def test_pick_classify_writes_the_classes_of_its_picks(tmp_path, tiny_model):

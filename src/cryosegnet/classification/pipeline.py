@@ -25,7 +25,12 @@ from cryosegnet.classification.outputs import (
     write_json,
     write_pick_folder,
 )
-from cryosegnet.classification.quality import class_quality, decoy_threshold, judged_scores
+from cryosegnet.classification.quality import (
+    class_quality,
+    decoy_threshold,
+    evidence_threshold,
+    judged_scores,
+)
 from cryosegnet.classification.selection import auto_select, keep_particles
 from cryosegnet.classification.settings import ClassifySettings, SelectionSettings
 from cryosegnet.errors import CryoSegNetError, SettingsError
@@ -156,6 +161,10 @@ def classify_picks(
     quality["auto_selected"] = quality["class"].isin(chosen)
     particles = particle_table(stack.table, result)
     particles["above_decoys"] = above
+    evidence_floor = evidence_threshold(result, selection.decoy_quantile)
+    particles["evidence_above_decoys"] = (
+        result.evidence > evidence_floor if np.isfinite(evidence_floor) else True
+    )
     particles["residual_lowpass"] = result.residual_lowpass
     particles["auto_kept"] = keep_particles(particles, chosen, selection, stack.diameter_px)
 
@@ -179,6 +188,8 @@ def classify_picks(
         "auto_selected": chosen,
         "decoy_threshold": threshold,
         "decoy_scores": [round(float(v), 5) for v in decoys],
+        "decoy_evidence": [round(float(v), 5) for v in result.decoy_evidence],
+        "decoy_evidence_threshold": evidence_floor,
         "low_snr": result.low_snr,
         "decoy_score_column": "evidence" if result.low_snr else "correlation",
         "changed_per_iteration": result.changed,
@@ -285,6 +296,9 @@ def select_classes(
         threshold = float(np.quantile(record["decoy_scores"], selection.decoy_quantile))
         column = record.get("decoy_score_column", "correlation")
         particles["above_decoys"] = particles[column] > threshold
+        if record.get("decoy_evidence") and "evidence" in particles:
+            floor = float(np.quantile(record["decoy_evidence"], selection.decoy_quantile))
+            particles["evidence_above_decoys"] = particles["evidence"] > floor
         shares = particles.groupby("class")["above_decoys"].mean()
         quality["above_decoys"] = shares.reindex(quality["class"]).fillna(0.0).to_numpy()
         chosen = auto_select(quality, selection)

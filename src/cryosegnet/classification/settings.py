@@ -156,8 +156,9 @@ class SelectionSettings:
     """What ``--auto`` keeps (the measures: :mod:`cryosegnet.classification.quality`).
 
     A class is kept when all hold. Of a kept class, a member is kept when it is above the
-    decoys, its residual against the class average is no outlier, and no better-correlating
-    kept particle sits at the same re-centred place (:func:`.selection.keep_particles`).
+    decoys (and, with ``evidence_test``, its evidence is too), its residual against the class
+    average is no outlier, and no better-correlating kept particle sits at the same
+    re-centred place (:func:`.selection.keep_particles`).
     Chosen on simulated micrographs with junk (``bench/classify.py`` reports other ones).
 
     Attributes
@@ -181,6 +182,13 @@ class SelectionSettings:
         (1.4826 x the median absolute deviation) above the median of the kept classes'
         members above the decoys: particles in aggregates, touching neighbours, or on an
         edge. ``inf`` turns the test off.
+    evidence_test : bool
+        A kept particle's pose-marginalised evidence (``evidence`` in ``particles.csv``)
+        must also beat the ``decoy_quantile`` quantile of the decoys' evidence. The default
+        decoy test compares best correlations, and a box of empty ice reaches a decoy's best
+        correlation by fitting its noise with the best of many poses (its own spectrum is not
+        the decoys' median one); its evidence, which averages over the poses, stays where
+        noise's does. (In low-SNR mode the decoy test is on the evidence already.)
     duplicate_distance : float
         Two kept particles whose re-centred centres are closer than this many particle
         diameters are one particle picked twice: the better-correlating one is kept (RELION's
@@ -193,6 +201,7 @@ class SelectionSettings:
     max_background_sd: float = 1.3
     min_fraction: float = 0.25
     max_residual_z: float = 2.0
+    evidence_test: bool = True
     duplicate_distance: float = 0.5
 
     def __post_init__(self) -> None:
