@@ -176,14 +176,31 @@ def score_selection(sim: Path, classes: Path) -> dict:
     }
 
 
-def accuracy(n_micrographs: int, n_classes: int, seed: int) -> dict:
-    from cryosegnet.classification.pipeline import classify_picks
-    from cryosegnet.classification.settings import ClassifySettings
+#: Seeds the classification and selection settings are chosen on (``--parts ablation``).
+CHOICE_SEEDS = (5, 7)
+#: Classification variants the ablation compares: name -> ClassifySettings changes.
+CLASSIFY_VARIANTS = {
+    "hard assignment (default)": {},
+    "soft assignment, T 1 annealed": {"soft_temperature": 1.0},
+    "soft assignment, T 4 annealed": {"soft_temperature": 4.0},
+}
+#: Selection variants scored on each classification: name -> SelectionSettings changes.
+SELECTION_VARIANTS = {
+    "default": {},
+    "no evidence test": {"evidence_test": False},
+    "no residual test": {"max_residual_z": float("inf")},
+    "no duplicate removal": {"duplicate_distance": 0.0},
+}
 
-    run = WORK / f"seed{seed}"
-    sim, picks, classes = run / "sim", run / "picks", run / "classes"
+
+def _picked(run: Path, n_micrographs: int, seed: int, again: bool = True) -> None:
+    """Simulate ``run/sim`` (once) and pick it with the default picker into ``run/picks``
+    (again only when ``again``)."""
+    sim, picks = run / "sim", run / "picks"
     if not (sim / "micrographs.csv").is_file():
         simulate(sim, n_micrographs, seed)
+    if not again and (picks / "autopick.star").is_file():
+        return
     pick = run_timed(
         [
             *cryosegnet_command(),
@@ -197,6 +214,73 @@ def accuracy(n_micrographs: int, n_classes: int, seed: int) -> dict:
     )
     if not pick.ok:
         raise SystemExit(f"pick failed, see {pick.log}")
+
+
+def _selection_scored(sim: Path, classes: Path, changes: dict) -> dict:
+    """Precision and recall of ``--auto`` with ``changes`` to the selection settings, on an
+    existing classification (:func:`score_selection` on a copy with that choice)."""
+    import shutil
+
+    import pandas as pd
+
+    from cryosegnet.classification.selection import auto_select, keep_particles
+    from cryosegnet.classification.settings import SelectionSettings
+
+    selection = replace(SelectionSettings(), **changes)
+    record = json.loads((classes / "classification.json").read_text())
+    particles = pd.read_csv(classes / "particles.csv")
+    quality = pd.read_csv(classes / "classes.csv")
+    chosen = auto_select(quality, selection)
+    particles["auto_kept"] = keep_particles(
+        particles, chosen, selection, float(record["diameter_px"])
+    )
+    variant = classes.parent / (classes.name + "_selection")
+    variant.mkdir(exist_ok=True)
+    particles.to_csv(variant / "particles.csv", index=False)
+    shutil.copy(classes / "classes.csv", variant / "classes.csv")
+    figures = score_selection(sim, variant)
+    return {
+        key: figures[key]
+        for key in ("kept", "precision_kept", "recall_true_among_picks", "unlabelled_kept_on")
+    }
+
+
+def ablation(n_micrographs: int, n_classes: int) -> dict:
+    """Each classification variant on the choice seeds' picks, and each selection variant on
+    each classification: the evidence on which the defaults were chosen."""
+    from cryosegnet.classification.pipeline import classify_picks
+    from cryosegnet.classification.settings import ClassifySettings
+
+    rows = []
+    for seed in CHOICE_SEEDS:
+        run = WORK / f"seed{seed}"
+        _picked(run, n_micrographs, seed, again=False)
+        for number, (name, changes) in enumerate(CLASSIFY_VARIANTS.items()):
+            classes = run / f"ablation_{number}"
+            settings = replace(ClassifySettings(n_classes=n_classes), **changes)
+            start = time.perf_counter()
+            classify_picks(
+                run / "picks", [str(run / "sim")], classes, settings, recentre=True, auto=True,
+                progress=False,
+            )  # fmt: skip
+            seconds = time.perf_counter() - start
+            for selection, selection_changes in SELECTION_VARIANTS.items():
+                figures = _selection_scored(run / "sim", classes, selection_changes)
+                rows.append(
+                    {"seed": seed, "classification": name, "selection": selection,
+                     "classify_s": seconds, **figures}
+                )  # fmt: skip
+                print(json.dumps(rows[-1]), flush=True)
+    return {"micrographs": n_micrographs, "seeds": list(CHOICE_SEEDS), "rows": rows}
+
+
+def accuracy(n_micrographs: int, n_classes: int, seed: int) -> dict:
+    from cryosegnet.classification.pipeline import classify_picks
+    from cryosegnet.classification.settings import ClassifySettings
+
+    run = WORK / f"seed{seed}"
+    sim, picks, classes = run / "sim", run / "picks", run / "classes"
+    _picked(run, n_micrographs, seed)
     settings = ClassifySettings(n_classes=n_classes)
     start = time.perf_counter()
     summary = classify_picks(
@@ -551,7 +635,7 @@ def side_by_side(folder: Path, out: Path) -> Path | None:
     return out
 
 
-PARTS = ("accuracy", "speed", "relion", "apoferritin_train", "apoferritin")
+PARTS = ("accuracy", "speed", "relion", "apoferritin_train", "apoferritin", "ablation")
 #: The apoferritin class averages (train split), relative to the repository.
 APOFERRITIN_IMAGE = "docs/img/apoferritin_classes.png"
 #: Picks of a hollow particle need the labelled size and centring (BENCHMARKS "Centred picks").
@@ -766,6 +850,23 @@ def markdown(results: dict) -> str:
             lines += [f"Kept picks that find no labelled particle sit on: {named}.", ""]
         if junk.get("image"):
             lines += [f"Its class averages (`--auto`'s choice framed): `{junk['image']}`.", ""]
+    ablation_run = results.get("ablation_choice_seeds")
+    if ablation_run:
+        seeds = " and ".join(str(seed) for seed in ablation_run["seeds"])
+        lines += [
+            f"Ablation on the seeds the settings were chosen on ({seeds}; "
+            f"{ablation_run['micrographs']} micrographs each, the same picks): each "
+            "classification, and `--auto` with one of its per-particle tests changed.",
+            "",
+            "| seed | classification | selection | kept | precision kept | recall of true |",
+            "|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {row['seed']} | {row['classification']} | {row['selection']} | {row['kept']} "
+            f"| {fmt3(row['precision_kept'])} | {fmt3(row['recall_true_among_picks'])} |"
+            for row in ablation_run["rows"]
+        ]
+        lines.append("")
     speed_run = results.get("speed_10k_50_classes")
     if speed_run:
         lines += [
@@ -927,6 +1028,9 @@ def main(argv: list[str] | None = None) -> int:
             if k not in ("classes", "settings", "simulation")
         }
         print(json.dumps(shown, indent=1))
+    if "ablation" in parts:
+        results["ablation_choice_seeds"] = ablation(8 if args.quick else 24, 20)
+        results["ablation_choice_seeds"]["command"] = command_line(args)
     if "speed" in parts:
         results["speed_10k_50_classes"] = speed(10_000, 50)
         results["speed_10k_50_classes"]["command"] = command_line(args)
