@@ -3,7 +3,9 @@
 (a) Simulated micrographs with known particles and junk (ice contamination, aggregates,
 carbon, empty fields) are picked with the default picker, classified, and auto-selected;
 against the simulator's truth: precision of the kept picks, recall of the true particles among
-the picks, and the median centre error of the true picks before and after re-centring.
+the picks, and the median centre error of the true picks before and after re-centring. Its
+class averages go to docs/img/classes.png (the README's picture) when the figures go to
+bench/results.
 (b) Speed: a synthetic stack of 10 000 particles in 50 classes at the default settings, in a
 child process (wall time and its own peak RSS).
 (d) With ``--parts apoferritin_train`` / ``apoferritin``: centred picks (``pick --diameter 68
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from dataclasses import asdict, replace
@@ -40,9 +43,13 @@ from benchlib import (
     run_timed,
 )
 
-WORK = Path("/tmp/cryosegnet-bench-classify")
+#: Scratch folder of the runs (simulations, picks, classifications); ``CLASSIFY_BENCH_WORK``
+#: moves it (two checkouts benchmarking at once must not share it).
+WORK = Path(os.environ.get("CLASSIFY_BENCH_WORK", "/tmp/cryosegnet-bench-classify"))
 #: The side-by-side class averages (ours, RELION's), relative to the repository.
 DOCS_IMAGE = "docs/img/classes_vs_relion.png"
+#: The accuracy run's class averages (``--auto``'s choice framed), shown in the README.
+CLASSES_IMAGE = "docs/img/classes.png"
 
 
 TRPV1 = SHARED / "data" / "maps" / "trpv1_volume.mrc"
@@ -169,14 +176,31 @@ def score_selection(sim: Path, classes: Path) -> dict:
     }
 
 
-def accuracy(n_micrographs: int, n_classes: int, seed: int) -> dict:
-    from cryosegnet.classification.pipeline import classify_picks
-    from cryosegnet.classification.settings import ClassifySettings
+#: Seeds the classification and selection settings are chosen on (``--parts ablation``).
+CHOICE_SEEDS = (5, 7)
+#: Classification variants the ablation compares: name -> ClassifySettings changes.
+CLASSIFY_VARIANTS = {
+    "hard assignment (default)": {},
+    "soft assignment, T 1 annealed": {"soft_temperature": 1.0},
+    "soft assignment, T 4 annealed": {"soft_temperature": 4.0},
+}
+#: Selection variants scored on each classification: name -> SelectionSettings changes.
+SELECTION_VARIANTS = {
+    "default": {},
+    "no evidence test": {"evidence_test": False},
+    "no residual test": {"max_residual_z": float("inf")},
+    "no duplicate removal": {"duplicate_distance": 0.0},
+}
 
-    run = WORK / f"seed{seed}"
-    sim, picks, classes = run / "sim", run / "picks", run / "classes"
+
+def _picked(run: Path, n_micrographs: int, seed: int, again: bool = True) -> None:
+    """Simulate ``run/sim`` (once) and pick it with the default picker into ``run/picks``
+    (again only when ``again``)."""
+    sim, picks = run / "sim", run / "picks"
     if not (sim / "micrographs.csv").is_file():
         simulate(sim, n_micrographs, seed)
+    if not again and (picks / "autopick.star").is_file():
+        return
     pick = run_timed(
         [
             *cryosegnet_command(),
@@ -190,6 +214,82 @@ def accuracy(n_micrographs: int, n_classes: int, seed: int) -> dict:
     )
     if not pick.ok:
         raise SystemExit(f"pick failed, see {pick.log}")
+
+
+def _selection_scored(sim: Path, classes: Path, changes: dict) -> dict:
+    """Precision and recall of ``--auto`` with ``changes`` to the selection settings, on an
+    existing classification (:func:`score_selection` on a copy with that choice)."""
+    import shutil
+
+    import numpy as np
+    import pandas as pd
+
+    from cryosegnet.classification.selection import auto_select, keep_particles
+    from cryosegnet.classification.settings import SelectionSettings
+
+    selection = replace(SelectionSettings(), **changes)
+    record = json.loads((classes / "classification.json").read_text())
+    particles = pd.read_csv(classes / "particles.csv")
+    quality = pd.read_csv(classes / "classes.csv")
+    # The decoy tests at this selection's quantile, as ``select --auto`` redoes them.
+    quantile = selection.decoy_quantile
+    column = record["decoy_score_column"]
+    particles["above_decoys"] = particles[column] > np.quantile(record["decoy_scores"], quantile)
+    floor = np.quantile(record["decoy_evidence"], quantile)
+    particles["evidence_above_decoys"] = particles["evidence"] > floor
+    shares = particles.groupby("class")["above_decoys"].mean()
+    quality["above_decoys"] = shares.reindex(quality["class"]).fillna(0.0).to_numpy()
+    chosen = auto_select(quality, selection)
+    particles["auto_kept"] = keep_particles(
+        particles, chosen, selection, float(record["diameter_px"])
+    )
+    variant = classes.parent / (classes.name + "_selection")
+    variant.mkdir(exist_ok=True)
+    particles.to_csv(variant / "particles.csv", index=False)
+    shutil.copy(classes / "classes.csv", variant / "classes.csv")
+    figures = score_selection(sim, variant)
+    return {
+        key: figures[key]
+        for key in ("kept", "precision_kept", "recall_true_among_picks", "unlabelled_kept_on")
+    }
+
+
+def ablation(n_micrographs: int, n_classes: int) -> dict:
+    """Each classification variant on the choice seeds' picks, and each selection variant on
+    each classification: the evidence on which the defaults were chosen."""
+    from cryosegnet.classification.pipeline import classify_picks
+    from cryosegnet.classification.settings import ClassifySettings
+
+    rows = []
+    for seed in CHOICE_SEEDS:
+        run = WORK / f"seed{seed}"
+        _picked(run, n_micrographs, seed, again=False)
+        for number, (name, changes) in enumerate(CLASSIFY_VARIANTS.items()):
+            classes = run / f"ablation_{number}"
+            settings = replace(ClassifySettings(n_classes=n_classes), **changes)
+            start = time.perf_counter()
+            classify_picks(
+                run / "picks", [str(run / "sim")], classes, settings, recentre=True, auto=True,
+                progress=False,
+            )  # fmt: skip
+            seconds = time.perf_counter() - start
+            for selection, selection_changes in SELECTION_VARIANTS.items():
+                figures = _selection_scored(run / "sim", classes, selection_changes)
+                rows.append(
+                    {"seed": seed, "classification": name, "selection": selection,
+                     "classify_s": seconds, **figures}
+                )  # fmt: skip
+                print(json.dumps(rows[-1]), flush=True)
+    return {"micrographs": n_micrographs, "seeds": list(CHOICE_SEEDS), "rows": rows}
+
+
+def accuracy(n_micrographs: int, n_classes: int, seed: int) -> dict:
+    from cryosegnet.classification.pipeline import classify_picks
+    from cryosegnet.classification.settings import ClassifySettings
+
+    run = WORK / f"seed{seed}"
+    sim, picks, classes = run / "sim", run / "picks", run / "classes"
+    _picked(run, n_micrographs, seed)
     settings = ClassifySettings(n_classes=n_classes)
     start = time.perf_counter()
     summary = classify_picks(
@@ -240,12 +340,14 @@ def speed_child(n: int, k: int, out: Path) -> None:
     start = time.perf_counter()
     result = classify_particles(stack, settings, progress=False)
     seconds = time.perf_counter() - start
+    selection_s = time_auto_selection(result, rng)
     out.write_text(
         json.dumps(
             {
                 "particles": n,
                 "classes": k,
                 "classify_s": seconds,
+                "auto_selection_s": selection_s,
                 "torch_threads": torch.get_num_threads(),
                 "changed_per_iteration": result.changed,
                 "settings": asdict(replace(settings)),
@@ -254,8 +356,40 @@ def speed_child(n: int, k: int, out: Path) -> None:
     )
 
 
+def time_auto_selection(result, rng) -> float:
+    """Seconds ``--auto`` takes on ``result`` (decoy test, class measures, class rule, residual
+    and duplicate tests), the particles spread over 20 made-up 4096-pixel micrographs."""
+    import pandas as pd
+
+    from cryosegnet.classification.quality import class_quality, decoy_threshold, judged_scores
+    from cryosegnet.classification.selection import auto_select, keep_particles
+    from cryosegnet.classification.settings import SelectionSettings
+
+    selection = SelectionSettings()
+    n = len(result.classes)
+    start = time.perf_counter()
+    judged, _ = judged_scores(result)
+    above = judged > decoy_threshold(result, selection.decoy_quantile)
+    chosen = auto_select(class_quality(result, above), selection)
+    xy = rng.uniform(0, 4096, (n, 2))
+    particles = pd.DataFrame(
+        {
+            "micrograph": rng.integers(0, 20, n).astype(str),
+            "class": result.classes + 1,
+            "correlation": result.scores,
+            "above_decoys": above,
+            "recentred_x": xy[:, 0],
+            "recentred_y": xy[:, 1],
+            "residual_lowpass": result.residual_lowpass,
+        }
+    )
+    keep_particles(particles, chosen, selection, diameter_px=100.0)
+    return time.perf_counter() - start
+
+
 def speed(n: int, k: int) -> dict:
     out = WORK / "speed.json"
+    load_before = [round(x, 2) for x in os.getloadavg()]
     child = run_timed(
         [sys.executable, __file__, "--speed-child", str(n), str(k), str(out)],
         WORK / "speed.log",
@@ -266,6 +400,9 @@ def speed(n: int, k: int) -> dict:
     figures = json.loads(out.read_text())
     return {
         **figures,
+        "load_average_before": load_before,
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        "cpu_count": os.cpu_count(),
         "process_wall_s": child.wall_s,
         "cpu_s": child.cpu_s,
         "peak_rss_mb": child.max_rss_mb,
@@ -507,7 +644,7 @@ def side_by_side(folder: Path, out: Path) -> Path | None:
     return out
 
 
-PARTS = ("accuracy", "speed", "relion", "apoferritin_train", "apoferritin")
+PARTS = ("accuracy", "speed", "relion", "apoferritin_train", "apoferritin", "ablation")
 #: The apoferritin class averages (train split), relative to the repository.
 APOFERRITIN_IMAGE = "docs/img/apoferritin_classes.png"
 #: Picks of a hollow particle need the labelled size and centring (BENCHMARKS "Centred picks").
@@ -685,6 +822,20 @@ def fmt3(value) -> str:
     return "-" if value is None or value != value else f"{value:.3f}"
 
 
+def _speed_conditions(run: dict) -> str:
+    """The speed run's ``--auto`` time and the machine's load average, where recorded."""
+    text = ""
+    if "auto_selection_s" in run:
+        text += f"; `--auto` selection {run['auto_selection_s']:.1f} s of it"
+    if "load_average_before" in run:
+        before, after = run["load_average_before"], run["load_average_after"]
+        text += (
+            f"; load average (1, 5, 15 min) before {', '.join(f'{v:.1f}' for v in before)}, "
+            f"after {', '.join(f'{v:.1f}' for v in after)} on {run['cpu_count']} cores"
+        )
+    return text
+
+
 def markdown(results: dict) -> str:
     """The results as tables (bench/results/classify.md, included in BENCHMARKS.md)."""
     lines = ["Generated by `python bench/classify.py` from `classify.json`.", ""]
@@ -706,13 +857,35 @@ def markdown(results: dict) -> str:
         if junk.get("unlabelled_kept_on"):
             named = ", ".join(f"{v} {k}" for k, v in junk["unlabelled_kept_on"].items())
             lines += [f"Kept picks that find no labelled particle sit on: {named}.", ""]
+        if junk.get("image"):
+            lines += [f"Its class averages (`--auto`'s choice framed): `{junk['image']}`.", ""]
+    ablation_run = results.get("ablation_choice_seeds")
+    if ablation_run:
+        seeds = " and ".join(str(seed) for seed in ablation_run["seeds"])
+        lines += [
+            f"Ablation on the seeds the settings were chosen on ({seeds}; "
+            f"{ablation_run['micrographs']} micrographs each, the same picks): each "
+            "classification, and `--auto` with one of its per-particle tests changed.",
+            "",
+            "| seed | classification | selection | kept | precision kept | recall of true |",
+            "|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {row['seed']} | {row['classification']} | {row['selection']} | {row['kept']} "
+            f"| {fmt3(row['precision_kept'])} | {fmt3(row['recall_true_among_picks'])} |"
+            for row in ablation_run["rows"]
+        ]
+        lines.append("")
     speed_run = results.get("speed_10k_50_classes")
     if speed_run:
         lines += [
             f"Speed: {speed_run['particles']} particles, {speed_run['classes']} classes, "
             f"{len(speed_run['changed_per_iteration'])} iterations: "
-            f"{speed_run['process_wall_s']:.0f} s wall (target {speed_run['target_s']}), "
-            f"peak RSS {speed_run['peak_rss_mb']:.0f} MB (target {speed_run['target_rss_mb']}).",
+            f"{speed_run['process_wall_s']:.0f} s wall (target {speed_run['target_s']}; "
+            f"{speed_run['cpu_s']:.0f} s CPU), "
+            f"peak RSS {speed_run['peak_rss_mb']:.0f} MB (target {speed_run['target_rss_mb']})"
+            + _speed_conditions(speed_run)
+            + ".",
             "",
         ]
     relion_run = results.get("relion_comparison")
@@ -854,12 +1027,19 @@ def main(argv: list[str] | None = None) -> int:
         n_micrographs = 8 if args.quick else 24
         results["junk_and_recentring"] = accuracy(n_micrographs, 20, seed=args.seed)
         results["junk_and_recentring"]["command"] = command_line(args)
+        if not args.quick and args.json is None:  # the committed figures: their picture too
+            averages = WORK / f"seed{args.seed}" / "classes" / "class_averages.png"
+            REPO.joinpath(CLASSES_IMAGE).write_bytes(averages.read_bytes())
+            results["junk_and_recentring"]["image"] = CLASSES_IMAGE
         shown = {
             k: v
             for k, v in results["junk_and_recentring"].items()
             if k not in ("classes", "settings", "simulation")
         }
         print(json.dumps(shown, indent=1))
+    if "ablation" in parts:
+        results["ablation_choice_seeds"] = ablation(8 if args.quick else 24, 20)
+        results["ablation_choice_seeds"]["command"] = command_line(args)
     if "speed" in parts:
         results["speed_10k_50_classes"] = speed(10_000, 50)
         results["speed_10k_50_classes"]["command"] = command_line(args)

@@ -17,10 +17,18 @@ from relion_helpers import RELION_PREPROCESS, relion_extract, write_micrographs_
 from scipy import ndimage
 
 from cryosegnet.classification.align import Aligner, Band, sample_images, shift_grid
-from cryosegnet.classification.classify2d import classify_particles
+from cryosegnet.classification.classify2d import (
+    _soft_shares,
+    assignment_temperature,
+    classify_particles,
+)
 from cryosegnet.classification.extract import cut_boxes
 from cryosegnet.classification.pipeline import classify_picks, select_classes
-from cryosegnet.classification.quality import decoy_threshold, judged_scores
+from cryosegnet.classification.quality import (
+    decoy_threshold,
+    evidence_threshold,
+    judged_scores,
+)
 from cryosegnet.classification.selection import keep_particles, parse_classes
 from cryosegnet.classification.settings import ClassifySettings, SelectionSettings
 from cryosegnet.cli.main import main
@@ -98,6 +106,45 @@ def test_classification_separates_two_shapes():
     assert purity >= 0.9
     assert result.averages.shape == (2, BOX, BOX)
     assert sorted(result.sizes.tolist()) == sorted(np.bincount(result.classes, minlength=2))
+
+
+def test_soft_assignment_separates_two_shapes_and_anneals_to_hard():
+    settings = replace(FAST, soft_temperature=2.0, iterations=3, full_iterations=1)
+    temperatures = [assignment_temperature(settings, i) for i in range(settings.iterations)]
+    assert temperatures[0] == 2.0 and temperatures[-1] == 0.0
+    assert all(a > b for a, b in zip(temperatures[:-1], temperatures[1:], strict=False))
+    assert all(assignment_temperature(FAST, i) == 0.0 for i in range(FAST.iterations))
+    stack, truth = _synthetic_stack(120, noise=0.5)
+    result = classify_particles(stack, settings, progress=False)
+    purity = pd.crosstab(truth, result.classes).max(axis=0).sum() / len(truth)
+    assert purity >= 0.9
+
+
+def test_soft_shares_follow_the_class_likelihoods_and_sum_to_one():
+    stack, _ = _synthetic_stack(40, noise=1.0)
+    band = Band.disk(BOX, 6.0)
+    coefficients = band.coefficients(torch.from_numpy(stack))
+    references = torch.from_numpy(np.stack([_asymmetric_image(), np.zeros((BOX, BOX))]))
+    references[1] = torch.from_numpy(_asymmetric_image()).flip(0)
+    angles = torch.arange(36, dtype=torch.float32) * 10.0
+    noise_power = float(band.power(coefficients).median() / band.weight.sum())
+    aligner = Aligner(references.float(), band, angles, shift_grid(6.0, 3.0), 3.0, noise_power)
+    alignment, per_class = aligner.align(coefficients)
+    likelihood = aligner.class_log_likelihoods(coefficients, per_class)
+    warm = _soft_shares(aligner, coefficients, per_class, alignment, 100.0, 2)
+    cold = _soft_shares(aligner, coefficients, per_class, alignment, 0.01, 2)
+    assert torch.allclose(warm.weights.sum(dim=1), torch.ones(40))
+    assert (warm.classes[:, 0] == alignment.reference).all()
+    flatness = [(share.weights[:, 0] - 0.5).abs().mean() for share in (warm, cold)]
+    assert flatness[0] < flatness[1]  # a hotter share is flatter
+    chosen = likelihood.gather(1, cold.classes)
+    assert (cold.weights.argmax(dim=1) == chosen.argmax(dim=1)).all()  # cold: the likeliest
+    with pytest.raises(ValueError, match="noise power"):
+        Aligner(references.float(), band, angles, shift_grid(6.0, 3.0), 3.0).class_log_likelihoods(
+            coefficients, per_class
+        )
+    with pytest.raises(SettingsError, match="temperature"):
+        ClassifySettings(soft_temperature=-1.0)
 
 
 def test_same_seed_gives_identical_results():
@@ -281,6 +328,8 @@ def test_particles_beat_the_noise_decoys_and_empty_boxes_do_not():
     above = judged > decoy_threshold(result, 0.99)
     assert above[:80].mean() >= 0.9
     assert above[80:].mean() <= 0.1
+    # the particles beat the decoys' evidence too (what --auto's evidence test asks)
+    assert (result.evidence > evidence_threshold(result, 0.99))[:80].mean() >= 0.9
 
 
 def test_a_particle_with_a_neighbour_leaves_a_smoother_residual_than_a_lone_one():
@@ -323,6 +372,14 @@ def test_auto_keeps_one_of_two_picks_of_a_particle_and_drops_residual_outliers()
     ]  # fmt: skip
 
 
+def test_auto_drops_a_member_whose_evidence_does_not_beat_the_decoys():
+    table = _selection_table().assign(evidence_above_decoys=[True, True, False] + [True] * 4)
+    keep = keep_particles(table, [1], SelectionSettings(), diameter_px=40.0)
+    assert keep.tolist() == [True, False, False, True, False, False, False]
+    without = SelectionSettings(evidence_test=False)
+    assert keep_particles(table, [1], without, diameter_px=40.0)[2]
+
+
 def test_selection_without_a_residual_column_still_works():
     table = _selection_table().drop(columns="residual_lowpass")
     keep = keep_particles(table, [1, 2], SelectionSettings(), diameter_px=40.0)
@@ -340,6 +397,9 @@ def test_classify_command_with_auto_writes_classes_and_selection(tmp_path, capsy
         assert (out / name).is_file(), name
     record = json.loads((out / "selected" / "selection.json").read_text())
     assert record["mode"] == "auto" and record["recentre"] is True
+    classification = json.loads((out / "classification.json").read_text())
+    assert len(classification["decoy_evidence"]) == len(classification["decoy_scores"])
+    assert "evidence_above_decoys" in pd.read_csv(out / "particles.csv")
 
 
 def test_pick_classify_writes_the_classes_of_its_picks(tmp_path, tiny_model):

@@ -231,6 +231,12 @@ class Alignment:
     shift_shrink : torch.Tensor
         ``(n, 2)`` posterior-mean coarse shift minus the best coarse shift: added to
         ``shift``, an uncertain shift moves towards the posterior mean (0 for a clear peak).
+    class_angle : torch.Tensor
+        ``(n, K)`` the best sampled rotation (degrees) of each particle in every class, and
+    class_shift : torch.Tensor
+        ``(n, K, 2)`` the best coarse shift there (unrefined): where soft assignment
+        (:attr:`.settings.ClassifySettings.soft_temperature`) puts a particle's share in a
+        class other than its best.
     """
 
     reference: torch.Tensor
@@ -240,6 +246,8 @@ class Alignment:
     certainty: torch.Tensor | None = None
     evidence: torch.Tensor | None = None
     shift_shrink: torch.Tensor | None = None
+    class_angle: torch.Tensor | None = None
+    class_shift: torch.Tensor | None = None
 
 
 class Aligner:
@@ -367,7 +375,8 @@ class Aligner:
         k, r = self.n_classes, self.n_rotations
         cc = self.correlate(particles)  # (n, K R, S)
         best_per_ref, best_shift_index = cc.max(dim=2)  # (n, K R)
-        per_class = best_per_ref.reshape(n, k, r).amax(dim=2)
+        per_class, class_rotation = best_per_ref.reshape(n, k, r).max(dim=2)  # (n, K)
+        class_shift_index = best_shift_index.reshape(n, k, r).gather(2, class_rotation[..., None])
         # The few best coarse poses are refined; the best refined pose wins (a coarse grid can
         # rank a neighbouring rotation first).
         top = min(self.CANDIDATES, k * r)
@@ -386,10 +395,44 @@ class Aligner:
             angle=refined.angle[pick],
             shift=refined.shift[pick],
             score=refined.score[pick],
+            class_angle=self.angles.to(particles.device)[class_rotation],
+            class_shift=self.shifts[class_shift_index[..., 0]],
         )
         if self.noise_power is not None:
             alignment = self._posterior(particles, cc, alignment)
         return alignment, per_class
+
+    def class_log_likelihoods(
+        self, particles: torch.Tensor, per_class: torch.Tensor
+    ) -> torch.Tensor:
+        """Log-likelihood of each class at its best pose, under white noise (needs
+        ``noise_power``): ``cc |x| |A_k| / s2 - |A_k|^2 / (2 s2)``, up to a constant per
+        particle.
+
+        Parameters
+        ----------
+        particles : torch.Tensor
+            ``(n, M)`` band coefficients, as given to :meth:`align`.
+        per_class : torch.Tensor
+            ``(n, K)`` best correlation per class (:meth:`align`'s second result).
+
+        Returns
+        -------
+        torch.Tensor
+            ``(n, K)``.
+
+        Raises
+        ------
+        ValueError
+            If the aligner was built without ``noise_power``.
+        """
+        if self.noise_power is None:
+            raise ValueError("class log-likelihoods need the noise power")
+        norm = self.band.power(particles).clamp_min(1e-12).sqrt()
+        amplitude = self.reference_power.sqrt()
+        return (per_class * norm[:, None] * amplitude[None] - self.reference_power[None] / 2) / (
+            self.noise_power
+        )
 
     def _posterior(
         self, particles: torch.Tensor, cc: torch.Tensor, alignment: Alignment
@@ -432,6 +475,8 @@ class Aligner:
             certainty=certainty,
             evidence=evidence,
             shift_shrink=mean_shift - best_shift,
+            class_angle=alignment.class_angle,
+            class_shift=alignment.class_shift,
         )
 
     def _refine(

@@ -2,7 +2,8 @@
 
 Each iteration: centre and mask the class averages, align every particle to all ``K x R``
 rotated averages (:mod:`.align`), give each particle to the class (and pose) it correlates
-with best (hard assignment), and average the aligned members. The start is ``K`` disjoint
+with best (hard assignment; or, with ``soft_temperature``, share it among its likeliest
+classes in the early iterations), and average the aligned members. The start is ``K`` disjoint
 random subsets' plain averages. A class left with fewer than ``min_class_size`` members takes
 over a random half of the largest class, so ``K`` classes survive to the end.
 """
@@ -18,6 +19,7 @@ import torch
 
 from cryosegnet.classification.align import (
     Aligner,
+    Alignment,
     Band,
     sample_images,
     shift_grid,
@@ -334,10 +336,18 @@ def classify_particles(
         # particles are nearly all noise; the background's own spectrum is not white).
         noise_power = float(band.power(coefficients).median() / band.weight.sum())
         aligner = Aligner(references, band, angles, shifts, settings.shift_step, noise_power)
-        parts = [
-            aligner.align(coefficients[members[i : i + settings.batch_size]])[0]
-            for i in range(0, len(members), settings.batch_size)
-        ]
+        temperature = assignment_temperature(settings, iteration)
+        parts, shares = [], []
+        for i in range(0, len(members), settings.batch_size):
+            batch = coefficients[members[i : i + settings.batch_size]]
+            alignment, per_class = aligner.align(batch)
+            parts.append(alignment)
+            if temperature > 0:
+                shares.append(
+                    _soft_shares(
+                        aligner, batch, per_class, alignment, temperature, settings.soft_classes
+                    )
+                )
         new_classes = torch.cat([p.reference for p in parts])
         fraction = float((new_classes != classes[members]).float().mean()) if iteration else 1.0
         classes[members] = new_classes
@@ -349,14 +359,21 @@ def classify_particles(
         shrink = torch.cat([p.shift_shrink for p in parts])  # type: ignore[misc]
         shift[members] = torch.cat([p.shift for p in parts]) + (shrink if marginal else 0)
         certainty[members] = sure if marginal else torch.ones_like(sure)
+        best = classes[members].clone()
         classes[members] = _reseed_small_classes(
             classes[members], k, settings.min_class_size, generator
         )
-        halves = _aligned_sums(
-            particles, members, classes, angle, shift, k, settings.batch_size, certainty
-        )
-        sizes = torch.bincount(classes[members], minlength=k)
-        averages = halves.sum(dim=0) / sizes.clamp_min(1)[:, None, None].float()
+        if shares:
+            share = SoftShares.joined(shares, shift[members], classes[members], best)
+            halves, weights = _soft_sums(
+                particles, members, share, k, settings.batch_size, certainty
+            )
+        else:
+            halves = _aligned_sums(
+                particles, members, classes, angle, shift, k, settings.batch_size, certainty
+            )
+            weights = torch.bincount(classes[members], minlength=k).float()
+        averages = halves.sum(dim=0) / weights.clamp_min(1)[:, None, None]
         changed.append(fraction)
         if on_iteration is not None:
             on_iteration(iteration, fraction)
@@ -454,6 +471,145 @@ def residual_lowpass_fraction(
         total = (residual**2).sum(dim=(1, 2)).clamp_min(1e-12)
         out[part] = (smooth**2).sum(dim=(1, 2)) / total
     return out
+
+
+def assignment_temperature(settings: ClassifySettings, iteration: int) -> float:
+    """Soft-assignment temperature at ``iteration`` (0-based); 0 means hard assignment.
+
+    ``soft_temperature`` at the first iteration, falling linearly towards 0 at the first full
+    iteration (annealing: early averages are shaped by every plausible member, the later
+    ones by the best); 0 from then on.
+
+    Parameters
+    ----------
+    settings : ClassifySettings
+        ``soft_temperature``, ``iterations``, ``full_iterations``.
+    iteration : int
+        0-based iteration.
+
+    Returns
+    -------
+    float
+    """
+    last_growing = settings.iterations - settings.full_iterations
+    if settings.soft_temperature <= 0 or iteration >= last_growing:
+        return 0.0
+    return settings.soft_temperature * (1 - iteration / last_growing)
+
+
+@dataclass
+class SoftShares:
+    """Each particle's share of its ``m`` likeliest classes, and its pose in each.
+
+    Attributes
+    ----------
+    classes : torch.Tensor
+        ``(n, m)`` classes (0-based); column 0 is the particle's best class.
+    weights : torch.Tensor
+        ``(n, m)`` shares, summing to 1 per particle.
+    angles : torch.Tensor
+        ``(n, m)`` rotation in each (degrees): refined in the best class, sampled elsewhere.
+    shifts : torch.Tensor
+        ``(n, m, 2)`` shift in each: refined in the best class, coarse elsewhere.
+    """
+
+    classes: torch.Tensor
+    weights: torch.Tensor
+    angles: torch.Tensor
+    shifts: torch.Tensor
+
+    @classmethod
+    def joined(
+        cls, parts: list[SoftShares], shift: torch.Tensor, classes: torch.Tensor, best: torch.Tensor
+    ) -> SoftShares:
+        """The batches' shares as one.
+
+        The best class's shift is the one finally chosen (``shift``: low-SNR mode shrinks
+        it), and a particle that re-seeding moved (``classes`` differs from ``best``) goes
+        wholly to its new class.
+        """
+        joined = cls(
+            classes=torch.cat([p.classes for p in parts]),
+            weights=torch.cat([p.weights for p in parts]),
+            angles=torch.cat([p.angles for p in parts]),
+            shifts=torch.cat([p.shifts for p in parts]),
+        )
+        joined.shifts[:, 0] = shift
+        moved = classes != best
+        joined.classes[moved, 0] = classes[moved]
+        joined.weights[moved] = 0
+        joined.weights[moved, 0] = 1
+        return joined
+
+
+def _soft_shares(
+    aligner: Aligner,
+    coefficients: torch.Tensor,
+    per_class: torch.Tensor,
+    alignment: Alignment,
+    temperature: float,
+    top: int,
+) -> SoftShares:
+    """A batch's shares of its ``top`` likeliest classes at ``temperature``."""
+    n, k = per_class.shape
+    rows = torch.arange(n, device=per_class.device)
+    log_likelihood = aligner.class_log_likelihoods(coefficients, per_class)
+    others = log_likelihood.clone()
+    others[rows, alignment.reference] = -torch.inf
+    m = min(top, k)
+    rest = others.topk(m - 1, dim=1).indices
+    chosen = torch.cat((alignment.reference[:, None], rest), dim=1)  # (n, m)
+    weights = torch.softmax(log_likelihood.gather(1, chosen) / temperature, dim=1)
+    assert alignment.class_angle is not None and alignment.class_shift is not None
+    angles = alignment.class_angle.gather(1, chosen)
+    angles[:, 0] = alignment.angle
+    shifts = alignment.class_shift[rows[:, None], chosen]
+    shifts[:, 0] = alignment.shift
+    return SoftShares(classes=chosen, weights=weights, angles=angles, shifts=shifts)
+
+
+def _soft_sums(
+    particles: torch.Tensor,
+    members: torch.Tensor,
+    shares: SoftShares,
+    k: int,
+    batch: int,
+    certainty: torch.Tensor,
+    least: float = 1e-3,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sums ``(2, K, B, B)`` of the ``members`` aligned in each of their classes.
+
+    Each is weighed by its share (shares under ``least`` are skipped); also each class's total
+    share ``(K,)``. Rotation certainty mixes in rotational averages as in
+    :func:`_aligned_sums`.
+    """
+    size = particles.shape[-1]
+    halves = torch.zeros(2, k, size, size, device=particles.device)
+    for i in range(0, len(members), batch):
+        part = members[i : i + batch]
+        for j in range(shares.classes.shape[1]):
+            weight = shares.weights[i : i + batch, j]
+            used = weight >= least
+            if not bool(used.any()):
+                continue
+            chosen = part[used]
+            aligned = sample_images(
+                particles[chosen],
+                shares.angles[i : i + batch, j][used],
+                shares.shifts[i : i + batch, j][used],
+            )
+            sure = certainty[chosen][:, None, None]
+            if bool((sure < 1).any()):
+                aligned = sure * aligned + (1 - sure) * rotational_average(aligned)
+            target = (chosen % 2) * k + shares.classes[i : i + batch, j][used]
+            halves.view(2 * k, size, size).index_add_(
+                0, target, aligned * weight[used][:, None, None]
+            )
+    used = shares.weights >= least
+    totals = torch.zeros(k, device=particles.device).index_add_(
+        0, shares.classes[used], shares.weights[used]
+    )
+    return halves, totals
 
 
 def _aligned_sums(

@@ -8,8 +8,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
-from cryosegnet.classification.classify2d import classify_particles
+from cryosegnet.classification.classify2d import ClassificationResult, classify_particles
 from cryosegnet.classification.extract import extract_particles
 from cryosegnet.classification.outputs import (
     AVERAGES_MRCS,
@@ -25,7 +26,12 @@ from cryosegnet.classification.outputs import (
     write_json,
     write_pick_folder,
 )
-from cryosegnet.classification.quality import class_quality, decoy_threshold, judged_scores
+from cryosegnet.classification.quality import (
+    class_quality,
+    decoy_threshold,
+    evidence_threshold,
+    judged_scores,
+)
 from cryosegnet.classification.selection import auto_select, keep_particles
 from cryosegnet.classification.settings import ClassifySettings, SelectionSettings
 from cryosegnet.errors import CryoSegNetError, SettingsError
@@ -154,9 +160,7 @@ def classify_picks(
     quality = class_quality(result, above)
     chosen = auto_select(quality, selection)
     quality["auto_selected"] = quality["class"].isin(chosen)
-    particles = particle_table(stack.table, result)
-    particles["above_decoys"] = above
-    particles["residual_lowpass"] = result.residual_lowpass
+    particles = _tested_particles(stack.table, result, above, selection)
     particles["auto_kept"] = keep_particles(particles, chosen, selection, stack.diameter_px)
 
     target.mkdir(parents=True, exist_ok=True)
@@ -179,6 +183,8 @@ def classify_picks(
         "auto_selected": chosen,
         "decoy_threshold": threshold,
         "decoy_scores": [round(float(v), 5) for v in decoys],
+        "decoy_evidence": [round(float(v), 5) for v in result.decoy_evidence],
+        "decoy_evidence_threshold": evidence_threshold(result, selection.decoy_quantile),
         "low_snr": result.low_snr,
         "decoy_score_column": "evidence" if result.low_snr else "correlation",
         "changed_per_iteration": result.changed,
@@ -200,6 +206,25 @@ def classify_picks(
         failures=stack.failures,
         notes=stack.notes,
     )
+
+
+def _tested_particles(
+    table: pd.DataFrame,
+    result: ClassificationResult,
+    above: np.ndarray,
+    selection: SelectionSettings,
+) -> pd.DataFrame:
+    """``particles.csv`` before the choice.
+
+    Each pick's class and pose (:func:`particle_table`), whether it beats the decoys
+    (``above``) and in evidence, and its residual measure.
+    """
+    particles = particle_table(table, result)
+    particles["above_decoys"] = above
+    floor = evidence_threshold(result, selection.decoy_quantile)
+    particles["evidence_above_decoys"] = result.evidence > floor if np.isfinite(floor) else True
+    particles["residual_lowpass"] = result.residual_lowpass
+    return particles
 
 
 @dataclass
@@ -285,6 +310,9 @@ def select_classes(
         threshold = float(np.quantile(record["decoy_scores"], selection.decoy_quantile))
         column = record.get("decoy_score_column", "correlation")
         particles["above_decoys"] = particles[column] > threshold
+        if record.get("decoy_evidence") and "evidence" in particles:
+            floor = float(np.quantile(record["decoy_evidence"], selection.decoy_quantile))
+            particles["evidence_above_decoys"] = particles["evidence"] > floor
         shares = particles.groupby("class")["above_decoys"].mean()
         quality["above_decoys"] = shares.reindex(quality["class"]).fillna(0.0).to_numpy()
         chosen = auto_select(quality, selection)

@@ -90,6 +90,25 @@ def decoy_threshold(result: ClassificationResult, quantile: float) -> float:
     return float(np.quantile(judged_scores(result)[1], quantile))
 
 
+def evidence_threshold(result: ClassificationResult, quantile: float) -> float:
+    """The evidence that only ``1 - quantile`` of the noise decoys reach (NaN without decoys).
+
+    Parameters
+    ----------
+    result : ClassificationResult
+        A classification with its decoys' evidence.
+    quantile : float
+        In (0, 1).
+
+    Returns
+    -------
+    float
+    """
+    if not len(result.decoy_evidence):
+        return float("nan")
+    return float(np.quantile(result.decoy_evidence, quantile))
+
+
 def _disk(size: int, radius: float) -> np.ndarray:
     coords = np.arange(size) - size // 2
     yy, xx = np.meshgrid(coords, coords, indexing="ij")

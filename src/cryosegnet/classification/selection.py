@@ -45,16 +45,17 @@ def keep_particles(
 ) -> np.ndarray:
     """Which members of ``classes`` ``--auto`` keeps (:class:`SelectionSettings`).
 
-    A member is kept when it is above the decoys, its residual is no outlier among the
-    members above the decoys, and no kept particle with a higher correlation has its
-    re-centred centre within ``duplicate_distance`` diameters (on the same micrograph).
+    A member is kept when it is above the decoys (with ``evidence_test``, in evidence too),
+    its residual is no outlier among the members above the decoys, and no kept particle
+    with a higher correlation has its re-centred centre within ``duplicate_distance``
+    diameters (on the same micrograph).
 
     Parameters
     ----------
     particles : pandas.DataFrame
         ``particles.csv``: ``micrograph``, ``class``, ``correlation``, ``above_decoys``,
-        ``recentred_x``, ``recentred_y`` and (tables written before the residual test lack
-        it, and skip the test) ``residual_lowpass``.
+        ``recentred_x``, ``recentred_y`` and (tables written before these tests lack them,
+        and skip the test) ``residual_lowpass`` and ``evidence_above_decoys``.
     classes : list of int
         Classes kept (1-based).
     settings : SelectionSettings
@@ -68,6 +69,8 @@ def keep_particles(
         ``(len(particles),)`` bool.
     """
     keep = np.array(particles["class"].isin(classes) & particles["above_decoys"].astype(bool))
+    if settings.evidence_test and "evidence_above_decoys" in particles:
+        keep &= particles["evidence_above_decoys"].to_numpy(bool)
     if "residual_lowpass" in particles and keep.any() and np.isfinite(settings.max_residual_z):
         residual = particles["residual_lowpass"].to_numpy(float)
         median = np.median(residual[keep])

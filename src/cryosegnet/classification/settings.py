@@ -41,6 +41,15 @@ class ClassifySettings:
     rotational_start : bool
         Start from the rotational averages of the random subsets' averages
         (:func:`.classify2d.rotational_average`) instead of the averages themselves.
+    soft_temperature : float
+        0: hard assignment (each particle adds itself to its best class only). Above 0: in
+        the subset iterations each particle is shared among its ``soft_classes`` most likely
+        classes in proportion to ``exp(log-likelihood / T)`` (white noise of the particles'
+        in-band power, each class at its best pose: an EM step, as RELION's), with ``T``
+        falling linearly from this value at the first iteration towards 0 at the first full
+        iteration; the full iterations assign hard.
+    soft_classes : int
+        Classes a particle is shared among under soft assignment.
     low_snr : bool
         Low-SNR mode, for particles too weak to show a pose each (apoferritin): each pose is
         weighed by its posterior under white noise of the particles' in-band power
@@ -85,6 +94,8 @@ class ClassifySettings:
     band_limit: float = 4.5
     band_start: float = 4.5
     rotational_start: bool = False
+    soft_temperature: float = 0.0
+    soft_classes: int = 3
     low_snr: bool = False
     dark_particles: bool = True
     particles_per_class: int = 100
@@ -107,6 +118,8 @@ class ClassifySettings:
             (self.shift_step > 0, "shift step must be positive"),
             (self.band_limit > 0, "band limit must be positive"),
             (self.band_start > 0, "starting band limit must be positive"),
+            (self.soft_temperature >= 0, "soft assignment temperature must be >= 0"),
+            (self.soft_classes >= 1, "soft assignment needs at least 1 class per particle"),
             (self.particles_per_class >= 1, "particles per class must be at least 1"),
             (1 <= self.full_iterations <= self.iterations, "full iterations: 1..iterations"),
             (self.decoys >= 1, "decoys must be at least 1"),
@@ -143,8 +156,9 @@ class SelectionSettings:
     """What ``--auto`` keeps (the measures: :mod:`cryosegnet.classification.quality`).
 
     A class is kept when all hold. Of a kept class, a member is kept when it is above the
-    decoys, its residual against the class average is no outlier, and no better-correlating
-    kept particle sits at the same re-centred place (:func:`.selection.keep_particles`).
+    decoys (and, with ``evidence_test``, its evidence is too), its residual against the class
+    average is no outlier, and no better-correlating kept particle sits at the same
+    re-centred place (:func:`.selection.keep_particles`).
     Chosen on simulated micrographs with junk (``bench/classify.py`` reports other ones).
 
     Attributes
@@ -168,6 +182,13 @@ class SelectionSettings:
         (1.4826 x the median absolute deviation) above the median of the kept classes'
         members above the decoys: particles in aggregates, touching neighbours, or on an
         edge. ``inf`` turns the test off.
+    evidence_test : bool
+        A kept particle's pose-marginalised evidence (``evidence`` in ``particles.csv``)
+        must also beat the ``decoy_quantile`` quantile of the decoys' evidence. The default
+        decoy test compares best correlations, and a box of empty ice reaches a decoy's best
+        correlation by fitting its noise with the best of many poses (its own spectrum is not
+        the decoys' median one); its evidence, which averages over the poses, stays where
+        noise's does. (In low-SNR mode the decoy test is on the evidence already.)
     duplicate_distance : float
         Two kept particles whose re-centred centres are closer than this many particle
         diameters are one particle picked twice: the better-correlating one is kept (RELION's
@@ -180,6 +201,7 @@ class SelectionSettings:
     max_background_sd: float = 1.3
     min_fraction: float = 0.25
     max_residual_z: float = 2.0
+    evidence_test: bool = True
     duplicate_distance: float = 0.5
 
     def __post_init__(self) -> None:
