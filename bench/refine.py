@@ -19,8 +19,13 @@ separately add up in one results file):
 * ``apoferritin``: the real apoferritin ``train`` split with phase-randomised copies of 4 of
   its micrographs mixed into the batch (empty fields at real noise; figures of F1 and AUPRC
   are over the real micrographs only), default picker and ``--diameter 68 --centre-picks``.
-  Settings are chosen here and on simulations, never on the ``test`` split.
-* ``test``: the ``test`` split once, with the settings chosen on ``train`` (``--test-options``);
+  Settings are chosen here and on simulations, never on the ``test`` split. On the centred
+  picks the loop also runs in each variant of :data:`LOOP_VARIANTS` (``low-SNR``: each round
+  classified as ``classify --low-snr``, i.e. ``pick --refine-low-snr``), each from the same
+  round-0 picks; per round it records the picks, the shares above the decoys and kept, and
+  the evidence quartiles on the real micrographs against the copies.
+* ``test``: the ``test`` split once, with the settings chosen on ``train`` (``--test-options``,
+  ``--test-variant``);
   the loop uses no label, so it runs on the test micrographs themselves, as a user would.
 * ``cost``: the whole loop on real 4k micrographs (the EPU and FEI files, each twice under
   another name), wall time and peak RSS; 20 micrographs are extrapolated from it.
@@ -246,18 +251,44 @@ def _run_loop(name, variant, micrographs, labels, settings, picker_options, deco
 
 def _judge_on_decoys(refine: Path, decoys) -> dict | None:
     """Can the 2D classes tell the phase-randomised copies from the real micrographs? The share
-    of round 0's picks above the classification's noise decoys, on either."""
-    import pandas as pd
+    of round 0's picks above the classification's noise decoys, on either; per round, the
+    shares above the decoys and kept, and the quartiles of the evidence (low-SNR mode)."""
+    from cryosegnet.classification.outputs import read_classification
 
     table = refine / "round0" / "classes" / "particles.csv"
     if not decoys or not table.is_file():
         return None
-    particles = pd.read_csv(table)
-    on_decoy = particles["micrograph"].map(lambda m: Path(str(m)).stem in set(decoys))
-    above = particles["above_decoys"].astype(bool)
+    per_round = []
+    for r in range(10):
+        classes = refine / f"round{r}" / "classes"
+        if not (classes / "particles.csv").is_file():
+            break
+        record, _, particles = read_classification(classes)
+        on_decoy = particles["micrograph"].map(lambda m: Path(str(m)).stem in set(decoys))
+        above = particles["above_decoys"].astype(bool)
+        kept = above & particles["class"].isin(record.get("auto_selected") or [])
+        one = {
+            "round": r,
+            "above_share_real": float(above[~on_decoy].mean()),
+            "above_share_phase_randomised": float(above[on_decoy].mean()),
+            "kept_real": int(kept[~on_decoy].sum()),
+            "kept_phase_randomised": int(kept[on_decoy].sum()),
+            "picks_real": int((~on_decoy).sum()),
+            "picks_phase_randomised": int(on_decoy.sum()),
+        }
+        if record.get("low_snr") and "evidence" in particles:
+            evidence = particles["evidence"].astype(float)
+            for label, rows in (("real", ~on_decoy), ("phase_randomised", on_decoy)):
+                if rows.any():
+                    quartiles = evidence[rows].quantile([0.25, 0.5, 0.75]).round(2).tolist()
+                    one[f"evidence_quartiles_{label}"] = quartiles
+            one["decoy_threshold"] = round(float(record["decoy_threshold"]), 2)
+        per_round.append(one)
+    first = per_round[0]
     return {
-        "above_share_real": float(above[~on_decoy].mean()),
-        "above_share_phase_randomised": float(above[on_decoy].mean()),
+        "above_share_real": first["above_share_real"],
+        "above_share_phase_randomised": first["above_share_phase_randomised"],
+        "per_round": per_round,
     }
 
 
@@ -265,7 +296,15 @@ def _changed(settings) -> dict:
     from cryosegnet.training.refine_loop import RefineSettings
 
     default = asdict(RefineSettings())
-    return {k: v for k, v in asdict(settings).items() if default[k] != v}
+    changed = {}
+    for key, value in asdict(settings).items():
+        if isinstance(value, dict):  # nested settings: their changed fields only
+            value = {k: v for k, v in value.items() if default[key][k] != v}
+            if value:
+                changed[key] = value
+        elif default[key] != value:
+            changed[key] = value
+    return changed
 
 
 def _sim_set(quick: bool, seed: int, n_sims: int | None) -> tuple[str, list[Path], dict]:
@@ -332,7 +371,27 @@ def _with_decoys(paths: list[Path], labels: dict, n: int) -> tuple[list[Path], d
     return [*paths, *decoys], labels, [p.stem for p in decoys]
 
 
-def apoferritin(split: str, options_name: str, settings, reuse: bool, quick: bool) -> dict:
+#: Loop variants of the apoferritin part, as changes of the loop's settings (``classify`` and
+#: ``selection``: changes of those nested settings). ``default`` is the loop as shipped; the
+#: others run on the centred picks only (the picks ``classify --low-snr`` was chosen on).
+LOOP_VARIANTS: dict[str, dict] = {
+    "default": {},
+    "low-SNR": {"classify": {"low_snr": True}},
+}
+
+
+def variant_settings(settings, change: dict):
+    """``settings`` with a :data:`LOOP_VARIANTS` change (nested settings changed in place)."""
+    nested = {
+        k: replace(getattr(settings, k), **v) for k, v in change.items() if isinstance(v, dict)
+    }
+    flat = {k: v for k, v in change.items() if not isinstance(v, dict)}
+    return replace(settings, **nested, **flat)
+
+
+def apoferritin(
+    split: str, options_name: str, settings, reuse: bool, quick: bool, variant: str = "default"
+) -> dict:
     from benchlib import apoferritin_labels
 
     paths, labels = apoferritin_labels(split)
@@ -342,7 +401,12 @@ def apoferritin(split: str, options_name: str, settings, reuse: bool, quick: boo
     paths, labels, decoys = _with_decoys(paths, labels, min(N_DECOYS, len(paths)))
     name = f"apoferritin_{split}{'_quick' if quick else ''}_{options_name.replace(' ', '')}"
     options = PICKER_OPTIONS[options_name]
-    return run_loop(name, "default", paths, labels, settings, options, reuse, decoys)
+    chosen = variant_settings(settings, LOOP_VARIANTS[variant])
+    return run_loop(name, variant, paths, labels, chosen, options, reuse, decoys)
+
+
+def _apoferritin_key(split: str, options: str, variant: str) -> str:
+    return f"apoferritin {split}, {options}" + ("" if variant == "default" else f", {variant}")
 
 
 def cost(settings, reuse: bool, copies: int) -> dict:
@@ -392,6 +456,30 @@ def _row(label: str, f: dict) -> str:
     )
 
 
+def _judge_lines(per_round: list[dict]) -> list[str]:
+    """Per round: kept picks and evidence on the real micrographs vs the copies."""
+    if not per_round:
+        return []
+    lines = [
+        "| round | picks real / copies | above the decoys real / copies | kept real / copies | "
+        "evidence quartiles real | evidence quartiles copies | decoy threshold |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in per_round:
+        quartiles = [
+            " / ".join(f"{v:.2f}" for v in r[key]) if key in r else "-"
+            for key in ("evidence_quartiles_real", "evidence_quartiles_phase_randomised")
+        ]
+        threshold = f"{r['decoy_threshold']:.2f}" if "decoy_threshold" in r else "-"
+        lines.append(
+            f"| {r['round']} | {r['picks_real']} / {r['picks_phase_randomised']} | "
+            f"{r['above_share_real']:.1%} / {r['above_share_phase_randomised']:.1%} | "
+            f"{r['kept_real']} / {r['kept_phase_randomised']} | {quartiles[0]} | "
+            f"{quartiles[1]} | {threshold} |"
+        )
+    return [*lines, ""]
+
+
 def _run_lines(name: str, run: dict) -> list[str]:
     decoys = f" + {run['decoys']} phase-randomised copies" if run.get("decoys") else ""
     lines = [f"**{name}** ({run['micrographs'] - run.get('decoys', 0)} micrographs{decoys})", ""]
@@ -406,6 +494,7 @@ def _run_lines(name: str, run: dict) -> list[str]:
             f"{judge['above_share_phase_randomised']:.1%} on the phase-randomised copies.",
             "",
         ]
+        lines += _judge_lines(judge.get("per_round", []))
     if run["rounds"]:
         lines += HEADER
         rows = [(f"round {k}", f) for k, f in run["rounds"].items()]
@@ -507,6 +596,12 @@ def main() -> None:
         help="picker options of the test part (chosen on train)",
     )
     parser.add_argument(
+        "--test-variant",
+        default="default",
+        choices=sorted(LOOP_VARIANTS),
+        help="loop variant of the test part (chosen on train)",
+    )
+    parser.add_argument(
         "--reuse", action="store_true", help="take the figures of runs already made from WORK"
     )
     parser.add_argument(
@@ -528,13 +623,16 @@ def main() -> None:
     if "negatives" in parts:
         runs[NEGATIVES_RUN] = negatives(args.quick, args.seed, args.n_sims, settings, args.reuse)
     if "apoferritin" in parts:
-        for options in PICKER_OPTIONS:
-            runs[f"apoferritin train, {options}"] = apoferritin(
-                "train", options, settings, args.reuse, args.quick
+        centred = next(iter(PICKER_OPTIONS))
+        chosen = [(centred, variant) for variant in LOOP_VARIANTS]
+        chosen += [(options, "default") for options in PICKER_OPTIONS if options != centred]
+        for options, variant in chosen:
+            runs[_apoferritin_key("train", options, variant)] = apoferritin(
+                "train", options, settings, args.reuse, args.quick, variant
             )
     if "test" in parts:
-        runs[f"apoferritin test, {args.test_options}"] = apoferritin(
-            "test", args.test_options, settings, args.reuse, args.quick
+        runs[_apoferritin_key("test", args.test_options, args.test_variant)] = apoferritin(
+            "test", args.test_options, settings, args.reuse, args.quick, args.test_variant
         )
     if "cost" in parts:
         runs["cost, real 4k micrographs"] = cost(settings, args.reuse, 1 if args.quick else 2)
