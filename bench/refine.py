@@ -377,9 +377,6 @@ def _with_decoys(paths: list[Path], labels: dict, n: int) -> tuple[list[Path], d
 LOOP_VARIANTS: dict[str, dict] = {
     "default": {},
     "low-SNR": {"classify": {"low_snr": True}},
-    # positives: the better half of the kept picks by evidence (on round 0 of train, 0.93 of
-    # them within d/2 of a label against 0.85 of all kept picks)
-    "low-SNR, best half": {"classify": {"low_snr": True}, "positive_quantile": 0.5},
 }
 
 
@@ -405,8 +402,7 @@ def apoferritin(
     name = f"apoferritin_{split}{'_quick' if quick else ''}_{options_name.replace(' ', '')}"
     options = PICKER_OPTIONS[options_name]
     chosen = variant_settings(settings, LOOP_VARIANTS[variant])
-    slug = variant.replace(", ", "_").replace(" ", "_")
-    return run_loop(name, slug, paths, labels, chosen, options, reuse, decoys)
+    return run_loop(name, variant, paths, labels, chosen, options, reuse, decoys)
 
 
 def _apoferritin_key(split: str, options: str, variant: str) -> str:
