@@ -159,27 +159,6 @@ def _judgement(xy: list[tuple[float, float]], kept: list[bool]) -> RoundJudgemen
     return RoundJudgement(particles, [1], [], diameter_px=40.0)
 
 
-def test_a_positive_quantile_keeps_the_best_scoring_kept_picks_and_ignores_the_others(refined):
-    import json
-
-    from cryosegnet.training.refine_loop import judge_classification
-
-    _, summary, _ = refined
-    folder = summary.rounds[0].classes
-    everything = judge_classification(folder, FAST)
-    best_half = judge_classification(folder, replace(FAST, positive_quantile=0.5))
-    column = json.loads((Path(folder) / "classification.json").read_text())["decoy_score_column"]
-    before, after = everything.particles, best_half.particles
-    assert 0 < best_half.n_kept < everything.n_kept
-    assert (after["kept"] <= before["kept"]).all()  # a subset of the kept picks
-    dropped = before["kept"] & ~after["kept"]
-    assert after.loc[dropped, "unsure"].all()  # ignored by the loss, not background
-    assert after.loc[after["kept"], column].min() >= after.loc[dropped, column].max()
-    assert best_half.bad == everything.bad  # the triage counts every kept pick
-    with pytest.raises(SettingsError, match="positive quantile"):
-        RefineSettings(positive_quantile=1.0)
-
-
 def test_kept_change_counts_kept_picks_without_a_partner_within_a_quarter_diameter():
     a = _judgement([(50, 50), (150, 50), (250, 50)], [True, True, False])
     same = _judgement([(52, 51), (149, 50)], [True, True])

@@ -74,9 +74,7 @@ class RefineSettings:
         a quarter diameter).
     classify : ClassifySettings
         The 2D classification of every round; its ``n_classes`` is the most classes a round
-        gets (see ``picks_per_class``). Its ``low_snr`` (``pick --refine-low-snr``) is for
-        particles too weak to show a pose each (apoferritin): without it no class of their
-        picks passes the selection, so the loop has nothing to train on.
+        gets (see ``picks_per_class``).
     picks_per_class : int
         Each round classifies its picks into about one class per this many picks, between
         ``min_classes`` and ``classify.n_classes``: a fine-tuned model picks far fewer, cleaner
@@ -86,12 +84,6 @@ class RefineSettings:
         Fewest classes a round gets (junk needs classes of its own).
     selection : SelectionSettings
         What a class needs to be kept (``--auto``'s thresholds).
-    positive_quantile : float
-        Of the kept picks, only those whose score reaches this quantile of the kept picks'
-        scores are positives (the score the decoy test judged: the pose-marginalised evidence
-        in low-SNR mode, else the correlation); the others are ignored by the loss, like the
-        kept-class picks under the decoys. 0: every kept pick. The triage still counts every
-        kept pick. For weak particles a smaller, surer positive set.
     recentre : bool
         Move positives by their class alignment shift (the particle's centre as the class
         average places it) instead of training on the picks where they were.
@@ -127,7 +119,6 @@ class RefineSettings:
     picks_per_class: int = 150
     min_classes: int = 4
     selection: SelectionSettings = SelectionSettings()
-    positive_quantile: float = 0.0
     recentre: bool = True
     rejected_negatives: bool = True
     background_negatives: bool = True
@@ -152,7 +143,6 @@ class RefineSettings:
                 "refine: min classes must be between 1 and the classification's classes",
             ),
             (0.0 <= self.min_change < 1.0, "refine: min change must be in [0, 1)"),
-            (0.0 <= self.positive_quantile < 1.0, "refine: positive quantile must be in [0, 1)"),
             (self.background_margin >= 0.5, "refine: background margin: at least 0.5 diameter"),
             (0.0 < self.bad_share <= 1.0, "refine: bad share must be in (0, 1]"),
             (self.min_triage_picks >= 1, "refine: min triage picks must be at least 1"),
@@ -194,9 +184,8 @@ class RoundJudgement:
     ----------
     particles : pandas.DataFrame
         The classification's ``particles.csv`` plus ``stem`` (micrograph file stem), ``kept``
-        (a member of a kept class above the decoys, and with ``positive_quantile`` among the
-        best-scoring of those), ``unsure`` (of a kept class, not kept) and ``rejected`` (of a
-        rejected class).
+        (a member of a kept class above the decoys), ``unsure`` (of a kept class, under the
+        decoys) and ``rejected`` (of a rejected class).
     kept_classes : list of int
         Classes the selection passed.
     bad : list of str
@@ -236,21 +225,19 @@ def judge_classification(folder: str | os.PathLike, settings: RefineSettings) ->
     kept_classes = sorted(int(c) for c in record.get("auto_selected") or [])
     in_kept = particles["class"].isin(kept_classes).to_numpy()
     above = particles["above_decoys"].astype(bool).to_numpy()
-    stems = pd.Series([Path(str(name)).stem for name in particles["micrograph"]])
-    kept = in_kept & above
+    particles = particles.assign(
+        stem=[Path(str(name)).stem for name in particles["micrograph"]],
+        kept=in_kept & above,
+        unsure=in_kept & ~above,
+        rejected=~in_kept,
+    )
     shares = {
-        str(stem): float(rows.mean())
-        for stem, rows in pd.Series(kept).groupby(stems, sort=True)
+        str(stem): float(rows["kept"].mean())
+        for stem, rows in particles.groupby("stem", sort=True)
         if len(rows) >= settings.min_triage_picks
     }
     typical = float(np.median(list(shares.values()))) if shares else 0.0
     bad = [stem for stem, share in shares.items() if share < settings.bad_share * typical]
-    if settings.positive_quantile > 0 and kept.any():
-        scores = particles[record.get("decoy_score_column") or "correlation"].to_numpy(float)
-        kept &= scores >= np.quantile(scores[kept], settings.positive_quantile)
-    particles = particles.assign(
-        stem=stems.to_numpy(), kept=kept, unsure=in_kept & ~kept, rejected=~in_kept
-    )
     return RoundJudgement(particles, kept_classes, bad, float(record["diameter_px"]))
 
 
