@@ -182,6 +182,11 @@ def test_targets_mark_kept_picks_rejected_picks_and_far_ice_and_ignore_the_rest(
     only_rejected = replace(FAST, background_negatives=False)
     target = training_sample("m", image, (1.0, 1.0), rows, 40.0, False, only_rejected).target
     assert target[150, 150] == 0 and target[10, 190] == IGNORE
+    from_picks = replace(FAST, background_from_picks=True, rejected_negatives=False)
+    target = training_sample("m", image, (1.0, 1.0), rows, 40.0, False, from_picks).target
+    assert target[150, 150] == IGNORE  # near a pick, even a rejected one: not background
+    assert target[150, 150 + 25] == IGNORE and target[10, 190] == 0  # far from every pick
+    assert target[50, 50] == 1
 
 
 def test_refine_settings_are_checked():
