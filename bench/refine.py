@@ -222,7 +222,7 @@ def _run_loop(name, variant, micrographs, labels, settings, picker_options, deco
     out["judge_on_decoys"] = _judge_on_decoys(refine, decoys)
     out["loop_s"] = time.perf_counter() - start
     out["peak_rss_mb"] = _peak_rss_mb()
-    out["stop_reason"] = summary.stop_reason
+    out["stop_reason"] = summary.stop_reason.replace(f"{REPO}/", "")  # no machine path
     out["final_round"] = summary.final_round
     out["model_written"] = summary.model is not None
     out["flagged"] = summary.bad
