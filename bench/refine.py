@@ -123,8 +123,11 @@ def run_loop(
         return _interrupted(name, variant, micrographs, labels, picker_options, decoys)
     if (reuse or TABLE_ONLY[0]) and saved.is_file():
         out = json.loads(saved.read_text())
+        refine = WORK / name / variant / "refine"
         if "judge_on_decoys" not in out:  # a run made before that figure was recorded
-            out["judge_on_decoys"] = _judge_on_decoys(WORK / name / variant / "refine", decoys)
+            out["judge_on_decoys"] = _judge_on_decoys(refine, decoys)
+        if "round0_vs_labels" not in out and labels is not None:  # likewise
+            out["round0_vs_labels"] = _round0_vs_labels(refine, labels, decoys)
         return out
     out = _run_loop(name, variant, micrographs, labels, settings, picker_options, decoys)
     saved.parent.mkdir(parents=True, exist_ok=True)
@@ -220,6 +223,8 @@ def _run_loop(name, variant, micrographs, labels, settings, picker_options, deco
         out["judge_on_decoys"] = _judge_on_decoys(refine, decoys)
         return out
     out["judge_on_decoys"] = _judge_on_decoys(refine, decoys)
+    if labels is not None:
+        out["round0_vs_labels"] = _round0_vs_labels(refine, labels, decoys)
     out["loop_s"] = time.perf_counter() - start
     out["peak_rss_mb"] = _peak_rss_mb()
     out["stop_reason"] = summary.stop_reason.replace(f"{REPO}/", "")  # no machine path
@@ -290,6 +295,64 @@ def _judge_on_decoys(refine: Path, decoys) -> dict | None:
         "above_share_phase_randomised": first["above_share_phase_randomised"],
         "per_round": per_round,
     }
+
+
+def _round0_vs_labels(refine: Path, labels: dict, decoys) -> dict | None:
+    """What the labels (unseen by the loop) say of round 0's classification: the median
+    evidence (low-SNR mode) of real picks within d/2 of a label, of the other real picks and of
+    the picks on the copies; and where the labelled particles fall in round 1's targets: the
+    share within d/2 of a kept pick, farther than a diameter from every kept pick (the default
+    far ice), within d/2 of a rejected pick, and farther than a diameter from every pick."""
+    import numpy as np
+    from scipy.spatial import cKDTree
+
+    from cryosegnet.classification.outputs import read_classification
+
+    classes = refine / "round0" / "classes"
+    if not (classes / "particles.csv").is_file():
+        return None
+    record, _, particles = read_classification(classes)
+    diameter = float(record["diameter_px"])
+    stems = particles["micrograph"].map(lambda m: Path(str(m)).stem)
+    kept = particles["class"].isin(record.get("auto_selected") or []) & particles["above_decoys"]
+    near_label = np.zeros(len(particles), dtype=bool)
+    counts = dict.fromkeys(("labelled", "near_kept", "far_from_kept", "in_rejected", "far"), 0)
+
+    def distances(rows, columns, xy):
+        if not len(rows):
+            return np.full(len(xy), np.inf)
+        return cKDTree(rows[columns].to_numpy(float)).query(xy)[0]
+
+    for stem, rows in particles.groupby(stems):
+        table = labels.get(stem)
+        if table is None or not len(table):
+            continue
+        xy = table[["x", "y"]].to_numpy(float)
+        tree = cKDTree(xy)
+        near_label[particles.index.get_indexer(rows.index)] = (
+            tree.query(rows[["x", "y"]].to_numpy(float))[0] <= diameter / 2
+        )
+        to_kept = distances(rows[kept[rows.index]], ["recentred_x", "recentred_y"], xy)
+        rejected = rows[~rows["class"].isin(record.get("auto_selected") or [])]
+        counts["labelled"] += len(xy)
+        counts["near_kept"] += int((to_kept <= diameter / 2).sum())
+        counts["far_from_kept"] += int((to_kept > diameter).sum())
+        counts["in_rejected"] += int((distances(rejected, ["x", "y"], xy) <= diameter / 2).sum())
+        counts["far"] += int((distances(rows, ["x", "y"], xy) > diameter).sum())
+    out: dict = {
+        f"labelled_{k}_share": counts[k] / max(counts["labelled"], 1)
+        for k in counts
+        if k != "labelled"
+    }
+    if record.get("low_snr"):
+        on_copy = stems.isin(set(decoys)).to_numpy()
+        evidence = particles["evidence"].to_numpy(float)
+        out["evidence_median_real_near_label"] = float(np.median(evidence[~on_copy & near_label]))
+        out["evidence_median_real_off_label"] = float(np.median(evidence[~on_copy & ~near_label]))
+        if on_copy.any():
+            out["evidence_median_copies"] = float(np.median(evidence[on_copy]))
+        out["evidence_median_noise_decoys"] = float(np.median(record["decoy_scores"]))
+    return out
 
 
 def _changed(settings) -> dict:
@@ -504,6 +567,26 @@ def _run_lines(name: str, run: dict) -> list[str]:
             "",
         ]
         lines += _judge_lines(judge.get("per_round", []))
+    truth = run.get("round0_vs_labels")
+    if truth:
+        lines += [
+            "Round 0 against the labels (unseen by the loop): of the labelled particles, "
+            f"{truth['labelled_near_kept_share']:.0%} lie within d/2 of a kept pick, "
+            f"{truth['labelled_far_from_kept_share']:.0%} farther than a diameter from every kept "
+            f"pick (the default far ice), {truth['labelled_in_rejected_share']:.0%} within d/2 of "
+            f"a rejected pick, {truth['labelled_far_share']:.0%} farther than a diameter from "
+            "every pick."
+            + (
+                " Median evidence: real picks within d/2 of a label "
+                f"{truth['evidence_median_real_near_label']:.2f}, other real picks "
+                f"{truth['evidence_median_real_off_label']:.2f}, picks on the copies "
+                f"{truth.get('evidence_median_copies', float('nan')):.2f}, the classification's "
+                f"noise decoys {truth['evidence_median_noise_decoys']:.2f}."
+                if "evidence_median_real_near_label" in truth
+                else ""
+            ),
+            "",
+        ]
     if run["rounds"]:
         lines += HEADER
         rows = [(f"round {k}", f) for k, f in run["rounds"].items()]
