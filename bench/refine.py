@@ -19,8 +19,13 @@ separately add up in one results file):
 * ``apoferritin``: the real apoferritin ``train`` split with phase-randomised copies of 4 of
   its micrographs mixed into the batch (empty fields at real noise; figures of F1 and AUPRC
   are over the real micrographs only), default picker and ``--diameter 68 --centre-picks``.
-  Settings are chosen here and on simulations, never on the ``test`` split.
-* ``test``: the ``test`` split once, with the settings chosen on ``train`` (``--test-options``);
+  Settings are chosen here and on simulations, never on the ``test`` split. On the centred
+  picks the loop also runs in each variant of :data:`LOOP_VARIANTS` (``low-SNR``: each round
+  classified as ``classify --low-snr``, i.e. ``pick --refine-low-snr``), each from the same
+  round-0 picks; per round it records the picks, the shares above the decoys and kept, and
+  the evidence quartiles on the real micrographs against the copies.
+* ``test``: the ``test`` split once, with the settings chosen on ``train`` (``--test-options``,
+  ``--test-variant``);
   the loop uses no label, so it runs on the test micrographs themselves, as a user would.
 * ``cost``: the whole loop on real 4k micrographs (the EPU and FEI files, each twice under
   another name), wall time and peak RSS; 20 micrographs are extrapolated from it.
@@ -118,8 +123,11 @@ def run_loop(
         return _interrupted(name, variant, micrographs, labels, picker_options, decoys)
     if (reuse or TABLE_ONLY[0]) and saved.is_file():
         out = json.loads(saved.read_text())
+        refine = WORK / name / variant / "refine"
         if "judge_on_decoys" not in out:  # a run made before that figure was recorded
-            out["judge_on_decoys"] = _judge_on_decoys(WORK / name / variant / "refine", decoys)
+            out["judge_on_decoys"] = _judge_on_decoys(refine, decoys)
+        if "round0_vs_labels" not in out and labels is not None:  # likewise
+            out["round0_vs_labels"] = _round0_vs_labels(refine, labels, decoys)
         return out
     out = _run_loop(name, variant, micrographs, labels, settings, picker_options, decoys)
     saved.parent.mkdir(parents=True, exist_ok=True)
@@ -215,9 +223,11 @@ def _run_loop(name, variant, micrographs, labels, settings, picker_options, deco
         out["judge_on_decoys"] = _judge_on_decoys(refine, decoys)
         return out
     out["judge_on_decoys"] = _judge_on_decoys(refine, decoys)
+    if labels is not None:
+        out["round0_vs_labels"] = _round0_vs_labels(refine, labels, decoys)
     out["loop_s"] = time.perf_counter() - start
     out["peak_rss_mb"] = _peak_rss_mb()
-    out["stop_reason"] = summary.stop_reason
+    out["stop_reason"] = summary.stop_reason.replace(f"{REPO}/", "")  # no machine path
     out["final_round"] = summary.final_round
     out["model_written"] = summary.model is not None
     out["flagged"] = summary.bad
@@ -246,26 +256,118 @@ def _run_loop(name, variant, micrographs, labels, settings, picker_options, deco
 
 def _judge_on_decoys(refine: Path, decoys) -> dict | None:
     """Can the 2D classes tell the phase-randomised copies from the real micrographs? The share
-    of round 0's picks above the classification's noise decoys, on either."""
-    import pandas as pd
+    of round 0's picks above the classification's noise decoys, on either; per round, the
+    shares above the decoys and kept, and the quartiles of the evidence (low-SNR mode)."""
+    from cryosegnet.classification.outputs import read_classification
 
     table = refine / "round0" / "classes" / "particles.csv"
     if not decoys or not table.is_file():
         return None
-    particles = pd.read_csv(table)
-    on_decoy = particles["micrograph"].map(lambda m: Path(str(m)).stem in set(decoys))
-    above = particles["above_decoys"].astype(bool)
+    per_round = []
+    for r in range(10):
+        classes = refine / f"round{r}" / "classes"
+        if not (classes / "particles.csv").is_file():
+            break
+        record, _, particles = read_classification(classes)
+        on_decoy = particles["micrograph"].map(lambda m: Path(str(m)).stem in set(decoys))
+        above = particles["above_decoys"].astype(bool)
+        kept = above & particles["class"].isin(record.get("auto_selected") or [])
+        one = {
+            "round": r,
+            "above_share_real": float(above[~on_decoy].mean()),
+            "above_share_phase_randomised": float(above[on_decoy].mean()),
+            "kept_real": int(kept[~on_decoy].sum()),
+            "kept_phase_randomised": int(kept[on_decoy].sum()),
+            "picks_real": int((~on_decoy).sum()),
+            "picks_phase_randomised": int(on_decoy.sum()),
+        }
+        if record.get("low_snr") and "evidence" in particles:
+            evidence = particles["evidence"].astype(float)
+            for label, rows in (("real", ~on_decoy), ("phase_randomised", on_decoy)):
+                if rows.any():
+                    quartiles = evidence[rows].quantile([0.25, 0.5, 0.75]).round(2).tolist()
+                    one[f"evidence_quartiles_{label}"] = quartiles
+            one["decoy_threshold"] = round(float(record["decoy_threshold"]), 2)
+        per_round.append(one)
+    first = per_round[0]
     return {
-        "above_share_real": float(above[~on_decoy].mean()),
-        "above_share_phase_randomised": float(above[on_decoy].mean()),
+        "above_share_real": first["above_share_real"],
+        "above_share_phase_randomised": first["above_share_phase_randomised"],
+        "per_round": per_round,
     }
+
+
+def _round0_vs_labels(refine: Path, labels: dict, decoys) -> dict | None:
+    """What the labels (unseen by the loop) say of round 0's classification: the median
+    evidence (low-SNR mode) of real picks within d/2 of a label, of the other real picks and of
+    the picks on the copies; and where the labelled particles fall in round 1's targets: the
+    share within d/2 of a kept pick, farther than a diameter from every kept pick (the default
+    far ice), within d/2 of a rejected pick, and farther than a diameter from every pick."""
+    import numpy as np
+    from scipy.spatial import cKDTree
+
+    from cryosegnet.classification.outputs import read_classification
+
+    classes = refine / "round0" / "classes"
+    if not (classes / "particles.csv").is_file():
+        return None
+    record, _, particles = read_classification(classes)
+    diameter = float(record["diameter_px"])
+    stems = particles["micrograph"].map(lambda m: Path(str(m)).stem)
+    kept = particles["class"].isin(record.get("auto_selected") or []) & particles["above_decoys"]
+    near_label = np.zeros(len(particles), dtype=bool)
+    counts = dict.fromkeys(("labelled", "near_kept", "far_from_kept", "in_rejected", "far"), 0)
+
+    def distances(rows, columns, xy):
+        if not len(rows):
+            return np.full(len(xy), np.inf)
+        return cKDTree(rows[columns].to_numpy(float)).query(xy)[0]
+
+    for stem, rows in particles.groupby(stems):
+        table = labels.get(stem)
+        if table is None or not len(table):
+            continue
+        xy = table[["x", "y"]].to_numpy(float)
+        tree = cKDTree(xy)
+        near_label[particles.index.get_indexer(rows.index)] = (
+            tree.query(rows[["x", "y"]].to_numpy(float))[0] <= diameter / 2
+        )
+        to_kept = distances(rows[kept[rows.index]], ["recentred_x", "recentred_y"], xy)
+        rejected = rows[~rows["class"].isin(record.get("auto_selected") or [])]
+        counts["labelled"] += len(xy)
+        counts["near_kept"] += int((to_kept <= diameter / 2).sum())
+        counts["far_from_kept"] += int((to_kept > diameter).sum())
+        counts["in_rejected"] += int((distances(rejected, ["x", "y"], xy) <= diameter / 2).sum())
+        counts["far"] += int((distances(rows, ["x", "y"], xy) > diameter).sum())
+    out: dict = {
+        f"labelled_{k}_share": counts[k] / max(counts["labelled"], 1)
+        for k in counts
+        if k != "labelled"
+    }
+    if record.get("low_snr"):
+        on_copy = stems.isin(set(decoys)).to_numpy()
+        evidence = particles["evidence"].to_numpy(float)
+        out["evidence_median_real_near_label"] = float(np.median(evidence[~on_copy & near_label]))
+        out["evidence_median_real_off_label"] = float(np.median(evidence[~on_copy & ~near_label]))
+        if on_copy.any():
+            out["evidence_median_copies"] = float(np.median(evidence[on_copy]))
+        out["evidence_median_noise_decoys"] = float(np.median(record["decoy_scores"]))
+    return out
 
 
 def _changed(settings) -> dict:
     from cryosegnet.training.refine_loop import RefineSettings
 
     default = asdict(RefineSettings())
-    return {k: v for k, v in asdict(settings).items() if default[k] != v}
+    changed = {}
+    for key, value in asdict(settings).items():
+        if isinstance(value, dict):  # nested settings: their changed fields only
+            value = {k: v for k, v in value.items() if default[key][k] != v}
+            if value:
+                changed[key] = value
+        elif default[key] != value:
+            changed[key] = value
+    return changed
 
 
 def _sim_set(quick: bool, seed: int, n_sims: int | None) -> tuple[str, list[Path], dict]:
@@ -332,7 +434,35 @@ def _with_decoys(paths: list[Path], labels: dict, n: int) -> tuple[list[Path], d
     return [*paths, *decoys], labels, [p.stem for p in decoys]
 
 
-def apoferritin(split: str, options_name: str, settings, reuse: bool, quick: bool) -> dict:
+#: Loop variants of the apoferritin part, as changes of the loop's settings (``classify`` and
+#: ``selection``: changes of those nested settings). ``default`` is the loop as shipped; the
+#: others run on the centred picks only (the picks ``classify --low-snr`` was chosen on).
+LOOP_VARIANTS: dict[str, dict] = {
+    "default": {},
+    "low-SNR": {"classify": {"low_snr": True}},
+    # background only far from every pick, none from rejected classes: on round 0 of train the
+    # default targets put 84 % of the labelled particles in the far ice and 44 % in rejected
+    # picks, against 9 % far from every pick
+    "low-SNR, background far from every pick": {
+        "classify": {"low_snr": True},
+        "background_from_picks": True,
+        "rejected_negatives": False,
+    },
+}
+
+
+def variant_settings(settings, change: dict):
+    """``settings`` with a :data:`LOOP_VARIANTS` change (nested settings changed in place)."""
+    nested = {
+        k: replace(getattr(settings, k), **v) for k, v in change.items() if isinstance(v, dict)
+    }
+    flat = {k: v for k, v in change.items() if not isinstance(v, dict)}
+    return replace(settings, **nested, **flat)
+
+
+def apoferritin(
+    split: str, options_name: str, settings, reuse: bool, quick: bool, variant: str = "default"
+) -> dict:
     from benchlib import apoferritin_labels
 
     paths, labels = apoferritin_labels(split)
@@ -342,7 +472,13 @@ def apoferritin(split: str, options_name: str, settings, reuse: bool, quick: boo
     paths, labels, decoys = _with_decoys(paths, labels, min(N_DECOYS, len(paths)))
     name = f"apoferritin_{split}{'_quick' if quick else ''}_{options_name.replace(' ', '')}"
     options = PICKER_OPTIONS[options_name]
-    return run_loop(name, "default", paths, labels, settings, options, reuse, decoys)
+    chosen = variant_settings(settings, LOOP_VARIANTS[variant])
+    slug = variant.replace(", ", "_").replace(" ", "_")
+    return run_loop(name, slug, paths, labels, chosen, options, reuse, decoys)
+
+
+def _apoferritin_key(split: str, options: str, variant: str) -> str:
+    return f"apoferritin {split}, {options}" + ("" if variant == "default" else f", {variant}")
 
 
 def cost(settings, reuse: bool, copies: int) -> dict:
@@ -392,6 +528,30 @@ def _row(label: str, f: dict) -> str:
     )
 
 
+def _judge_lines(per_round: list[dict]) -> list[str]:
+    """Per round: kept picks and evidence on the real micrographs vs the copies."""
+    if not per_round:
+        return []
+    lines = [
+        "| round | picks real / copies | above the decoys real / copies | kept real / copies | "
+        "evidence quartiles real | evidence quartiles copies | decoy threshold |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in per_round:
+        quartiles = [
+            " / ".join(f"{v:.2f}" for v in r[key]) if key in r else "-"
+            for key in ("evidence_quartiles_real", "evidence_quartiles_phase_randomised")
+        ]
+        threshold = f"{r['decoy_threshold']:.2f}" if "decoy_threshold" in r else "-"
+        lines.append(
+            f"| {r['round']} | {r['picks_real']} / {r['picks_phase_randomised']} | "
+            f"{r['above_share_real']:.1%} / {r['above_share_phase_randomised']:.1%} | "
+            f"{r['kept_real']} / {r['kept_phase_randomised']} | {quartiles[0]} | "
+            f"{quartiles[1]} | {threshold} |"
+        )
+    return [*lines, ""]
+
+
 def _run_lines(name: str, run: dict) -> list[str]:
     decoys = f" + {run['decoys']} phase-randomised copies" if run.get("decoys") else ""
     lines = [f"**{name}** ({run['micrographs'] - run.get('decoys', 0)} micrographs{decoys})", ""]
@@ -404,6 +564,27 @@ def _run_lines(name: str, run: dict) -> list[str]:
             f"Share of round 0's picks above the classification's noise decoys: "
             f"{judge['above_share_real']:.1%} on the real micrographs, "
             f"{judge['above_share_phase_randomised']:.1%} on the phase-randomised copies.",
+            "",
+        ]
+        lines += _judge_lines(judge.get("per_round", []))
+    truth = run.get("round0_vs_labels")
+    if truth:
+        lines += [
+            "Round 0 against the labels (unseen by the loop): of the labelled particles, "
+            f"{truth['labelled_near_kept_share']:.0%} lie within d/2 of a kept pick, "
+            f"{truth['labelled_far_from_kept_share']:.0%} farther than a diameter from every kept "
+            f"pick (the default far ice), {truth['labelled_in_rejected_share']:.0%} within d/2 of "
+            f"a rejected pick, {truth['labelled_far_share']:.0%} farther than a diameter from "
+            "every pick."
+            + (
+                " Median evidence: real picks within d/2 of a label "
+                f"{truth['evidence_median_real_near_label']:.2f}, other real picks "
+                f"{truth['evidence_median_real_off_label']:.2f}, picks on the copies "
+                f"{truth.get('evidence_median_copies', float('nan')):.2f}, the classification's "
+                f"noise decoys {truth['evidence_median_noise_decoys']:.2f}."
+                if "evidence_median_real_near_label" in truth
+                else ""
+            ),
             "",
         ]
     if run["rounds"]:
@@ -507,6 +688,12 @@ def main() -> None:
         help="picker options of the test part (chosen on train)",
     )
     parser.add_argument(
+        "--test-variant",
+        default="default",
+        choices=sorted(LOOP_VARIANTS),
+        help="loop variant of the test part (chosen on train)",
+    )
+    parser.add_argument(
         "--reuse", action="store_true", help="take the figures of runs already made from WORK"
     )
     parser.add_argument(
@@ -528,13 +715,16 @@ def main() -> None:
     if "negatives" in parts:
         runs[NEGATIVES_RUN] = negatives(args.quick, args.seed, args.n_sims, settings, args.reuse)
     if "apoferritin" in parts:
-        for options in PICKER_OPTIONS:
-            runs[f"apoferritin train, {options}"] = apoferritin(
-                "train", options, settings, args.reuse, args.quick
+        centred = next(iter(PICKER_OPTIONS))
+        chosen = [(centred, variant) for variant in LOOP_VARIANTS]
+        chosen += [(options, "default") for options in PICKER_OPTIONS if options != centred]
+        for options, variant in chosen:
+            runs[_apoferritin_key("train", options, variant)] = apoferritin(
+                "train", options, settings, args.reuse, args.quick, variant
             )
     if "test" in parts:
-        runs[f"apoferritin test, {args.test_options}"] = apoferritin(
-            "test", args.test_options, settings, args.reuse, args.quick
+        runs[_apoferritin_key("test", args.test_options, args.test_variant)] = apoferritin(
+            "test", args.test_options, settings, args.reuse, args.quick, args.test_variant
         )
     if "cost" in parts:
         runs["cost, real 4k micrographs"] = cost(settings, args.reuse, 1 if args.quick else 2)

@@ -182,6 +182,11 @@ def test_targets_mark_kept_picks_rejected_picks_and_far_ice_and_ignore_the_rest(
     only_rejected = replace(FAST, background_negatives=False)
     target = training_sample("m", image, (1.0, 1.0), rows, 40.0, False, only_rejected).target
     assert target[150, 150] == 0 and target[10, 190] == IGNORE
+    from_picks = replace(FAST, background_from_picks=True, rejected_negatives=False)
+    target = training_sample("m", image, (1.0, 1.0), rows, 40.0, False, from_picks).target
+    assert target[150, 150] == IGNORE  # near a pick, even a rejected one: not background
+    assert target[150, 150 + 25] == IGNORE and target[10, 190] == 0  # far from every pick
+    assert target[50, 50] == 1
 
 
 def test_refine_settings_are_checked():
@@ -198,6 +203,8 @@ def test_refine_options_that_cannot_apply_are_errors(tmp_path, capsys):
     assert main([*base, "--refine-rounds", "3"]) != 0
     assert "only with --refine" in capsys.readouterr().err
     assert main([*base, "--keep-bad"]) != 0
+    assert main([*base, "--refine-low-snr"]) != 0
+    assert "--refine-low-snr: only with --refine" in capsys.readouterr().err
     assert main([*base, "--refine", str(tmp_path / "out" / "refine")]) != 0
     assert "beside the output folder" in capsys.readouterr().err
     assert main([*base[:2], "--watch", str(mics), "-o", "o", "--refine", "r"]) != 0
@@ -213,6 +220,25 @@ def test_pick_refine_hands_its_picks_to_the_loop_and_reuses_its_options(tmp_path
     assert main([*args, "--refine", str(tmp_path / "refine"), "--refine-rounds", "1"]) == 0
     assert (tmp_path / "refine" / MODEL_NAME).is_file()
     assert (tmp_path / "refine" / "round1" / "picks" / "autopick.star").is_file()
+
+
+def test_pick_refine_low_snr_classifies_every_round_in_low_snr_mode(tmp_path, monkeypatch):
+    import json
+
+    from cryosegnet.cli import refine_options
+
+    monkeypatch.setattr(refine_options, "DEFAULTS", FAST)
+    mics, options = _session(tmp_path)
+    args = ["pick", str(mics[0].parent), "-o", str(tmp_path / "picks"), "--device", "cpu"]
+    args += ["--model", str(options["model"]), "--stage", "log", "--diameter", str(DIAMETER)]
+    args += ["--refine", str(tmp_path / "refine"), "--refine-rounds", "1", "--refine-low-snr"]
+    assert main(args) == 0
+    record = json.loads((tmp_path / "refine" / RECORD_NAME).read_text())
+    assert record["settings"]["classify"]["low_snr"] is True
+    for r in record["rounds"]:
+        classification = json.loads((Path(r["classes"]) / "classification.json").read_text())
+        assert classification["low_snr"] is True
+        assert classification["decoy_score_column"] == "evidence"
 
 
 def test_the_number_of_classes_follows_the_number_of_picks():

@@ -22,7 +22,8 @@ DEFAULTS = RefineSettings()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Register ``--refine``, ``--refine-rounds`` and ``--keep-bad`` on ``pick``."""
+    """Register ``--refine``, ``--refine-rounds``, ``--refine-low-snr`` and ``--keep-bad`` on
+    ``pick``."""
     group = parser.add_argument_group(
         "label-free refinement",
         "after picking, repeat: 2D-classify the picks, keep the good classes (re-centred) as "
@@ -48,6 +49,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"when the kept picks change by less than {DEFAULTS.min_change * 100:g} %% between rounds",
     )
     group.add_argument(
+        "--refine-low-snr",
+        action="store_true",
+        default=DEFAULTS.classify.low_snr,
+        help="--refine: classify each round's picks as classify --low-snr does (very weak "
+        "particles, apoferritin-like: poses weighed by their posterior, picks judged by their "
+        "pose-marginalised evidence against the noise decoys)",
+    )
+    group.add_argument(
         "--keep-bad",
         action="store_true",
         default=DEFAULTS.keep_bad,
@@ -62,15 +71,17 @@ def check_arguments(args: argparse.Namespace) -> None:
     Raises
     ------
     CryoSegNetError
-        ``--refine-rounds``/``--keep-bad`` without ``--refine``, ``--refine`` with
-        ``--watch``, fewer than one round, or a refinement folder inside the output folder (or
-        around it).
+        ``--refine-rounds``/``--refine-low-snr``/``--keep-bad`` without ``--refine``,
+        ``--refine`` with ``--watch``, fewer than one round, or a refinement folder inside the
+        output folder (or around it).
     """
     if not args.refine:
         if args.refine_rounds is not None:
             raise CryoSegNetError("--refine-rounds: only with --refine REFINE_DIR")
         if args.keep_bad:
             raise CryoSegNetError("--keep-bad: only with --refine REFINE_DIR")
+        if args.refine_low_snr != DEFAULTS.classify.low_snr:
+            raise CryoSegNetError("--refine-low-snr: only with --refine REFINE_DIR")
         return
     if args.watch:
         raise CryoSegNetError("--refine: a watch never ends; pick first, then refine")
@@ -112,7 +123,9 @@ def refine_after(args: argparse.Namespace, code: int, job: PickJob) -> int:
         DEFAULTS,
         rounds=args.refine_rounds if args.refine_rounds is not None else DEFAULTS.rounds,
         keep_bad=args.keep_bad,
-        classify=dataclasses.replace(DEFAULTS.classify, device=job.picker.device or "auto"),
+        classify=dataclasses.replace(
+            DEFAULTS.classify, device=job.picker.device or "auto", low_snr=args.refine_low_snr
+        ),
     )
     executor = job.executor if isinstance(job.executor, InProcess) else InProcess()
     pick_options = dict(

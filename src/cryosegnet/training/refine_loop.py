@@ -74,7 +74,9 @@ class RefineSettings:
         a quarter diameter).
     classify : ClassifySettings
         The 2D classification of every round; its ``n_classes`` is the most classes a round
-        gets (see ``picks_per_class``).
+        gets (see ``picks_per_class``). Its ``low_snr`` (``pick --refine-low-snr``) is for
+        particles too weak to show a pose each (apoferritin): without it no class of their
+        picks passes the selection, so the loop has nothing to train on.
     picks_per_class : int
         Each round classifies its picks into about one class per this many picks, between
         ``min_classes`` and ``classify.n_classes``: a fine-tuned model picks far fewer, cleaner
@@ -96,6 +98,11 @@ class RefineSettings:
         Distance from a kept pick's centre, in particle diameters, within which the ice is
         ignored rather than called background: a touching neighbour the picker missed sits
         there.
+    background_from_picks : bool
+        Measure the far ice from every pick of the round instead of the kept ones. When the
+        kept picks are a small share of the particles (weak particles: on the apoferritin
+        ``train`` split 12 % of the labelled particles lie near a kept pick and 84 % in the ice
+        far from them), the default calls most particles background.
     bad_share : float
         A micrograph with at least ``min_triage_picks`` picks is flagged empty or bad when the
         share of its picks that is kept is under ``bad_share`` x the batch's median share. The
@@ -123,6 +130,7 @@ class RefineSettings:
     rejected_negatives: bool = True
     background_negatives: bool = True
     background_margin: float = 1.0
+    background_from_picks: bool = False
     bad_share: float = 0.2
     min_triage_picks: int = 5
     keep_bad: bool = False
@@ -342,6 +350,9 @@ def training_sample(
             known[:] = True
         else:
             near = disk_mask(shape, kx, ky, 2 * settings.background_margin * working_d)
+            if settings.background_from_picks:
+                px, py = working(rows, False)
+                near |= disk_mask(shape, px, py, 2 * settings.background_margin * working_d)
             known |= ~near
     if settings.rejected_negatives:
         rejected = rows[rows["rejected"].to_numpy(bool)]
