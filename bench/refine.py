@@ -27,8 +27,9 @@ separately add up in one results file):
 * ``test``: the ``test`` split once, with the settings chosen on ``train`` (``--test-options``,
   ``--test-variant``);
   the loop uses no label, so it runs on the test micrographs themselves, as a user would.
-* ``cost``: the whole loop on real 4k micrographs (the EPU and FEI files, each twice under
-  another name), wall time and peak RSS; 20 micrographs are extrapolated from it.
+* ``cost``: the whole loop with its default rounds on 20 real 4k micrographs (the EPU and FEI
+  files, each 10 times under another name), wall time and peak RSS, measured; ``--quick``: one
+  round on one copy of each, and 20 micrographs extrapolated from it.
 
 Figures go to bench/results/refine.json and refine.md (``--quick``: runs/quick/).
 """
@@ -481,8 +482,12 @@ def _apoferritin_key(split: str, options: str, variant: str) -> str:
     return f"apoferritin {split}, {options}" + ("" if variant == "default" else f", {variant}")
 
 
-def cost(settings, reuse: bool, copies: int) -> dict:
-    """The loop on ``copies`` copies each of the real 4k EPU and FEI micrographs."""
+def cost(settings, reuse: bool, copies: int, measured: bool) -> dict:
+    """The loop on ``copies`` copies each of the real 4k EPU and FEI micrographs.
+
+    ``measured``: the whole loop with its default rounds, timed (the goal's 20 micrographs
+    are 10 copies each); else one round, and 20 micrographs extrapolated from it (--quick).
+    """
     folder = WORK / "cost_micrographs"
     folder.mkdir(parents=True, exist_ok=True)
     micrographs = []
@@ -492,6 +497,11 @@ def cost(settings, reuse: bool, copies: int) -> dict:
             if not target.is_file():
                 shutil.copyfile(UNLABELLED[label], target)
             micrographs.append(target)
+    if measured:
+        variant = f"rounds{settings.rounds}"
+        return run_loop(
+            f"cost_4k_{len(micrographs)}", variant, micrographs, None, settings, {}, reuse
+        )
     one = replace(settings, rounds=1)
     run = run_loop(f"cost_4k_{len(micrographs)}", "rounds1", micrographs, None, one, {}, reuse)
     if "per_round" in run:
@@ -727,7 +737,8 @@ def main() -> None:
             "test", args.test_options, settings, args.reuse, args.quick, args.test_variant
         )
     if "cost" in parts:
-        runs["cost, real 4k micrographs"] = cost(settings, args.reuse, 1 if args.quick else 2)
+        copies = 1 if args.quick else 10
+        runs["cost, real 4k micrographs"] = cost(settings, args.reuse, copies, not args.quick)
     old = json.loads(path.read_text()) if path.is_file() else {}
     results = {
         "command": command_line(args),
