@@ -276,6 +276,48 @@ def simulated_part(difficulty: str, rng) -> dict:
     }
 
 
+def classes_part(split: str, rng) -> dict:
+    """No labels, the class judge as teacher: ``pick --diameter 68 --centre-picks``, then
+    ``classify --low-snr --auto --recentre`` (20 classes), then the filter learnt from the kept
+    picks' re-centred places over the batch, and every micrograph picked again with it."""
+    from benchlib import cryosegnet_command, run_timed
+
+    paths, labels = apoferritin_labels(split)
+    diameters = {p.stem: 68.0 for p in paths}
+    folder = WORK / f"classes_{split}"
+    picks_dir, classes_dir = folder / "picks", folder / "classes"
+    if not (classes_dir / "particles.csv").is_file():
+        command = [*cryosegnet_command(), "pick", *map(str, paths), "-o", str(picks_dir)]
+        command += ["--diameter", "68", "--centre-picks", "--overwrite"]
+        if not run_timed(command, folder / "pick.log").ok:
+            raise SystemExit(f"pick failed: see {folder / 'pick.log'}")
+        command = [*cryosegnet_command(), "classify", str(picks_dir), *map(str, paths)]
+        command += ["-o", str(classes_dir), "--auto", "--recentre", "--low-snr"]
+        if not run_timed(command, folder / "classify.log").ok:
+            raise SystemExit(f"classify failed: see {folder / 'classify.log'}")
+    particles = pd.read_csv(classes_dir / "particles.csv")
+    particles["stem"] = [Path(str(m)).stem for m in particles["micrograph"]]
+    features = load_features(paths, diameters)
+    picked = {
+        stem: rows[["x", "y", "score"]].reset_index(drop=True)
+        for stem, rows in particles.groupby("stem")
+    }
+    kept = particles[particles["auto_kept"].astype(bool)]
+    positives = np.concatenate(
+        [
+            features[stem].at(rows[["recentred_x", "recentred_y"]].to_numpy(float))
+            for stem, rows in kept.groupby("stem")
+        ]
+    )
+    weights = whitened(list(features.values()), positives.mean(0), rng)
+    return {
+        "picker told 68 px, centre-picks": score(picked, labels, diameters),
+        f"filter, no labels: {len(kept)} picks kept by the low-SNR classes": score(
+            {name: f.pick(weights) for name, f in features.items()}, labels, diameters
+        ),
+    }
+
+
 PARTS = {
     "train": lambda rng: apoferritin_part("train", rng),
     "sims": lambda rng: {
@@ -284,11 +326,15 @@ PARTS = {
         for row, figures in simulated_part(d, rng).items()
     },
     "test": lambda rng: apoferritin_part("test", rng),
+    "classes_train": lambda rng: classes_part("train", rng),
+    "classes_test": lambda rng: classes_part("test", rng),
 }
 SET_OF_PART = {
     "train": "apoferritin train",
     "sims": "simulated (TRPV1)",
     "test": "apoferritin test",
+    "classes_train": "apoferritin train",
+    "classes_test": "apoferritin test",
 }
 
 
@@ -322,7 +368,9 @@ def main() -> int:
             parser.error(f"unknown part {part!r}; parts: {','.join(PARTS)}")
         results["parts"][part] = PARTS[part](np.random.default_rng(0))
         print(json.dumps({part: results["parts"][part]}, indent=1), flush=True)
-    results["command"] = "python bench/studies/radial_template.py --parts train,sims,test"
+    results["command"] = (
+        "python bench/studies/radial_template.py --parts train,sims,test,classes_train,classes_test"
+    )
     path.write_text(json.dumps(results, indent=1) + "\n")
     path.with_suffix(".md").write_text(table(results))
     return 0
