@@ -25,6 +25,12 @@ model is exported beside the final picks as a self-describing checkpoint
 (:func:`cryosegnet.model.checkpoint.export_model`) that ``cryosegnet pick --model`` reuses on
 the next data collection of the same sample.
 
+With ``RefineSettings.model = "radial"`` steps 3 to 5 are replaced by one: a rotationally
+symmetric, noise-whitened matched filter (:mod:`.radial_filter`) is fitted on round 0's kept
+picks at their re-centred places and re-picks every micrograph; no network is trained. It
+suits round particles, whose kept picks fix its two dozen numbers better than they teach a
+U-Net (see :class:`RefineSettings`).
+
 Self-training on the picker's own confident picks failed (:mod:`.adapt`: they were only about
 half right); the 2D classes are the stricter judge that this loop relies on.
 """
