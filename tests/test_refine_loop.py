@@ -27,6 +27,7 @@ from cryosegnet.training.dataset import IGNORE
 from cryosegnet.training.refine_loop import (
     BAD_LIST,
     MODEL_NAME,
+    RADIAL_FILTER_NAME,
     RECORD_NAME,
     RefineSettings,
     RoundJudgement,
@@ -205,6 +206,11 @@ def test_refine_options_that_cannot_apply_are_errors(tmp_path, capsys):
     assert main([*base, "--keep-bad"]) != 0
     assert main([*base, "--refine-low-snr"]) != 0
     assert "--refine-low-snr: only with --refine" in capsys.readouterr().err
+    assert main([*base, "--refine-model", "radial"]) != 0
+    assert "--refine-model: only with --refine" in capsys.readouterr().err
+    refine = ["--refine", str(tmp_path / "refine"), "--refine-model", "radial"]
+    assert main([*base, *refine, "--refine-rounds", "2"]) != 0
+    assert "radial runs one round" in capsys.readouterr().err
     assert main([*base, "--refine", str(tmp_path / "out" / "refine")]) != 0
     assert "beside the output folder" in capsys.readouterr().err
     assert main([*base[:2], "--watch", str(mics), "-o", "o", "--refine", "r"]) != 0
@@ -305,3 +311,87 @@ def test_a_later_round_that_keeps_no_class_ends_with_the_previous_rounds_model_a
     round1_stems = [Path(str(n)).stem for n in round1["micrograph"]]
     expected = sum(1 for stem in round1_stems if stem not in summary.bad)
     assert len(stems) == summary.n_picks == expected
+
+
+def test_the_radial_mode_fits_a_filter_on_the_kept_picks_and_writes_its_picks(tmp_path):
+    import json
+
+    from cryosegnet.training.radial_filter import RadialFilter
+
+    mics, options = _session(tmp_path)
+    pick_batch(Picker(**options), mics, tmp_path / "picks", progress=False)
+    summary = refine_picks(
+        mics,
+        tmp_path / "picks",
+        tmp_path / "refine",
+        _picker_factory(options),
+        start_model=options["model"],
+        settings=replace(FAST, model="radial"),
+        device="cpu",
+        log_fn=lambda line: None,
+    )
+    out = tmp_path / "refine"
+    assert summary.model == out / RADIAL_FILTER_NAME and summary.model_kind == "radial"
+    radial = RadialFilter.load(summary.model)
+    assert radial.n_positives == summary.rounds[0].n_kept - _kept_on_flagged(summary)
+    assert radial.diameter == pytest.approx(DIAMETER, rel=0.05)
+    assert not (out / MODEL_NAME).exists() and not (out / "round1").exists()  # no fine-tuning
+    final = starfile.read(out / "picks" / "particles.star")
+    names = {Path(str(n)).stem for n in final["rlnMicrographName"]}
+    assert names == {"m0", "m1"}  # the flagged empty micrograph gets none
+    assert "empty" in summary.bad and len(final) == summary.n_picks > 0
+    assert (final["rlnAutopickFigureOfMerit"] >= radial.settings.min_score).all()
+    for stem in ("m0", "m1"):  # the saved filter's picks (less any in bad regions)
+        own = radial.pick(mrcfile.read(tmp_path / "mics" / f"{stem}.mrc"))
+        written = final[[Path(str(n)).stem == stem for n in final["rlnMicrographName"]]]
+        made = set(zip(own["x"].round(2), own["y"].round(2), strict=True))
+        assert set(zip(written["rlnCoordinateX"], written["rlnCoordinateY"], strict=True)) <= made
+        assert len(written) > 0
+    record = json.loads((out / RECORD_NAME).read_text())
+    assert record["settings"]["model"] == "radial" and record["model"] == str(summary.model)
+    assert record["radial"]["positives"] == radial.n_positives
+    assert record["final_round"] == 1
+    assert "radial filter" in summary.text()
+
+
+def _kept_on_flagged(summary) -> int:
+    _, _, particles = read_classification(summary.rounds[0].classes)
+    return (
+        0
+        if not summary.bad
+        else int(
+            sum(
+                1
+                for name, cls, above in zip(
+                    particles["micrograph"],
+                    particles["class"],
+                    particles["above_decoys"],
+                    strict=True,
+                )
+                if Path(str(name)).stem in summary.bad
+                and int(cls) in summary.rounds[0].kept_classes
+                and bool(above)
+            )
+        )
+    )
+
+
+def test_pick_refine_model_radial_writes_the_filter_and_its_picks(tmp_path, monkeypatch):
+    import json
+
+    from cryosegnet.cli import refine_options
+
+    monkeypatch.setattr(refine_options, "DEFAULTS", FAST)
+    mics, options = _session(tmp_path)
+    args = ["pick", str(mics[0].parent), "-o", str(tmp_path / "picks"), "--device", "cpu"]
+    args += ["--model", str(options["model"]), "--stage", "log", "--diameter", str(DIAMETER)]
+    assert main([*args, "--refine", str(tmp_path / "refine"), "--refine-model", "radial"]) == 0
+    assert (tmp_path / "refine" / RADIAL_FILTER_NAME).is_file()
+    assert (tmp_path / "refine" / "picks" / "autopick.star").is_file()
+    record = json.loads((tmp_path / "refine" / RECORD_NAME).read_text())
+    assert record["settings"]["model"] == "radial"
+
+
+def test_refine_settings_refuse_an_unknown_model():
+    with pytest.raises(SettingsError, match="model must be one of unet, radial"):
+        RefineSettings(model="topaz")

@@ -5,6 +5,9 @@
 
 Decided (2026-12-04): a lead for the few-label track, not shipped yet; the label-free
 variant is fragile and is not a default. Figures: bench/results/radial_template.md.
+Later: learnt from the picks 2D classification keeps (re-centred) instead of its own EM, it
+matched the labelled filter on ``train``, and ships as ``pick --refine-model radial``
+(:mod:`cryosegnet.training.radial_filter`).
 
 With labels (the 12 apoferritin ``train`` micrographs' centres), a linear filter of a place's
 *radial profile* (the rotational average of the micrograph around it), whitened by the

@@ -16,14 +16,20 @@ from pathlib import Path
 
 from cryosegnet.errors import CryoSegNetError
 from cryosegnet.picking.job import PickJob
-from cryosegnet.training.refine_loop import MODEL_NAME, PICKS_FOLDER, RefineSettings
+from cryosegnet.training.refine_loop import (
+    MODEL_NAME,
+    MODELS,
+    PICKS_FOLDER,
+    RADIAL_FILTER_NAME,
+    RefineSettings,
+)
 
 DEFAULTS = RefineSettings()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Register ``--refine``, ``--refine-rounds``, ``--refine-low-snr`` and ``--keep-bad`` on
-    ``pick``."""
+    """Register ``--refine``, ``--refine-model``, ``--refine-rounds``, ``--refine-low-snr`` and
+    ``--keep-bad`` on ``pick``."""
     group = parser.add_argument_group(
         "label-free refinement",
         "after picking, repeat: 2D-classify the picks, keep the good classes (re-centred) as "
@@ -39,6 +45,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "with --model), "
         "each round's classes, training run and picks in REFINE_DIR/round<N> (not with "
         "--watch)",
+    )
+    group.add_argument(
+        "--refine-model",
+        choices=MODELS,
+        default=None,
+        help=f"--refine: what the kept picks teach (default: {DEFAULTS.model}). unet: "
+        "fine-tune the U-Net, round after round; radial: one round, no fine-tuning: a "
+        "rotationally symmetric, noise-whitened matched filter learnt from the kept picks' "
+        f"re-centred places re-picks every micrograph (saved as REFINE_DIR/{RADIAL_FILTER_NAME}"
+        "); for round particles (measured on apoferritin with --diameter 68 --centre-picks "
+        "--refine-low-snr)",
     )
     group.add_argument(
         "--refine-rounds",
@@ -71,13 +88,16 @@ def check_arguments(args: argparse.Namespace) -> None:
     Raises
     ------
     CryoSegNetError
-        ``--refine-rounds``/``--refine-low-snr``/``--keep-bad`` without ``--refine``,
-        ``--refine`` with ``--watch``, fewer than one round, or a refinement folder inside the
-        output folder (or around it).
+        ``--refine-model``/``--refine-rounds``/``--refine-low-snr``/``--keep-bad`` without
+        ``--refine``, ``--refine`` with ``--watch``, fewer than one round (or more than one
+        with ``--refine-model radial``), or a refinement folder inside the output folder (or
+        around it).
     """
     if not args.refine:
         if args.refine_rounds is not None:
             raise CryoSegNetError("--refine-rounds: only with --refine REFINE_DIR")
+        if args.refine_model is not None:
+            raise CryoSegNetError("--refine-model: only with --refine REFINE_DIR")
         if args.keep_bad:
             raise CryoSegNetError("--keep-bad: only with --refine REFINE_DIR")
         if args.refine_low_snr != DEFAULTS.classify.low_snr:
@@ -87,6 +107,11 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise CryoSegNetError("--refine: a watch never ends; pick first, then refine")
     if args.refine_rounds is not None and args.refine_rounds < 1:
         raise CryoSegNetError("--refine-rounds: at least 1")
+    model = args.refine_model or DEFAULTS.model
+    if model == "radial" and args.refine_rounds not in (None, 1):
+        raise CryoSegNetError(
+            "--refine-rounds: --refine-model radial runs one round (no fine-tuning)"
+        )
     refine, output = Path(args.refine).resolve(), Path(args.output).resolve()
     if refine == output or output in refine.parents or refine in output.parents:
         raise CryoSegNetError(
@@ -121,6 +146,7 @@ def refine_after(args: argparse.Namespace, code: int, job: PickJob) -> int:
 
     settings = dataclasses.replace(
         DEFAULTS,
+        model=args.refine_model or DEFAULTS.model,
         rounds=args.refine_rounds if args.refine_rounds is not None else DEFAULTS.rounds,
         keep_bad=args.keep_bad,
         classify=dataclasses.replace(

@@ -1,0 +1,130 @@
+"""The radial filter (a learnt, whitened matched filter of ring means): it picks the particles
+it was taught, its response is the study's per-ring maps folded into one kernel, and it
+survives a JSON round trip."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from cryosegnet.errors import CryoSegNetError, SettingsError
+from cryosegnet.evaluation.metrics import evaluate_picks
+from cryosegnet.simulation import SimulationConfig, simulate_micrograph
+from cryosegnet.training.radial_filter import (
+    RadialFilter,
+    RadialFilterSettings,
+    prefilter,
+    ring_features,
+    ring_kernels,
+)
+
+DIAMETER = 24.0
+
+
+@pytest.fixture(scope="module")
+def field():
+    """Two easy simulated micrographs of round particles on clean ice, and their true centres."""
+    config = SimulationConfig(
+        size=384,
+        difficulty="easy",
+        diameter_px=DIAMETER,
+        density="medium",
+        shapes=("globular",),
+        aggregates=0,
+        carbon=False,
+        contamination=0,
+    )
+    sims = {f"m{i}": simulate_micrograph(config, 40 + i) for i in range(2)}
+    images = {name: sim.image for name, sim in sims.items()}
+    centres = {name: sim.picks[["x", "y"]].to_numpy(float) for name, sim in sims.items()}
+    return images, centres
+
+
+def _best_f1(radial: RadialFilter, images, centres) -> float:
+    picks = {name: radial.pick(image, min_score=-np.inf) for name, image in images.items()}
+    labels = {name: _table(xy) for name, xy in centres.items()}
+    return float(evaluate_picks(picks, labels, radius=DIAMETER / 2).pooled["best_f1"])
+
+
+def _table(xy):
+    import pandas as pd
+
+    return pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1]})
+
+
+def test_a_filter_learnt_from_true_centres_picks_the_particles_far_better_than_from_misses(field):
+    images, centres = field
+    taught = RadialFilter.fit(images, centres, DIAMETER, seed=0)
+    rng = np.random.default_rng(1)
+    angle = {name: rng.uniform(0, 2 * np.pi, len(xy)) for name, xy in centres.items()}
+    beside = {  # each centre moved 3/4 of a diameter: the filter learns the ice around them
+        name: xy + 0.75 * DIAMETER * np.c_[np.cos(angle[name]), np.sin(angle[name])]
+        for name, xy in centres.items()
+    }
+    missed = RadialFilter.fit(images, beside, DIAMETER, seed=0)
+    good, bad = _best_f1(taught, images, centres), _best_f1(missed, images, centres)
+    assert good > 0.7
+    assert good > bad + 0.4
+    assert taught.n_positives == sum(len(xy) for xy in centres.values())
+
+
+def test_scores_are_zero_at_random_places_and_one_at_the_positives_on_average(field):
+    images, centres = field
+    radial = RadialFilter.fit(images, centres, DIAMETER, seed=0)
+    everywhere, at_positives = [], []
+    for name, image in images.items():
+        response = radial.response(image)
+        xy = np.round(centres[name]).astype(int)
+        everywhere.append(response.ravel())
+        at_positives.append(response[np.clip(xy[:, 1], 0, 383), np.clip(xy[:, 0], 0, 383)])
+    # The random places are a sample of everywhere; the positives' mean is exact.
+    assert float(np.concatenate(everywhere).mean()) == pytest.approx(0.0, abs=0.1)
+    assert float(np.concatenate(at_positives).mean()) == pytest.approx(1.0, abs=1e-3)
+    picks = radial.pick(images["m0"])
+    assert (picks["score"] >= radial.settings.min_score).all()
+    assert list(picks["score"]) == sorted(picks["score"], reverse=True)
+
+
+def test_the_response_is_the_per_ring_convolutions_weighted(field):
+    images, centres = field
+    radial = RadialFilter.fit(images, centres, DIAMETER, seed=0)
+    filtered = prefilter(images["m1"], DIAMETER, radial.settings)
+    kernels = ring_kernels(DIAMETER, radial.settings)
+    maps = np.stack(
+        [cv2.filter2D(filtered, -1, k, borderType=cv2.BORDER_REFLECT) for k in kernels], -1
+    )
+    expected = maps @ np.asarray(radial.weights) - radial.offset
+    assert np.allclose(radial.response(images["m1"]), expected, atol=1e-4)
+    places = np.array([[0.0, 0.0], [3.0, 200.0], [383.0, 100.0], [190.4, 201.6]])
+    rows, cols = np.round(places[:, 1]).astype(int), np.round(places[:, 0]).astype(int)
+    assert np.allclose(ring_features(filtered, places, kernels), maps[rows, cols], atol=1e-5)
+
+
+def test_a_saved_filter_loads_and_picks_identically(field, tmp_path):
+    images, centres = field
+    radial = RadialFilter.fit(images, centres, DIAMETER, seed=0)
+    path = radial.save(tmp_path / "radial_filter.json")
+    loaded = RadialFilter.load(path)
+    assert loaded == radial
+    assert radial.pick(images["m0"]).equals(loaded.pick(images["m0"]))
+    assert RadialFilter.from_dict(radial.to_dict()) == radial
+
+
+def test_bad_filter_files_and_settings_are_refused(tmp_path):
+    (tmp_path / "other.json").write_text('{"kind": "something else"}')
+    with pytest.raises(CryoSegNetError, match="other.json: not a cryosegnet radial filter"):
+        RadialFilter.load(tmp_path / "other.json")
+    (tmp_path / "broken.json").write_text("{")
+    with pytest.raises(CryoSegNetError, match="broken.json: cannot read"):
+        RadialFilter.load(tmp_path / "broken.json")
+    with pytest.raises(SettingsError, match="weights"):
+        RadialFilter(diameter=DIAMETER, weights=(1.0, 2.0), offset=0.0)
+    with pytest.raises(SettingsError, match="shrinkage"):
+        RadialFilterSettings(shrinkage=2.0)
+
+
+def test_fitting_without_any_positive_is_refused(field):
+    images, _ = field
+    with pytest.raises(CryoSegNetError, match="no particle centre"):
+        RadialFilter.fit(images, {}, DIAMETER)
