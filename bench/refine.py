@@ -245,6 +245,11 @@ def _run_loop(name, variant, micrographs, labels, settings, picker_options, deco
         threshold = thresholds[r.round]
         out["rounds"][str(r.round)] = score_folder(Path(r.picks), labels, threshold, decoys)
         print(name, variant, "round", r.round, json.dumps(out["rounds"][str(r.round)]), flush=True)
+    if settings.model == "radial" and summary.picks is not None:
+        # no fine-tuned model: round 1 is the learnt filter's picks, cut at its own threshold
+        thresholds[summary.final_round] = settings.radial.min_score
+        round1 = score_folder(summary.picks, labels, settings.radial.min_score, decoys)
+        out["rounds"][str(summary.final_round)] = round1
     if summary.picks is not None:
         threshold = thresholds[summary.final_round]
         out["final_triaged"] = score_folder(summary.picks, labels, threshold, decoys)
@@ -449,6 +454,8 @@ LOOP_VARIANTS: dict[str, dict] = {
         "background_from_picks": True,
         "rejected_negatives": False,
     },
+    # no fine-tuning: a whitened radial filter learnt from round 0's kept, re-centred picks
+    "low-SNR, radial filter": {"classify": {"low_snr": True}, "model": "radial", "rounds": 1},
 }
 
 

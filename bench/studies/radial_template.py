@@ -1,13 +1,18 @@
 """A learnt, rotationally symmetric, noise-whitened matched filter: with labels and without.
 
-    python bench/studies/radial_template.py [--parts train,sims,test]
+    python bench/studies/radial_template.py [--parts train,sims,test,classes_train,classes_test]
     # writes bench/results/radial_template.{json,md}
 
 Decided (2026-12-04): a lead for the few-label track, not shipped yet; the label-free
 variant is fragile and is not a default. Figures: bench/results/radial_template.md.
-Later: learnt from the picks 2D classification keeps (re-centred) instead of its own EM, it
-matched the labelled filter on ``train``, and ships as ``pick --refine-model radial``
-(:mod:`cryosegnet.training.radial_filter`).
+Later the same day (parts ``classes_train``, ``classes_test``): learnt without labels from the
+picks that ``classify --low-snr --auto`` keeps (re-centred; picks of ``pick --diameter 68
+--centre-picks``, 20 classes) instead of its own EM, it matched the labelled filter: ``train``
+0.617 / 0.623 at d/2 and 0.510 / 0.430 at d/4, centre error 10.0 px, against the picker's
+0.600 / 0.404, 0.270 / 0.078 and 19.4 px; ``test``, once, with nothing chosen on it: 0.627 /
+0.651, 0.535 / 0.479 and 8.5 px against 0.620 / 0.437, 0.262 / 0.070 and 20.8 px. It ships as
+``pick --refine-model radial`` (:mod:`cryosegnet.training.radial_filter`; bench/refine.py
+measures the shipped loop).
 
 With labels (the 12 apoferritin ``train`` micrographs' centres), a linear filter of a place's
 *radial profile* (the rotational average of the micrograph around it), whitened by the
