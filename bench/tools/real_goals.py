@@ -216,13 +216,20 @@ def levers(notes: list[str]) -> list[dict]:
                         lever(3, "apoferritin test", tool, figures, by_tool[base_name], "few_label")
                     )
     radial = load("radial_template")
-    for split, part in (("apoferritin train", "train"), ("apoferritin test", "test")):
+    for split, part in (
+        ("apoferritin train", "train"),
+        ("apoferritin test", "test"),
+        ("apoferritin train", "classes_train"),
+        ("apoferritin test", "classes_test"),
+    ):
         rows_of_part = (radial or {}).get("parts", {}).get(part, {})
-        base = rows_of_part.get("picker told 68 px")
+        base = next((f for name, f in rows_of_part.items() if name.startswith("picker")), None)
         for variant, figures in rows_of_part.items():
             if figures is not base and base:
                 goal = 3 if "labels of" in variant or "3-fold" in variant else 2
                 what = f"radial whitened filter ({variant.removeprefix('filter, ')}; told 68 px)"
+                if part.startswith("classes"):
+                    what += ", vs the picker with --centre-picks"
                 rows.append(
                     lever(goal, split, what, figures["half"], base["half"], "radial_template")
                 )
