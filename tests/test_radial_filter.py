@@ -82,7 +82,7 @@ def test_scores_are_zero_at_random_places_and_one_at_the_positives_on_average(fi
     assert float(np.concatenate(everywhere).mean()) == pytest.approx(0.0, abs=0.1)
     assert float(np.concatenate(at_positives).mean()) == pytest.approx(1.0, abs=1e-3)
     picks = radial.pick(images["m0"])
-    assert (picks["score"] >= radial.settings.min_score).all()
+    assert (picks["score"] >= radial.threshold).all()
     assert list(picks["score"]) == sorted(picks["score"], reverse=True)
 
 
@@ -119,7 +119,7 @@ def test_bad_filter_files_and_settings_are_refused(tmp_path):
     with pytest.raises(CryoSegNetError, match="broken.json: cannot read"):
         RadialFilter.load(tmp_path / "broken.json")
     with pytest.raises(SettingsError, match="weights"):
-        RadialFilter(diameter=DIAMETER, weights=(1.0, 2.0), offset=0.0)
+        RadialFilter(diameter=DIAMETER, weights=(1.0, 2.0), offset=0.0, threshold=0.5)
     with pytest.raises(SettingsError, match="shrinkage"):
         RadialFilterSettings(shrinkage=2.0)
 

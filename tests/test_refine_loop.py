@@ -340,7 +340,7 @@ def test_the_radial_mode_fits_a_filter_on_the_kept_picks_and_writes_its_picks(tm
     names = {Path(str(n)).stem for n in final["rlnMicrographName"]}
     assert names == {"m0", "m1"}  # the flagged empty micrograph gets none
     assert "empty" in summary.bad and len(final) == summary.n_picks > 0
-    assert (final["rlnAutopickFigureOfMerit"] >= radial.settings.min_score).all()
+    assert (final["rlnAutopickFigureOfMerit"] >= radial.threshold).all()
     for stem in ("m0", "m1"):  # the saved filter's picks (less any in bad regions)
         own = radial.pick(mrcfile.read(tmp_path / "mics" / f"{stem}.mrc"))
         written = final[[Path(str(n)).stem == stem for n in final["rlnMicrographName"]]]

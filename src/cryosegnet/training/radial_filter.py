@@ -19,8 +19,12 @@ The response of the whole micrograph is one convolution: the filter is linear in
 so its weights fold into a single radial kernel. Fitting reads ring means only at the positives
 and the random places (patches), so no per-ring map of a micrograph is ever held.
 
-Scores are normalised so that the random places score 0 on average and the positives 1: the
-default threshold ``min_score = 0.5`` is Fisher's midpoint between the two means (not tuned).
+Scores are normalised so that the random places score 0 on average and the positives 1. The
+threshold is read off the positives themselves: the score the weakest tenth of them stay under
+(``threshold_quantile``), so the picks kept are those that look at least as particle-like as
+nine in ten of the particles the classes kept. On the apoferritin ``train`` split it came to
+0.74, where F1 was within 0.01 of its best (0.70); Fisher's midpoint, 0.5, gave 3 x the picks
+and F1 0.07 below its best.
 """
 
 from __future__ import annotations
@@ -76,8 +80,9 @@ class RadialFilterSettings:
         Width of the local-maximum window (1/8, at least 3 px).
     max_candidates : int
         Best local maxima considered before the separation step.
-    min_score : float
-        Picks scoring under this are dropped (0: a random place's mean, 1: the positives').
+    threshold_quantile : float
+        The fitted filter's threshold is this quantile of its positives' scores (0: a random
+        place's mean, 1: the positives' mean); picks under it are dropped.
     """
 
     ring_width: float = 1 / 23
@@ -90,7 +95,7 @@ class RadialFilterSettings:
     border: float = 1 / 3
     peak_window: float = 1 / 8
     max_candidates: int = 5000
-    min_score: float = 0.5
+    threshold_quantile: float = 0.1
 
     def __post_init__(self) -> None:
         checks = [
@@ -100,6 +105,7 @@ class RadialFilterSettings:
             (0 <= self.shrinkage <= 1, "radial filter: shrinkage must be in [0, 1]"),
             (self.separation > 0 and self.border >= 0, "radial filter: separation > 0"),
             (self.peak_window > 0 and self.max_candidates >= 1, "radial filter: peak window"),
+            (0 <= self.threshold_quantile <= 1, "radial filter: threshold quantile in [0, 1]"),
         ]
         for ok, message in checks:
             if not ok:
@@ -211,6 +217,9 @@ class RadialFilter:
         places' is 1.
     offset : float
         The random places' mean response (subtracted from every score).
+    threshold : float
+        Picks scoring under it are dropped (``settings.threshold_quantile`` of the positives'
+        scores when fitted).
     settings : RadialFilterSettings
         Rings, pre-filter and picking.
     n_positives, n_micrographs : int
@@ -220,6 +229,7 @@ class RadialFilter:
     diameter: float
     weights: tuple[float, ...]
     offset: float
+    threshold: float
     settings: RadialFilterSettings = field(default_factory=RadialFilterSettings)
     n_positives: int = 0
     n_micrographs: int = 0
@@ -294,10 +304,13 @@ class RadialFilter:
         difference = positive.mean(0) - random.mean(0)
         weights = np.linalg.solve(covariance, difference)
         weights /= float(difference @ weights)  # > 0: C is positive definite
+        offset = float(random.mean(0) @ weights)
+        scores = positive @ weights - offset
         return cls(
             diameter=float(diameter),
             weights=tuple(float(v) for v in weights),
-            offset=float(random.mean(0) @ weights),
+            offset=offset,
+            threshold=float(np.quantile(scores, settings.threshold_quantile)),
             settings=settings,
             n_positives=len(positive),
             n_micrographs=len(particles),
@@ -339,7 +352,7 @@ class RadialFilter:
         image : numpy.ndarray
             The micrograph as read.
         min_score : float, optional
-            Default: the settings' ``min_score``; ``-inf`` keeps every maximum (a ranking to
+            Default: the fitted ``threshold``; ``-inf`` keeps every maximum (a ranking to
             evaluate).
 
         Returns
@@ -351,7 +364,7 @@ class RadialFilter:
 
         from cryosegnet.detection.peaks import suppress_close_peaks
 
-        threshold = self.settings.min_score if min_score is None else min_score
+        threshold = self.threshold if min_score is None else min_score
         response = self.response(image)
         footprint = max(3, int(self.settings.peak_window * self.diameter) | 1)
         peaks = ndimage.maximum_filter(response, size=footprint) == response
@@ -380,6 +393,7 @@ class RadialFilter:
             "diameter_px": self.diameter,
             "weights": list(self.weights),
             "offset": self.offset,
+            "threshold": self.threshold,
             "settings": asdict(self.settings),
             "trained_on": {"positives": self.n_positives, "micrographs": self.n_micrographs},
         }
@@ -414,6 +428,7 @@ class RadialFilter:
                 diameter=float(data["diameter_px"]),
                 weights=tuple(float(v) for v in data["weights"]),
                 offset=float(data["offset"]),
+                threshold=float(data["threshold"]),
                 settings=RadialFilterSettings(**data.get("settings", {})),
                 n_positives=int(trained.get("positives", 0)),
                 n_micrographs=int(trained.get("micrographs", 0)),
