@@ -247,8 +247,11 @@ def _run_loop(name, variant, micrographs, labels, settings, picker_options, deco
         print(name, variant, "round", r.round, json.dumps(out["rounds"][str(r.round)]), flush=True)
     if settings.model == "radial" and summary.picks is not None:
         # no fine-tuned model: round 1 is the learnt filter's picks, cut at its own threshold
-        thresholds[summary.final_round] = settings.radial.min_score
-        round1 = score_folder(summary.picks, labels, settings.radial.min_score, decoys)
+        from cryosegnet.training.radial_filter import RadialFilter
+
+        threshold = RadialFilter.load(refine / "radial_filter.json").threshold
+        thresholds[summary.final_round] = threshold
+        round1 = score_folder(summary.picks, labels, threshold, decoys)
         out["rounds"][str(summary.final_round)] = round1
     if summary.picks is not None:
         threshold = thresholds[summary.final_round]
