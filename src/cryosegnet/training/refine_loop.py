@@ -597,7 +597,6 @@ def refine_picks(
     """
     from tqdm import tqdm
 
-    from cryosegnet.classification.outputs import write_pick_folder
     from cryosegnet.classification.pipeline import classify_picks
     from cryosegnet.model.checkpoint import export_model
     from cryosegnet.picking.batch import pick_batch
@@ -800,34 +799,57 @@ def refine_picks(
     if not settings.keep_bad:
         particles = particles[~particles["stem"].isin(final.bad)]
     record, _, _ = _read_record(Path(final_round.classes))
-    final_folder = out / PICKS_FOLDER
-    final_folder.mkdir(parents=True, exist_ok=True)
-    manifest = {
-        "refined": True,
-        "model": str(model_path) if model_path else None,
-        "bad_micrographs": final.bad,
-        "kept_bad": settings.keep_bad,
-    }
     micrograph_list = [tuple(m) for m in record["micrographs"]]
-    write_pick_folder(final_folder, particles, micrograph_list, False, manifest)  # type: ignore[arg-type]
-    from cryosegnet.io.atomic import atomic_write
-
-    with atomic_write(out / BAD_LIST) as handle:
-        handle.write("".join(f"{stem}\n" for stem in final.bad))
-    _write_record(
-        out, settings, rounds, stop_reason, model_path, final_folder, final.bad, final_round.round
-    )
-    return RefineSummary(
+    refined = RefineSummary(
         output=out,
         rounds=rounds,
         stop_reason=stop_reason,
         model=model_path,
-        picks=final_folder,
+        picks=out / PICKS_FOLDER,
         bad=final.bad,
         n_picks=len(particles),
         failures=failures,
         seconds=time.monotonic() - started,
         final_round=final_round.round,
+    )
+    _write_output(refined, settings, particles, micrograph_list)
+    return refined
+
+
+def _write_output(
+    summary: RefineSummary,
+    settings: RefineSettings,
+    particles: pd.DataFrame,
+    micrographs: list,
+    details: dict | None = None,
+) -> None:
+    """The loop's picks (``summary.picks``, as ``cryosegnet pick`` lays them out), the list of
+    flagged micrographs and ``refine.json``: what every way the loop ends writes."""
+    from cryosegnet.classification.outputs import write_pick_folder
+    from cryosegnet.io.atomic import atomic_write
+
+    assert summary.picks is not None
+    summary.picks.mkdir(parents=True, exist_ok=True)
+    manifest = {
+        "refined": True,
+        "model": str(summary.model) if summary.model else None,
+        **({"model_kind": summary.model_kind} if summary.model_kind != "unet" else {}),
+        "bad_micrographs": summary.bad,
+        "kept_bad": settings.keep_bad,
+    }
+    write_pick_folder(summary.picks, particles, micrographs, False, manifest)  # type: ignore[arg-type]
+    with atomic_write(summary.output / BAD_LIST) as handle:
+        handle.write("".join(f"{stem}\n" for stem in summary.bad))
+    _write_record(
+        summary.output,
+        settings,
+        summary.rounds,
+        summary.stop_reason,
+        summary.model,
+        summary.picks,
+        summary.bad,
+        summary.final_round,
+        details,
     )
 
 
@@ -865,8 +887,6 @@ def _refine_radial(
     with kept picks (and not flagged) give positives. The starting picker's bad-region step
     runs on the filter's picks too (contamination, carbon: no picks there).
     """
-    from cryosegnet.classification.outputs import write_pick_folder
-    from cryosegnet.io.atomic import atomic_write
     from cryosegnet.training.radial_filter import RadialFilter
 
     record, _, _ = _read_record(Path(rounds[0].classes))
@@ -898,18 +918,6 @@ def _refine_radial(
     particles = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=columns)
     particles = particles.assign(**{"class": 0, "psi": 0.0})
     model_path = radial.save(out / RADIAL_FILTER_NAME)
-    final_folder = out / PICKS_FOLDER
-    final_folder.mkdir(parents=True, exist_ok=True)
-    manifest = {
-        "refined": True,
-        "model": str(model_path),
-        "model_kind": "radial",
-        "bad_micrographs": judgement.bad,
-        "kept_bad": settings.keep_bad,
-    }
-    write_pick_folder(final_folder, particles, listed, False, manifest)  # type: ignore[arg-type]
-    with atomic_write(out / BAD_LIST) as handle:
-        handle.write("".join(f"{stem}\n" for stem in judgement.bad))
     stop_reason = "radial filter: one round (fitted on round 0's kept picks, then a re-pick)"
     details = {
         "positives": radial.n_positives,
@@ -917,21 +925,20 @@ def _refine_radial(
         "picks": len(particles),
         "seconds": round(time.monotonic() - begun, 1),
     }
-    _write_record(
-        out, settings, rounds, stop_reason, model_path, final_folder, judgement.bad, 1, details
-    )
-    return RefineSummary(
+    summary = RefineSummary(
         output=out,
         rounds=rounds,
         stop_reason=stop_reason,
         model=model_path,
-        picks=final_folder,
+        picks=out / PICKS_FOLDER,
         bad=judgement.bad,
         n_picks=len(particles),
         seconds=time.monotonic() - started,
         final_round=1,
         model_kind="radial",
     )
+    _write_output(summary, settings, particles, listed, details)
+    return summary
 
 
 def _radial_picks(radial, image: np.ndarray, picker) -> pd.DataFrame:
