@@ -32,7 +32,7 @@ its bad-region mask applied, did not avoid it either (moved to the filter's best
 d/2 and scored by it: 0.45 / 0.45; apoferritin ``train``, 3-fold: 0.630 / 0.530, 0.525 / 0.400
 at d/4, 8.6 px), nor a local background (ring means less the outermost ring: 0.44 / 0.43). So
 a linear response is not comparable across micrographs that hold other dark things;
-until it is, and until a second real set agrees, it is not shipped.
+until it is, and until a second real set agrees, it is opt-in only (``--refine-model radial``).
 
 Without labels (a dark disk of the given size first, then the mean of each round's best picks)
 it settles wherever it starts: on ``train`` 0.508 / 0.407 here but 0.59 / 0.575 in a first
