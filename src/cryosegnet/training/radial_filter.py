@@ -12,8 +12,10 @@ classification keeps, re-centred by their class alignment) fix its two dozen num
 whitening turns the ice's correlated noise into a known background the response is measured
 against. On the apoferritin ``train`` split, learnt from the picks ``classify --low-snr --auto``
 keeps, it picked about as well as the same filter learnt from labels, and its picks are
-centred. It suits round particles; on elongated ones (simulated TRPV1) it fell far below the
-picker told the size.
+centred. It suits round particles in fields of them. On simulated TRPV1 fields with few
+particles and other dark things its strongest responses were not particles, so pooled over a
+batch it fell far below the picker told the size: its linear score is not comparable across
+micrographs that hold other dark things.
 
 The response of the whole micrograph is one convolution: the filter is linear in the ring means,
 so its weights fold into a single radial kernel. Fitting reads ring means only at the positives
