@@ -35,7 +35,8 @@ a linear response is not comparable across micrographs that hold other dark thin
 in each micrograph's own units instead (response less its median, over 1.4826 x its median
 absolute deviation; a check outside this script, 3-fold with labels): simulated easy 0.68 /
 0.38, medium 0.45 / 0.25, apoferritin ``train`` 0.616 / 0.627 (unchanged): better, still far
-below the picker on the simulations, and not yet in the shipped filter. Until that gap closes, and until a second real set agrees, it is opt-in only (``--refine-model radial``).
+below the picker on the simulations, and not yet in the shipped filter. Until that gap closes,
+and until a second real set agrees, it is opt-in only (``--refine-model radial``).
 
 Without labels (a dark disk of the given size first, then the mean of each round's best picks)
 it settles wherever it starts: on ``train`` 0.508 / 0.407 here but 0.59 / 0.575 in a first
