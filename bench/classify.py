@@ -221,10 +221,9 @@ def _selection_scored(sim: Path, classes: Path, changes: dict) -> dict:
     existing classification (:func:`score_selection` on a copy with that choice)."""
     import shutil
 
-    import numpy as np
     import pandas as pd
 
-    from cryosegnet.classification.selection import auto_select, keep_particles
+    from cryosegnet.classification.selection import redo_selection
     from cryosegnet.classification.settings import SelectionSettings
 
     selection = replace(SelectionSettings(), **changes)
@@ -232,17 +231,7 @@ def _selection_scored(sim: Path, classes: Path, changes: dict) -> dict:
     particles = pd.read_csv(classes / "particles.csv")
     quality = pd.read_csv(classes / "classes.csv")
     # The decoy tests at this selection's quantile, as ``select --auto`` redoes them.
-    quantile = selection.decoy_quantile
-    column = record["decoy_score_column"]
-    particles["above_decoys"] = particles[column] > np.quantile(record["decoy_scores"], quantile)
-    floor = np.quantile(record["decoy_evidence"], quantile)
-    particles["evidence_above_decoys"] = particles["evidence"] > floor
-    shares = particles.groupby("class")["above_decoys"].mean()
-    quality["above_decoys"] = shares.reindex(quality["class"]).fillna(0.0).to_numpy()
-    chosen = auto_select(quality, selection)
-    particles["auto_kept"] = keep_particles(
-        particles, chosen, selection, float(record["diameter_px"])
-    )
+    _, _, particles = redo_selection(record, quality, particles, selection)
     variant = classes.parent / (classes.name + "_selection")
     variant.mkdir(exist_ok=True)
     particles.to_csv(variant / "particles.csv", index=False)

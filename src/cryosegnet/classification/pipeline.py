@@ -32,7 +32,7 @@ from cryosegnet.classification.quality import (
     evidence_threshold,
     judged_scores,
 )
-from cryosegnet.classification.selection import auto_select, keep_particles
+from cryosegnet.classification.selection import auto_select, keep_particles, redo_selection
 from cryosegnet.classification.settings import ClassifySettings, SelectionSettings
 from cryosegnet.errors import CryoSegNetError, SettingsError
 from cryosegnet.io.atomic import atomic_write
@@ -306,19 +306,7 @@ def select_classes(
                 for key, value in recorded.items()
             }
             selection = SelectionSettings(**recorded)
-        # The per-particle decoy test and each class's share above it, at these settings.
-        threshold = float(np.quantile(record["decoy_scores"], selection.decoy_quantile))
-        column = record.get("decoy_score_column", "correlation")
-        particles["above_decoys"] = particles[column] > threshold
-        if record.get("decoy_evidence") and "evidence" in particles:
-            floor = float(np.quantile(record["decoy_evidence"], selection.decoy_quantile))
-            particles["evidence_above_decoys"] = particles["evidence"] > floor
-        shares = particles.groupby("class")["above_decoys"].mean()
-        quality["above_decoys"] = shares.reindex(quality["class"]).fillna(0.0).to_numpy()
-        chosen = auto_select(quality, selection)
-        particles["auto_kept"] = keep_particles(
-            particles, chosen, selection, float(record["diameter_px"])
-        )
+        chosen, quality, particles = redo_selection(record, quality, particles, selection)
     else:
         assert classes is not None
         n_classes = len(quality)

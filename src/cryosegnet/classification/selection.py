@@ -81,6 +81,52 @@ def keep_particles(
     return keep
 
 
+def redo_selection(
+    record: dict,
+    quality: pd.DataFrame,
+    particles: pd.DataFrame,
+    selection: SelectionSettings,
+) -> tuple[list[int], pd.DataFrame, pd.DataFrame]:
+    """``--auto`` redone on a written classification at other thresholds.
+
+    The per-particle decoy tests (correlation and, where recorded, evidence) and each class's
+    share above the decoys depend on ``selection.decoy_quantile``, so they are recomputed from
+    the decoy scores the classification recorded before the classes are chosen.
+
+    Parameters
+    ----------
+    record : dict
+        ``classification.json`` as read.
+    quality : pandas.DataFrame
+        ``classes.csv``.
+    particles : pandas.DataFrame
+        ``particles.csv``.
+    selection : SelectionSettings
+        The thresholds.
+
+    Returns
+    -------
+    chosen : list of int
+        The classes kept.
+    quality, particles : pandas.DataFrame
+        Copies with ``above_decoys`` (and ``evidence_above_decoys``, ``auto_kept``) redone.
+    """
+    quality, particles = quality.copy(), particles.copy()
+    threshold = float(np.quantile(record["decoy_scores"], selection.decoy_quantile))
+    column = record.get("decoy_score_column", "correlation")
+    particles["above_decoys"] = particles[column] > threshold
+    if record.get("decoy_evidence") and "evidence" in particles:
+        floor = float(np.quantile(record["decoy_evidence"], selection.decoy_quantile))
+        particles["evidence_above_decoys"] = particles["evidence"] > floor
+    shares = particles.groupby("class")["above_decoys"].mean()
+    quality["above_decoys"] = shares.reindex(quality["class"]).fillna(0.0).to_numpy()
+    chosen = auto_select(quality, selection)
+    particles["auto_kept"] = keep_particles(
+        particles, chosen, selection, float(record["diameter_px"])
+    )
+    return chosen, quality, particles
+
+
 def _duplicates(particles: pd.DataFrame, candidates: np.ndarray, distance: float) -> np.ndarray:
     """Candidates within ``distance`` (re-centred) of a better-correlating kept candidate."""
     duplicate = np.zeros(len(particles), dtype=bool)
