@@ -747,18 +747,24 @@ def apoferritin_train() -> dict:
     )
     return {
         "split": "train",
-        "picks": int(len(particles)),
-        "kept": int(particles["kept"].sum()),
-        "labelled_fraction_all": round(float(truth.mean()), 3),
-        "labelled_fraction_kept": round(float(truth[particles["kept"]].mean()), 3)
-        if particles["kept"].any()
-        else None,
+        **_kept_figures(particles, truth),
         "classes_with_a_ring": int((np.array(rings) > 0).sum()),
         "classes": per_class.to_dict(orient="list"),
         "classify_seconds": seconds,
         "settings": settings,
         "image": APOFERRITIN_IMAGE,
         **_ranked_rows(particles, labels),
+    }
+
+
+def _kept_figures(particles, truth) -> dict:
+    """Picks, kept picks, and the share of each near a label (``truth``: :func:`_labelled`)."""
+    kept = particles["kept"]
+    return {
+        "picks": int(len(particles)),
+        "kept": int(kept.sum()),
+        "labelled_fraction_all": round(float(truth.mean()), 3),
+        "labelled_fraction_kept": round(float(truth[kept].mean()), 3) if kept.any() else None,
     }
 
 
@@ -788,12 +794,7 @@ def apoferritin() -> dict:
     particles, _, labels, seconds = _classified_run("test", folder, ["--low-snr"])
     truth = _labelled(particles, labels)
     run = {
-        "picks": int(len(particles)),
-        "kept": int(particles["kept"].sum()),
-        "labelled_fraction_all": round(float(truth.mean()), 3),
-        "labelled_fraction_kept": round(float(truth[particles["kept"]].mean()), 3)
-        if particles["kept"].any()
-        else None,
+        **_kept_figures(particles, truth),
         "classify_seconds": seconds,
         **_ranked_rows(particles, labels),
     }
