@@ -78,21 +78,26 @@ def _picker_factory(options: dict):
     return lambda model: Picker(**{**options, "model": model or options["model"]})
 
 
-@pytest.fixture(scope="module")
-def refined(tmp_path_factory):
-    root = tmp_path_factory.mktemp("refine")
-    mics, options = _session(root)
-    pick_batch(Picker(**options), mics, root / "picks", progress=False)
-    summary = refine_picks(
+def _refine(mics, root, options, settings):
+    """The loop on ``root/picks`` into ``root/refine``, from the session's model, quietly."""
+    return refine_picks(
         mics,
         root / "picks",
         root / "refine",
         _picker_factory(options),
         start_model=options["model"],
-        settings=FAST,
+        settings=settings,
         device="cpu",
         log_fn=lambda line: None,
     )
+
+
+@pytest.fixture(scope="module")
+def refined(tmp_path_factory):
+    root = tmp_path_factory.mktemp("refine")
+    mics, options = _session(root)
+    pick_batch(Picker(**options), mics, root / "picks", progress=False)
+    summary = _refine(mics, root, options, FAST)
     return root, summary, options
 
 
@@ -288,16 +293,7 @@ def test_a_later_round_that_keeps_no_class_ends_with_the_previous_rounds_model_a
 
     monkeypatch.setattr(refine_loop, "judge_classification", round_two_keeps_nothing)
     settings = replace(FAST, rounds=3, min_change=0.0)  # no early stop: round 2 must run
-    summary = refine_picks(
-        mics,
-        tmp_path / "picks",
-        tmp_path / "refine",
-        _picker_factory(options),
-        start_model=options["model"],
-        settings=settings,
-        device="cpu",
-        log_fn=lambda line: None,
-    )
+    summary = _refine(mics, tmp_path, options, settings)
     assert [r.round for r in summary.rounds] == [0, 1, 2]
     assert summary.final_round == 1 and "round 1's" in summary.stop_reason
     _, _, payload = load_model(summary.model)
@@ -320,16 +316,7 @@ def test_the_radial_mode_fits_a_filter_on_the_kept_picks_and_writes_its_picks(tm
 
     mics, options = _session(tmp_path)
     pick_batch(Picker(**options), mics, tmp_path / "picks", progress=False)
-    summary = refine_picks(
-        mics,
-        tmp_path / "picks",
-        tmp_path / "refine",
-        _picker_factory(options),
-        start_model=options["model"],
-        settings=replace(FAST, model="radial"),
-        device="cpu",
-        log_fn=lambda line: None,
-    )
+    summary = _refine(mics, tmp_path, options, replace(FAST, model="radial"))
     out = tmp_path / "refine"
     assert summary.model == out / RADIAL_FILTER_NAME and summary.model_kind == "radial"
     radial = RadialFilter.load(summary.model)
