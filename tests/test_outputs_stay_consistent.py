@@ -17,7 +17,7 @@ import pytest
 from cryosegnet.errors import CryoSegNetError
 from cryosegnet.io.coordinates import make_picks, read_coordinates, read_star_blocks
 from cryosegnet.io.layout import COMBINED_STAR, INDEX_STAR
-from cryosegnet.picking import batch as batch_module
+from cryosegnet.picking import results as results_module
 from cryosegnet.picking.batch import pick_batch
 from cryosegnet.picking.picker import PickResult
 
@@ -184,8 +184,8 @@ def test_index_pair_is_replaced_together_or_not_at_all(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     mics = [_mrc(Path(f"m/mic_{i}.mrc"), seed=i) for i in range(5)]
     _run(StubPicker(), mics[:2])
-    real_rebuild = batch_module.rebuild_index
-    monkeypatch.setattr(batch_module, "rebuild_index", lambda outdir: 0)
+    real_rebuild = results_module.rebuild_index
+    monkeypatch.setattr(results_module, "rebuild_index", lambda outdir: 0)
     _run(StubPicker(), mics[2:])  # three more results, the index not yet rewritten
     real_fsync, calls = os.fsync, []
 

@@ -7,7 +7,6 @@ micrographs intact and nothing half-written; a re-run skips what is already done
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import time
@@ -36,20 +35,19 @@ from cryosegnet.picking.config import (  # the size rules, shared with the Pytho
 from cryosegnet.picking.particle_size import BatchParticleSize, batch_particle_size
 from cryosegnet.picking.picker import Picker
 from cryosegnet.picking.results import (
+    holding_folder,
+    index_into,
     picker_options,
     plan_batch,
-    rebuild_index,
-    result_manifest,
     run_options,
-    start_run,
-    write_outputs,
+    write_result,
 )
 from cryosegnet.picking.summary import (
     STOP_REQUESTS,
     BatchSummary,
     diameter_source,
-    record_empty,
     record_failure,
+    record_picked,
     sigterm_stops_the_run,
 )
 from cryosegnet.picking.units import PixelSizes, angstrom_to_pixels, describe_size
@@ -136,16 +134,11 @@ def pick_batch(
     if diameter_angstrom is not None:
         summary.diameter_source = "given"
     run = _BatchRun(picker, outdir, tuple(formats), batch_size, box_size, workers, progress, debug)
-    run_lock = start_run(outdir, run_options(options, sizes, formats, box_size))
-    try:
+    with holding_folder(outdir, run_options(options, sizes, formats, box_size)):
         todo = plan_batch(
             micrographs, outdir, formats, overwrite, box_size, debug, options, summary, sizes
         )
         return _pick_planned(run, todo, options, summary, sizes, should_stop)
-    finally:
-        if run_lock is not None:
-            with contextlib.suppress(OSError):
-                run_lock.close()
 
 
 @dataclass(frozen=True)
@@ -229,13 +222,7 @@ def _pick_planned(
         finally:
             bar.close()
             summary.seconds = time.perf_counter() - start
-        try:
-            # Still under our SIGTERM handler: a kill now must not leave a temp index file behind.
-            summary.index_entries = rebuild_index(run.outdir)
-        except STOP_REQUESTS:
-            summary.interrupted = True
-        except Exception as exc:
-            summary.index_failure = f"{run.outdir}: cannot write the index STAR files ({exc})"
+        index_into(summary, run.outdir, run.outdir)  # still under the SIGTERM handler
     return summary
 
 
@@ -279,18 +266,19 @@ def _pick_todo(run, todo, options, summary, sizes, should_stop, bar) -> None:
             continue
         for path, result in zip(paths, results, strict=True):
             n_finished += 1
-            manifest = result_manifest(sources[path], sizes.options(path, options), result)
-            if _keep_result(run, path, result, manifest, summary, sizes):
+            recorded = sizes.options(path, options)
+            if _keep_result(run, path, result, sources[path], recorded, summary, sizes):
                 bar.set_postfix(particles=summary.n_particles, refresh=False)
                 if not run.progress:  # a batch log gets one line per micrograph, not a bar
                     _log_micrograph(path, result, sizes, n_finished, len(todo))
         bar.update(len(paths))
 
 
-def _keep_result(run, path: Path, result, manifest: dict, summary, sizes) -> bool:
+def _keep_result(run, path: Path, result, source: dict, options: dict, summary, sizes) -> bool:
     """Write one micrograph's files and record it in ``summary``.
 
-    False (a failure recorded) when its picks are refused or cannot be written.
+    ``source`` and ``options`` go in its manifest (:func:`write_result`). False (a failure
+    recorded) when its picks are refused or cannot be written.
     """
     try:
         check_picked_diameter(path, result)
@@ -298,25 +286,20 @@ def _keep_result(run, path: Path, result, manifest: dict, summary, sizes) -> boo
         record_failure(summary, path, exc, run.debug)
         return False
     try:
-        write_outputs(
-            run.outdir,
-            sizes.layout(path),
-            result.picks,
-            result.diameter,
-            run.formats,
-            run.box_size,
-            manifest,
-        )
+        layout = sizes.layout(path)
+        write_result(run.outdir, layout, result, source, options, run.formats, run.box_size)
     except Exception as exc:  # disk full, read-only, quota...: this one fails
         record_failure(summary, path, exc, run.debug, prefix="cannot write output: ")
         return False
-    summary.done[str(path)] = result.picks
-    if getattr(result, "empty", False):
-        record_empty(summary, path, float(result.evidence))
-    if result.diameter:
-        summary.diameters.append(float(result.diameter))
-        summary.diameter_sources.append(result.diameter_source)
-        summary.pixel_sizes.append(sizes.seen_pixel_size.get(path))
+    record_picked(
+        summary,
+        path,
+        result.picks,
+        result.diameter,
+        sizes.seen_pixel_size.get(path),
+        empty_evidence=result.evidence if getattr(result, "empty", False) else None,
+        diameter_source=result.diameter_source,
+    )
     return True
 
 
@@ -423,6 +406,24 @@ def read_for_picking(
     return image
 
 
+def read_and_denoise(
+    picker, path: Path, sizes: BatchSizes, own_size: bool, name: str | os.PathLike | None = None
+) -> tuple:
+    """One entry of a chunk for :func:`pick_chunk`: the micrograph read and denoised.
+
+    ``path`` is read with :func:`read_for_picking`; the entry is (path, denoised image, shape
+    as read, size estimate). The estimate is :meth:`Picker.size_of` with ``own_size``, else
+    None (the size then comes with the call: an Å diameter, or the batch's). The in-process
+    batch and the Dask workers both prepare micrographs with this.
+    """
+    image = read_for_picking(picker, path, sizes, name)
+    denoised = picker.preprocess(image)
+    size_of = getattr(picker, "size_of", None)  # stand-in pickers may not size
+    pixel_size = sizes.seen_pixel_size.get(path)
+    estimate = size_of(image, pixel_size) if size_of is not None and own_size else None
+    return path, denoised, image.shape, estimate
+
+
 def _denoised_chunks(
     picker: Picker,
     paths: list[Path],
@@ -446,12 +447,8 @@ def _denoised_chunks(
         if path in sampled:
             denoised, shape, estimate = sampled.pop(path)
         else:
-            image = read_for_picking(picker, path, sizes)
-            denoised, shape = picker.preprocess(image), image.shape
-            size_of = getattr(picker, "size_of", None)  # stand-in pickers may not size
-            use_own = sizes.angstrom is None and batch_size_px is None
-            pixel_size = sizes.seen_pixel_size.get(path)
-            estimate = size_of(image, pixel_size) if size_of is not None and use_own else None
+            own_size = sizes.angstrom is None and batch_size_px is None
+            _, denoised, shape, estimate = read_and_denoise(picker, path, sizes, own_size)
         if batch_size_px is not None:
             working = picker.denoise_settings.working_size
             estimate = batch_size_px.estimate_for(shape, working)

@@ -38,22 +38,21 @@ from pathlib import Path
 
 from cryosegnet.errors import CryoSegNetError, first_line
 from cryosegnet.io.layout import make_output_folder, relative_folder
-from cryosegnet.picking.batch import BatchSizes, check_picked_diameter, pick_chunk, read_for_picking
+from cryosegnet.picking.batch import BatchSizes, check_picked_diameter, pick_chunk, read_and_denoise
 from cryosegnet.picking.job import Dask, PickerSpec, PickJob
 from cryosegnet.picking.results import (
+    holding_folder,
+    index_into,
     picker_options,
     plan_batch,
-    rebuild_index,
-    result_manifest,
     run_options,
-    start_run,
-    write_outputs,
+    write_result,
 )
 from cryosegnet.picking.summary import (
     STOP_REQUESTS,
     BatchSummary,
-    record_empty,
     record_failure,
+    record_picked,
     sigterm_stops_the_run,
 )
 from cryosegnet.picking.units import PixelSizes
@@ -154,7 +153,7 @@ def _pick_one(
 ) -> dict:
     """Worker task: pick one micrograph and write its files into ``folder`` (absolute).
 
-    It reads and picks as pick_batch does (batch.read_for_picking, batch.pick_chunk):
+    It reads and picks as pick_batch does (batch.read_and_denoise, batch.pick_chunk):
     ``diameter_angstrom`` is converted with ``pixel_size`` (``--angpix`` or an input STAR's;
     None: the micrograph's header). ``file_name``: the name its files follow (default: the
     file's own; a RELION STAR's micrograph name). Returns a small record for the client; a
@@ -168,11 +167,8 @@ def _pick_one(
     sizes = BatchSizes(diameter_angstrom, PixelSizes(given=pixel_size), {})
     try:
         picker = _worker_picker(spec, devices, threads)
-        image = read_for_picking(picker, local, sizes, name=name)
-        size_of = getattr(picker, "size_of", None)  # each worker sizes its micrograph
-        pixel = sizes.seen_pixel_size.get(local)
-        estimate = size_of(image, pixel) if size_of and diameter_angstrom is None else None
-        chunk = [(local, picker.preprocess(image), image.shape, estimate)]  # type: ignore[attr-defined]
+        # Each worker sizes its own micrograph (no batch size), unless an Å diameter is given.
+        chunk = [read_and_denoise(picker, local, sizes, diameter_angstrom is None, name)]
         result = pick_chunk(picker, chunk, sizes)[0]  # the picker is shared, never changed
         check_picked_diameter(name, result)  # as pick_batch: tiny "particles" are noise
     except Exception as exc:
@@ -183,19 +179,11 @@ def _pick_one(
             "worker": worker,
             "seconds": time.perf_counter() - start,
         }
-    manifest = result_manifest(source, options, result)
     try:
         # The folder is this micrograph's own output folder: write as if the micrograph lay
         # there (its file name only), so the worker's current folder does not matter.
-        write_outputs(
-            Path(folder),
-            Path(file_name or local.name),
-            result.picks,
-            result.diameter,
-            formats,
-            box_size,
-            manifest,
-        )
+        layout = Path(file_name or local.name)
+        write_result(Path(folder), layout, result, source, options, formats, box_size)
     except Exception as exc:
         return {
             "name": name,
@@ -364,19 +352,16 @@ def pick_distributed(
         _task or _pick_one,
         sizes,
     )
-    run_lock = start_run(out, run_options(options, sizes, formats, box_size))
-    try:
-        with sigterm_stops_the_run():  # a queue system's SIGTERM stops it like Ctrl-C
-            try:
-                cluster = (client, scheduler, n_workers)
-                _plan_and_run(run, [Path(m) for m in micrographs], overwrite, summary, cluster)
-            except STOP_REQUESTS:
-                summary.interrupted = True
-            _index(summary, out, outdir)  # what finished is listed, after a stop too
-    finally:
-        if run_lock is not None:
-            with contextlib.suppress(OSError):
-                run_lock.close()
+    with (
+        holding_folder(out, run_options(options, sizes, formats, box_size)),
+        sigterm_stops_the_run(),  # a queue system's SIGTERM stops it like Ctrl-C
+    ):
+        try:
+            cluster = (client, scheduler, n_workers)
+            _plan_and_run(run, [Path(m) for m in micrographs], overwrite, summary, cluster)
+        except STOP_REQUESTS:
+            summary.interrupted = True
+        index_into(summary, out, outdir)  # what finished is listed, after a stop too
     return summary
 
 
@@ -406,16 +391,6 @@ def _plan_and_run(
     )
     with clustered as active:
         _run(active, run, todo, summary)
-
-
-def _index(summary, out: Path, shown: str | os.PathLike) -> None:
-    """Rebuild the index files into ``summary`` (``shown``: the folder as the user gave it)."""
-    try:
-        summary.index_entries = rebuild_index(out)
-    except STOP_REQUESTS:
-        summary.interrupted = True
-    except Exception as exc:
-        summary.index_failure = f"{shown}: cannot write the index STAR files ({exc})"
 
 
 @dataclass(frozen=True)
@@ -502,12 +477,14 @@ def _collect(futures, run: _ClusterRun, todo, summary, start: float) -> None:
         if not record["ok"]:
             record_failure(summary, path, CryoSegNetError(record["error"]), run.debug)
             continue
-        summary.done[str(path)] = record["picks"]
-        if record.get("empty"):
-            record_empty(summary, path, float(record["evidence"]))
-        if record["diameter"]:
-            summary.diameters.append(float(record["diameter"]))
-            summary.pixel_sizes.append(record.get("pixel_size"))
+        record_picked(
+            summary,
+            path,
+            record["picks"],
+            record["diameter"],
+            record.get("pixel_size"),
+            empty_evidence=record["evidence"] if record.get("empty") else None,
+        )
         if run.progress:
             elapsed = time.perf_counter() - start
             log.info(

@@ -17,7 +17,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -49,7 +49,7 @@ from cryosegnet.io.layout import (
     output_path,
     refuse_foreign,
 )
-from cryosegnet.picking.summary import record_failure
+from cryosegnet.picking.summary import STOP_REQUESTS, BatchSummary, record_failure
 
 if TYPE_CHECKING:
     from cryosegnet.picking.batch import BatchSizes
@@ -249,6 +249,38 @@ def write_outputs(
     for fmt in set(OUTPUT_FORMATS) - set(manifest["formats"]):
         with contextlib.suppress(FileNotFoundError):
             output_path(outdir, micrograph, fmt).unlink()
+
+
+def write_result(
+    outdir: Path,
+    micrograph: Path,
+    result,
+    source: dict,
+    options: dict,
+    formats: tuple[str, ...],
+    box_size: float | None,
+) -> None:
+    """Write one micrograph's :class:`PickResult` with its manifest (:func:`result_manifest`).
+
+    Parameters
+    ----------
+    outdir : Path
+        The output folder.
+    micrograph : Path
+        The name the output layout follows (:func:`write_outputs`).
+    result : PickResult
+        Its picks and particle diameter.
+    source : dict
+        The micrograph's identity (:func:`source_record`).
+    options : dict
+        The pick options that made these picks.
+    formats : tuple of str
+        Formats to write.
+    box_size : float or None
+        Box size of the ``.box`` file (default: the diameter).
+    """
+    manifest = result_manifest(source, options, result)
+    write_outputs(outdir, micrograph, result.picks, result.diameter, formats, box_size, manifest)
 
 
 def _median_diameter(picks: pd.DataFrame) -> float | None:
@@ -540,6 +572,46 @@ def start_run(outdir: Path, options: Mapping | None = None):
     finally:
         guard.close()
     return lock
+
+
+@contextlib.contextmanager
+def holding_folder(outdir: Path, options: Mapping) -> Iterator[None]:
+    """Hold ``outdir`` for a run (:func:`start_run`) while inside; let it go however it ends.
+
+    Parameters
+    ----------
+    outdir : Path
+        The output folder (it exists).
+    options : Mapping
+        What changes this run's output (:func:`run_options`).
+
+    Raises
+    ------
+    CryoSegNetError
+        Another run with other options is writing into ``outdir``.
+    """
+    lock = start_run(outdir, options)
+    try:
+        yield
+    finally:
+        if lock is not None:
+            with contextlib.suppress(OSError):
+                lock.close()
+
+
+def index_into(summary: BatchSummary, outdir: Path, shown: str | os.PathLike) -> None:
+    """Rebuild the index files at a run's end (:func:`rebuild_index`), into ``summary``.
+
+    Their entry count, or the one-line failure naming ``shown`` (the folder as the user gave
+    it); a stop request meanwhile marks the run interrupted. Called under the run's SIGTERM
+    handler, so a kill now leaves no temp index file behind.
+    """
+    try:
+        summary.index_entries = rebuild_index(outdir)
+    except STOP_REQUESTS:
+        summary.interrupted = True
+    except Exception as exc:
+        summary.index_failure = f"{shown}: cannot write the index STAR files ({exc})"
 
 
 def run_options(options: Mapping, sizes: BatchSizes, formats, box_size) -> dict:

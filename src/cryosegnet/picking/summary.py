@@ -213,6 +213,46 @@ def record_empty(summary: BatchSummary, path: Path, evidence: float) -> None:
     )
 
 
+def record_picked(
+    summary: BatchSummary,
+    path: Path,
+    picks: pd.DataFrame,
+    diameter: float | None,
+    pixel_size: float | None,
+    *,
+    empty_evidence: float | None = None,
+    diameter_source: str | None = None,
+) -> None:
+    """Record one micrograph whose files are written: its picks, and its size for the summary.
+
+    Parameters
+    ----------
+    summary : BatchSummary
+        Gets ``done[str(path)]``, and the diameter with its pixel size when there is one.
+    path : Path
+        The micrograph.
+    picks : pandas.DataFrame
+        Its picks, as written.
+    diameter : float or None
+        Its particle diameter in micrograph pixels (None or 0: none).
+    pixel_size : float or None
+        Its pixel size in Å (None: unknown).
+    empty_evidence : float or None, optional
+        The particle evidence of a micrograph the empty-micrograph test left without picks
+        (:func:`record_empty`); None when it was not judged empty.
+    diameter_source : str or None, optional
+        Where its diameter came from (``PickResult.diameter_source``), when known.
+    """
+    summary.done[str(path)] = picks
+    if empty_evidence is not None:
+        record_empty(summary, path, float(empty_evidence))
+    if diameter:
+        summary.diameters.append(float(diameter))
+        if diameter_source is not None:
+            summary.diameter_sources.append(diameter_source)
+        summary.pixel_sizes.append(pixel_size)
+
+
 class _Terminate(BaseException):
     """Raised from the SIGTERM handler so a batch stops like it does on Ctrl-C.
 
