@@ -210,8 +210,9 @@ def band_radius(settings: ClassifySettings, iteration: int) -> float:
     Returns
     -------
     float
+        In Fourier pixels of the working box, below its Nyquist frequency.
     """
-    last_growing = settings.iterations - settings.full_iterations
+    last_growing = settings.growing_iterations
     start = min(settings.band_start, settings.band_limit)
     if last_growing <= 0 or iteration >= last_growing:
         limit = settings.band_limit
@@ -321,7 +322,7 @@ def classify_particles(
     band_now = -1.0
     subset_size = k * settings.particles_per_class
     for iteration in tqdm(range(settings.iterations), desc="2D classification", disable=not show):
-        last = iteration >= settings.iterations - settings.full_iterations
+        last = iteration >= settings.growing_iterations
         if last or subset_size >= n:
             members = torch.arange(n, device=device)
         else:  # an early iteration on a random subset (like CryoSPARC's batch per class)
@@ -490,8 +491,9 @@ def assignment_temperature(settings: ClassifySettings, iteration: int) -> float:
     Returns
     -------
     float
+        0 from the first full iteration on (hard assignment).
     """
-    last_growing = settings.iterations - settings.full_iterations
+    last_growing = settings.growing_iterations
     if settings.soft_temperature <= 0 or iteration >= last_growing:
         return 0.0
     return settings.soft_temperature * (1 - iteration / last_growing)

@@ -146,6 +146,12 @@ class ClassifySettings:
         return max(1, round(360.0 / self.angle_step))
 
     @property
+    def growing_iterations(self) -> int:
+        """Iterations before the full ones: on subsets, the band growing, the temperature
+        falling."""
+        return self.iterations - self.full_iterations
+
+    @property
     def band_radius(self) -> float:
         """Alignment band limit in Fourier pixels of the working box."""
         return min(self.working_box / 2 - 1, self.band_limit * self.box_factor)
