@@ -270,6 +270,7 @@ class RadialFilter:
         Returns
         -------
         RadialFilter
+            Its weights, offset and threshold, with how many positives it learnt from.
 
         Raises
         ------
@@ -403,6 +404,7 @@ class RadialFilter:
         Returns
         -------
         RadialFilter
+            As it was written.
 
         Raises
         ------
@@ -458,6 +460,7 @@ class RadialFilter:
         Returns
         -------
         RadialFilter
+            As :meth:`save` wrote it.
 
         Raises
         ------
