@@ -254,6 +254,8 @@ def noise_decoys(images: torch.Tensor, n: int, generator: torch.Generator) -> to
     return torch.fft.irfft2(torch.polar(amplitude.expand_as(phases), phases), s=(size, size))
 
 
+# Long on purpose: one loop over iterations that updates a dozen tensors of state together
+# (classes, poses, certainty, half sums); split, each part would pass them all around.
 def classify_particles(
     stack: np.ndarray,
     settings: ClassifySettings,
@@ -301,14 +303,7 @@ def classify_particles(
         360.0 / settings.n_rotations
     )
     shifts = shift_grid(settings.max_shift * settings.diameter_px, settings.shift_step)
-    order = torch.randperm(n, generator=generator).to(device)
-    start = torch.arange(n, device=device) % k
-    classes = torch.empty(n, dtype=torch.long, device=device)
-    classes[order] = start
-    sums = torch.zeros(k, size, size, device=device).index_add_(0, classes, particles)
-    averages = sums / torch.bincount(classes, minlength=k).clamp_min(1)[:, None, None].float()
-    if settings.rotational_start:
-        averages = rotational_average(averages)
+    classes, averages = _starting_classes(particles, settings, generator)
 
     show = sys.stderr.isatty() if progress is None else progress
     changed: list[float] = []
@@ -378,14 +373,7 @@ def classify_particles(
         changed.append(fraction)
         if on_iteration is not None:
             on_iteration(iteration, fraction)
-    decoys = noise_decoys(particles, settings.decoys, generator)
-    decoy_coefficients = band.coefficients(decoys)
-    decoy_parts = [
-        aligner.align(decoy_coefficients[i : i + settings.batch_size])[0]
-        for i in range(0, len(decoys), settings.batch_size)
-    ]
-    decoy_scores = torch.cat([p.score for p in decoy_parts])
-    decoy_evidence = torch.cat([p.evidence for p in decoy_parts])  # type: ignore[misc]
+    decoy_scores, decoy_evidence = _decoy_alignment(particles, settings, generator, aligner)
     residual = residual_lowpass_fraction(
         particles, classes, angle, shift, averages, mask, settings.batch_size
     )
@@ -412,6 +400,47 @@ def classify_particles(
         decoy_evidence=decoy_evidence.cpu().numpy(),
         low_snr=marginal,
     )
+
+
+def _starting_classes(
+    particles: torch.Tensor, settings: ClassifySettings, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random classes of equal size, and their averages.
+
+    The averages are rotationally averaged with ``rotational_start``.
+    """
+    n, k, size = len(particles), settings.n_classes, settings.working_box
+    device = particles.device
+    order = torch.randperm(n, generator=generator).to(device)
+    start = torch.arange(n, device=device) % k
+    classes = torch.empty(n, dtype=torch.long, device=device)
+    classes[order] = start
+    sums = torch.zeros(k, size, size, device=device).index_add_(0, classes, particles)
+    averages = sums / torch.bincount(classes, minlength=k).clamp_min(1)[:, None, None].float()
+    if settings.rotational_start:
+        averages = rotational_average(averages)
+    return classes, averages
+
+
+def _decoy_alignment(
+    particles: torch.Tensor,
+    settings: ClassifySettings,
+    generator: torch.Generator,
+    aligner: Aligner,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The best correlation and the evidence noise decoys reach against the final references.
+
+    The decoys are :func:`noise_decoys` of the particles.
+    """
+    decoys = noise_decoys(particles, settings.decoys, generator)
+    decoy_coefficients = aligner.band.coefficients(decoys)
+    decoy_parts = [
+        aligner.align(decoy_coefficients[i : i + settings.batch_size])[0]
+        for i in range(0, len(decoys), settings.batch_size)
+    ]
+    decoy_scores = torch.cat([p.score for p in decoy_parts])
+    decoy_evidence = torch.cat([p.evidence for p in decoy_parts])  # type: ignore[misc]
+    return decoy_scores, decoy_evidence
 
 
 def residual_lowpass_fraction(

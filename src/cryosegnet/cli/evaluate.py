@@ -101,7 +101,6 @@ def _run(args: argparse.Namespace) -> int:
     from cryosegnet.evaluation.pairing import (
         drop_duplicate_rows,
         load_coordinate_sets,
-        micrograph_key,
         pick_threshold,
     )
     from cryosegnet.evaluation.report import format_table, write_report
@@ -128,22 +127,7 @@ def _run(args: argparse.Namespace) -> int:
                 table["diameter"] *= args.scale_picks
     if not labels:
         raise ValueError(f"no labelled micrographs in {args.labels}")
-    shapes = None
-    if args.images:
-        from cryosegnet.io.micrographs import find_micrographs, read_micrograph
-
-        shapes = {}
-        for path in find_micrographs(list(args.images)):
-            key = micrograph_key(path.name)
-            if key in labels:
-                shapes[key] = read_micrograph(path).shape
-        missing = sorted(set(labels) - set(shapes))
-        if missing:
-            print(
-                f"note: no micrograph for {len(missing)} labelled micrograph(s), e.g. "
-                f"{missing[0]}; their Dice is not clipped to the image",
-                file=sys.stderr,
-            )
+    shapes = _micrograph_shapes(args.images, labels) if args.images else None
     result = evaluate_picks(
         picks,
         labels,
@@ -184,6 +168,27 @@ def _run(args: argparse.Namespace) -> int:
         paths = write_report(result, args.output, extra=inputs, plot=not args.no_plot)
         print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0
+
+
+def _micrograph_shapes(images: list[str], labels: dict) -> dict[str, tuple[int, int]]:
+    """The shape of each labelled micrograph found among ``images`` (``--images``), by key,
+    so that Dice is clipped to the image; a note names those not found."""
+    from cryosegnet.evaluation.pairing import micrograph_key
+    from cryosegnet.io.micrographs import find_micrographs, read_micrograph
+
+    shapes = {}
+    for path in find_micrographs(list(images)):
+        key = micrograph_key(path.name)
+        if key in labels:
+            shapes[key] = read_micrograph(path).shape
+    missing = sorted(set(labels) - set(shapes))
+    if missing:
+        print(
+            f"note: no micrograph for {len(missing)} labelled micrograph(s), e.g. "
+            f"{missing[0]}; their Dice is not clipped to the image",
+            file=sys.stderr,
+        )
+    return shapes
 
 
 def _refuse_expanded_glob(picks: list[str], labels: str) -> None:

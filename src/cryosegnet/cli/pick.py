@@ -67,6 +67,7 @@ SAM_FLAGS = {
 }
 
 
+# Long on purpose: the pick command's options, declared one after another.
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "pick",

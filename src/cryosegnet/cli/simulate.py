@@ -61,6 +61,7 @@ def _range(values: list[float] | None, name: str = "value"):
 _DEFAULTS = SimulationConfig()
 
 
+# Long on purpose: the simulate command's options, declared one after another.
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``simulate`` on the main CLI's subparsers."""
     p = subparsers.add_parser(

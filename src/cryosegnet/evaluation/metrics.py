@@ -291,12 +291,7 @@ def evaluate_picks(
         raise ValueError("missing_picks must be 'empty' or 'skip'")
     check_match_options(radius, threshold, diameter)
     shapes = shapes or {}
-    all_label_d = np.concatenate(
-        [t["diameter"].to_numpy(float) for t in labels_by_mic.values() if "diameter" in t]
-        or [np.zeros(0)]
-    )
-    all_label_d = all_label_d[np.isfinite(all_label_d) & (all_label_d > 0)]
-    global_d = diameter or (float(np.median(all_label_d)) if len(all_label_d) else None)
+    global_d = diameter or _median_label_diameter(labels_by_mic)
 
     picks_without_labels = sorted(set(picks_by_mic) - set(labels_by_mic))
     labels_without_picks = sorted(set(labels_by_mic) - set(picks_by_mic))
@@ -307,89 +302,33 @@ def evaluate_picks(
     rows: list[MicrographMetrics] = []
     radii: dict[str, float] = {}
     match_distances: list[np.ndarray] = []  # of the matched picks kept, for the centre error
-    scores_all, tp_all, n_labels_all = [], [], 0
-    tp_sum = picks_sum = 0
+    scores_all, tp_all = [], []
     for name in names:
         labels = labels_by_mic[name]
         picks = picks_by_mic.get(name)
         if picks is None:
             picks = pd.DataFrame({"x": [], "y": [], "score": [], "diameter": []}, dtype=float)
-        r = radius
-        if r is None:
-            r = diameter / 2 if diameter else label_radius(labels, global_d)
-        if r is None:
-            if len(labels) == 0:
-                r = 1.0  # nothing to match against: any radius gives the same answer
-            else:
-                raise ValueError(
-                    f"labels for '{name}' carry no particle diameter: give a radius or diameter"
-                )
+        r = _match_radius(name, labels, radius, diameter, global_d)
         radii[name] = float(r)
-        xy = picks[["x", "y"]].to_numpy(float)
-        scores = picks["score"].to_numpy(float) if "score" in picks else np.ones(len(picks))
-        result: MatchResult = match_picks(xy, scores, labels[["x", "y"]].to_numpy(float), r)
-        curve = pr_curve(result.scores, result.is_tp, result.n_labels)
-        kept = np.ones(result.n_picks, bool) if threshold is None else result.scores >= threshold
-        tp = int(result.is_tp[kept].sum())
-        n_picks = int(kept.sum())
-        precision, recall, f1 = precision_recall_f1(tp, n_picks, len(labels))
-        best, best_t = curve.best_f1()
         label_d = global_d if global_d else 2 * r
-        kept_picks = picks if threshold is None else picks[scores >= threshold]
-        dice = pixel_dice(kept_picks, labels, label_d, label_d, shapes.get(name))
-        distances = result.distance[kept & result.is_tp]
-        match_distances.append(distances)
-        rows.append(
-            MicrographMetrics(
-                micrograph=name,
-                n_picks=n_picks,
-                n_labels=len(labels),
-                tp=tp,
-                fp=n_picks - tp,
-                fn=len(labels) - tp,
-                precision=precision,
-                recall=recall,
-                f1=f1,
-                best_f1=best,
-                best_threshold=best_t,
-                auprc=curve.auprc(),
-                dice=dice,
-                radius=float(r),
-                mean_match_distance=float(distances.mean()) if len(distances) else float("nan"),
-            )
+        row, result, distances = _micrograph_metrics(
+            name, picks, labels, r, threshold, label_d, shapes.get(name)
         )
+        match_distances.append(distances)
+        rows.append(row)
         scores_all.append(result.scores)
         tp_all.append(result.is_tp)
-        n_labels_all += len(labels)
-        tp_sum += tp
-        picks_sum += n_picks
 
     pooled_curve = pr_curve(
         np.concatenate(scores_all) if scores_all else np.zeros(0),
         np.concatenate(tp_all) if tp_all else np.zeros(0, bool),
-        n_labels_all,
+        sum(m.n_labels for m in rows),
     )
-    precision, recall, f1 = precision_recall_f1(tp_sum, picks_sum, n_labels_all)
-    best, best_t = pooled_curve.best_f1()
-    dice_values = np.array([m.dice for m in rows], float)
-    pooled = {
-        "n_micrographs": len(rows),
-        "n_picks": picks_sum,
-        "n_labels": n_labels_all,
-        "tp": tp_sum,
-        "fp": picks_sum - tp_sum,
-        "fn": n_labels_all - tp_sum,
-        "precision": precision,
-        "recall": recall,
-        "f1": f1,
-        "best_f1": best,
-        "best_threshold": best_t,
-        "auprc": pooled_curve.auprc(),
-        "dice_mean": float(np.nanmean(dice_values)) if len(dice_values) else float("nan"),
-        "f1_mean_over_micrographs": float(np.mean([m.f1 for m in rows])) if rows else float("nan"),
-        **curve_extent(pooled_curve),
-        **centring_figures(picks_by_mic, labels_by_mic, radii, match_distances, best_t, shapes),
-    }
+    pooled = {**_pooled_figures(rows, pooled_curve), **curve_extent(pooled_curve)}
+    best_t = pooled["best_threshold"]
+    pooled.update(
+        centring_figures(picks_by_mic, labels_by_mic, radii, match_distances, best_t, shapes)
+    )
     settings = {
         "radius": radius,
         "diameter": diameter,
@@ -407,6 +346,114 @@ def evaluate_picks(
         labels_without_picks=labels_without_picks,
         warnings=curve_warnings(pooled_curve, picks_threshold),
     )
+
+
+def _pooled_figures(rows: list[MicrographMetrics], curve: PRCurve) -> dict:
+    """The counts and figures pooled over every micrograph, and the means over micrographs.
+
+    ``curve`` is the PR curve of every micrograph's picks together.
+    """
+    picks_sum = sum(m.n_picks for m in rows)
+    n_labels_all = sum(m.n_labels for m in rows)
+    tp_sum = sum(m.tp for m in rows)
+    precision, recall, f1 = precision_recall_f1(tp_sum, picks_sum, n_labels_all)
+    best, best_t = curve.best_f1()
+    dice_values = np.array([m.dice for m in rows], float)
+    return {
+        "n_micrographs": len(rows),
+        "n_picks": picks_sum,
+        "n_labels": n_labels_all,
+        "tp": tp_sum,
+        "fp": picks_sum - tp_sum,
+        "fn": n_labels_all - tp_sum,
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "best_f1": best,
+        "best_threshold": best_t,
+        "auprc": curve.auprc(),
+        "dice_mean": float(np.nanmean(dice_values)) if len(dice_values) else float("nan"),
+        "f1_mean_over_micrographs": float(np.mean([m.f1 for m in rows])) if rows else float("nan"),
+    }
+
+
+def _median_label_diameter(labels_by_mic: dict[str, pd.DataFrame]) -> float | None:
+    """The median particle diameter over every label that has one (None: no label has)."""
+    all_label_d = np.concatenate(
+        [t["diameter"].to_numpy(float) for t in labels_by_mic.values() if "diameter" in t]
+        or [np.zeros(0)]
+    )
+    all_label_d = all_label_d[np.isfinite(all_label_d) & (all_label_d > 0)]
+    return float(np.median(all_label_d)) if len(all_label_d) else None
+
+
+def _match_radius(
+    name: str,
+    labels: pd.DataFrame,
+    radius: float | None,
+    diameter: float | None,
+    global_d: float | None,
+) -> float:
+    """The match distance on micrograph ``name``.
+
+    ``radius``, else half ``diameter``, else half its labels' diameter (:func:`label_radius`).
+    """
+    r = radius
+    if r is None:
+        r = diameter / 2 if diameter else label_radius(labels, global_d)
+    if r is None:
+        if len(labels) == 0:
+            r = 1.0  # nothing to match against: any radius gives the same answer
+        else:
+            raise ValueError(
+                f"labels for '{name}' carry no particle diameter: give a radius or diameter"
+            )
+    return r
+
+
+def _micrograph_metrics(
+    name: str,
+    picks: pd.DataFrame,
+    labels: pd.DataFrame,
+    r: float,
+    threshold: float | None,
+    label_d: float,
+    shape: tuple[int, int] | None,
+) -> tuple[MicrographMetrics, MatchResult, np.ndarray]:
+    """One micrograph's figures, its matches, and the distances of its kept matched picks.
+
+    The distances give the centre error; ``label_d`` is the disk diameter of the pixel Dice.
+    """
+    xy = picks[["x", "y"]].to_numpy(float)
+    scores = picks["score"].to_numpy(float) if "score" in picks else np.ones(len(picks))
+    result: MatchResult = match_picks(xy, scores, labels[["x", "y"]].to_numpy(float), r)
+    curve = pr_curve(result.scores, result.is_tp, result.n_labels)
+    kept = np.ones(result.n_picks, bool) if threshold is None else result.scores >= threshold
+    tp = int(result.is_tp[kept].sum())
+    n_picks = int(kept.sum())
+    precision, recall, f1 = precision_recall_f1(tp, n_picks, len(labels))
+    best, best_t = curve.best_f1()
+    kept_picks = picks if threshold is None else picks[scores >= threshold]
+    dice = pixel_dice(kept_picks, labels, label_d, label_d, shape)
+    distances = result.distance[kept & result.is_tp]
+    row = MicrographMetrics(
+        micrograph=name,
+        n_picks=n_picks,
+        n_labels=len(labels),
+        tp=tp,
+        fp=n_picks - tp,
+        fn=len(labels) - tp,
+        precision=precision,
+        recall=recall,
+        f1=f1,
+        best_f1=best,
+        best_threshold=best_t,
+        auprc=curve.auprc(),
+        dice=dice,
+        radius=float(r),
+        mean_match_distance=float(distances.mean()) if len(distances) else float("nan"),
+    )
+    return row, result, distances
 
 
 def curve_extent(curve: PRCurve) -> dict:

@@ -83,6 +83,7 @@ def _rotz(angle: float) -> np.ndarray:
     return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
 
 
+# Long on purpose: one branch per procedural particle shape, each read on its own.
 def _shape_points(kind: str, rng: np.random.Generator, n: int) -> np.ndarray:
     """Points of one procedural shape in arbitrary units (rescaled later)."""
     if kind == "globular":

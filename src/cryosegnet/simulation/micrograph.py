@@ -623,21 +623,8 @@ def _particle_table(
         return (carbon_mask[iy, ix] & ~cont_mask[iy, ix]).astype(float)
 
     # Aggregates first: tight clumps that regular particles keep clear of.
-    rows: list[dict] = []
     n_agg = _draw_int(rng, config.preset("aggregates"))
-    for _ in range(n_agg):
-        k = int(rng.integers(len(banks)))
-        r = radius[k]
-        cx, cy = rng.uniform(0, w - 1), rng.uniform(0, h - 1)
-        members = int(rng.integers(4, 16))
-        pts = [(cx, cy)]
-        for _ in range(members - 1):
-            bx, by = pts[int(rng.integers(len(pts)))]
-            ang = rng.uniform(0, 2 * np.pi)
-            step = rng.uniform(0.9, 1.5) * r
-            pts.append((bx + step * np.cos(ang), by + step * np.sin(ang)))
-        for x, y in pts:
-            rows.append(dict(x=float(round(x)), y=float(round(y)), species=k, group="aggregate"))
+    rows = _aggregate_rows(rng, n_agg, radius, shape)
     existing = [(r_["x"], r_["y"], radius[r_["species"]]) for r_ in rows]
     min_sep = _draw(rng, config.min_separation)
     hole_fraction = max(1e-3, float(1.0 - carbon_mask.mean()))
@@ -667,9 +654,43 @@ def _particle_table(
         )
     for x, y, k in placed:
         rows.append(dict(x=x, y=y, species=k, group="single"))
-    # Deliberate overlaps: a few particles dropped on top of others.
-    overlap_p = config.preset("overlap_probability")
-    n_overlap = rng.binomial(len(placed), overlap_p) if placed else 0
+    rows += _overlap_rows(rng, placed, config.preset("overlap_probability"), radius)
+    table = pd.DataFrame(rows, columns=["x", "y", "species", "group"])
+    table["diameter"] = [2 * radius[k] for k in table["species"]]
+    return table, density, coverage, n_agg
+
+
+def _aggregate_rows(
+    rng: np.random.Generator, n_agg: int, radius: np.ndarray, shape: tuple[int, int]
+) -> list[dict]:
+    """``n_agg`` aggregates: clumps of 4-15 touching particles of one species each."""
+    h, w = shape
+    rows: list[dict] = []
+    for _ in range(n_agg):
+        k = int(rng.integers(len(radius)))
+        r = radius[k]
+        cx, cy = rng.uniform(0, w - 1), rng.uniform(0, h - 1)
+        members = int(rng.integers(4, 16))
+        pts = [(cx, cy)]
+        for _ in range(members - 1):
+            bx, by = pts[int(rng.integers(len(pts)))]
+            ang = rng.uniform(0, 2 * np.pi)
+            step = rng.uniform(0.9, 1.5) * r
+            pts.append((bx + step * np.cos(ang), by + step * np.sin(ang)))
+        for x, y in pts:
+            rows.append(dict(x=float(round(x)), y=float(round(y)), species=k, group="aggregate"))
+    return rows
+
+
+def _overlap_rows(
+    rng: np.random.Generator, placed: list, probability: float, radius: np.ndarray
+) -> list[dict]:
+    """Deliberate overlaps: particles dropped 0.3-1 diameter from placed ones.
+
+    Each placed particle gets one with ``probability``.
+    """
+    n_overlap = rng.binomial(len(placed), probability) if placed else 0
+    rows = []
     for j in rng.choice(len(placed), size=n_overlap, replace=False) if n_overlap else []:
         x, y, k = placed[int(j)]
         ang = rng.uniform(0, 2 * np.pi)
@@ -682,9 +703,7 @@ def _particle_table(
                 group="single",
             )
         )
-    table = pd.DataFrame(rows, columns=["x", "y", "species", "group"])
-    table["diameter"] = [2 * radius[k] for k in table["species"]]
-    return table, density, coverage, n_agg
+    return rows
 
 
 def _label_reasons(

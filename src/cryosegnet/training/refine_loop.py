@@ -542,6 +542,8 @@ def _by_stem(micrographs: Sequence[Path]) -> dict[str, Path]:
     return stems
 
 
+# Long on purpose: the label-free loop's rounds (samples, fine-tuning, re-pick, classes, stop
+# rule) and its final outputs, one after another.
 def refine_picks(
     micrographs: Sequence[str | os.PathLike],
     picks_dir: str | os.PathLike,
