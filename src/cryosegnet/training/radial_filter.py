@@ -32,7 +32,7 @@ TRPV1 easy best F1 / AUPRC 0.416 / 0.362 -> 0.672 / 0.381, medium 0.344 / 0.337 
 (``bench/refine.py``): simulated fields with junk and empty fields 0.234 / 0.155 -> 0.438 /
 0.239, apoferritin ``train`` 0.631 / 0.599 -> 0.631 / 0.603. Per-micrograph units cannot tell
 an empty micrograph: its noise is scaled to the same units as a full one's, so it keeps as
-many picks (batch units kept a little fewer on a simulated empty field, and as many on
+many picks (batch units kept two thirds as many on a simulated empty field, and as many on
 phase-randomised copies of apoferritin micrographs).
 
 The threshold is read off the positives themselves, scored in those units (in ``micrograph``
