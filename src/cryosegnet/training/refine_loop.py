@@ -942,15 +942,12 @@ def _refine_radial(
 
 
 def _radial_picks(radial, image: np.ndarray, picker) -> pd.DataFrame:
-    """The filter's picks of one micrograph, less those in the picker's bad regions."""
-    from cryosegnet.postprocessing.bad_regions import drop_bad_region_picks
+    """The filter's picks of one micrograph, less those in the picker's bad regions (as
+    ``pick --radial-filter`` picks with the saved filter)."""
+    from cryosegnet.picking.radial_picker import RadialFilterPicker
 
-    picks = radial.pick(image).assign(diameter=radial.diameter)
-    config = getattr(picker, "config", None)
-    if len(picks) and config is not None and getattr(config, "mask_bad_regions", False):
-        denoised = picker.preprocess(image)
-        picks, _ = drop_bad_region_picks(picks, denoised, radial.diameter, image.shape)
-    return picks.reset_index(drop=True)
+    mask = bool(getattr(getattr(picker, "config", None), "mask_bad_regions", False))
+    return RadialFilterPicker(radial, picker.denoise_settings, mask).pick(image).picks
 
 
 def count_picks(picks_dir: str | os.PathLike) -> int:
