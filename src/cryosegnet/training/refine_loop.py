@@ -499,7 +499,7 @@ class RefineSummary:
         if self.picks is not None:
             lines.append(f"refined picks: {self.n_picks} in {self.picks}")
         if self.model is not None and self.model_kind == "radial":
-            lines.append(f"radial filter (reuse with RadialFilter.load): {self.model}")
+            lines.append(f"radial filter (reuse with pick --radial-filter): {self.model}")
         elif self.model is not None:
             lines.append(f"refined model (reuse with pick --model): {self.model}")
         lines.append(f"refine time: {self.seconds:.0f} s")
