@@ -110,7 +110,6 @@ class RadialFilterPicker:
         # What the batch reads of a picker's settings: the told size, the bad-region step.
         self.config = PickerConfig(diameter=radial.diameter, mask_bad_regions=mask_bad_regions)
         self.postprocess_settings = _ToldSize(radial.diameter)
-        self.device = "cpu"
 
     @classmethod
     def load(
