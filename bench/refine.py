@@ -1,6 +1,7 @@
 """The label-free refinement loop (``cryosegnet pick --refine``): before vs after, per round.
 
-    python bench/refine.py [--quick] [--parts sims,negatives,apoferritin,test,cost] [--reuse]
+    python bench/refine.py [--quick] [--parts sims,negatives,sims_radial,apoferritin,test,cost]
+                           [--reuse]
     python bench/refine.py --table-only ...   # the tables of the runs already made, none run
 
 Parts (each run's figures are kept in ``runs/refine/<set>/<variant>/result.json``, so parts run
@@ -16,6 +17,9 @@ separately add up in one results file):
 * ``negatives``: the same set and round-0 picks, one round, without the rejected-class
   negatives, without the far-ice negatives, and without both (the negatives ablation; with both
   is round 1 of ``sims``).
+* ``sims_radial``: the same set and round-0 picks, the loop as ``--refine-model radial`` (one
+  round: a whitened radial filter learnt from the kept picks re-picks the set), its scores in
+  the batch's units and in each micrograph's own (``RadialFilterSettings.score_units``).
 * ``apoferritin``: the real apoferritin ``train`` split with phase-randomised copies of 4 of
   its micrographs mixed into the batch (empty fields at real noise; figures of F1 and AUPRC
   are over the real micrographs only), default picker and ``--diameter 68 --centre-picks``.
@@ -100,6 +104,9 @@ def score_folder(picks: Path, labels: dict, threshold: float | None, decoys=()) 
         per_full = np.median([len(tables[s]) for s in full])
         figures["empty_fields"] = len(empty)
         figures["picks_per_empty_vs_full"] = float(per_empty / max(per_full, 1))
+        # each empty field's own count: the median above is 0 once most are flagged
+        figures["picks_on_empty_fields"] = {stem: len(tables[stem]) for stem in empty}
+        figures["median_picks_per_full_field"] = float(per_full)
     return figures
 
 
@@ -396,6 +403,23 @@ def sims(quick: bool, seed: int, n_sims: int | None, settings, reuse: bool) -> d
 
 
 SIMS_RUN = "simulated, junk and empty fields: 3 rounds, no early stop"
+SIMS_RADIAL_RUN = "simulated, junk and empty fields: radial filter"
+
+
+def sims_radial(quick: bool, seed: int, n_sims: int | None, settings, reuse: bool) -> dict:
+    """The sims part's set and round-0 picks, the loop as ``--refine-model radial`` (one round,
+    no fine-tuning), in each of the filter's score units."""
+    name, micrographs, labels = _sim_set(quick, seed, n_sims)
+    runs = {}
+    for units in RADIAL_SCORE_UNITS:
+        radial = replace(settings.radial, score_units=units)
+        one = replace(settings, model="radial", rounds=1, radial=radial)
+        runs[f"{units} units"] = run_loop(
+            name, f"radial_{units}_units", micrographs, labels, one, {}, reuse
+        )
+    return runs
+
+
 NEGATIVES_RUN = "negatives ablation"
 NEGATIVES = {
     "no rejected-class negatives": {"rejected_negatives": False},
@@ -443,6 +467,9 @@ def _with_decoys(paths: list[Path], labels: dict, n: int) -> tuple[list[Path], d
     return [*paths, *decoys], labels, [p.stem for p in decoys]
 
 
+#: The radial filter's score units, each measured (``RadialFilterSettings.score_units``).
+RADIAL_SCORE_UNITS = ("batch", "micrograph")
+
 #: Loop variants of the apoferritin part, as changes of the loop's settings (``classify`` and
 #: ``selection``: changes of those nested settings). ``default`` is the loop as shipped; the
 #: others run on the centred picks only (the picks ``classify --low-snr`` was chosen on).
@@ -457,8 +484,17 @@ LOOP_VARIANTS: dict[str, dict] = {
         "background_from_picks": True,
         "rejected_negatives": False,
     },
-    # no fine-tuning: a whitened radial filter learnt from round 0's kept, re-centred picks
-    "low-SNR, radial filter": {"classify": {"low_snr": True}, "model": "radial", "rounds": 1},
+    # no fine-tuning: a whitened radial filter learnt from round 0's kept, re-centred picks,
+    # its scores in the batch's units or in each micrograph's own
+    **{
+        f"low-SNR, radial filter, {units} units": {
+            "classify": {"low_snr": True},
+            "model": "radial",
+            "rounds": 1,
+            "radial": {"score_units": units},
+        }
+        for units in RADIAL_SCORE_UNITS
+    },
 }
 
 
@@ -633,6 +669,14 @@ def _run_lines(name: str, run: dict) -> list[str]:
             )
         lines += [_row(label, f) for label, f in rows]
         lines.append("")
+        last = rows[-1][1]
+        if "picks_on_empty_fields" in last:
+            counts = ", ".join(str(n) for n in last["picks_on_empty_fields"].values())
+            lines += [
+                f"Picks of the {rows[-1][0]} on each empty field: {counts}, against a median of "
+                f"{last['median_picks_per_full_field']:.0f} on a field with particles.",
+                "",
+            ]
     if run.get("interrupted"):
         lines.append(
             "Stopped by hand before its end (the shared CPU's time ran out); every round whose "
@@ -713,7 +757,7 @@ def markdown(results: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_bench_options(parser, "refine", "8 simulated micrographs, 4 apoferritin, 1 copy each 4k")
-    parser.add_argument("--parts", default="sims,negatives,apoferritin,cost")
+    parser.add_argument("--parts", default="sims,negatives,sims_radial,apoferritin,cost")
     parser.add_argument("--seed", type=int, default=23)
     parser.add_argument(
         "--n-sims", type=int, default=None, help="simulated micrographs (default 16, quick 8)"
@@ -751,6 +795,10 @@ def main() -> None:
         runs[f"{SIMS_RUN}, {run.get('micrographs', '?')} micrographs"] = run
     if "negatives" in parts:
         runs[NEGATIVES_RUN] = negatives(args.quick, args.seed, args.n_sims, settings, args.reuse)
+    if "sims_radial" in parts:
+        radial_runs = sims_radial(args.quick, args.seed, args.n_sims, settings, args.reuse)
+        for units, run in radial_runs.items():
+            runs[f"{SIMS_RADIAL_RUN}, {units}, {run.get('micrographs', '?')} micrographs"] = run
     if "apoferritin" in parts:
         centred = next(iter(PICKER_OPTIONS))
         chosen = [(centred, variant) for variant in LOOP_VARIANTS]

@@ -1,8 +1,11 @@
 """The radial filter (a learnt, whitened matched filter of ring means): it picks the particles
-it was taught, its response is the study's per-ring maps folded into one kernel, and it
-survives a JSON round trip."""
+it was taught, its response is the study's per-ring maps folded into one kernel, its scores are
+in the batch's units or each micrograph's own, and it survives a JSON round trip (a file written
+before the units were an option loads in batch units)."""
 
 from __future__ import annotations
+
+import json
 
 import cv2
 import numpy as np
@@ -69,9 +72,10 @@ def test_a_filter_learnt_from_true_centres_picks_the_particles_far_better_than_f
     assert taught.n_positives == sum(len(xy) for xy in centres.values())
 
 
-def test_scores_are_zero_at_random_places_and_one_at_the_positives_on_average(field):
+def test_batch_scores_are_zero_at_random_places_and_one_at_the_positives_on_average(field):
     images, centres = field
-    radial = RadialFilter.fit(images, centres, DIAMETER, seed=0)
+    batch = RadialFilterSettings(score_units="batch")
+    radial = RadialFilter.fit(images, centres, DIAMETER, seed=0, settings=batch)
     everywhere, at_positives = [], []
     for name, image in images.items():
         response = radial.response(image)
@@ -86,9 +90,41 @@ def test_scores_are_zero_at_random_places_and_one_at_the_positives_on_average(fi
     assert list(picks["score"]) == sorted(picks["score"], reverse=True)
 
 
-def test_the_response_is_the_per_ring_convolutions_weighted(field):
+def test_micrograph_scores_are_each_micrographs_robust_z_and_the_threshold_is_read_in_them(
+    field,
+):
     images, centres = field
     radial = RadialFilter.fit(images, centres, DIAMETER, seed=0)
+    assert radial.settings.score_units == "micrograph"
+    scores = []
+    for name, image in images.items():
+        response = radial.response(image)
+        centre = float(np.median(response))
+        assert centre == pytest.approx(0.0, abs=1e-5)
+        assert 1.4826 * float(np.median(np.abs(response - centre))) == pytest.approx(1.0, rel=1e-4)
+        xy = np.round(centres[name]).astype(int)
+        scores.append(response[np.clip(xy[:, 1], 0, 383), np.clip(xy[:, 0], 0, 383)])
+    below = float((np.concatenate(scores) < radial.threshold).mean())
+    # the threshold is the positives' 10 % quantile, in the units pick() scores them in
+    assert below == pytest.approx(radial.settings.threshold_quantile, abs=0.02)
+    assert radial.threshold > 1  # a particle stands above its micrograph's typical place
+    picks = radial.pick(images["m0"])
+    assert (picks["score"] >= radial.threshold).all()
+
+
+def test_micrograph_units_do_not_depend_on_the_other_micrographs_scale(field):
+    """A micrograph's scores are its own: the same micrograph scores the same whatever else the
+    filter picks, and scaling the image's contrast changes nothing."""
+    images, centres = field
+    radial = RadialFilter.fit(images, centres, DIAMETER, seed=0)
+    image = images["m1"]
+    assert np.allclose(radial.response(image), radial.response(5.0 * image + 3.0), atol=1e-3)
+
+
+def test_the_response_is_the_per_ring_convolutions_weighted(field):
+    images, centres = field
+    batch = RadialFilterSettings(score_units="batch")
+    radial = RadialFilter.fit(images, centres, DIAMETER, seed=0, settings=batch)
     filtered = prefilter(images["m1"], DIAMETER, radial.settings)
     kernels = ring_kernels(DIAMETER, radial.settings)
     maps = np.stack(
@@ -111,6 +147,24 @@ def test_a_saved_filter_loads_and_picks_identically(field, tmp_path):
     assert RadialFilter.from_dict(radial.to_dict()) == radial
 
 
+def test_a_filter_file_written_before_score_units_loads_in_batch_units(field, tmp_path):
+    images, centres = field
+    batch = RadialFilterSettings(score_units="batch")
+    radial = RadialFilter.fit(images, centres, DIAMETER, seed=0, settings=batch)
+    old = radial.to_dict()
+    del old["settings"]["score_units"]
+    old["format_version"] = 1
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(old))
+    loaded = RadialFilter.load(path)
+    assert loaded.settings.score_units == "batch" and loaded == radial
+    assert radial.to_dict()["settings"]["score_units"] == "batch"
+    assert radial.to_dict()["format_version"] == 2
+    newer = {**radial.to_dict(), "format_version": 99}
+    with pytest.raises(CryoSegNetError, match="newer"):
+        RadialFilter.from_dict(newer)
+
+
 def test_bad_filter_files_and_settings_are_refused(tmp_path):
     (tmp_path / "other.json").write_text('{"kind": "something else"}')
     with pytest.raises(CryoSegNetError, match="other.json: not a cryosegnet radial filter"):
@@ -122,6 +176,8 @@ def test_bad_filter_files_and_settings_are_refused(tmp_path):
         RadialFilter(diameter=DIAMETER, weights=(1.0, 2.0), offset=0.0, threshold=0.5)
     with pytest.raises(SettingsError, match="shrinkage"):
         RadialFilterSettings(shrinkage=2.0)
+    with pytest.raises(SettingsError, match="score units must be one of batch, micrograph"):
+        RadialFilterSettings(score_units="pixel")
 
 
 def test_fitting_without_any_positive_is_refused(field):

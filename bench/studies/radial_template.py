@@ -1,6 +1,7 @@
 """A learnt, rotationally symmetric, noise-whitened matched filter: with labels and without.
 
-    python bench/studies/radial_template.py [--parts train,sims,test,classes_train,classes_test]
+    python bench/studies/radial_template.py \
+        [--parts train,sims,test,classes_train,classes_test,units]
     # writes bench/results/radial_template.{json,md}
 
 Decided (2026-12-04): a lead for the few-label track, not shipped yet; the label-free
@@ -33,10 +34,16 @@ d/2 and scored by it: 0.45 / 0.45; apoferritin ``train``, 3-fold: 0.630 / 0.530,
 at d/4, 8.6 px), nor a local background (ring means less the outermost ring: 0.44 / 0.43). So
 a linear response is not comparable across micrographs that hold other dark things. Scored
 in each micrograph's own units instead (response less its median, over 1.4826 x its median
-absolute deviation; a check outside this script, 3-fold with labels): simulated easy 0.68 /
-0.38, medium 0.45 / 0.25, apoferritin ``train`` 0.616 / 0.627 (unchanged): better, still far
-below the picker on the simulations, and not yet in the shipped filter. Until that gap closes,
-and until a second real set agrees, it is opt-in only (``--refine-model radial``).
+absolute deviation; first a check outside this script, 3-fold with labels): simulated easy
+0.68 / 0.38, medium 0.45 / 0.25, apoferritin ``train`` 0.616 / 0.627 (unchanged): better,
+still far below the picker on the simulations. Part ``units`` (later the same day) repeats
+that check with the shipped filter (``RadialFilter``, ``RadialFilterSettings.score_units``),
+batch -> micrograph units: easy 0.416 / 0.362 -> 0.672 / 0.381, medium 0.344 / 0.337 ->
+0.443 / 0.243, apoferritin ``train`` 0.611 / 0.623 -> 0.613 / 0.624; with the refine bench's
+label-free figures (bench/refine.py, parts ``sims_radial`` and ``apoferritin``) it made
+micrograph units the shipped default. Until the gap to the picker closes, and until a second
+real set agrees, the filter is opt-in only (``--refine-model radial``, ``pick
+--radial-filter``).
 
 Without labels (a dark disk of the given size first, then the mean of each round's best picks)
 it settles wherever it starts: on ``train`` 0.508 / 0.407 here but 0.59 / 0.575 in a first
@@ -64,6 +71,9 @@ half- and quarter-diameter radius (best F1 / AUPRC, pooled), median centre error
   template's own EM; per micrograph it was worse on ``train``: 0.55 / 0.50 at d/2).
 * On simulated micrographs of one protein (TRPV1 from ../shared, 3 A/px; easy and medium,
   6 each, told the labelled diameter): ``no labels``, and ``few labels`` 3-fold by micrograph.
+* ``units``: the shipped filter, ``few labels`` 3-fold by micrograph, its scores in the batch's
+  units and in each micrograph's own, on the simulated easy and medium sets and on ``train``
+  (the filter told the set's median labelled diameter).
 
 Minutes per set on one core.
 """
@@ -334,6 +344,56 @@ def classes_part(split: str, rng) -> dict:
     }
 
 
+def _simulated_set(difficulty: str) -> tuple[list[Path], dict, dict]:
+    """The six simulated micrographs of one preset with particles, their labels and sizes."""
+    folder = WORK / f"sim_{difficulty}"
+    if not (folder / "micrographs.csv").is_file():
+        simulated_part(difficulty, np.random.default_rng(0))  # writes the set first
+    paths, labels, diameters = [], {}, {}
+    for mrc in sorted(folder.glob("*.mrc")):
+        truth = pd.read_csv(mrc.with_suffix(".csv"))
+        if len(truth):
+            paths.append(mrc)
+            labels[mrc.stem] = pd.DataFrame(
+                {"x": truth["X-Coordinate"], "y": truth["Y-Coordinate"]}
+            )
+            diameters[mrc.stem] = float(np.median(truth["Diameter"]))
+    return paths, labels, diameters
+
+
+def units_part(rng) -> dict:
+    """The shipped filter (:class:`~cryosegnet.training.radial_filter.RadialFilter`) learnt
+    from labels, 3-fold by micrograph, its scores in the batch's units or each micrograph's
+    own (``RadialFilterSettings.score_units``): simulated easy and medium, apoferritin
+    ``train``. Scored over each set's pooled ranking, as the other parts."""
+    from cryosegnet import read_micrograph
+    from cryosegnet.training.radial_filter import RadialFilter, RadialFilterSettings
+
+    sets = {f"simulated {d}": _simulated_set(d) for d in ("easy", "medium")}
+    train_paths, train_labels = apoferritin_labels("train")
+    sets["apoferritin train"] = (
+        train_paths,
+        train_labels,
+        {p.stem: 68.0 for p in train_paths},
+    )
+    rows = {}
+    for set_name, (paths, labels, diameters) in sets.items():
+        images = {p.stem: read_micrograph(p).data for p in paths}
+        diameter = float(np.median(list(diameters.values())))
+        names = list(images)
+        for units in ("batch", "micrograph"):
+            settings = RadialFilterSettings(score_units=units)
+            picks = {}
+            for held_out in (names[i::3] for i in range(3)):
+                taught = {n: images[n] for n in names if n not in held_out}
+                centres = {n: labels[n][["x", "y"]].to_numpy(float) for n in taught}
+                radial = RadialFilter.fit(taught, centres, diameter, rng, settings)
+                picks.update({n: radial.pick(images[n], min_score=-np.inf) for n in held_out})
+            key = f"{set_name}, shipped filter, labels (3-fold), {units} units"
+            rows[key] = score(picks, labels, diameters)
+    return rows
+
+
 PARTS = {
     "train": lambda rng: apoferritin_part("train", rng),
     "sims": lambda rng: {
@@ -344,6 +404,7 @@ PARTS = {
     "test": lambda rng: apoferritin_part("test", rng),
     "classes_train": lambda rng: classes_part("train", rng),
     "classes_test": lambda rng: classes_part("test", rng),
+    "units": units_part,
 }
 SET_OF_PART = {
     "train": "apoferritin train",
@@ -351,6 +412,7 @@ SET_OF_PART = {
     "test": "apoferritin test",
     "classes_train": "apoferritin train",
     "classes_test": "apoferritin test",
+    "units": "simulated (TRPV1), apoferritin train",
 }
 
 
@@ -385,7 +447,8 @@ def main() -> int:
         results["parts"][part] = PARTS[part](np.random.default_rng(0))
         print(json.dumps({part: results["parts"][part]}, indent=1), flush=True)
     results["command"] = (
-        "python bench/studies/radial_template.py --parts train,sims,test,classes_train,classes_test"
+        "python bench/studies/radial_template.py --parts "
+        "train,sims,test,classes_train,classes_test,units"
     )
     path.write_text(json.dumps(results, indent=1) + "\n")
     path.with_suffix(".md").write_text(table(results))

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from cryosegnet.cli import options, refine_options
+from cryosegnet.cli import options, radial_options, refine_options
 from cryosegnet.errors import CryoSegNetError
 from cryosegnet.io.layout import COMBINED_STAR, INDEX_STAR, OUTPUT_FORMATS
 from cryosegnet.io.micrographs import find_micrographs
@@ -35,6 +35,7 @@ from cryosegnet.picking.job import (
     run_pick,
 )
 from cryosegnet.picking.picker import Picker, _config_with
+from cryosegnet.picking.radial_picker import RadialFilterPicker
 from cryosegnet.picking.summary import finish_run
 from cryosegnet.picking.units import Diameter, PixelSizes, SizeRange, parse_size
 from cryosegnet.picking.watch import (
@@ -139,6 +140,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "defaults (not with --watch)",
     )
     refine_options.add_arguments(p)
+    radial_options.add_arguments(p)
     p.add_argument(
         "--size-per-micrograph",
         action="store_true",
@@ -289,16 +291,23 @@ def run(args: argparse.Namespace, should_stop: Callable[[], bool] | None = None)
     """Pick as the options say; ``should_stop`` is asked between micrographs (a RELION
     External job's abort request)."""
     job, problems = job_from_args(args)
-    picker = job.picker.build()
-    log.info(
-        "cryosegnet pick: %s, model %s, instance stage: %s, device %s, threshold %.3g, diameter %s",
-        f"watching {job.watch.folder}" if job.watch else f"{len(job.inputs)} micrograph(s)",
-        picker.model_path.name if picker.model_path else "in-memory model",
-        picker.mask_generator.describe(),
-        picker.device,
-        picker.threshold,
-        _describe_size(args, job, picker),
-    )
+    what = f"watching {job.watch.folder}" if job.watch else f"{len(job.inputs)} micrograph(s)"
+    picker: Picker | RadialFilterPicker
+    if args.radial_filter:
+        picker = radial_options.build_picker(args)
+        log.info("cryosegnet pick: %s, %s", what, picker.describe())
+    else:
+        picker = job.picker.build()
+        log.info(
+            "cryosegnet pick: %s, model %s, instance stage: %s, device %s, threshold %.3g, "
+            "diameter %s",
+            what,
+            picker.model_path.name if picker.model_path else "in-memory model",
+            picker.mask_generator.describe(),
+            picker.device,
+            picker.threshold,
+            _describe_size(args, job, picker),
+        )
     summary = run_pick(job, should_stop, picker=picker)
     code = _classify_after(args, finish_run(summary, problems))
     return refine_options.refine_after(args, code, job)
@@ -319,6 +328,7 @@ def job_from_args(args: argparse.Namespace) -> tuple[PickJob, list[str]]:
     if not str(args.output).strip():
         raise CryoSegNetError("-o/--output: empty folder name")
     refine_options.check_arguments(args)
+    radial_options.check_arguments(args)
     if args.watch and args.inputs:
         raise CryoSegNetError("--watch DIR takes the place of INPUTS: give one or the other")
     if not args.watch and not args.inputs:

@@ -53,7 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"--refine: what the kept picks teach (default: {DEFAULTS.model}). unet: "
         "fine-tune the U-Net, round after round; radial: one round, no fine-tuning: a "
         "rotationally symmetric, noise-whitened matched filter learnt from the kept picks' "
-        f"re-centred places re-picks every micrograph (saved as REFINE_DIR/{RADIAL_FILTER_NAME}"
+        f"re-centred places re-picks every micrograph (saved as REFINE_DIR/{RADIAL_FILTER_NAME}, "
+        "reuse it with --radial-filter"
         "); for round particles (measured on apoferritin with --diameter 68 --centre-picks "
         "--refine-low-snr)",
     )

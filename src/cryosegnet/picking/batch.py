@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm import tqdm
@@ -52,11 +53,14 @@ from cryosegnet.picking.summary import (
 )
 from cryosegnet.picking.units import PixelSizes, angstrom_to_pixels, describe_size
 
+if TYPE_CHECKING:
+    from cryosegnet.picking.radial_picker import RadialFilterPicker
+
 log = logging.getLogger("cryosegnet")
 
 
 def pick_batch(
-    picker: Picker,
+    picker: Picker | RadialFilterPicker,
     micrographs: list[Path],
     outdir: str | os.PathLike,
     formats: tuple[str, ...] = ("star",),
@@ -89,8 +93,8 @@ def pick_batch(
 
     Parameters
     ----------
-    picker : Picker
-        What picks; it is not changed.
+    picker : Picker or RadialFilterPicker
+        What picks (the U-Net picker, or a saved radial filter); it is not changed.
     micrographs : list of Path
         The micrographs, in order.
     outdir : str or os.PathLike
@@ -148,7 +152,7 @@ class _BatchRun:
     :func:`pick_batch`'s arguments, fixed for the whole batch.
     """
 
-    picker: Picker
+    picker: Picker | RadialFilterPicker
     outdir: Path
     formats: tuple[str, ...]
     batch_size: int
@@ -425,7 +429,7 @@ def read_and_denoise(
 
 
 def _denoised_chunks(
-    picker: Picker,
+    picker: Picker | RadialFilterPicker,
     paths: list[Path],
     batch_size: int,
     workers: int,

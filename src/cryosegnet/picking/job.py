@@ -21,7 +21,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
+from cryosegnet.errors import CryoSegNetError
 from cryosegnet.picking.batch import pick_batch
 from cryosegnet.picking.config import PickerConfig
 from cryosegnet.picking.picker import Picker, _config_with
@@ -33,6 +35,9 @@ from cryosegnet.picking.watch import (
     DEFAULT_WATCH_TIMEOUT,
     WatchSummary,
 )
+
+if TYPE_CHECKING:
+    from cryosegnet.picking.radial_picker import RadialFilterPicker
 
 log = logging.getLogger("cryosegnet")
 
@@ -246,7 +251,9 @@ class PickJob:
 
 
 def run_pick(
-    job: PickJob, should_stop: Callable[[], bool] | None = None, picker: Picker | None = None
+    job: PickJob,
+    should_stop: Callable[[], bool] | None = None,
+    picker: Picker | RadialFilterPicker | None = None,
 ) -> BatchSummary | WatchSummary:
     """Carry out ``job``: pick, write every file, rebuild the index files.
 
@@ -257,9 +264,11 @@ def run_pick(
     should_stop : callable, optional
         Asked between micrographs (in process); True stops the run as Ctrl-C does, keeping
         what is finished (a RELION abort request).
-    picker : Picker, optional
+    picker : Picker or RadialFilterPicker, optional
         ``job.picker`` already built (it checks the settings and names the manifest's
-        options); built here when not given.
+        options); built here when not given. A
+        :class:`~cryosegnet.picking.radial_picker.RadialFilterPicker` picks in this process
+        only (the Dask workers build U-Net pickers from ``job.picker``).
 
     Returns
     -------
@@ -269,6 +278,8 @@ def run_pick(
     """
     picker = picker if picker is not None else job.picker.build()
     if isinstance(job.executor, Dask):  # picking/distributed.py; dask only imported here
+        if not isinstance(picker, Picker):
+            raise CryoSegNetError("a radial filter picks in this process only, not on Dask")
         from cryosegnet.picking.distributed import run_on_cluster
 
         return run_on_cluster(job, picker)
@@ -292,7 +303,7 @@ def run_pick(
     )
 
 
-def _watch_in_process(job: PickJob, picker: Picker) -> WatchSummary:
+def _watch_in_process(job: PickJob, picker: Picker | RadialFilterPicker) -> WatchSummary:
     """``--watch DIR`` in this process (picking/watch.py)."""
     from cryosegnet.picking.watch import watch_folder
 

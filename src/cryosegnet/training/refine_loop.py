@@ -499,7 +499,7 @@ class RefineSummary:
         if self.picks is not None:
             lines.append(f"refined picks: {self.n_picks} in {self.picks}")
         if self.model is not None and self.model_kind == "radial":
-            lines.append(f"radial filter (reuse with RadialFilter.load): {self.model}")
+            lines.append(f"radial filter (reuse with pick --radial-filter): {self.model}")
         elif self.model is not None:
             lines.append(f"refined model (reuse with pick --model): {self.model}")
         lines.append(f"refine time: {self.seconds:.0f} s")
@@ -944,15 +944,12 @@ def _refine_radial(
 
 
 def _radial_picks(radial, image: np.ndarray, picker) -> pd.DataFrame:
-    """The filter's picks of one micrograph, less those in the picker's bad regions."""
-    from cryosegnet.postprocessing.bad_regions import drop_bad_region_picks
+    """The filter's picks of one micrograph, less those in the picker's bad regions (as
+    ``pick --radial-filter`` picks with the saved filter)."""
+    from cryosegnet.picking.radial_picker import RadialFilterPicker
 
-    picks = radial.pick(image).assign(diameter=radial.diameter)
-    config = getattr(picker, "config", None)
-    if len(picks) and config is not None and getattr(config, "mask_bad_regions", False):
-        denoised = picker.preprocess(image)
-        picks, _ = drop_bad_region_picks(picks, denoised, radial.diameter, image.shape)
-    return picks.reset_index(drop=True)
+    mask = bool(getattr(getattr(picker, "config", None), "mask_bad_regions", False))
+    return RadialFilterPicker(radial, picker.denoise_settings, mask).pick(image).picks
 
 
 def count_picks(picks_dir: str | os.PathLike) -> int:

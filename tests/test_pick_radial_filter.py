@@ -1,0 +1,182 @@
+"""``cryosegnet pick --radial-filter FILE``: a saved radial filter re-picks micrographs without the
+loop, in ``pick``'s layout, on the particles; a bad file or an option that cannot apply is one
+line of error."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+import pytest
+import starfile
+
+from cryosegnet.cli.main import main
+from cryosegnet.io.layout import COMBINED_STAR, INDEX_STAR
+from cryosegnet.picking.radial_picker import RadialFilterPicker
+from cryosegnet.simulation import SimulationConfig, simulate_micrograph
+from cryosegnet.training.radial_filter import RadialFilter
+
+DIAMETER = 24.0
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory):
+    """A filter learnt from the true centres of two simulated micrographs, saved; two other
+    micrographs of the same kind on disk (the new data collection) with their centres."""
+    root = tmp_path_factory.mktemp("radial")
+    config = SimulationConfig(
+        size=384,
+        difficulty="easy",
+        diameter_px=DIAMETER,
+        density="medium",
+        shapes=("globular",),
+        aggregates=0,
+        carbon=False,
+        contamination=0,
+    )
+    taught = {f"taught{i}": simulate_micrograph(config, 40 + i) for i in range(2)}
+    radial = RadialFilter.fit(
+        {name: sim.image for name, sim in taught.items()},
+        {name: sim.picks[["x", "y"]].to_numpy(float) for name, sim in taught.items()},
+        DIAMETER,
+    )
+    (root / "refine").mkdir()
+    path = radial.save(root / "refine" / "radial_filter.json")
+    mics = root / "mics"
+    mics.mkdir()
+    centres = {}
+    for i in (1, 2):
+        sim = simulate_micrograph(config, 44 + i)
+        with mrcfile.new(mics / f"new{i}.mrc") as mrc:
+            mrc.set_data(sim.image.astype(np.float32))
+        centres[f"new{i}"] = sim.picks[["x", "y"]].to_numpy(float)
+    return path, mics, centres
+
+
+def _near(picks: np.ndarray, centres: np.ndarray, radius: float) -> np.ndarray:
+    distance = np.hypot(*(picks[:, None, :] - centres[None, :, :]).transpose(2, 0, 1))
+    return distance.min(axis=1) <= radius
+
+
+def test_a_saved_filter_picks_the_particles_of_new_micrographs_in_picks_layout(session, tmp_path):
+    path, mics, centres = session
+    out = tmp_path / "picks"
+    assert main(["pick", str(mics), "-o", str(out), "--radial-filter", str(path)]) == 0
+    radial = RadialFilter.load(path)
+    assert (out / INDEX_STAR).is_file() and (out / COMBINED_STAR).is_file()
+    combined = starfile.read(out / COMBINED_STAR)
+    assert {Path(str(n)).stem for n in combined["rlnMicrographName"]} == set(centres)
+    for stem, truth in centres.items():
+        star = next(out.rglob(f"{stem}_autopick.star"))
+        table = starfile.read(star).sort_values("rlnAutopickFigureOfMerit", ascending=False)
+        xy = table[["rlnCoordinateX", "rlnCoordinateY"]].to_numpy(float)
+        assert (table["rlnAutopickFigureOfMerit"] >= radial.threshold).all()
+        # its threshold is lenient (nine in ten of its positives pass it): the particles are
+        # found, and its best picks, as many as there are particles, are mostly on them
+        assert _near(truth, xy, DIAMETER / 2).mean() > 0.8
+        assert _near(xy[: len(truth)], truth, DIAMETER / 2).mean() > 0.7
+
+
+def test_the_cli_picks_as_the_refinement_loop_re_picks_with_the_filter(session, tmp_path):
+    """The loop's re-pick and ``--radial-filter`` are one code path: same picks, and with
+    ``--keep-bad-regions`` exactly the filter's own."""
+    path, mics, _ = session
+    radial = RadialFilter.load(path)
+    image = mrcfile.read(mics / "new1.mrc")
+    masked = RadialFilterPicker.load(path).pick(image).picks
+    own = radial.pick(image)
+    out = tmp_path / "kept"
+    args = ["pick", str(mics / "new1.mrc"), "-o", str(out), "--radial-filter", str(path)]
+    assert main([*args, "--keep-bad-regions"]) == 0
+    kept = starfile.read(next(out.rglob("new1_autopick.star")))
+    assert np.allclose(kept["rlnCoordinateX"], own["x"]) and len(kept) == len(own)
+    assert set(zip(masked["x"], masked["y"], strict=True)) <= set(
+        zip(own["x"], own["y"], strict=True)
+    )
+
+
+def test_a_threshold_given_is_the_filters_score_cut(session, tmp_path):
+    path, mics, _ = session
+    out = tmp_path / "strict"
+    args = ["pick", str(mics / "new1.mrc"), "-o", str(out), "--radial-filter", str(path)]
+    radial = RadialFilter.load(path)
+    image = mrcfile.read(mics / "new1.mrc")
+    strict = float(radial.pick(image)["score"].median())  # half its own picks pass
+    assert main([*args, "--threshold", f"{strict!r}", "--keep-bad-regions"]) == 0
+    table = starfile.read(next(out.rglob("new1_autopick.star")))
+    expected = radial.pick(image, min_score=strict)
+    assert 0 < len(table) == len(expected) < len(radial.pick(image))
+    assert (table["rlnAutopickFigureOfMerit"] >= strict - 1e-4).all()
+
+
+@pytest.mark.parametrize(
+    "content", ['{"kind": "something else"}', "{", '{"kind": "cryosegnet radial filter"}']
+)
+def test_a_bad_filter_file_is_one_line_naming_it(session, tmp_path, capsys, content):
+    _, mics, _ = session
+    bad = tmp_path / "bad_filter.json"
+    bad.write_text(content)
+    code = main(["pick", str(mics), "-o", str(tmp_path / "out"), "--radial-filter", str(bad)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code != 0
+    assert err[-1].startswith("error: ") and "bad_filter.json" in err[-1]
+    assert "Traceback" not in "\n".join(err)
+    assert not (tmp_path / "out").exists()  # nothing written
+
+
+def test_a_missing_filter_file_is_one_line_naming_it(session, tmp_path, capsys):
+    _, mics, _ = session
+    missing = tmp_path / "nowhere.json"
+    code = main(["pick", str(mics), "-o", str(tmp_path / "out"), "--radial-filter", str(missing)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code != 0 and "nowhere.json" in err[-1]
+
+
+@pytest.mark.parametrize(
+    ("extra", "says"),
+    [
+        (["--model", "other.pt"], "--model"),
+        (["--stage", "peaks"], "--stage"),
+        (["--centre-picks"], "--centre-picks"),
+        (["--skip-empty"], "--skip-empty"),
+        (["--refine", "refine"], "--refine"),
+        (["--diameter", "120A"], "in pixels"),
+        (["--diameter-angstrom", "120"], "--diameter-angstrom"),
+        (["--diameter", "40"], "learnt for 24 px"),
+    ],
+)
+def test_options_that_cannot_apply_with_a_filter_are_refused(
+    session, tmp_path, capsys, extra, says
+):
+    path, mics, _ = session
+    args = ["pick", str(mics), "-o", str(tmp_path / "out"), "--radial-filter", str(path)]
+    assert main([*args, *extra]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert says in err[-1]
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_filters_own_diameter_may_be_given(session, tmp_path):
+    path, mics, _ = session
+    out = tmp_path / "told"
+    args = ["pick", str(mics / "new2.mrc"), "-o", str(out), "--radial-filter", str(path)]
+    assert main([*args, "--diameter", f"{DIAMETER:g}"]) == 0
+    assert next(out.rglob("new2_autopick.star")).is_file()
+
+
+def test_a_rerun_with_another_filter_picks_again(session, tmp_path):
+    """The filter file is recorded with the picks (as a model is): picks made with one filter
+    are not taken as done for another."""
+    path, mics, _ = session
+    out = tmp_path / "rerun"
+    args = ["pick", str(mics / "new1.mrc"), "-o", str(out)]
+    assert main([*args, "--radial-filter", str(path)]) == 0
+    first = len(starfile.read(next(out.rglob("new1_autopick.star"))))
+    radial = RadialFilter.load(path)
+    stricter = dataclasses.replace(radial, threshold=radial.threshold + 1.0)
+    assert main([*args, "--radial-filter", str(stricter.save(tmp_path / "stricter.json"))]) == 0
+    table = starfile.read(next(out.rglob("new1_autopick.star")))
+    assert (table["rlnAutopickFigureOfMerit"] >= stricter.threshold).all()
+    assert len(table) < first
