@@ -13,6 +13,7 @@ from cryosegnet.postprocessing.empty_micrographs import (
     EmptySettings,
     looks_empty,
     particle_evidence,
+    response_asymmetry,
 )
 from cryosegnet.simulation import SimulatedMicrograph, SimulationConfig, simulate_micrograph
 
@@ -120,3 +121,38 @@ def test_cli_skip_empty_writes_an_empty_star_and_says_so(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "judged empty" in err and "no picks: 1 micrograph" in err
     assert len(read_coordinates(coordinate_path(out, path))) == 0
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_symmetric_response_has_a_tail_ratio_near_one(seed):
+    # Smoothed noise: pixels are correlated, as a filter's response is.
+    from scipy.ndimage import gaussian_filter
+
+    response = gaussian_filter(_noise(seed, (512, 512)), 2.0)
+    assert 0.6 < response_asymmetry(response) < 1.6
+
+
+def test_particles_the_filter_matches_lift_only_the_upper_tail():
+    from scipy.ndimage import gaussian_filter
+
+    noise = _noise(7, (512, 512))
+    particles = -_with_dark_disks(np.zeros_like(noise), 1.0)  # the filter's response: high
+    response = gaussian_filter(noise + 2.0 * particles, 2.0)
+    assert response_asymmetry(response) > 3
+    assert response_asymmetry(-response) < 1 / 3
+
+
+def test_the_tail_ratio_ignores_the_response_units():
+    response = _noise(3, (256, 256)) + _with_dark_disks(np.zeros((256, 256), np.float32), -4.0)
+    assert response_asymmetry(response) == pytest.approx(response_asymmetry(5 * response + 2))
+
+
+@pytest.mark.parametrize("bad", [np.zeros(10), np.zeros((2, 3, 4))])
+def test_the_tail_ratio_refuses_a_response_that_is_not_2d(bad):
+    with pytest.raises(ValueError, match="2-D"):
+        response_asymmetry(bad)
+
+
+def test_the_tail_ratio_refuses_a_level_that_is_not_positive():
+    with pytest.raises(ValueError, match="level"):
+        response_asymmetry(_noise(0), level=0.0)

@@ -115,3 +115,58 @@ def particle_evidence(
 def looks_empty(evidence: float, settings: EmptySettings | None = None) -> bool:
     """True when ``evidence`` (:func:`particle_evidence`) is below the settings' cut."""
     return evidence < (settings or EmptySettings()).min_evidence
+
+
+def response_asymmetry(response: np.ndarray, level: float = 3.0) -> float:
+    """How much more often ``response`` stands ``level`` noise units above its median than
+    below it: the tail ratio of a particle detector's response over one micrograph.
+
+    A detector's response to noise alone (empty ice, or the micrograph's own phase-randomised
+    copy, whose power spectrum is the same) is about as often far below its median as far
+    above it, so the ratio is near 1. Particles the detector matches add only to the upper
+    tail. Unlike :func:`particle_evidence` it counts pixels, not blobs, so a filter matched to
+    the particle (a crowded field of weak particles, where dark and bright LoG blobs come in
+    equal numbers) still shows it.
+
+    Parameters
+    ----------
+    response : ndarray
+        The detector's response over the micrograph (2-D; high = particle-like), the border
+        it sees the padding in already cut off.
+    level : float
+        The tails start this many robust standard deviations
+        (:func:`~cryosegnet.masks.log_blobs.robust_spread`) from the median.
+
+    Returns
+    -------
+    float
+        ``P(z > level) / P(z < -level)`` with ``z`` the response in noise units; the upper
+        tail's fraction over one pixel when the lower tail is empty.
+
+    Raises
+    ------
+    ValueError
+        When ``response`` is not 2-D or ``level`` is not positive.
+
+    Examples
+    --------
+    Noise is symmetric; noise with bright spots added is not:
+
+    >>> import numpy as np
+    >>> noise = np.random.default_rng(0).normal(size=(512, 512)).astype(np.float32)
+    >>> bool(0.7 < response_asymmetry(noise) < 1.4)
+    True
+    >>> spots = noise.copy()
+    >>> spots[::16, ::16] += 6.0
+    >>> bool(response_asymmetry(spots) > 2)
+    True
+    """
+    values = np.asarray(response, dtype=np.float32)
+    if values.ndim != 2:
+        raise ValueError(f"response must be 2-D, got shape {values.shape}")
+    if not (np.isfinite(level) and level > 0):
+        raise ValueError(f"level must be a positive number, got {level}")
+    score = noise_units(np.nan_to_num(values))
+    upper = int(np.count_nonzero(score > level))
+    lower = int(np.count_nonzero(score < -level))
+    return upper / max(lower, 1)
