@@ -239,6 +239,8 @@ def _run_loop(name, variant, micrographs, labels, settings, picker_options, deco
     out["final_round"] = summary.final_round
     out["model_written"] = summary.model is not None
     out["flagged"] = summary.bad
+    if settings.model == "radial":  # the filter's fit, and each micrograph's tail ratio
+        out["radial"] = json.loads((refine / "refine.json").read_text()).get("radial")
     out["per_round"] = [
         {k: v for k, v in vars(r).items() if k not in ("picks", "classes", "model")}
         for r in summary.rounds

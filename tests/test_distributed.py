@@ -265,7 +265,7 @@ def test_skip_empty_on_dask_counts_the_empty_micrographs(
     assert results["mics/noise_autopick.star"][0] == []  # no picks on pure noise
     assert all(results[f"mics/mic_{i:02d}_autopick.star"][0] for i in range(3))
     for text in summaries:
-        assert "judged empty (no dark-blob excess over bright blobs), no picks: 1" in text
+        assert "judged empty (--skip-empty: no particle evidence), no picks: 1" in text
 
 
 def test_watch_on_dask_gives_the_in_process_files(session, tmp_path) -> None:

@@ -13,7 +13,8 @@ import pytest
 import starfile
 
 from cryosegnet.cli.main import main
-from cryosegnet.io.layout import COMBINED_STAR, INDEX_STAR
+from cryosegnet.io.coordinates import read_coordinates
+from cryosegnet.io.layout import COMBINED_STAR, INDEX_STAR, coordinate_path
 from cryosegnet.picking.radial_picker import RadialFilterPicker
 from cryosegnet.simulation import SimulationConfig, simulate_micrograph
 from cryosegnet.training.radial_filter import RadialFilter
@@ -140,7 +141,6 @@ def test_a_missing_filter_file_is_one_line_naming_it(session, tmp_path, capsys):
         (["--model", "other.pt"], "--model"),
         (["--stage", "peaks"], "--stage"),
         (["--centre-picks"], "--centre-picks"),
-        (["--skip-empty"], "--skip-empty"),
         (["--refine", "refine"], "--refine"),
         (["--diameter", "120A"], "in pixels"),
         (["--diameter-angstrom", "120"], "--diameter-angstrom"),
@@ -180,3 +180,54 @@ def test_a_rerun_with_another_filter_picks_again(session, tmp_path):
     table = starfile.read(next(out.rglob("new1_autopick.star")))
     assert (table["rlnAutopickFigureOfMerit"] >= stricter.threshold).all()
     assert len(table) < first
+
+
+def _phase_randomised(image: np.ndarray, seed: int) -> np.ndarray:
+    """``image``'s power spectrum with white noise's phases: empty ice at its noise."""
+    data = image.astype(np.float64)
+    spectrum = np.fft.rfft2(data - data.mean())
+    noise = np.fft.rfft2(np.random.default_rng(seed).standard_normal(data.shape))
+    phases = noise / np.maximum(np.abs(noise), 1e-12)
+    return (np.fft.irfft2(np.abs(spectrum) * phases, s=data.shape) + data.mean()).astype(np.float32)
+
+
+def test_the_filter_sees_particles_where_they_are_and_not_in_a_copy_at_their_noise(session):
+    path, mics, _ = session
+    radial = RadialFilter.load(path)
+    image = mrcfile.read(mics / "new1.mrc")
+    real = radial.tail_ratio(radial.response(image))
+    copies = [radial.tail_ratio(radial.response(_phase_randomised(image, s))) for s in range(5)]
+    assert real > 3 * radial.settings.min_tail_ratio
+    assert np.median(copies) < radial.settings.min_tail_ratio
+    assert not radial.looks_empty(real)
+    # a copy keeps about as many picks above the threshold: the count cannot tell them apart
+    assert len(radial.pick(_phase_randomised(image, 0))) > 0.5 * len(radial.pick(image))
+
+
+def test_skip_empty_leaves_a_copy_at_the_particles_noise_without_picks(session, tmp_path):
+    path, mics, centres = session
+    batch = tmp_path / "batch"
+    batch.mkdir()
+    image = mrcfile.read(mics / "new1.mrc")
+    for name, data in (("real", image), ("copy", _phase_randomised(image, 0))):
+        with mrcfile.new(batch / f"{name}.mrc") as mrc:
+            mrc.set_data(data)
+    out = tmp_path / "picks"
+    args = ["pick", str(batch), "-o", str(out), "--radial-filter", str(path)]
+    assert main([*args, "--skip-empty"]) == 0
+    real = read_coordinates(coordinate_path(out, batch / "real.mrc"))
+    assert len(real) > 0.8 * len(centres["new1"])
+    assert len(read_coordinates(coordinate_path(out, batch / "copy.mrc"))) == 0
+    # without it the copy is picked as densely as the real micrograph
+    plain = tmp_path / "plain"
+    assert main(["pick", str(batch), "-o", str(plain), "--radial-filter", str(path)]) == 0
+    assert len(read_coordinates(coordinate_path(plain, batch / "copy.mrc"))) > 0
+
+
+@pytest.mark.parametrize(("field", "value"), [("empty_level", 0.0), ("min_tail_ratio", -1.0)])
+def test_the_empty_test_refuses_settings_that_cannot_work(field, value):
+    from cryosegnet.errors import SettingsError
+    from cryosegnet.training.radial_filter import RadialFilterSettings
+
+    with pytest.raises(SettingsError, match="radial filter"):
+        RadialFilterSettings(**{field: value})

@@ -337,8 +337,36 @@ def test_the_radial_mode_fits_a_filter_on_the_kept_picks_and_writes_its_picks(tm
     record = json.loads((out / RECORD_NAME).read_text())
     assert record["settings"]["model"] == "radial" and record["model"] == str(summary.model)
     assert record["radial"]["positives"] == radial.n_positives
+    ratios = record["radial"]["tail_ratios"]
+    assert set(ratios) == {"m0", "m1", "empty"}
+    # each flagged by the filter's own test (too small a session to see particles in every
+    # micrograph's tails: then none is) is among the flagged ones, without picks
+    assert all(radial.looks_empty(ratios[stem]) for stem in record["radial"]["judged_empty"])
+    assert set(record["radial"]["judged_empty"]) <= set(summary.bad)
     assert record["final_round"] == 1
     assert "radial filter" in summary.text()
+
+
+@pytest.mark.parametrize(
+    ("ratios", "flagged"),
+    [
+        ({"a": 3.0, "b": 2.5, "c": 0.9}, ["c"]),  # one without particles among many with
+        ({"a": 3.0, "b": 1.1, "c": 0.9}, []),  # most without: the filter does not fit them
+        ({"a": 3.0, "b": None}, []),  # no ratio measured: not judged
+    ],
+)
+def test_the_radial_mode_flags_micrographs_its_filter_sees_no_particle_in(ratios, flagged):
+    from cryosegnet.training.radial_filter import RadialFilter, RadialFilterSettings, ring_kernels
+    from cryosegnet.training.refine_loop import _judged_empty
+
+    rings = len(ring_kernels(20.0, RadialFilterSettings()))
+    radial = RadialFilter(diameter=20.0, weights=(1.0,) * rings, offset=0.0, threshold=1.0)
+    said = []
+    assert _judged_empty(radial, ratios, said.append) == flagged
+    if flagged:
+        assert "flagged empty" in said[0]
+    elif any(r is not None and r < 1.5 for r in ratios.values()):
+        assert "may not match these particles" in said[0]
 
 
 def _kept_on_flagged(summary) -> int:

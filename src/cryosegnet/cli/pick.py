@@ -47,6 +47,7 @@ from cryosegnet.picking.watch import (
 from cryosegnet.postprocessing.bad_regions import BadRegionSettings
 from cryosegnet.postprocessing.centring import CentringSettings
 from cryosegnet.postprocessing.empty_micrographs import EmptySettings
+from cryosegnet.training.radial_filter import RadialFilterSettings
 
 log = logging.getLogger("cryosegnet")
 
@@ -155,7 +156,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=DEFAULTS.skip_empty,
         help="write no picks on a micrograph whose dark blobs do not outnumber its bright ones "
         f"by {EmptySettings().min_evidence:g} standard errors (empty holes, bare ice); crowded "
-        "fields of very weak particles fail this test too, so check the count it reports",
+        "fields of very weak particles fail this test too, so check the count it reports; "
+        "with --radial-filter: one whose filter response has under "
+        f"{RadialFilterSettings().min_tail_ratio:g} x as many pixels "
+        f"{RadialFilterSettings().empty_level:g} SD above its median as below it",
     )
     p.add_argument(
         "--keep-bad-regions",

@@ -83,8 +83,6 @@ def check_arguments(args: argparse.Namespace) -> None:
         given.append("--stage")
     if args.size_per_micrograph != defaults.size_estimate.per_micrograph:
         given.append("--size-per-micrograph")
-    if args.skip_empty != defaults.skip_empty:
-        given.append("--skip-empty")
     if args.centre_picks != defaults.centre_picks:
         given.append("--centre-picks")
     if args.batch_size != 1:
@@ -124,7 +122,10 @@ def build_picker(args: argparse.Namespace) -> RadialFilterPicker:
         ``--diameter`` is not the file's.
     """
     picker = RadialFilterPicker.load(
-        args.radial_filter, mask_bad_regions=args.mask_bad_regions, threshold=args.threshold
+        args.radial_filter,
+        mask_bad_regions=args.mask_bad_regions,
+        threshold=args.threshold,
+        skip_empty=args.skip_empty,
     )
     if args.diameter is not None:
         told = parse_size(args.diameter)

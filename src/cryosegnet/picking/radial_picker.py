@@ -81,6 +81,10 @@ class RadialFilterPicker:
         Drop picks on contamination, carbon and nearly opaque ice, as ``pick`` does.
     threshold : float, optional
         Score cut in the filter's units (default: the fitted ``radial.threshold``).
+    skip_empty : bool
+        A micrograph whose response is not lopsided towards particles
+        (:meth:`RadialFilter.looks_empty`) keeps no pick (``pick --skip-empty``). Its tail
+        ratio is computed and recorded either way.
     path : path, optional
         The file the filter was read from: recorded with the picks (a re-run with another
         filter picks again).
@@ -100,6 +104,7 @@ class RadialFilterPicker:
         mask_bad_regions: bool = True,
         threshold: float | None = None,
         path: str | os.PathLike | None = None,
+        skip_empty: bool = False,
     ) -> None:
         if threshold is not None and not np.isfinite(threshold):
             raise CryoSegNetError(f"radial filter: threshold {threshold} is not a finite number")
@@ -108,7 +113,9 @@ class RadialFilterPicker:
         self.threshold = float(radial.threshold if threshold is None else threshold)
         self.model_path = Path(path) if path is not None else None
         # What the batch reads of a picker's settings: the told size, the bad-region step.
-        self.config = PickerConfig(diameter=radial.diameter, mask_bad_regions=mask_bad_regions)
+        self.config = PickerConfig(
+            diameter=radial.diameter, mask_bad_regions=mask_bad_regions, skip_empty=skip_empty
+        )
         self.postprocess_settings = _ToldSize(radial.diameter)
 
     @classmethod
@@ -118,6 +125,7 @@ class RadialFilterPicker:
         mask_bad_regions: bool = True,
         threshold: float | None = None,
         model: str | os.PathLike | None = None,
+        skip_empty: bool = False,
     ) -> RadialFilterPicker:
         """The picker of a saved filter file.
 
@@ -132,6 +140,8 @@ class RadialFilterPicker:
         model : str or os.PathLike, optional
             U-Net checkpoint whose denoising the bad-region mask reads (default: the shipped
             model's, as ``pick``'s).
+        skip_empty : bool
+            As :class:`RadialFilterPicker`'s.
 
         Returns
         -------
@@ -147,7 +157,7 @@ class RadialFilterPicker:
         radial = RadialFilter.load(path)
         record = read_checkpoint(model if model else default_model_path()).get("denoise") or {}
         settings = DenoiseSettings.from_dict(record if isinstance(record, dict) else {})
-        return cls(radial, settings, mask_bad_regions, threshold, path)
+        return cls(radial, settings, mask_bad_regions, threshold, path, skip_empty)
 
     def describe(self) -> str:
         """One line for the log: the file, its size, threshold and units."""
@@ -216,13 +226,20 @@ class RadialFilterPicker:
         Returns
         -------
         list of PickResult
-            Picks ``x``, ``y``, ``score`` (the filter's), ``diameter``; best first.
+            Picks ``x``, ``y``, ``score`` (the filter's), ``diameter``; best first. Its
+            ``evidence`` is the micrograph's :meth:`RadialFilter.tail_ratio`; ``empty``: judged
+            empty with ``skip_empty``, and no picks.
         """
         from cryosegnet.postprocessing.bad_regions import drop_bad_region_picks
 
         results = []
         for one, shape in zip(prepared, original_shapes, strict=True):
-            picks = self.radial.pick_prefiltered(one.filtered, self.threshold)
+            response = self.radial.response(one.filtered, prefiltered=True)
+            evidence = self.radial.tail_ratio(response)
+            empty = self.config.skip_empty and self.radial.looks_empty(evidence)
+            picks = self.radial.pick_response(response, self.threshold)
+            if empty:
+                picks = picks.iloc[:0]
             picks = picks.assign(diameter=self.radial.diameter)
             counts = {"candidates": len(picks)}
             bad_regions = None
@@ -241,6 +258,8 @@ class RadialFilterPicker:
                     counts=counts,
                     diameter_source="given",
                     bad_regions=bad_regions,
+                    evidence=evidence,
+                    empty=empty,
                 )
             )
         return results

@@ -22,7 +22,6 @@ from tqdm import tqdm
 
 from cryosegnet.errors import CryoSegNetError, first_line
 from cryosegnet.io.layout import COMBINED_STAR, INDEX_STAR
-from cryosegnet.postprocessing.empty_micrographs import EmptySettings
 
 log = logging.getLogger("cryosegnet")
 
@@ -130,7 +129,7 @@ class BatchSummary:
             lines.append(f"time: {self.seconds:.1f} s ({n_new / self.seconds:.2f} micrographs/s)")
         if self.empty:
             lines.append(
-                f"judged empty (no dark-blob excess over bright blobs), no picks: "
+                f"judged empty (--skip-empty: no particle evidence), no picks: "
                 f"{len(self.empty)} micrograph(s)"
             )
         if self.index_entries:
@@ -202,15 +201,11 @@ def record_empty(summary: BatchSummary, path: Path, evidence: float) -> None:
     path : Path
         The micrograph.
     evidence : float
-        Its particle evidence, below :attr:`EmptySettings.min_evidence`.
+        Its particle evidence, under the cut of the test that ran (the U-Net picker's
+        :attr:`EmptySettings.min_evidence`, a radial filter's ``min_tail_ratio``).
     """
     summary.empty.append(str(path))
-    log.info(
-        "%s: judged empty (evidence %.1f < %g): no picks",
-        path,
-        evidence,
-        EmptySettings().min_evidence,
-    )
+    log.info("%s: judged empty (particle evidence %.2f, under the cut): no picks", path, evidence)
 
 
 def record_picked(

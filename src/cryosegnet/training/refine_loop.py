@@ -910,11 +910,14 @@ def _refine_radial(
         f"refine: radial filter fitted on {radial.n_positives} kept picks of "
         f"{radial.n_micrographs} micrograph(s); re-picking {len(images)} micrograph(s)"
     )
+    results = {stem: _radial_pick(radial, images[stem], picker) for stem in images}
+    empty = _judged_empty(radial, {stem: r.evidence for stem, r in results.items()}, say)
+    bad = list(judgement.bad) + [stem for stem in empty if stem not in judgement.bad]
     tables = []
-    for stem in images:
-        if stem in judgement.bad and not settings.keep_bad:
+    for stem, result in results.items():
+        if stem in bad and not settings.keep_bad:
             continue
-        picks = _radial_picks(radial, images[stem], picker)
+        picks = result.picks
         tables.append(picks.assign(source=sources[stem][0], micrograph=sources[stem][1]))
     columns = ["source", "micrograph", "x", "y", "score", "class", "psi"]
     particles = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=columns)
@@ -926,6 +929,8 @@ def _refine_radial(
         "micrographs_with_positives": radial.n_micrographs,
         "picks": len(particles),
         "seconds": round(time.monotonic() - begun, 1),
+        "tail_ratios": {stem: round(float(r.evidence or 0.0), 3) for stem, r in results.items()},
+        "judged_empty": empty,
     }
     summary = RefineSummary(
         output=out,
@@ -933,7 +938,7 @@ def _refine_radial(
         stop_reason=stop_reason,
         model=model_path,
         picks=out / PICKS_FOLDER,
-        bad=judgement.bad,
+        bad=bad,
         n_picks=len(particles),
         seconds=time.monotonic() - started,
         final_round=1,
@@ -943,13 +948,43 @@ def _refine_radial(
     return summary
 
 
-def _radial_picks(radial, image: np.ndarray, picker) -> pd.DataFrame:
-    """The filter's picks of one micrograph, less those in the picker's bad regions (as
-    ``pick --radial-filter`` picks with the saved filter)."""
+def _radial_pick(radial, image: np.ndarray, picker):
+    """The filter's picks of one micrograph, less those in the picker's bad regions, with its
+    tail ratio as ``evidence`` (as ``pick --radial-filter`` picks with the saved filter)."""
     from cryosegnet.picking.radial_picker import RadialFilterPicker
 
     mask = bool(getattr(getattr(picker, "config", None), "mask_bad_regions", False))
-    return RadialFilterPicker(radial, picker.denoise_settings, mask).pick(image).picks
+    return RadialFilterPicker(radial, picker.denoise_settings, mask).pick(image)
+
+
+def _judged_empty(radial, tail_ratios: Mapping[str, float | None], say) -> list[str]:
+    """The micrographs whose response the filter finds no particle in
+    (:meth:`RadialFilter.looks_empty`), when it finds them in most of the batch.
+
+    Why the batch check: the filter is learnt to see this batch's particles, so a micrograph
+    where it sees none is empty ice (or a phase-randomised copy); but where it sees them in
+    fewer than half of the micrographs, the filter does not match these particles (round
+    particles only, as measured on simulated TRPV1), and flagging would empty good data.
+    """
+    ratios = {stem: float(r if r is not None else np.inf) for stem, r in tail_ratios.items()}
+    empty = sorted(stem for stem, r in ratios.items() if radial.looks_empty(r))
+    if not empty:
+        return []
+    if 2 * len(empty) > len(ratios):
+        say(
+            f"refine: the radial filter finds no particle-like response (tail ratio under "
+            f"{radial.settings.min_tail_ratio:g}) on {len(empty)} of {len(ratios)} "
+            "micrograph(s): it may not match these particles (try --refine-model unet); "
+            "none is flagged empty for it"
+        )
+        return []
+    say(
+        f"refine: {len(empty)} micrograph(s) flagged empty: the radial filter's response there "
+        f"is not lopsided towards particles (tail ratio under "
+        f"{radial.settings.min_tail_ratio:g}): {', '.join(empty[:5])}"
+        + (" ..." if len(empty) > 5 else "")
+    )
+    return empty
 
 
 def count_picks(picks_dir: str | os.PathLike) -> int:
