@@ -500,6 +500,10 @@ LOOP_VARIANTS: dict[str, dict] = {
 }
 
 
+#: The loop variant also measured on the default picker's picks (size estimated).
+RADIAL_ON_DEFAULT = "low-SNR, radial filter, micrograph units"
+
+
 def variant_settings(settings, change: dict):
     """``settings`` with a :data:`LOOP_VARIANTS` change (nested settings changed in place)."""
     nested = {
@@ -805,6 +809,10 @@ def main() -> None:
         centred = next(iter(PICKER_OPTIONS))
         chosen = [(centred, variant) for variant in LOOP_VARIANTS]
         chosen += [(options, "default") for options in PICKER_OPTIONS if options != centred]
+        # the label-free filter on the default route too (the size estimated, no centring)
+        chosen += [
+            (options, RADIAL_ON_DEFAULT) for options in PICKER_OPTIONS if options != centred
+        ]
         for options, variant in chosen:
             runs[_apoferritin_key("train", options, variant)] = apoferritin(
                 "train", options, settings, args.reuse, args.quick, variant

@@ -410,3 +410,63 @@ def test_pick_refine_model_radial_writes_the_filter_and_its_picks(tmp_path, monk
 def test_refine_settings_refuse_an_unknown_model():
     with pytest.raises(SettingsError, match="model must be one of unet, radial"):
         RefineSettings(model="topaz")
+
+
+def _round_session(root: Path) -> tuple[list[Path], dict]:
+    """Three easy fields of round (globular) particles, no junk, and the session's tiny U-Net."""
+    _, options = _session(root)
+    mics = root / "round"
+    mics.mkdir()
+    config = SimulationConfig(
+        size=384,
+        difficulty="easy",
+        diameter_px=DIAMETER,
+        density="medium",
+        shapes=("globular",),
+        aggregates=0,
+        carbon=False,
+        contamination=0,
+    )
+    for i in range(3):
+        with mrcfile.new(mics / f"r{i}.mrc") as mrc:
+            mrc.set_data(simulate_micrograph(config, 40 + i).image.astype(np.float32))
+    return sorted(mics.glob("*.mrc")), options
+
+
+def test_auto_keeps_the_radial_filter_where_it_sees_the_particles(tmp_path):
+    import json
+
+    mics, options = _round_session(tmp_path)
+    pick_batch(Picker(**options), mics, tmp_path / "picks", progress=False)
+    summary = _refine(mics, tmp_path, options, replace(FAST, model="auto"))
+    assert summary.model_kind == "radial" and summary.model == tmp_path / "refine" / (
+        RADIAL_FILTER_NAME
+    )
+    record = json.loads((tmp_path / "refine" / RECORD_NAME).read_text())
+    assert record["radial"]["chosen"] is True
+    assert not (tmp_path / "refine" / MODEL_NAME).exists()  # no fine-tuning
+
+
+def test_auto_fine_tunes_the_unet_where_the_filter_sees_no_particles(tmp_path):
+    import json
+
+    mics, options = _session(tmp_path)
+    pick_batch(Picker(**options), mics, tmp_path / "picks", progress=False)
+    said: list[str] = []
+    summary = refine_picks(
+        mics,
+        tmp_path / "picks",
+        tmp_path / "refine",
+        _picker_factory(options),
+        start_model=options["model"],
+        settings=replace(FAST, model="auto", rounds=1),
+        device="cpu",
+        log_fn=said.append,
+    )
+    record = json.loads((tmp_path / "refine" / RECORD_NAME).read_text())
+    ratios = record["radial"]["tail_ratios"]
+    assert record["radial"]["chosen"] is False
+    assert sum(r >= FAST.radial.min_tail_ratio for r in ratios.values()) * 2 < len(ratios)
+    assert summary.model_kind == "unet" and summary.model == tmp_path / "refine" / MODEL_NAME
+    assert not (tmp_path / "refine" / RADIAL_FILTER_NAME).exists()
+    assert any("fine-tuning the U-Net instead" in line for line in said)

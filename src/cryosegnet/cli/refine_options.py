@@ -56,7 +56,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"re-centred places re-picks every micrograph (saved as REFINE_DIR/{RADIAL_FILTER_NAME}, "
         "reuse it with --radial-filter"
         "); for round particles (measured on apoferritin with --diameter 68 --centre-picks "
-        "--refine-low-snr)",
+        "--refine-low-snr); auto: radial where the filter sees particles on most micrographs "
+        "(its response lopsided towards them), else unet",
     )
     group.add_argument(
         "--refine-rounds",

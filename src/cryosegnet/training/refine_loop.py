@@ -66,7 +66,7 @@ BAD_LIST = "bad_micrographs.txt"
 _FINETUNE = finetune_config()
 
 #: What the loop learns from the kept picks (:attr:`RefineSettings.model`).
-MODELS = ("unet", "radial")
+MODELS = ("unet", "radial", "auto")
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,12 @@ class RefineSettings:
         every micrograph with it. For round particles: on the apoferritin ``train`` split
         (``pick --diameter 68 --centre-picks``, ``--refine-low-snr``) it picked about as well
         as the same filter learnt from labels, with centred picks; on elongated particles it
-        falls far below the picker.
+        falls far below the picker. ``auto``: fit the radial filter as ``radial`` does, and
+        keep its picks where it sees particles in most of the batch
+        (:meth:`~cryosegnet.training.radial_filter.RadialFilter.tail_ratio`); else fine-tune
+        the U-Net as ``unet`` does. The filter fits round particles at low SNR (apoferritin
+        ``train``: it saw particles on all 12 micrographs) and not the simulated fields of
+        TRPV1 and procedural shapes (on none of 16), where fine-tuning gains.
     radial : RadialFilterSettings
         The filter's rings, pre-filter and picking (``model="radial"``).
     rounds : int
@@ -662,8 +667,8 @@ def refine_picks(
             "look at class_averages.png there (off-centre or wrong-size picks make blurred "
             "averages: try --diameter), or select classes by hand with cryosegnet select"
         )
-    if settings.model == "radial":
-        return _refine_radial(
+    if settings.model in ("radial", "auto"):
+        radial = _refine_radial(
             judgement,
             rounds,
             stems,
@@ -673,6 +678,12 @@ def refine_picks(
             say,
             started,
         )
+        if isinstance(radial, RefineSummary):
+            return radial
+        auto_choice = radial
+        say("refine: fine-tuning the U-Net instead (--refine-model auto)")
+    else:
+        auto_choice = None
     current_model: Path | None = Path(start_model) if start_model else None
     final, final_picks = judgement, source
     stop_reason = f"{settings.rounds} round(s) done"
@@ -814,7 +825,7 @@ def refine_picks(
         seconds=time.monotonic() - started,
         final_round=final_round.round,
     )
-    _write_output(refined, settings, particles, micrograph_list)
+    _write_output(refined, settings, particles, micrograph_list, auto_choice)
     return refined
 
 
@@ -882,12 +893,15 @@ def _refine_radial(
     settings: RefineSettings,
     say: Callable[[str], None],
     started: float,
-) -> RefineSummary:
+) -> RefineSummary | dict:
     """``model="radial"``: fit the filter on round 0's kept picks, re-pick, write the outputs.
 
     Every micrograph of round 0's classification gives random places and is re-picked; those
     with kept picks (and not flagged) give positives. The starting picker's bad-region step
-    runs on the filter's picks too (contamination, carbon: no picks there).
+    runs on the filter's picks too (contamination, carbon: no picks there). ``model="auto"``:
+    the same where the filter sees particles in most of the batch (:func:`_judged_empty`);
+    else nothing is written and what was measured is returned (the caller fine-tunes the
+    U-Net and records it).
     """
     from cryosegnet.training.radial_filter import RadialFilter
 
@@ -911,7 +925,18 @@ def _refine_radial(
         f"{radial.n_micrographs} micrograph(s); re-picking {len(images)} micrograph(s)"
     )
     results = {stem: _radial_pick(radial, images[stem], picker) for stem in images}
-    empty = _judged_empty(radial, {stem: r.evidence for stem, r in results.items()}, say)
+    ratios = {stem: r.evidence for stem, r in results.items()}
+    if settings.model == "auto" and not _filter_fits(radial, ratios):
+        say(
+            f"refine: the radial filter sees particles on {_seen(radial, ratios)} of "
+            f"{len(ratios)} micrograph(s): it does not match these particles"
+        )
+        return {
+            "chosen": False,
+            "positives": radial.n_positives,
+            "tail_ratios": {stem: round(float(r or 0.0), 3) for stem, r in ratios.items()},
+        }
+    empty = _judged_empty(radial, ratios, say)
     bad = list(judgement.bad) + [stem for stem in empty if stem not in judgement.bad]
     tables = []
     for stem, result in results.items():
@@ -931,6 +956,7 @@ def _refine_radial(
         "seconds": round(time.monotonic() - begun, 1),
         "tail_ratios": {stem: round(float(r.evidence or 0.0), 3) for stem, r in results.items()},
         "judged_empty": empty,
+        "chosen": True,
     }
     summary = RefineSummary(
         output=out,
@@ -966,11 +992,11 @@ def _judged_empty(radial, tail_ratios: Mapping[str, float | None], say) -> list[
     fewer than half of the micrographs, the filter does not match these particles (round
     particles only, as measured on simulated TRPV1), and flagging would empty good data.
     """
-    ratios = {stem: float(r if r is not None else np.inf) for stem, r in tail_ratios.items()}
+    ratios = _measured(tail_ratios)
     empty = sorted(stem for stem, r in ratios.items() if radial.looks_empty(r))
     if not empty:
         return []
-    if 2 * len(empty) > len(ratios):
+    if not _filter_fits(radial, tail_ratios):
         say(
             f"refine: the radial filter finds no particle-like response (tail ratio under "
             f"{radial.settings.min_tail_ratio:g}) on {len(empty)} of {len(ratios)} "
@@ -985,6 +1011,21 @@ def _judged_empty(radial, tail_ratios: Mapping[str, float | None], say) -> list[
         + (" ..." if len(empty) > 5 else "")
     )
     return empty
+
+
+def _measured(tail_ratios: Mapping[str, float | None]) -> dict[str, float]:
+    """Tail ratios by stem, a micrograph without one counted as seen (never judged empty)."""
+    return {stem: float(r if r is not None else np.inf) for stem, r in tail_ratios.items()}
+
+
+def _seen(radial, tail_ratios: Mapping[str, float | None]) -> int:
+    """How many micrographs the filter sees particles on."""
+    return sum(not radial.looks_empty(r) for r in _measured(tail_ratios).values())
+
+
+def _filter_fits(radial, tail_ratios: Mapping[str, float | None]) -> bool:
+    """The filter sees particles on at least half the batch's micrographs."""
+    return 2 * _seen(radial, tail_ratios) >= len(tail_ratios)
 
 
 def count_picks(picks_dir: str | os.PathLike) -> int:
