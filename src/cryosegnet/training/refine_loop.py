@@ -29,7 +29,10 @@ With ``RefineSettings.model = "radial"`` steps 3 to 5 are replaced by one: a rot
 symmetric, noise-whitened matched filter (:mod:`.radial_filter`) is fitted on round 0's kept
 picks at their re-centred places and re-picks every micrograph; no network is trained. It
 suits round particles, whose kept picks fix its two dozen numbers better than they teach a
-U-Net (see :class:`RefineSettings`).
+U-Net (see :class:`RefineSettings`). A micrograph where the filter sees no particle (its
+response not lopsided towards them: :meth:`.radial_filter.RadialFilter.tail_ratio`) is flagged
+empty. With ``model = "auto"`` (the default) the filter is fitted and kept where it sees
+particles on most micrographs; elsewhere the U-Net is fine-tuned as above.
 
 Self-training on the picker's own confident picks failed (:mod:`.adapt`: they were only about
 half right); the 2D classes are the stricter judge that this loop relies on.
@@ -147,7 +150,7 @@ class RefineSettings:
         Seed of the crops (round r uses ``seed + r``) and of the classification.
     """
 
-    model: str = "unet"
+    model: str = "auto"
     radial: RadialFilterSettings = RadialFilterSettings()
     rounds: int = 2
     min_change: float = 0.1
