@@ -810,9 +810,7 @@ def main() -> None:
         chosen = [(centred, variant) for variant in LOOP_VARIANTS]
         chosen += [(options, "default") for options in PICKER_OPTIONS if options != centred]
         # the label-free filter on the default route too (the size estimated, no centring)
-        chosen += [
-            (options, RADIAL_ON_DEFAULT) for options in PICKER_OPTIONS if options != centred
-        ]
+        chosen += [(options, RADIAL_ON_DEFAULT) for options in PICKER_OPTIONS if options != centred]
         for options, variant in chosen:
             runs[_apoferritin_key("train", options, variant)] = apoferritin(
                 "train", options, settings, args.reuse, args.quick, variant
