@@ -38,16 +38,9 @@ from pathlib import Path
 
 from cryosegnet.errors import CryoSegNetError, first_line
 from cryosegnet.io.layout import make_output_folder, relative_folder
+from cryosegnet.picking import results
 from cryosegnet.picking.batch import BatchSizes, check_picked_diameter, pick_chunk, read_and_denoise
 from cryosegnet.picking.job import Dask, PickerSpec, PickJob
-from cryosegnet.picking.results import (
-    holding_folder,
-    index_into,
-    picker_options,
-    plan_batch,
-    run_options,
-    write_result,
-)
 from cryosegnet.picking.summary import (
     STOP_REQUESTS,
     BatchSummary,
@@ -183,7 +176,7 @@ def _pick_one(
         # The folder is this micrograph's own output folder: write as if the micrograph lay
         # there (its file name only), so the worker's current folder does not matter.
         layout = Path(file_name or local.name)
-        write_result(Path(folder), layout, result, source, options, formats, box_size)
+        results.write_result(Path(folder), layout, result, source, options, formats, box_size)
     except Exception as exc:
         return {
             "name": name,
@@ -335,7 +328,7 @@ def pick_distributed(
     # The client's picker gives the options recorded in every result (and checks them before
     # any worker starts); it is not used to pick.
     if options is None:
-        options = picker_options(spec.build("cpu"))
+        options = results.picker_options(spec.build("cpu"))
     given = spec.config.diameter or diameter_angstrom is not None
     summary = ClusterSummary(outdir=str(outdir), diameter_source="given" if given else "estimated")
     sizes = BatchSizes(diameter_angstrom, pixel_sizes or PixelSizes(), dict(names or {}))
@@ -353,7 +346,7 @@ def pick_distributed(
         sizes,
     )
     with (
-        holding_folder(out, run_options(options, sizes, formats, box_size)),
+        results.holding_folder(out, results.run_options(options, sizes, formats, box_size)),
         sigterm_stops_the_run(),  # a queue system's SIGTERM stops it like Ctrl-C
     ):
         try:
@@ -361,7 +354,7 @@ def pick_distributed(
             _plan_and_run(run, [Path(m) for m in micrographs], overwrite, summary, cluster)
         except STOP_REQUESTS:
             summary.interrupted = True
-        index_into(summary, out, outdir)  # what finished is listed, after a stop too
+        results.index_into(summary, out, outdir)  # what finished is listed, after a stop too
     return summary
 
 
@@ -370,7 +363,7 @@ def _plan_and_run(
 ) -> None:
     """Skip what is done, then pick the rest on ``cluster``: (an existing client or None, a
     scheduler's address or None, the number of local workers to start)."""
-    todo = plan_batch(
+    todo = results.plan_batch(
         micrographs,
         run.out,
         run.formats,
@@ -552,7 +545,7 @@ def run_on_cluster(job: PickJob, picker) -> ClusterSummary | WatchSummary:
         box_size=job.outputs.box_size,
         progress=job.progress,
         debug=job.debug,
-        options=picker_options(picker),
+        options=results.picker_options(picker),
         diameter_angstrom=job.sizes.diameter_angstrom,
         pixel_sizes=job.sizes.pixel_sizes,
     )
