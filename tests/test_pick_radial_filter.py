@@ -231,3 +231,42 @@ def test_the_empty_test_refuses_settings_that_cannot_work(field, value):
 
     with pytest.raises(SettingsError, match="radial filter"):
         RadialFilterSettings(**{field: value})
+
+
+def test_a_filter_refuses_micrographs_of_another_pixel_size(session, tmp_path, capsys):
+    path, mics, centres = session
+    learnt = dataclasses.replace(RadialFilter.load(path), pixel_size=1.0)
+    saved = learnt.save(tmp_path / "radial_filter.json")
+    assert RadialFilter.load(saved).pixel_size == 1.0
+    batch = tmp_path / "batch"
+    batch.mkdir()
+    image = mrcfile.read(mics / "new1.mrc")
+    for name, pixel in (("same", 1.01), ("other", 1.5)):
+        with mrcfile.new(batch / f"{name}.mrc") as mrc:
+            mrc.set_data(image)
+            mrc.voxel_size = pixel
+    out = tmp_path / "picks"
+    code = main(["pick", str(batch), "-o", str(out), "--radial-filter", str(saved)])
+    assert code != 0  # the batch goes on past the refused micrograph and reports it
+    err = capsys.readouterr().err
+    assert "other.mrc" in err and "learnt at 1 Å/px" in err
+    assert len(read_coordinates(coordinate_path(out, batch / "same.mrc"))) > 0
+    assert not coordinate_path(out, batch / "other.mrc").exists()
+    # --angpix says what the headers do not: then every micrograph is taken at that size
+    again = tmp_path / "again"
+    args = ["pick", str(batch), "-o", str(again), "--radial-filter", str(saved)]
+    assert main([*args, "--angpix", "1.0"]) == 0
+
+
+@pytest.mark.parametrize(("pixel_size", "refused"), [(None, False), (1.015, False), (1.1, True)])
+def test_the_pixel_size_check_refuses_only_a_known_different_size(session, pixel_size, refused):
+    from cryosegnet.errors import MicrographError
+
+    path, _, _ = session
+    learnt = dataclasses.replace(RadialFilter.load(path), pixel_size=1.0)
+    if refused:
+        with pytest.raises(MicrographError, match="m.mrc: pixel size 1.1"):
+            learnt.check_pixel_size("m.mrc", pixel_size)
+    else:
+        learnt.check_pixel_size("m.mrc", pixel_size)
+    RadialFilter.load(path).check_pixel_size("m.mrc", 3.0)  # learnt at an unknown size

@@ -430,6 +430,7 @@ def _round_session(root: Path) -> tuple[list[Path], dict]:
     for i in range(3):
         with mrcfile.new(mics / f"r{i}.mrc") as mrc:
             mrc.set_data(simulate_micrograph(config, 40 + i).image.astype(np.float32))
+            mrc.voxel_size = 1.25
     return sorted(mics.glob("*.mrc")), options
 
 
@@ -445,6 +446,10 @@ def test_auto_keeps_the_radial_filter_where_it_sees_the_particles(tmp_path):
     record = json.loads((tmp_path / "refine" / RECORD_NAME).read_text())
     assert record["radial"]["chosen"] is True
     assert not (tmp_path / "refine" / MODEL_NAME).exists()  # no fine-tuning
+    # the filter keeps the pixel size it was learnt at, so a re-use on other data is refused
+    from cryosegnet.training.radial_filter import RadialFilter
+
+    assert RadialFilter.load(summary.model).pixel_size == pytest.approx(1.25)
 
 
 def test_auto_fine_tunes_the_unet_where_the_filter_sees_no_particles(tmp_path):

@@ -39,7 +39,6 @@ _UNUSED = {
     "--size-tolerance": "size_tolerance",
     "--denoise-order": "denoise_order",
     "--diameter-angstrom": "diameter_angstrom",
-    "--angpix": "angpix",
     "--refine": "refine",
     "--scheduler": "scheduler",
     "--dask-workers": "dask_workers",

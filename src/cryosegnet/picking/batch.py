@@ -378,6 +378,9 @@ def read_for_picking(
     check_pickable_size(name, image.shape, picker)
     pixel_size = sizes.pixel_sizes.resolve(path, micrograph.pixel_size)
     sizes.seen_pixel_size[path] = pixel_size
+    check_pixel_size = getattr(picker, "check_pixel_size", None)  # a saved radial filter's
+    if check_pixel_size is not None:
+        check_pixel_size(name, pixel_size)
     given = getattr(getattr(picker, "postprocess_settings", None), "diameter_override", None)
     diameter, what = given, f"--diameter {given:g} px" if given else ""
     if sizes.angstrom is not None:

@@ -183,6 +183,19 @@ class RadialFilterPicker:
         denoised = denoise(image, self.denoise_settings) if self.config.mask_bad_regions else None
         return PreparedMicrograph(self.radial.prefilter(image), denoised)
 
+    def check_pixel_size(self, name: str | os.PathLike, pixel_size: float | None) -> None:
+        """Refuse a micrograph of another pixel size than the filter's (the batch asks as it
+        reads each one; :meth:`RadialFilter.check_pixel_size`).
+
+        Parameters
+        ----------
+        name : str or os.PathLike
+            The micrograph, as errors name it.
+        pixel_size : float or None
+            Its pixel size in Å, where known.
+        """
+        self.radial.check_pixel_size(name, pixel_size)
+
     def size_of(self, image: np.ndarray, pixel_size: float | None = None) -> None:
         """No size to read off: the filter's diameter is the picks' (the batch asks)."""
         return None

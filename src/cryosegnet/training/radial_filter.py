@@ -64,6 +64,8 @@ KIND = "cryosegnet radial filter"
 FORMAT_VERSION = 2
 #: What a score is measured against (:attr:`RadialFilterSettings.score_units`).
 SCORE_UNITS = ("batch", "micrograph")
+#: How far a micrograph's pixel size may differ from the filter's (a rounded header value).
+PIXEL_SIZE_TOLERANCE = 0.02
 #: Turns a median absolute deviation into a Gaussian's standard deviation.
 MAD_TO_SD = 1.4826
 
@@ -268,6 +270,10 @@ class RadialFilter:
         Rings, pre-filter and picking.
     n_positives, n_micrographs : int
         What it was learnt from (recorded, not used).
+    pixel_size : float or None
+        Å per pixel of the micrographs it was learnt on, where known: ``diameter`` and every
+        ring are in their pixels, so a micrograph of another pixel size is refused
+        (:meth:`check_pixel_size`).
     """
 
     diameter: float
@@ -277,6 +283,7 @@ class RadialFilter:
     settings: RadialFilterSettings = field(default_factory=RadialFilterSettings)
     n_positives: int = 0
     n_micrographs: int = 0
+    pixel_size: float | None = None
 
     def __post_init__(self) -> None:
         if not (np.isfinite(self.diameter) and self.diameter > 2):
@@ -516,6 +523,34 @@ class RadialFilter:
             response = response[border : height - border, border : width - border]
         return response_asymmetry(response, self.settings.empty_level)
 
+    def check_pixel_size(self, name: str | os.PathLike, pixel_size: float | None) -> None:
+        """Refuse a micrograph whose pixel size is not the filter's (where both are known).
+
+        Parameters
+        ----------
+        name : str or os.PathLike
+            The micrograph, as the error names it.
+        pixel_size : float or None
+            Its pixel size in Å (header, ``--angpix`` or an input STAR); None: unknown.
+
+        Raises
+        ------
+        MicrographError
+            The two differ by more than ``PIXEL_SIZE_TOLERANCE``: the filter's rings would
+            not fit the particles.
+        """
+        from cryosegnet.errors import MicrographError
+
+        if self.pixel_size is None or pixel_size is None:
+            return
+        if abs(pixel_size / self.pixel_size - 1) > PIXEL_SIZE_TOLERANCE:
+            raise MicrographError(
+                name,
+                f"pixel size {pixel_size:g} Å/px, but the radial filter was learnt at "
+                f"{self.pixel_size:g} Å/px (its {self.diameter:g} px particles would not fit); "
+                "learn a filter on this data with pick --refine",
+            )
+
     def looks_empty(self, tail_ratio: float) -> bool:
         """True when a micrograph's :meth:`tail_ratio` is under ``min_tail_ratio``."""
         return tail_ratio < self.settings.min_tail_ratio
@@ -537,6 +572,7 @@ class RadialFilter:
             "threshold": self.threshold,
             "settings": asdict(self.settings),
             "trained_on": {"positives": self.n_positives, "micrographs": self.n_micrographs},
+            "pixel_size_angstrom": self.pixel_size,
         }
 
     @classmethod
@@ -576,6 +612,7 @@ class RadialFilter:
                 settings=RadialFilterSettings(**settings),
                 n_positives=int(trained.get("positives", 0)),
                 n_micrographs=int(trained.get("micrographs", 0)),
+                pixel_size=_positive_or_none(data.get("pixel_size_angstrom")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise CryoSegNetError(f"{KIND}: missing or bad field ({exc})") from exc
@@ -626,3 +663,11 @@ class RadialFilter:
             return cls.from_dict(data)
         except (CryoSegNetError, SettingsError) as exc:
             raise CryoSegNetError(f"{path}: {exc}") from exc
+
+
+def _positive_or_none(value) -> float | None:
+    """A recorded pixel size: a positive number, else None (unknown)."""
+    if value is None:
+        return None
+    number = float(value)
+    return number if np.isfinite(number) and number > 0 else None

@@ -874,11 +874,19 @@ class _Micrographs(Mapping):
 
     def __init__(self, stems: Mapping[str, Path]) -> None:
         self.stems = dict(stems)
+        self.pixel_sizes: dict[str, float] = {}  # from the headers of those read
 
     def __getitem__(self, stem: str) -> np.ndarray:
         from cryosegnet.io.micrographs import read_micrograph
 
-        return read_micrograph(self.stems[stem]).data
+        micrograph = read_micrograph(self.stems[stem])
+        if micrograph.pixel_size:
+            self.pixel_sizes[stem] = float(micrograph.pixel_size)
+        return micrograph.data
+
+    def pixel_size(self) -> float | None:
+        """The median pixel size (Å) of the micrographs read, where their headers give one."""
+        return float(np.median(list(self.pixel_sizes.values()))) if self.pixel_sizes else None
 
     def __iter__(self):
         return iter(self.stems)
@@ -950,7 +958,8 @@ def _refine_radial(
     columns = ["source", "micrograph", "x", "y", "score", "class", "psi"]
     particles = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=columns)
     particles = particles.assign(**{"class": 0, "psi": 0.0})
-    model_path = radial.save(out / RADIAL_FILTER_NAME)
+    # its pixel size goes with it, so that pick --radial-filter refuses other data
+    model_path = replace(radial, pixel_size=images.pixel_size()).save(out / RADIAL_FILTER_NAME)
     stop_reason = "radial filter: one round (fitted on round 0's kept picks, then a re-pick)"
     details = {
         "positives": radial.n_positives,
