@@ -121,6 +121,9 @@ def test_cli_skip_empty_writes_an_empty_star_and_says_so(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "judged empty" in err and "no picks: 1 micrograph" in err
     assert len(read_coordinates(coordinate_path(out, path))) == 0
+    from cryosegnet.io.coordinates import star_header
+
+    assert star_header(coordinate_path(out, path))[1]["judged_empty"] is True  # the report says
 
 
 @pytest.mark.parametrize("seed", range(3))

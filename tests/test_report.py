@@ -283,3 +283,34 @@ def test_report_bad_region_switch_in_headless_chromium(tmp_path, monkeypatch):
         assert 'data-ready="1"' in dom and not re.search(r"<html[^>]*data-errors", dom)
         main_tag = re.search(r'<main id="cards"[^>]*>', dom).group(0)
         assert ("hide-bad" in main_tag) is hidden
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary (apt-get install chromium)")
+def test_the_report_says_why_a_micrograph_has_no_picks(tmp_path, monkeypatch):
+    from cryosegnet.io.coordinates import write_coordinate_star
+
+    mics, picks_dir, tables = simulated_session(tmp_path, n=3)
+    flagged, empty = mics[0].stem, mics[1].stem
+    # as pick --refine and pick --skip-empty leave them: no picks, and the manifest says why
+    none = tables[flagged].iloc[:0]
+    write_coordinate_star(
+        picks_dir / "Movies" / f"{flagged}_autopick.star", none, {"bad_micrographs": [flagged]}
+    )
+    write_coordinate_star(
+        picks_dir / "Movies" / f"{empty}_autopick.star", none, {"judged_empty": True}
+    )
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "report.html"
+    write_report("picks", out, settings=ReportSettings(thumbnail_size=128))
+    why = {m["name"]: m["why"] for m in _data(out.read_text())["micrographs"]}
+    assert why == {
+        f"Movies/{flagged}.mrc": "flagged by --refine",
+        f"Movies/{empty}.mrc": "judged empty",
+        f"Movies/{mics[2].stem}.mrc": None,
+    }
+    run = _chromium(f"{out.as_uri()}#threshold=0", "--dump-dom")
+    assert run.returncode == 0, run.stderr[-2000:]
+    dom = run.stdout
+    assert 'data-ready="1"' in dom and not re.search(r"<html[^>]*data-errors", dom)
+    assert int(re.search(r'id="flag-count">(\d+)<', dom).group(1)) == 2
+    assert "flagged by --refine" in dom and "judged empty" in dom

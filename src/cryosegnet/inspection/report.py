@@ -379,9 +379,23 @@ def _item_data(item: _Item, settings: ReportSettings) -> dict:
         "y": [float(v) for v in y],
         "s": [None if not math.isfinite(v) else float(v) for v in scores],
         "image": item.jpeg is not None,
+        "why": _why_no_picks(item.pick_file),
         "c": None if item.classes is None else [int(c) for c in item.classes],
         "a": None if item.above_decoys is None else [int(a) for a in item.above_decoys],
     }
+
+
+def _why_no_picks(pick_file: PickFile) -> str | None:
+    """Why the run left a micrograph without picks, as its picks' manifest says: flagged by
+    ``pick --refine``'s triage, or judged empty by ``--skip-empty``; None otherwise."""
+    from cryosegnet.io.coordinates import star_header
+
+    manifest = star_header(pick_file.path)[1] or {}
+    if pick_file.stem in (manifest.get("bad_micrographs") or []):
+        return "flagged by --refine"
+    if manifest.get("judged_empty"):
+        return "judged empty"
+    return None
 
 
 def _classes_data(classes: ReportClasses, settings: ReportSettings) -> dict:

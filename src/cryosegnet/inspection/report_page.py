@@ -164,7 +164,8 @@ main.hide-bad .thumb img.bad { display:none; }
     var flagged = 0;
     mics.forEach(function (m) {
       var f = [];
-      if (m.count === 0) f.push(["bad", "empty"]);
+      if (m.why) f.push(["bad", m.why]);
+      else if (m.count === 0) f.push(["bad", "empty"]);
       else if (medCount > 0 && m.count < DATA.low_count_fraction * medCount) f.push(["warn", "few picks"]);
       if (medCount > 0 && m.count > DATA.high_count_factor * medCount) f.push(["warn", "many picks"]);
       if (m.count && m.mean < medMean - Math.max(DATA.low_score_mads * mad, 0.1 * (hi - lo))) f.push(["warn", "low score"]);

@@ -174,6 +174,8 @@ def result_manifest(source: dict, options: dict, result) -> dict:
     evidence = getattr(result, "evidence", None)
     if evidence is not None:
         manifest["evidence"] = round(float(evidence), 3)
+    if getattr(result, "empty", False):  # the report says why it has no picks
+        manifest["judged_empty"] = True
     size_source = getattr(result, "diameter_source", None)
     if size_source is not None:  # "map": the micrograph's own size estimate was unclear
         manifest["diameter_source"] = size_source
