@@ -475,3 +475,29 @@ def test_auto_fine_tunes_the_unet_where_the_filter_sees_no_particles(tmp_path):
     assert summary.model_kind == "unet" and summary.model == tmp_path / "refine" / MODEL_NAME
     assert not (tmp_path / "refine" / RADIAL_FILTER_NAME).exists()
     assert any("fine-tuning the U-Net instead" in line for line in said)
+
+
+def test_a_large_batch_fits_the_filter_on_a_sample_and_re_picks_every_micrograph(tmp_path):
+    import json
+
+    from cryosegnet.training.radial_filter import RadialFilter
+
+    mics, options = _round_session(tmp_path)
+    pick_batch(Picker(**options), mics, tmp_path / "picks", progress=False)
+    settings = replace(FAST, model="radial", radial_fit_micrographs=2)
+    summary = _refine(mics, tmp_path, options, settings)
+    assert RadialFilter.load(summary.model).n_micrographs <= 2
+    record = json.loads((tmp_path / "refine" / RECORD_NAME).read_text())
+    assert set(record["radial"]["tail_ratios"]) == {"r0", "r1", "r2"}  # every one re-picked
+    final = starfile.read(tmp_path / "refine" / "picks" / "particles.star")
+    assert {Path(str(n)).stem for n in final["rlnMicrographName"]} == {"r0", "r1", "r2"}
+
+
+def test_the_fit_sample_takes_the_micrographs_with_the_most_kept_picks():
+    from cryosegnet.training.refine_loop import _fit_sample
+
+    kept = pd.DataFrame({"stem": ["b", "b", "b", "c", "d", "d"]})
+    assert _fit_sample(["a", "b", "c", "d"], kept, 2) == ["b", "d"]  # in batch order
+    assert _fit_sample(["a", "b"], kept, 5) == ["a", "b"]  # a small batch: all of it
+    with pytest.raises(SettingsError, match="radial fit micrographs"):
+        RefineSettings(radial_fit_micrographs=0)

@@ -94,6 +94,10 @@ class RefineSettings:
         TRPV1 and procedural shapes (on none of 16), where fine-tuning gains.
     radial : RadialFilterSettings
         The filter's rings, pre-filter and picking (``model="radial"``).
+    radial_fit_micrographs : int
+        The filter is fitted, and ``auto`` decides, on at most this many micrographs (all of a
+        smaller batch; else those with the most kept picks), so that a session of thousands
+        pays for the decision on a sample; the chosen filter then re-picks every micrograph.
     rounds : int
         Most fine-tunings (each followed by a re-pick and a classification of its picks). Two
         by default: on 16 simulated micrographs with junk the second round added to the
@@ -152,6 +156,7 @@ class RefineSettings:
 
     model: str = "auto"
     radial: RadialFilterSettings = RadialFilterSettings()
+    radial_fit_micrographs: int = 32
     rounds: int = 2
     min_change: float = 0.1
     classify: ClassifySettings = ClassifySettings()
@@ -178,6 +183,7 @@ class RefineSettings:
         checks = [
             (self.model in MODELS, f"refine: model must be one of {', '.join(MODELS)}"),
             (self.rounds >= 1, "refine: rounds must be at least 1"),
+            (self.radial_fit_micrographs >= 1, "refine: radial fit micrographs: at least 1"),
             (self.picks_per_class >= 2, "refine: picks per class must be at least 2"),
             (
                 1 <= self.min_classes <= self.classify.n_classes,
@@ -884,15 +890,29 @@ class _Micrographs(Mapping):
             self.pixel_sizes[stem] = float(micrograph.pixel_size)
         return micrograph.data
 
-    def pixel_size(self) -> float | None:
-        """The median pixel size (Å) of the micrographs read, where their headers give one."""
-        return float(np.median(list(self.pixel_sizes.values()))) if self.pixel_sizes else None
+    @staticmethod
+    def median_pixel_size(*batches: _Micrographs) -> float | None:
+        """The median pixel size (Å) of the micrographs the batches read, where their headers
+        give one."""
+        known = {stem: p for batch in batches for stem, p in batch.pixel_sizes.items()}
+        return float(np.median(list(known.values()))) if known else None
 
     def __iter__(self):
         return iter(self.stems)
 
     def __len__(self) -> int:
         return len(self.stems)
+
+
+def _fit_sample(stems: list[str], kept: pd.DataFrame, most: int) -> list[str]:
+    """The micrographs the radial filter is fitted and judged on: all of ``stems`` when they
+    are at most ``most``, else the ``most`` with the most kept picks (batch order kept)."""
+    if len(stems) <= most:
+        return stems
+    counts = kept["stem"].value_counts()
+    ranked = sorted(stems, key=lambda stem: -int(counts.get(stem, 0)))
+    chosen = set(ranked[:most])
+    return [stem for stem in stems if stem in chosen]
 
 
 def _refine_radial(
@@ -928,14 +948,20 @@ def _refine_radial(
         str(stem): _centres(rows, settings.recentre) for stem, rows in kept.groupby("stem")
     }
     begun = time.monotonic()
+    fitted_on = _fit_sample(list(images), kept, settings.radial_fit_micrographs)
+    sample = _Micrographs({stem: images.stems[stem] for stem in fitted_on})
     radial = RadialFilter.fit(
-        images, positives, judgement.diameter_px, seed=settings.seed, settings=settings.radial
+        sample,
+        {stem: xy for stem, xy in positives.items() if stem in sample.stems},
+        judgement.diameter_px,
+        seed=settings.seed,
+        settings=settings.radial,
     )
     say(
         f"refine: radial filter fitted on {radial.n_positives} kept picks of "
         f"{radial.n_micrographs} micrograph(s); re-picking {len(images)} micrograph(s)"
     )
-    results = {stem: _radial_pick(radial, images[stem], picker) for stem in images}
+    results = {stem: _radial_pick(radial, sample[stem], picker) for stem in sample}
     ratios = {stem: r.evidence for stem, r in results.items()}
     if settings.model == "auto" and not _filter_fits(radial, ratios):
         say(
@@ -947,6 +973,10 @@ def _refine_radial(
             "positives": radial.n_positives,
             "tail_ratios": {stem: round(float(r or 0.0), 3) for stem, r in ratios.items()},
         }
+    for stem in images:  # the rest of the batch, with the filter chosen
+        if stem not in results:
+            results[stem] = _radial_pick(radial, images[stem], picker)
+    ratios = {stem: r.evidence for stem, r in results.items()}
     empty = _judged_empty(radial, ratios, say)
     bad = list(judgement.bad) + [stem for stem in empty if stem not in judgement.bad]
     tables = []
@@ -959,7 +989,8 @@ def _refine_radial(
     particles = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=columns)
     particles = particles.assign(**{"class": 0, "psi": 0.0})
     # its pixel size goes with it, so that pick --radial-filter refuses other data
-    model_path = replace(radial, pixel_size=images.pixel_size()).save(out / RADIAL_FILTER_NAME)
+    pixel_size = _Micrographs.median_pixel_size(sample, images)
+    model_path = replace(radial, pixel_size=pixel_size).save(out / RADIAL_FILTER_NAME)
     stop_reason = "radial filter: one round (fitted on round 0's kept picks, then a re-pick)"
     details = {
         "positives": radial.n_positives,
