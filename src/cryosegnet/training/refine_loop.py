@@ -915,6 +915,28 @@ def _fit_sample(stems: list[str], kept: pd.DataFrame, most: int) -> list[str]:
     return [stem for stem in stems if stem in chosen]
 
 
+def _fit_radial(judgement: RoundJudgement, images: _Micrographs, settings: RefineSettings):
+    """The radial filter of round 0's kept picks (re-centred, on micrographs not flagged),
+    fitted on :func:`_fit_sample`'s micrographs -> (filter, those micrographs)."""
+    from cryosegnet.training.radial_filter import RadialFilter
+
+    kept = judgement.particles[
+        judgement.particles["kept"].to_numpy(bool)
+        & ~judgement.particles["stem"].isin(judgement.bad).to_numpy(bool)
+    ]
+    fitted_on = _fit_sample(list(images), kept, settings.radial_fit_micrographs)
+    sample = _Micrographs({stem: images.stems[stem] for stem in fitted_on})
+    positives = {
+        str(stem): _centres(rows, settings.recentre)
+        for stem, rows in kept.groupby("stem")
+        if stem in sample.stems
+    }
+    radial = RadialFilter.fit(
+        sample, positives, judgement.diameter_px, seed=settings.seed, settings=settings.radial
+    )
+    return radial, sample
+
+
 def _refine_radial(
     judgement: RoundJudgement,
     rounds: list[RefineRound],
@@ -934,29 +956,12 @@ def _refine_radial(
     else nothing is written and what was measured is returned (the caller fine-tunes the
     U-Net and records it).
     """
-    from cryosegnet.training.radial_filter import RadialFilter
-
     record, _, _ = _read_record(Path(rounds[0].classes))
     listed = [(str(source), str(name)) for source, name in record["micrographs"]]
     sources = {Path(name).stem: (source, name) for source, name in listed}
     images = _Micrographs({stem: stems[stem] for stem in sources if stem in stems})
-    kept = judgement.particles[
-        judgement.particles["kept"].to_numpy(bool)
-        & ~judgement.particles["stem"].isin(judgement.bad).to_numpy(bool)
-    ]
-    positives = {
-        str(stem): _centres(rows, settings.recentre) for stem, rows in kept.groupby("stem")
-    }
     begun = time.monotonic()
-    fitted_on = _fit_sample(list(images), kept, settings.radial_fit_micrographs)
-    sample = _Micrographs({stem: images.stems[stem] for stem in fitted_on})
-    radial = RadialFilter.fit(
-        sample,
-        {stem: xy for stem, xy in positives.items() if stem in sample.stems},
-        judgement.diameter_px,
-        seed=settings.seed,
-        settings=settings.radial,
-    )
+    radial, sample = _fit_radial(judgement, images, settings)
     say(
         f"refine: radial filter fitted on {radial.n_positives} kept picks of "
         f"{radial.n_micrographs} micrograph(s); re-picking {len(images)} micrograph(s)"
