@@ -501,3 +501,34 @@ def test_the_fit_sample_takes_the_micrographs_with_the_most_kept_picks():
     assert _fit_sample(["a", "b"], kept, 5) == ["a", "b"]  # a small batch: all of it
     with pytest.raises(SettingsError, match="radial fit micrographs"):
         RefineSettings(radial_fit_micrographs=0)
+
+
+def test_auto_fine_tunes_the_unet_when_the_filter_has_nothing_to_learn_from(tmp_path, monkeypatch):
+    import json
+
+    from cryosegnet.training import radial_filter
+
+    def no_positive(*args, **kwargs):
+        raise CryoSegNetError("radial filter: no particle centre to learn from")
+
+    monkeypatch.setattr(radial_filter.RadialFilter, "fit", no_positive)
+    mics, options = _round_session(tmp_path)
+    pick_batch(Picker(**options), mics, tmp_path / "picks", progress=False)
+    summary = _refine(mics, tmp_path, options, replace(FAST, model="auto", rounds=1))
+    assert summary.model_kind == "unet"
+    record = json.loads((tmp_path / "refine" / RECORD_NAME).read_text())
+    assert record["radial"] == {
+        "chosen": False,
+        "reason": "radial filter: no particle centre to learn from",
+    }
+    with pytest.raises(CryoSegNetError, match="no particle centre"):  # radial asked for: refused
+        refine_picks(
+            mics,
+            tmp_path / "picks",
+            tmp_path / "again",
+            _picker_factory(options),
+            start_model=options["model"],
+            settings=replace(FAST, model="radial"),
+            device="cpu",
+            log_fn=lambda line: None,
+        )

@@ -51,7 +51,7 @@ import numpy as np
 import pandas as pd
 
 from cryosegnet.classification.settings import ClassifySettings, SelectionSettings
-from cryosegnet.errors import CryoSegNetError, SettingsError
+from cryosegnet.errors import CryoSegNetError, SettingsError, first_line
 from cryosegnet.training.dataset import TrainingSample
 from cryosegnet.training.finetune import finetune_config, round_config
 from cryosegnet.training.radial_filter import RadialFilterSettings
@@ -961,7 +961,13 @@ def _refine_radial(
     sources = {Path(name).stem: (source, name) for source, name in listed}
     images = _Micrographs({stem: stems[stem] for stem in sources if stem in stems})
     begun = time.monotonic()
-    radial, sample = _fit_radial(judgement, images, settings)
+    try:
+        radial, sample = _fit_radial(judgement, images, settings)
+    except CryoSegNetError as exc:  # no positive left to learn from (all on flagged ones)
+        if settings.model != "auto":
+            raise
+        say(f"refine: no radial filter ({first_line(exc)})")
+        return {"chosen": False, "reason": first_line(exc)}
     say(
         f"refine: radial filter fitted on {radial.n_positives} kept picks of "
         f"{radial.n_micrographs} micrograph(s); re-picking {len(images)} micrograph(s)"
