@@ -532,3 +532,22 @@ def test_auto_fine_tunes_the_unet_when_the_filter_has_nothing_to_learn_from(tmp_
             device="cpu",
             log_fn=lambda line: None,
         )
+
+
+def test_the_summary_says_which_judge_flagged_each_micrograph(tmp_path):
+    from cryosegnet.training.refine_loop import RefineSummary
+
+    summary = RefineSummary(
+        output=tmp_path,
+        rounds=[],
+        stop_reason="radial filter: one round",
+        model=None,
+        picks=None,
+        bad=["ice", "copy"],
+        n_picks=0,
+        model_kind="radial",
+        judged_empty=["copy"],
+    )
+    text = summary.text()
+    assert "rejected classes): 1 micrograph(s): ice" in text
+    assert "not lopsided towards particles): 1 micrograph(s): copy" in text

@@ -481,6 +481,9 @@ class RefineSummary:
         kept a class (``radial``: 1, the filter's picks).
     model_kind : str
         :attr:`RefineSettings.model`: ``model`` is a U-Net checkpoint or a radial filter.
+    judged_empty : list of str
+        Of ``bad``, those the radial filter flagged (its response not lopsided towards
+        particles), rather than the 2D classes.
     """
 
     output: Path
@@ -494,6 +497,7 @@ class RefineSummary:
     seconds: float = 0.0
     final_round: int = 0
     model_kind: str = "unet"
+    judged_empty: list[str] = field(default_factory=list)
 
     def text(self) -> str:
         lines = []
@@ -505,10 +509,16 @@ class RefineSummary:
             )
         lines.append(f"stopped: {self.stop_reason}")
         lines.append(f"output: round {self.final_round}'s picks")
-        if self.bad:
+        by_classes = [stem for stem in self.bad if stem not in self.judged_empty]
+        if by_classes:
             lines.append(
-                f"flagged empty or bad (picks almost all in rejected classes): {len(self.bad)} "
-                f"micrograph(s): {', '.join(self.bad)}"
+                f"flagged empty or bad (picks almost all in rejected classes): "
+                f"{len(by_classes)} micrograph(s): {', '.join(by_classes)}"
+            )
+        if self.judged_empty:
+            lines.append(
+                "flagged empty (the radial filter's response not lopsided towards particles): "
+                f"{len(self.judged_empty)} micrograph(s): {', '.join(self.judged_empty)}"
             )
         if self.picks is not None:
             lines.append(f"refined picks: {self.n_picks} in {self.picks}")
@@ -1023,6 +1033,7 @@ def _refine_radial(
         seconds=time.monotonic() - started,
         final_round=1,
         model_kind="radial",
+        judged_empty=[stem for stem in empty if stem not in judgement.bad],
     )
     _write_output(summary, settings, particles, listed, details)
     return summary
