@@ -1000,15 +1000,8 @@ def _refine_radial(
     ratios = {stem: r.evidence for stem, r in results.items()}
     empty = _judged_empty(radial, ratios, say)
     bad = list(judgement.bad) + [stem for stem in empty if stem not in judgement.bad]
-    tables = []
-    for stem, result in results.items():
-        if stem in bad and not settings.keep_bad:
-            continue
-        picks = result.picks
-        tables.append(picks.assign(source=sources[stem][0], micrograph=sources[stem][1]))
-    columns = ["source", "micrograph", "x", "y", "score", "class", "psi"]
-    particles = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=columns)
-    particles = particles.assign(**{"class": 0, "psi": 0.0})
+    dropped = set(bad) if not settings.keep_bad else set()
+    particles = _radial_particles({s: r.picks for s, r in results.items()}, dropped, sources)
     # its pixel size goes with it, so that pick --radial-filter refuses other data
     pixel_size = _Micrographs.median_pixel_size(sample, images)
     model_path = replace(radial, pixel_size=pixel_size).save(out / RADIAL_FILTER_NAME)
@@ -1037,6 +1030,21 @@ def _refine_radial(
     )
     _write_output(summary, settings, particles, listed, details)
     return summary
+
+
+def _radial_particles(
+    picks: Mapping[str, pd.DataFrame], dropped: set[str], sources: Mapping[str, tuple]
+) -> pd.DataFrame:
+    """The filter's picks of every micrograph but ``dropped``, as the loop's output table
+    (its source and name, no class)."""
+    tables = [
+        table.assign(source=sources[stem][0], micrograph=sources[stem][1])
+        for stem, table in picks.items()
+        if stem not in dropped
+    ]
+    columns = ["source", "micrograph", "x", "y", "score", "class", "psi"]
+    particles = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=columns)
+    return particles.assign(**{"class": 0, "psi": 0.0})
 
 
 def _radial_pick(radial, image: np.ndarray, picker):
