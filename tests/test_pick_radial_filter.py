@@ -11,12 +11,13 @@ import mrcfile
 import numpy as np
 import pytest
 import starfile
+from radial_helpers import round_particles
 
 from cryosegnet.cli.main import main
 from cryosegnet.io.coordinates import read_coordinates
 from cryosegnet.io.layout import COMBINED_STAR, INDEX_STAR, coordinate_path
 from cryosegnet.picking.radial_picker import RadialFilterPicker
-from cryosegnet.simulation import SimulationConfig, simulate_micrograph
+from cryosegnet.simulation import simulate_micrograph
 from cryosegnet.training.radial_filter import RadialFilter
 
 DIAMETER = 24.0
@@ -27,16 +28,7 @@ def session(tmp_path_factory):
     """A filter learnt from the true centres of two simulated micrographs, saved; two other
     micrographs of the same kind on disk (the new data collection) with their centres."""
     root = tmp_path_factory.mktemp("radial")
-    config = SimulationConfig(
-        size=384,
-        difficulty="easy",
-        diameter_px=DIAMETER,
-        density="medium",
-        shapes=("globular",),
-        aggregates=0,
-        carbon=False,
-        contamination=0,
-    )
+    config = round_particles(DIAMETER)
     taught = {f"taught{i}": simulate_micrograph(config, 40 + i) for i in range(2)}
     radial = RadialFilter.fit(
         {name: sim.image for name, sim in taught.items()},

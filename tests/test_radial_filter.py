@@ -10,10 +10,11 @@ import json
 import cv2
 import numpy as np
 import pytest
+from radial_helpers import round_particles
 
 from cryosegnet.errors import CryoSegNetError, SettingsError
 from cryosegnet.evaluation.metrics import evaluate_picks
-from cryosegnet.simulation import SimulationConfig, simulate_micrograph
+from cryosegnet.simulation import simulate_micrograph
 from cryosegnet.training.radial_filter import (
     RadialFilter,
     RadialFilterSettings,
@@ -28,16 +29,7 @@ DIAMETER = 24.0
 @pytest.fixture(scope="module")
 def field():
     """Two easy simulated micrographs of round particles on clean ice, and their true centres."""
-    config = SimulationConfig(
-        size=384,
-        difficulty="easy",
-        diameter_px=DIAMETER,
-        density="medium",
-        shapes=("globular",),
-        aggregates=0,
-        carbon=False,
-        contamination=0,
-    )
+    config = round_particles(DIAMETER)
     sims = {f"m{i}": simulate_micrograph(config, 40 + i) for i in range(2)}
     images = {name: sim.image for name, sim in sims.items()}
     centres = {name: sim.picks[["x", "y"]].to_numpy(float) for name, sim in sims.items()}

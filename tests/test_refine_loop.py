@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import starfile
 import torch
+from radial_helpers import round_particles
 
 from cryosegnet.classification.outputs import read_classification
 from cryosegnet.classification.settings import ClassifySettings, SelectionSettings
@@ -417,16 +418,7 @@ def _round_session(root: Path) -> tuple[list[Path], dict]:
     _, options = _session(root)
     mics = root / "round"
     mics.mkdir()
-    config = SimulationConfig(
-        size=384,
-        difficulty="easy",
-        diameter_px=DIAMETER,
-        density="medium",
-        shapes=("globular",),
-        aggregates=0,
-        carbon=False,
-        contamination=0,
-    )
+    config = round_particles(DIAMETER)
     for i in range(3):
         with mrcfile.new(mics / f"r{i}.mrc") as mrc:
             mrc.set_data(simulate_micrograph(config, 40 + i).image.astype(np.float32))
