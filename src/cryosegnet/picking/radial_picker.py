@@ -83,11 +83,14 @@ class RadialFilterPicker:
         Score cut in the filter's units (default: the fitted ``radial.threshold``).
     skip_empty : bool
         A micrograph whose response is not lopsided towards particles
-        (:meth:`RadialFilter.looks_empty`) keeps no pick (``pick --skip-empty``). Its tail
-        ratio is computed and recorded either way.
+        (:meth:`RadialFilter.looks_empty`) keeps no pick (``pick --skip-empty``).
     path : path, optional
         The file the filter was read from: recorded with the picks (a re-run with another
         filter picks again).
+    measure_empty : bool
+        Compute each micrograph's tail ratio without acting on it (the refinement loop judges
+        the whole batch's). Off, and without ``skip_empty``, the response is not read twice:
+        ``evidence`` is None, as the U-Net picker's without ``--skip-empty``.
 
     Raises
     ------
@@ -105,6 +108,7 @@ class RadialFilterPicker:
         threshold: float | None = None,
         path: str | os.PathLike | None = None,
         skip_empty: bool = False,
+        measure_empty: bool = False,
     ) -> None:
         if threshold is not None and not np.isfinite(threshold):
             raise CryoSegNetError(f"radial filter: threshold {threshold} is not a finite number")
@@ -117,6 +121,7 @@ class RadialFilterPicker:
             diameter=radial.diameter, mask_bad_regions=mask_bad_regions, skip_empty=skip_empty
         )
         self.postprocess_settings = _ToldSize(radial.diameter)
+        self.measure_empty = measure_empty or skip_empty
 
     @classmethod
     def load(
@@ -240,16 +245,17 @@ class RadialFilterPicker:
         -------
         list of PickResult
             Picks ``x``, ``y``, ``score`` (the filter's), ``diameter``; best first. Its
-            ``evidence`` is the micrograph's :meth:`RadialFilter.tail_ratio`; ``empty``: judged
-            empty with ``skip_empty``, and no picks.
+            ``evidence`` is the micrograph's :meth:`RadialFilter.tail_ratio` (None unless
+            measured); ``empty``: judged empty with ``skip_empty``, and no picks.
         """
         from cryosegnet.postprocessing.bad_regions import drop_bad_region_picks
 
         results = []
         for one, shape in zip(prepared, original_shapes, strict=True):
             response = self.radial.response(one.filtered, prefiltered=True)
-            evidence = self.radial.tail_ratio(response)
-            empty = self.config.skip_empty and self.radial.looks_empty(evidence)
+            evidence = self.radial.tail_ratio(response) if self.measure_empty else None
+            judged = evidence is not None and self.radial.looks_empty(evidence)
+            empty = bool(self.config.skip_empty and judged)
             picks = self.radial.pick_response(response, self.threshold)
             if empty:
                 picks = picks.iloc[:0]

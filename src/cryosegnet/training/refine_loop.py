@@ -1053,7 +1053,7 @@ def _radial_pick(radial, image: np.ndarray, picker):
     from cryosegnet.picking.radial_picker import RadialFilterPicker
 
     mask = bool(getattr(getattr(picker, "config", None), "mask_bad_regions", False))
-    return RadialFilterPicker(radial, picker.denoise_settings, mask).pick(image)
+    return RadialFilterPicker(radial, picker.denoise_settings, mask, measure_empty=True).pick(image)
 
 
 def _judged_empty(radial, tail_ratios: Mapping[str, float | None], say) -> list[str]:
