@@ -191,7 +191,7 @@ def _run_loop(name, variant, micrographs, labels, settings, picker_options, deco
     from cryosegnet.errors import CryoSegNetError
     from cryosegnet.picking.batch import pick_batch
     from cryosegnet.picking.picker import Picker
-    from cryosegnet.training.refine_loop import refine_picks
+    from cryosegnet.training.refine_loop import RECORD_NAME, refine_picks
 
     folder = WORK / name
     picks, refine = folder / "picks", folder / variant / "refine"
@@ -240,7 +240,7 @@ def _run_loop(name, variant, micrographs, labels, settings, picker_options, deco
     out["model_written"] = summary.model is not None
     out["flagged"] = summary.bad
     if settings.model == "radial":  # the filter's fit, and each micrograph's tail ratio
-        out["radial"] = json.loads((refine / "refine.json").read_text()).get("radial")
+        out["radial"] = json.loads((refine / RECORD_NAME).read_text()).get("radial")
     out["per_round"] = [
         {k: v for k, v in vars(r).items() if k not in ("picks", "classes", "model")}
         for r in summary.rounds

@@ -900,12 +900,16 @@ class _Micrographs(Mapping):
             self.pixel_sizes[stem] = float(micrograph.pixel_size)
         return micrograph.data
 
-    @staticmethod
-    def median_pixel_size(*batches: _Micrographs) -> float | None:
-        """The median pixel size (Å) of the micrographs the batches read, where their headers
-        give one."""
-        known = {stem: p for batch in batches for stem, p in batch.pixel_sizes.items()}
-        return float(np.median(list(known.values()))) if known else None
+    def subset(self, stems: Sequence[str]) -> _Micrographs:
+        """Some of the micrographs, recording the pixel sizes it reads here too."""
+        part = _Micrographs({stem: self.stems[stem] for stem in stems})
+        part.pixel_sizes = self.pixel_sizes
+        return part
+
+    def median_pixel_size(self) -> float | None:
+        """The median pixel size (Å) of the micrographs read, where their headers give one."""
+        known = list(self.pixel_sizes.values())
+        return float(np.median(known)) if known else None
 
     def __iter__(self):
         return iter(self.stems)
@@ -935,7 +939,7 @@ def _fit_radial(judgement: RoundJudgement, images: _Micrographs, settings: Refin
         & ~judgement.particles["stem"].isin(judgement.bad).to_numpy(bool)
     ]
     fitted_on = _fit_sample(list(images), kept, settings.radial_fit_micrographs)
-    sample = _Micrographs({stem: images.stems[stem] for stem in fitted_on})
+    sample = images.subset(fitted_on)
     positives = {
         str(stem): _centres(rows, settings.recentre)
         for stem, rows in kept.groupby("stem")
@@ -1003,7 +1007,7 @@ def _refine_radial(
     dropped = set(bad) if not settings.keep_bad else set()
     particles = _radial_particles({s: r.picks for s, r in results.items()}, dropped, sources)
     # its pixel size goes with it, so that pick --radial-filter refuses other data
-    pixel_size = _Micrographs.median_pixel_size(sample, images)
+    pixel_size = images.median_pixel_size()
     model_path = replace(radial, pixel_size=pixel_size).save(out / RADIAL_FILTER_NAME)
     stop_reason = "radial filter: one round (fitted on round 0's kept picks, then a re-pick)"
     details = {
