@@ -31,7 +31,7 @@ from cryosegnet.model.checkpoint import default_model_path, load_model
 from cryosegnet.model.unet import AttentionUNet, architecture_name
 from cryosegnet.preprocessing.denoise import DenoiseSettings
 from cryosegnet.training.dataset import TrainingSample
-from cryosegnet.training.trainer import TrainConfig, TrainResult, train
+from cryosegnet.training.trainer import TrainConfig, Trainer, TrainResult
 
 FINETUNE_DEFAULTS = {
     "epochs": 40,
@@ -174,14 +174,6 @@ def finetune(
             "data": {k: v for k, v in (parent.get("data") or {}).items() if k != "names"},
         },
     }
-    return train(
-        config,
-        train_samples,
-        val_samples,
-        out_dir,
-        denoise,
-        model=model,
-        metadata=meta,
-        resume=resume,
-        log_fn=log_fn,
+    return Trainer(config, train_samples, val_samples, out_dir, denoise, model, meta, log_fn).fit(
+        resume
     )

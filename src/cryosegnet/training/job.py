@@ -3,7 +3,7 @@
 :class:`TrainJob` is ``cryosegnet train`` and :class:`FinetuneJob` ``cryosegnet finetune``.
 
 The two differ in where they start (a fresh network, or ``--init``; a trained model) and in
-how they fit (:func:`~cryosegnet.training.trainer.train`,
+how they fit (:class:`~cryosegnet.training.trainer.Trainer`,
 :func:`~cryosegnet.training.finetune.finetune`); each job says so itself
 (``starting_point``, ``fit``). What they share, gathering and denoising the data, is
 :func:`prepare`. Both are frozen: built once from the options, never changed.
@@ -121,9 +121,9 @@ class TrainJob:
         self, prepared: PreparedRun, metadata: dict, log_fn: Callable[[str], None]
     ) -> TrainResult:
         """Train and write the run's checkpoints."""
-        from cryosegnet.training.trainer import train
+        from cryosegnet.training.trainer import Trainer
 
-        return train(
+        return Trainer(
             prepared.config,
             prepared.train,
             prepared.validation,
@@ -131,9 +131,8 @@ class TrainJob:
             prepared.settings,
             model=prepared.model,
             metadata=metadata,
-            resume=self.resume,
             log_fn=log_fn,
-        )
+        ).fit(self.resume)
 
 
 @dataclass(frozen=True)
