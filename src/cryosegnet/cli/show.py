@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import fields
 
 from cryosegnet.cli import options
 from cryosegnet.inspection.show import ShowSettings, show_picks
@@ -20,16 +21,8 @@ and the bad regions it masks (contamination, carbon, thick ice) are tinted blue.
 --map adds the U-Net probability map as a second panel."""
 
 
-# Options named as the ShowSettings fields they set (their dest), passed on as they are.
-SETTINGS_OPTIONS = (
-    "height",
-    "min_score",
-    "diameter",
-    "probability_map",
-    "model",
-    "stage",
-    "device",
-)
+# Every ShowSettings field is an option named as it (its dest), passed on as it is.
+SETTINGS_OPTIONS = tuple(field.name for field in fields(ShowSettings))
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
