@@ -163,8 +163,20 @@ def finetune(
     config = config or finetune_config()
     # Record what is trained: the starting model's architecture, depth included.
     config = replace(config, arch=architecture_name(model.config))
+    meta = finetune_record(metadata, payload, path)
+    return Trainer(config, train_samples, val_samples, out_dir, denoise, model, meta, log_fn).fit(
+        resume
+    )
+
+
+def finetune_record(metadata: dict | None, payload: dict, path: Path) -> dict:
+    """What a fine-tuned model's checkpoints record.
+
+    ``metadata``, and the checkpoint it started from (``payload``, read from ``path``: its
+    recipe, metrics and data, less the micrograph names).
+    """
     parent = payload.get("metadata", {})
-    meta = {
+    return {
         **(metadata or {}),
         "kind": "finetune",
         "parent": {
@@ -174,6 +186,3 @@ def finetune(
             "data": {k: v for k, v in (parent.get("data") or {}).items() if k != "names"},
         },
     }
-    return Trainer(config, train_samples, val_samples, out_dir, denoise, model, meta, log_fn).fit(
-        resume
-    )
