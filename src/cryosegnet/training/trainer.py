@@ -493,3 +493,25 @@ def _epoch_line(m: dict, epochs: int, improved: bool) -> str:
 
 def _f(value) -> str:
     return "-" if value is None or not math.isfinite(value) else f"{value:.3f}"
+
+
+def train(*args: Any, resume: str | os.PathLike | None = None, **kwargs: Any) -> TrainResult:
+    """Train (or resume) a U-Net in one call: ``Trainer(*args, **kwargs).fit(resume)``.
+
+    The notebook's entry point; :class:`Trainer` documents the arguments once, so they are
+    not repeated here.
+
+    Parameters
+    ----------
+    *args, **kwargs
+        :class:`Trainer`'s arguments: ``config``, ``train_samples``, ``val_samples``,
+        ``out_dir``, ``denoise`` and optionally ``model``, ``metadata``, ``log_fn``.
+    resume : str or os.PathLike, optional
+        As :meth:`Trainer.fit`'s: a ``last.pt`` to continue from.
+
+    Returns
+    -------
+    TrainResult
+        What :meth:`Trainer.fit` returns.
+    """
+    return Trainer(*args, **kwargs).fit(resume)
