@@ -18,7 +18,7 @@ from cryosegnet.training.dataset import TrainingSample, labelled_sample, split_s
 from cryosegnet.training.finetune import FINETUNE_DEFAULTS, finetune, finetune_config
 from cryosegnet.training.losses import bce_dice_loss, dice_loss
 from cryosegnet.training.targets import disk_mask
-from cryosegnet.training.trainer import CropDataset, TrainConfig, Trainer, train
+from cryosegnet.training.trainer import CropDataset, TrainConfig, Trainer
 
 TINY = UNetConfig(base_width=4, depth=3)
 
@@ -211,7 +211,7 @@ def test_loss_decreases_over_a_few_steps():
 
 def test_training_writes_self_describing_checkpoints(tmp_path):
     samples = [blob_sample(i) for i in range(3)]
-    result = train(
+    result = Trainer(
         tiny_config(epochs=2),
         samples[:2],
         samples[2:],
@@ -219,7 +219,7 @@ def test_training_writes_self_describing_checkpoints(tmp_path):
         DENOISE,
         model=tiny_model(),
         metadata={"kind": "train", "data": {"note": "blobs"}},
-    )
+    ).fit()
     assert result.best_path.is_file() and result.last_path.is_file()
     assert (tmp_path / "history.json").is_file()
     assert [h["epoch"] for h in result.history] == [1, 2]
@@ -236,22 +236,18 @@ def test_training_writes_self_describing_checkpoints(tmp_path):
 def test_training_is_deterministic_and_resume_continues_exactly(tmp_path):
     samples = [blob_sample(i) for i in range(3)]
     config = tiny_config(epochs=2)
-    straight = train(config, samples[:2], samples[2:], tmp_path / "a", DENOISE, tiny_model())
-    again = train(config, samples[:2], samples[2:], tmp_path / "b", DENOISE, tiny_model())
+    straight = Trainer(
+        config, samples[:2], samples[2:], tmp_path / "a", DENOISE, tiny_model()
+    ).fit()
+    again = Trainer(config, samples[:2], samples[2:], tmp_path / "b", DENOISE, tiny_model()).fit()
     a = read_checkpoint(straight.last_path)["state_dict"]
     assert states_equal(a, read_checkpoint(again.last_path)["state_dict"])
 
-    train(
+    Trainer(
         replace(config, epochs=1), samples[:2], samples[2:], tmp_path / "c", DENOISE, tiny_model()
-    )
-    resumed = train(
-        config,
-        samples[:2],
-        samples[2:],
-        tmp_path / "c",
-        DENOISE,
-        tiny_model(9),
-        resume=tmp_path / "c" / "last.pt",
+    ).fit()
+    resumed = Trainer(config, samples[:2], samples[2:], tmp_path / "c", DENOISE, tiny_model(9)).fit(
+        resume=tmp_path / "c" / "last.pt"
     )
     assert [h["epoch"] for h in resumed.history] == [1, 2]
     assert states_equal(a, read_checkpoint(resumed.last_path)["state_dict"])
@@ -469,7 +465,7 @@ def test_export_model_strips_training_state(tmp_path, capsys):
     from cryosegnet.errors import CheckpointError
     from cryosegnet.model.checkpoint import export_model
 
-    result = train(
+    result = Trainer(
         tiny_config(),
         [blob_sample(0)],
         [blob_sample(1)],
@@ -477,7 +473,7 @@ def test_export_model_strips_training_state(tmp_path, capsys):
         DENOISE,
         tiny_model(),
         metadata={"kind": "train"},
-    )
+    ).fit()
     last = read_checkpoint(result.last_path)
     assert "training" in last and "history" in last["metadata"]
     exported = export_model(result.last_path, tmp_path / "model.pt", note="epoch 1")
@@ -598,14 +594,14 @@ def test_target_fraction_marks_only_the_particle_centres():
 
 def test_training_on_centre_targets_records_it_and_leaves_the_samples_alone(tmp_path):
     samples = [blob_sample(i) for i in range(3)]
-    result = train(
+    result = Trainer(
         tiny_config(target_fraction=0.4),
         samples[:2],
         samples[2:],
         tmp_path,
         DENOISE,
         model=tiny_model(),
-    )
+    ).fit()
     assert all(s.target_fraction == 1.0 for s in samples)
     _, _, payload = load_model(result.best_path)
     assert payload["metadata"]["recipe"]["target_fraction"] == 0.4
@@ -617,4 +613,6 @@ def test_target_fraction_outside_0_1_is_refused(tmp_path, fraction):
     from cryosegnet.errors import SettingsError
 
     with pytest.raises(SettingsError, match="target-fraction"):
-        train(tiny_config(target_fraction=fraction), [blob_sample(0)], [], tmp_path, DENOISE)
+        Trainer(
+            tiny_config(target_fraction=fraction), [blob_sample(0)], [], tmp_path, DENOISE
+        ).fit()

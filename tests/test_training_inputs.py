@@ -84,15 +84,15 @@ def _no_cache(monkeypatch, tmp_path):
 
 def test_finetune_draws_no_progress_bars_into_a_log(tmp_path, capsys, tiny_model, monkeypatch):
     """Under a batch system stderr is a file: no bars (denoising, epochs) are drawn into it."""
-    from cryosegnet.training import finetune as finetune_module
+    from cryosegnet.training import job as job_module
 
     seen = {}
 
-    def no_training(train, validation, out, model_path, config, *args, **kwargs):
-        seen["progress"] = config.progress  # whether the epochs would draw a bar
+    def no_training(job, prepared, metadata, log_fn):
+        seen["progress"] = prepared.config.progress  # whether the epochs would draw a bar
         raise ValueError("stop here: the test needs no training")
 
-    monkeypatch.setattr(finetune_module, "finetune", no_training)
+    monkeypatch.setattr(job_module, "fit", no_training)
     for i in range(2):
         _micrograph(tmp_path / "mics" / f"m{i}.mrc", i)
         _labels(tmp_path / "labels" / f"m{i}.csv", [(40.0 + 30 * k, 60.0) for k in range(5)])

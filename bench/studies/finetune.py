@@ -73,7 +73,7 @@ from cryosegnet.preprocessing.denoise import denoise
 from cryosegnet.training.data import assemble_training_data
 from cryosegnet.training.dataset import TrainingSample
 from cryosegnet.training.finetune import finetune, finetune_config, load_starting_model
-from cryosegnet.training.trainer import train
+from cryosegnet.training.trainer import Trainer
 
 RADIUS = 34.0  # half the labelled apoferritin diameter
 SEED = 1  # the training seed of every study but ``seeds``, and the validation split of all
@@ -397,7 +397,7 @@ def run_working_size(working_size: int) -> tuple:
     if not finished(out, config.epochs):
         started = time.perf_counter()
         meta = {"kind": "finetune", "bench": f"working size {working_size}", "parent": str(path)}
-        train(config, data.train, data.validation, out, settings, model=model, metadata=meta)
+        Trainer(config, data.train, data.validation, out, settings, model, meta).fit()
         (out / "wall_s.txt").write_text(f"{time.perf_counter() - started:.0f}\n")
     return out / "best.pt", [s.name for s in data.validation]
 

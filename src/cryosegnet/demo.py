@@ -52,15 +52,28 @@ class DemoSettings:
     device: str = "auto"
 
 
-@dataclass
-class DemoResult:
-    """What the demo wrote, and the figures it measured."""
+@dataclass(frozen=True)
+class DemoFolder:
+    """Where the demo writes: its folder and the layout under it, defined here once."""
 
-    folder: Path
+    root: Path
     micrographs: Path
     picks: Path
     evaluation: Path
     report: Path
+
+    @classmethod
+    def under(cls, root: str | os.PathLike) -> DemoFolder:
+        """``root/micrographs``, ``root/picks``, ``root/evaluation``, ``root/report.html``."""
+        top = Path(root)
+        return cls(top, top / "micrographs", top / "picks", top / "evaluation", top / "report.html")
+
+
+@dataclass
+class DemoResult:
+    """What the demo wrote, and the figures it measured."""
+
+    folder: DemoFolder
     picture: Path
     pooled: dict
     n_truth: int
@@ -87,13 +100,14 @@ class DemoResult:
             + f", AUPRC {p['auprc']:.2f}",
             "",
             "Open:",
-            f"  {self.report}   the picks on every micrograph, threshold slider (a browser)",
+            f"  {self.folder.report}   the picks on every micrograph, threshold slider (a browser)",
             f"  {self.picture}   one micrograph with its picks",
-            f"  {self.evaluation / 'pr_curve.png'}   precision-recall curve",
-            f"  {self.evaluation / 'metrics.json'}   every figure, per micrograph and pooled",
+            f"  {self.folder.evaluation / 'pr_curve.png'}   precision-recall curve",
+            f"  {self.folder.evaluation / 'metrics.json'}   every figure, per micrograph "
+            "and pooled",
             "Files:",
-            f"  {self.micrographs}/   micrographs (MRC) and their truth (CSV, STAR)",
-            f"  {self.picks}/   picks as RELION/CryoSPARC read them (autopick.star, "
+            f"  {self.folder.micrographs}/   micrographs (MRC) and their truth (CSV, STAR)",
+            f"  {self.folder.picks}/   picks as RELION/CryoSPARC read them (autopick.star, "
             "particles.star)",
             "The same seed gives the same figures on every run; the README's Demo section "
             "lists them.",
@@ -131,10 +145,8 @@ def run_demo(
 
     settings = settings or DemoSettings()
     start = time.monotonic()
-    folder = Path(folder)
-    mic_dir = folder / "micrographs"
-    picks_dir = folder / "picks"
-    eval_dir = folder / "evaluation"
+    layout = DemoFolder.under(folder)
+    mic_dir, picks_dir, eval_dir = layout.micrographs, layout.picks, layout.evaluation
     config = SimulationConfig(
         size=settings.size, difficulty=settings.difficulty, pixel_size=settings.pixel_size
     )
@@ -153,22 +165,17 @@ def run_demo(
     shapes = {micrograph_key(p.name): read_micrograph(p).shape for p in micrographs}
     result = evaluate_picks(picks, labels, shapes=shapes)
     write_evaluation(result, eval_dir, extra={"demo": settings.__dict__})
-    report = folder / "report.html"
     write_html_report(
         picks_dir,
-        report,
+        layout.report,
         [str(mic_dir)],
-        command=f"cryosegnet report {picks_dir} {mic_dir} -o {report}",
+        command=f"cryosegnet report {picks_dir} {mic_dir} -o {layout.report}",
     )
     first = micrographs[0]
-    picture = folder / f"{first.stem}.png"
+    picture = layout.root / f"{first.stem}.png"
     show_picks(first, picture, picks=picks_dir)
     return DemoResult(
-        folder=folder,
-        micrographs=mic_dir,
-        picks=picks_dir,
-        evaluation=eval_dir,
-        report=report,
+        folder=layout,
         picture=picture,
         pooled=result.pooled,
         n_truth=int(result.pooled["n_labels"]),

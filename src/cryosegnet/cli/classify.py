@@ -36,6 +36,7 @@ SETTINGS_OPTIONS = (
     "angle_step",
     "max_shift",
     "low_snr",
+    "dark_particles",
     "seed",
     "device",
 )
@@ -80,14 +81,17 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         metavar="F",
         help="largest shift searched, in particle diameters",
     )
-    parser.add_argument(
+    options.add_switch(
+        parser,
         "--bright-particles",
-        action="store_true",
+        dest="dark_particles",
+        turns_off=True,
+        default=d.dark_particles,
         help="particles are brighter than the ice (contrast-inverted micrographs)",
     )
-    parser.add_argument(
+    options.add_switch(
+        parser,
         "--low-snr",
-        action="store_true",
         default=d.low_snr,
         help="very weak particles (apoferritin-like): weigh each pose by its posterior, so "
         "noise is not aligned into structure, and judge particles by their pose-marginalised "
@@ -117,7 +121,6 @@ def run_classify(args: argparse.Namespace) -> int:
 
     settings = ClassifySettings(
         **{name: getattr(args, name) for name in SETTINGS_OPTIONS},
-        dark_particles=not args.bright_particles,
         full_iterations=min(DEFAULTS.full_iterations, args.iterations),
     )
     summary = classify_picks(

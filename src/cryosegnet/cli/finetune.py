@@ -45,9 +45,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``finetune``."""
     parser = options.add_command(subparsers, "finetune", HELP, DESCRIPTION)
     data_arguments(parser)
-    parser.add_argument(
-        "--model", metavar="CKPT", help="checkpoint to start from (default: the shipped model)"
-    )
+    options.add_model(parser, "checkpoint to start from (default: the shipped model)")
     parser.add_argument(
         "--freeze-encoder", action="store_true", help="train only decoder, attention gates and head"
     )

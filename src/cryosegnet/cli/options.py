@@ -9,12 +9,15 @@ where a command says more than the usual line (what the option means there).
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import TypeVar
 
 DEBUG_HELP = "tracebacks on error"
 DEVICE_HELP = "auto, cpu, cuda or cuda:N"
 SEED_HELP = "random seed"
 PICKS_FOLDER_HELP = "folder written by `pick`"
+
+SettingsT = TypeVar("SettingsT")
 
 
 def add_output(
@@ -67,15 +70,58 @@ def add_diameter(
 def add_number(
     parser: argparse.ArgumentParser | argparse._ArgumentGroup,
     *flags: str,
-    default: int | float,
+    default: int | float | None,
     help: str,
     metavar: str | None = None,
+    kind: type[int] | type[float] | None = None,
+    dest: str | None = None,
 ) -> None:
     """A number option that sets a settings field: its type is its default's (``int`` or
-    ``float``), so the two are read from one place, the settings dataclass."""
-    if type(default) not in (int, float):
+    ``float``), so the two are read from one place, the settings dataclass. A field whose
+    default is None (worked out by the command, as its help says) names its type: ``kind``."""
+    number = type(default) if default is not None else kind
+    if number not in (int, float):
         raise TypeError(f"{flags[-1]}: default {default!r} is not an int or a float")
-    parser.add_argument(*flags, type=type(default), default=default, metavar=metavar, help=help)
+    parser.add_argument(*flags, dest=dest, type=number, default=default, metavar=metavar, help=help)
+
+
+def add_switch(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    flag: str,
+    *,
+    default: bool,
+    help: str,
+    dest: str | None = None,
+    turns_off: bool = False,
+) -> None:
+    """A flag that sets a boolean settings field (``dest``: the field, where the flag is not
+    named after it), its default read from the settings dataclass. Giving the flag sets the
+    field True, or False with ``turns_off`` (``--bright-particles`` turns ``dark_particles``
+    off)."""
+    action = "store_false" if turns_off else "store_true"
+    parser.add_argument(flag, dest=dest, action=action, default=default, help=help)
+
+
+def add_min_score(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    help: str,
+    *,
+    default: float | None = None,
+    required: bool = False,
+) -> None:
+    """``--min-score X``: keep (or draw) only the picks whose figure of merit is >= X."""
+    parser.add_argument(
+        "--min-score", type=float, default=default, required=required, metavar="X", help=help
+    )
+
+
+def add_model(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    help: str,
+    default: str | None = None,
+) -> None:
+    """``--model CKPT``: the U-Net checkpoint (``help`` says what happens without it)."""
+    parser.add_argument("--model", default=default, metavar="CKPT", help=help)
 
 
 def add_picks_folder(
@@ -130,3 +176,14 @@ def add_command(
     if func is not None:
         parser.set_defaults(func=func)
     return parser
+
+
+def settings_from(
+    settings_class: Callable[..., SettingsT],
+    args: argparse.Namespace,
+    names: Iterable[str],
+    **more: object,
+) -> SettingsT:
+    """The command's settings: each field of ``names`` as its option (an option whose dest is
+    the field's name) gave it, and ``more`` (fields worked out from the options)."""
+    return settings_class(**{name: getattr(args, name) for name in names}, **more)

@@ -33,6 +33,18 @@ thick ice (made again from the micrograph as the picker made it); a switch on th
 or hides the tint."""
 
 
+# Options named as the ReportSettings fields they set (their dest), passed on as they are.
+SETTINGS_OPTIONS = (
+    "thumbnail_size",
+    "diameter",
+    "threshold",
+    "output_hint",
+    "selection_output_hint",
+    "workers",
+    "bad_regions",
+)
+
+
 def add_parser(subparsers) -> argparse.ArgumentParser:
     defaults = ReportSettings()
     parser = options.add_command(subparsers, "report", HELP, DESCRIPTION, run_report)
@@ -53,33 +65,32 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "circle diameter in micrograph pixels (default: pick spacing)",
         default=defaults.diameter,
     )
-    parser.add_argument(
+    options.add_number(
+        parser,
         "--threshold",
-        type=float,
         default=defaults.threshold,
+        kind=float,
         metavar="X",
         help="where the slider starts (default: the lowest score)",
     )
-    parser.add_argument(
-        "--threshold-output",
-        default=defaults.output_hint,
-        metavar="OUT",
-        help="OUT in the displayed threshold command (default: PICKS_DIR_thresholded)",
+    _add_output_hint(
+        parser, "--threshold-output", "output_hint", "threshold", "PICKS_DIR_thresholded"
     )
     parser.add_argument(
         "--classes",
         metavar="CLASSES",
         help="a `classify` folder of these picks: show its class grid and `select` command",
     )
-    parser.add_argument(
+    _add_output_hint(
+        parser,
         "--select-output",
-        default=defaults.selection_output_hint,
-        metavar="OUT",
-        help="OUT in the displayed select command (default: CLASSES/selected; needs --classes)",
+        "selection_output_hint",
+        "select",
+        "CLASSES/selected; needs --classes",
     )
-    parser.add_argument(
+    options.add_switch(
+        parser,
         "--bad-regions",
-        action="store_true",
         default=defaults.bad_regions,
         help="tint the bad regions the picker masked (contamination, carbon), shown or hidden "
         "on the page; made again from each micrograph (it is denoised: slower)",
@@ -95,22 +106,28 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return parser
 
 
+def _add_output_hint(
+    parser: argparse.ArgumentParser, flag: str, field: str, command: str, default_text: str
+) -> None:
+    """``flag OUT``: the ``OUT`` the page shows in the ``cryosegnet command`` it displays (the
+    ReportSettings ``field``; ``default_text``: what it is without the option)."""
+    parser.add_argument(
+        flag,
+        dest=field,
+        default=getattr(ReportSettings(), field),
+        metavar="OUT",
+        help=f"OUT in the displayed {command} command (default: {default_text})",
+    )
+
+
 def run_report(args: argparse.Namespace) -> int:
     """Write the report; errors reach the main CLI as one line."""
     from cryosegnet.errors import SettingsError
     from cryosegnet.inspection.report import write_report
 
-    if args.select_output is not None and args.classes is None:
+    if args.selection_output_hint is not None and args.classes is None:
         raise SettingsError("--select-output needs --classes (the classification to select from)")
-    settings = ReportSettings(
-        thumbnail_size=args.thumbnail_size,
-        diameter=args.diameter,
-        threshold=args.threshold,
-        output_hint=args.threshold_output,
-        selection_output_hint=args.select_output,
-        workers=args.workers,
-        bad_regions=args.bad_regions,
-    )
+    settings = options.settings_from(ReportSettings, args, SETTINGS_OPTIONS)
     command = "cryosegnet " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["report"] else None
     summary = write_report(
         args.picks_dir,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import fields
 
 from cryosegnet.cli import options
 from cryosegnet.inspection.show import ShowSettings, show_picks
@@ -20,6 +21,10 @@ and the bad regions it masks (contamination, carbon, thick ice) are tinted blue.
 --map adds the U-Net probability map as a second panel."""
 
 
+# Every ShowSettings field is an option named as it (its dest), passed on as it is.
+SETTINGS_OPTIONS = tuple(field.name for field in fields(ShowSettings))
+
+
 def add_parser(subparsers) -> argparse.ArgumentParser:
     defaults = ShowSettings()
     parser = options.add_command(subparsers, "show", HELP, DESCRIPTION, run_show)
@@ -28,12 +33,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "--picks", metavar="PICKS", help="coordinate file or picks folder (default: run the picker)"
     )
     options.add_output(parser, "picture to write (.png or .jpg)", "PICTURE")
-    parser.add_argument(
-        "--min-score",
-        type=float,
+    options.add_min_score(
+        parser,
+        "draw only picks with figure of merit >= X (default: all)",
         default=defaults.min_score,
-        metavar="X",
-        help="draw only picks with figure of merit >= X (default: all)",
     )
     options.add_diameter(
         parser,
@@ -45,21 +48,20 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     options.add_number(
         parser,
         "--size",
+        dest="height",
         default=defaults.height,
         metavar="PX",
         help=f"height of the picture in pixels ({defaults.height})",
     )
-    parser.add_argument(
+    options.add_switch(
+        parser,
         "--map",
-        action="store_true",
+        dest="probability_map",
         default=defaults.probability_map,
         help="add the U-Net probability map as a second panel",
     )
-    parser.add_argument(
-        "--model",
-        default=defaults.model,
-        metavar="CKPT",
-        help="U-Net checkpoint when the picker runs (default: shipped model)",
+    options.add_model(
+        parser, "U-Net checkpoint when the picker runs (default: shipped model)", defaults.model
     )
     options.add_stage(
         parser, defaults.stage, help=f"instance stage when the picker runs ({defaults.stage})"
@@ -73,15 +75,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run_show(args: argparse.Namespace) -> int:
     """Write the picture; errors reach the main CLI as one line."""
-    settings = ShowSettings(
-        height=args.size,
-        min_score=args.min_score,
-        diameter=args.diameter,
-        probability_map=args.map,
-        model=args.model,
-        stage=args.stage,
-        device=args.device,
-    )
+    settings = options.settings_from(ShowSettings, args, SETTINGS_OPTIONS)
     result = show_picks(args.micrograph, args.output, picks=args.picks, settings=settings)
     masked = ""
     if result.bad_regions is not None and result.bad_regions.any():

@@ -196,26 +196,31 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
+# Options named as the SimulationConfig fields they set, passed on as they are.
+SIMULATION_OPTIONS = (
+    "size",
+    "pixel_size",
+    "difficulty",
+    "density",
+    "map_probability",
+    "map_voxel_size",
+    "species",
+    "cs",
+    "detector_pixel_size",
+    "edge_min_visible",
+    "carbon",
+    "pick_on_carbon",
+    "contamination",
+    "aggregates",
+)
+
+
 def config_from_args(args: argparse.Namespace) -> SimulationConfig:
     """Translate parsed arguments to a :class:`SimulationConfig`."""
     kwargs: dict = dict(
-        size=args.size,
-        pixel_size=args.pixel_size,
-        difficulty=args.difficulty,
-        density=args.density,
         maps=tuple(args.maps),
-        map_probability=args.map_probability,
-        map_voxel_size=args.map_voxel_size,
-        species=args.species,
         voltage=tuple(args.voltage),
-        cs=args.cs,
         mtf=not args.no_mtf,
-        detector_pixel_size=args.detector_pixel_size,
-        edge_min_visible=args.edge_min_visible,
-        carbon=args.carbon,
-        pick_on_carbon=args.pick_on_carbon,
-        contamination=args.contamination,
-        aggregates=args.aggregates,
         snr=_range(args.snr, "snr"),
         defocus=_range(args.defocus, "defocus"),
         diameter_px=_range(args.diameter_px, "diameter-px"),
@@ -226,7 +231,7 @@ def config_from_args(args: argparse.Namespace) -> SimulationConfig:
         kwargs["dose"] = _range(args.dose, "dose")
     if args.shapes:
         kwargs["shapes"] = tuple(args.shapes)
-    return SimulationConfig(**kwargs)
+    return options.settings_from(SimulationConfig, args, SIMULATION_OPTIONS, **kwargs)
 
 
 def run(args: argparse.Namespace) -> int:

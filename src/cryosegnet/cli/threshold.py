@@ -19,13 +19,7 @@ folders), with fresh autopick.star and particles.star index files. Pick once wit
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = options.add_command(subparsers, "threshold", HELP, DESCRIPTION, run_threshold)
     options.add_picks_folder(parser)
-    parser.add_argument(
-        "--min-score",
-        type=float,
-        required=True,
-        metavar="X",
-        help="keep picks with figure of merit >= X",
-    )
+    options.add_min_score(parser, "keep picks with figure of merit >= X", required=True)
     options.add_output(parser, "folder to write (not PICKS_DIR itself)", "OUT")
     options.add_debug(parser)
     return parser

@@ -116,12 +116,7 @@ def data_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="COORDS",
         help="coordinate files or folders, paired with micrographs by name",
     )
-    data.add_argument(
-        "--diameter",
-        type=float,
-        metavar="PX",
-        help="particle diameter in micrograph pixels, for labels without one",
-    )
+    options.add_diameter(data, "particle diameter in micrograph pixels, for labels without one")
     data.add_argument(
         "--val-images",
         nargs="+",
@@ -169,10 +164,11 @@ def recipe_arguments(parser: argparse.ArgumentParser, defaults: TrainConfig) -> 
         help="target disks as a fraction of the particle diameter: 1 is the whole particle "
         f"(the paper), smaller marks only the centres (default: {d.target_fraction:g})",
     )
-    recipe.add_argument(
+    options.add_number(
+        recipe,
         "--steps-per-epoch",
-        type=int,
         default=d.steps_per_epoch,
+        kind=int,
         metavar="N",
         help="batches per epoch (default: about one pass over the pixels)",
     )
@@ -279,25 +275,33 @@ def _listed(items: list[str] | None) -> tuple[str, ...] | None:
     return tuple(items) if items else None
 
 
+# Recipe options named as the TrainConfig fields they set, passed on as they are.
+RECIPE_OPTIONS = (
+    "epochs",
+    "batch_size",
+    "lr",
+    "schedule",
+    "crop",
+    "steps_per_epoch",
+    "val_fraction",
+    "seed",
+    "device",
+    "workers",
+    "target_fraction",
+)
+
+
 def train_config(args: argparse.Namespace) -> TrainConfig:
     """The recipe options; progress bars only on a terminal (in a batch system's log each
     redraw is a line of garbage; the per-epoch lines are printed either way)."""
     from cryosegnet.training.augment import AugmentSettings
 
-    return TrainConfig(
+    return options.settings_from(
+        TrainConfig,
+        args,
+        RECIPE_OPTIONS,
         arch=getattr(args, "arch", "small"),
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        schedule=args.schedule,
-        crop=args.crop,
-        steps_per_epoch=args.steps_per_epoch,
-        val_fraction=args.val_fraction,
-        seed=args.seed,
-        device=args.device,
         amp=not args.no_amp,
-        workers=args.workers,
-        target_fraction=args.target_fraction,
         freeze_encoder=getattr(args, "freeze_encoder", False),
         augment=AugmentSettings(enabled=not args.no_augment),
         progress=not args.no_progress and sys.stderr.isatty(),

@@ -31,7 +31,7 @@ from cryosegnet.model.checkpoint import default_model_path, load_model
 from cryosegnet.model.unet import AttentionUNet, architecture_name
 from cryosegnet.preprocessing.denoise import DenoiseSettings
 from cryosegnet.training.dataset import TrainingSample
-from cryosegnet.training.trainer import TrainConfig, TrainResult, train
+from cryosegnet.training.trainer import TrainConfig, Trainer, TrainResult
 
 FINETUNE_DEFAULTS = {
     "epochs": 40,
@@ -163,8 +163,20 @@ def finetune(
     config = config or finetune_config()
     # Record what is trained: the starting model's architecture, depth included.
     config = replace(config, arch=architecture_name(model.config))
+    meta = finetune_record(metadata, payload, path)
+    return Trainer(config, train_samples, val_samples, out_dir, denoise, model, meta, log_fn).fit(
+        resume
+    )
+
+
+def finetune_record(metadata: dict | None, payload: dict, path: Path) -> dict:
+    """What a fine-tuned model's checkpoints record.
+
+    ``metadata``, and the checkpoint it started from (``payload``, read from ``path``: its
+    recipe, metrics and data, less the micrograph names).
+    """
     parent = payload.get("metadata", {})
-    meta = {
+    return {
         **(metadata or {}),
         "kind": "finetune",
         "parent": {
@@ -174,14 +186,3 @@ def finetune(
             "data": {k: v for k, v in (parent.get("data") or {}).items() if k != "names"},
         },
     }
-    return train(
-        config,
-        train_samples,
-        val_samples,
-        out_dir,
-        denoise,
-        model=model,
-        metadata=meta,
-        resume=resume,
-        log_fn=log_fn,
-    )

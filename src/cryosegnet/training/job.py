@@ -3,10 +3,10 @@
 :class:`TrainJob` is ``cryosegnet train`` and :class:`FinetuneJob` ``cryosegnet finetune``.
 
 The two differ in where they start (a fresh network, or ``--init``; a trained model) and in
-how they fit (:func:`~cryosegnet.training.trainer.train`,
-:func:`~cryosegnet.training.finetune.finetune`); each job says so itself
-(``starting_point``, ``fit``). What they share, gathering and denoising the data, is
-:func:`prepare`. Both are frozen: built once from the options, never changed.
+what their checkpoints record (a fine-tuned model records its parent); each job says so
+itself (``starting_point``, ``fit``). What they share, gathering and denoising the data and
+training, is :func:`prepare` and :func:`fit`. Both are frozen: built once from the options,
+never changed.
 """
 
 from __future__ import annotations
@@ -111,29 +111,14 @@ class TrainJob:
     def starting_point(self) -> tuple[AttentionUNet | None, DenoiseSettings]:
         """The network to start from (None: a fresh one) and the denoising settings."""
         if self.init:
-            from cryosegnet.training.finetune import load_starting_model
-
-            model, settings, _, _ = load_starting_model(self.init)
-            return model, settings
+            return _from_checkpoint(self.init)
         return None, self.denoise or DenoiseSettings()
 
     def fit(
         self, prepared: PreparedRun, metadata: dict, log_fn: Callable[[str], None]
     ) -> TrainResult:
         """Train and write the run's checkpoints."""
-        from cryosegnet.training.trainer import train
-
-        return train(
-            prepared.config,
-            prepared.train,
-            prepared.validation,
-            self.output,
-            prepared.settings,
-            model=prepared.model,
-            metadata=metadata,
-            resume=self.resume,
-            log_fn=log_fn,
-        )
+        return fit(self, prepared, metadata, log_fn)
 
 
 @dataclass(frozen=True)
@@ -170,27 +155,53 @@ class FinetuneJob:
 
     def starting_point(self) -> tuple[AttentionUNet | None, DenoiseSettings]:
         """The model to fine-tune and its denoising settings."""
-        from cryosegnet.training.finetune import load_starting_model
-
-        model, settings, _, _ = load_starting_model(self.model)
-        return model, settings
+        return _from_checkpoint(self.model)
 
     def fit(
         self, prepared: PreparedRun, metadata: dict, log_fn: Callable[[str], None]
     ) -> TrainResult:
-        """Fine-tune and write the run's checkpoints."""
-        from cryosegnet.training.finetune import finetune
+        """Fine-tune and write the run's checkpoints.
 
-        return finetune(
-            prepared.train,
-            prepared.validation,
-            self.output,
-            self.model,
-            prepared.config,
-            metadata,
-            resume=self.resume,
-            log_fn=log_fn,
-        )
+        They record the checkpoint it started from
+        (:func:`~cryosegnet.training.finetune.finetune_record`).
+        """
+        from cryosegnet.training.finetune import finetune_record, load_starting_model
+
+        _, _, payload, path = load_starting_model(self.model)
+        return fit(self, prepared, finetune_record(metadata, payload, path), log_fn)
+
+
+def _from_checkpoint(checkpoint: str | None) -> tuple[AttentionUNet, DenoiseSettings]:
+    """A checkpoint's network and denoising settings (None: the shipped model)."""
+    from cryosegnet.training.finetune import load_starting_model
+
+    model, settings, _, _ = load_starting_model(checkpoint)
+    return model, settings
+
+
+def fit(
+    job: TrainJob | FinetuneJob,
+    prepared: PreparedRun,
+    metadata: dict,
+    log_fn: Callable[[str], None],
+) -> TrainResult:
+    """Train ``prepared`` (:func:`prepare`) into the job's output: how every job fits.
+
+    Resumes from the job's ``resume`` where it names one; ``metadata`` goes into the
+    checkpoints, ``log_fn`` gets one line per epoch.
+    """
+    from cryosegnet.training.trainer import Trainer
+
+    return Trainer(
+        prepared.config,
+        prepared.train,
+        prepared.validation,
+        job.output,
+        prepared.settings,
+        model=prepared.model,
+        metadata=metadata,
+        log_fn=log_fn,
+    ).fit(job.resume)
 
 
 def prepare(job: TrainJob | FinetuneJob, note: Callable[[str], None]) -> PreparedRun:

@@ -46,6 +46,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -678,6 +679,23 @@ def refine_picks(
         )
     ]
     say(_round_line(rounds[0], 1 if settings.model == "radial" else settings.rounds))
+
+    def finish(
+        particles: pd.DataFrame, micrographs: list, details: dict | None, **outcome: Any
+    ) -> RefineSummary:
+        """The summary of how the loop ended (``outcome``: the :class:`RefineSummary` fields
+        that depend on it), its picks and records written: what every way it ends does."""
+        summary = RefineSummary(
+            output=out,
+            rounds=rounds,
+            picks=out / PICKS_FOLDER,
+            n_picks=len(particles),
+            seconds=time.monotonic() - started,
+            **outcome,
+        )
+        _write_output(summary, settings, particles, micrographs, details)
+        return summary
+
     if not judgement.kept_classes or judgement.n_kept == 0:
         _write_record(out, settings, rounds, "no class kept", None, None)
         raise CryoSegNetError(
@@ -695,7 +713,7 @@ def refine_picks(
             make_picker(Path(start_model) if start_model else None),
             settings,
             say,
-            started,
+            finish,
         )
         if isinstance(radial, RefineSummary):
             return radial
@@ -832,20 +850,16 @@ def refine_picks(
         particles = particles[~particles["stem"].isin(final.bad)]
     record, _, _ = _read_record(Path(final_round.classes))
     micrograph_list = [tuple(m) for m in record["micrographs"]]
-    refined = RefineSummary(
-        output=out,
-        rounds=rounds,
+    return finish(
+        particles,
+        micrograph_list,
+        auto_choice,
         stop_reason=stop_reason,
         model=model_path,
-        picks=out / PICKS_FOLDER,
         bad=final.bad,
-        n_picks=len(particles),
         failures=failures,
-        seconds=time.monotonic() - started,
         final_round=final_round.round,
     )
-    _write_output(refined, settings, particles, micrograph_list, auto_choice)
-    return refined
 
 
 def _write_output(
@@ -959,7 +973,7 @@ def _refine_radial(
     picker,
     settings: RefineSettings,
     say: Callable[[str], None],
-    started: float,
+    finish: Callable[..., RefineSummary],
 ) -> RefineSummary | dict:
     """``model="radial"``: fit the filter on round 0's kept picks, re-pick, write the outputs.
 
@@ -1019,21 +1033,17 @@ def _refine_radial(
         "judged_empty": empty,
         "chosen": True,
     }
-    summary = RefineSummary(
-        output=out,
-        rounds=rounds,
+    return finish(
+        particles,
+        listed,
+        details,
         stop_reason=stop_reason,
         model=model_path,
-        picks=out / PICKS_FOLDER,
         bad=bad,
-        n_picks=len(particles),
-        seconds=time.monotonic() - started,
         final_round=1,
         model_kind="radial",
         judged_empty=[stem for stem in empty if stem not in judgement.bad],
     )
-    _write_output(summary, settings, particles, listed, details)
-    return summary
 
 
 def _radial_particles(

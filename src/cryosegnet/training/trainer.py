@@ -209,7 +209,29 @@ def data_summary(samples: list[TrainingSample]) -> dict:
 
 
 class Trainer:
-    """Holds model, optimizer and data for one run; :meth:`fit` runs (or resumes) it."""
+    """Holds model, optimizer and data for one run; :meth:`fit` runs (or resumes) it.
+
+    ``Trainer(config, train_samples, val_samples, out_dir, denoise).fit()`` trains a U-Net.
+
+    Parameters
+    ----------
+    config : TrainConfig
+        The recipe: epochs, steps, batch, crop, learning rate and schedule, augmentation.
+    train_samples : list of TrainingSample
+        Denoised micrographs with their target masks.
+    val_samples : list of TrainingSample
+        Micrographs for the per-epoch validation that picks ``best.pt``.
+    out_dir : str or os.PathLike
+        Where ``best.pt``, ``last.pt`` and ``history.json`` go.
+    denoise : DenoiseSettings
+        The denoising the samples were made with (stored in the checkpoints).
+    model : AttentionUNet, optional
+        The network to start from (default: a fresh one of ``config.arch``).
+    metadata : dict, optional
+        Stored in the checkpoints (the command, the data).
+    log_fn : callable, optional
+        Gets one line per epoch (default: the log).
+    """
 
     def __init__(
         self,
@@ -387,7 +409,18 @@ class Trainer:
         return metrics["train_loss"] < self.best.get("train_loss", math.inf)
 
     def fit(self, resume: str | os.PathLike | None = None) -> TrainResult:
-        """Run the remaining epochs; last.pt every epoch, best.pt whenever validation improves."""
+        """Run the remaining epochs; last.pt every epoch, best.pt whenever validation improves.
+
+        Parameters
+        ----------
+        resume : str or os.PathLike, optional
+            A ``last.pt`` to continue from, optimizer and schedule included.
+
+        Returns
+        -------
+        TrainResult
+            The checkpoints written, the history and the best epoch.
+        """
         self.out_dir.mkdir(parents=True, exist_ok=True)
         if resume is not None:
             self.resume(resume)
@@ -462,44 +495,23 @@ def _f(value) -> str:
     return "-" if value is None or not math.isfinite(value) else f"{value:.3f}"
 
 
-def train(
-    config: TrainConfig,
-    train_samples: list[TrainingSample],
-    val_samples: list[TrainingSample],
-    out_dir: str | os.PathLike,
-    denoise: DenoiseSettings,
-    model: AttentionUNet | None = None,
-    metadata: dict | None = None,
-    resume: str | os.PathLike | None = None,
-    log_fn: Callable[[str], None] | None = None,
-) -> TrainResult:
-    """Train (or resume) a U-Net; see :class:`Trainer`.
+def train(*args: Any, resume: str | os.PathLike | None = None, **kwargs: Any) -> TrainResult:
+    """Train (or resume) a U-Net in one call: ``Trainer(*args, **kwargs).fit(resume)``.
+
+    The notebook's entry point; :class:`Trainer` documents the arguments once, so they are
+    not repeated here.
 
     Parameters
     ----------
-    config : TrainConfig
-        The recipe: epochs, steps, batch, crop, learning rate and schedule, augmentation.
-    train_samples : list of TrainingSample
-        Denoised micrographs with their target masks.
-    val_samples : list of TrainingSample
-        Micrographs for the per-epoch validation that picks ``best.pt``.
-    out_dir : str or os.PathLike
-        Where ``best.pt``, ``last.pt`` and ``history.json`` go.
-    denoise : DenoiseSettings
-        The denoising the samples were made with (stored in the checkpoints).
-    model : AttentionUNet, optional
-        The network to start from (default: a fresh one of ``config.arch``).
-    metadata : dict, optional
-        Stored in the checkpoints (the command, the data).
+    *args, **kwargs
+        :class:`Trainer`'s arguments: ``config``, ``train_samples``, ``val_samples``,
+        ``out_dir``, ``denoise`` and optionally ``model``, ``metadata``, ``log_fn``.
     resume : str or os.PathLike, optional
-        A ``last.pt`` to continue from, optimizer and schedule included.
-    log_fn : callable, optional
-        Gets one line per epoch (default: the log).
+        As :meth:`Trainer.fit`'s: a ``last.pt`` to continue from.
 
     Returns
     -------
     TrainResult
-        The checkpoints written, the history and the best epoch.
+        What :meth:`Trainer.fit` returns.
     """
-    trainer = Trainer(config, train_samples, val_samples, out_dir, denoise, model, metadata, log_fn)
-    return trainer.fit(resume)
+    return Trainer(*args, **kwargs).fit(resume)
