@@ -136,6 +136,11 @@ def run_loop(
             out["judge_on_decoys"] = _judge_on_decoys(refine, decoys)
         if "round0_vs_labels" not in out and labels is not None:  # likewise
             out["round0_vs_labels"] = _round0_vs_labels(refine, labels, decoys)
+        radial = (refine / "radial_filter.json").is_file() and "final_triaged" in out
+        if radial and labels is not None and "every_candidate" not in out:  # likewise
+            flagged = out.get("flagged", [])
+            out["every_candidate"] = _every_candidate(refine, micrographs, labels, flagged)
+            saved.write_text(json.dumps(out, indent=1, default=str) + "\n")
         return out
     out = _run_loop(name, variant, micrographs, labels, settings, picker_options, decoys)
     saved.parent.mkdir(parents=True, exist_ok=True)
@@ -265,11 +270,50 @@ def _run_loop(name, variant, micrographs, labels, settings, picker_options, deco
     if summary.picks is not None:
         threshold = thresholds[summary.final_round]
         out["final_triaged"] = score_folder(summary.picks, labels, threshold, decoys)
+        if settings.model == "radial":
+            out["every_candidate"] = _every_candidate(refine, micrographs, labels, summary.bad)
         empty = [stem for stem, t in labels.items() if len(t) == 0]
         out["empty_fields_flagged"] = sorted(set(empty) & set(summary.bad))
         out["empty_fields"] = empty
         out["full_fields_flagged"] = sorted(set(summary.bad) - set(empty))
     return out
+
+
+def _every_candidate(refine: Path, micrographs: list[Path], labels: dict, flagged) -> dict:
+    """The loop's filter re-picking the real micrographs as the loop does (bad regions
+    dropped, flagged micrographs none) but with every local maximum kept, scored as the peers'
+    benches score every candidate: the whole ranking for best F1 and AUPRC, F1 at the filter's
+    own threshold. Empty fields (the copies) are left out: the output's row counts them.
+    ``untriaged``: the same with the flagged real micrographs' picks kept (``--keep-bad``)."""
+    import numpy as np
+    import pandas as pd
+
+    from cryosegnet.evaluation import evaluate_picks
+    from cryosegnet.io.micrographs import read_micrograph
+    from cryosegnet.picking.radial_picker import RadialFilterPicker
+
+    picker = RadialFilterPicker.load(refine / "radial_filter.json", threshold=-1e30)
+    tables = {
+        path.stem: picker.pick(np.asarray(read_micrograph(path).data)).picks
+        for path in micrographs
+        if path.stem in labels and len(labels[path.stem])
+    }
+    none = pd.DataFrame(columns=["x", "y", "score"])
+    triaged = {stem: none if stem in set(flagged) else t for stem, t in tables.items()}
+    keys = ("best_f1", "auprc", "best_f1_quarter", "auprc_quarter", "f1", "n_picks")
+
+    def figures(picks: dict) -> dict:
+        pooled = evaluate_picks(
+            picks, {s: labels[s] for s in picks}, threshold=picker.radial.threshold
+        ).pooled
+        out = {k: float(pooled[k]) for k in keys}
+        out["n_picks_all"] = int(sum(len(t) for t in picks.values()))
+        return out
+
+    result = figures(triaged)
+    if any(stem in set(flagged) for stem in tables):
+        result["untriaged"] = figures(tables)
+    return result
 
 
 def _judge_on_decoys(refine: Path, decoys) -> dict | None:
@@ -673,13 +717,18 @@ def _run_lines(name: str, run: dict) -> list[str]:
             rows.append(
                 (f"output (round {run.get('final_round', '?')}, triaged)", run["final_triaged"])
             )
+        if "every_candidate" in run:
+            rows.append(("output, every candidate (`-t` lowered)", run["every_candidate"]))
+            if "untriaged" in run["every_candidate"]:
+                untriaged = run["every_candidate"]["untriaged"]
+                rows.append(("the same, flagged real micrographs kept", untriaged))
         lines += [_row(label, f) for label, f in rows]
         lines.append("")
-        last = rows[-1][1]
+        label, last = next((r for r in rows[::-1] if "picks_on_empty_fields" in r[1]), rows[-1])
         if "picks_on_empty_fields" in last:
             counts = ", ".join(str(n) for n in last["picks_on_empty_fields"].values())
             lines += [
-                f"Picks of the {rows[-1][0]} on each empty field: {counts}, against a median of "
+                f"Picks of the {label} on each empty field: {counts}, against a median of "
                 f"{last['median_picks_per_full_field']:.0f} on a field with particles.",
                 "",
             ]
@@ -760,6 +809,15 @@ def markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
+def _ran(run: dict) -> bool:
+    """Whether a run (or, for an ablation, any of its variants) was made: one that was not
+    keeps its earlier figures in the results file."""
+    variants = [v for v in run.values() if isinstance(v, dict)]
+    if run and len(variants) == len(run):  # an ablation: variants by name
+        return any(not v.get("not_run") for v in variants)
+    return not run.get("not_run")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_bench_options(parser, "refine", "8 simulated micrographs, 4 apoferritin, 1 copy each 4k")
@@ -829,7 +887,7 @@ def main() -> None:
         "quick": args.quick,
         "settings": asdict(settings),
         # parts run separately add up
-        "runs": {**old.get("runs", {}), **{k: v for k, v in runs.items() if not v.get("not_run")}},
+        "runs": {**old.get("runs", {}), **{k: v for k, v in runs.items() if _ran(v)}},
     }
     path.write_text(json.dumps(results, indent=1, default=str) + "\n")
     path.with_suffix(".md").write_text(markdown(results))

@@ -16,6 +16,7 @@ from cryosegnet.errors import CryoSegNetError, SettingsError
 from cryosegnet.evaluation.metrics import evaluate_picks
 from cryosegnet.simulation import simulate_micrograph
 from cryosegnet.training.radial_filter import (
+    FORMAT_VERSION,
     RadialFilter,
     RadialFilterSettings,
     prefilter,
@@ -151,10 +152,54 @@ def test_a_filter_file_written_before_score_units_loads_in_batch_units(field, tm
     loaded = RadialFilter.load(path)
     assert loaded.settings.score_units == "batch" and loaded == radial
     assert radial.to_dict()["settings"]["score_units"] == "batch"
-    assert radial.to_dict()["format_version"] == 2
+    assert radial.to_dict()["format_version"] == FORMAT_VERSION
     newer = {**radial.to_dict(), "format_version": 99}
     with pytest.raises(CryoSegNetError, match="newer"):
         RadialFilter.from_dict(newer)
+
+
+def _distances(xy: np.ndarray) -> np.ndarray:
+    """Pairwise distances, a pick's own as infinity."""
+    gaps = np.hypot(xy[:, None, 0] - xy[None, :, 0], xy[:, None, 1] - xy[None, :, 1])
+    np.fill_diagonal(gaps, np.inf)
+    return gaps
+
+
+def test_crowded_picks_rank_after_every_uncrowded_one_and_only_those_pass_the_threshold(field):
+    images, centres = field
+    radial = RadialFilter.fit(images, centres, DIAMETER, seed=0)
+    s = radial.settings
+    response = radial.response(images["m0"])
+    every = radial.pick_response(response, min_score=-np.inf)
+    xy = every[["x", "y"]].to_numpy(float)
+    assert _distances(xy).min() > s.separation * DIAMETER  # none closer than the separation
+    raw = response[every["y"].astype(int), every["x"].astype(int)]
+    lowered = np.isclose(every["score"], raw - s.crowding_penalty, atol=1e-4)
+    assert np.isclose(every["score"][~lowered], raw[~lowered], atol=1e-4).all()
+    # the crowded picks come last, each within the crowding distance of an uncrowded one
+    assert lowered.any() and lowered[int(np.argmax(lowered)) :].all()
+    to_uncrowded = np.hypot(
+        xy[lowered, None, 0] - xy[None, ~lowered, 0], xy[lowered, None, 1] - xy[None, ~lowered, 1]
+    )
+    assert (to_uncrowded.min(1) <= s.crowding * DIAMETER).all()
+    assert _distances(xy[~lowered]).min() > s.crowding * DIAMETER
+    written = radial.pick_response(response)
+    assert len(written) and (written["score"] >= radial.threshold).all()
+    assert written.equals(every[every["score"] >= radial.threshold].reset_index(drop=True))
+
+
+def test_a_filter_file_written_before_crowding_crowds_no_pick(field, tmp_path):
+    images, centres = field
+    radial = RadialFilter.fit(images, centres, DIAMETER, seed=0)
+    old = radial.to_dict()
+    del old["settings"]["crowding"], old["settings"]["crowding_penalty"]
+    old["format_version"] = 2
+    loaded = RadialFilter.from_dict(old)
+    assert loaded.settings.crowding == 0.0
+    every = loaded.pick(images["m0"], min_score=-np.inf)
+    response = loaded.response(images["m0"])
+    raw = response[every["y"].astype(int), every["x"].astype(int)]
+    assert np.allclose(every["score"], raw, atol=1e-4)  # no score lowered
 
 
 def test_bad_filter_files_and_settings_are_refused(tmp_path):

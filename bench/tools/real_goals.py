@@ -167,6 +167,25 @@ def lever(goal, split, what, figures, base, source) -> dict:
     }
 
 
+def loop_levers() -> list[dict]:
+    """The label-free loop on real micrographs (``bench/refine.py``): its output, triaged as
+    it writes it (and, for the radial filter, every candidate it ranks), beside round 0 of the
+    same run (the picker without the loop, as it writes its picks)."""
+    refine = load("refine")
+    rows = []
+    for name, run in (refine or {}).get("runs", {}).items():
+        if not name.startswith("apoferritin") or "final_triaged" not in run:
+            continue
+        split, _, variant = name.partition(", ")
+        what = f"label-free loop (pick --refine): {variant}"
+        base = run["rounds"]["0"]
+        rows.append(lever(2, split, what, run["final_triaged"], base, "refine"))
+        if "every_candidate" in run:  # the peers' benches' measure: every candidate ranked
+            what += ", every candidate ranked"
+            rows.append(lever(2, split, what, run["every_candidate"], base, "refine"))
+    return rows
+
+
 def levers(notes: list[str]) -> list[dict]:
     rows: list[dict] = []
     free = load("label_free_levers")
@@ -233,6 +252,7 @@ def levers(notes: list[str]) -> list[dict]:
                 rows.append(
                     lever(goal, split, what, figures["half"], base["half"], "radial_template")
                 )
+    rows += loop_levers()
     target = load("finetune_target")
     if target:
         view = {

@@ -5,7 +5,7 @@ radial profile). The filter is Fisher's linear discriminant of those profiles:
 ``w = C^-1 (mu_particles - mu_random)``, ``C`` the profiles' covariance at random places of the
 batch (shrunk a little toward its diagonal mean, so a few thousand places give a stable
 inverse). Picks are the local maxima of the filter's response, kept a set distance apart, best
-first.
+first; those closer than a particle's diameter or so to a better one rank after all others.
 
 Why: it reads only a rotational average, so a few hundred positives (the picks that 2D
 classification keeps, re-centred by their class alignment) fix its two dozen numbers, while the
@@ -61,7 +61,8 @@ from cryosegnet.errors import CryoSegNetError, SettingsError
 #: What a saved filter's ``kind`` field says (so a reader can tell the file apart).
 KIND = "cryosegnet radial filter"
 #: 2: ``settings.score_units``; a file of format 1 has none and scores in ``batch`` units.
-FORMAT_VERSION = 2
+#: 3: ``settings.crowding``; a file of an earlier format has none and demotes no pick.
+FORMAT_VERSION = 3
 #: What a score is measured against (:attr:`RadialFilterSettings.score_units`).
 SCORE_UNITS = ("batch", "micrograph")
 #: How far a micrograph's pixel size may differ from the filter's (a rounded header value).
@@ -98,6 +99,20 @@ class RadialFilterSettings:
         Share of the covariance replaced by its diagonal mean (1 %: a stable inverse).
     separation : float
         Picks closer than this to a better one are dropped (0.6: touching particles survive).
+    crowding : float
+        Picks closer than this to a better, uncrowded pick are *crowded*: ranked after every
+        uncrowded pick of their micrograph, their score lowered by ``crowding_penalty`` (a soft
+        non-maximum suppression). Particles in one layer of ice seldom come closer than a
+        diameter (95 % of the apoferritin ``train`` labels' nearest neighbours are 0.95
+        diameters away or more), while a crowded field's response has maxima between touching
+        particles and a second one on some particles. 0.9 (at most ``separation``: none is
+        crowded). With the loop's filter on that split, learnt without labels, it moved best
+        F1 / AUPRC over every candidate from 0.631 / 0.634 to 0.677 / 0.679, and F1 at the
+        threshold from 0.576 to 0.676 (picks dropped at 0.9 instead: 0.677 / 0.590); on
+        simulated fields (particles 0.85-1.1 diameters apart or more) 0.274 -> 0.363 best F1.
+    crowding_penalty : float
+        What a crowded pick's score loses, in score units (10: below the threshold, so the
+        picks written at it are uncrowded; a lower ``min_score`` adds the crowded ones last).
     border : float
         Margin of the micrograph where no pick is made (1/3: the rings there reach outside it).
     peak_window : float
@@ -131,6 +146,8 @@ class RadialFilterSettings:
     random_places: int = 3000
     shrinkage: float = 0.01
     separation: float = 0.6
+    crowding: float = 0.9
+    crowding_penalty: float = 10.0
     border: float = 1 / 3
     peak_window: float = 1 / 8
     max_candidates: int = 5000
@@ -146,6 +163,10 @@ class RadialFilterSettings:
             (self.random_places >= 10, "radial filter: at least 10 random places"),
             (0 <= self.shrinkage <= 1, "radial filter: shrinkage must be in [0, 1]"),
             (self.separation > 0 and self.border >= 0, "radial filter: separation > 0"),
+            (
+                self.crowding >= 0 and self.crowding_penalty >= 0,
+                "radial filter: crowding and its penalty must be >= 0",
+            ),
             (self.peak_window > 0 and self.max_candidates >= 1, "radial filter: peak window"),
             (0 <= self.threshold_quantile <= 1, "radial filter: threshold quantile in [0, 1]"),
             (self.empty_level > 0, "radial filter: the empty test's level must be > 0"),
@@ -458,7 +479,9 @@ class RadialFilter:
         Returns
         -------
         pandas.DataFrame
-            ``x``, ``y`` (micrograph pixels, x = column), ``score``; best first.
+            ``x``, ``y`` (micrograph pixels, x = column), ``score``; best first. A crowded
+            pick's score is lowered by ``settings.crowding_penalty``
+            (:class:`RadialFilterSettings`).
         """
         return self.pick_response(self.response(image), min_score)
 
@@ -489,8 +512,16 @@ class RadialFilter:
         xs, ys, scores = xs[inside], ys[inside], scores[inside].astype(float)
         best = np.argsort(-scores, kind="stable")[: self.settings.max_candidates]
         x, y, scores = xs[best].astype(float), ys[best].astype(float), scores[best]
-        kept = suppress_close_peaks(x, y, scores, self.settings.separation * self.diameter)
-        return pd.DataFrame({"x": x[kept], "y": y[kept], "score": scores[kept]})
+        uncrowded = suppress_close_peaks(x, y, scores, self.settings.crowding * self.diameter)
+        # the uncrowded picks first, whatever their score: none of them is dropped, and a
+        # crowded candidate goes where it is too close to one of them or to a better crowded one
+        span = float(scores.max() - scores.min()) + 1.0 if len(scores) else 0.0
+        rank = np.where(uncrowded, scores + span, scores)
+        kept = suppress_close_peaks(x, y, rank, self.settings.separation * self.diameter)
+        scored = np.where(uncrowded, scores, scores - self.settings.crowding_penalty)
+        picks = pd.DataFrame({"x": x[kept], "y": y[kept], "score": scored[kept]})
+        picks = picks[picks["score"] >= threshold]
+        return picks.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
 
     def tail_ratio(self, response: np.ndarray) -> float:
         """How lopsided a micrograph's :meth:`response` is towards particles: the share of its
@@ -602,8 +633,9 @@ class RadialFilter:
             )
         try:
             trained = data.get("trained_on", {})
-            # written before the option (format 1): scored in the batch's units
-            settings = {"score_units": "batch", **data.get("settings", {})}
+            # written before the options: scored in the batch's units (format 1), no pick
+            # crowded (formats 1 and 2)
+            settings = {"score_units": "batch", "crowding": 0.0, **data.get("settings", {})}
             return cls(
                 diameter=float(data["diameter_px"]),
                 weights=tuple(float(v) for v in data["weights"]),
