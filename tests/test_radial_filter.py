@@ -217,6 +217,21 @@ def test_bad_filter_files_and_settings_are_refused(tmp_path):
         RadialFilterSettings(score_units="pixel")
 
 
+@pytest.mark.parametrize(
+    ("told", "refused"), [(24.0, False), (24.2, False), (24.3, True), (40, True)]
+)
+def test_the_diameter_check_refuses_only_another_size_than_the_filters(told, refused):
+    rings = len(ring_kernels(DIAMETER, RadialFilterSettings()))
+    radial = RadialFilter(diameter=DIAMETER, weights=(1.0,) * rings, offset=0.0, threshold=0.5)
+    if refused:
+        message = f"--diameter {told:g}: f.json was learnt for 24 px particles and picks at"
+        with pytest.raises(CryoSegNetError, match=message) as caught:
+            radial.check_diameter("f.json", told)
+        assert "\n" not in str(caught.value)
+    else:
+        radial.check_diameter("f.json", told)  # equal, or within a value rounded when typed
+
+
 def test_fitting_without_any_positive_is_refused(field):
     images, _ = field
     with pytest.raises(CryoSegNetError, match="no particle centre"):

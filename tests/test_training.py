@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import replace
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -416,6 +417,39 @@ def test_train_and_finetune_cli(tmp_path, capsys):
     assert warmed["denoise"]["working_size"] == 96
     assert warmed["metadata"]["recipe"]["arch"] == "width4"
     assert warmed["training"]["epoch"] == 1
+
+
+def test_finetune_reads_its_starting_checkpoint_once_and_records_it(tmp_path, capsys, monkeypatch):
+    import cryosegnet.model.checkpoint as checkpoint_module
+
+    _write_labelled(tmp_path)
+    start = tmp_path / "start.pt"
+    parent_meta = {
+        "recipe": {"lr": 1e-3},
+        "metrics": {"val_f1": 0.5},
+        "data": {"names": ["a", "b"], "n_train": 2},
+    }
+    save_checkpoint(start, tiny_model(), DENOISE, parent_meta)
+    reads = []
+
+    def counting_read(path):
+        reads.append(Path(path).resolve())
+        return read_checkpoint(path)
+
+    monkeypatch.setattr(checkpoint_module, "read_checkpoint", counting_read)
+    images, labels = str(tmp_path / "mics"), str(tmp_path / "labels")
+    ft = tmp_path / "ft"
+    argv = ["finetune", "--images", images, "--labels", labels, "--model", str(start)]
+    assert _cli([*argv, "-o", str(ft), *COMMON]) == 0, capsys.readouterr().err
+    assert reads.count(start.resolve()) == 1
+    meta = read_checkpoint(ft / "last.pt")["metadata"]
+    assert meta["kind"] == "finetune"
+    assert meta["parent"] == {
+        "path": str(start),
+        "recipe": {"lr": 1e-3},
+        "metrics": {"val_f1": 0.5},
+        "data": {"n_train": 2},  # less the micrograph names
+    }
 
 
 def test_train_cli_errors_are_one_line(tmp_path, capsys):

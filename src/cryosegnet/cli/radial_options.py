@@ -13,7 +13,6 @@ ignored.
 from __future__ import annotations
 
 import argparse
-import math
 
 from cryosegnet.errors import CryoSegNetError
 from cryosegnet.picking.config import PickerConfig
@@ -21,10 +20,6 @@ from cryosegnet.picking.job import PickerSpec
 from cryosegnet.picking.radial_picker import RadialFilterPicker
 from cryosegnet.picking.units import Diameter, parse_size
 from cryosegnet.training.refine_loop import RADIAL_FILTER_NAME
-
-# How far a --diameter may differ from the filter's and still be taken as the same (a value
-# rounded when typed); beyond it the filter's rings would be the wrong size.
-DIAMETER_TOLERANCE = 0.01
 
 # pick's options that act on the U-Net or its instance stage: flag -> argparse dest. Given
 # with --radial-filter they are refused (their defaults are not None and are listed apart).
@@ -118,7 +113,8 @@ def build_picker(args: argparse.Namespace) -> RadialFilterPicker:
     ------
     CryoSegNetError
         The file cannot be read or is not a radial filter (one line naming it), or
-        ``--diameter`` is not the file's.
+        ``--diameter`` is not the file's
+        (:meth:`~cryosegnet.training.radial_filter.RadialFilter.check_diameter`).
     """
     picker = RadialFilterPicker.load(
         args.radial_filter,
@@ -129,11 +125,5 @@ def build_picker(args: argparse.Namespace) -> RadialFilterPicker:
     if args.diameter is not None:
         told = parse_size(args.diameter)
         assert isinstance(told, Diameter)  # check_arguments refused the rest
-        learnt = picker.radial.diameter
-        if not math.isclose(told.value, learnt, rel_tol=DIAMETER_TOLERANCE):
-            raise CryoSegNetError(
-                f"--diameter {told.value:g}: {args.radial_filter} was learnt for "
-                f"{learnt:g} px particles and picks at that size; leave --diameter out, or "
-                "learn a filter at the other size"
-            )
+        picker.radial.check_diameter(args.radial_filter, told.value)
     return picker

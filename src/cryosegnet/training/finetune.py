@@ -163,26 +163,29 @@ def finetune(
     config = config or finetune_config()
     # Record what is trained: the starting model's architecture, depth included.
     config = replace(config, arch=architecture_name(model.config))
-    meta = finetune_record(metadata, payload, path)
+    meta = finetune_record(metadata, parent_record(payload, path))
     return Trainer(config, train_samples, val_samples, out_dir, denoise, model, meta, log_fn).fit(
         resume
     )
 
 
-def finetune_record(metadata: dict | None, payload: dict, path: Path) -> dict:
+def finetune_record(metadata: dict | None, parent: dict) -> dict:
     """What a fine-tuned model's checkpoints record.
 
-    ``metadata``, and the checkpoint it started from (``payload``, read from ``path``: its
-    recipe, metrics and data, less the micrograph names).
+    ``metadata``, and the checkpoint it started from (``parent``, :func:`parent_record`).
+    """
+    return {**(metadata or {}), "kind": "finetune", "parent": parent}
+
+
+def parent_record(payload: dict, path: Path) -> dict:
+    """What a fine-tuned model's checkpoints keep of the checkpoint it started from.
+
+    ``payload``, read from ``path``: its recipe, metrics and data, less the micrograph names.
     """
     parent = payload.get("metadata", {})
     return {
-        **(metadata or {}),
-        "kind": "finetune",
-        "parent": {
-            "path": str(path),
-            "recipe": parent.get("recipe"),
-            "metrics": parent.get("metrics"),
-            "data": {k: v for k, v in (parent.get("data") or {}).items() if k != "names"},
-        },
+        "path": str(path),
+        "recipe": parent.get("recipe"),
+        "metrics": parent.get("metrics"),
+        "data": {k: v for k, v in (parent.get("data") or {}).items() if k != "names"},
     }

@@ -69,7 +69,12 @@ class DataSources:
 
 @dataclass(frozen=True)
 class PreparedRun:
-    """A job's starting model and data, ready to fit (:func:`prepare`)."""
+    """A job's starting model and data, ready to fit (:func:`prepare`).
+
+    ``parent`` is what a fine-tuned model's checkpoints keep of the checkpoint it started
+    from (:func:`~cryosegnet.training.finetune.parent_record`; None for ``train``), taken
+    when that checkpoint was read, so a run reads it once.
+    """
 
     model: AttentionUNet | None
     settings: DenoiseSettings
@@ -77,6 +82,7 @@ class PreparedRun:
     train: list[TrainingSample]
     validation: list[TrainingSample]
     record: dict
+    parent: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -108,11 +114,15 @@ class TrainJob:
     init: str | None = None
     resume: str | None = None
 
-    def starting_point(self) -> tuple[AttentionUNet | None, DenoiseSettings]:
-        """The network to start from (None: a fresh one) and the denoising settings."""
+    def starting_point(self) -> tuple[AttentionUNet | None, DenoiseSettings, dict | None]:
+        """The network to start from (None: a fresh one) and the denoising settings.
+
+        The third item, the parent record, is None: a trained model records none.
+        """
         if self.init:
-            return _from_checkpoint(self.init)
-        return None, self.denoise or DenoiseSettings()
+            model, settings, _ = _from_checkpoint(self.init)
+            return model, settings, None
+        return None, self.denoise or DenoiseSettings(), None
 
     def fit(
         self, prepared: PreparedRun, metadata: dict, log_fn: Callable[[str], None]
@@ -153,8 +163,12 @@ class FinetuneJob:
                 "--labels"
             )
 
-    def starting_point(self) -> tuple[AttentionUNet | None, DenoiseSettings]:
-        """The model to fine-tune and its denoising settings."""
+    def starting_point(self) -> tuple[AttentionUNet | None, DenoiseSettings, dict | None]:
+        """The model to fine-tune, its denoising settings and its parent record.
+
+        The parent record is what the fine-tuned checkpoints keep of it
+        (:func:`~cryosegnet.training.finetune.parent_record`).
+        """
         return _from_checkpoint(self.model)
 
     def fit(
@@ -162,21 +176,25 @@ class FinetuneJob:
     ) -> TrainResult:
         """Fine-tune and write the run's checkpoints.
 
-        They record the checkpoint it started from
-        (:func:`~cryosegnet.training.finetune.finetune_record`).
+        They record the checkpoint it started from (``prepared.parent``, kept when
+        :func:`prepare` read it; :func:`~cryosegnet.training.finetune.finetune_record`).
         """
-        from cryosegnet.training.finetune import finetune_record, load_starting_model
+        from cryosegnet.training.finetune import finetune_record
 
-        _, _, payload, path = load_starting_model(self.model)
-        return fit(self, prepared, finetune_record(metadata, payload, path), log_fn)
+        assert prepared.parent is not None  # starting_point gave it
+        return fit(self, prepared, finetune_record(metadata, prepared.parent), log_fn)
 
 
-def _from_checkpoint(checkpoint: str | None) -> tuple[AttentionUNet, DenoiseSettings]:
-    """A checkpoint's network and denoising settings (None: the shipped model)."""
-    from cryosegnet.training.finetune import load_starting_model
+def _from_checkpoint(checkpoint: str | None) -> tuple[AttentionUNet, DenoiseSettings, dict]:
+    """A checkpoint's network, denoising settings and parent record (None: the shipped model).
 
-    model, settings, _, _ = load_starting_model(checkpoint)
-    return model, settings
+    The parent record is what a model fine-tuned from it keeps
+    (:func:`~cryosegnet.training.finetune.parent_record`).
+    """
+    from cryosegnet.training.finetune import load_starting_model, parent_record
+
+    model, settings, payload, path = load_starting_model(checkpoint)
+    return model, settings, parent_record(payload, path)
 
 
 def fit(
@@ -217,7 +235,7 @@ def prepare(job: TrainJob | FinetuneJob, note: Callable[[str], None]) -> Prepare
     from cryosegnet.training.data import assemble_training_data, simulation_configs
 
     job.output.mkdir(parents=True, exist_ok=True)
-    model, settings = job.starting_point()
+    model, settings, parent = job.starting_point()
     data, config = job.data, job.config
     sim_configs = []
     if data.simulated:
@@ -248,7 +266,7 @@ def prepare(job: TrainJob | FinetuneJob, note: Callable[[str], None]) -> Prepare
 
         config = replace(config, arch=architecture_name(model.config))
     return PreparedRun(
-        model, settings, config, assembled.train, assembled.validation, assembled.record
+        model, settings, config, assembled.train, assembled.validation, assembled.record, parent
     )
 
 

@@ -582,6 +582,35 @@ class RadialFilter:
                 "learn a filter on this data with pick --refine",
             )
 
+    def check_diameter(
+        self, name: str | os.PathLike, diameter_px: float, tolerance: float = 0.01
+    ) -> None:
+        """Refuse a particle diameter other than the filter's: its rings are of its own size.
+
+        Parameters
+        ----------
+        name : str or os.PathLike
+            The filter's file, as the error names it.
+        diameter_px : float
+            The diameter asked for (``pick --diameter``), in micrograph pixels.
+        tolerance : float
+            How far, relative, it may differ from the filter's and still be taken as the same
+            (a value rounded when typed).
+
+        Raises
+        ------
+        CryoSegNetError
+            The two differ by more than ``tolerance``.
+        """
+        import math
+
+        if not math.isclose(diameter_px, self.diameter, rel_tol=tolerance):
+            raise CryoSegNetError(
+                f"--diameter {diameter_px:g}: {name} was learnt for {self.diameter:g} px "
+                "particles and picks at that size; leave --diameter out, or learn a filter at "
+                "the other size"
+            )
+
     def looks_empty(self, tail_ratio: float) -> bool:
         """True when a micrograph's :meth:`tail_ratio` is under ``min_tail_ratio``."""
         return tail_ratio < self.settings.min_tail_ratio
