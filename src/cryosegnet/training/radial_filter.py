@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -67,6 +68,8 @@ FORMAT_VERSION = 3
 SCORE_UNITS = ("batch", "micrograph")
 #: How far a micrograph's pixel size may differ from the filter's (a rounded header value).
 PIXEL_SIZE_TOLERANCE = 0.02
+#: How far a diameter asked for may differ from the filter's (a value rounded when typed).
+DIAMETER_TOLERANCE = 0.01
 #: Turns a median absolute deviation into a Gaussian's standard deviation.
 MAD_TO_SD = 1.4826
 
@@ -583,7 +586,7 @@ class RadialFilter:
             )
 
     def check_diameter(
-        self, name: str | os.PathLike, diameter_px: float, tolerance: float = 0.01
+        self, name: str | os.PathLike, diameter_px: float, tolerance: float = DIAMETER_TOLERANCE
     ) -> None:
         """Refuse a particle diameter other than the filter's: its rings are of its own size.
 
@@ -602,8 +605,6 @@ class RadialFilter:
         CryoSegNetError
             The two differ by more than ``tolerance``.
         """
-        import math
-
         if not math.isclose(diameter_px, self.diameter, rel_tol=tolerance):
             raise CryoSegNetError(
                 f"--diameter {diameter_px:g}: {name} was learnt for {self.diameter:g} px "
