@@ -112,7 +112,8 @@ class RadialFilterSettings:
         crowded). With the loop's filter on that split, learnt without labels, it moved best
         F1 / AUPRC over every candidate from 0.631 / 0.634 to 0.677 / 0.679, and F1 at the
         threshold from 0.576 to 0.676 (picks dropped at 0.9 instead: 0.677 / 0.590); on
-        simulated fields (particles 0.85-1.1 diameters apart or more) 0.274 -> 0.363 best F1.
+        simulated fields with junk (particles 0.85-1.1 diameters apart or more), in the loop,
+        0.438 -> 0.531 best F1 (``bench/refine.py``).
     crowding_penalty : float
         What a crowded pick's score loses, in score units (10: below the threshold, so the
         picks written at it are uncrowded; a lower ``min_score`` adds the crowded ones last).
