@@ -244,7 +244,7 @@ def _run_loop(name, variant, micrographs, labels, settings, picker_options, deco
     out["final_round"] = summary.final_round
     out["model_written"] = summary.model is not None
     out["flagged"] = summary.bad
-    if settings.model == "radial":  # the filter's fit, and each micrograph's tail ratio
+    if summary.model_kind == "radial":  # the filter's fit, and each micrograph's tail ratio
         out["radial"] = json.loads((refine / RECORD_NAME).read_text()).get("radial")
     out["per_round"] = [
         {k: v for k, v in vars(r).items() if k not in ("picks", "classes", "model")}
@@ -259,7 +259,7 @@ def _run_loop(name, variant, micrographs, labels, settings, picker_options, deco
         threshold = thresholds[r.round]
         out["rounds"][str(r.round)] = score_folder(Path(r.picks), labels, threshold, decoys)
         print(name, variant, "round", r.round, json.dumps(out["rounds"][str(r.round)]), flush=True)
-    if settings.model == "radial" and summary.picks is not None:
+    if summary.model_kind == "radial" and summary.picks is not None:
         # no fine-tuned model: round 1 is the learnt filter's picks, cut at its own threshold
         from cryosegnet.training.radial_filter import RadialFilter
 
@@ -270,7 +270,7 @@ def _run_loop(name, variant, micrographs, labels, settings, picker_options, deco
     if summary.picks is not None:
         threshold = thresholds[summary.final_round]
         out["final_triaged"] = score_folder(summary.picks, labels, threshold, decoys)
-        if settings.model == "radial":
+        if summary.model_kind == "radial":
             out["every_candidate"] = _every_candidate(refine, micrographs, labels, summary.bad)
         empty = [stem for stem, t in labels.items() if len(t) == 0]
         out["empty_fields_flagged"] = sorted(set(empty) & set(summary.bad))

@@ -543,3 +543,79 @@ def test_the_summary_says_which_judge_flagged_each_micrograph(tmp_path):
     text = summary.text()
     assert "rejected classes): 1 micrograph(s): ice" in text
     assert "not lopsided towards particles): 1 micrograph(s): copy" in text
+
+
+def _normal_mode_keeps_nothing(monkeypatch, modes: list[bool]) -> None:
+    """Round 0's classification keeps no class unless it ran in low-SNR mode (``modes``: the
+    mode of every classification judged, in order)."""
+    from cryosegnet.training import refine_loop
+
+    judge = refine_loop.judge_classification
+
+    def strict_unless_low_snr(folder, settings):
+        modes.append(settings.classify.low_snr)
+        judgement = judge(folder, settings)
+        if settings.classify.low_snr:
+            return judgement
+        particles = judgement.particles.assign(kept=False, unsure=False, rejected=True)
+        return replace(judgement, particles=particles, kept_classes=[])
+
+    monkeypatch.setattr(refine_loop, "judge_classification", strict_unless_low_snr)
+
+
+def test_with_no_class_kept_the_loop_classifies_again_in_low_snr_mode_for_the_filter(
+    tmp_path, monkeypatch
+):
+    import json
+
+    mics, options = _round_session(tmp_path)
+    pick_batch(Picker(**options), mics, tmp_path / "picks", progress=False)
+    modes: list[bool] = []
+    _normal_mode_keeps_nothing(monkeypatch, modes)
+    said: list[str] = []
+    summary = refine_picks(
+        mics,
+        tmp_path / "picks",
+        tmp_path / "refine",
+        _picker_factory(options),
+        start_model=options["model"],
+        settings=replace(FAST, model="auto"),
+        device="cpu",
+        log_fn=said.append,
+    )
+    assert modes == [False, True]
+    assert any("again in low-SNR mode" in line for line in said)
+    assert summary.model_kind == "radial" and summary.n_picks > 0
+    record = json.loads((tmp_path / "refine" / RECORD_NAME).read_text())
+    assert record["settings"]["classify"]["low_snr"] is True  # what ran is what is recorded
+
+
+def test_the_low_snr_fallback_refuses_rather_than_fine_tune_where_the_filter_does_not_fit(
+    tmp_path, monkeypatch
+):
+    mics, options = _session(tmp_path)
+    pick_batch(Picker(**options), mics, tmp_path / "picks", progress=False)
+    modes: list[bool] = []
+    _normal_mode_keeps_nothing(monkeypatch, modes)
+    with pytest.raises(CryoSegNetError, match="the U-Net is not fine-tuned on low-SNR classes"):
+        _refine(mics, tmp_path, options, replace(FAST, model="auto", rounds=1))
+    assert modes == [False, True]
+    assert not (tmp_path / "refine" / MODEL_NAME).exists()
+    assert not (tmp_path / "refine" / "round1").exists()  # no fine-tuning was started
+
+
+@pytest.mark.parametrize(
+    ("change", "taken"),
+    [({}, True), ({"model": "unet"}, False), ({"low_snr_fallback": False}, False)],
+)
+def test_the_low_snr_fallback_is_for_the_filter_and_can_be_turned_off(change, taken):
+    from cryosegnet.training.refine_loop import _low_snr_fallback
+
+    nothing = _judgement([(50, 50), (150, 50)], [False, False])
+    nothing = replace(nothing, kept_classes=[])
+    something = _judgement([(50, 50), (150, 50)], [True, False])
+    settings = replace(FAST, **change)
+    assert _low_snr_fallback(nothing, settings) is taken
+    assert _low_snr_fallback(something, settings) is False
+    low_snr = replace(settings, classify=replace(settings.classify, low_snr=True))
+    assert _low_snr_fallback(nothing, low_snr) is False  # already in that mode

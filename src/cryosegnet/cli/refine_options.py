@@ -73,7 +73,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULTS.classify.low_snr,
         help="--refine: classify each round's picks as classify --low-snr does (very weak "
         "particles, apoferritin-like: poses weighed by their posterior, picks judged by their "
-        "pose-marginalised evidence against the noise decoys)",
+        "pose-marginalised evidence against the noise decoys); without it the loop does so "
+        "by itself, for the radial filter only, when no class of the starting picks passes",
     )
     group.add_argument(
         "--keep-bad",

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -112,6 +113,13 @@ class RefineSettings:
         gets (see ``picks_per_class``). Its ``low_snr`` (``pick --refine-low-snr``) is for
         particles too weak to show a pose each (apoferritin): without it no class of their
         picks passes the selection, so the loop has nothing to train on.
+    low_snr_fallback : bool
+        When no class of the starting picks passes the selection and ``classify.low_snr`` is
+        off, classify them again with it on, and learn from them only with the radial filter,
+        where it sees the particles on most micrographs (else the loop refuses as before): so
+        ``pick --diameter 68 --refine`` works on apoferritin without ``--refine-low-snr``. Not
+        with ``model="unet"``: fine-tuned on the low-SNR classes of apoferritin's picks the
+        U-Net unlearnt the particles (best F1 0.600 -> 0.133 on the ``train`` split).
     picks_per_class : int
         Each round classifies its picks into about one class per this many picks, between
         ``min_classes`` and ``classify.n_classes``: a fine-tuned model picks far fewer, cleaner
@@ -172,6 +180,7 @@ class RefineSettings:
     bad_share: float = 0.2
     min_triage_picks: int = 5
     keep_bad: bool = False
+    low_snr_fallback: bool = True
     epochs: int = 4
     steps_per_epoch: int = 25
     lr: float = _FINETUNE.lr
@@ -624,7 +633,6 @@ def refine_picks(
     """
     from tqdm import tqdm
 
-    from cryosegnet.classification.pipeline import classify_picks
     from cryosegnet.model.checkpoint import export_model
     from cryosegnet.picking.batch import pick_batch
     from cryosegnet.training.finetune import finetune
@@ -648,23 +656,20 @@ def refine_picks(
     cache: _DenoisedCache | None = None
     failures: dict[str, str] = {}
 
-    def classify(round_: int, picks: Path) -> tuple[RoundJudgement, Path, float]:
-        folder = out / f"round{round_}" / "classes"
-        begun = time.monotonic()
-        n_classes = settings.classes_for(count_picks(picks))
-        classify_picks(
-            picks,
-            [str(p) for p in paths],
-            folder,
-            replace(settings.classify, n_classes=n_classes),
-            recentre=settings.recentre,
-            auto=True,
-            selection=settings.selection,
-            progress=progress,
+    judgement, classes, seconds = _classify_round(out, 0, source, paths, settings, progress)
+    fallback = _low_snr_fallback(judgement, settings)
+    if fallback:
+        say(
+            "refine: no class of the starting picks passes the selection; classifying them "
+            "again in low-SNR mode (as --refine-low-snr), for the radial filter only"
         )
-        return judge_classification(folder, settings), folder, time.monotonic() - begun
+        settings = replace(settings, classify=replace(settings.classify, low_snr=True))
+        shutil.rmtree(classes)
+        judgement, classes, seconds = _classify_round(out, 0, source, paths, settings, progress)
 
-    judgement, classes, seconds = classify(0, source)
+    def classify(round_: int, picks: Path) -> tuple[RoundJudgement, Path, float]:
+        return _classify_round(out, round_, picks, paths, settings, progress)
+
     rounds = [
         RefineRound(
             0,
@@ -698,9 +703,10 @@ def refine_picks(
 
     if not judgement.kept_classes or judgement.n_kept == 0:
         _write_record(out, settings, rounds, "no class kept", None, None)
+        mode = " (nor in low-SNR mode)" if fallback else ""
         raise CryoSegNetError(
             f"{classes}: no class of the {len(judgement.particles)} starting picks passes the "
-            "automatic selection, so there is nothing to train on and no model was written; "
+            f"automatic selection{mode}, so there is nothing to train on and no model was written; "
             "look at class_averages.png there (off-centre or wrong-size picks make blurred "
             "averages: try --diameter), or select classes by hand with cryosegnet select"
         )
@@ -717,6 +723,16 @@ def refine_picks(
         )
         if isinstance(radial, RefineSummary):
             return radial
+        if fallback:
+            _write_record(
+                out, settings, rounds, "low-SNR classes: the filter does not fit", None, None
+            )
+            raise CryoSegNetError(
+                f"{classes}: only in low-SNR mode do classes of the starting picks pass the "
+                "selection, and the radial filter learnt from them sees particles on few "
+                "micrographs; the U-Net is not fine-tuned on low-SNR classes, so nothing was "
+                "written: try --diameter, or --refine-low-snr --refine-model unet"
+            )
         auto_choice = radial
         say("refine: fine-tuning the U-Net instead (--refine-model auto)")
     else:
@@ -963,6 +979,45 @@ def _fit_radial(judgement: RoundJudgement, images: _Micrographs, settings: Refin
         sample, positives, judgement.diameter_px, seed=settings.seed, settings=settings.radial
     )
     return radial, sample
+
+
+def _classify_round(
+    out: Path,
+    round_: int,
+    picks: Path,
+    paths: Sequence[Path],
+    settings: RefineSettings,
+    progress: bool,
+) -> tuple[RoundJudgement, Path, float]:
+    """Classify one round's picks into ``out/round<r>/classes`` and judge them; the seconds."""
+    from cryosegnet.classification.pipeline import classify_picks
+
+    folder = out / f"round{round_}" / "classes"
+    begun = time.monotonic()
+    n_classes = settings.classes_for(count_picks(picks))
+    classify_picks(
+        picks,
+        [str(p) for p in paths],
+        folder,
+        replace(settings.classify, n_classes=n_classes),
+        recentre=settings.recentre,
+        auto=True,
+        selection=settings.selection,
+        progress=progress,
+    )
+    return judge_classification(folder, settings), folder, time.monotonic() - begun
+
+
+def _low_snr_fallback(judgement: RoundJudgement, settings: RefineSettings) -> bool:
+    """Whether round 0 is classified again in low-SNR mode: nothing kept, the mode was off,
+    the fallback is on and the radial filter may learn (see ``RefineSettings.low_snr_fallback``)."""
+    nothing_kept = not judgement.kept_classes or judgement.n_kept == 0
+    return bool(
+        nothing_kept
+        and settings.low_snr_fallback
+        and not settings.classify.low_snr
+        and settings.model in ("radial", "auto")
+    )
 
 
 def _refine_radial(
