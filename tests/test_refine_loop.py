@@ -619,3 +619,21 @@ def test_the_low_snr_fallback_is_for_the_filter_and_can_be_turned_off(change, ta
     assert _low_snr_fallback(something, settings) is False
     low_snr = replace(settings, classify=replace(settings.classify, low_snr=True))
     assert _low_snr_fallback(nothing, low_snr) is False  # already in that mode
+
+
+@pytest.mark.parametrize("centred", [False, True])
+def test_pick_refine_told_the_size_suggests_centring_when_nothing_is_kept(
+    tmp_path, monkeypatch, capsys, centred
+):
+    from cryosegnet.cli import refine_options
+
+    strict = replace(FAST, selection=SelectionSettings(min_contrast=1e9))
+    monkeypatch.setattr(refine_options, "DEFAULTS", strict)
+    mics, options = _session(tmp_path)
+    args = ["pick", str(mics[0].parent), "-o", str(tmp_path / "picks"), "--device", "cpu"]
+    args += ["--model", str(options["model"]), "--stage", "log", "--diameter", str(DIAMETER)]
+    args += ["--refine", str(tmp_path / "refine"), "--no-progress"]
+    assert main([*args, "--centre-picks"] if centred else args) != 0
+    error = capsys.readouterr().err
+    assert "nothing to train on" in error
+    assert ("try --centre-picks" in error) is not centred

@@ -40,6 +40,13 @@ class CoordinateFileError(CryoSegNetError):
         super().__init__(f"{self.path}: {problem}")
 
 
+class NothingToLearnError(CryoSegNetError):
+    """The label-free refinement loop found no kept particle to learn from.
+
+    It wrote no model; the command line adds what the user may change.
+    """
+
+
 class SettingsError(CryoSegNetError, ValueError):
     """Options that cannot work together (an option that cannot apply is an error)."""
 

@@ -14,7 +14,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from cryosegnet.errors import CryoSegNetError
+from cryosegnet.errors import CryoSegNetError, NothingToLearnError
 from cryosegnet.picking.job import PickJob
 from cryosegnet.training.refine_loop import (
     MODEL_NAME,
@@ -170,18 +170,24 @@ def refine_after(args: argparse.Namespace, code: int, job: PickJob) -> int:
         spec = job.picker
         return dataclasses.replace(spec, model=str(model) if model else spec.model).build()
 
-    summary = refine_picks(
-        list(job.inputs),
-        job.output,
-        args.refine,
-        make_picker,
-        start_model=job.picker.model,
-        settings=settings,
-        pick_options=pick_options,
-        device=job.picker.device or "auto",
-        progress=job.progress and sys.stderr.isatty(),
-        log_fn=lambda line: print(line, file=sys.stderr),
-    )
+    try:
+        summary = refine_picks(
+            list(job.inputs),
+            job.output,
+            args.refine,
+            make_picker,
+            start_model=job.picker.model,
+            settings=settings,
+            pick_options=pick_options,
+            device=job.picker.device or "auto",
+            progress=job.progress and sys.stderr.isatty(),
+            log_fn=lambda line: print(line, file=sys.stderr),
+        )
+    except NothingToLearnError as exc:
+        if args.diameter and not args.centre_picks:
+            # told the size, a dark-blob pick on a hollow particle still lies on its rim
+            raise NothingToLearnError(f"{exc}; with --diameter given, try --centre-picks") from exc
+        raise
     print(summary.text(), file=sys.stderr)
     for name, problem in summary.failures.items():
         print(f"FAILED {name}: {problem}", file=sys.stderr)

@@ -53,7 +53,7 @@ import numpy as np
 import pandas as pd
 
 from cryosegnet.classification.settings import ClassifySettings, SelectionSettings
-from cryosegnet.errors import CryoSegNetError, SettingsError, first_line
+from cryosegnet.errors import CryoSegNetError, NothingToLearnError, SettingsError, first_line
 from cryosegnet.training.dataset import TrainingSample
 from cryosegnet.training.finetune import finetune_config, round_config
 from cryosegnet.training.radial_filter import RadialFilterSettings
@@ -627,9 +627,11 @@ def refine_picks(
 
     Raises
     ------
+    NothingToLearnError
+        When no class passes the selection on the starting picks (nothing to train on), or
+        only in low-SNR mode and the radial filter learnt from them does not fit.
     CryoSegNetError
-        When no class passes the selection on the starting picks (nothing to train on), the
-        picks are too few to classify, or the folders overlap.
+        When the picks are too few to classify, or the folders overlap.
     """
     from tqdm import tqdm
 
@@ -704,7 +706,7 @@ def refine_picks(
     if not judgement.kept_classes or judgement.n_kept == 0:
         _write_record(out, settings, rounds, "no class kept", None, None)
         mode = " (nor in low-SNR mode)" if fallback else ""
-        raise CryoSegNetError(
+        raise NothingToLearnError(
             f"{classes}: no class of the {len(judgement.particles)} starting picks passes the "
             f"automatic selection{mode}, so there is nothing to train on and no model was written; "
             "look at class_averages.png there (off-centre or wrong-size picks make blurred "
@@ -727,7 +729,7 @@ def refine_picks(
             _write_record(
                 out, settings, rounds, "low-SNR classes: the filter does not fit", None, None
             )
-            raise CryoSegNetError(
+            raise NothingToLearnError(
                 f"{classes}: only in low-SNR mode do classes of the starting picks pass the "
                 "selection, and the radial filter learnt from them sees particles on few "
                 "micrographs; the U-Net is not fine-tuned on low-SNR classes, so nothing was "
