@@ -13,31 +13,25 @@ class CryoSegNetError(Exception):
     """Base class: ``str(error)`` is the single line shown to the user."""
 
 
-class MicrographError(CryoSegNetError):
+class _FileError(CryoSegNetError):
+    """A problem with one file: the message is ``"<path>: <problem>"``, both kept."""
+
+    def __init__(self, path: str | os.PathLike, problem: str) -> None:
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+class MicrographError(_FileError):
     """A micrograph that cannot be read or processed."""
 
-    def __init__(self, path: str | os.PathLike, problem: str) -> None:
-        self.path = str(path)
-        self.problem = problem
-        super().__init__(f"{self.path}: {problem}")
 
-
-class CheckpointError(CryoSegNetError):
+class CheckpointError(_FileError):
     """A model or SAM checkpoint that is missing, corrupt or of the wrong kind."""
 
-    def __init__(self, path: str | os.PathLike, problem: str) -> None:
-        self.path = str(path)
-        self.problem = problem
-        super().__init__(f"{self.path}: {problem}")
 
-
-class CoordinateFileError(CryoSegNetError):
+class CoordinateFileError(_FileError):
     """A coordinate file that cannot be parsed."""
-
-    def __init__(self, path: str | os.PathLike, problem: str) -> None:
-        self.path = str(path)
-        self.problem = problem
-        super().__init__(f"{self.path}: {problem}")
 
 
 class NothingToLearnError(CryoSegNetError):
