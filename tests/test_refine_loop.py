@@ -79,8 +79,9 @@ def _picker_factory(options: dict):
     return lambda model: Picker(**{**options, "model": model or options["model"]})
 
 
-def _refine(mics, root, options, settings):
-    """The loop on ``root/picks`` into ``root/refine``, from the session's model, quietly."""
+def _refine(mics, root, options, settings, log_fn=lambda line: None):
+    """The loop on ``root/picks`` into ``root/refine``, from the session's model (quietly,
+    unless ``log_fn`` takes its lines)."""
     return refine_picks(
         mics,
         root / "picks",
@@ -89,7 +90,7 @@ def _refine(mics, root, options, settings):
         start_model=options["model"],
         settings=settings,
         device="cpu",
-        log_fn=lambda line: None,
+        log_fn=log_fn,
     )
 
 
@@ -545,10 +546,15 @@ def test_the_summary_says_which_judge_flagged_each_micrograph(tmp_path):
     assert "not lopsided towards particles): 1 micrograph(s): copy" in text
 
 
-def _normal_mode_keeps_nothing(monkeypatch, modes: list[bool]) -> None:
-    """Round 0's classification keeps no class unless it ran in low-SNR mode (``modes``: the
-    mode of every classification judged, in order)."""
+def _picked_and_kept_only_in_low_snr_mode(root: Path, monkeypatch, session) -> tuple:
+    """``session``'s micrographs picked into ``root/picks``; their classifications keep no
+    class unless run in low-SNR mode. The micrographs, picker options, and the mode of every
+    classification judged, in order (filled as the loop runs)."""
     from cryosegnet.training import refine_loop
+
+    mics, options = session(root)
+    pick_batch(Picker(**options), mics, root / "picks", progress=False)
+    modes: list[bool] = []
 
     judge = refine_loop.judge_classification
 
@@ -561,6 +567,7 @@ def _normal_mode_keeps_nothing(monkeypatch, modes: list[bool]) -> None:
         return replace(judgement, particles=particles, kept_classes=[])
 
     monkeypatch.setattr(refine_loop, "judge_classification", strict_unless_low_snr)
+    return mics, options, modes
 
 
 def test_with_no_class_kept_the_loop_classifies_again_in_low_snr_mode_for_the_filter(
@@ -568,21 +575,11 @@ def test_with_no_class_kept_the_loop_classifies_again_in_low_snr_mode_for_the_fi
 ):
     import json
 
-    mics, options = _round_session(tmp_path)
-    pick_batch(Picker(**options), mics, tmp_path / "picks", progress=False)
-    modes: list[bool] = []
-    _normal_mode_keeps_nothing(monkeypatch, modes)
-    said: list[str] = []
-    summary = refine_picks(
-        mics,
-        tmp_path / "picks",
-        tmp_path / "refine",
-        _picker_factory(options),
-        start_model=options["model"],
-        settings=replace(FAST, model="auto"),
-        device="cpu",
-        log_fn=said.append,
+    mics, options, modes = _picked_and_kept_only_in_low_snr_mode(
+        tmp_path, monkeypatch, _round_session
     )
+    said: list[str] = []
+    summary = _refine(mics, tmp_path, options, replace(FAST, model="auto"), said.append)
     assert modes == [False, True]
     assert any("again in low-SNR mode" in line for line in said)
     assert summary.model_kind == "radial" and summary.n_picks > 0
@@ -593,10 +590,7 @@ def test_with_no_class_kept_the_loop_classifies_again_in_low_snr_mode_for_the_fi
 def test_the_low_snr_fallback_refuses_rather_than_fine_tune_where_the_filter_does_not_fit(
     tmp_path, monkeypatch
 ):
-    mics, options = _session(tmp_path)
-    pick_batch(Picker(**options), mics, tmp_path / "picks", progress=False)
-    modes: list[bool] = []
-    _normal_mode_keeps_nothing(monkeypatch, modes)
+    mics, options, modes = _picked_and_kept_only_in_low_snr_mode(tmp_path, monkeypatch, _session)
     with pytest.raises(CryoSegNetError, match="the U-Net is not fine-tuned on low-SNR classes"):
         _refine(mics, tmp_path, options, replace(FAST, model="auto", rounds=1))
     assert modes == [False, True]
