@@ -108,8 +108,8 @@ class RadialFilterSettings:
         non-maximum suppression). Particles in one layer of ice seldom come closer than a
         diameter (95 % of the apoferritin ``train`` labels' nearest neighbours are 0.95
         diameters away or more), while a crowded field's response has maxima between touching
-        particles and a second one on some particles. 0.9 (at most ``separation``: none is
-        crowded). With the loop's filter on that split, learnt without labels, it moved best
+        particles and a second one on some particles. 0.9 (at or below ``separation`` no pick
+        is crowded). With the loop's filter on that split, learnt without labels, it moved best
         F1 / AUPRC over every candidate from 0.631 / 0.634 to 0.677 / 0.679, and F1 at the
         threshold from 0.576 to 0.676 (picks dropped at 0.9 instead: 0.677 / 0.590); on
         simulated fields with junk (particles 0.85-1.1 diameters apart or more), in the loop,
