@@ -34,3 +34,22 @@ def test_the_version_is_defined_once(capsys):
     with pytest.raises(SystemExit):
         cli_main.main(["--version"])
     assert capsys.readouterr().out.strip() == f"cryosegnet {cryosegnet.__version__}"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["classify", "picks", "-o", "out", "a.mrc", "b.mrc"],
+        ["classify", "-o", "out", "picks", "a.mrc", "b.mrc"],
+        ["classify", "picks", "a.mrc", "-o", "out", "b.mrc"],
+    ],
+)
+def test_positionals_may_follow_options(argv):
+    args = cli_main.build_parser().parse_args(argv)
+    assert (args.picks, args.output, args.micrographs) == ("picks", "out", ["a.mrc", "b.mrc"])
+
+
+def test_relion_arguments_still_pass_through_untouched():
+    argv = ["relion-external", "--o", "job/", "--in_mics", "m.star", "--diameter", "120A"]
+    args = cli_main.build_parser().parse_args(argv)
+    assert args.relion_args == argv[1:]

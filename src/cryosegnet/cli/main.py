@@ -72,6 +72,26 @@ def _with_defaults(formatter: Any) -> Any:
     return type(f"Defaults{formatter.__name__}", (_DefaultsHelp, formatter), {})
 
 
+class _IntermixedParser(argparse.ArgumentParser):
+    """A subcommand's parser that takes its positionals between and after options.
+
+    Why: ``cryosegnet classify PICKS -o OUT MICROGRAPHS...`` is how a scientist types it (and
+    how shells expand globs after options), yet plain argparse stops filling positionals at
+    the first option and rejects what follows as "unrecognized arguments".
+    """
+
+    _intermixing = False
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        if self._intermixing:  # the intermixed parse's own inner passes
+            return super().parse_known_args(args, namespace)
+        self._intermixing = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._intermixing = False
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cryosegnet",
@@ -79,7 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
         "instance masks -> post-processing -> RELION/CryoSPARC STAR.",
     )
     parser.add_argument("--version", action="version", version=f"cryosegnet {__version__}")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers = parser.add_subparsers(
+        dest="command", metavar="COMMAND", parser_class=_IntermixedParser
+    )
     for name in SUBCOMMAND_MODULES:
         # A missing module is a broken install or a typo here: fail, never drop a command.
         module = importlib.import_module(f"cryosegnet.cli.{name}")
