@@ -8,6 +8,7 @@ time: ``bench_distributed.py`` sets its thread variables before those load.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -69,6 +70,21 @@ def results_json(args, name: str) -> Path:
         path = (QUICK_RESULTS if args.quick else RESULTS) / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def write_results(path: Path | str, record: dict, table: str, indent: int = 1) -> None:
+    """Write a bench's ``record`` as JSON at ``path`` and its ``table`` as Markdown beside it.
+
+    Each file is written whole or not at all (a temp file renamed over it), so a bench killed
+    mid-write keeps its previous figures rather than a half-written file.
+    """
+    from cryosegnet.io.atomic import atomic_write
+
+    path = Path(path)
+    with atomic_write(path) as handle:
+        handle.write(json.dumps(record, indent=indent) + "\n")
+    with atomic_write(path.with_suffix(".md")) as handle:
+        handle.write(table)
 
 
 def wait_with_deadline(

@@ -41,6 +41,7 @@ from benchlib import (
     cryosegnet_command,
     results_json,
     run_timed,
+    write_results,
 )
 
 #: Scratch folder of the runs (simulations, picks, classifications); ``CLASSIFY_BENCH_WORK``
@@ -1053,8 +1054,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(results["relion_comparison"], indent=1))
     # Read the file only now: a long part (RELION) may run beside shorter ones.
     results = {**(json.loads(path.read_text()) if path.is_file() else {}), **results}
-    path.write_text(json.dumps(results, indent=2) + "\n")
-    path.with_suffix(".md").write_text(markdown(results))
+    write_results(path, results, markdown(results), indent=2)
     print(f"wrote {path}")
     return 0
 

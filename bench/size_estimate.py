@@ -28,6 +28,7 @@ from benchlib import (
     fmt,
     results_json,
     score_prepared,
+    write_results,
 )
 
 from cryosegnet import Picker
@@ -122,8 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         "rows": rows,
         "unlabelled": unlabelled,
     }
-    json_path.write_text(json.dumps(record, indent=1) + "\n")
-    json_path.with_suffix(".md").write_text(markdown(record))
+    write_results(json_path, record, markdown(record))
     print(markdown(record))
     return 0
 

@@ -39,7 +39,15 @@ import sys
 import time
 
 import numpy as np
-from benchlib import SHARED, add_bench_options, apoferritin_labels, command_line, fmt, results_json
+from benchlib import (
+    SHARED,
+    add_bench_options,
+    apoferritin_labels,
+    command_line,
+    fmt,
+    results_json,
+    write_results,
+)
 
 PARTS = ("sim", "train", "ucsf", "test")
 DEFAULT_PARTS = ("sim", "train", "ucsf")
@@ -309,8 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     order = {p: i for i, p in enumerate(PARTS)}
     rows = sorted(kept + rows, key=lambda r: order[_part(r["set"])])
     record = {"command": command_line(args), "quick": args.quick, "rows": rows}
-    json_path.write_text(json.dumps(record, indent=1) + "\n")
-    json_path.with_suffix(".md").write_text(markdown(record))
+    write_results(json_path, record, markdown(record))
     print(markdown(record))
     return 0
 

@@ -30,10 +30,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/: benchlib
 
 import argparse
-import json
 
 import numpy as np
-from benchlib import REPO, RESULTS, apoferritin_labels, command_line
+from benchlib import REPO, RESULTS, apoferritin_labels, command_line, write_results
 
 LOOP_FILTER = (
     REPO
@@ -118,9 +117,7 @@ def main() -> int:
         print(f"missing {LOOP_FILTER.relative_to(REPO)}: run bench/refine.py --parts apoferritin")
         return 1
     record = {"command": command_line(), "rows": rows()}
-    path = Path(args.json)
-    path.write_text(json.dumps(record, indent=1) + "\n")
-    path.with_suffix(".md").write_text(markdown(record))
+    write_results(args.json, record, markdown(record))
     print(markdown(record))
     return 0
 

@@ -91,7 +91,7 @@ import json
 import cv2
 import numpy as np
 import pandas as pd
-from benchlib import REPO, RESULTS, SHARED, apoferritin_labels, fmt
+from benchlib import REPO, RESULTS, SHARED, apoferritin_labels, fmt, write_results
 from scipy import ndimage
 
 NAME = "radial_template"
@@ -450,8 +450,7 @@ def main() -> int:
         "python bench/studies/radial_template.py --parts "
         "train,sims,test,classes_train,classes_test,units"
     )
-    path.write_text(json.dumps(results, indent=1) + "\n")
-    path.with_suffix(".md").write_text(table(results))
+    write_results(path, results, table(results))
     return 0
 
 

@@ -32,11 +32,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/: benchlib
 
 import argparse
-import json
 
 import numpy as np
 import pandas as pd
-from benchlib import REPO, RESULTS, apoferritin_labels, command_line
+from benchlib import REPO, RESULTS, apoferritin_labels, command_line, write_results
 
 #: The refinement bench's runs of the centred picks, and the loop variant that learnt a filter.
 RUNS = REPO / "runs" / "refine"
@@ -146,9 +145,7 @@ def main() -> int:
     args = parser.parse_args()
     splits = [study("train", RADII), study("test", (0.0, CHOSEN_RADIUS))]
     record = {"command": command_line(), "chosen_radius": CHOSEN_RADIUS, "splits": splits}
-    path = Path(args.json)
-    path.write_text(json.dumps(record, indent=1) + "\n")
-    path.with_suffix(".md").write_text(markdown(record))
+    write_results(args.json, record, markdown(record))
     print(markdown(record))
     return 0
 

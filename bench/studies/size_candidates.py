@@ -58,6 +58,7 @@ from benchlib import (
     command_line,
     fmt,
     score_prepared,
+    write_results,
 )
 from scipy.spatial import cKDTree
 
@@ -252,8 +253,7 @@ def main() -> int:
         print(json.dumps(row), flush=True)
         rows.append(row)
     record = {"command": command_line(), "rows": rows, "pooled": pooled(), "scored": scored()}
-    Path(args.json).write_text(json.dumps(record, indent=1) + "\n")
-    Path(args.json).with_suffix(".md").write_text(markdown(record))
+    write_results(args.json, record, markdown(record))
     print(markdown(record))
     return 0
 

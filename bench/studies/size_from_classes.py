@@ -38,7 +38,7 @@ import time
 
 import numpy as np
 import torch
-from benchlib import RESULTS, SHARED, apoferritin_labels, command_line
+from benchlib import RESULTS, SHARED, apoferritin_labels, command_line, write_results
 
 from cryosegnet import Picker
 from cryosegnet.classification.classify2d import classify_particles, rotational_average
@@ -164,9 +164,7 @@ def main() -> int:
         )
         rows.append(row)
     record = {"command": command_line(), "quick": args.quick, "rows": rows}
-    path = Path(args.json)
-    path.write_text(json.dumps(record, indent=1) + "\n")
-    path.with_suffix(".md").write_text(markdown(record))
+    write_results(args.json, record, markdown(record))
     print(markdown(record))
     return 0
 
