@@ -253,6 +253,13 @@ def levers(notes: list[str]) -> list[dict]:
                     lever(goal, split, what, figures["half"], base["half"], "radial_template")
                 )
     rows += loop_levers()
+    richer = load("richer_model")  # re-scorings of the loop's filter, beside that filter
+    if richer:
+        base = richer["rows"][0]
+        for row in richer["rows"][1:]:
+            goal = 3 if "labels" in row["variant"] else 2
+            what = f"loop filter's candidates: {row['variant']}"
+            rows.append(lever(goal, "apoferritin train", what, row, base, "richer_model"))
     target = load("finetune_target")
     if target:
         view = {
