@@ -13,7 +13,13 @@ Decided (2026-12-05): see ``RadialFilterSettings.lowpass``. The filter was first
 the micrograph low-passed at sigma d/45 (the ``radial_template.py`` study, with labels), which
 keeps the particle's edge but leaves the ring means of a few hundred positives noisy. Stronger
 low-passes were tried in the loop (and a wider reach, 1 d instead of 0.7 d: it helped
-apoferritin and cost the simulations). What it showed is in bench/results/radial_lowpass.md.
+apoferritin and cost the simulations). What it showed (bench/results/radial_lowpass.md): on
+the simulations the written picks rise from d/45 to a plateau at d/12-d/10 (best F1 / AUPRC
+0.531 / 0.305 -> 0.560 / 0.333 and 0.562 / 0.331; a quarter diameter 0.398 -> 0.489 and
+0.506) and fall at d/7 (0.525 / 0.304); on apoferritin ``train`` best F1 stays at 0.674-0.678
+up to d/10 (every candidate ranked 0.677 / 0.679 -> 0.684 / 0.685 at d/12) and falls at d/7
+(0.658). d/12 was chosen, the plateau's side away from that fall. A reach of 1 d gained
+apoferritin 0.004-0.020 and cost the simulations 0.012: not taken.
 """
 
 from __future__ import annotations
