@@ -140,7 +140,8 @@ class RadialFilterSettings:
         A micrograph with fewer than this many times as many pixels in the upper tail as in
         the lower one shows nothing the filter matches: it is judged empty (1.5: on the
         apoferritin ``train`` split, with a filter learnt there without labels, the real
-        micrographs' ratios were 1.75-4.1 and their phase-randomised copies' 0.60-1.23).
+        micrographs' ratios were 1.75-4.1 and their phase-randomised copies' 0.60-1.23; with the
+        d/12 ``lowpass``, 1.84-4.07 and 0.62-1.30).
     score_units : str
         What a score is measured against. ``batch``: one scale for the whole batch (0: the
         random places' mean response, 1: the positives'). ``micrograph``: each micrograph's
