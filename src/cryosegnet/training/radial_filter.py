@@ -101,7 +101,10 @@ class RadialFilterSettings:
         diameter 0.561 -> 0.570). 1/10 did as well on both; 1/7 fell on both (0.525 and 0.658).
     background : float
         Gaussian sigma of the background removed (0.9: ice-thickness gradients and carbon
-        edges, wider than a particle).
+        edges, wider than a particle). Wider ones (1.5-10) lifted the loop's picks on simulated
+        fields with junk and left apoferritin unchanged, but the filter then saw no particle on
+        the simulations (so ``auto`` would not keep it), and no labelled real set here has
+        gradients to check them on (``bench/studies/radial_lowpass.py``): not adopted.
     random_places : int
         Random places per micrograph at which the noise's mean and covariance are measured.
     shrinkage : float
