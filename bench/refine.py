@@ -484,6 +484,31 @@ def negatives(quick: bool, seed: int, n_sims: int | None, settings, reuse: bool)
     return runs
 
 
+#: The phase-randomised copies mixed into the apoferritin batches.
+DECOYS = WORK / "apoferritin_decoys"
+#: The loop variant whose radial filter the frozen studies read.
+RADIAL_VARIANT = "low-SNR, radial filter, micrograph units"
+
+
+def apoferritin_set_name(split: str, options_name: str, quick: bool = False) -> str:
+    """The folder (under ``WORK``) of one apoferritin split picked with ``options_name``."""
+    return f"apoferritin_{split}{'_quick' if quick else ''}_{options_name.replace(' ', '')}"
+
+
+def variant_slug(variant: str) -> str:
+    """The folder name of a :data:`LOOP_VARIANTS` entry."""
+    return variant.replace(", ", "_").replace(" ", "_")
+
+
+def apoferritin_refine_folder(
+    split: str = "train",
+    options_name: str = "diameter 68, centre-picks",
+    variant: str = RADIAL_VARIANT,
+) -> Path:
+    """One apoferritin run's ``pick --refine`` output (its ``radial_filter.json``, ``round0``)."""
+    return WORK / apoferritin_set_name(split, options_name) / variant_slug(variant) / "refine"
+
+
 def _with_decoys(paths: list[Path], labels: dict, n: int) -> tuple[list[Path], dict, list[str]]:
     """``paths`` plus phase-randomised copies of the first ``n`` (empty labels)."""
     import sys
@@ -496,7 +521,7 @@ def _with_decoys(paths: list[Path], labels: dict, n: int) -> tuple[list[Path], d
 
     from cryosegnet.io.micrographs import read_micrograph
 
-    folder = WORK / "apoferritin_decoys"
+    folder = DECOYS
     folder.mkdir(parents=True, exist_ok=True)
     decoys = []
     for k, path in enumerate(paths[:n]):
@@ -545,7 +570,7 @@ LOOP_VARIANTS: dict[str, dict] = {
 
 
 #: The loop variant also measured on the default picker's picks (size estimated).
-RADIAL_ON_DEFAULT = "low-SNR, radial filter, micrograph units"
+RADIAL_ON_DEFAULT = RADIAL_VARIANT
 
 
 def variant_settings(settings, change: dict):
@@ -567,11 +592,10 @@ def apoferritin(
         paths = paths[:4]
         labels = {p.stem: labels[p.stem] for p in paths}
     paths, labels, decoys = _with_decoys(paths, labels, min(N_DECOYS, len(paths)))
-    name = f"apoferritin_{split}{'_quick' if quick else ''}_{options_name.replace(' ', '')}"
+    name = apoferritin_set_name(split, options_name, quick)
     options = PICKER_OPTIONS[options_name]
     chosen = variant_settings(settings, LOOP_VARIANTS[variant])
-    slug = variant.replace(", ", "_").replace(" ", "_")
-    return run_loop(name, slug, paths, labels, chosen, options, reuse, decoys)
+    return run_loop(name, variant_slug(variant), paths, labels, chosen, options, reuse, decoys)
 
 
 def _apoferritin_key(split: str, options: str, variant: str) -> str:

@@ -20,6 +20,9 @@ AUPRC 0.677 / 0.679 against 0.677 / 0.680 and 0.676 / 0.681; at a quarter diamet
 three), so more or better positives will not move it; a richer model
 would (Topaz's network, trained on the same 12 micrographs' labels, reached 0.615 best F1 on
 ``test``: ``bench/few_label.py``), or labelled real micrographs of other proteins to learn one.
+The results file keeps those figures (filter low-passed at d/45). Re-run after the low-pass
+became d/12 (``bench/studies/radial_lowpass.py``), the same three gave 0.684 / 0.685, 0.682 /
+0.686 and 0.683 / 0.682 (d/4 0.570, 0.580, 0.579): the same conclusion.
 """
 
 from __future__ import annotations
@@ -33,16 +36,9 @@ import argparse
 
 import numpy as np
 from benchlib import REPO, RESULTS, apoferritin_labels, command_line, write_results
+from refine import apoferritin_refine_folder
 
-LOOP_FILTER = (
-    REPO
-    / "runs"
-    / "refine"
-    / "apoferritin_train_diameter68,centre-picks"
-    / "low-SNR_radial_filter_micrograph_units"
-    / "refine"
-    / "radial_filter.json"
-)
+LOOP_FILTER = apoferritin_refine_folder("train") / "radial_filter.json"
 DIAMETER = 68.0
 FOLDS = 3
 KEYS = ("best_f1", "auprc", "best_f1_quarter", "auprc_quarter", "f1")

@@ -99,12 +99,12 @@ def apoferritin_train(tag: str, change: dict) -> dict:
 
     paths, labels = apoferritin_labels("train")
     paths, labels, decoys = bench._with_decoys(paths, labels, bench.N_DECOYS)
-    variant = "low-SNR, radial filter, micrograph units"
+    variant, options_name = bench.RADIAL_VARIANT, "diameter 68, centre-picks"
     chosen = bench.variant_settings(RefineSettings(), bench.LOOP_VARIANTS[variant])
     chosen = replace(chosen, radial=replace(chosen.radial, **change))
-    options = bench.PICKER_OPTIONS["diameter 68, centre-picks"]
-    folder = f"{variant.replace(', ', '_').replace(' ', '_')}_{tag}"
-    name = "apoferritin_train_diameter68,centre-picks"
+    options = bench.PICKER_OPTIONS[options_name]
+    folder = f"{bench.variant_slug(variant)}_{tag}"
+    name = bench.apoferritin_set_name("train", options_name)
     return _figures(bench.run_loop(name, folder, paths, labels, chosen, options, True, decoys))
 
 

@@ -48,16 +48,9 @@ import argparse
 import numpy as np
 import pandas as pd
 from benchlib import REPO, RESULTS, apoferritin_labels, command_line, write_results
+from refine import DECOYS, apoferritin_refine_folder
 
-LOOP = (
-    REPO
-    / "runs"
-    / "refine"
-    / "apoferritin_train_diameter68,centre-picks"
-    / "low-SNR_radial_filter_micrograph_units"
-    / "refine"
-)
-DECOYS = REPO / "runs" / "refine" / "apoferritin_decoys"
+LOOP = apoferritin_refine_folder("train")
 BIN = 2
 HALF = 28  # binned pixels: a patch of 57 binned = 114 micrograph pixels, 1.7 diameters
 NEGATIVES = 8000
@@ -192,9 +185,10 @@ def rows() -> list[dict]:
     def scored_by(net, held=stems) -> dict:
         return {s: cnn_scores(net, patches, s, candidates[s][["x", "y"]]) for s in held}
 
-    kept = pd.read_csv(LOOP / "round0" / "classes" / "particles.csv")
-    kept["stem"] = [Path(m).stem for m in kept["micrograph"]]
-    kept = kept[kept["auto_kept"].to_numpy(bool) & kept["stem"].isin(images).to_numpy(bool)]
+    particles = pd.read_csv(LOOP / "round0" / "classes" / "particles.csv")
+    particles["stem"] = [Path(m).stem for m in particles["micrograph"]]
+    on_real = particles["stem"].isin(images).to_numpy(bool)
+    kept = particles[particles["auto_kept"].to_numpy(bool) & on_real]
     positives = {
         s: r[["recentred_x", "recentred_y"]].to_numpy(float) for s, r in kept.groupby("stem")
     }
@@ -212,7 +206,7 @@ def rows() -> list[dict]:
         centres = {s: labels[s][["x", "y"]].to_numpy(float) for s in taught}
         cnn.update(scored_by(train_cnn(patches, centres, taught, 12), held))
     out += cnn_rows(f"labels, {FOLDS}-fold by micrograph", candidates, cnn, labels)
-    out.append(refit_without_copies(loop, images, labels))
+    out.append(refit_without_copies(loop, particles, images, labels))
     out += per_micrograph(images, labels)
     return out
 
@@ -255,14 +249,13 @@ def per_micrograph(images: dict, labels: dict) -> list[dict]:
     ]
 
 
-def refit_without_copies(loop, images: dict, labels: dict) -> dict:
-    """The loop's filter refitted on its kept picks less those on micrographs it judges empty."""
+def refit_without_copies(loop, particles: pd.DataFrame, images: dict, labels: dict) -> dict:
+    """The loop's filter refitted on its kept picks (``particles``: round 0's classified picks,
+    with their ``stem``) less those on micrographs it judges empty."""
     from cryosegnet.io.micrographs import read_micrograph
     from cryosegnet.training.radial_filter import RadialFilter
     from cryosegnet.training.refine_loop import RefineSettings
 
-    particles = pd.read_csv(LOOP / "round0" / "classes" / "particles.csv")
-    particles["stem"] = [Path(m).stem for m in particles["micrograph"]]
     batch = dict(images)
     for stem in particles["stem"].unique():
         if stem not in batch:
