@@ -5,6 +5,7 @@ before the units were an option loads in batch units)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import cv2
@@ -186,6 +187,52 @@ def test_crowded_picks_rank_after_every_uncrowded_one_and_only_those_pass_the_th
     written = radial.pick_response(response)
     assert len(written) and (written["score"] >= radial.threshold).all()
     assert written.equals(every[every["score"] >= radial.threshold].reset_index(drop=True))
+
+
+def test_particles_cut_by_the_edge_are_picked_but_none_nearer_than_the_border(field):
+    images, centres = field
+    radial = RadialFilter.fit(images, centres, DIAMETER, seed=0)
+    earlier = dataclasses.replace(
+        radial, settings=dataclasses.replace(radial.settings, border=1 / 3)
+    )
+    xy = centres["m0"]
+    # particles with no other within 1.5 diameters, each cut by the left edge d/6 from its centre
+    apart = [c for c in xy if np.sort(np.hypot(*(xy - c).T))[1] > 1.5 * DIAMETER]
+    apart = [c for c in apart if DIAMETER < c[1] < 384 - DIAMETER and c[0] > DIAMETER]
+    found, found_before = [], []
+    for cx, cy in apart:
+        left = int(round(cx - DIAMETER / 6))
+        cut = np.ascontiguousarray(images["m0"][:, left:])
+        for filter_, hits in ((radial, found), (earlier, found_before)):
+            picks = filter_.pick(cut)
+            margin = int(filter_.settings.border * DIAMETER)
+            assert (picks[["x", "y"]].to_numpy() >= margin).all()
+            hits.append((np.hypot(picks["x"] - (cx - left), picks["y"] - cy) < DIAMETER / 4).any())
+    assert len(apart) >= 5
+    # half or more are picked (the pick within d/4 of the centre); the earlier margin of d/3
+    # kept nearly all of them out
+    assert np.mean(found) >= 0.5
+    assert np.mean(found) > np.mean(found_before) + 0.3
+
+
+def test_the_tail_ratio_keeps_its_margin_whatever_the_picks_border(field):
+    images, centres = field
+    radial = RadialFilter.fit(images, centres, DIAMETER, seed=0)
+    response = radial.response(images["m0"])
+    picks_nearer = dataclasses.replace(
+        radial, settings=dataclasses.replace(radial.settings, border=0.0)
+    )
+    assert picks_nearer.tail_ratio(response) == radial.tail_ratio(response)
+    margin = int(radial.settings.tail_border * DIAMETER)
+    inner = response[margin:-margin, margin:-margin]
+    from cryosegnet.postprocessing.empty_micrographs import response_asymmetry
+
+    assert radial.tail_ratio(response) == response_asymmetry(inner, radial.settings.empty_level)
+    # a file written before the margin was its own read the ratio inside its border
+    old = {**radial.to_dict(), "format_version": 3}
+    old["settings"] = {k: v for k, v in old["settings"].items() if k != "tail_border"}
+    old["settings"]["border"] = 0.25
+    assert RadialFilter.from_dict(old).settings.tail_border == 0.25
 
 
 def test_a_filter_file_written_before_crowding_crowds_no_pick(field, tmp_path):

@@ -91,6 +91,23 @@ def goals(notes: list[str]) -> list[dict]:
         )
     else:
         notes.append("compare_peers.json missing: goals 1 and 2 not shown")
+    loop = load("refine_quality")
+    if loop:
+        shares = {
+            c: loop["classes"][c]["user_share_of_good"] for c in (*EMPTY_CLASSES, CRYSTALLINE)
+        }
+        rows.append(
+            {
+                "goal": "1 empty ice, pick --refine (one session per batch): median picks left "
+                "on classes 3 / 5 / 4 vs good (targets <= 5 % / 5 % / 25 %)",
+                "now": " / ".join(f"{shares[c]:.0%}" for c in (*EMPTY_CLASSES, CRYSTALLINE)),
+                "met": max(shares[c] for c in EMPTY_CLASSES) <= 0.05
+                and shares[CRYSTALLINE] <= 0.25,
+                "source": "refine_quality",
+            }
+        )
+    else:
+        notes.append("refine_quality.json missing: the loop's goal 1 row not shown")
     few = load("few_label")
     if few:
         ours = [r for r in few["rows"] if "finetune with its defaults (40" in r["tool"]]
