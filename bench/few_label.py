@@ -137,6 +137,44 @@ def cryosegnet_track(work: Path, args: argparse.Namespace) -> dict:
     }
 
 
+def refine_track(work: Path, args: argparse.Namespace) -> dict:
+    """The few-label track's second half: the model ``finetune`` made with its defaults picks
+    the ``test`` micrographs and the label-free loop refines its picks there, as ``pick
+    --model RUN/best.pt --refine REFINE`` does (``bench/refine.py``'s ``run_loop``; no test
+    label is used, the loop runs on the micrographs a user would pick)."""
+    import refine
+    from benchlib import apoferritin_labels
+
+    from cryosegnet.training.refine_loop import RefineSettings
+
+    model = work / "cryosegnet_ft_defaults" / "best.pt"
+    if not model.is_file():
+        sys.exit(f"{model}: not found (run with --finetune-defaults first)")
+    paths, labels = apoferritin_labels("test")
+    name = "few_label_test" + ("_quick" if args.quick else "")
+    run = refine.run_loop(
+        name, "finetuned_defaults", paths, labels, RefineSettings(), {"model": model}, args.reuse
+    )
+    if "final_triaged" not in run:
+        sys.exit(f"the loop wrote no picks: {run.get('refused') or run.get('stop_reason')}")
+    written = run["final_triaged"]
+    ranked = run.get("every_candidate", written)
+    relative = os.path.relpath(model, REPO)
+    return {
+        "tool": "cryosegnet finetune with its defaults, then pick --refine on the 7 test "
+        "micrographs (no test label)",
+        "commands": [
+            f"cryosegnet pick TEST_MICROGRAPHS -o PICKS --model {relative} --refine REFINE"
+        ],
+        "train_seconds": None,
+        "note": f"the loop: {run.get('stop_reason', '?')}",
+        "default_threshold": "the loop's own",
+        "all": ranked,
+        "at_default": written,
+        "loop_seconds": run.get("loop_s"),
+    }
+
+
 def as_mrc(stems: list[str], out: Path) -> list[Path]:
     """Topaz 0.3 reads MRC, not 16-bit PNG: float32 copies."""
     return mrc_copies([DATA / "micrographs" / f"{stem}.png" for stem in stems], out)
@@ -244,6 +282,10 @@ def topaz_track(work: Path, args: argparse.Namespace) -> dict:
     }
 
 
+def _threshold(value) -> str:
+    return f"{value:g}" if isinstance(value, (int, float)) else str(value)
+
+
 def table(results: dict) -> str:
     lines = [
         "# Few labels: apoferritin `train` (12 micrographs) → `test` (7)",
@@ -258,7 +300,7 @@ def table(results: dict) -> str:
         seconds = row["train_seconds"]
         lines.append(
             f"| {row['tool']} | {row['all']['best_f1']:.3f} | {row['all']['auprc']:.3f} | "
-            f"{row['at_default']['f1']:.3f} | {row['default_threshold']:g} | "
+            f"{row['at_default']['f1']:.3f} | {_threshold(row['default_threshold'])} | "
             f"{'-' if seconds is None else f'{seconds:.0f}'} |"
         )
     lines += ["", "Commands:", ""]
@@ -286,6 +328,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="run cryosegnet finetune with its own defaults instead of this bench's recipe",
     )
+    parser.add_argument(
+        "--refine",
+        action="store_true",
+        help="also refine the --finetune-defaults model's test picks with pick --refine",
+    )
     parser.add_argument("--skip-topaz", action="store_true")
     parser.add_argument("--skip-cryosegnet", action="store_true")
     parser.add_argument(
@@ -310,6 +357,8 @@ def main(argv: list[str] | None = None) -> int:
     fresh = []
     if not args.skip_cryosegnet:
         fresh.append(cryosegnet_track(args.work, args))
+    if args.refine:
+        fresh.append(refine_track(args.work, args))
     if not args.skip_topaz:
         fresh.append(topaz_track(args.work, args))
     # Read the earlier rows only now: another run of this bench may have written meanwhile.

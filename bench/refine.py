@@ -173,7 +173,7 @@ def _interrupted(name, variant, micrographs, labels, picker_options, decoys) -> 
         if not (classes / "particles.csv").is_file():
             break
         model = refine / f"round{r}" / "train" / "last.pt"
-        threshold = Picker(model=model, device="cpu", **picker_options).threshold
+        threshold = Picker(device="cpu", **{**picker_options, "model": model}).threshold
         picks = refine / f"round{r}" / "picks"
         out["rounds"][str(r)] = score_folder(picks, labels, threshold, decoys)
     for r in range(0, 10):
@@ -224,7 +224,7 @@ def _run_loop(name, variant, micrographs, labels, settings, picker_options, deco
             micrographs,
             picks,
             refine,
-            lambda model: Picker(model=model, device="cpu", **picker_options),
+            lambda model: Picker(device="cpu", **{**picker_options, "model": model}),
             settings=settings,
             device="cpu",
             log_fn=lambda line: print(line, flush=True),
@@ -255,7 +255,7 @@ def _run_loop(name, variant, micrographs, labels, settings, picker_options, deco
     thresholds = {0: picker.threshold}
     for r in summary.rounds[1:]:
         # a fine-tuned model's picker may take another stage: its own default threshold
-        thresholds[r.round] = Picker(model=r.model, device="cpu", **picker_options).threshold
+        thresholds[r.round] = Picker(device="cpu", **{**picker_options, "model": r.model}).threshold
         threshold = thresholds[r.round]
         out["rounds"][str(r.round)] = score_folder(Path(r.picks), labels, threshold, decoys)
         print(name, variant, "round", r.round, json.dumps(out["rounds"][str(r.round)]), flush=True)
