@@ -137,11 +137,13 @@ def cryosegnet_track(work: Path, args: argparse.Namespace) -> dict:
     }
 
 
-def refine_track(work: Path, args: argparse.Namespace) -> dict:
+def refine_track(work: Path, args: argparse.Namespace, with_map: bool = True) -> dict:
     """The few-label track's second half: the model ``finetune`` made with its defaults picks
     the ``test`` micrographs and the label-free loop refines its picks there, as ``pick
     --model RUN/best.pt --refine REFINE`` does (``bench/refine.py``'s ``run_loop``; no test
-    label is used, the loop runs on the micrographs a user would pick)."""
+    label is used, the loop runs on the micrographs a user would pick). ``with_map`` False:
+    the ablation without the fine-tuned model's map added to the loop's radial filter
+    (``RefineSettings.labelled_map_weight`` 0)."""
     import refine
     from benchlib import apoferritin_labels
 
@@ -152,9 +154,9 @@ def refine_track(work: Path, args: argparse.Namespace) -> dict:
         sys.exit(f"{model}: not found (run with --finetune-defaults first)")
     paths, labels = apoferritin_labels("test")
     name = "few_label_test" + ("_quick" if args.quick else "")
-    run = refine.run_loop(
-        name, "finetuned_defaults", paths, labels, RefineSettings(), {"model": model}, args.reuse
-    )
+    settings = RefineSettings() if with_map else RefineSettings(labelled_map_weight=0.0)
+    variant = "finetuned_defaults" + ("" if with_map else "_no_map")
+    run = refine.run_loop(name, variant, paths, labels, settings, {"model": model}, args.reuse)
     if "final_triaged" not in run:
         sys.exit(f"the loop wrote no picks: {run.get('refused') or run.get('stop_reason')}")
     written = run["final_triaged"]
@@ -162,7 +164,8 @@ def refine_track(work: Path, args: argparse.Namespace) -> dict:
     relative = os.path.relpath(model, REPO)
     return {
         "tool": "cryosegnet finetune with its defaults, then pick --refine on the 7 test "
-        "micrographs (no test label)",
+        "micrographs (no test label)"
+        + ("" if with_map else ", the model's map not added to the loop's filter"),
         "commands": [
             f"cryosegnet pick TEST_MICROGRAPHS -o PICKS --model {relative} --refine REFINE"
         ],
@@ -359,6 +362,7 @@ def main(argv: list[str] | None = None) -> int:
         fresh.append(cryosegnet_track(args.work, args))
     if args.refine:
         fresh.append(refine_track(args.work, args))
+        fresh.append(refine_track(args.work, args, with_map=False))
     if not args.skip_topaz:
         fresh.append(topaz_track(args.work, args))
     # Read the earlier rows only now: another run of this bench may have written meanwhile.

@@ -224,7 +224,11 @@ def _run_loop(name, variant, micrographs, labels, settings, picker_options, deco
             micrographs,
             picks,
             refine,
-            lambda model: Picker(device="cpu", **{**picker_options, "model": model}),
+            # None: the starting model (the options' own, else the shipped one)
+            lambda model: Picker(
+                device="cpu", **{**picker_options, "model": model or picker_options.get("model")}
+            ),
+            start_model=picker_options.get("model"),
             settings=settings,
             device="cpu",
             log_fn=lambda line: print(line, flush=True),

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import mrcfile
 import numpy as np
+import pandas
 import pytest
 import starfile
 from radial_helpers import round_particles
@@ -262,3 +263,75 @@ def test_the_pixel_size_check_refuses_only_a_known_different_size(session, pixel
     else:
         learnt.check_pixel_size("m.mrc", pixel_size)
     RadialFilter.load(path).check_pixel_size("m.mrc", 3.0)  # learnt at an unknown size
+
+
+def _checkpoint(path: Path, seed: int) -> Path:
+    import torch
+
+    from cryosegnet.model.checkpoint import save_checkpoint
+    from cryosegnet.model.unet import AttentionUNet, UNetConfig
+    from cryosegnet.preprocessing.denoise import DenoiseSettings
+
+    torch.manual_seed(seed)
+    model = AttentionUNet(UNetConfig(base_width=4, depth=5))
+    save_checkpoint(path, model, DenoiseSettings(working_size=256), metadata={"purpose": "test"})
+    return path
+
+
+@pytest.fixture
+def with_map(session, tmp_path):
+    """The session's filter learnt with a U-Net's map, saved with that U-Net beside it."""
+    from cryosegnet.model.checkpoint import checkpoint_sha256
+
+    path, _, _ = session
+    folder = tmp_path / "refine"
+    folder.mkdir()
+    unet = _checkpoint(folder / "radial_filter_unet.pt", 0)
+    radial = dataclasses.replace(
+        RadialFilter.load(path),
+        map_weight=0.5,
+        map_model=unet.name,
+        map_model_sha256=checkpoint_sha256(unet),
+    )
+    return radial.save(folder / "radial_filter.json"), unet
+
+
+def test_a_filter_learnt_with_a_unet_map_picks_with_the_unet_beside_it(session, with_map, tmp_path):
+    from cryosegnet.picking.radial_picker import unet_map
+
+    _, mics, _ = session
+    saved, _ = with_map
+    picker = RadialFilterPicker.load(saved, mask_bad_regions=False)
+    radial = picker.radial
+    image = mrcfile.read(mics / "new1.mrc")
+    probability = unet_map(picker.unet, picker.unet.preprocess(image), image.shape)
+    expected = radial.pick_response(radial.with_map(radial.response(image), probability))
+    result = picker.pick(image)
+    pandas.testing.assert_frame_equal(result.picks.drop(columns="diameter"), expected)
+    alone = dataclasses.replace(radial, map_weight=0.0)
+    plain = RadialFilterPicker(alone, picker.denoise_settings, False).pick(image).picks
+    assert not plain["score"].equals(result.picks["score"])  # the map moved the scores
+    out = tmp_path / "picks"
+    assert main(["pick", str(mics), "-o", str(out), "--radial-filter", str(saved)]) == 0
+    assert len(list(out.rglob("*_autopick.star"))) == 2
+
+
+@pytest.mark.parametrize("change", ["missing", "another", "model given"])
+def test_a_filter_learnt_with_a_unet_map_refuses_another_unet_or_none(
+    session, with_map, tmp_path, change
+):
+    from cryosegnet.errors import CryoSegNetError
+
+    saved, unet = with_map
+    model = None
+    if change == "missing":
+        unet.unlink()
+    elif change == "another":
+        _checkpoint(unet, 1)
+    else:
+        model = _checkpoint(tmp_path / "other.pt", 0)
+    with pytest.raises(CryoSegNetError, match="radial_filter.json"):
+        RadialFilterPicker.load(saved, model=model)
+    radial = RadialFilter.load(saved)
+    with pytest.raises(CryoSegNetError, match="U-Net"):
+        RadialFilterPicker(radial, RadialFilterPicker.load(session[0]).denoise_settings)

@@ -23,6 +23,7 @@ from cryosegnet.training.radial_filter import (
     prefilter,
     ring_features,
     ring_kernels,
+    robust_z,
 )
 
 DIAMETER = 24.0
@@ -283,3 +284,36 @@ def test_fitting_without_any_positive_is_refused(field):
     images, _ = field
     with pytest.raises(CryoSegNetError, match="no particle centre"):
         RadialFilter.fit(images, {}, DIAMETER)
+
+
+def test_a_unet_map_joins_the_response_in_robust_z_units_only_with_a_weight(field):
+    images, centres = field
+    radial = RadialFilter.fit(images, centres, DIAMETER, seed=0)
+    response = radial.response(images["m0"])
+    unet_map = np.random.default_rng(0).uniform(0, 1, response.shape).astype(np.float32)
+    assert radial.with_map(response, unet_map) is response  # no weight: the filter alone
+    weighted = dataclasses.replace(radial, map_weight=0.5)
+    centre = np.median(unet_map)
+    z = (unet_map - centre) / (1.4826 * np.median(np.abs(unet_map - centre)))
+    np.testing.assert_allclose(weighted.with_map(response, unet_map), response + 0.5 * z, atol=1e-4)
+    np.testing.assert_allclose(robust_z(unet_map), z, atol=1e-5)
+    with pytest.raises(CryoSegNetError, match="map"):
+        weighted.with_map(response, None)
+    with pytest.raises(CryoSegNetError, match="map"):
+        weighted.with_map(response, unet_map[:-1])
+    with pytest.raises(SettingsError, match="map weight"):
+        dataclasses.replace(radial, map_weight=-0.1)
+
+
+def test_a_saved_filter_keeps_its_unet_map_and_an_older_file_has_none(field, tmp_path):
+    images, centres = field
+    radial = RadialFilter.fit(images, centres, DIAMETER, seed=0)
+    weighted = dataclasses.replace(
+        radial, map_weight=0.075, map_model="unet.pt", map_model_sha256="ab" * 32
+    )
+    assert RadialFilter.load(weighted.save(tmp_path / "radial_filter.json")) == weighted
+    old = radial.to_dict()
+    del old["unet_map"]
+    old["format_version"] = 4
+    loaded = RadialFilter.from_dict(old)
+    assert loaded == radial and loaded.map_weight == 0 and loaded.map_model is None

@@ -324,6 +324,7 @@ def test_the_radial_mode_fits_a_filter_on_the_kept_picks_and_writes_its_picks(tm
     radial = RadialFilter.load(summary.model)
     assert radial.n_positives == summary.rounds[0].n_kept - _kept_on_flagged(summary)
     assert radial.diameter == pytest.approx(DIAMETER, rel=0.05)
+    assert radial.map_weight == 0  # a model not fine-tuned on labels adds no map
     assert not (out / MODEL_NAME).exists() and not (out / "round1").exists()  # no fine-tuning
     final = starfile.read(out / "picks" / "particles.star")
     names = {Path(str(n)).stem for n in final["rlnMicrographName"]}
@@ -347,6 +348,54 @@ def test_the_radial_mode_fits_a_filter_on_the_kept_picks_and_writes_its_picks(tm
     assert set(record["radial"]["judged_empty"]) <= set(summary.bad)
     assert record["final_round"] == 1
     assert "radial filter" in summary.text()
+
+
+def test_from_a_model_fine_tuned_on_labels_the_filter_adds_its_map_and_keeps_it_beside(
+    tmp_path,
+):
+    """The few-label track: ``pick --model FINETUNED --refine``. The filter's picks are made
+    from its response plus the labelled model's map, as many as that model picked; the model
+    goes beside the saved filter, which re-picks exactly as the loop did."""
+    import json
+
+    from cryosegnet.model.checkpoint import checkpoint_sha256
+    from cryosegnet.picking.radial_picker import RadialFilterPicker
+    from cryosegnet.training.radial_filter import RadialFilter
+    from cryosegnet.training.refine_loop import RADIAL_UNET_NAME
+
+    mics, options = _session(tmp_path)
+    unet, denoise, _ = load_model(options["model"])
+    labelled = tmp_path / "finetuned.pt"
+    record = {"kind": "finetune", "data": {"train": {"sources": ["labelled"]}}}
+    save_checkpoint(labelled, unet, denoise, metadata=record)
+    options = {**options, "model": labelled}
+    pick_batch(Picker(**options), mics, tmp_path / "picks", progress=False)
+    summary = _refine(mics, tmp_path, options, replace(FAST, model="radial"))
+    out = tmp_path / "refine"
+    radial = RadialFilter.load(summary.model)
+    assert radial.map_weight == FAST.labelled_map_weight > 0
+    assert radial.map_model == RADIAL_UNET_NAME
+    assert checkpoint_sha256(out / RADIAL_UNET_NAME) == checkpoint_sha256(labelled)
+    saved = json.loads((out / RECORD_NAME).read_text())
+    assert saved["radial"]["unet_map_weight"] == FAST.labelled_map_weight
+    final = starfile.read(out / "picks" / "particles.star")
+    loaded = RadialFilterPicker.load(summary.model, mask_bad_regions=False)
+    for stem in ("m0", "m1"):  # the saved filter and its U-Net pick what the loop wrote
+        own = loaded.pick(mrcfile.read(tmp_path / "mics" / f"{stem}.mrc")).picks
+        written = final[[Path(str(n)).stem == stem for n in final["rlnMicrographName"]]]
+        made = set(zip(own["x"].round(2), own["y"].round(2), strict=True))
+        assert set(zip(written["rlnCoordinateX"], written["rlnCoordinateY"], strict=True)) <= made
+        assert (written["rlnAutopickFigureOfMerit"] >= radial.threshold - 1e-4).all()
+    images = [mrcfile.read(path) for path in mics]
+    n_with_map = sum(len(loaded.pick(image).picks) for image in images)
+    off = _refine(mics, tmp_path, options, replace(FAST, model="radial", labelled_map_weight=0))
+    assert RadialFilter.load(off.model).map_weight == 0
+    assert not (out / RADIAL_UNET_NAME).exists()
+    # the map re-ranks the filter's picks, and the labelled model says how many: as many as
+    # it picked itself (the starting picks), where the filter alone writes its own count
+    assert n_with_map == count_picks(tmp_path / "picks") > 0
+    alone = RadialFilterPicker.load(off.model, mask_bad_regions=False)
+    assert sum(len(alone.pick(image).picks) for image in images) != n_with_map
 
 
 @pytest.mark.parametrize(

@@ -112,7 +112,11 @@ def goals(notes: list[str]) -> list[dict]:
     if few:
         ours = [r for r in few["rows"] if "finetune with its defaults (40" in r["tool"]]
         topaz = [r for r in few["rows"] if r["tool"].startswith("Topaz")]
-        looped = [r for r in few["rows"] if "then pick --refine" in r["tool"]]
+        looped = [  # the loop as shipped, not its ablations
+            r
+            for r in few["rows"]
+            if r["tool"].endswith("then pick --refine on the 7 test micrographs (no test label)")
+        ]
         if ours:
             mine = ours[-1]["all"]
             versus = f" (Topaz train {fmt(topaz[-1]['all']['best_f1'])})" if topaz else ""
@@ -286,6 +290,28 @@ def levers(notes: list[str]) -> list[dict]:
             goal = 3 if "labels" in row["variant"] else 2
             what = f"loop filter's candidates: {row['variant']}"
             rows.append(lever(goal, "apoferritin train", what, row, base, "richer_model"))
+    teacher = load("radial_teacher")  # a U-Net taught by the loop filter's picks, added to it
+    if teacher:
+        for run in teacher["runs"]:
+            base = run["rows"]["0"]
+            for weight, row in run["rows"].items():
+                if weight != "0":
+                    what = f"loop filter + U-Net fine-tuned {run['epochs']} epochs on its picks" + (
+                        " (alone)" if "alone" in weight else f", w {weight}"
+                    )
+                    rows.append(lever(2, "apoferritin train", what, row, base, "radial_teacher"))
+    combined = load("few_label_combined")  # a labelled model's map added to a labelled filter
+    if combined:
+        for seed, fold in combined["folds"].items():
+            base = fold["rows"]["0"]
+            for weight in ("0.075", "U-Net alone"):
+                what = (
+                    f"filter from labels + fine-tuned map x {weight}, fold seed {seed}"
+                    if weight != "U-Net alone"
+                    else f"fine-tuned U-Net alone, fold seed {seed}"
+                )
+                row = fold["rows"][weight]
+                rows.append(lever(3, "validation", what, row, base, "few_label_combined"))
     target = load("finetune_target")
     if target:
         view = {

@@ -50,7 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"(REFINE_DIR/{RADIAL_FILTER_NAME}) instead of the U-Net: its picks in pick's "
         "layout, less those in bad regions (--keep-bad-regions keeps them), at its own "
         "threshold (-t sets another, in its score units); the particle diameter is the file's "
-        "(in pixels: the new micrographs must have the pixel size the filter was learnt at). "
+        "(in pixels: the new micrographs must have the pixel size the filter was learnt at); "
+        "a filter the loop learnt from a model fine-tuned on labels adds that model's map, "
+        "saved beside it (keep the two files together). "
         "Not with options of the U-Net or its stages, --refine or Dask",
     )
 

@@ -6,6 +6,7 @@ A checkpoint is a plain dict saved with ``torch.save`` and loaded with ``weights
 
 from __future__ import annotations
 
+import hashlib
 import os
 from importlib import resources
 from pathlib import Path
@@ -26,6 +27,26 @@ DEFAULT_MODEL_NAME = "default.pt"
 def default_model_path() -> Path:
     """The U-Net shipped inside the package (used when no ``--model`` is given)."""
     return Path(str(resources.files("cryosegnet") / "weights" / DEFAULT_MODEL_NAME))
+
+
+def checkpoint_sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 of a checkpoint file (hex): which weights a record refers to.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The checkpoint.
+
+    Returns
+    -------
+    str
+        64 hex digits.
+    """
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def save_checkpoint(

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from cryosegnet.io.atomic import atomic_path
+from cryosegnet.model.checkpoint import checkpoint_sha256
 from cryosegnet.model.unet import AttentionUNet
 
 log = logging.getLogger("cryosegnet")
@@ -72,12 +73,8 @@ class _UNetCore(nn.Module):
 
 
 def _checkpoint_key(checkpoint: Path) -> str:
-    digest = hashlib.sha256()
-    with open(checkpoint, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    digest.update(f"export{EXPORT_VERSION}-torch{torch.__version__}".encode())
-    return digest.hexdigest()[:20]
+    key = f"{checkpoint_sha256(checkpoint)}-export{EXPORT_VERSION}-torch{torch.__version__}"
+    return hashlib.sha256(key.encode()).hexdigest()[:20]
 
 
 def export_onnx(unet: AttentionUNet, destination: str | os.PathLike) -> Path:

@@ -700,6 +700,29 @@ def labelled_diameter(checkpoint: dict, key: str = "diameter_px_median") -> floa
     return None
 
 
+def learnt_from_labels(checkpoint: dict | None) -> bool:
+    """True for a model whose training read the user's labelled micrographs only.
+
+    ``cryosegnet finetune`` (or ``train``) on labels records the source ``labelled``; the
+    shipped model learnt from simulations, and the refinement loop and self-training record
+    ``pseudo``. A labelled model's map knows what the labels taught it, which the refinement
+    loop's radial filter adds to its own response
+    (:attr:`~cryosegnet.training.refine_loop.RefineSettings.labelled_map_weight`).
+
+    Parameters
+    ----------
+    checkpoint : dict or None
+        The checkpoint as read.
+
+    Returns
+    -------
+    bool
+    """
+    train = (((checkpoint or {}).get("metadata") or {}).get("data") or {}).get("train") or {}
+    sources = set(train.get("sources") or [])
+    return "labelled" in sources and sources <= {"labelled", "decoy"}
+
+
 def drop_border_picks(picks: pd.DataFrame, shape: tuple[int, int], fraction: float) -> pd.DataFrame:
     """Remove picks within ``fraction`` x diameter of the edge (no-op without a diameter)."""
     if fraction <= 0 or picks.empty:

@@ -9,8 +9,11 @@ failure handling as ``pick``, because it is the same batch with another picker i
 
 Why a stand-in rather than a stage: the filter reads the micrograph itself (its own
 pre-filter), not the U-Net's map, so nothing of the U-Net picker but its denoising (for the
-bad-region mask) applies. The refinement loop re-picks with this class too, so a saved filter
-re-used here picks exactly as it did at the end of the loop.
+bad-region mask) applies; except for a filter learnt with a U-Net's map added to its response
+(:attr:`~cryosegnet.training.radial_filter.RadialFilter.map_weight`), which needs that U-Net:
+the loop saves it beside the filter and :meth:`RadialFilterPicker.load` reads it from there.
+The refinement loop re-picks with this class too, so a saved filter re-used here picks exactly
+as it did at the end of the loop.
 
     from cryosegnet.picking.batch import pick_batch
     picker = RadialFilterPicker.load("refine/radial_filter.json")
@@ -33,6 +36,30 @@ from cryosegnet.training.radial_filter import RadialFilter
 
 #: What ``stage`` the picks' manifests record (a U-Net run's picks are never taken as done).
 STAGE = "radial"
+
+
+def unet_map(unet, denoised: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """A U-Net picker's probability map of one denoised micrograph, at the micrograph's size.
+
+    Parameters
+    ----------
+    unet : cryosegnet.picking.picker.Picker
+        The picker whose U-Net makes the map.
+    denoised : numpy.ndarray
+        Its :meth:`~cryosegnet.picking.picker.Picker.preprocess` output.
+    shape : tuple of int
+        The micrograph's shape as read.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32, ``shape[:2]``.
+    """
+    import cv2
+
+    probability = unet.probability_maps([denoised])[0]
+    size = (int(shape[1]), int(shape[0]))
+    return cv2.resize(probability, size, interpolation=cv2.INTER_LINEAR).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -91,11 +118,15 @@ class RadialFilterPicker:
         Compute each micrograph's tail ratio without acting on it (the refinement loop judges
         the whole batch's). Off, and without ``skip_empty``, the response is not read twice:
         ``evidence`` is None, as the U-Net picker's without ``--skip-empty``.
+    unet : Picker, optional
+        The U-Net picker whose map joins the response of a filter learnt with one
+        (``radial.map_weight`` > 0); its denoising must be ``denoise_settings``.
 
     Raises
     ------
     CryoSegNetError
-        A threshold that is not a finite number.
+        A threshold that is not a finite number, or a filter learnt with a U-Net's map and no
+        ``unet``.
     """
 
     stage = STAGE
@@ -109,9 +140,16 @@ class RadialFilterPicker:
         path: str | os.PathLike | None = None,
         skip_empty: bool = False,
         measure_empty: bool = False,
+        unet=None,
     ) -> None:
         if threshold is not None and not np.isfinite(threshold):
             raise CryoSegNetError(f"radial filter: threshold {threshold} is not a finite number")
+        if radial.map_weight and unet is None:
+            raise CryoSegNetError(
+                "radial filter: learnt with a U-Net's map added to its response; the picker "
+                "needs that U-Net"
+            )
+        self.unet = unet if radial.map_weight else None
         self.radial = radial
         self.denoise_settings = denoise_settings
         self.threshold = float(radial.threshold if threshold is None else threshold)
@@ -144,7 +182,8 @@ class RadialFilterPicker:
             As :class:`RadialFilterPicker`'s.
         model : str or os.PathLike, optional
             U-Net checkpoint whose denoising the bad-region mask reads (default: the shipped
-            model's, as ``pick``'s).
+            model's, as ``pick``'s). Not with a filter learnt with a U-Net's map: that U-Net
+            is the checkpoint saved beside the file (``map_model``), checked by its SHA-256.
         skip_empty : bool
             As :class:`RadialFilterPicker`'s.
 
@@ -155,14 +194,36 @@ class RadialFilterPicker:
         Raises
         ------
         CryoSegNetError
-            The file is missing, unreadable or not a radial filter (the message names it).
+            The file is missing, unreadable or not a radial filter; its U-Net is missing or is
+            not the one it was learnt with (the message names the file).
         """
-        from cryosegnet.model.checkpoint import default_model_path, read_checkpoint
+        from cryosegnet.model.checkpoint import (
+            checkpoint_sha256,
+            default_model_path,
+            read_checkpoint,
+        )
 
         radial = RadialFilter.load(path)
+        unet = None
+        if radial.map_weight:
+            if model is not None:
+                raise CryoSegNetError(f"{path}: its U-Net is the one saved beside it, not {model}")
+            beside = Path(path).parent / str(radial.map_model)
+            if not radial.map_model or not beside.is_file():
+                raise CryoSegNetError(
+                    f"{path}: learnt with the map of the U-Net {radial.map_model}, which is not "
+                    "beside it (keep the two files together)"
+                )
+            if checkpoint_sha256(beside) != radial.map_model_sha256:
+                raise CryoSegNetError(
+                    f"{path}: {beside.name} beside it is not the U-Net it was learnt with"
+                )
+            from cryosegnet.picking.picker import Picker
+
+            model, unet = beside, Picker(beside, device="cpu")
         record = read_checkpoint(model if model else default_model_path()).get("denoise") or {}
         settings = DenoiseSettings.from_dict(record if isinstance(record, dict) else {})
-        return cls(radial, settings, mask_bad_regions, threshold, path, skip_empty)
+        return cls(radial, settings, mask_bad_regions, threshold, path, skip_empty, unet=unet)
 
     def describe(self) -> str:
         """One line for the log: the file, its size, threshold and units."""
@@ -185,7 +246,8 @@ class RadialFilterPicker:
         -------
         PreparedMicrograph
         """
-        denoised = denoise(image, self.denoise_settings) if self.config.mask_bad_regions else None
+        needed = self.config.mask_bad_regions or self.unet is not None
+        denoised = denoise(image, self.denoise_settings) if needed else None
         return PreparedMicrograph(self.radial.prefilter(image), denoised)
 
     def check_pixel_size(self, name: str | os.PathLike, pixel_size: float | None) -> None:
@@ -256,13 +318,19 @@ class RadialFilterPicker:
             evidence = self.radial.tail_ratio(response) if self.measure_empty else None
             judged = evidence is not None and self.radial.looks_empty(evidence)
             empty = bool(self.config.skip_empty and judged)
+            if self.unet is not None:
+                assert one.denoised is not None  # preprocess denoises for the U-Net
+                shape_read = one.filtered.shape
+                response = self.radial.with_map(
+                    response, unet_map(self.unet, one.denoised, shape_read)
+                )
             picks = self.radial.pick_response(response, self.threshold)
             if empty:
                 picks = picks.iloc[:0]
             picks = picks.assign(diameter=self.radial.diameter)
             counts = {"candidates": len(picks)}
             bad_regions = None
-            if len(picks) and one.denoised is not None:
+            if len(picks) and one.denoised is not None and self.config.mask_bad_regions:
                 picks, bad_regions = drop_bad_region_picks(
                     picks, one.denoised, self.radial.diameter, shape
                 )

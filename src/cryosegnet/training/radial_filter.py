@@ -65,7 +65,8 @@ KIND = "cryosegnet radial filter"
 #: 3: ``settings.crowding``; a file of an earlier format has none and demotes no pick.
 #: 4: ``settings.tail_border``; a file of an earlier format reads its tail ratio inside its
 #: ``border``, as it did.
-FORMAT_VERSION = 4
+#: 5: ``unet_map`` (a U-Net's map added to the response); a file of an earlier format has none.
+FORMAT_VERSION = 5
 #: What a score is measured against (:attr:`RadialFilterSettings.score_units`).
 SCORE_UNITS = ("batch", "micrograph")
 #: How far a micrograph's pixel size may differ from the filter's (a rounded header value).
@@ -74,6 +75,51 @@ PIXEL_SIZE_TOLERANCE = 0.02
 DIAMETER_TOLERANCE = 0.01
 #: Turns a median absolute deviation into a Gaussian's standard deviation.
 MAD_TO_SD = 1.4826
+
+
+def robust_z(values: np.ndarray) -> np.ndarray:
+    """``values`` less their median, over 1.4826 x their median absolute deviation (float32).
+
+    A score in these units means the same on every micrograph, whatever its contrast: the
+    ``micrograph`` score units, and the unit a U-Net's map is added to the response in.
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        A response or a map.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32, the same shape (a constant input: less its median only).
+    """
+    values = np.asarray(values, np.float32)
+    centre = float(np.median(values))
+    spread = MAD_TO_SD * float(np.median(np.abs(values - np.float32(centre))))
+    return (values - np.float32(centre)) / np.float32(spread if spread > 0 else 1)
+
+
+def scores_at(response: np.ndarray, xy: np.ndarray) -> np.ndarray:
+    """A response's values at some places (rounded and clipped, as :func:`ring_features`
+    reads them).
+
+    Parameters
+    ----------
+    response : numpy.ndarray
+        A micrograph's response.
+    xy : numpy.ndarray
+        ``(n, 2)`` places, x = column.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64, one per place.
+    """
+    h, w = response.shape
+    xy = np.asarray(xy, float).reshape(-1, 2)
+    x = np.clip(np.round(xy[:, 0]).astype(int), 0, w - 1)
+    y = np.clip(np.round(xy[:, 1]).astype(int), 0, h - 1)
+    return response[y, x].astype(np.float64)
 
 
 @dataclass(frozen=True)
@@ -327,6 +373,17 @@ class RadialFilter:
         Å per pixel of the micrographs it was learnt on, where known: ``diameter`` and every
         ring are in their pixels, so a micrograph of another pixel size is refused
         (:meth:`check_pixel_size`).
+    map_weight : float
+        Weight of a U-Net's probability map, in robust z units, added to the response before
+        picking (:meth:`with_map`; 0: the filter alone). The two read different things: the
+        filter a whitened rotational average, a U-Net fine-tuned on labels what they taught
+        it. ``threshold`` is then on the sum's scale (the refinement loop sets it to write as
+        many picks as that U-Net's own picker); the tail ratio (empty micrographs) reads the
+        filter's response alone.
+    map_model : str or None
+        The U-Net checkpoint's file name, beside the saved filter (with ``map_weight``).
+    map_model_sha256 : str or None
+        Its SHA-256, so that another checkpoint under that name is refused.
     """
 
     diameter: float
@@ -337,10 +394,15 @@ class RadialFilter:
     n_positives: int = 0
     n_micrographs: int = 0
     pixel_size: float | None = None
+    map_weight: float = 0.0
+    map_model: str | None = None
+    map_model_sha256: str | None = None
 
     def __post_init__(self) -> None:
         if not (np.isfinite(self.diameter) and self.diameter > 2):
             raise SettingsError(f"radial filter: diameter must be > 2 px, not {self.diameter}")
+        if not (np.isfinite(self.map_weight) and self.map_weight >= 0):
+            raise SettingsError(f"radial filter: map weight must be >= 0, not {self.map_weight}")
         rings = len(ring_kernels(self.diameter, self.settings))
         if len(self.weights) != rings:
             raise SettingsError(
@@ -435,14 +497,8 @@ class RadialFilter:
         return dataclasses.replace(fitted, threshold=threshold)
 
     def _scores_at(self, image: np.ndarray, xy: np.ndarray) -> np.ndarray:
-        """The scores :meth:`response` gives at some places (rounded and clipped, as
-        :func:`ring_features` reads them)."""
-        response = self.response(image)
-        h, w = response.shape
-        xy = np.asarray(xy, float).reshape(-1, 2)
-        x = np.clip(np.round(xy[:, 0]).astype(int), 0, w - 1)
-        y = np.clip(np.round(xy[:, 1]).astype(int), 0, h - 1)
-        return response[y, x].astype(np.float64)
+        """The scores :meth:`response` gives at some places (:func:`scores_at`)."""
+        return scores_at(self.response(image), xy)
 
     def kernel(self) -> np.ndarray:
         """The single radial kernel whose convolution is the filter's response.
@@ -492,10 +548,40 @@ class RadialFilter:
         response = cv2.filter2D(filtered, -1, self.kernel(), borderType=cv2.BORDER_REFLECT)
         response -= np.float32(self.offset)
         if self.settings.score_units == "micrograph":
-            centre = float(np.median(response))
-            spread = MAD_TO_SD * float(np.median(np.abs(response - centre)))
-            response = (response - np.float32(centre)) / np.float32(spread if spread > 0 else 1)
+            response = robust_z(response)
         return response
+
+    def with_map(self, response: np.ndarray, unet_map: np.ndarray | None) -> np.ndarray:
+        """The response the picks are made from: :meth:`response`, plus ``map_weight`` x the
+        U-Net's map in robust z units (:func:`robust_z`) when the filter was learnt with one.
+
+        Parameters
+        ----------
+        response : numpy.ndarray
+            :meth:`response`'s output.
+        unet_map : numpy.ndarray or None
+            The U-Net's probability map at the micrograph's size (None: the filter has no
+            ``map_weight``).
+
+        Returns
+        -------
+        numpy.ndarray
+            float32, the micrograph's shape.
+
+        Raises
+        ------
+        CryoSegNetError
+            The filter was learnt with a map and none is given, or its shape is not the
+            response's.
+        """
+        if not self.map_weight:
+            return response
+        if unet_map is None or unet_map.shape != response.shape:
+            raise CryoSegNetError(
+                "radial filter: learnt with a U-Net's map added to its response; it needs "
+                "that U-Net's map at the micrograph's size"
+            )
+        return response + np.float32(self.map_weight) * robust_z(unet_map)
 
     def pick(self, image: np.ndarray, min_score: float | None = None) -> pd.DataFrame:
         """The response's local maxima, best first, kept apart, above a score.
@@ -663,6 +749,11 @@ class RadialFilter:
             "settings": asdict(self.settings),
             "trained_on": {"positives": self.n_positives, "micrographs": self.n_micrographs},
             "pixel_size_angstrom": self.pixel_size,
+            "unet_map": {
+                "weight": self.map_weight,
+                "model": self.map_model,
+                "sha256": self.map_model_sha256,
+            },
         }
 
     @classmethod
@@ -697,6 +788,7 @@ class RadialFilter:
             saved = data.get("settings", {})
             settings = {"score_units": "batch", "crowding": 0.0, **saved}
             settings.setdefault("tail_border", saved.get("border", 1 / 3))
+            unet_map = data.get("unet_map") or {}  # none before format 5
             return cls(
                 diameter=float(data["diameter_px"]),
                 weights=tuple(float(v) for v in data["weights"]),
@@ -706,6 +798,9 @@ class RadialFilter:
                 n_positives=int(trained.get("positives", 0)),
                 n_micrographs=int(trained.get("micrographs", 0)),
                 pixel_size=_positive_or_none(data.get("pixel_size_angstrom")),
+                map_weight=float(unet_map.get("weight") or 0.0),
+                map_model=unet_map.get("model"),
+                map_model_sha256=unet_map.get("sha256"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise CryoSegNetError(f"{KIND}: missing or bad field ({exc})") from exc
