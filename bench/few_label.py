@@ -137,13 +137,29 @@ def cryosegnet_track(work: Path, args: argparse.Namespace) -> dict:
     }
 
 
-def refine_track(work: Path, args: argparse.Namespace, with_map: bool = True) -> dict:
+#: The few-label loop's ablations: folder suffix -> (settings changed, what the row says).
+REFINE_ABLATIONS: dict[str, tuple[dict, str]] = {
+    "": ({}, ""),
+    "_kept": (
+        {"labelled_positives": "kept"},
+        ", the filter learnt from the classes' kept picks",
+    ),
+    "_no_map": (
+        {"labelled_positives": "kept", "labelled_map_weight": 0.0},
+        ", the filter learnt from the classes' kept picks, the model's map not added",
+    ),
+    # the loop as shipped, phase-randomised copies of 4 test micrographs mixed into the batch
+    # (empty fields at real noise: they must be flagged and get no picks)
+    "_copies": ({}, ", with 4 phase-randomised copies mixed in"),
+}
+
+
+def refine_track(work: Path, args: argparse.Namespace, ablation: str = "") -> dict:
     """The few-label track's second half: the model ``finetune`` made with its defaults picks
     the ``test`` micrographs and the label-free loop refines its picks there, as ``pick
     --model RUN/best.pt --refine REFINE`` does (``bench/refine.py``'s ``run_loop``; no test
-    label is used, the loop runs on the micrographs a user would pick). ``with_map`` False:
-    the ablation without the fine-tuned model's map added to the loop's radial filter
-    (``RefineSettings.labelled_map_weight`` 0)."""
+    label is used, the loop runs on the micrographs a user would pick). ``ablation``: a key of
+    :data:`REFINE_ABLATIONS` (the loop as shipped: ``""``)."""
     import refine
     from benchlib import apoferritin_labels
 
@@ -154,9 +170,16 @@ def refine_track(work: Path, args: argparse.Namespace, with_map: bool = True) ->
         sys.exit(f"{model}: not found (run with --finetune-defaults first)")
     paths, labels = apoferritin_labels("test")
     name = "few_label_test" + ("_quick" if args.quick else "")
-    settings = RefineSettings() if with_map else RefineSettings(labelled_map_weight=0.0)
-    variant = "finetuned_defaults" + ("" if with_map else "_no_map")
-    run = refine.run_loop(name, variant, paths, labels, settings, {"model": model}, args.reuse)
+    decoys: list[str] = []
+    if ablation == "_copies":
+        paths, labels, decoys = refine._with_decoys(paths, labels, refine.N_DECOYS)
+        name += "_copies"
+    change, says = REFINE_ABLATIONS[ablation]
+    settings = RefineSettings(**change)
+    variant = "finetuned_defaults" + ablation
+    run = refine.run_loop(
+        name, variant, paths, labels, settings, {"model": model}, args.reuse, decoys
+    )
     if "final_triaged" not in run:
         sys.exit(f"the loop wrote no picks: {run.get('refused') or run.get('stop_reason')}")
     written = run["final_triaged"]
@@ -164,13 +187,19 @@ def refine_track(work: Path, args: argparse.Namespace, with_map: bool = True) ->
     relative = os.path.relpath(model, REPO)
     return {
         "tool": "cryosegnet finetune with its defaults, then pick --refine on the 7 test "
-        "micrographs (no test label)"
-        + ("" if with_map else ", the model's map not added to the loop's filter"),
+        "micrographs (no test label)" + says,
         "commands": [
             f"cryosegnet pick TEST_MICROGRAPHS -o PICKS --model {relative} --refine REFINE"
         ],
         "train_seconds": None,
-        "note": f"the loop: {run.get('stop_reason', '?')}",
+        "note": f"the loop: {run.get('stop_reason', '?')}"
+        + (
+            f"; picks on the copies: {sorted(written['picks_on_empty_fields'].values())}, "
+            f"flagged: {len(run.get('empty_fields_flagged', []))} of {len(decoys)}, real "
+            f"micrographs flagged: {len(run.get('full_fields_flagged', []))}"
+            if decoys
+            else ""
+        ),
         "default_threshold": "the loop's own",
         "all": ranked,
         "at_default": written,
@@ -361,8 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_cryosegnet:
         fresh.append(cryosegnet_track(args.work, args))
     if args.refine:
-        fresh.append(refine_track(args.work, args))
-        fresh.append(refine_track(args.work, args, with_map=False))
+        fresh += [refine_track(args.work, args, ablation) for ablation in REFINE_ABLATIONS]
     if not args.skip_topaz:
         fresh.append(topaz_track(args.work, args))
     # Read the earlier rows only now: another run of this bench may have written meanwhile.

@@ -202,6 +202,10 @@ def test_refine_settings_are_checked():
         RefineSettings(rounds=0)
     with pytest.raises(SettingsError, match="bad share"):
         RefineSettings(bad_share=0.0)
+    with pytest.raises(SettingsError, match="labelled positives must be one of model, kept"):
+        RefineSettings(labelled_positives="labels")
+    with pytest.raises(SettingsError, match="labelled map weight"):
+        RefineSettings(labelled_map_weight=-1.0)
 
 
 def test_refine_options_that_cannot_apply_are_errors(tmp_path, capsys):
@@ -378,6 +382,11 @@ def test_from_a_model_fine_tuned_on_labels_the_filter_adds_its_map_and_keeps_it_
     assert checkpoint_sha256(out / RADIAL_UNET_NAME) == checkpoint_sha256(labelled)
     saved = json.loads((out / RECORD_NAME).read_text())
     assert saved["radial"]["unet_map_weight"] == FAST.labelled_map_weight
+    # it learnt from every pick the labelled model made where the classes flagged nothing
+    _, _, particles = read_classification(summary.rounds[0].classes)
+    stems = [Path(str(name)).stem for name in particles["micrograph"]]
+    assert radial.n_positives == sum(stem not in summary.bad for stem in stems)
+    assert radial.n_positives > summary.rounds[0].n_kept - _kept_on_flagged(summary)
     final = starfile.read(out / "picks" / "particles.star")
     loaded = RadialFilterPicker.load(summary.model, mask_bad_regions=False)
     for stem in ("m0", "m1"):  # the saved filter and its U-Net pick what the loop wrote
@@ -388,8 +397,10 @@ def test_from_a_model_fine_tuned_on_labels_the_filter_adds_its_map_and_keeps_it_
         assert (written["rlnAutopickFigureOfMerit"] >= radial.threshold - 1e-4).all()
     images = [mrcfile.read(path) for path in mics]
     n_with_map = sum(len(loaded.pick(image).picks) for image in images)
-    off = _refine(mics, tmp_path, options, replace(FAST, model="radial", labelled_map_weight=0))
+    kept_only = replace(FAST, model="radial", labelled_map_weight=0, labelled_positives="kept")
+    off = _refine(mics, tmp_path, options, kept_only)
     assert RadialFilter.load(off.model).map_weight == 0
+    assert RadialFilter.load(off.model).n_positives == off.rounds[0].n_kept - _kept_on_flagged(off)
     assert not (out / RADIAL_UNET_NAME).exists()
     # the map re-ranks the filter's picks, and the labelled model says how many: as many as
     # it picked itself (the starting picks), where the filter alone writes its own count

@@ -15,25 +15,26 @@ validation pair: a radial filter learnt from the labels of its 10 training micro
 loop learns as good a filter without them: ``radial_ceiling.py``), the fine-tuned model's
 probability map resized to the micrograph and put in robust z units (less its median, over
 1.4826 x its median absolute deviation), and the filter's picks from response + w x map, every
-candidate ranked. Also, as a lead, the filter learnt without labels from the fine-tuned model's
+candidate ranked. Also the filter learnt without labels from the fine-tuned model's
 own picks of the pair (at its default threshold). ``test`` is not read.
 
-Decided (2026-12-05): ``RefineSettings.labelled_map_weight`` 0.075 (the loop adds a model's map
-to its radial filter when that model was fine-tuned on labels; bench/results/
-few_label_combined.md). Best F1 / AUPRC at w 0 -> 0.075, by fold: seed 0 0.696 / 0.717 -> 0.730
-/ 0.736, seed 1 0.720 / 0.744 -> 0.706 / 0.725, seed 2 0.638 / 0.613 -> 0.675 / 0.652; mean
-0.685 / 0.691 -> 0.704 / 0.704 (a quarter diameter 0.574 -> 0.586). Two folds gain 0.03-0.04,
-one loses 0.014: where the fine-tuned map alone is far weaker than the filter (seed 1: 0.669
-against 0.720) it adds noise. 0.05-0.1 do as well on the mean (0.704-0.706); 0.075 was first
-chosen on seed 0, then held on the three. One labelled real set, three splits of it: thin
-evidence, so the figure on ``test`` (``bench/few_label.py --refine``, with and without the
-map, one run) is the check, and the setting can be turned off (0). How many to write: as
-many as the fine-tuned model picks (F1 within 0.011 of the labelled filter's own threshold on
-each fold), so that the loop, whose filter learns from the few picks the 2D classes keep,
-writes what a calibrated model writes (``RefineSettings.labelled_map_weight``). A lead, not
-built: the filter learnt without labels from the fine-tuned model's own picks of the pair does
-about as well as the one from labels once the map is added (0.699 / 0.705 on average, against
-0.704 / 0.704), and would not rest on a handful of kept picks.
+Decided (2026-12-05): ``RefineSettings.labelled_map_weight`` 0.075 and ``labelled_positives``
+``"model"`` (after ``finetune`` the loop's radial filter learns from the model's picks and adds its
+map; bench/results/few_label_combined.md). Best F1 / AUPRC at w 0 -> 0.075, by fold: seed 0 0.696 /
+0.717 -> 0.730 / 0.736, seed 1 0.720 / 0.744 -> 0.706 / 0.725, seed 2 0.638 / 0.613 -> 0.675 /
+0.652; mean 0.685 / 0.691 -> 0.704 / 0.704 (a quarter diameter 0.574 -> 0.586). Two folds gain
+0.03-0.04, one loses 0.014: where the fine-tuned map alone is far weaker than the filter (seed 1:
+0.669 against 0.720) it adds noise. 0.05-0.1 do as well on the mean (0.704-0.706); 0.075 was first
+chosen on seed 0, then held on the three. One labelled real set, three splits of it: thin evidence,
+so the figure on ``test`` (``bench/few_label.py --refine``, with and without the map, one run) is
+the check, and the setting can be turned off (0). How many to write: as many as the fine-tuned
+model picks (F1 within 0.011 of the labelled filter's own threshold on each fold), so that the
+loop, whose filter learns from the few picks the 2D classes keep, writes what a calibrated model
+writes (``RefineSettings.labelled_map_weight``). Then the positives: the filter learnt without
+labels from the fine-tuned model's own picks of the pair does about as well as the one from labels
+once the map is added (0.699 / 0.705 on average, against 0.704 / 0.704), and would not rest on a
+handful of kept picks: adopted as ``RefineSettings.labelled_positives = "model"`` (on ``test``
+0.679 / 0.708 against 0.639 / 0.623 from the classes' kept picks; ``bench/few_label.py --refine``).
 """
 
 from __future__ import annotations
@@ -130,7 +131,7 @@ def fold(seed: int) -> dict:
     rows["U-Net alone"] = {
         k: round(float(pooled[k]), 3) for k in ("best_f1", "auprc", "best_f1_quarter")
     }
-    # a lead: the filter learnt, without labels, from the fine-tuned model's own picks of the
+    # the filter learnt, without labels, from the fine-tuned model's own picks of the
     # pair (as a loop would on its batch, instead of the few picks the 2D classes keep)
     own = {s: picker.pick(images[s])[["x", "y"]].to_numpy(float) for s in validation}
     from_picks = RadialFilter.fit({s: images[s] for s in validation}, own, 68.0, seed=0)
