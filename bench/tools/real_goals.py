@@ -292,10 +292,16 @@ def levers(notes: list[str]) -> list[dict]:
             rows.append(lever(goal, "apoferritin train", what, row, base, "richer_model"))
     teacher = load("radial_teacher")  # a U-Net taught by the loop filter's picks, added to it
     if teacher:
-        for run in teacher["runs"]:
+        refit = "the filter refitted on its own written picks"
+        for k, run in enumerate(teacher["runs"]):
             base = run["rows"]["0"]
+            if k == 0 and refit in run["rows"]:
+                what = "loop filter refitted on its own written picks (no label)"
+                rows.append(
+                    lever(2, "apoferritin train", what, run["rows"][refit], base, "radial_teacher")
+                )
             for weight, row in run["rows"].items():
-                if weight != "0":
+                if weight not in ("0", refit):
                     what = f"loop filter + U-Net fine-tuned {run['epochs']} epochs on its picks" + (
                         " (alone)" if "alone" in weight else f", w {weight}"
                     )
