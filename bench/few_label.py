@@ -207,6 +207,45 @@ def refine_track(work: Path, args: argparse.Namespace, ablation: str = "") -> di
     }
 
 
+def refine_fold_track(work: Path, args: argparse.Namespace, seed: int) -> dict:
+    """The few-label track from another fine-tuning of the same recipe: ``finetune --seed
+    SEED`` (its own 10 of the 12 ``train`` micrographs; made by
+    ``bench/studies/few_label_combined.py``), then the loop as shipped on ``test``; the spread
+    of the track over fine-tuning runs. Round 0 is that model alone, at its default threshold."""
+    import refine
+    from benchlib import apoferritin_labels
+
+    from cryosegnet.training.refine_loop import RefineSettings
+
+    model = work / "folds" / f"seed{seed}" / "best.pt"
+    if not model.is_file():
+        sys.exit(f"{model}: not found (run bench/studies/few_label_combined.py first)")
+    paths, labels = apoferritin_labels("test")
+    name = f"few_label_test_seed{seed}"
+    run = refine.run_loop(
+        name, "finetuned_defaults", paths, labels, RefineSettings(), {"model": model}, args.reuse
+    )
+    if "final_triaged" not in run:
+        sys.exit(f"the loop wrote no picks: {run.get('refused') or run.get('stop_reason')}")
+    alone = run["rounds"]["0"]
+    relative = os.path.relpath(model, REPO)
+    return {
+        "tool": f"cryosegnet finetune --seed {seed} (10 of the 12 train micrographs), then pick "
+        "--refine on the 7 test micrographs (no test label)",
+        "commands": [
+            f"cryosegnet pick TEST_MICROGRAPHS -o PICKS --model {relative} --refine REFINE"
+        ],
+        "train_seconds": None,
+        "note": f"the model alone, at its default threshold: best F1 {alone['best_f1']:.3f}, "
+        f"AUPRC {alone['auprc']:.3f}; the loop flagged {len(run.get('flagged', []))} "
+        "micrograph(s)",
+        "default_threshold": "the loop's own",
+        "all": run.get("every_candidate", run["final_triaged"]),
+        "at_default": run["final_triaged"],
+        "loop_seconds": run.get("loop_s"),
+    }
+
+
 def as_mrc(stems: list[str], out: Path) -> list[Path]:
     """Topaz 0.3 reads MRC, not 16-bit PNG: float32 copies."""
     return mrc_copies([DATA / "micrographs" / f"{stem}.png" for stem in stems], out)
@@ -365,6 +404,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also refine the --finetune-defaults model's test picks with pick --refine",
     )
+    parser.add_argument(
+        "--refine-folds",
+        action="store_true",
+        help="also the loop from the models of finetune --seed 1 and 2 (their spread)",
+    )
     parser.add_argument("--skip-topaz", action="store_true")
     parser.add_argument("--skip-cryosegnet", action="store_true")
     parser.add_argument(
@@ -391,6 +435,8 @@ def main(argv: list[str] | None = None) -> int:
         fresh.append(cryosegnet_track(args.work, args))
     if args.refine:
         fresh += [refine_track(args.work, args, ablation) for ablation in REFINE_ABLATIONS]
+    if args.refine_folds:
+        fresh += [refine_fold_track(args.work, args, seed) for seed in (1, 2)]
     if not args.skip_topaz:
         fresh.append(topaz_track(args.work, args))
     # Read the earlier rows only now: another run of this bench may have written meanwhile.
