@@ -154,57 +154,62 @@ REFINE_ABLATIONS: dict[str, tuple[dict, str]] = {
 }
 
 
-def refine_track(work: Path, args: argparse.Namespace, ablation: str = "") -> dict:
-    """The few-label track's second half: the model ``finetune`` made with its defaults picks
-    the ``test`` micrographs and the label-free loop refines its picks there, as ``pick
-    --model RUN/best.pt --refine REFINE`` does (``bench/refine.py``'s ``run_loop``; no test
-    label is used, the loop runs on the micrographs a user would pick). ``ablation``: a key of
-    :data:`REFINE_ABLATIONS` (the loop as shipped: ``""``)."""
+def _loop_row(model: Path, name: str, variant: str, change: dict, decoys: bool, reuse: bool):
+    """``pick --model MODEL --refine`` on the ``test`` micrographs (``bench/refine.py``'s
+    ``run_loop``; no test label is used), with the loop's settings changed by ``change`` and,
+    with ``decoys``, phase-randomised copies of 4 of them mixed in -> (run, the row's common
+    fields)."""
     import refine
     from benchlib import apoferritin_labels
 
     from cryosegnet.training.refine_loop import RefineSettings
 
-    model = work / "cryosegnet_ft_defaults" / "best.pt"
-    if not model.is_file():
-        sys.exit(f"{model}: not found (run with --finetune-defaults first)")
     paths, labels = apoferritin_labels("test")
-    name = "few_label_test" + ("_quick" if args.quick else "")
-    decoys: list[str] = []
-    if ablation == "_copies":
-        paths, labels, decoys = refine._with_decoys(paths, labels, refine.N_DECOYS)
-        name += "_copies"
-    change, says = REFINE_ABLATIONS[ablation]
+    copies: list[str] = []
+    if decoys:
+        paths, labels, copies = refine._with_decoys(paths, labels, refine.N_DECOYS)
     settings = RefineSettings(**change)
-    variant = "finetuned_defaults" + ablation
-    run = refine.run_loop(
-        name, variant, paths, labels, settings, {"model": model}, args.reuse, decoys
-    )
+    run = refine.run_loop(name, variant, paths, labels, settings, {"model": model}, reuse, copies)
     if "final_triaged" not in run:
         sys.exit(f"the loop wrote no picks: {run.get('refused') or run.get('stop_reason')}")
     written = run["final_triaged"]
-    ranked = run.get("every_candidate", written)
     relative = os.path.relpath(model, REPO)
-    return {
-        "tool": "cryosegnet finetune with its defaults, then pick --refine on the 7 test "
-        "micrographs (no test label)" + says,
+    return run, {
         "commands": [
             f"cryosegnet pick TEST_MICROGRAPHS -o PICKS --model {relative} --refine REFINE"
         ],
         "train_seconds": None,
-        "note": f"the loop: {run.get('stop_reason', '?')}"
-        + (
-            f"; picks on the copies: {sorted(written['picks_on_empty_fields'].values())}, "
-            f"flagged: {len(run.get('empty_fields_flagged', []))} of {len(decoys)}, real "
-            f"micrographs flagged: {len(run.get('full_fields_flagged', []))}"
-            if decoys
-            else ""
-        ),
         "default_threshold": "the loop's own",
-        "all": ranked,
+        "all": run.get("every_candidate", written),
         "at_default": written,
         "loop_seconds": run.get("loop_s"),
     }
+
+
+def refine_track(work: Path, args: argparse.Namespace, ablation: str = "") -> dict:
+    """The few-label track's second half: the model ``finetune`` made with its defaults picks
+    the ``test`` micrographs and the label-free loop refines its picks there, as ``pick
+    --model RUN/best.pt --refine REFINE`` does (no test label is used, the loop runs on the
+    micrographs a user would pick). ``ablation``: a key of :data:`REFINE_ABLATIONS` (the loop
+    as shipped: ``""``)."""
+    model = work / "cryosegnet_ft_defaults" / "best.pt"
+    if not model.is_file():
+        sys.exit(f"{model}: not found (run with --finetune-defaults first)")
+    copies = ablation == "_copies"
+    name = "few_label_test" + ("_quick" if args.quick else "") + ("_copies" if copies else "")
+    change, says = REFINE_ABLATIONS[ablation]
+    variant = "finetuned_defaults" + ablation
+    run, row = _loop_row(model, name, variant, change, copies, args.reuse)
+    written = row["at_default"]
+    note = f"the loop: {run.get('stop_reason', '?')}"
+    if copies:
+        note += (
+            f"; picks on the copies: {sorted(written['picks_on_empty_fields'].values())}, "
+            f"flagged: {len(run.get('empty_fields_flagged', []))} of {len(run['empty_fields'])}, "
+            f"real micrographs flagged: {len(run.get('full_fields_flagged', []))}"
+        )
+    tool = "cryosegnet finetune with its defaults, then pick --refine on the 7 test micrographs"
+    return {"tool": f"{tool} (no test label){says}", "note": note, **row}
 
 
 def refine_fold_track(work: Path, args: argparse.Namespace, seed: int) -> dict:
@@ -212,37 +217,19 @@ def refine_fold_track(work: Path, args: argparse.Namespace, seed: int) -> dict:
     SEED`` (its own 10 of the 12 ``train`` micrographs; made by
     ``bench/studies/few_label_combined.py``), then the loop as shipped on ``test``; the spread
     of the track over fine-tuning runs. Round 0 is that model alone, at its default threshold."""
-    import refine
-    from benchlib import apoferritin_labels
-
-    from cryosegnet.training.refine_loop import RefineSettings
-
     model = work / "folds" / f"seed{seed}" / "best.pt"
     if not model.is_file():
         sys.exit(f"{model}: not found (run bench/studies/few_label_combined.py first)")
-    paths, labels = apoferritin_labels("test")
     name = f"few_label_test_seed{seed}"
-    run = refine.run_loop(
-        name, "finetuned_defaults", paths, labels, RefineSettings(), {"model": model}, args.reuse
-    )
-    if "final_triaged" not in run:
-        sys.exit(f"the loop wrote no picks: {run.get('refused') or run.get('stop_reason')}")
+    run, row = _loop_row(model, name, "finetuned_defaults", {}, False, args.reuse)
     alone = run["rounds"]["0"]
-    relative = os.path.relpath(model, REPO)
     return {
         "tool": f"cryosegnet finetune --seed {seed} (10 of the 12 train micrographs), then pick "
         "--refine on the 7 test micrographs (no test label)",
-        "commands": [
-            f"cryosegnet pick TEST_MICROGRAPHS -o PICKS --model {relative} --refine REFINE"
-        ],
-        "train_seconds": None,
         "note": f"the model alone, at its default threshold: best F1 {alone['best_f1']:.3f}, "
         f"AUPRC {alone['auprc']:.3f}; the loop flagged {len(run.get('flagged', []))} "
         "micrograph(s)",
-        "default_threshold": "the loop's own",
-        "all": run.get("every_candidate", run["final_triaged"]),
-        "at_default": run["final_triaged"],
-        "loop_seconds": run.get("loop_s"),
+        **row,
     }
 
 

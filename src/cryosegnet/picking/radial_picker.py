@@ -320,10 +320,8 @@ class RadialFilterPicker:
             empty = bool(self.config.skip_empty and judged)
             if self.unet is not None:
                 assert one.denoised is not None  # preprocess denoises for the U-Net
-                shape_read = one.filtered.shape
-                response = self.radial.with_map(
-                    response, unet_map(self.unet, one.denoised, shape_read)
-                )
+                unet_probability = unet_map(self.unet, one.denoised, one.filtered.shape)
+                response = self.radial.with_map(response, unet_probability)
             picks = self.radial.pick_response(response, self.threshold)
             if empty:
                 picks = picks.iloc[:0]

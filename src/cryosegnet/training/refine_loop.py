@@ -1008,7 +1008,7 @@ def _fit_radial(
     from cryosegnet.training.radial_filter import RadialFilter
 
     unflagged = judgement.particles[~judgement.particles["stem"].isin(judgement.bad).to_numpy(bool)]
-    every_pick = _labelled(picker) and settings.labelled_positives == "model"
+    every_pick = _learns_from_model(picker, settings)
     kept = unflagged if every_pick else unflagged[unflagged["kept"].to_numpy(bool)]
     fitted_on = _fit_sample(list(images), kept, settings.radial_fit_micrographs)
     sample = images.subset(fitted_on)
@@ -1029,6 +1029,12 @@ def _labelled(picker) -> bool:
     from cryosegnet.picking.picker import learnt_from_labels
 
     return picker is not None and learnt_from_labels(picker.checkpoint)
+
+
+def _learns_from_model(picker, settings: RefineSettings) -> bool:
+    """The radial filter learns from every pick of the starting model, not the kept ones
+    (``settings.labelled_positives``, for a model that learnt from labels)."""
+    return settings.labelled_positives == "model" and _labelled(picker)
 
 
 def _with_labelled_map(
@@ -1052,12 +1058,9 @@ def _with_labelled_map(
     weight = settings.labelled_map_weight
     if not weight or not _labelled(picker):
         return radial
-    model = Path(picker.model_path)
+    # the file name is the copy's, given when the filter is saved beside it (_save_radial)
     radial = replace(
-        radial,
-        map_weight=weight,
-        map_model=model.name,
-        map_model_sha256=checkpoint_sha256(model),
+        radial, map_weight=weight, map_model_sha256=checkpoint_sha256(picker.model_path)
     )
     scores = []
     for stem in sample:
@@ -1068,11 +1071,10 @@ def _with_labelled_map(
         )
         scores.append(combined["score"].to_numpy(float))
     ranked = np.sort(np.concatenate(scores))[::-1]
-    written = starting
-    if not written or len(ranked) <= written:  # nothing to match: the filter's own threshold
+    if not starting or len(ranked) <= starting:  # nothing to match: the filter's own threshold
         return radial
     # halfway between the last pick written and the next: not on a knife-edge
-    return replace(radial, threshold=float(ranked[written - 1] + ranked[written]) / 2)
+    return replace(radial, threshold=float(ranked[starting - 1] + ranked[starting]) / 2)
 
 
 def _classify_round(
@@ -1145,7 +1147,7 @@ def _refine_radial(
             raise
         say(f"refine: no radial filter ({first_line(exc)})")
         return {"chosen": False, "reason": first_line(exc)}
-    own = _labelled(picker) and settings.labelled_positives == "model"
+    own = _learns_from_model(picker, settings)
     what = "picks of the starting model (fine-tuned on labels)" if own else "kept picks"
     say(
         f"refine: radial filter fitted on {radial.n_positives} {what} of "
