@@ -354,6 +354,35 @@ def test_the_radial_mode_fits_a_filter_on_the_kept_picks_and_writes_its_picks(tm
     assert "radial filter" in summary.text()
 
 
+def _labelled_session(root: Path) -> tuple[list[Path], dict, Path]:
+    """:func:`_session` with its U-Net saved as fine-tuned on labels, and its picks made."""
+    mics, options = _session(root)
+    unet, denoise, _ = load_model(options["model"])
+    labelled = root / "finetuned.pt"
+    record = {"kind": "finetune", "data": {"train": {"sources": ["labelled"]}}}
+    save_checkpoint(labelled, unet, denoise, metadata=record)
+    options = {**options, "model": labelled}
+    pick_batch(Picker(**options), mics, root / "picks", progress=False)
+    return mics, options, labelled
+
+
+def test_after_finetune_the_loop_runs_the_unet_once_per_micrograph(tmp_path, monkeypatch):
+    """The map that sets the filter's threshold on the fit micrographs is the one their
+    re-pick adds: a U-Net pass is the loop's costliest step on a CPU."""
+    mics, options, _ = _labelled_session(tmp_path)
+    passes = []
+    run = Picker.probability_maps
+
+    def counted(self, denoised):
+        passes.append(len(denoised))
+        return run(self, denoised)
+
+    monkeypatch.setattr(Picker, "probability_maps", counted)
+    summary = _refine(mics, tmp_path, options, replace(FAST, model="radial"))
+    assert summary.model is not None
+    assert sum(passes) == len(mics)
+
+
 def test_from_a_model_fine_tuned_on_labels_the_filter_adds_its_map_and_keeps_it_beside(
     tmp_path,
 ):
@@ -367,13 +396,7 @@ def test_from_a_model_fine_tuned_on_labels_the_filter_adds_its_map_and_keeps_it_
     from cryosegnet.training.radial_filter import RadialFilter
     from cryosegnet.training.refine_loop import RADIAL_UNET_NAME
 
-    mics, options = _session(tmp_path)
-    unet, denoise, _ = load_model(options["model"])
-    labelled = tmp_path / "finetuned.pt"
-    record = {"kind": "finetune", "data": {"train": {"sources": ["labelled"]}}}
-    save_checkpoint(labelled, unet, denoise, metadata=record)
-    options = {**options, "model": labelled}
-    pick_batch(Picker(**options), mics, tmp_path / "picks", progress=False)
+    mics, options, labelled = _labelled_session(tmp_path)
     summary = _refine(mics, tmp_path, options, replace(FAST, model="radial"))
     out = tmp_path / "refine"
     radial = RadialFilter.load(summary.model)

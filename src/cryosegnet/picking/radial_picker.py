@@ -55,9 +55,13 @@ def unet_map(unet, denoised: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     numpy.ndarray
         float32, ``shape[:2]``.
     """
+    return map_at_size(unet.probability_maps([denoised])[0], shape)
+
+
+def map_at_size(probability: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """A U-Net map at its working size, resized to a micrograph's ``shape`` (float32)."""
     import cv2
 
-    probability = unet.probability_maps([denoised])[0]
     size = (int(shape[1]), int(shape[0]))
     return cv2.resize(probability, size, interpolation=cv2.INTER_LINEAR).astype(np.float32)
 
@@ -73,10 +77,15 @@ class PreparedMicrograph:
     denoised : numpy.ndarray or None
         The U-Net picker's denoised working image, which its bad-region mask reads (None: no
         mask).
+    unet_probability : numpy.ndarray or None
+        The U-Net's map at its working size (``Picker.probability_maps``), where a caller has
+        it already (the refinement loop sets the filter's threshold on it); None: the picker
+        makes it. Kept at the working size: a batch's maps at 4k would fill the memory.
     """
 
     filtered: np.ndarray
     denoised: np.ndarray | None
+    unet_probability: np.ndarray | None = None
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -285,6 +294,32 @@ class RadialFilterPicker:
         """
         return self.pick_denoised([self.preprocess(image)], [image.shape])[0]
 
+    def map_of(self, one: PreparedMicrograph) -> np.ndarray:
+        """The U-Net's map of one prepared micrograph: the one it carries, else made here.
+
+        Parameters
+        ----------
+        one : PreparedMicrograph
+            :meth:`preprocess`'s output (with ``unet_probability`` where known).
+
+        Returns
+        -------
+        numpy.ndarray
+            float32, at the micrograph's size.
+
+        Raises
+        ------
+        CryoSegNetError
+            The filter adds no U-Net's map.
+        """
+        if self.unet is None:
+            raise CryoSegNetError("radial filter: learnt without a U-Net's map")
+        working = one.unet_probability
+        if working is None:
+            assert one.denoised is not None  # preprocess denoises for the U-Net
+            working = self.unet.probability_maps([one.denoised])[0]
+        return map_at_size(working, one.filtered.shape)
+
     def pick_denoised(
         self,
         prepared: list[PreparedMicrograph],
@@ -319,9 +354,7 @@ class RadialFilterPicker:
             judged = evidence is not None and self.radial.looks_empty(evidence)
             empty = bool(self.config.skip_empty and judged)
             if self.unet is not None:
-                assert one.denoised is not None  # preprocess denoises for the U-Net
-                unet_probability = unet_map(self.unet, one.denoised, one.filtered.shape)
-                response = self.radial.with_map(response, unet_probability)
+                response = self.radial.with_map(response, self.map_of(one))
             picks = self.radial.pick_response(response, self.threshold)
             if empty:
                 picks = picks.iloc[:0]

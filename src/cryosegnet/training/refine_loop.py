@@ -1002,9 +1002,10 @@ def _fit_radial(
     judgement: RoundJudgement, images: _Micrographs, settings: RefineSettings, picker=None
 ):
     """The radial filter of round 0's kept picks (re-centred, on micrographs not flagged),
-    fitted on :func:`_fit_sample`'s micrographs -> (filter, those micrographs). With a
-    ``picker`` whose model learnt from labels, the filter learns from all of its picks
-    (``settings.labelled_positives``) and adds its map (:func:`_with_labelled_map`)."""
+    fitted on :func:`_fit_sample`'s micrographs -> (filter, those micrographs, the U-Net's
+    maps of them). With a ``picker`` whose model learnt from labels, the filter learns from
+    all of its picks (``settings.labelled_positives``) and adds its map
+    (:func:`_with_labelled_map`)."""
     from cryosegnet.training.radial_filter import RadialFilter
 
     unflagged = judgement.particles[~judgement.particles["stem"].isin(judgement.bad).to_numpy(bool)]
@@ -1021,7 +1022,8 @@ def _fit_radial(
         sample, positives, judgement.diameter_px, seed=settings.seed, settings=settings.radial
     )
     starting = int(judgement.particles["stem"].isin(list(sample.stems)).sum())
-    return _with_labelled_map(radial, sample, picker, settings, starting), sample
+    radial, maps = _with_labelled_map(radial, sample, picker, settings, starting)
+    return radial, sample, maps
 
 
 def _labelled(picker) -> bool:
@@ -1041,7 +1043,8 @@ def _with_labelled_map(
     radial, sample: _Micrographs, picker, settings: RefineSettings, starting: int
 ):
     """``radial`` with the map of ``picker``'s U-Net added, where that U-Net learnt from the
-    user's labels (``settings.labelled_map_weight``).
+    user's labels (``settings.labelled_map_weight``), and the U-Net's maps of ``sample`` at
+    its working size (the re-pick of those micrographs reads them again; none without a map).
 
     The map re-ranks the filter's picks, and the model says how many to write: the threshold is
     the score at which the sum writes, over the fit micrographs, as many picks as the starting
@@ -1053,28 +1056,29 @@ def _with_labelled_map(
     from labels, F1 at the model's count was within 0.011 of F1 at the filter's own.
     (``bench/studies/few_label_combined.py``)."""
     from cryosegnet.model.checkpoint import checkpoint_sha256
-    from cryosegnet.picking.radial_picker import unet_map
+    from cryosegnet.picking.radial_picker import map_at_size
 
     weight = settings.labelled_map_weight
     if not weight or not _labelled(picker):
-        return radial
+        return radial, {}
     # the file name is the copy's, given when the filter is saved beside it (_save_radial)
     radial = replace(
         radial, map_weight=weight, map_model_sha256=checkpoint_sha256(picker.model_path)
     )
-    scores = []
+    scores, maps = [], {}
     for stem in sample:
         image = sample[stem]
-        probability = unet_map(picker, picker.preprocess(image), image.shape)
+        maps[stem] = picker.probability_maps([picker.preprocess(image)])[0]
+        probability = map_at_size(maps[stem], image.shape)
         combined = radial.pick_response(
             radial.with_map(radial.response(image), probability), -np.inf
         )
         scores.append(combined["score"].to_numpy(float))
     ranked = np.sort(np.concatenate(scores))[::-1]
-    if not starting or len(ranked) <= starting:  # nothing to match: the filter's own threshold
-        return radial
-    # halfway between the last pick written and the next: not on a knife-edge
-    return replace(radial, threshold=float(ranked[starting - 1] + ranked[starting]) / 2)
+    if starting and len(ranked) > starting:  # else nothing to match: the filter's own threshold
+        # halfway between the last pick written and the next: not on a knife-edge
+        radial = replace(radial, threshold=float(ranked[starting - 1] + ranked[starting]) / 2)
+    return radial, maps
 
 
 def _classify_round(
@@ -1141,7 +1145,7 @@ def _refine_radial(
     images = _Micrographs({stem: stems[stem] for stem in sources if stem in stems})
     begun = time.monotonic()
     try:
-        radial, sample = _fit_radial(judgement, images, settings, picker)
+        radial, sample, maps = _fit_radial(judgement, images, settings, picker)
     except CryoSegNetError as exc:  # no positive left to learn from (all on flagged ones)
         if settings.model != "auto":
             raise
@@ -1158,7 +1162,7 @@ def _refine_radial(
             f"refine: the starting model learnt from labels: its map joins the filter's "
             f"response (x {radial.map_weight:g}, robust z units)"
         )
-    results = {stem: _radial_pick(radial, sample[stem], picker) for stem in sample}
+    results = {stem: _radial_pick(radial, sample[stem], picker, maps.get(stem)) for stem in sample}
     ratios = {stem: r.evidence for stem, r in results.items()}
     if settings.model == "auto" and not _filter_fits(radial, ratios):
         say(
@@ -1233,16 +1237,19 @@ def _radial_particles(
     return particles.assign(**{"class": 0, "psi": 0.0})
 
 
-def _radial_pick(radial, image: np.ndarray, picker):
+def _radial_pick(radial, image: np.ndarray, picker, unet_probability: np.ndarray | None = None):
     """The filter's picks of one micrograph, less those in the picker's bad regions, with its
-    tail ratio as ``evidence`` (as ``pick --radial-filter`` picks with the saved filter)."""
+    tail ratio as ``evidence`` (as ``pick --radial-filter`` picks with the saved filter);
+    ``unet_probability``: the U-Net's map of it at its working size, where already made."""
     from cryosegnet.picking.radial_picker import RadialFilterPicker
 
     mask = bool(getattr(getattr(picker, "config", None), "mask_bad_regions", False))
     unet = picker if radial.map_weight else None
-    return RadialFilterPicker(
+    filter_picker = RadialFilterPicker(
         radial, picker.denoise_settings, mask, measure_empty=True, unet=unet
-    ).pick(image)
+    )
+    prepared = replace(filter_picker.preprocess(image), unet_probability=unet_probability)
+    return filter_picker.pick_denoised([prepared], [image.shape])[0]
 
 
 def _judged_empty(radial, tail_ratios: Mapping[str, float | None], say) -> list[str]:
