@@ -553,6 +553,26 @@ def test_auto_fine_tunes_the_unet_where_the_filter_sees_no_particles(tmp_path):
     assert any("fine-tuning the U-Net instead" in line for line in said)
 
 
+def test_after_finetune_auto_keeps_the_filter_where_it_alone_sees_no_particles(tmp_path):
+    """With a model fine-tuned on labels, the filter picks from its response plus that model's
+    map: ``auto`` keeps it where the filter alone does not fit, rather than fine-tuning the
+    U-Net on the few kept picks."""
+    import json
+
+    mics, options, _ = _labelled_session(tmp_path)
+    said: list[str] = []
+    summary = _refine(mics, tmp_path, options, replace(FAST, model="auto"), said.append)
+    record = json.loads((tmp_path / "refine" / RECORD_NAME).read_text())
+    ratios = record["radial"]["tail_ratios"]
+    assert sum(r >= FAST.radial.min_tail_ratio for r in ratios.values()) * 2 < len(ratios)
+    assert record["radial"]["chosen"] is True
+    assert summary.model_kind == "radial" and summary.model == tmp_path / "refine" / (
+        RADIAL_FILTER_NAME
+    )
+    assert not (tmp_path / "refine" / MODEL_NAME).exists()  # no fine-tuning
+    assert any("the fine-tuned model's map carries its picks" in line for line in said)
+
+
 def test_a_large_batch_fits_the_filter_on_a_sample_and_re_picks_every_micrograph(tmp_path):
     import json
 

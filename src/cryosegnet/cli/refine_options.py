@@ -57,7 +57,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "reuse it with --radial-filter"
         "); for round particles (measured on apoferritin with --diameter 68 --centre-picks "
         "--refine-low-snr); auto: radial where the filter sees particles on most micrographs "
-        "(its response lopsided towards them), else unet",
+        "(its response lopsided towards them), else unet; from a model fine-tuned on labels "
+        "radial wherever it can be fitted, with that model's map added",
     )
     group.add_argument(
         "--refine-rounds",

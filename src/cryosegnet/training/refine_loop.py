@@ -98,7 +98,13 @@ class RefineSettings:
         (:meth:`~cryosegnet.training.radial_filter.RadialFilter.tail_ratio`); else fine-tune
         the U-Net as ``unet`` does. The filter fits round particles at low SNR (apoferritin
         ``train``: it saw particles on all 12 micrographs) and not the simulated fields of
-        TRPV1 and procedural shapes (on none of 16), where fine-tuning gains.
+        TRPV1 and procedural shapes (on none of 16), where fine-tuning gains. After
+        ``finetune`` (``labelled_map_weight``) the filter is kept wherever it can be fitted:
+        the fine-tuned model's map carries its picks where the filter alone does not fit. On
+        simulated TRPV1 fields, from a model fine-tuned on 6 labelled ones, it wrote picks
+        with F1 0.801 (easy) and 0.448 (medium) at its threshold, where fine-tuning the U-Net
+        on the kept picks gave 0.783 and the loop refused (the model's own picks: 0.403)
+        (``bench/studies/few_label_sims.py``).
     radial : RadialFilterSettings
         The filter's rings, pre-filter and picking (``model="radial"``).
     radial_fit_micrographs : int
@@ -1164,7 +1170,13 @@ def _refine_radial(
         )
     results = {stem: _radial_pick(radial, sample[stem], picker, maps.get(stem)) for stem in sample}
     ratios = {stem: r.evidence for stem, r in results.items()}
-    if settings.model == "auto" and not _filter_fits(radial, ratios):
+    fits = _filter_fits(radial, ratios)
+    if settings.model == "auto" and not fits and radial.map_weight:
+        say(
+            f"refine: the radial filter alone sees particles on {_seen(radial, ratios)} of "
+            f"{len(ratios)} micrograph(s); kept, as the fine-tuned model's map carries its picks"
+        )
+    elif settings.model == "auto" and not fits:
         say(
             f"refine: the radial filter sees particles on {_seen(radial, ratios)} of "
             f"{len(ratios)} micrograph(s): it does not match these particles"
