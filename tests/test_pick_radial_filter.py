@@ -297,14 +297,15 @@ def with_map(session, tmp_path):
 
 
 def test_a_filter_learnt_with_a_unet_map_picks_with_the_unet_beside_it(session, with_map, tmp_path):
-    from cryosegnet.picking.radial_picker import unet_map
+    from cryosegnet.picking.radial_picker import map_at_size
 
     _, mics, _ = session
     saved, _ = with_map
     picker = RadialFilterPicker.load(saved, mask_bad_regions=False)
     radial = picker.radial
     image = mrcfile.read(mics / "new1.mrc")
-    probability = unet_map(picker.unet, picker.unet.preprocess(image), image.shape)
+    working = picker.unet.probability_maps([picker.unet.preprocess(image)])[0]
+    probability = map_at_size(working, image.shape)
     expected = radial.pick_response(radial.with_map(radial.response(image), probability))
     result = picker.pick(image)
     pandas.testing.assert_frame_equal(result.picks.drop(columns="diameter"), expected)

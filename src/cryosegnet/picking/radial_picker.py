@@ -38,15 +38,13 @@ from cryosegnet.training.radial_filter import RadialFilter
 STAGE = "radial"
 
 
-def unet_map(unet, denoised: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """A U-Net picker's probability map of one denoised micrograph, at the micrograph's size.
+def map_at_size(probability: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """A U-Net map at its working size, resized to the micrograph it was made from.
 
     Parameters
     ----------
-    unet : cryosegnet.picking.picker.Picker
-        The picker whose U-Net makes the map.
-    denoised : numpy.ndarray
-        Its :meth:`~cryosegnet.picking.picker.Picker.preprocess` output.
+    probability : numpy.ndarray
+        One map of :meth:`~cryosegnet.picking.picker.Picker.probability_maps`.
     shape : tuple of int
         The micrograph's shape as read.
 
@@ -55,11 +53,6 @@ def unet_map(unet, denoised: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     numpy.ndarray
         float32, ``shape[:2]``.
     """
-    return map_at_size(unet.probability_maps([denoised])[0], shape)
-
-
-def map_at_size(probability: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """A U-Net map at its working size, resized to a micrograph's ``shape`` (float32)."""
     import cv2
 
     size = (int(shape[1]), int(shape[0]))
