@@ -1170,17 +1170,7 @@ def _refine_radial(
         )
     results = {stem: _radial_pick(radial, sample[stem], picker, maps.get(stem)) for stem in sample}
     ratios = {stem: r.evidence for stem, r in results.items()}
-    fits = _filter_fits(radial, ratios)
-    if settings.model == "auto" and not fits and radial.map_weight:
-        say(
-            f"refine: the radial filter alone sees particles on {_seen(radial, ratios)} of "
-            f"{len(ratios)} micrograph(s); kept, as the fine-tuned model's map carries its picks"
-        )
-    elif settings.model == "auto" and not fits:
-        say(
-            f"refine: the radial filter sees particles on {_seen(radial, ratios)} of "
-            f"{len(ratios)} micrograph(s): it does not match these particles"
-        )
+    if not _keeps_filter(radial, ratios, settings, say):
         return {
             "chosen": False,
             "positives": radial.n_positives,
@@ -1218,6 +1208,26 @@ def _refine_radial(
         model_kind="radial",
         judged_empty=[stem for stem in empty if stem not in judgement.bad],
     )
+
+
+def _keeps_filter(
+    radial, tail_ratios: Mapping[str, float | None], settings: RefineSettings, say
+) -> bool:
+    """Whether the loop keeps the fitted filter: always with ``model="radial"``; with
+    ``auto`` where it sees particles in most of the batch (:func:`_filter_fits`), or where a
+    fine-tuned model's map joins its response (that map carries the picks where the filter
+    alone does not fit)."""
+    if settings.model != "auto" or _filter_fits(radial, tail_ratios):
+        return True
+    seen = f"{_seen(radial, tail_ratios)} of {len(tail_ratios)} micrograph(s)"
+    if radial.map_weight:
+        say(
+            f"refine: the radial filter alone sees particles on {seen}; kept, as the "
+            "fine-tuned model's map carries its picks"
+        )
+        return True
+    say(f"refine: the radial filter sees particles on {seen}: it does not match these particles")
+    return False
 
 
 def _save_radial(radial, picker, out: Path) -> Path:
