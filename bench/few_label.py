@@ -79,7 +79,7 @@ def score(picks: dict[str, pd.DataFrame], threshold: float | None) -> dict:
 
 def cryosegnet_track(work: Path, args: argparse.Namespace) -> dict:
     from cryosegnet.io.coordinates import read_coordinates
-    from cryosegnet.picking.picker import DEFAULT_PEAK_THRESHOLD
+    from cryosegnet.picking.picker import Picker
     from cryosegnet.training.finetune import finetune_config
 
     cli = [sys.executable, "-m", "cryosegnet.cli.main"]
@@ -117,6 +117,8 @@ def cryosegnet_track(work: Path, args: argparse.Namespace) -> dict:
         "--no-progress",
     ]
     run(cli + pick, work / f"cryosegnet_pick{suffix}.log")
+    # the model's own threshold (a fine-tuned model's validated one), as pick uses it
+    threshold = Picker(model=run_dir / "best.pt", device="cpu").threshold
     picks = {}
     for path in picks_dir.rglob("*_autopick.star"):
         picks[path.name[: -len("_autopick.star")]] = read_coordinates(path)
@@ -131,9 +133,9 @@ def cryosegnet_track(work: Path, args: argparse.Namespace) -> dict:
         ],
         "train_seconds": seconds,
         "note": args.note,
-        "default_threshold": DEFAULT_PEAK_THRESHOLD,
+        "default_threshold": threshold,
         "all": score(picks, None),
-        "at_default": score(picks, DEFAULT_PEAK_THRESHOLD),
+        "at_default": score(picks, threshold),
     }
 
 
@@ -341,7 +343,7 @@ def topaz_track(work: Path, args: argparse.Namespace) -> dict:
 
 
 def _threshold(value) -> str:
-    return f"{value:g}" if isinstance(value, (int, float)) else str(value)
+    return f"{value:.3g}" if isinstance(value, (int, float)) else str(value)
 
 
 def table(results: dict) -> str:

@@ -386,9 +386,13 @@ def test_train_and_finetune_cli(tmp_path, capsys):
             *COMMON,
         ]
     )
-    assert code == 0, capsys.readouterr().err
+    said = capsys.readouterr()
+    assert code == 0, said.err
     meta = read_checkpoint(ft / "last.pt")["metadata"]
     assert meta["kind"] == "finetune" and meta["recipe"]["freeze_encoder"] is True
+    # the threshold its validation scored best at, with the option that picks there
+    best = read_checkpoint(ft / "best.pt")["metadata"]["metrics"]["val_best_threshold"]
+    assert f"pick with --threshold {best:.3g}" in said.out
     assert meta["recipe"]["lr"] == FINETUNE_DEFAULTS["lr"]
 
     # Warm start: weights, architecture and denoising come from --init, the schedule is new.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shlex
 import sys
 from collections.abc import Callable
@@ -354,6 +355,8 @@ def _run(args: argparse.Namespace, build: Callable[[argparse.Namespace], Job]) -
     from tqdm import tqdm
 
     from cryosegnet import __version__
+    from cryosegnet.model.checkpoint import read_checkpoint
+    from cryosegnet.picking.picker import learnt_from_labels
 
     if args.resume:
         args = _resumed(args)
@@ -378,6 +381,12 @@ def _run(args: argparse.Namespace, build: Callable[[argparse.Namespace], Job]) -
                 f": validation best F1 {best['val_best_f1']:.3f}, F1 {best['val_f1']:.3f} "
                 f"at the picker's default threshold {best.get('val_threshold', 0.5):g}"
             )
+        at = best.get("val_best_threshold")
+        labelled = learnt_from_labels(read_checkpoint(result.best_path))
+        if at is not None and math.isfinite(at) and labelled:
+            # a few labelled micrographs can calibrate a model far from the default; such a
+            # model picks with the peak finder, whose scores the validation ranked
+            line += f"; its best is at {at:.3g}: pick with --threshold {at:.3g} to cut there"
         print(line)
     print(f"wrote {result.best_path} and {result.last_path}")
     return 0
