@@ -33,6 +33,17 @@ filter alone fits, so nothing changes there. Not solved: on the medium set the f
 over-picks at its threshold (2003 picks, F1 0.403 against its best 0.584), and the loop, which
 writes as many as the model did, inherits that (0.448); empty fields keep as many picks as full
 ones there (the classes flag none of the 3).
+
+Measured, not adopted: the model picking at the threshold its validation micrograph scored best
+at (``finetune`` records it; 0.50 easy, 0.40 medium) instead of the peak stage's 0.05. The model
+alone gains (F1 at the threshold 0.782 -> 0.806 easy, 0.403 -> 0.539 medium; empty fields 0.34
+-> 0.14 and 1.01 -> 0.84 of a full one's picks), but the loop, which writes as many as the
+model did, then writes too few where the model's best-F1 count is under the particles' (easy:
+279 picks for 360 particles, F1 0.801 -> 0.732; medium 0.448 -> 0.533). So ``finetune`` names
+the threshold and the option that picks there, and the default stays; the loop's count would
+have to stop depending on the picker's threshold first. On apoferritin the validated thresholds
+of three fine-tuning folds were 0.13-0.19, with F1 at 0.05 within 0.02 of the validation pair's
+best (in-sample); ``test`` was not measured for this.
 """
 
 from __future__ import annotations
